@@ -1,0 +1,1 @@
+"""HTTP surface: app factory, conventions (errors, pagination, idempotency), shared routes."""

@@ -1,0 +1,128 @@
+"""The application factory: wires domains, conventions, auth, jobs and OpenAPI together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme, Server
+from litestar.openapi.spec import Tag as OpenAPITag
+
+from cartera import __version__
+from cartera.api.context import AppContext, provide_actor, provide_session
+from cartera.api.idempotency import idempotency_middleware
+from cartera.api.problems import EXCEPTION_HANDLERS
+from cartera.api.security import OAUTH2_SCHEME, authentication_middleware
+from cartera.auth.keys import load_or_create
+from cartera.auth.routes import ROUTES as AUTH_ROUTES
+from cartera.auth.scopes import SCOPES
+from cartera.auth.tokens import TokenService
+from cartera.crypto import keyring
+from cartera.db import migrate
+from cartera.db.engine import make_engine, make_sessionmaker
+from cartera.jobs.routes import JobController
+from cartera.jobs.runner import InProcessRunner, JobRunner
+from cartera.ops import logging as ops_logging
+from cartera.ops.middleware import request_context_middleware
+from cartera.ops.routes import ROUTES as OPS_ROUTES
+from cartera.payments.routes import PaymentController
+from cartera.portfolio.routes import DebtorController, ObligationController, PortfolioController
+from cartera.reports.routes import aging
+from cartera.settings import Settings, get_settings
+
+DESCRIPTION = """Cartera is a headless collections-management API (gestión de cobranzas).
+
+Conventions: every error is RFC 9457 `application/problem+json` with a stable `code` (and
+`param` when one field is at fault); lists use cursor pagination (`limit`, `starting_after`,
+`has_more`); POSTs accept an `Idempotency-Key`; money is an exact decimal string with its ISO
+4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`.
+"""
+
+
+def openapi_config(issuer: str) -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Cartera API",
+        version=__version__,
+        description=DESCRIPTION,
+        servers=[Server(url=issuer)],
+        path="/docs",
+        render_plugins=[ScalarRenderPlugin()],
+        tags=[OpenAPITag(name=n) for n in ("OAuth2", "Portfolios", "Debtors", "Obligations",
+                                            "Payments", "Imports", "Reports", "Jobs",
+                                            "Operations")],
+        components=Components(security_schemes={
+            OAUTH2_SCHEME: SecurityScheme(
+                type="oauth2",
+                description="OAuth 2.0 client credentials; tokens are RS256 JWTs (RFC 9068).",
+                flows=OAuthFlows(client_credentials=OAuthFlow(
+                    token_url="/oauth/token", scopes=dict(SCOPES))),
+            )
+        }),
+    )
+
+
+def route_handlers() -> list[Any]:
+    from cartera.imports.routes import ImportController
+
+    return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
+            ObligationController, PaymentController, ImportController, JobController, aging]
+
+
+def create_app(settings: Settings | None = None, *, check_migrations: bool = True,
+               runner_factory: Any = None) -> Litestar:
+    """Build the ASGI app. It refuses to start on a database that is not migrated."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        if check_migrations:
+            current = await migrate.current_revision(engine)
+            head = migrate.head_revision(settings.database_url)
+            if current != head:
+                await engine.dispose()
+                raise migrate.DatabaseNotMigrated(
+                    f"database is at revision {current or 'none'}, code needs {head}: "
+                    "run `cartera db upgrade`")
+        sessionmaker = make_sessionmaker(engine)
+        async with sessionmaker() as session:
+            keys = await load_or_create(session, keyring())
+            await session.commit()
+        runner: JobRunner = (runner_factory or default_runner)(settings, sessionmaker)
+        app.state.ctx = AppContext(settings=settings, engine=engine, sessionmaker=sessionmaker,
+                                   tokens=TokenService(settings.issuer, keys,
+                                                       settings.token_ttl_seconds),
+                                   jobs=runner)
+        await runner.start()
+        try:
+            yield
+        finally:
+            await runner.stop()
+            await engine.dispose()
+
+    ops_logging.configure(settings.log_level)
+    return Litestar(
+        route_handlers=route_handlers(),
+        lifespan=[lifespan],
+        dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
+        middleware=[request_context_middleware, authentication_middleware,
+                    idempotency_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi_config(settings.issuer),
+        request_max_body_size=settings.max_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+
+
+def default_runner(settings: Settings, sessionmaker: Any) -> JobRunner:
+    if settings.run_jobs_in_process:
+        return InProcessRunner(sessionmaker)
+    from cartera.jobs.procrastinate_runner import ProcrastinateRunner
+
+    return ProcrastinateRunner(settings, sessionmaker)

@@ -1,0 +1,75 @@
+"""What a running app holds (engine, sessions, tokens, jobs) and per-request dependencies."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from litestar import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from cartera.auth.tokens import ClientPrincipal, TokenService
+from cartera.errors import Unauthorized
+from cartera.settings import Settings
+
+if TYPE_CHECKING:
+    from cartera.jobs.runner import JobRunner
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    tokens: TokenService
+    jobs: JobRunner
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a change, for the audit trail."""
+
+    tenant_id: int
+    client_id: str | None
+    request_id: str | None
+
+    @property
+    def name(self) -> str:
+        return f"client:{self.client_id}" if self.client_id else "system"
+
+
+def app_context(request: Request[Any, Any, Any]) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def principal_of(request: Request[Any, Any, Any]) -> ClientPrincipal:
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is None:
+        raise Unauthorized("a bearer access token is required", code="missing_token")
+    assert isinstance(principal, ClientPrincipal)
+    return principal
+
+
+async def provide_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+    """A tenant-scoped session for the caller; commits when the handler returns."""
+    principal = principal_of(request)
+    ctx = app_context(request)
+    async with ctx.sessionmaker() as session:
+        session.info["tenant_id"] = principal.tenant_id
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    principal = principal_of(request)
+    return Actor(
+        tenant_id=principal.tenant_id,
+        client_id=principal.client_id,
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )

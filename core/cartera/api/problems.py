@@ -1,0 +1,130 @@
+"""RFC 9457 problem details for every error, with a stable ``code`` and, where one field is
+at fault, ``param``. Stack traces never leave the process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from cartera.errors import CarteraError
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("cartera.api")
+
+_CODES_BY_STATUS = {
+    400: ("bad_request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not_found", "Not found"),
+    405: ("method_not_allowed", "Method not allowed"),
+    409: ("conflict", "Conflict"),
+    413: ("body_too_large", "Request body too large"),
+    415: ("unsupported_media_type", "Unsupported media type"),
+    422: ("validation_error", "Validation failed"),
+    429: ("rate_limited", "Too many requests"),
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    param: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": f"https://cartera.dev/problems/{code.replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if param is not None:
+        body["param"] = param
+    if instance is not None:
+        body["instance"] = instance
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    return request.scope.get("state", {}).get("request_id")
+
+
+def cartera_error_handler(request: Request[Any, Any, Any], exc: CarteraError) -> Response[Any]:
+    headers = {"WWW-Authenticate": 'Bearer realm="cartera"'} if exc.status == 401 else None
+    return problem(
+        exc.status, exc.code, exc.title, exc.detail, param=exc.param, instance=request.url.path,
+        headers=headers, request_id=_request_id(request), **exc.extra,
+    )
+
+
+def _validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    raw = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        {"param": e.get("key"), "source": e.get("source"), "reason": e.get("message")}
+        for e in raw
+        if isinstance(e, dict)
+    ]
+    detail = str(exc.detail)
+    if "JSON" in detail and ("malformed" in detail.lower() or "invalid" in detail.lower()):
+        if not errors:
+            return problem(400, "malformed_json", "Malformed JSON", "the request body is not "
+                           "valid JSON", instance=request.url.path, request_id=_request_id(request))
+    first = errors[0] if errors else {}
+    reason = first.get("reason") or detail
+    param = first.get("param")
+    return problem(
+        422, "validation_error", "Validation failed",
+        f"{param}: {reason}" if param else str(reason), param=param,
+        instance=request.url.path, errors=errors or None, request_id=_request_id(request),
+    )
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, ValidationException):
+        return _validation_problem(request, exc)
+    status = exc.status_code
+    code, title = _CODES_BY_STATUS.get(status, ("error", "Error"))
+    if isinstance(exc, NotAuthorizedException):
+        code, title = "unauthorized", "Unauthorized"
+    if isinstance(exc, PermissionDeniedException):
+        code, title = "forbidden", "Forbidden"
+    headers = dict(exc.headers or {})
+    if status == 401:
+        headers.setdefault("WWW-Authenticate", 'Bearer realm="cartera"')
+    return problem(
+        status, code, title, str(exc.detail), instance=request.url.path, headers=headers or None,
+        request_id=_request_id(request),
+    )
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", extra={"request_id": _request_id(request)})
+    return problem(
+        HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error",
+        "something went wrong on our side; the request id identifies it in our logs",
+        instance=request.url.path, request_id=_request_id(request),
+    )
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    CarteraError: cartera_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]

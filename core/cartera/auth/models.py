@@ -1,0 +1,37 @@
+"""OAuth2 clients and the token-signing keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, LargeBinary, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+
+
+class OAuthClient(TenantScoped, Base):
+    """A machine client bound to one tenant; its secret is stored only as a hash."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[str] = mapped_column(String(1000))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SigningKey(Base):
+    """An RSA key pair that signs access tokens; the private half is encrypted at rest."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,22 @@
+"""OAuth2 scopes: one read and one write scope per resource family."""
+
+from __future__ import annotations
+
+SCOPES: dict[str, str] = {
+    "portfolio:read": "Read portfolios, debtors, obligations, payments and balances",
+    "portfolio:write": "Create and change portfolios, debtors, obligations and payments",
+    "imports:read": "Read bulk imports and their row errors",
+    "imports:write": "Start bulk imports",
+    "reports:read": "Read reports such as the aging report",
+    "jobs:read": "Follow background jobs",
+    "audit:read": "Read the audit trail",
+}
+DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
+
+
+def parse(scope: str | None) -> list[str]:
+    return [s for s in (scope or "").split() if s]
+
+
+def unknown(scopes: list[str]) -> list[str]:
+    return [s for s in scopes if s not in SCOPES]

@@ -1,0 +1,135 @@
+"""The ``cartera`` command: serve, worker, db upgrade, tenants/clients bootstrap, demo, import."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from cartera.settings import get_settings
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from cartera.db import migrate
+
+    url = get_settings().database_url
+    migrate.upgrade(url, args.revision)
+    print(f"database upgraded to {args.revision}: {url.split('@')[-1]}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cartera.api.app import create_app
+
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None,
+                access_log=False, workers=None)
+    return 0
+
+
+async def _with_session(fn: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    from cartera.db.engine import make_engine, make_sessionmaker
+
+    engine = make_engine(get_settings().database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            result = await fn(session)
+            await session.commit()
+            return result
+    finally:
+        await engine.dispose()
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> int:
+    from cartera.tenants.service import create_tenant
+
+    async def go(session: Any) -> Any:
+        return await create_tenant(session, slug=args.slug, name=args.name or args.slug,
+                                   country=args.country, currency=args.currency,
+                                   timezone=args.timezone)
+
+    tenant = _run(_with_session(go))
+    print(f"tenant {tenant.slug} created with id {tenant.id} ({tenant.country}, "
+          f"{tenant.default_currency}, {tenant.timezone})")
+    return 0
+
+
+def cmd_clients_create(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from cartera.auth.clients import create_client
+    from cartera.tenants.models import Tenant
+
+    async def go(session: Any) -> Any:
+        tenant = await session.scalar(select(Tenant).where(Tenant.slug == args.tenant))
+        if tenant is None:
+            raise SystemExit(f"no tenant {args.tenant!r}")
+        scopes = args.scopes.split() if args.scopes else None
+        return await create_client(session, tenant.id, args.name, scopes)
+
+    client, secret = _run(_with_session(go))
+    print(f"client_id:     {client.client_id}\nclient_secret: {secret}\nscopes:        "
+          f"{client.scopes}\n(the secret is shown only now; store it safely)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cartera", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(fn=cmd_serve)
+
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
+    up = db.add_parser("upgrade", help="apply migrations")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(fn=cmd_db_upgrade)
+
+    tenants = sub.add_parser("tenants").add_subparsers(dest="tenants", required=True)
+    tc = tenants.add_parser("create", help="create a tenant")
+    tc.add_argument("slug")
+    tc.add_argument("--name")
+    tc.add_argument("--country", required=True)
+    tc.add_argument("--currency", required=True)
+    tc.add_argument("--timezone")
+    tc.set_defaults(fn=cmd_tenants_create)
+
+    clients = sub.add_parser("clients").add_subparsers(dest="clients", required=True)
+    cc = clients.add_parser("create", help="create an OAuth2 client (secret shown once)")
+    cc.add_argument("--tenant", required=True, help="tenant slug")
+    cc.add_argument("--name", required=True)
+    cc.add_argument("--scopes", help="space-separated; default: every scope")
+    cc.set_defaults(fn=cmd_clients_create)
+
+    for extra in _extra_commands:
+        extra(sub)
+    return p
+
+
+_extra_commands: list[Callable[[Any], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except Exception as exc:  # a CLI prints a one-line reason, not a traceback
+        from cartera.errors import CarteraError
+
+        if isinstance(exc, CarteraError):
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""Imports every table module so ``Base.metadata`` is complete (Alembic, tests)."""
+
+from cartera.api.models import IdempotencyRecord
+from cartera.audit.models import AuditEntry
+from cartera.auth.models import OAuthClient, SigningKey
+from cartera.db.base import Base
+from cartera.imports.models import ImportRowError, ImportRun
+from cartera.jobs.models import Job
+from cartera.payments.models import Allocation, Payment
+from cartera.portfolio.models import (
+    ContactPoint,
+    Debtor,
+    DebtorBalance,
+    DebtorTag,
+    Obligation,
+    Portfolio,
+    RelatedParty,
+)
+from cartera.tenants.models import Tenant
+
+__all__ = [
+    "Allocation",
+    "AuditEntry",
+    "Base",
+    "ContactPoint",
+    "Debtor",
+    "DebtorBalance",
+    "DebtorTag",
+    "IdempotencyRecord",
+    "ImportRowError",
+    "ImportRun",
+    "Job",
+    "OAuthClient",
+    "Obligation",
+    "Payment",
+    "Portfolio",
+    "RelatedParty",
+    "SigningKey",
+    "Tenant",
+]

@@ -1,0 +1,1 @@
+"""The demo tenant, client and a realistic multi-country portfolio."""

@@ -1,0 +1,1 @@
+"""Bulk ingestion of debtors, obligations and payments from NDJSON or CSV."""

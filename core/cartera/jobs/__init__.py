@@ -1,0 +1,1 @@
+"""Background jobs: one small interface, procrastinate on PostgreSQL, in-process on SQLite."""

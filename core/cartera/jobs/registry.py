@@ -1,0 +1,45 @@
+"""Job kinds: ``@job("kind")`` registers the coroutine that does one job's work.
+
+A handler receives a :class:`JobContext` and must be idempotent: every runner delivers at
+least once (a crash mid-job means it runs again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cartera.jobs.models import Job
+
+
+@dataclass
+class JobContext:
+    job_id: int
+    tenant_id: int
+    payload: dict[str, Any]
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def progress(self, done: int, total: int | None = None) -> None:
+        """Record progress in its own short transaction, visible to the API at once."""
+        values: dict[str, Any] = {"progress_done": done}
+        if total is not None:
+            values["progress_total"] = total
+        async with self.sessionmaker() as session:
+            await session.execute(update(Job).where(Job.id == self.job_id).values(**values))
+            await session.commit()
+
+
+Handler = Callable[[JobContext], Awaitable[dict[str, Any] | None]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def job(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register

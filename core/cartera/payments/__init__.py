@@ -1,0 +1,1 @@
+"""Payments and their allocation to obligations."""

@@ -1,0 +1,56 @@
+"""API shapes of payments."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from msgspec import Struct
+
+from cartera.types import Amount, Currency, ExternalRef
+
+
+class AllocationIn(Struct, forbid_unknown_fields=True):
+    """Part of the payment the payer wants applied to one obligation."""
+
+    obligation_id: int
+    amount: Amount
+
+
+class PaymentCreate(Struct, forbid_unknown_fields=True):
+    currency: Currency
+    amount: Amount
+    paid_on: date
+    debtor_id: int | None = None
+    debtor_external_ref: str | None = None
+    external_ref: ExternalRef | None = None
+    method: str | None = None
+    reference: str | None = None
+    allocations: list[AllocationIn] = []
+    """Explicit allocations; whatever they leave goes to the oldest due obligations."""
+
+
+class PaymentReverse(Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class AllocationOut(Struct):
+    obligation_id: int
+    amount: str
+    explicit: bool
+
+
+class PaymentOut(Struct):
+    id: int
+    external_ref: str | None
+    debtor_id: int
+    currency: str
+    amount: str
+    unapplied_amount: str
+    paid_on: date
+    method: str | None
+    reference: str | None
+    status: str
+    reversed_at: datetime | None
+    reversal_reason: str | None
+    allocations: list[AllocationOut]
+    created_at: datetime

@@ -1,0 +1,1 @@
+"""The portfolio domain: portfolios, debtors, their contact points, obligations, balances."""

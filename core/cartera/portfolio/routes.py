@@ -1,0 +1,242 @@
+"""HTTP routes: /v1/portfolios, /v1/debtors (+ contact points, related parties, balance,
+timeline) and /v1/obligations."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import Parameter
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.api.context import Actor
+from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.security import secured
+from cartera.portfolio import schemas, service
+from cartera.portfolio.models import Debtor, Obligation, Portfolio
+from cartera.types import ObligationKind, ObligationStatus
+
+READ = secured("portfolio:read")
+WRITE = secured("portfolio:write")
+
+AsOf = Annotated[date | None, Parameter(description="Business date to compute days past due "
+                                                    "at; default: today in the tenant's zone.")]
+
+
+class PortfolioController(Controller):
+    path = "/v1/portfolios"
+    tags = ["Portfolios"]
+
+    @post("/", summary="Create a portfolio", operation_id="CreatePortfolio", **WRITE)
+    async def create(self, data: schemas.PortfolioCreate, session: AsyncSession,
+                     actor: Actor) -> schemas.PortfolioOut:
+        """Create a named portfolio (cartera) that obligations can belong to."""
+        return service.portfolio_out(await service.create_portfolio(session, actor, data))
+
+    @get("/", summary="List portfolios", operation_id="ListPortfolios", **READ)
+    async def index(self, session: AsyncSession, limit: Limit = 20,
+                   starting_after: StartingAfter = None) -> Page[schemas.PortfolioOut]:
+        """Portfolios in id order, one page at a time."""
+        rows = (await session.scalars(paginate(select(Portfolio), Portfolio.id, limit,
+                                               starting_after))).all()
+        return page_of(rows, limit, service.portfolio_out)
+
+    @get("/{portfolio_id:int}", summary="Get a portfolio", operation_id="GetPortfolio", **READ)
+    async def retrieve(self, portfolio_id: int, session: AsyncSession) -> schemas.PortfolioOut:
+        """One portfolio by id."""
+        return service.portfolio_out(await service.get_portfolio(session, portfolio_id))
+
+    @patch("/{portfolio_id:int}", summary="Update a portfolio", operation_id="UpdatePortfolio",
+           **WRITE)
+    async def update(self, portfolio_id: int, data: schemas.PortfolioUpdate,
+                     session: AsyncSession, actor: Actor) -> schemas.PortfolioOut:
+        """Change a portfolio's name or description."""
+        return service.portfolio_out(
+            await service.update_portfolio(session, actor, portfolio_id, data))
+
+
+class DebtorController(Controller):
+    path = "/v1/debtors"
+    tags = ["Debtors"]
+
+    @post("/", summary="Create a debtor", operation_id="CreateDebtor", **WRITE)
+    async def create(self, data: schemas.DebtorCreate, session: AsyncSession,
+                     actor: Actor) -> schemas.DebtorOut:
+        """Create a debtor with contact points, related parties and tags.
+
+        Phones are normalised to E.164 in the debtor's country; the time zone is derived from
+        country and subdivision when not given.
+        """
+        debtor = await service.create_debtor(session, actor, data)
+        return (await service.debtor_out(session, [debtor]))[0]
+
+    @get("/", summary="List debtors", operation_id="ListDebtors", **READ)
+    async def index(
+        self, session: AsyncSession, actor: Actor, limit: Limit = 20,
+        starting_after: StartingAfter = None,
+        zone: str | None = None, country: str | None = None,
+        tag: Annotated[list[str] | None, Parameter(description="Repeat to require all tags.")]
+        = None,
+        portfolio_id: int | None = None, external_ref: str | None = None,
+        currency: str | None = None,
+        dpd_min: Annotated[int | None, Parameter(ge=0, description="Min days past due.")] = None,
+        dpd_max: Annotated[int | None, Parameter(ge=0, description="Max days past due.")] = None,
+        as_of: AsOf = None,
+    ) -> Page[schemas.DebtorOut]:
+        """Debtors in id order, filtered by zone, country, tags, portfolio, currency and days
+        past due (from the oldest unpaid due date)."""
+        day = as_of or await service.tenant_today(session, actor.tenant_id)
+        stmt = service.debtor_filters(
+            select(Debtor), as_of=day, tenant_id=actor.tenant_id, zone=zone, country=country,
+            tag=tag, portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
+            dpd_max=dpd_max, currency=currency)
+        rows = (await session.scalars(paginate(stmt, Debtor.id, limit, starting_after))).all()
+        page = page_of(rows, limit, lambda d: d)
+        page.data = await service.debtor_out(session, page.data)
+        return page
+
+    @get("/{debtor_id:int}", summary="Get a debtor", operation_id="GetDebtor", **READ)
+    async def retrieve(self, debtor_id: int, session: AsyncSession) -> schemas.DebtorOut:
+        """One debtor with contact points, related parties and tags."""
+        debtor = await service.get_debtor(session, debtor_id)
+        return (await service.debtor_out(session, [debtor]))[0]
+
+    @patch("/{debtor_id:int}", summary="Update a debtor", operation_id="UpdateDebtor", **WRITE)
+    async def update(self, debtor_id: int, data: schemas.DebtorUpdate, session: AsyncSession,
+                     actor: Actor) -> schemas.DebtorOut:
+        """Change a debtor's fields; ``tags`` replaces the whole set."""
+        debtor = await service.update_debtor(session, actor, debtor_id, data)
+        return (await service.debtor_out(session, [debtor]))[0]
+
+    @delete("/{debtor_id:int}", summary="Delete a debtor", operation_id="DeleteDebtor", **WRITE)
+    async def remove(self, debtor_id: int, session: AsyncSession, actor: Actor) -> None:
+        """Delete a debtor that has no obligations (with money history, it is refused)."""
+        await service.delete_debtor(session, actor, debtor_id)
+
+    @post("/{debtor_id:int}/contact-points", summary="Add a contact point",
+          operation_id="CreateContactPoint", **WRITE)
+    async def add_contact_point(self, debtor_id: int, data: schemas.ContactPointIn,
+                                session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
+        """Add a phone, email, WhatsApp number or postal address, with consent and origin."""
+        await service.add_contact_point(session, actor, debtor_id, data)
+        debtor = await service.get_debtor(session, debtor_id)
+        return (await service.debtor_out(session, [debtor]))[0].contact_points[-1]
+
+    @patch("/{debtor_id:int}/contact-points/{contact_point_id:int}",
+           summary="Update a contact point", operation_id="UpdateContactPoint", **WRITE)
+    async def update_contact_point(self, debtor_id: int, contact_point_id: int,
+                                   data: schemas.ContactPointUpdate, session: AsyncSession,
+                                   actor: Actor) -> schemas.ContactPointOut:
+        """Change consent, opt-outs, label or preference of a contact point."""
+        await service.update_contact_point(session, actor, debtor_id, contact_point_id, data)
+        debtor = await service.get_debtor(session, debtor_id)
+        out = (await service.debtor_out(session, [debtor]))[0].contact_points
+        return next(cp for cp in out if cp.id == contact_point_id)
+
+    @delete("/{debtor_id:int}/contact-points/{contact_point_id:int}",
+            summary="Remove a contact point", operation_id="DeleteContactPoint", **WRITE)
+    async def delete_contact_point(self, debtor_id: int, contact_point_id: int,
+                                   session: AsyncSession, actor: Actor) -> None:
+        """Remove a contact point."""
+        await service.delete_contact_point(session, actor, debtor_id, contact_point_id)
+
+    @post("/{debtor_id:int}/related-parties", summary="Add a related party",
+          operation_id="CreateRelatedParty", **WRITE)
+    async def add_related_party(self, debtor_id: int, data: schemas.RelatedPartyIn,
+                                session: AsyncSession, actor: Actor) -> schemas.RelatedPartyOut:
+        """Add a guarantor, co-debtor or reference."""
+        await service.add_related_party(session, actor, debtor_id, data)
+        debtor = await service.get_debtor(session, debtor_id)
+        return (await service.debtor_out(session, [debtor]))[0].related_parties[-1]
+
+    @get("/{debtor_id:int}/balance", summary="Get a debtor's balance",
+         operation_id="GetDebtorBalance", **READ)
+    async def balance(self, debtor_id: int, session: AsyncSession, actor: Actor,
+                      as_of: AsOf = None) -> schemas.DebtorBalanceOut:
+        """Outstanding, overdue and unapplied credit per currency (credit notes netted), with
+        days past due from the oldest unpaid due date and the aging bucket."""
+        day = as_of or await service.tenant_today(session, actor.tenant_id)
+        return await service.debtor_balance(session, debtor_id, day)
+
+    @get("/{debtor_id:int}/timeline", summary="Get a debtor's timeline",
+         operation_id="GetDebtorTimeline", **READ)
+    async def timeline(self, debtor_id: int, session: AsyncSession,
+                       limit: Limit = 50) -> list[schemas.TimelineEntry]:
+        """Newest first: obligations loaded, payments, reversals and every audited change."""
+        return await service.timeline(session, debtor_id, limit)
+
+
+class ObligationController(Controller):
+    path = "/v1/obligations"
+    tags = ["Obligations"]
+
+    @post("/", summary="Create an obligation", operation_id="CreateObligation", **WRITE)
+    async def create(self, data: schemas.ObligationCreate, session: AsyncSession,
+                     actor: Actor) -> schemas.ObligationOut:
+        """Load an invoice, installment, loan, card balance, fee, credit or debit note.
+
+        ``outstanding_amount`` (default: the original amount) records what was already paid
+        outside Cartera. A credit note's amount is applied to the debtor's oldest due
+        obligations in its currency.
+        """
+        obligation = await service.create_obligation(session, actor, data)
+        return service.obligation_out(obligation,
+                                      await service.tenant_today(session, actor.tenant_id))
+
+    @get("/", summary="List obligations", operation_id="ListObligations", **READ)
+    async def index(
+        self, session: AsyncSession, actor: Actor, limit: Limit = 20,
+        starting_after: StartingAfter = None, debtor_id: int | None = None,
+        portfolio_id: int | None = None, status: ObligationStatus | None = None,
+        kind: ObligationKind | None = None, product: str | None = None,
+        currency: str | None = None, due_from: date | None = None, due_to: date | None = None,
+        dpd_min: Annotated[int | None, Parameter(ge=0)] = None,
+        dpd_max: Annotated[int | None, Parameter(ge=0)] = None,
+        zone: str | None = None, as_of: AsOf = None,
+    ) -> Page[schemas.ObligationOut]:
+        """Obligations in id order with filters; days past due are the obligation's own."""
+        from datetime import timedelta
+
+        day = as_of or await service.tenant_today(session, actor.tenant_id)
+        stmt = select(Obligation)
+        for column, value in ((Obligation.debtor_id, debtor_id),
+                              (Obligation.portfolio_id, portfolio_id),
+                              (Obligation.status, status), (Obligation.kind, kind),
+                              (Obligation.product, product), (Obligation.currency, currency)):
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if due_from is not None:
+            stmt = stmt.where(Obligation.due_date >= due_from)
+        if due_to is not None:
+            stmt = stmt.where(Obligation.due_date <= due_to)
+        if dpd_min is not None or dpd_max is not None:
+            stmt = stmt.where(Obligation.status == "open", Obligation.kind != "credit_note")
+            if dpd_min:
+                stmt = stmt.where(Obligation.due_date <= day - timedelta(days=dpd_min))
+            if dpd_max is not None:
+                stmt = stmt.where(Obligation.due_date >= day - timedelta(days=dpd_max))
+        if zone is not None:
+            stmt = stmt.join(Debtor, Debtor.id == Obligation.debtor_id).where(Debtor.zone == zone)
+        rows = (await session.scalars(paginate(stmt, Obligation.id, limit,
+                                               starting_after))).all()
+        return page_of(rows, limit, lambda o: service.obligation_out(o, day))
+
+    @get("/{obligation_id:int}", summary="Get an obligation", operation_id="GetObligation",
+         **READ)
+    async def retrieve(self, obligation_id: int, session: AsyncSession,
+                  actor: Actor) -> schemas.ObligationOut:
+        """One obligation by id."""
+        return service.obligation_out(await service.get_obligation(session, obligation_id),
+                                      await service.tenant_today(session, actor.tenant_id))
+
+    @patch("/{obligation_id:int}", summary="Update an obligation",
+           operation_id="UpdateObligation", **WRITE)
+    async def update(self, obligation_id: int, data: schemas.ObligationUpdate,
+                     session: AsyncSession, actor: Actor) -> schemas.ObligationOut:
+        """Move the due date, change product or portfolio, or mark it disputed, written off
+        or cancelled (and back to open)."""
+        obligation = await service.update_obligation(session, actor, obligation_id, data)
+        return service.obligation_out(obligation,
+                                      await service.tenant_today(session, actor.tenant_id))

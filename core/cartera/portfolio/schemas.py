@@ -1,0 +1,209 @@
+"""API shapes of the portfolio domain (msgspec)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+from msgspec import UNSET, Struct, UnsetType
+
+from cartera.types import (
+    Amount,
+    AttributeValue,
+    Channel,
+    Consent,
+    ContactKind,
+    ContactOrigin,
+    CountryCode,
+    Currency,
+    DebtorKind,
+    ExternalRef,
+    Name,
+    ObligationKind,
+    ObligationStatus,
+    RelatedRole,
+    ShortText,
+    Tag,
+)
+
+
+class PortfolioCreate(Struct, forbid_unknown_fields=True):
+    code: ShortText
+    name: Name
+    description: str | None = None
+
+
+class PortfolioUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    description: str | None | UnsetType = UNSET
+
+
+class PortfolioOut(Struct):
+    id: int
+    code: str
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactPointIn(Struct, forbid_unknown_fields=True):
+    kind: ContactKind
+    value: str = msgspec.field()
+    label: str | None = None
+    consent: Consent = "unknown"
+    opted_out_channels: list[Channel] = []
+    origin: ContactOrigin = "debtor_provided"
+    preferred: bool = False
+
+
+class ContactPointUpdate(Struct, forbid_unknown_fields=True):
+    label: str | None | UnsetType = UNSET
+    consent: Consent | UnsetType = UNSET
+    opted_out_channels: list[Channel] | UnsetType = UNSET
+    preferred: bool | UnsetType = UNSET
+
+
+class ContactPointOut(Struct):
+    id: int
+    kind: str
+    value: str
+    label: str | None
+    consent: str
+    opted_out_channels: list[str]
+    origin: str
+    preferred: bool
+
+
+class RelatedPartyIn(Struct, forbid_unknown_fields=True):
+    role: RelatedRole
+    name: Name
+    national_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    related_debtor_id: int | None = None
+
+
+class RelatedPartyOut(Struct):
+    id: int
+    role: str
+    name: str
+    national_id: str | None
+    phone: str | None
+    email: str | None
+    related_debtor_id: int | None
+
+
+class DebtorCreate(Struct, forbid_unknown_fields=True):
+    external_ref: ExternalRef
+    name: Name
+    country: CountryCode
+    kind: DebtorKind = "person"
+    national_id: str | None = None
+    subdivision: str | None = None
+    timezone: str | None = None
+    zone: str | None = None
+    risk_score: int | None = msgspec.field(default=None)
+    tags: list[Tag] = []
+    attributes: dict[str, AttributeValue] = {}
+    contact_points: list[ContactPointIn] = []
+    related_parties: list[RelatedPartyIn] = []
+
+
+class DebtorUpdate(Struct, forbid_unknown_fields=True):
+    name: Name | UnsetType = UNSET
+    kind: DebtorKind | UnsetType = UNSET
+    national_id: str | None | UnsetType = UNSET
+    country: CountryCode | UnsetType = UNSET
+    subdivision: str | None | UnsetType = UNSET
+    timezone: str | UnsetType = UNSET
+    zone: str | None | UnsetType = UNSET
+    risk_score: int | None | UnsetType = UNSET
+    tags: list[Tag] | UnsetType = UNSET
+    attributes: dict[str, AttributeValue] | UnsetType = UNSET
+
+
+class DebtorOut(Struct):
+    id: int
+    external_ref: str
+    kind: str
+    name: str
+    national_id: str | None
+    country: str
+    subdivision: str | None
+    timezone: str
+    zone: str | None
+    risk_score: int | None
+    tags: list[str]
+    attributes: dict[str, AttributeValue]
+    contact_points: list[ContactPointOut]
+    related_parties: list[RelatedPartyOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ObligationCreate(Struct, forbid_unknown_fields=True):
+    external_ref: ExternalRef
+    kind: ObligationKind
+    currency: Currency
+    original_amount: Amount
+    due_date: date
+    debtor_id: int | None = None
+    debtor_external_ref: str | None = None
+    outstanding_amount: Amount | None = None
+    portfolio_id: int | None = None
+    product: str | None = None
+    issue_date: date | None = None
+    status: ObligationStatus = "open"
+
+
+class ObligationUpdate(Struct, forbid_unknown_fields=True):
+    due_date: date | UnsetType = UNSET
+    product: str | None | UnsetType = UNSET
+    portfolio_id: int | None | UnsetType = UNSET
+    status: ObligationStatus | UnsetType = UNSET
+
+
+class ObligationOut(Struct):
+    id: int
+    external_ref: str
+    debtor_id: int
+    portfolio_id: int | None
+    kind: str
+    product: str | None
+    currency: str
+    original_amount: str
+    outstanding_amount: str
+    issue_date: date | None
+    due_date: date
+    status: str
+    days_past_due: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CurrencyBalance(Struct):
+    currency: str
+    outstanding_amount: str
+    overdue_amount: str
+    unapplied_credit: str
+    open_obligations: int
+    oldest_unpaid_due_date: date | None
+    days_past_due: int
+    aging_bucket: str
+    last_payment_date: date | None
+
+
+class DebtorBalanceOut(Struct):
+    debtor_id: int
+    as_of: date
+    balances: list[CurrencyBalance]
+
+
+class TimelineEntry(Struct):
+    at: datetime
+    kind: str
+    summary: str
+    resource_type: str
+    resource_id: str
+    detail: dict[str, object] = {}

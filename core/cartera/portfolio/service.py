@@ -1,0 +1,472 @@
+"""Portfolio use cases: portfolios, debtors (with contact points, related parties, tags),
+obligations, balances and the timeline. Every function works inside the caller's
+tenant-scoped session and audits its writes there."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import Select, delete, exists, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera import money
+from cartera.api.context import Actor
+from cartera.audit import service as audit
+from cartera.audit.models import AuditEntry
+from cartera.errors import Conflict, Invalid, NotFound
+from cartera.payments.allocation import DebtorScope, rebalance
+from cartera.payments.models import Payment
+from cartera.portfolio import aging, schemas, validation
+from cartera.portfolio.models import (
+    ContactPoint,
+    Debtor,
+    DebtorBalance,
+    DebtorTag,
+    Obligation,
+    Portfolio,
+    RelatedParty,
+)
+from cartera.tenants.models import Tenant
+
+
+def _changes(struct: msgspec.Struct) -> dict[str, Any]:
+    return {k: v for k, v in msgspec.to_builtins(struct).items() if v is not msgspec.UNSET}
+
+
+async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
+    from cartera.clock import today_in
+
+    tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    return today_in(tz or "UTC")
+
+
+# --- portfolios -------------------------------------------------------------------------
+
+async def create_portfolio(session: AsyncSession, actor: Actor,
+                           data: schemas.PortfolioCreate) -> Portfolio:
+    portfolio = Portfolio(tenant_id=actor.tenant_id, code=data.code, name=data.name,
+                          description=data.description)
+    session.add(portfolio)
+    await _flush_unique(session, f"a portfolio with code {data.code!r} exists", "code")
+    audit.record(session, actor, "portfolio.created", "portfolio", portfolio.id, _changes(data))
+    return portfolio
+
+
+async def get_portfolio(session: AsyncSession, portfolio_id: int) -> Portfolio:
+    portfolio = await session.get(Portfolio, portfolio_id)
+    if portfolio is None or portfolio.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"portfolio {portfolio_id} not found")
+    return portfolio
+
+
+async def update_portfolio(session: AsyncSession, actor: Actor, portfolio_id: int,
+                           data: schemas.PortfolioUpdate) -> Portfolio:
+    portfolio = await get_portfolio(session, portfolio_id)
+    changes = _changes(data)
+    for key, value in changes.items():
+        setattr(portfolio, key, value)
+    await session.flush()
+    audit.record(session, actor, "portfolio.updated", "portfolio", portfolio.id, changes)
+    return portfolio
+
+
+def portfolio_out(p: Portfolio) -> schemas.PortfolioOut:
+    return schemas.PortfolioOut(id=p.id, code=p.code, name=p.name, description=p.description,
+                                created_at=p.created_at, updated_at=p.updated_at)
+
+
+# --- debtors ----------------------------------------------------------------------------
+
+async def _flush_unique(session: AsyncSession, message: str, param: str) -> None:
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(message, code="already_exists", param=param) from None
+
+
+def _contact_point(tenant_id: int, debtor: Debtor, data: schemas.ContactPointIn,
+                   param: str) -> ContactPoint:
+    return ContactPoint(
+        tenant_id=tenant_id, debtor_id=debtor.id, kind=data.kind,
+        value=validation.contact_value(data.kind, data.value, debtor.country, f"{param}.value"),
+        label=data.label, consent=data.consent, opted_out_channels=list(data.opted_out_channels),
+        origin=data.origin, preferred=data.preferred,
+    )
+
+
+async def _related_party(session: AsyncSession, tenant_id: int, debtor: Debtor,
+                         data: schemas.RelatedPartyIn, param: str) -> RelatedParty:
+    if data.related_debtor_id is not None:
+        await get_debtor(session, data.related_debtor_id, param=f"{param}.related_debtor_id")
+    return RelatedParty(
+        tenant_id=tenant_id, debtor_id=debtor.id, role=data.role, name=data.name,
+        national_id=data.national_id,
+        phone=validation.phone(data.phone, debtor.country, f"{param}.phone") if data.phone else None,
+        email=validation.email(data.email, f"{param}.email") if data.email else None,
+        related_debtor_id=data.related_debtor_id,
+    )
+
+
+def _check_risk(score: int | None) -> None:
+    if score is not None and not 0 <= score <= 1000:
+        raise Invalid("risk_score must be between 0 and 1000", param="risk_score")
+
+
+async def create_debtor(session: AsyncSession, actor: Actor,
+                        data: schemas.DebtorCreate) -> Debtor:
+    country = validation.country(data.country)
+    subdivision = validation.subdivision(data.subdivision, country)
+    _check_risk(data.risk_score)
+    debtor = Debtor(
+        tenant_id=actor.tenant_id, external_ref=data.external_ref, kind=data.kind,
+        name=data.name, national_id=data.national_id, country=country, subdivision=subdivision,
+        timezone=validation.timezone(data.timezone, country, subdivision), zone=data.zone,
+        risk_score=data.risk_score, attributes=dict(data.attributes),
+    )
+    session.add(debtor)
+    await _flush_unique(session, f"a debtor with external_ref {data.external_ref!r} exists",
+                        "external_ref")
+    for i, cp in enumerate(data.contact_points):
+        session.add(_contact_point(actor.tenant_id, debtor, cp, f"contact_points[{i}]"))
+    for i, rp in enumerate(data.related_parties):
+        session.add(await _related_party(session, actor.tenant_id, debtor, rp,
+                                         f"related_parties[{i}]"))
+    for tag in sorted(set(data.tags)):
+        session.add(DebtorTag(tenant_id=actor.tenant_id, debtor_id=debtor.id, tag=tag))
+    await _flush_unique(session, "duplicate contact point", "contact_points")
+    audit.record(session, actor, "debtor.created", "debtor", debtor.id, _changes(data))
+    return debtor
+
+
+async def get_debtor(session: AsyncSession, debtor_id: int, *, param: str | None = None) -> Debtor:
+    debtor = await session.get(Debtor, debtor_id)
+    if debtor is None or debtor.tenant_id != session.info["tenant_id"]:
+        if param:
+            raise Invalid(f"debtor {debtor_id} does not exist", code="unknown_debtor", param=param)
+        raise NotFound(f"debtor {debtor_id} not found")
+    return debtor
+
+
+async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
+                        data: schemas.DebtorUpdate) -> Debtor:
+    debtor = await get_debtor(session, debtor_id)
+    changes = _changes(data)
+    tags = changes.pop("tags", None)
+    if "country" in changes:
+        changes["country"] = validation.country(changes["country"])
+    country = changes.get("country", debtor.country)
+    if "subdivision" in changes or "country" in changes:
+        changes["subdivision"] = validation.subdivision(
+            changes.get("subdivision", debtor.subdivision), country)
+    if "timezone" in changes:
+        changes["timezone"] = validation.timezone(changes["timezone"], country, None)
+    if "risk_score" in changes:
+        _check_risk(changes["risk_score"])
+    for key, value in changes.items():
+        setattr(debtor, key, value)
+    if tags is not None:
+        await session.execute(delete(DebtorTag).where(DebtorTag.debtor_id == debtor.id))
+        for tag in sorted(set(tags)):
+            session.add(DebtorTag(tenant_id=actor.tenant_id, debtor_id=debtor.id, tag=tag))
+        changes["tags"] = tags
+    await session.flush()
+    audit.record(session, actor, "debtor.updated", "debtor", debtor.id, changes)
+    return debtor
+
+
+async def delete_debtor(session: AsyncSession, actor: Actor, debtor_id: int) -> None:
+    debtor = await get_debtor(session, debtor_id)
+    has_money = await session.scalar(select(exists().where(Obligation.debtor_id == debtor.id)))
+    if has_money:
+        raise Conflict("a debtor with obligations cannot be deleted", code="debtor_has_obligations")
+    await session.delete(debtor)
+    audit.record(session, actor, "debtor.deleted", "debtor", debtor_id, {})
+
+
+async def add_contact_point(session: AsyncSession, actor: Actor, debtor_id: int,
+                            data: schemas.ContactPointIn) -> ContactPoint:
+    debtor = await get_debtor(session, debtor_id)
+    cp = _contact_point(actor.tenant_id, debtor, data, "value")
+    session.add(cp)
+    await _flush_unique(session, "this debtor already has that contact point", "value")
+    audit.record(session, actor, "contact_point.created", "debtor", debtor.id,
+                 {"contact_point_id": cp.id, **_changes(data)})
+    return cp
+
+
+async def update_contact_point(session: AsyncSession, actor: Actor, debtor_id: int,
+                               contact_point_id: int,
+                               data: schemas.ContactPointUpdate) -> ContactPoint:
+    cp = await _contact_point_of(session, debtor_id, contact_point_id)
+    changes = _changes(data)
+    for key, value in changes.items():
+        setattr(cp, key, value)
+    await session.flush()
+    audit.record(session, actor, "contact_point.updated", "debtor", debtor_id,
+                 {"contact_point_id": cp.id, **changes})
+    return cp
+
+
+async def delete_contact_point(session: AsyncSession, actor: Actor, debtor_id: int,
+                               contact_point_id: int) -> None:
+    cp = await _contact_point_of(session, debtor_id, contact_point_id)
+    await session.delete(cp)
+    audit.record(session, actor, "contact_point.deleted", "debtor", debtor_id,
+                 {"contact_point_id": contact_point_id})
+
+
+async def _contact_point_of(session: AsyncSession, debtor_id: int, cp_id: int) -> ContactPoint:
+    await get_debtor(session, debtor_id)
+    cp = await session.get(ContactPoint, cp_id)
+    if cp is None or cp.debtor_id != debtor_id:
+        raise NotFound(f"contact point {cp_id} not found on debtor {debtor_id}")
+    return cp
+
+
+async def add_related_party(session: AsyncSession, actor: Actor, debtor_id: int,
+                            data: schemas.RelatedPartyIn) -> RelatedParty:
+    debtor = await get_debtor(session, debtor_id)
+    rp = await _related_party(session, actor.tenant_id, debtor, data, "related_party")
+    session.add(rp)
+    await session.flush()
+    audit.record(session, actor, "related_party.created", "debtor", debtor.id,
+                 {"related_party_id": rp.id, **_changes(data)})
+    return rp
+
+
+async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schemas.DebtorOut]:
+    """Debtors with their children, loaded in three queries whatever the page size."""
+    ids = [d.id for d in debtors]
+    cps: dict[int, list[schemas.ContactPointOut]] = defaultdict(list)
+    rps: dict[int, list[schemas.RelatedPartyOut]] = defaultdict(list)
+    tags: dict[int, list[str]] = defaultdict(list)
+    if ids:
+        for cp in await session.scalars(
+            select(ContactPoint).where(ContactPoint.debtor_id.in_(ids)).order_by(ContactPoint.id)
+        ):
+            cps[cp.debtor_id].append(schemas.ContactPointOut(
+                id=cp.id, kind=cp.kind, value=cp.value, label=cp.label, consent=cp.consent,
+                opted_out_channels=list(cp.opted_out_channels), origin=cp.origin,
+                preferred=cp.preferred))
+        for rp in await session.scalars(
+            select(RelatedParty).where(RelatedParty.debtor_id.in_(ids)).order_by(RelatedParty.id)
+        ):
+            rps[rp.debtor_id].append(schemas.RelatedPartyOut(
+                id=rp.id, role=rp.role, name=rp.name, national_id=rp.national_id, phone=rp.phone,
+                email=rp.email, related_debtor_id=rp.related_debtor_id))
+        for t in await session.scalars(
+            select(DebtorTag).where(DebtorTag.debtor_id.in_(ids)).order_by(DebtorTag.tag)
+        ):
+            tags[t.debtor_id].append(t.tag)
+    return [
+        schemas.DebtorOut(
+            id=d.id, external_ref=d.external_ref, kind=d.kind, name=d.name,
+            national_id=d.national_id, country=d.country, subdivision=d.subdivision,
+            timezone=d.timezone, zone=d.zone, risk_score=d.risk_score, tags=tags[d.id],
+            attributes=dict(d.attributes), contact_points=cps[d.id], related_parties=rps[d.id],
+            created_at=d.created_at, updated_at=d.updated_at)
+        for d in debtors
+    ]
+
+
+def debtor_filters(stmt: Select[Any], *, as_of: date, tenant_id: int, zone: str | None = None,
+                   country: str | None = None, tag: list[str] | None = None,
+                   portfolio_id: int | None = None, external_ref: str | None = None,
+                   dpd_min: int | None = None, dpd_max: int | None = None,
+                   currency: str | None = None) -> Select[Any]:
+    if zone is not None:
+        stmt = stmt.where(Debtor.zone == zone)
+    if country is not None:
+        stmt = stmt.where(Debtor.country == country.upper())
+    if external_ref is not None:
+        stmt = stmt.where(Debtor.external_ref == external_ref)
+    for t in tag or []:
+        stmt = stmt.where(exists().where(DebtorTag.debtor_id == Debtor.id, DebtorTag.tag == t))
+    if portfolio_id is not None:
+        stmt = stmt.where(exists().where(Obligation.debtor_id == Debtor.id,
+                                         Obligation.portfolio_id == portfolio_id))
+    if dpd_min is not None or dpd_max is not None or currency is not None:
+        # Days past due come from the summary's oldest unpaid due date (as date bounds).
+        cond = [DebtorBalance.debtor_id == Debtor.id, DebtorBalance.tenant_id == tenant_id]
+        if currency is not None:
+            cond.append(DebtorBalance.currency == currency)
+        if dpd_min is not None and dpd_min > 0:
+            cond.append(DebtorBalance.oldest_unpaid_due_date <= as_of - timedelta(days=dpd_min))
+        if dpd_max is not None:
+            lower = as_of - timedelta(days=dpd_max)
+            cond.append(
+                (DebtorBalance.oldest_unpaid_due_date.is_(None))
+                | (DebtorBalance.oldest_unpaid_due_date >= lower)
+            )
+        stmt = stmt.where(exists().where(*cond))
+    return stmt
+
+
+# --- obligations ------------------------------------------------------------------------
+
+async def _resolve_debtor(session: AsyncSession, data: schemas.ObligationCreate) -> Debtor:
+    if data.debtor_id is not None:
+        return await get_debtor(session, data.debtor_id, param="debtor_id")
+    if data.debtor_external_ref is not None:
+        debtor = await session.scalar(
+            select(Debtor).where(Debtor.external_ref == data.debtor_external_ref))
+        if debtor is None:
+            raise Invalid(f"no debtor with external_ref {data.debtor_external_ref!r}",
+                          code="unknown_debtor", param="debtor_external_ref")
+        return debtor
+    raise Invalid("give debtor_id or debtor_external_ref", code="missing_debtor", param="debtor_id")
+
+
+def parse_amount(value: str, currency: str, param: str) -> int:
+    try:
+        return money.to_minor(value, currency)
+    except money.MoneyError as exc:
+        raise Invalid(str(exc), code=exc.code, param=param) from None
+
+
+def check_currency(currency: str, param: str = "currency") -> None:
+    if not money.is_currency(currency):
+        raise Invalid(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency",
+                      param=param)
+
+
+async def create_obligation(session: AsyncSession, actor: Actor,
+                            data: schemas.ObligationCreate) -> Obligation:
+    check_currency(data.currency)
+    debtor = await _resolve_debtor(session, data)
+    original = parse_amount(data.original_amount, data.currency, "original_amount")
+    outstanding = original if data.outstanding_amount is None else parse_amount(
+        data.outstanding_amount, data.currency, "outstanding_amount")
+    if outstanding > original:
+        raise Invalid("outstanding_amount cannot exceed original_amount",
+                      code="outstanding_exceeds_original", param="outstanding_amount")
+    if data.issue_date is not None and data.issue_date > data.due_date:
+        raise Invalid("issue_date is after due_date", code="issue_after_due", param="issue_date")
+    if data.portfolio_id is not None:
+        await _portfolio_param(session, data.portfolio_id)
+    obligation = Obligation(
+        tenant_id=actor.tenant_id, external_ref=data.external_ref, debtor_id=debtor.id,
+        portfolio_id=data.portfolio_id, kind=data.kind, product=data.product,
+        currency=data.currency, original_minor=original, prior_paid_minor=original - outstanding,
+        outstanding_minor=outstanding, issue_date=data.issue_date, due_date=data.due_date,
+        status=data.status,
+    )
+    session.add(obligation)
+    await _flush_unique(session, f"an obligation with external_ref {data.external_ref!r} exists",
+                        "external_ref")
+    await rebalance(session, actor.tenant_id, DebtorScope.one(actor.tenant_id, debtor.id),
+                    await tenant_today(session, actor.tenant_id))
+    await session.refresh(obligation)
+    audit.record(session, actor, "obligation.created", "obligation", obligation.id,
+                 _changes(data))
+    return obligation
+
+
+async def _portfolio_param(session: AsyncSession, portfolio_id: int) -> None:
+    found = await session.get(Portfolio, portfolio_id)
+    if found is None or found.tenant_id != session.info["tenant_id"]:
+        raise Invalid(f"portfolio {portfolio_id} does not exist", code="unknown_portfolio",
+                      param="portfolio_id")
+
+
+async def get_obligation(session: AsyncSession, obligation_id: int) -> Obligation:
+    obligation = await session.get(Obligation, obligation_id)
+    if obligation is None or obligation.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"obligation {obligation_id} not found")
+    return obligation
+
+
+async def update_obligation(session: AsyncSession, actor: Actor, obligation_id: int,
+                            data: schemas.ObligationUpdate) -> Obligation:
+    obligation = await get_obligation(session, obligation_id)
+    changes = _changes(data)
+    if changes.get("portfolio_id") is not None:
+        await _portfolio_param(session, changes["portfolio_id"])
+    if changes.get("status") == "paid":
+        raise Invalid("an obligation becomes paid by payments or credit notes, not by hand",
+                      code="status_not_settable", param="status")
+    if "status" in changes and changes["status"] == "open" and obligation.status == "paid":
+        changes.pop("status")
+    for key, value in changes.items():
+        setattr(obligation, key, value)
+    await session.flush()
+    await rebalance(session, actor.tenant_id,
+                    DebtorScope.one(actor.tenant_id, obligation.debtor_id),
+                    await tenant_today(session, actor.tenant_id))
+    await session.refresh(obligation)
+    audit.record(session, actor, "obligation.updated", "obligation", obligation.id, changes)
+    return obligation
+
+
+def obligation_out(o: Obligation, as_of: date) -> schemas.ObligationOut:
+    open_ = o.status == "open" and o.kind != "credit_note" and o.outstanding_minor > 0
+    return schemas.ObligationOut(
+        id=o.id, external_ref=o.external_ref, debtor_id=o.debtor_id, portfolio_id=o.portfolio_id,
+        kind=o.kind, product=o.product, currency=o.currency,
+        original_amount=money.from_minor(o.original_minor, o.currency),
+        outstanding_amount=money.from_minor(o.outstanding_minor, o.currency),
+        issue_date=o.issue_date, due_date=o.due_date, status=o.status,
+        days_past_due=aging.days_past_due(o.due_date, as_of) if open_ else 0,
+        created_at=o.created_at, updated_at=o.updated_at)
+
+
+# --- balance and timeline ---------------------------------------------------------------
+
+async def debtor_balance(session: AsyncSession, debtor_id: int,
+                         as_of: date) -> schemas.DebtorBalanceOut:
+    """The debtor's balance per currency as of a date, straight from the obligations."""
+    debtor = await get_debtor(session, debtor_id)
+    from cartera.payments.allocation import refresh_balances
+
+    await refresh_balances(session, debtor.tenant_id, DebtorScope.one(debtor.tenant_id,
+                                                                      debtor.id), as_of)
+    rows = (await session.scalars(select(DebtorBalance).where(
+        DebtorBalance.debtor_id == debtor_id).order_by(DebtorBalance.currency))).all()
+    balances = []
+    for b in rows:
+        dpd = aging.days_past_due(b.oldest_unpaid_due_date, as_of)
+        balances.append(schemas.CurrencyBalance(
+            currency=b.currency,
+            outstanding_amount=money.from_minor(b.outstanding_minor, b.currency),
+            overdue_amount=money.from_minor(b.overdue_minor, b.currency),
+            unapplied_credit=money.from_minor(b.unapplied_credit_minor, b.currency),
+            open_obligations=b.open_count, oldest_unpaid_due_date=b.oldest_unpaid_due_date,
+            days_past_due=dpd, aging_bucket=aging.bucket(dpd),
+            last_payment_date=b.last_payment_date))
+    return schemas.DebtorBalanceOut(debtor_id=debtor_id, as_of=as_of, balances=balances)
+
+
+async def timeline(session: AsyncSession, debtor_id: int,
+                   limit: int) -> list[schemas.TimelineEntry]:
+    """Newest first: obligations, payments and every audited change about the debtor."""
+    await get_debtor(session, debtor_id)
+    entries: list[schemas.TimelineEntry] = []
+    for o in await session.scalars(select(Obligation).where(Obligation.debtor_id == debtor_id)
+                                   .order_by(Obligation.created_at.desc()).limit(limit)):
+        entries.append(schemas.TimelineEntry(
+            at=o.created_at, kind=f"{o.kind}.loaded", resource_type="obligation",
+            resource_id=str(o.id),
+            summary=f"{o.kind} {o.external_ref}: {money.from_minor(o.original_minor, o.currency)}"
+                    f" {o.currency} due {o.due_date.isoformat()}",
+            detail={"status": o.status}))
+    for p in await session.scalars(select(Payment).where(Payment.debtor_id == debtor_id)
+                                   .order_by(Payment.created_at.desc()).limit(limit)):
+        entries.append(schemas.TimelineEntry(
+            at=p.reversed_at or p.created_at,
+            kind="payment.reversed" if p.status == "reversed" else "payment.received",
+            resource_type="payment", resource_id=str(p.id),
+            summary=f"payment {money.from_minor(p.amount_minor, p.currency)} {p.currency} on "
+                    f"{p.paid_on.isoformat()}", detail={"method": p.method}))
+    for a in await session.scalars(select(AuditEntry).where(
+            AuditEntry.resource_type == "debtor", AuditEntry.resource_id == str(debtor_id))
+            .order_by(AuditEntry.id.desc()).limit(limit)):
+        entries.append(schemas.TimelineEntry(
+            at=a.at, kind=a.action, resource_type="debtor", resource_id=a.resource_id,
+            summary=f"{a.action} by {a.actor}", detail=dict(a.changes)))
+    entries.sort(key=lambda e: e.at, reverse=True)
+    return entries[:limit]

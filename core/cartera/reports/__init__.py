@@ -1,0 +1,1 @@
+"""Whole-portfolio reports (aging)."""

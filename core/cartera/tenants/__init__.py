@@ -1,0 +1,1 @@
+"""Tenants: each creditor using Cartera, with its country, currency and time zone."""

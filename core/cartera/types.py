@@ -1,0 +1,42 @@
+"""Annotated scalar types shared by the API schemas (they carry OpenAPI constraints)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Amount = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[0-9]{1,15}(\.[0-9]{1,4})?$",
+        description="Exact decimal amount as a string, within the currency's precision.",
+        examples=["1250.50"],
+    ),
+]
+Currency = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.", examples=["PEN"])
+]
+CountryCode = Annotated[
+    str, msgspec.Meta(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2.", examples=["PE"])
+]
+ExternalRef = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=128, description="The creditor's own identifier.",
+                 examples=["CLI-000123"]),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w:.\-]+$")]
+AttributeValue = str | int | bool | None
+
+ObligationKind = Literal[
+    "invoice", "installment", "loan", "credit_card_balance", "fee", "credit_note", "debit_note"
+]
+ObligationStatus = Literal["open", "paid", "disputed", "written_off", "cancelled"]
+DebtorKind = Literal["person", "company"]
+ContactKind = Literal["phone", "email", "whatsapp", "address"]
+Consent = Literal["granted", "unknown", "revoked"]
+ContactOrigin = Literal["debtor_provided", "found"]
+RelatedRole = Literal["guarantor", "co_debtor", "reference"]
+Channel = Literal["sms", "whatsapp", "email", "voice", "letter", "visit"]

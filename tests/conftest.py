@@ -1,0 +1,113 @@
+"""Shared fixtures: one migrated database per test session (SQLite by default, PostgreSQL
+when ``CARTERA_TEST_DATABASE_URL`` is set), the real app, and authenticated API clients.
+
+Each test makes its own tenant, so tests never see each other's data and need no cleanup.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+os.environ.setdefault("CARTERA_MASTER_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+os.environ.setdefault("CARTERA_LOG_LEVEL", "WARNING")
+
+from cartera.api.app import create_app  # noqa: E402
+from cartera.auth.clients import create_client  # noqa: E402
+from cartera.db import migrate  # noqa: E402
+from cartera.db.engine import make_engine, make_sessionmaker  # noqa: E402
+from cartera.settings import Settings, normalise_database_url  # noqa: E402
+from cartera.tenants.service import create_tenant  # noqa: E402
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    configured = os.environ.get("CARTERA_TEST_DATABASE_URL")
+    if configured:
+        url = normalise_database_url(configured)
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
+    return Settings(database_url=database_url, issuer="http://testserver.local",
+                    log_level="WARNING", jobs_inline=True)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Litestar:
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def http(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app, base_url="http://testserver.local") as client:
+        yield client
+
+
+@dataclass
+class TenantClient:
+    """A tenant with an OAuth client; ``api`` sends its bearer token."""
+
+    tenant_id: int
+    slug: str
+    client_id: str
+    client_secret: str
+    api: httpx.AsyncClient
+
+
+async def _make_tenant(app: Litestar, http: AsyncTestClient[Litestar], *, country: str = "PE",
+                       currency: str = "PEN", scopes: list[str] | None = None) -> TenantClient:
+    slug = f"t{next(_counter)}-{secrets.token_hex(3)}"
+    async with app.state.ctx.sessionmaker() as session:
+        tenant = await create_tenant(session, slug=slug, name=slug, country=country,
+                                     currency=currency)
+        client, secret = await create_client(session, tenant.id, "tests", scopes)
+        await session.commit()
+    response = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
+                               auth=(client.client_id, secret))
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    api = httpx.AsyncClient(transport=http._transport, base_url="http://testserver.local",
+                            headers={"Authorization": f"Bearer {token}"})
+    return TenantClient(tenant.id, slug, client.client_id, secret, api)
+
+
+@pytest.fixture
+async def tenant(app: Litestar, http: AsyncTestClient[Litestar]) -> TenantClient:
+    return await _make_tenant(app, http)
+
+
+@pytest.fixture
+def make_tenant(app: Litestar, http: AsyncTestClient[Litestar]
+                ) -> Callable[..., Awaitable[TenantClient]]:
+    async def make(**kwargs: Any) -> TenantClient:
+        return await _make_tenant(app, http, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def run_jobs(app: Litestar) -> Callable[[], Awaitable[int]]:
+    """Run queued jobs now instead of waiting for the background poller."""
+    return app.state.ctx.jobs.run_pending  # type: ignore[no-any-return]
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
