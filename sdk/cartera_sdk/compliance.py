@@ -1,0 +1,242 @@
+"""Compliance pack contract: may we contact this person, on this channel, at this instant?
+
+One pack per country (ISO 3166-1 alpha-2). The host asks :meth:`CompliancePack.judge`
+before every planned contact and obeys the verdict. Every verdict carries at least one
+machine-readable :class:`Reason` whose ``code`` is listed in :meth:`CompliancePack.rules`,
+so a refusal can be explained and audited. Packs are pure and synchronous: no I/O, the
+same input gives the same verdict (the host calls them for whole portfolios).
+
+Local times are computed in the debtor's IANA time zone; legal hour windows are half-open
+``[start, end)`` (a contact at the closing minute is outside).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import date, datetime, timedelta
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from .integration import NoConfig
+
+__all__ = [
+    "Allow",
+    "BaseCompliancePack",
+    "CompliancePack",
+    "ContactChannel",
+    "ContactVerdict",
+    "Defer",
+    "Deny",
+    "Holiday",
+    "PlannedContact",
+    "PriorContact",
+    "Reason",
+    "RecipientRole",
+    "RuleDescription",
+    "Verification",
+]
+
+#: ``voice`` is any phone call (human or automated); ``visit`` an in-person visit.
+ContactChannel = Literal["whatsapp", "sms", "email", "voice", "letter", "visit"]
+#: Who would be contacted. Laws treat the debtor, co-obligors and unrelated third parties
+#: differently (MX forbids references; PE allows the guarantor; CO never references).
+RecipientRole = Literal[
+    "debtor", "co_debtor", "guarantor", "reference", "family", "employer", "other_third_party"
+]
+#: How sure the legal reading is (compliance.md legend: ✅ / ◑ / ❓).
+Verification = Literal["verified", "secondary", "unverified"]
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+class PriorContact(msgspec.Struct, frozen=True, kw_only=True):
+    """A contact already made. ``direct`` means the person was actually reached (CO's
+    "contacto directo"); ``at`` is an aware instant."""
+
+    channel: ContactChannel
+    at: datetime
+    direct: bool = False
+    recipient_role: RecipientRole = "debtor"
+
+    def __post_init__(self) -> None:
+        _require_aware(self.at, "at")
+
+
+class PlannedContact(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a pack needs to judge one planned contact.
+
+    * ``planned_at``: aware instant (UTC by convention) of the contact.
+    * ``debtor_country``/``debtor_subdivision``: ISO 3166-1 alpha-2 / ISO 3166-2
+      (``BR-SP``, ``AR-C``) of the debtor's address; state laws depend on the subdivision.
+    * ``debtor_timezone``: IANA zone used for local hours.
+    * ``recent_contacts``: contacts of the last 7 days at least (frequency caps).
+    * ``authorized_channels``: channels the debtor authorised (CO art. 2), ``None`` unknown.
+    * ``consumer``: natural person / consumer credit (most rules protect consumers only).
+    * ``in_litigation``: a collection suit or insolvency is under way (CL: stop contact).
+    * ``requested_by_debtor``: the debtor asked to be contacted now (callback request).
+    """
+
+    channel: ContactChannel
+    planned_at: datetime
+    debtor_country: str
+    debtor_timezone: str
+    debtor_subdivision: str | None = None
+    recipient_role: RecipientRole = "debtor"
+    consumer: bool = True
+    stage: str | None = None
+    days_past_due: int | None = None
+    is_first_contact: bool = False
+    recent_contacts: list[PriorContact] = msgspec.field(default_factory=list)
+    authorized_channels: list[ContactChannel] | None = None
+    in_litigation: bool = False
+    requested_by_debtor: bool = False
+
+    def __post_init__(self) -> None:
+        _require_aware(self.planned_at, "planned_at")
+        ZoneInfo(self.debtor_timezone)  # raises for an unknown zone
+
+    @property
+    def local_planned_at(self) -> datetime:
+        """``planned_at`` in the debtor's time zone."""
+        return self.planned_at.astimezone(ZoneInfo(self.debtor_timezone))
+
+    def contacts_within(
+        self,
+        window: timedelta,
+        channels: frozenset[str] | None = None,
+        *,
+        direct_only: bool = False,
+    ) -> list[PriorContact]:
+        """Prior contacts in ``[planned_at - window, planned_at)``, optionally filtered."""
+        start = self.planned_at - window
+        return [
+            c
+            for c in self.recent_contacts
+            if start <= c.at < self.planned_at
+            and (channels is None or c.channel in channels)
+            and (c.direct or not direct_only)
+        ]
+
+    def count_last_24h(self, channel: str | None = None) -> int:
+        """Contacts in the 24 hours before ``planned_at`` (on ``channel`` if given)."""
+        chans = None if channel is None else frozenset({channel})
+        return len(self.contacts_within(timedelta(hours=24), chans))
+
+    def count_last_7d(self, channel: str | None = None) -> int:
+        """Contacts in the 7 days before ``planned_at`` (on ``channel`` if given)."""
+        chans = None if channel is None else frozenset({channel})
+        return len(self.contacts_within(timedelta(days=7), chans))
+
+
+class Reason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a verdict was given. ``code`` is stable snake_case (``outside_hours``);
+    ``rule_ref`` cites the legal source (``Ley 29571 art. 62.b``)."""
+
+    code: str
+    message: str
+    rule_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.code:
+            raise ValueError("a Reason needs a code")
+
+
+def _require_reasons(reasons: list[Reason]) -> None:
+    if not reasons:
+        raise ValueError("a verdict must carry at least one Reason")
+
+
+class Allow(msgspec.Struct, frozen=True, kw_only=True, tag="allow", tag_field="decision"):
+    """Contact may happen at ``planned_at``."""
+
+    reasons: list[Reason]
+
+    def __post_init__(self) -> None:
+        _require_reasons(self.reasons)
+
+
+class Defer(msgspec.Struct, frozen=True, kw_only=True, tag="defer", tag_field="decision"):
+    """Not now; the earliest lawful instant is ``until`` (aware, after ``planned_at``)."""
+
+    until: datetime
+    reasons: list[Reason]
+
+    def __post_init__(self) -> None:
+        _require_reasons(self.reasons)
+        _require_aware(self.until, "until")
+
+
+class Deny(msgspec.Struct, frozen=True, kw_only=True, tag="deny", tag_field="decision"):
+    """This contact must not happen (e.g. third party, unauthorised channel)."""
+
+    reasons: list[Reason]
+
+    def __post_init__(self) -> None:
+        _require_reasons(self.reasons)
+
+
+ContactVerdict = Allow | Defer | Deny
+
+
+class Holiday(msgspec.Struct, frozen=True, kw_only=True):
+    """A public holiday. ``subdivision`` set for regional holidays (ISO 3166-2)."""
+
+    date: date
+    name: str
+    subdivision: str | None = None
+
+
+class RuleDescription(msgspec.Struct, frozen=True, kw_only=True):
+    """One rule a pack applies; its ``code`` is used in :class:`Reason`."""
+
+    code: str
+    title: str
+    description: str
+    legal_ref: str | None = None
+    verification: Verification = "verified"
+    configurable: bool = False
+
+
+@runtime_checkable
+class CompliancePack(Protocol):
+    """What ``register_compliance_packs`` registers (one per country).
+
+    ``Config`` holds policy flags with lawful defaults (``Config()`` must be valid).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def country(self) -> str: ...
+
+    @property
+    def Config(self) -> type[msgspec.Struct]: ...
+
+    def judge(self, contact: PlannedContact, config: Any) -> ContactVerdict: ...
+
+    def calendar(self, year: int, subdivision: str | None = None) -> list[Holiday]: ...
+
+    def rules(self) -> list[RuleDescription]: ...
+
+
+class BaseCompliancePack(ABC):
+    """Convenience base: set ``name``, ``country``, optionally ``Config``."""
+
+    name: ClassVar[str]
+    country: ClassVar[str]
+    Config: ClassVar[type[msgspec.Struct]] = NoConfig
+
+    @abstractmethod
+    def judge(self, contact: PlannedContact, config: Any) -> ContactVerdict: ...
+
+    @abstractmethod
+    def calendar(self, year: int, subdivision: str | None = None) -> list[Holiday]: ...
+
+    @abstractmethod
+    def rules(self) -> list[RuleDescription]: ...
