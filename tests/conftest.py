@@ -20,15 +20,15 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-os.environ.setdefault("CARTERA_MASTER_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+os.environ.setdefault("CARTERA_MASTER_KEY",
+                      base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
 os.environ.setdefault("CARTERA_LOG_LEVEL", "WARNING")
 
-from cartera.api.app import create_app  # noqa: E402
-from cartera.auth.clients import create_client  # noqa: E402
-from cartera.db import migrate  # noqa: E402
-from cartera.db.engine import make_engine, make_sessionmaker  # noqa: E402
-from cartera.settings import Settings, normalise_database_url  # noqa: E402
-from cartera.tenants.service import create_tenant  # noqa: E402
+from cartera.api.app import create_app
+from cartera.auth.clients import create_client
+from cartera.db import migrate
+from cartera.settings import Settings, normalise_database_url
+from cartera.tenants.service import create_tenant
 
 _counter = itertools.count(1)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar
 from litestar.di import Provide
@@ -110,8 +110,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
-        middleware=[request_context_middleware, authentication_middleware,
-                    idempotency_middleware],
+        middleware=[cast(Any, m) for m in (request_context_middleware,
+                                           authentication_middleware, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi_config(settings.issuer),
         request_max_body_size=settings.max_body_bytes,

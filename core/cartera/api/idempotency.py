@@ -14,8 +14,8 @@ from typing import Any
 import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from cartera.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from cartera.api.models import IdempotencyRecord
 from cartera.api.problems import PROBLEM_JSON
 

@@ -26,7 +26,8 @@ class Page(msgspec.Struct, Generic[T]):
     next_cursor: int | None = None
 
 
-def paginate(stmt: Select[Any], id_column: Any, limit: int, starting_after: int | None) -> Select[Any]:
+def paginate(stmt: Select[Any], id_column: Any, limit: int,
+             starting_after: int | None) -> Select[Any]:
     if starting_after is not None:
         stmt = stmt.where(id_column > starting_after)
     return stmt.order_by(id_column).limit(limit + 1)

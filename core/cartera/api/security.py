@@ -7,8 +7,8 @@ from typing import Any
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.types import ASGIApp, Receive, Scope, Send
 
+from cartera.api.asgi import ASGIApp, Receive, Scope, Send
 from cartera.api.problems import PROBLEM_JSON
 from cartera.auth.scopes import SCOPES
 from cartera.errors import Forbidden, Unauthorized

@@ -7,8 +7,9 @@ import re
 import time
 import uuid
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from cartera.api.asgi import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("cartera.access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")

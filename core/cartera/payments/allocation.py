@@ -191,7 +191,7 @@ _BINDS = (
 async def _run(session: AsyncSession, sql: str, scope: DebtorScope, **params: Any) -> None:
     stmt = text(sql.format(scope=scope.sql))
     names = set(stmt.compile().params)
-    binds = [b for b in _BINDS if b.key in names]
+    binds: list[Any] = [b for b in _BINDS if b.key in names]
     if "as_of" in names:
         binds.append(bindparam("as_of", type_=Date))
     values = {"true": True, "false": False, **scope.params, **params}

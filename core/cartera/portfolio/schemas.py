@@ -35,7 +35,7 @@ class PortfolioCreate(Struct, forbid_unknown_fields=True):
 
 class PortfolioUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
-    description: str | None | UnsetType = UNSET
+    description: str | UnsetType | None = UNSET
 
 
 class PortfolioOut(Struct):
@@ -58,7 +58,7 @@ class ContactPointIn(Struct, forbid_unknown_fields=True):
 
 
 class ContactPointUpdate(Struct, forbid_unknown_fields=True):
-    label: str | None | UnsetType = UNSET
+    label: str | UnsetType | None = UNSET
     consent: Consent | UnsetType = UNSET
     opted_out_channels: list[Channel] | UnsetType = UNSET
     preferred: bool | UnsetType = UNSET
@@ -113,12 +113,12 @@ class DebtorCreate(Struct, forbid_unknown_fields=True):
 class DebtorUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
     kind: DebtorKind | UnsetType = UNSET
-    national_id: str | None | UnsetType = UNSET
+    national_id: str | UnsetType | None = UNSET
     country: CountryCode | UnsetType = UNSET
-    subdivision: str | None | UnsetType = UNSET
+    subdivision: str | UnsetType | None = UNSET
     timezone: str | UnsetType = UNSET
-    zone: str | None | UnsetType = UNSET
-    risk_score: int | None | UnsetType = UNSET
+    zone: str | UnsetType | None = UNSET
+    risk_score: int | UnsetType | None = UNSET
     tags: list[Tag] | UnsetType = UNSET
     attributes: dict[str, AttributeValue] | UnsetType = UNSET
 
@@ -159,8 +159,8 @@ class ObligationCreate(Struct, forbid_unknown_fields=True):
 
 class ObligationUpdate(Struct, forbid_unknown_fields=True):
     due_date: date | UnsetType = UNSET
-    product: str | None | UnsetType = UNSET
-    portfolio_id: int | None | UnsetType = UNSET
+    product: str | UnsetType | None = UNSET
+    portfolio_id: int | UnsetType | None = UNSET
     status: ObligationStatus | UnsetType = UNSET
 
 

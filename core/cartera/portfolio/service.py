@@ -106,7 +106,8 @@ async def _related_party(session: AsyncSession, tenant_id: int, debtor: Debtor,
     return RelatedParty(
         tenant_id=tenant_id, debtor_id=debtor.id, role=data.role, name=data.name,
         national_id=data.national_id,
-        phone=validation.phone(data.phone, debtor.country, f"{param}.phone") if data.phone else None,
+        phone=(validation.phone(data.phone, debtor.country, f"{param}.phone")
+               if data.phone else None),
         email=validation.email(data.email, f"{param}.email") if data.email else None,
         related_debtor_id=data.related_debtor_id,
     )

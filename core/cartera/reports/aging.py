@@ -78,7 +78,7 @@ async def aging_report(session: AsyncSession, tenant_id: int, as_of: date, *,
     rows = (await session.execute(sql, params)).all()
     credit_params = {k: v for k, v in params.items() if k in ("t", "portfolio_id", "product",
                                                              "currency", "zone")}
-    credits = dict((await session.execute(text(_CREDIT_SQL.format(
+    credits: dict[str, int] = dict((await session.execute(text(_CREDIT_SQL.format(
         join=join, filters=" ".join(filters))), credit_params)).all())
     by_currency: dict[str, dict[str, tuple[int, int, int]]] = {}
     for cur, bucket, n, debtors, amount in rows:
