@@ -48,7 +48,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
     return Settings(database_url=database_url, issuer="http://testserver.local",
-                    log_level="WARNING", jobs_inline=True)
+                    log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0)
 
 
 @pytest.fixture(scope="session")

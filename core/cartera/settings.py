@@ -45,6 +45,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 2_147_483_648
     log_level: str = "INFO"
+    plugin_timeout_seconds: float = 10.0
+    """Upper bound on any single call into a plugin."""
     jobs_inline: bool | None = None
     """Run jobs in-process; ``None`` means: yes on SQLite, no (procrastinate) on PostgreSQL."""
 
@@ -84,6 +86,8 @@ def get_settings() -> Settings:
         kwargs["token_ttl_seconds"] = int(env["CARTERA_TOKEN_TTL"])
     if env.get("CARTERA_LOG_LEVEL"):
         kwargs["log_level"] = env["CARTERA_LOG_LEVEL"]
+    if env.get("CARTERA_PLUGIN_TIMEOUT"):
+        kwargs["plugin_timeout_seconds"] = float(env["CARTERA_PLUGIN_TIMEOUT"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     return Settings(**kwargs)  # type: ignore[arg-type]
 

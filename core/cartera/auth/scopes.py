@@ -9,7 +9,12 @@ SCOPES: dict[str, str] = {
     "imports:write": "Start bulk imports",
     "reports:read": "Read reports such as the aging report",
     "jobs:read": "Follow background jobs",
+    "segments:read": "Read segment rules, runs, explanations and previews",
+    "segments:write": "Change segment rules and start segmentation runs",
     "audit:read": "Read the audit trail",
+    "plugins:read": "List installed plugins, their providers and config schemas",
+    "integrations:read": "Read the tenant's integrations (never their secrets)",
+    "integrations:write": "Create, change, disable and test integrations",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 

@@ -5,6 +5,7 @@ from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, SigningKey
 from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
+from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
 from cartera.jobs.models import Job
 from cartera.payments.models import Allocation, Payment
 from cartera.portfolio.models import (
@@ -29,6 +30,7 @@ __all__ = [
     "IdempotencyRecord",
     "ImportRowError",
     "ImportRun",
+    "Integration",
     "Job",
     "OAuthClient",
     "Obligation",
@@ -37,4 +39,6 @@ __all__ = [
     "RelatedParty",
     "SigningKey",
     "Tenant",
+    "WebhookDelivery",
+    "WebhookEvent",
 ]

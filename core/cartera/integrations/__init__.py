@@ -1,0 +1,1 @@
+"""A tenant's integrations: configured instances of plugin providers, and their webhooks."""

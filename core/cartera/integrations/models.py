@@ -1,0 +1,72 @@
+"""Integrations and the inbound webhook requests and events they receive."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+
+
+class Integration(TenantScoped, Base):
+    """One configured provider. ``secrets_sealed`` is AES-GCM under the master key."""
+
+    __tablename__ = "integrations"
+    __table_args__ = (Index("ix_integrations_tenant_kind", "tenant_id", "provider_kind"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    provider_kind: Mapped[str] = mapped_column(String(16))
+    provider_name: Mapped[str] = mapped_column(String(100))
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    secrets_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    secret_names: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class WebhookDelivery(TenantScoped, Base):
+    """An inbound webhook request exactly as received (raw body kept for audit and replay)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_integration", "integration_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("integrations.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    method: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    signature_valid: Mapped[bool] = mapped_column(Boolean)
+    rejection: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    events_new: Mapped[int] = mapped_column(Integer, default=0)
+    events_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookEvent(TenantScoped, Base):
+    """One provider event parsed from a delivery; unique per integration and event id."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        Index("uq_webhook_events_integration_event", "integration_id", "event_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("integrations.id", ondelete="CASCADE"))
+    delivery_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    status: Mapped[str] = mapped_column(String(16), default="received")
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,119 @@
+"""HTTP routes: /v1/integrations and the public inbound webhook route /v1/hooks/{id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cartera_sdk.webhooks import WebhookRequest
+from litestar import Controller, Request, Response, get, patch, post
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.api.context import Actor, app_context
+from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.security import secured
+from cartera.errors import Conflict
+from cartera.integrations import schemas, service, webhooks
+from cartera.integrations.models import Integration
+from cartera.plugins.registry import current_host
+
+READ = secured("integrations:read")
+WRITE = secured("integrations:write")
+
+
+def _out(request: Request[Any, Any, Any], integration: Integration) -> schemas.IntegrationOut:
+    return service.out(integration, app_context(request).settings.issuer)
+
+
+class IntegrationController(Controller):
+    path = "/v1/integrations"
+    tags = ["Integrations"]
+
+    @post("/", summary="Create an integration", operation_id="CreateIntegration", **WRITE)
+    async def create(self, request: Request[Any, Any, Any], data: schemas.IntegrationCreate,
+                     session: AsyncSession, actor: Actor) -> schemas.IntegrationOut:
+        """Configure a provider from an installed plugin. ``config`` and ``secrets`` are
+        validated against the provider's schemas (see ``GET /v1/plugins``); secrets are
+        encrypted at rest and never returned — only their names, in ``secrets_set``."""
+        return _out(request, await service.create(session, current_host(), actor, data))
+
+    @get("/", summary="List integrations", operation_id="ListIntegrations", **READ)
+    async def index(self, request: Request[Any, Any, Any], session: AsyncSession,
+                    limit: Limit = 20, starting_after: StartingAfter = None
+                    ) -> Page[schemas.IntegrationOut]:
+        """The tenant's integrations in id order."""
+        rows = (await session.scalars(paginate(select(Integration), Integration.id, limit,
+                                               starting_after))).all()
+        return page_of(rows, limit, lambda i: _out(request, i))
+
+    @get("/{integration_id:int}", summary="Get an integration", operation_id="GetIntegration",
+         **READ)
+    async def retrieve(self, request: Request[Any, Any, Any], integration_id: int,
+                       session: AsyncSession) -> schemas.IntegrationOut:
+        """One integration (secrets are never returned)."""
+        return _out(request, await service.get(session, integration_id))
+
+    @patch("/{integration_id:int}", summary="Update an integration",
+           operation_id="UpdateIntegration", **WRITE)
+    async def update(self, request: Request[Any, Any, Any], integration_id: int,
+                     data: schemas.IntegrationUpdate, session: AsyncSession,
+                     actor: Actor) -> schemas.IntegrationOut:
+        """Rename, replace the config, merge new secrets, or enable/disable."""
+        return _out(request, await service.update(session, current_host(), actor,
+                                                  integration_id, data))
+
+    @post("/{integration_id:int}/test", summary="Test an integration's connection",
+          operation_id="TestIntegration", status_code=200, **WRITE)
+    async def test(self, integration_id: int, session: AsyncSession,
+                   request: Request[Any, Any, Any]) -> schemas.ConnectionTestOut:
+        """Ask the provider to make a cheap authenticated call with the stored config."""
+        integration = await service.get(session, integration_id)
+        if not integration.enabled:
+            raise Conflict("the integration is disabled", code="integration_disabled")
+        host = current_host()
+        provider = service.provider_for(host, integration.provider_kind,
+                                        integration.provider_name).provider
+        pctx = service.context_for(integration, provider, app_context(request).settings.issuer,
+                                   host.timeout_seconds)
+        check = await host.call(provider.test_connection(pctx), what="test connection")
+        return schemas.ConnectionTestOut(ok=check.ok, detail=check.detail, code=check.code)
+
+    @get("/{integration_id:int}/webhook-deliveries", summary="List webhook deliveries",
+         operation_id="ListWebhookDeliveries", **READ)
+    async def deliveries(self, integration_id: int, session: AsyncSession,
+                         limit: Limit = 20) -> list[schemas.WebhookDeliveryOut]:
+        """Newest first: every inbound request, valid or rejected, and what became of it."""
+        return [schemas.WebhookDeliveryOut(
+            id=d.id, received_at=d.received_at, method=d.method,
+            signature_valid=d.signature_valid, rejection=d.rejection, status=d.status,
+            events_new=d.events_new, events_duplicate=d.events_duplicate, error=d.error)
+            for d in await webhooks.deliveries(session, integration_id, limit)]
+
+
+async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
+    return WebhookRequest(method=request.method, url=str(request.url),
+                          headers=dict(request.headers.items()), body=await request.body())
+
+
+@get("/v1/hooks/{integration_id:int}", summary="Webhook handshake",
+     operation_id="WebhookHandshake", tags=["Webhooks"])
+async def hook_handshake(request: Request[Any, Any, Any], integration_id: int) -> Response[bytes]:
+    """Public. Answers the provider's verification request (WhatsApp ``hub.challenge``)."""
+    answer = await webhooks.handshake(app_context(request), current_host(), integration_id,
+                                      await _webhook_request(request))
+    return Response(answer.body, status_code=answer.status, media_type=answer.content_type,
+                    headers=answer.headers)
+
+
+@post("/v1/hooks/{integration_id:int}", summary="Receive a provider webhook",
+      operation_id="ReceiveWebhook", tags=["Webhooks"], status_code=200)
+async def hook_receive(request: Request[Any, Any, Any], integration_id: int) -> dict[str, Any]:
+    """Public but signature-checked by the provider's own scheme: 401 (and recorded) when the
+    signature fails. The raw body is stored first; events are processed asynchronously and
+    de-duplicated on the provider's event id, so redeliveries are safe."""
+    delivery_id = await webhooks.receive(app_context(request), current_host(), integration_id,
+                                         await _webhook_request(request))
+    return {"received": True, "delivery_id": delivery_id}
+
+
+ROUTES = [IntegrationController, hook_handshake, hook_receive]

@@ -1,0 +1,165 @@
+"""Integrations: validated config, write-only sealed secrets, provider contexts, tests."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import msgspec
+from cartera_sdk.context import ProviderContext
+from cartera_sdk.http import make_client
+from cartera_sdk.integration import secret_fields
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.api.context import Actor
+from cartera.audit import service as audit
+from cartera.crypto import keyring
+from cartera.errors import Invalid, NotFound
+from cartera.integrations import schemas
+from cartera.integrations.models import Integration
+from cartera.plugins.host import PluginHost, ProviderKind, RegisteredProvider
+
+log = logging.getLogger("cartera.integrations")
+_PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+
+
+def _context_bytes(tenant_id: int) -> bytes:
+    return f"integration-secrets:{tenant_id}".encode()
+
+
+def seal_secrets(tenant_id: int, secrets: Mapping[str, Any]) -> bytes:
+    return keyring().seal(msgspec.json.encode(dict(secrets)), context=_context_bytes(tenant_id))
+
+
+def open_secrets(integration: Integration) -> dict[str, Any]:
+    if not integration.secrets_sealed:
+        return {}
+    raw = keyring().open(integration.secrets_sealed, context=_context_bytes(integration.tenant_id))
+    decoded: dict[str, Any] = msgspec.json.decode(raw)
+    return decoded
+
+
+def _validated(struct_type: type[msgspec.Struct], raw: Mapping[str, Any], param: str,
+               *, reveal_values: bool) -> msgspec.Struct:
+    try:
+        return msgspec.convert(dict(raw), struct_type)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _PATH.search(message)
+        field = f"{param}.{match.group(1)}" if match and match.group(1) else param
+        reason = _PATH.sub("", message)
+        if not reveal_values:  # never echo a secret back, even a wrong one
+            reason = re.sub(r"got `[^`]*`", "got a value of the wrong type", reason)
+        raise Invalid(f"{field}: {reason}", code="invalid_config", param=field) from None
+
+
+def provider_for(host: PluginHost, kind: str, name: str) -> RegisteredProvider:
+    registered = host.provider(kind, name)  # type: ignore[arg-type]
+    if registered is None:
+        raise Invalid(f"no {kind} provider named {name!r} is installed", code="unknown_provider",
+                      param="provider_name")
+    return registered
+
+
+def _check(provider: Any, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
+    _validated(provider.Config, config, "config", reveal_values=True)
+    _validated(provider.Secrets, secrets, "secrets", reveal_values=False)
+
+
+async def create(session: AsyncSession, host: PluginHost, actor: Actor,
+                 data: schemas.IntegrationCreate) -> Integration:
+    provider = provider_for(host, data.provider_kind, data.provider_name).provider
+    _check(provider, data.config, data.secrets)
+    integration = Integration(
+        tenant_id=actor.tenant_id, name=data.name, provider_kind=data.provider_kind,
+        provider_name=data.provider_name, config=dict(data.config),
+        secrets_sealed=seal_secrets(actor.tenant_id, data.secrets),
+        secret_names=sorted(data.secrets))
+    session.add(integration)
+    await session.flush()
+    audit.record(session, actor, "integration.created", "integration", integration.id,
+                 {"provider": f"{data.provider_kind}/{data.provider_name}",
+                  "config": data.config, "secrets_set": sorted(data.secrets)})
+    return integration
+
+
+async def get(session: AsyncSession, integration_id: int) -> Integration:
+    integration = await session.get(Integration, integration_id)
+    if integration is None or integration.tenant_id != session.info.get("tenant_id"):
+        raise NotFound(f"integration {integration_id} not found")
+    return integration
+
+
+async def update(session: AsyncSession, host: PluginHost, actor: Actor, integration_id: int,
+                 data: schemas.IntegrationUpdate) -> Integration:
+    integration = await get(session, integration_id)
+    changes: dict[str, Any] = {}
+    config = integration.config if data.config is msgspec.UNSET else dict(data.config)
+    secrets = open_secrets(integration)
+    if data.secrets is not msgspec.UNSET:
+        secrets.update(data.secrets)
+        changes["secrets_set"] = sorted(data.secrets)
+    if data.config is not msgspec.UNSET or data.secrets is not msgspec.UNSET:
+        registered = host.provider(integration.provider_kind, integration.provider_name)  # type: ignore[arg-type]
+        if registered is None:
+            raise Invalid("the provider of this integration is not installed any more",
+                          code="unknown_provider", param="provider_name")
+        _check(registered.provider, config, secrets)
+    if data.config is not msgspec.UNSET:
+        integration.config = config
+        changes["config"] = config
+    if data.secrets is not msgspec.UNSET:
+        integration.secrets_sealed = seal_secrets(integration.tenant_id, secrets)
+        integration.secret_names = sorted(secrets)
+    if data.name is not msgspec.UNSET:
+        integration.name = changes["name"] = data.name
+    if data.enabled is not msgspec.UNSET:
+        integration.enabled = changes["enabled"] = data.enabled
+    await session.flush()
+    audit.record(session, actor, "integration.updated", "integration", integration.id, changes)
+    return integration
+
+
+def out(integration: Integration, issuer: str) -> schemas.IntegrationOut:
+    return schemas.IntegrationOut(
+        id=integration.id, name=integration.name, provider_kind=integration.provider_kind,
+        provider_name=integration.provider_name, config=dict(integration.config),
+        secrets_set=list(integration.secret_names), enabled=integration.enabled,
+        webhook_url=webhook_url(issuer, integration.id), created_at=integration.created_at,
+        updated_at=integration.updated_at)
+
+
+def webhook_url(issuer: str, integration_id: int) -> str:
+    return f"{issuer}/v1/hooks/{integration_id}"
+
+
+def _http_factory(timeout: float) -> Any:
+    def factory(base_url: str, *, headers: Mapping[str, str] | None = None,
+                auth: httpx.Auth | tuple[str, str] | None = None,
+                timeout: float | None = timeout) -> httpx.AsyncClient:
+        return make_client(base_url, headers=headers, auth=auth, timeout=timeout,
+                           user_agent="cartera/0.1")
+
+    return factory
+
+
+def context_for(integration: Integration, provider: Any, issuer: str,
+                timeout: float) -> ProviderContext[Any, Any]:
+    """The per-call context: validated config and secrets, HTTP factory, logger, clock."""
+    return ProviderContext(
+        tenant_id=str(integration.tenant_id), integration_id=str(integration.id),
+        config=msgspec.convert(dict(integration.config), provider.Config),
+        secrets=msgspec.convert(open_secrets(integration), provider.Secrets),
+        http=_http_factory(timeout),
+        logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
+        webhook_url=webhook_url(issuer, integration.id))
+
+
+def declared_secrets(provider: Any) -> list[str]:
+    return sorted(secret_fields(provider))
+
+

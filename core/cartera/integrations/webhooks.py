@@ -1,0 +1,153 @@
+"""Inbound provider webhooks: verify, store raw, then process asynchronously and once.
+
+The request is verified by the provider's own signature check over the raw bytes. Every
+request is stored (valid or not, for audit); a valid one queues ``webhooks.process``,
+which parses it into events and keeps only events whose ``(integration, event_id)`` is new,
+so provider redeliveries and replays are harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from cartera_sdk.errors import WebhookVerificationError
+from cartera_sdk.webhooks import WebhookRequest, WebhookResponse
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera import clock
+from cartera.api.context import AppContext
+from cartera.errors import NotFound, Unauthorized
+from cartera.integrations import service
+from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
+from cartera.jobs.registry import JobContext, job
+from cartera.plugins.host import PluginCallError, PluginHost
+
+log = logging.getLogger("cartera.webhooks")
+_KEPT_HEADERS_MAX = 64
+
+
+async def _integration(session: AsyncSession, integration_id: int) -> Integration:
+    integration = await session.get(Integration, integration_id)
+    if integration is None or not integration.enabled:
+        raise NotFound(f"no active integration {integration_id}")
+    return integration
+
+
+def _provider(host: PluginHost, integration: Integration) -> Any:
+    registered = host.provider(integration.provider_kind,  # type: ignore[arg-type]
+                               integration.provider_name)
+    if registered is None:
+        raise NotFound(f"integration {integration.id} has no installed provider")
+    return registered.provider
+
+
+async def handshake(ctx: AppContext, host: PluginHost, integration_id: int,
+                    request: WebhookRequest) -> WebhookResponse:
+    """Answer a provider's GET verification (e.g. WhatsApp's ``hub.challenge``)."""
+    async with ctx.sessionmaker() as session:
+        integration = await _integration(session, integration_id)
+    provider = _provider(host, integration)
+    if not hasattr(provider, "handshake"):
+        raise NotFound("this provider has no webhook handshake")
+    pctx = service.context_for(integration, provider, ctx.settings.issuer, host.timeout_seconds)
+    answer = await host.call(provider.handshake(request, pctx), what="webhook handshake")
+    if answer is None:
+        raise Unauthorized("handshake refused", code="handshake_refused")
+    return answer  # type: ignore[no-any-return]
+
+
+async def receive(ctx: AppContext, host: PluginHost, integration_id: int,
+                  request: WebhookRequest) -> int:
+    """Verify and store a POSTed webhook; queue its processing. Returns the delivery id.
+
+    Raises :class:`Unauthorized` (after recording the attempt) when the signature fails.
+    """
+    async with ctx.sessionmaker() as session:
+        integration = await _integration(session, integration_id)
+        provider = _provider(host, integration)
+        pctx = service.context_for(integration, provider, ctx.settings.issuer,
+                                   host.timeout_seconds)
+        rejection: str | None = None
+        try:
+            await host.call(provider.verify_webhook(request, pctx), what="webhook verification")
+        except WebhookVerificationError as exc:
+            rejection = exc.code
+        except PluginCallError as exc:
+            if not isinstance(exc.__cause__, WebhookVerificationError):
+                raise
+            rejection = exc.__cause__.code
+        delivery = WebhookDelivery(
+            tenant_id=integration.tenant_id, integration_id=integration.id,
+            method=request.method, url=request.url,
+            headers=dict(list(request.headers.items())[:_KEPT_HEADERS_MAX]),
+            body=request.body, signature_valid=rejection is None, rejection=rejection,
+            status="rejected" if rejection else "received")
+        session.add(delivery)
+        await session.flush()
+        if rejection is None:
+            await ctx.jobs.enqueue(session, integration.tenant_id, "webhooks.process",
+                                   {"delivery_id": delivery.id,
+                                    "lock": f"integration:{integration.id}"})
+        await session.commit()
+    if rejection is not None:
+        log.warning("webhook rejected", extra={"integration_id": integration_id,
+                                               "reason": rejection})
+        raise Unauthorized(f"webhook signature check failed: {rejection}",
+                           code="invalid_signature")
+    return delivery.id
+
+
+def _insert_ignore(dialect: str) -> Any:
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(WebhookEvent)
+
+
+@job("webhooks.process")
+async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
+    """Parse a stored delivery and record its new events (idempotent: re-running adds none)."""
+    from cartera.plugins.registry import current_host
+
+    host = current_host()
+    delivery_id = int(job_ctx.payload["delivery_id"])
+    async with job_ctx.sessionmaker() as session:
+        delivery = await session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return {"skipped": "delivery gone"}
+        integration = await session.get(Integration, delivery.integration_id)
+        assert integration is not None
+        provider = _provider(host, integration)
+        pctx = service.context_for(integration, provider, "", host.timeout_seconds)
+        request = WebhookRequest(method=delivery.method, url=delivery.url,
+                                 headers=dict(delivery.headers), body=delivery.body,
+                                 received_at=delivery.received_at)
+        events = provider.parse_webhook(request, pctx)
+        rows = [{"tenant_id": delivery.tenant_id, "integration_id": integration.id,
+                 "delivery_id": delivery.id, "event_id": e.event_id,
+                 "event_type": type(e).__name__, "payload": msgspec.to_builtins(e),
+                 "status": "received", "received_at": clock.now()} for e in events]
+        new = 0
+        if rows:
+            seen = set((await session.scalars(select(WebhookEvent.event_id).where(
+                WebhookEvent.integration_id == integration.id,
+                WebhookEvent.event_id.in_([r["event_id"] for r in rows])))).all())
+            new = len({r["event_id"] for r in rows} - seen)
+            dialect = session.get_bind().dialect.name
+            await session.execute(_insert_ignore(dialect).values(rows).on_conflict_do_nothing(
+                index_elements=["integration_id", "event_id"]))
+        await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id)
+                              .values(status="processed", events_new=new,
+                                      events_duplicate=len(rows) - new))
+        await session.commit()
+    return {"events_new": new, "events_duplicate": len(rows) - new}
+
+
+async def deliveries(session: AsyncSession, integration_id: int,
+                     limit: int) -> list[WebhookDelivery]:
+    await service.get(session, integration_id)
+    return list((await session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.integration_id == integration_id)
+        .order_by(WebhookDelivery.id.desc()).limit(limit))).all())

@@ -1,0 +1,86 @@
+"""InProcessRunner: the SQLite default (and the runner every API test uses)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cartera.jobs.models import Job
+from cartera.jobs.runner import InProcessRunner
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from tests.jobs.conftest import CALLS, load
+
+
+async def test_success_records_result_and_progress(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.echo", {"value": 42})
+        await session.commit()
+    await runner.run_pending()
+    done = await load(sessionmaker, job.id)
+    assert done.status == "succeeded"
+    assert done.result == {"echo": 42}
+    assert (done.progress_done, done.progress_total) == (5, 10)
+    assert done.attempts == 1 and done.error is None
+    assert done.started_at is not None and done.finished_at is not None
+
+
+async def test_failure_records_error(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.boom", {})
+        await session.commit()
+    await runner.run_pending()
+    failed = await load(sessionmaker, job.id)
+    assert failed.status == "failed"
+    assert failed.error == "RuntimeError: kaboom"
+    assert failed.result is None and failed.finished_at is not None
+
+
+async def test_rolled_back_enqueue_leaves_no_job(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.echo", {})
+        job_id = job.id
+        await session.rollback()
+    async with sessionmaker() as session:
+        assert await session.get(Job, job_id) is None
+
+
+async def test_interrupted_running_job_is_requeued_on_start(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker, poll_seconds=0.05)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.echo", {"value": "again"})
+        await session.commit()
+        # As if a process died mid-job.
+        await session.execute(update(Job).where(Job.id == job.id).values(status="running"))
+        await session.commit()
+    assert (await load(sessionmaker, job.id)).status == "running"
+    await runner.start()
+    try:
+        for _ in range(100):
+            if (await load(sessionmaker, job.id)).status == "succeeded":
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.stop()
+    done = await load(sessionmaker, job.id)
+    assert done.status == "succeeded" and done.result == {"echo": "again"}
+    assert CALLS[job.id] == 1
+
+
+async def test_unknown_kind_is_refused(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        try:
+            await runner.enqueue(session, tenant_id, "test.nope", {})
+        except ValueError as exc:
+            assert "test.nope" in str(exc)
+        else:
+            raise AssertionError("expected ValueError")
