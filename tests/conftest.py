@@ -6,6 +6,7 @@ Each test makes its own tenant, so tests never see each other's data and need no
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import os
@@ -106,8 +107,27 @@ def make_tenant(app: Litestar, http: AsyncTestClient[Litestar]
 
 @pytest.fixture
 def run_jobs(app: Litestar) -> Callable[[], Awaitable[int]]:
-    """Run queued jobs now instead of waiting for the background poller."""
-    return app.state.ctx.jobs.run_pending  # type: ignore[no-any-return]
+    """Run due jobs now, and wait for any the app's background poller already took."""
+    from sqlalchemy import func, or_, select
+
+    from cartera import clock
+    from cartera.jobs.models import Job
+
+    async def run() -> int:
+        ran = 0
+        for _ in range(200):
+            ran += await app.state.ctx.jobs.run_pending()
+            async with app.state.ctx.sessionmaker() as session:
+                busy = await session.scalar(select(func.count()).select_from(Job).where(
+                    or_(Job.status == "running",
+                        (Job.status == "queued")
+                        & or_(Job.run_after.is_(None), Job.run_after <= clock.now()))))
+            if not busy:
+                return ran
+            await asyncio.sleep(0.05)
+        raise AssertionError("jobs still running after 10 s")
+
+    return run
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -73,9 +73,30 @@ def _bool_env(name: str) -> bool | None:
     return value.lower() in {"1", "true", "yes", "on"}
 
 
-@lru_cache(maxsize=1)
+_installed: Settings | None = None
+
+
+def install_settings(settings: Settings) -> None:
+    """Make ``settings`` what :func:`get_settings` returns (an app built with explicit
+    settings installs them, so jobs and plugins see the same configuration)."""
+    global _installed
+    _installed = settings
+
+
 def get_settings() -> Settings:
-    """Settings from the environment (cached; call ``get_settings.cache_clear()`` in tests)."""
+    """The installed settings, else settings read from the environment (cached)."""
+    return _installed or _settings_from_env()
+
+
+def clear_settings_cache() -> None:
+    """Forget the installed settings and re-read the environment next time."""
+    global _installed
+    _installed = None
+    _settings_from_env.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def _settings_from_env() -> Settings:
     env = os.environ
     kwargs: dict[str, object] = {}
     if env.get("CARTERA_DATABASE_URL"):

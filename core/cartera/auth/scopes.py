@@ -15,6 +15,8 @@ SCOPES: dict[str, str] = {
     "plugins:read": "List installed plugins, their providers and config schemas",
     "integrations:read": "Read the tenant's integrations (never their secrets)",
     "integrations:write": "Create, change, disable and test integrations",
+    "messaging:read": "Read templates, interactions and opt-out keywords",
+    "messaging:write": "Manage templates, send messages, record interactions",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 

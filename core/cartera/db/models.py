@@ -7,6 +7,7 @@ from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
 from cartera.jobs.models import Job
+from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
 from cartera.payments.models import Allocation, Payment
 from cartera.portfolio.models import (
     ContactPoint,
@@ -31,9 +32,13 @@ __all__ = [
     "ImportRowError",
     "ImportRun",
     "Integration",
+    "Interaction",
+    "InteractionEvent",
     "Job",
+    "MessageTemplate",
     "OAuthClient",
     "Obligation",
+    "OptOutKeyword",
     "Payment",
     "Portfolio",
     "RelatedParty",

@@ -12,7 +12,6 @@ import msgspec
 from cartera_sdk.context import ProviderContext
 from cartera_sdk.http import make_client
 from cartera_sdk.integration import secret_fields
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
@@ -21,7 +20,7 @@ from cartera.crypto import keyring
 from cartera.errors import Invalid, NotFound
 from cartera.integrations import schemas
 from cartera.integrations.models import Integration
-from cartera.plugins.host import PluginHost, ProviderKind, RegisteredProvider
+from cartera.plugins.host import PluginHost, RegisteredProvider
 
 log = logging.getLogger("cartera.integrations")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")

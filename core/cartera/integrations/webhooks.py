@@ -9,6 +9,7 @@ so provider redeliveries and replays are harmless.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -101,6 +102,33 @@ async def receive(ctx: AppContext, host: PluginHost, integration_id: int,
     return delivery.id
 
 
+EventHandler = Callable[[AsyncSession, Integration, Any, dict[str, Any]], Awaitable[None]]
+EVENT_HANDLERS: dict[str, EventHandler] = {}
+
+
+def on_event(event_type: str) -> Callable[[EventHandler], EventHandler]:
+    """Register the domain handler for one parsed event type (``DeliveryStatusEvent``...)."""
+    def register(fn: EventHandler) -> EventHandler:
+        EVENT_HANDLERS[event_type] = fn
+        return fn
+
+    return register
+
+
+async def dispatch(session: AsyncSession, integration: Integration, provider: Any,
+                   rows: list[dict[str, Any]]) -> None:
+    """Hand each new event to its domain handler, in the order the provider sent them."""
+    for row in rows:
+        handler = EVENT_HANDLERS.get(row["event_type"])
+        if handler is not None:
+            await handler(session, integration, provider, row["payload"])
+    if rows:
+        await session.execute(update(WebhookEvent).where(
+            WebhookEvent.integration_id == integration.id,
+            WebhookEvent.event_id.in_([r["event_id"] for r in rows]))
+            .values(status="processed", processed_at=clock.now()))
+
+
 def _insert_ignore(dialect: str) -> Any:
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(WebhookEvent)
@@ -117,6 +145,7 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
         delivery = await session.get(WebhookDelivery, delivery_id)
         if delivery is None:
             return {"skipped": "delivery gone"}
+        session.info["tenant_id"] = delivery.tenant_id
         integration = await session.get(Integration, delivery.integration_id)
         assert integration is not None
         provider = _provider(host, integration)
@@ -138,6 +167,8 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
             dialect = session.get_bind().dialect.name
             await session.execute(_insert_ignore(dialect).values(rows).on_conflict_do_nothing(
                 index_elements=["integration_id", "event_id"]))
+            fresh = list({r["event_id"]: r for r in rows if r["event_id"] not in seen}.values())
+            await dispatch(session, integration, provider, fresh)
         await session.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery.id)
                               .values(status="processed", events_new=new,
                                       events_duplicate=len(rows) - new))

@@ -27,5 +27,7 @@ class Job(TenantScoped, Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    run_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Not before this instant (deferred contacts, in-process retries with backoff)."""
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

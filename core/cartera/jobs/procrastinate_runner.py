@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
 from cartera.jobs.models import Job
+from cartera.jobs.registry import install_runner
 from cartera.jobs.runner import InProcessRunner, execute, insert_job
 from cartera.settings import Settings
 
@@ -109,11 +110,12 @@ class ProcrastinateRunner:
     # -- JobRunner -------------------------------------------------------------------------
 
     async def enqueue(self, session: AsyncSession, tenant_id: int, kind: str,
-                      payload: dict[str, Any]) -> Job:
+                      payload: dict[str, Any], *, run_after: datetime | None = None) -> Job:
         """Insert the job row and defer it, both in the caller's transaction."""
-        job = await insert_job(session, tenant_id, kind, payload)
+        job = await insert_job(session, tenant_id, kind, payload, run_after)
         connection = await (await session.connection()).get_raw_connection()
-        await self.defer(job.id, payload, connection=connection.driver_connection)
+        await self.defer(job.id, payload, connection=connection.driver_connection,
+                         run_after=run_after)
         return job
 
     async def start(self) -> None:
@@ -126,12 +128,12 @@ class ProcrastinateRunner:
     # -- the rest --------------------------------------------------------------------------
 
     async def defer(self, job_id: int, payload: dict[str, Any], *,
-                    connection: Any | None = None) -> bool:
+                    connection: Any | None = None, run_after: datetime | None = None) -> bool:
         """Hand one job row to procrastinate; ``False`` if it is already waiting."""
         try:
             await self.run_job.configure(
                 lock=job_lock(job_id, payload), queueing_lock=f"job:{job_id}",
-                connection=connection,
+                connection=connection, schedule_at=run_after,
             ).defer_async(job_id=job_id)
         except AlreadyEnqueued:
             return False
@@ -178,9 +180,12 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
     sessionmaker = make_sessionmaker(engine)
     try:
         if settings.is_sqlite:
-            await _run_in_process(InProcessRunner(sessionmaker))
+            in_process = InProcessRunner(sessionmaker)
+            install_runner(in_process)
+            await _run_in_process(in_process)
             return
         runner = ProcrastinateRunner(settings, sessionmaker, pool_max_size=concurrency + 2)
+        install_runner(runner)
         async with runner.app.open_async():
             await runner.run_worker(concurrency=concurrency)
     finally:

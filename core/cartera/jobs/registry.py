@@ -43,3 +43,19 @@ def job(kind: str) -> Callable[[Handler], Handler]:
         return fn
 
     return register
+
+
+_runner: Any = None
+
+
+def install_runner(runner: Any) -> None:
+    """Make ``runner`` the process's job runner (the app and ``cartera worker`` do this)."""
+    global _runner
+    _runner = runner
+
+
+def current_runner() -> Any:
+    """The process's job runner, for handlers that queue follow-up work."""
+    if _runner is None:
+        raise RuntimeError("no job runner installed in this process")
+    return _runner

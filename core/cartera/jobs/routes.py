@@ -6,7 +6,7 @@ from litestar import Controller, get
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.pagination import Id, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import NotFound
 from cartera.jobs.models import Job
@@ -38,7 +38,7 @@ class JobController(Controller):
         return page_of(rows, limit, job_out)
 
     @get("/{job_id:int}", summary="Get a job", operation_id="GetJob", **secured("jobs:read"))
-    async def retrieve(self, job_id: int, session: AsyncSession) -> JobOut:
+    async def retrieve(self, job_id: Id, session: AsyncSession) -> JobOut:
         """One job: status, progress (done of total), result or error."""
         job = await session.get(Job, job_id)
         if job is None or job.tenant_id != session.info["tenant_id"]:

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 import logging
 import traceback
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -23,9 +24,20 @@ from cartera.jobs.registry import HANDLERS, JobContext
 log = logging.getLogger("cartera.jobs")
 
 
+MAX_ATTEMPTS = 5
+
+
+class RetryLater(Exception):
+    """Raised by a handler whose work failed transiently: run it again after a delay."""
+
+    def __init__(self, reason: str, delay_seconds: float = 30.0) -> None:
+        super().__init__(reason)
+        self.delay_seconds = delay_seconds
+
+
 class JobRunner(Protocol):
     async def enqueue(self, session: AsyncSession, tenant_id: int, kind: str,
-                      payload: dict[str, Any]) -> Job: ...
+                      payload: dict[str, Any], *, run_after: datetime | None = None) -> Job: ...
 
     async def start(self) -> None: ...
 
@@ -33,28 +45,49 @@ class JobRunner(Protocol):
 
 
 async def insert_job(session: AsyncSession, tenant_id: int, kind: str,
-                     payload: dict[str, Any]) -> Job:
+                     payload: dict[str, Any], run_after: datetime | None = None) -> Job:
     if kind not in HANDLERS:
         raise ValueError(f"no handler for job kind {kind!r}")
-    job = Job(tenant_id=tenant_id, kind=kind, payload=payload, status="queued")
+    job = Job(tenant_id=tenant_id, kind=kind, payload=payload, status="queued",
+              run_after=run_after)
     session.add(job)
     await session.flush()
     return job
 
 
-async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int) -> None:
-    """Run one job to completion, recording status, result or error. Safe to call again."""
+async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *,
+                  claim: bool = False) -> None:
+    """Run one job to completion, recording status, result or error. Safe to call again.
+
+    ``claim``: take the job only if it is still ``queued`` (an atomic compare-and-set), for
+    runners without a lock of their own; procrastinate already guarantees one runner.
+    """
     async with sessionmaker() as session:
-        job = await session.get(Job, job_id)
-        if job is None or job.status == "succeeded":
-            return
-        job.status, job.started_at, job.attempts = "running", clock.now(), job.attempts + 1
-        kind, tenant_id, payload = job.kind, job.tenant_id, dict(job.payload)
+        allowed = ("queued",) if claim else ("queued", "running", "failed")
+        taken = await session.execute(
+            update(Job).where(Job.id == job_id, Job.status.in_(allowed))
+            .values(status="running", started_at=clock.now(), attempts=Job.attempts + 1)
+            .returning(Job.kind, Job.tenant_id, Job.payload, Job.attempts))
+        row = taken.first()
         await session.commit()
+    if row is None:
+        return
+    kind, tenant_id, payload, attempts = row[0], row[1], dict(row[2]), row[3]
     ctx = JobContext(job_id=job_id, tenant_id=tenant_id, payload=payload,
                      sessionmaker=sessionmaker)
     try:
         result = await HANDLERS[kind](ctx)
+    except RetryLater as exc:
+        if attempts >= MAX_ATTEMPTS:
+            await _finish(sessionmaker, job_id, "failed", None, f"gave up: {exc}")
+        else:
+            delay = exc.delay_seconds * 2 ** (attempts - 1)
+            async with sessionmaker() as session:
+                await session.execute(update(Job).where(Job.id == job_id).values(
+                    status="queued", error=str(exc),
+                    run_after=clock.now() + timedelta(seconds=delay)))
+                await session.commit()
+        raise
     except Exception as exc:
         log.error("job failed", extra={"job_id": job_id, "kind": kind,
                                        "error": traceback.format_exception_only(exc)[-1].strip()})
@@ -82,8 +115,8 @@ class InProcessRunner:
         self._task: asyncio.Task[None] | None = None
 
     async def enqueue(self, session: AsyncSession, tenant_id: int, kind: str,
-                      payload: dict[str, Any]) -> Job:
-        job = await insert_job(session, tenant_id, kind, payload)
+                      payload: dict[str, Any], *, run_after: datetime | None = None) -> Job:
+        job = await insert_job(session, tenant_id, kind, payload, run_after)
         self._wake.set()
         return job
 
@@ -102,7 +135,7 @@ class InProcessRunner:
         count = 0
         while (job_id := await self._next()) is not None:
             with contextlib.suppress(Exception):
-                await execute(self._sessionmaker, job_id)
+                await execute(self._sessionmaker, job_id, claim=True)
             count += 1
         return count
 
@@ -115,7 +148,8 @@ class InProcessRunner:
 
     async def _next(self) -> int | None:
         async with self._sessionmaker() as session:
-            return await session.scalar(select(Job.id).where(Job.status == "queued")
+            due = or_(Job.run_after.is_(None), Job.run_after <= clock.now())
+            return await session.scalar(select(Job.id).where(Job.status == "queued", due)
                                         .order_by(Job.id).limit(1))
 
     async def _loop(self) -> None:

@@ -156,14 +156,14 @@ class PluginHost:
     def provider(self, kind: ProviderKind, name: str) -> RegisteredProvider | None:
         return self.providers[kind].get(name)
 
-    async def call(self, awaitable: Awaitable[T], *, what: str,
-                   timeout: float | None = None) -> T:
-        """Await a provider call with a timeout; any failure becomes a PluginCallError."""
+    async def call(self, awaitable: Awaitable[T], *, what: str) -> T:
+        """Await a provider call with the host's timeout; any failure becomes a
+        PluginCallError (PluginTimeout when it ran out of time)."""
         try:
-            return await asyncio.wait_for(awaitable, timeout or self.timeout_seconds)
+            return await asyncio.wait_for(awaitable, self.timeout_seconds)
         except TimeoutError:
             raise PluginTimeout(f"{what} did not answer within "
-                                f"{timeout or self.timeout_seconds:g} s") from None
+                                f"{self.timeout_seconds:g} s") from None
         except CarteraError:
             raise
         except Exception as exc:

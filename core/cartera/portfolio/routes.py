@@ -12,7 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
-from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.pagination import (
+    Days,
+    Id,
+    IdFilter,
+    Limit,
+    Page,
+    StartingAfter,
+    page_of,
+    paginate,
+)
 from cartera.api.security import secured
 from cartera.portfolio import schemas, service
 from cartera.portfolio.models import Debtor, Obligation, Portfolio
@@ -44,13 +53,13 @@ class PortfolioController(Controller):
         return page_of(rows, limit, service.portfolio_out)
 
     @get("/{portfolio_id:int}", summary="Get a portfolio", operation_id="GetPortfolio", **READ)
-    async def retrieve(self, portfolio_id: int, session: AsyncSession) -> schemas.PortfolioOut:
+    async def retrieve(self, portfolio_id: Id, session: AsyncSession) -> schemas.PortfolioOut:
         """One portfolio by id."""
         return service.portfolio_out(await service.get_portfolio(session, portfolio_id))
 
     @patch("/{portfolio_id:int}", summary="Update a portfolio", operation_id="UpdatePortfolio",
            **WRITE)
-    async def update(self, portfolio_id: int, data: schemas.PortfolioUpdate,
+    async def update(self, portfolio_id: Id, data: schemas.PortfolioUpdate,
                      session: AsyncSession, actor: Actor) -> schemas.PortfolioOut:
         """Change a portfolio's name or description."""
         return service.portfolio_out(
@@ -79,10 +88,12 @@ class DebtorController(Controller):
         zone: str | None = None, country: str | None = None,
         tag: Annotated[list[str] | None, Parameter(description="Repeat to require all tags.")]
         = None,
-        portfolio_id: int | None = None, external_ref: str | None = None,
+        portfolio_id: IdFilter = None, external_ref: str | None = None,
         currency: str | None = None,
-        dpd_min: Annotated[int | None, Parameter(ge=0, description="Min days past due.")] = None,
-        dpd_max: Annotated[int | None, Parameter(ge=0, description="Max days past due.")] = None,
+        dpd_min: Annotated[int | None, Parameter(
+            ge=0, le=36_500, description="Min days past due.")] = None,
+        dpd_max: Annotated[int | None, Parameter(
+            ge=0, le=36_500, description="Max days past due.")] = None,
         as_of: AsOf = None,
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency and days
@@ -98,26 +109,26 @@ class DebtorController(Controller):
         return page
 
     @get("/{debtor_id:int}", summary="Get a debtor", operation_id="GetDebtor", **READ)
-    async def retrieve(self, debtor_id: int, session: AsyncSession) -> schemas.DebtorOut:
+    async def retrieve(self, debtor_id: Id, session: AsyncSession) -> schemas.DebtorOut:
         """One debtor with contact points, related parties and tags."""
         debtor = await service.get_debtor(session, debtor_id)
         return (await service.debtor_out(session, [debtor]))[0]
 
     @patch("/{debtor_id:int}", summary="Update a debtor", operation_id="UpdateDebtor", **WRITE)
-    async def update(self, debtor_id: int, data: schemas.DebtorUpdate, session: AsyncSession,
+    async def update(self, debtor_id: Id, data: schemas.DebtorUpdate, session: AsyncSession,
                      actor: Actor) -> schemas.DebtorOut:
         """Change a debtor's fields; ``tags`` replaces the whole set."""
         debtor = await service.update_debtor(session, actor, debtor_id, data)
         return (await service.debtor_out(session, [debtor]))[0]
 
     @delete("/{debtor_id:int}", summary="Delete a debtor", operation_id="DeleteDebtor", **WRITE)
-    async def remove(self, debtor_id: int, session: AsyncSession, actor: Actor) -> None:
+    async def remove(self, debtor_id: Id, session: AsyncSession, actor: Actor) -> None:
         """Delete a debtor that has no obligations (with money history, it is refused)."""
         await service.delete_debtor(session, actor, debtor_id)
 
     @post("/{debtor_id:int}/contact-points", summary="Add a contact point",
           operation_id="CreateContactPoint", **WRITE)
-    async def add_contact_point(self, debtor_id: int, data: schemas.ContactPointIn,
+    async def add_contact_point(self, debtor_id: Id, data: schemas.ContactPointIn,
                                 session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
         """Add a phone, email, WhatsApp number or postal address, with consent and origin."""
         await service.add_contact_point(session, actor, debtor_id, data)
@@ -126,7 +137,7 @@ class DebtorController(Controller):
 
     @patch("/{debtor_id:int}/contact-points/{contact_point_id:int}",
            summary="Update a contact point", operation_id="UpdateContactPoint", **WRITE)
-    async def update_contact_point(self, debtor_id: int, contact_point_id: int,
+    async def update_contact_point(self, debtor_id: Id, contact_point_id: Id,
                                    data: schemas.ContactPointUpdate, session: AsyncSession,
                                    actor: Actor) -> schemas.ContactPointOut:
         """Change consent, opt-outs, label or preference of a contact point."""
@@ -137,14 +148,14 @@ class DebtorController(Controller):
 
     @delete("/{debtor_id:int}/contact-points/{contact_point_id:int}",
             summary="Remove a contact point", operation_id="DeleteContactPoint", **WRITE)
-    async def delete_contact_point(self, debtor_id: int, contact_point_id: int,
+    async def delete_contact_point(self, debtor_id: Id, contact_point_id: Id,
                                    session: AsyncSession, actor: Actor) -> None:
         """Remove a contact point."""
         await service.delete_contact_point(session, actor, debtor_id, contact_point_id)
 
     @post("/{debtor_id:int}/related-parties", summary="Add a related party",
           operation_id="CreateRelatedParty", **WRITE)
-    async def add_related_party(self, debtor_id: int, data: schemas.RelatedPartyIn,
+    async def add_related_party(self, debtor_id: Id, data: schemas.RelatedPartyIn,
                                 session: AsyncSession, actor: Actor) -> schemas.RelatedPartyOut:
         """Add a guarantor, co-debtor or reference."""
         await service.add_related_party(session, actor, debtor_id, data)
@@ -153,7 +164,7 @@ class DebtorController(Controller):
 
     @get("/{debtor_id:int}/balance", summary="Get a debtor's balance",
          operation_id="GetDebtorBalance", **READ)
-    async def balance(self, debtor_id: int, session: AsyncSession, actor: Actor,
+    async def balance(self, debtor_id: Id, session: AsyncSession, actor: Actor,
                       as_of: AsOf = None) -> schemas.DebtorBalanceOut:
         """Outstanding, overdue and unapplied credit per currency (credit notes netted), with
         days past due from the oldest unpaid due date and the aging bucket."""
@@ -162,7 +173,7 @@ class DebtorController(Controller):
 
     @get("/{debtor_id:int}/timeline", summary="Get a debtor's timeline",
          operation_id="GetDebtorTimeline", **READ)
-    async def timeline(self, debtor_id: int, session: AsyncSession,
+    async def timeline(self, debtor_id: Id, session: AsyncSession,
                        limit: Limit = 50) -> list[schemas.TimelineEntry]:
         """Newest first: obligations loaded, payments, reversals and every audited change."""
         return await service.timeline(session, debtor_id, limit)
@@ -188,12 +199,12 @@ class ObligationController(Controller):
     @get("/", summary="List obligations", operation_id="ListObligations", **READ)
     async def index(
         self, session: AsyncSession, actor: Actor, limit: Limit = 20,
-        starting_after: StartingAfter = None, debtor_id: int | None = None,
-        portfolio_id: int | None = None, status: ObligationStatus | None = None,
+        starting_after: StartingAfter = None, debtor_id: IdFilter = None,
+        portfolio_id: IdFilter = None, status: ObligationStatus | None = None,
         kind: ObligationKind | None = None, product: str | None = None,
         currency: str | None = None, due_from: date | None = None, due_to: date | None = None,
-        dpd_min: Annotated[int | None, Parameter(ge=0)] = None,
-        dpd_max: Annotated[int | None, Parameter(ge=0)] = None,
+        dpd_min: Days = None,
+        dpd_max: Days = None,
         zone: str | None = None, as_of: AsOf = None,
     ) -> Page[schemas.ObligationOut]:
         """Obligations in id order with filters; days past due are the obligation's own."""
@@ -225,7 +236,7 @@ class ObligationController(Controller):
 
     @get("/{obligation_id:int}", summary="Get an obligation", operation_id="GetObligation",
          **READ)
-    async def retrieve(self, obligation_id: int, session: AsyncSession,
+    async def retrieve(self, obligation_id: Id, session: AsyncSession,
                   actor: Actor) -> schemas.ObligationOut:
         """One obligation by id."""
         return service.obligation_out(await service.get_obligation(session, obligation_id),
@@ -233,7 +244,7 @@ class ObligationController(Controller):
 
     @patch("/{obligation_id:int}", summary="Update an obligation",
            operation_id="UpdateObligation", **WRITE)
-    async def update(self, obligation_id: int, data: schemas.ObligationUpdate,
+    async def update(self, obligation_id: Id, data: schemas.ObligationUpdate,
                      session: AsyncSession, actor: Actor) -> schemas.ObligationOut:
         """Move the due date, change product or portfolio, or mark it disputed, written off
         or cancelled (and back to open)."""

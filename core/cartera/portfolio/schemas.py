@@ -11,6 +11,7 @@ from cartera.types import (
     Amount,
     AttributeValue,
     Channel,
+    Code,
     Consent,
     ContactKind,
     ContactOrigin,
@@ -18,24 +19,33 @@ from cartera.types import (
     Currency,
     DebtorKind,
     ExternalRef,
+    Id,
+    Int32,
     Name,
     ObligationKind,
     ObligationStatus,
     RelatedRole,
-    ShortText,
+    ShortName,
     Tag,
+    Text16,
+    Text32,
+    Text64,
+    Text128,
+    Text320,
+    Text500,
+    Text2000,
 )
 
 
 class PortfolioCreate(Struct, forbid_unknown_fields=True):
-    code: ShortText
-    name: Name
-    description: str | None = None
+    code: Code
+    name: ShortName
+    description: Text2000 | None = None
 
 
 class PortfolioUpdate(Struct, forbid_unknown_fields=True):
-    name: Name | UnsetType = UNSET
-    description: str | UnsetType | None = UNSET
+    name: ShortName | UnsetType = UNSET
+    description: Text2000 | UnsetType | None = UNSET
 
 
 class PortfolioOut(Struct):
@@ -49,8 +59,8 @@ class PortfolioOut(Struct):
 
 class ContactPointIn(Struct, forbid_unknown_fields=True):
     kind: ContactKind
-    value: str = msgspec.field()
-    label: str | None = None
+    value: Text500 = msgspec.field()
+    label: Text64 | None = None
     consent: Consent = "unknown"
     opted_out_channels: list[Channel] = []
     origin: ContactOrigin = "debtor_provided"
@@ -58,7 +68,7 @@ class ContactPointIn(Struct, forbid_unknown_fields=True):
 
 
 class ContactPointUpdate(Struct, forbid_unknown_fields=True):
-    label: str | UnsetType | None = UNSET
+    label: Text64 | UnsetType | None = UNSET
     consent: Consent | UnsetType = UNSET
     opted_out_channels: list[Channel] | UnsetType = UNSET
     preferred: bool | UnsetType = UNSET
@@ -78,10 +88,10 @@ class ContactPointOut(Struct):
 class RelatedPartyIn(Struct, forbid_unknown_fields=True):
     role: RelatedRole
     name: Name
-    national_id: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    related_debtor_id: int | None = None
+    national_id: Text64 | None = None
+    phone: Text32 | None = None
+    email: Text320 | None = None
+    related_debtor_id: Id | None = None
 
 
 class RelatedPartyOut(Struct):
@@ -99,11 +109,11 @@ class DebtorCreate(Struct, forbid_unknown_fields=True):
     name: Name
     country: CountryCode
     kind: DebtorKind = "person"
-    national_id: str | None = None
-    subdivision: str | None = None
-    timezone: str | None = None
-    zone: str | None = None
-    risk_score: int | None = msgspec.field(default=None)
+    national_id: Text64 | None = None
+    subdivision: Text16 | None = None
+    timezone: Text64 | None = None
+    zone: Text128 | None = None
+    risk_score: Int32 | None = None
     tags: list[Tag] = []
     attributes: dict[str, AttributeValue] = {}
     contact_points: list[ContactPointIn] = []
@@ -113,12 +123,12 @@ class DebtorCreate(Struct, forbid_unknown_fields=True):
 class DebtorUpdate(Struct, forbid_unknown_fields=True):
     name: Name | UnsetType = UNSET
     kind: DebtorKind | UnsetType = UNSET
-    national_id: str | UnsetType | None = UNSET
+    national_id: Text64 | UnsetType | None = UNSET
     country: CountryCode | UnsetType = UNSET
-    subdivision: str | UnsetType | None = UNSET
-    timezone: str | UnsetType = UNSET
-    zone: str | UnsetType | None = UNSET
-    risk_score: int | UnsetType | None = UNSET
+    subdivision: Text16 | UnsetType | None = UNSET
+    timezone: Text64 | UnsetType = UNSET
+    zone: Text128 | UnsetType | None = UNSET
+    risk_score: Int32 | UnsetType | None = UNSET
     tags: list[Tag] | UnsetType = UNSET
     attributes: dict[str, AttributeValue] | UnsetType = UNSET
 
@@ -148,19 +158,19 @@ class ObligationCreate(Struct, forbid_unknown_fields=True):
     currency: Currency
     original_amount: Amount
     due_date: date
-    debtor_id: int | None = None
-    debtor_external_ref: str | None = None
+    debtor_id: Id | None = None
+    debtor_external_ref: Text128 | None = None
     outstanding_amount: Amount | None = None
-    portfolio_id: int | None = None
-    product: str | None = None
+    portfolio_id: Id | None = None
+    product: Text64 | None = None
     issue_date: date | None = None
     status: ObligationStatus = "open"
 
 
 class ObligationUpdate(Struct, forbid_unknown_fields=True):
     due_date: date | UnsetType = UNSET
-    product: str | UnsetType | None = UNSET
-    portfolio_id: int | UnsetType | None = UNSET
+    product: Text64 | UnsetType | None = UNSET
+    portfolio_id: Id | UnsetType | None = UNSET
     status: ObligationStatus | UnsetType = UNSET
 
 

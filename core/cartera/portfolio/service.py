@@ -444,7 +444,7 @@ async def debtor_balance(session: AsyncSession, debtor_id: int,
 
 async def timeline(session: AsyncSession, debtor_id: int,
                    limit: int) -> list[schemas.TimelineEntry]:
-    """Newest first: obligations, payments and every audited change about the debtor."""
+    """Newest first: obligations, payments, interactions and every audited change."""
     await get_debtor(session, debtor_id)
     entries: list[schemas.TimelineEntry] = []
     for o in await session.scalars(select(Obligation).where(Obligation.debtor_id == debtor_id)
@@ -463,6 +463,14 @@ async def timeline(session: AsyncSession, debtor_id: int,
             resource_type="payment", resource_id=str(p.id),
             summary=f"payment {money.from_minor(p.amount_minor, p.currency)} {p.currency} on "
                     f"{p.paid_on.isoformat()}", detail={"method": p.method}))
+    from cartera.messaging.models import Interaction
+
+    for i in await session.scalars(select(Interaction).where(Interaction.debtor_id == debtor_id)
+                                   .order_by(Interaction.id.desc()).limit(limit)):
+        entries.append(schemas.TimelineEntry(
+            at=i.created_at, kind=f"interaction.{i.direction}", resource_type="interaction",
+            resource_id=str(i.id), summary=f"{i.channel} {i.direction}: {i.status}",
+            detail={"channel": i.channel, "status": i.status}))
     for a in await session.scalars(select(AuditEntry).where(
             AuditEntry.resource_type == "debtor", AuditEntry.resource_id == str(debtor_id))
             .order_by(AuditEntry.id.desc()).limit(limit)):

@@ -10,20 +10,32 @@ answers its connection test, to prove the host's timeout. It imports only ``cart
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import msgspec
 from cartera_sdk import (
+    Allow,
     BaseChannelProvider,
+    BaseCompliancePack,
     ChannelEvent,
     ConnectionCheck,
+    ContactVerdict,
+    Defer,
     DeliveryStatusEvent,
+    Deny,
+    Holiday,
+    InboundMessage,
     OutboundMessage,
+    PlannedContact,
     ProviderContext,
+    Reason,
+    RuleDescription,
     SendFailure,
     SendResult,
+    Sent,
+    SmsContent,
     WebhookRequest,
     WebhookResponse,
     WebhookVerificationError,
@@ -50,8 +62,17 @@ class _Event(msgspec.Struct, frozen=True):
     ts: int
 
 
+class _Inbound(msgspec.Struct, frozen=True):
+    id: str
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+    text: str = ""
+    ts: int = 0
+
+
 class _Payload(msgspec.Struct, frozen=True):
-    events: list[_Event]
+    events: list[_Event] = []
+    inbound: list[_Inbound] = []
 
 
 class FixtureSms(BaseChannelProvider):
@@ -61,7 +82,24 @@ class FixtureSms(BaseChannelProvider):
     Secrets = FixtureSecrets
 
     async def send(self, message: OutboundMessage, ctx: ProviderContext[Any, Any]) -> SendResult:
-        return SendFailure(kind="permanent", code="not_implemented", reason="test plugin")
+        if not isinstance(message.content, SmsContent):
+            return SendFailure(kind="permanent", code="unsupported_content", reason="sms only")
+        headers = {"Authorization": f"Bearer {ctx.secrets.api_key}",
+                   "Idempotency-Key": message.idempotency_key}
+        body = {"to": message.to, "from": ctx.config.sender, "text": message.content.text,
+                "ref": message.message_id}
+        try:
+            async with ctx.http(ctx.config.base_url, headers=headers) as client:
+                response = await client.post("/messages", json=body)
+        except httpx.TransportError as exc:
+            return SendFailure(kind="retryable", code="transport", reason=type(exc).__name__)
+        if response.status_code == 201:
+            return Sent(provider_message_id=str(response.json()["id"]))
+        if response.status_code == 429:
+            return SendFailure(kind="rate_limited", code="429", reason="slow down",
+                               retry_after_seconds=float(response.headers.get("Retry-After", 1)))
+        kind = "retryable" if response.status_code >= 500 else "permanent"
+        return SendFailure(kind=kind, code=str(response.status_code), reason=response.text[:200])
 
     async def verify_webhook(self, request: WebhookRequest,
                              ctx: ProviderContext[Any, Any]) -> None:
@@ -75,10 +113,16 @@ class FixtureSms(BaseChannelProvider):
     def parse_webhook(self, request: WebhookRequest,
                       ctx: ProviderContext[Any, Any]) -> list[ChannelEvent]:
         payload = msgspec.json.decode(request.body, type=_Payload)
-        return [DeliveryStatusEvent(event_id=e.id, provider_message_id=e.message_id,
-                                    status=e.status,  # type: ignore[arg-type]
-                                    occurred_at=datetime.fromtimestamp(e.ts, UTC))
-                for e in payload.events]
+        events: list[ChannelEvent] = [
+            DeliveryStatusEvent(event_id=e.id, provider_message_id=e.message_id,
+                                status=e.status,  # type: ignore[arg-type]
+                                occurred_at=datetime.fromtimestamp(e.ts, UTC))
+            for e in payload.events]
+        events += [InboundMessage(event_id=m.id, provider_message_id=m.id, from_address=m.from_,
+                                  to_address=m.to, text=m.text,
+                                  occurred_at=datetime.fromtimestamp(m.ts, UTC))
+                   for m in payload.inbound]
+        return events
 
     async def handshake(self, request: WebhookRequest,
                         ctx: ProviderContext[Any, Any]) -> WebhookResponse | None:
@@ -107,7 +151,42 @@ class FixtureSlow(FixtureSms):
         raise AssertionError("unreachable")
 
 
+class FixtureArgentina(BaseCompliancePack):
+    """A toy compliance pack for AR: calls denied, no contact outside 08:00-20:00 local."""
+
+    name = "fixture_ar"
+    country = "AR"
+
+    def judge(self, contact: PlannedContact, config: Any) -> ContactVerdict:
+        if contact.channel == "voice":
+            return Deny(reasons=[Reason(code="calls_forbidden", message="no calls",
+                                        rule_ref="fixture 1")])
+        local = contact.local_planned_at
+        if not 8 <= local.hour < 20:
+            start = local.replace(hour=8, minute=0, second=0, microsecond=0)
+            if local.hour >= 20:
+                start += timedelta(days=1)
+            return Defer(until=start, reasons=[Reason(code="outside_hours",
+                                                      message="08:00-20:00 only",
+                                                      rule_ref="fixture 2")])
+        return Allow(reasons=[Reason(code="within_hours", message="inside allowed hours")])
+
+    def calendar(self, year: int, subdivision: str | None = None) -> list[Holiday]:
+        return []
+
+    def rules(self) -> list[RuleDescription]:
+        return [RuleDescription(code="calls_forbidden", title="No calls",
+                                description="Calls are denied."),
+                RuleDescription(code="outside_hours", title="Hours",
+                                description="Contact only 08:00-20:00 local time.")]
+
+
 @hookimpl
 def register_channels(register: Any) -> None:
     register(FixtureSms())
     register(FixtureSlow())
+
+
+@hookimpl
+def register_compliance_packs(register: Any) -> None:
+    register(FixtureArgentina())

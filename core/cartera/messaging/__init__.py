@@ -1,0 +1,1 @@
+"""Messaging: templates, the interaction log, the contact gate and sending through plugins."""

@@ -1,0 +1,116 @@
+"""The contact gate: the single place that decides whether a contact may happen now.
+
+It checks, in order: a contact point of the right kind exists; consent is not revoked; the
+debtor has not opted out of this channel on it; then every compliance pack installed for
+the debtor's country (their verdicts: allow, defer until an instant, or deny). The result
+always carries machine-readable reasons, and is stored on the interaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from cartera_sdk.compliance import Allow, Defer, Deny, PlannedContact, PriorContact
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.messaging import schemas
+from cartera.messaging.models import Interaction
+from cartera.plugins.host import PluginHost
+from cartera.portfolio.models import ContactPoint, Debtor
+
+log = logging.getLogger("cartera.gate")
+
+CONTACT_KINDS: dict[str, tuple[str, ...]] = {
+    "sms": ("phone",), "whatsapp": ("whatsapp", "phone"), "email": ("email",),
+    "voice": ("phone",), "letter": ("address",), "visit": ("address",),
+}
+COUNTED_STATUSES = ("queued", "sent", "delivered", "read", "completed", "no_answer")
+
+
+def _reason(code: str, message: str, source: str = "gate",
+            rule_ref: str | None = None) -> schemas.VerdictReason:
+    return schemas.VerdictReason(code=code, message=message, source=source, rule_ref=rule_ref)
+
+
+def _deny(code: str, message: str) -> schemas.Verdict:
+    return schemas.Verdict(decision="deny", reasons=[_reason(code, message)])
+
+
+def check_contact_point(cp: ContactPoint | None, channel: str) -> schemas.Verdict | None:
+    """A denial when the contact point cannot be used for ``channel``, else None."""
+    if cp is None:
+        return _deny("no_contact_point", f"the debtor has no contact point usable for {channel}")
+    if cp.kind not in CONTACT_KINDS[channel]:
+        return _deny("wrong_contact_kind", f"a {cp.kind} contact point cannot receive {channel}")
+    if cp.consent == "revoked":
+        return _deny("consent_revoked", "the debtor revoked consent on this contact point")
+    if channel in (cp.opted_out_channels or []):
+        return _deny("opted_out", f"the debtor opted out of {channel} on this contact point")
+    return None
+
+
+async def _recent_contacts(session: AsyncSession, debtor_id: int,
+                           since: datetime) -> list[PriorContact]:
+    rows = (await session.execute(select(Interaction.channel, Interaction.created_at).where(
+        Interaction.debtor_id == debtor_id, Interaction.direction == "outbound",
+        Interaction.created_at >= since, Interaction.status.in_(COUNTED_STATUSES)))).all()
+    return [PriorContact(channel=ch, at=at) for ch, at in rows]  # type: ignore[arg-type]
+
+
+def _packs(host: PluginHost, country: str) -> list[Any]:
+    return [r.provider for r in host.providers["compliance"].values()
+            if getattr(r.provider, "country", None) == country]
+
+
+async def judge(session: AsyncSession, host: PluginHost, debtor: Debtor,
+                cp: ContactPoint | None, channel: str, planned_at: datetime,
+                days_past_due: int | None = None) -> schemas.Verdict:
+    """The gate's verdict for contacting ``debtor`` on ``cp`` through ``channel`` then."""
+    denied = check_contact_point(cp, channel)
+    if denied is not None:
+        return denied
+    packs = _packs(host, debtor.country)
+    if not packs:
+        return schemas.Verdict(decision="allow", reasons=[_reason(
+            "no_compliance_pack", f"no compliance pack is installed for {debtor.country}")])
+    planned = PlannedContact(
+        channel=channel,  # type: ignore[arg-type]
+        planned_at=planned_at, debtor_country=debtor.country,
+        debtor_subdivision=debtor.subdivision, debtor_timezone=debtor.timezone,
+        consumer=debtor.kind == "person", days_past_due=days_past_due,
+        recent_contacts=await _recent_contacts(session, debtor.id,
+                                               planned_at - timedelta(days=7)))
+    return combine([(pack.name, _judge_one(pack, planned)) for pack in packs])
+
+
+def _judge_one(pack: Any, planned: PlannedContact) -> Allow | Defer | Deny:
+    try:
+        verdict = pack.judge(planned, pack.Config())
+    except Exception as exc:  # fail closed: a broken pack must not let a contact through
+        log.error("compliance pack failed", extra={"pack": pack.name,
+                                                   "error": type(exc).__name__})
+        from cartera_sdk.compliance import Reason
+
+        return Deny(reasons=[Reason(code="compliance_pack_failed",
+                                    message=f"pack {pack.name} failed; contact withheld")])
+    return verdict  # type: ignore[no-any-return]
+
+
+def combine(verdicts: list[tuple[str, Allow | Defer | Deny]]) -> schemas.Verdict:
+    """Deny beats defer beats allow; a defer waits for the latest instant asked."""
+    reasons = [_reason(r.code, r.message, source, r.rule_ref)
+               for source, v in verdicts for r in v.reasons]
+    if any(isinstance(v, Deny) for _, v in verdicts):
+        return schemas.Verdict(decision="deny", reasons=reasons)
+    defers = [v.until for _, v in verdicts if isinstance(v, Defer)]
+    if defers:
+        return schemas.Verdict(decision="defer", reasons=reasons, until=max(defers))
+    return schemas.Verdict(decision="allow", reasons=reasons)
+
+
+def as_json(verdict: schemas.Verdict) -> dict[str, Any]:
+    return msgspec.to_builtins(verdict)  # type: ignore[no-any-return]

@@ -1,0 +1,92 @@
+"""Templates, interactions (every contact and reply) with their status timeline, and the
+tenant's extra opt-out keywords."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+
+
+class MessageTemplate(TenantScoped, Base):
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("tenant_id", "code", "channel", "locale"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    whatsapp: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """``{"name", "language", "parameters": [{"type", "value"}], "buttons": [...]}``."""
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Interaction(TenantScoped, Base):
+    """One contact attempt or reply: outbound message, call, visit, letter, or inbound."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (
+        Index("ix_interactions_debtor", "debtor_id", "id"),
+        Index("ix_interactions_provider_message", "integration_id", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    debtor_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    integration_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("integrations.id", ondelete="SET NULL"))
+    template_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("message_templates.id", ondelete="SET NULL"))
+    contact_point_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("contact_points.id", ondelete="SET NULL"))
+    address: Mapped[str | None] = mapped_column(String(500))
+    provider_message_id: Mapped[str | None] = mapped_column(String(255))
+    obligation_ids: Mapped[list[int]] = mapped_column(JsonType, default=list)
+    variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    content: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """The contact gate's decision and its reason codes."""
+    trigger: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    cost_minor: Mapped[int | None] = mapped_column(BigInteger)
+    cost_currency: Mapped[str | None] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InteractionEvent(TenantScoped, Base):
+    """One step of an interaction's status timeline (kept even when it arrived late)."""
+
+    __tablename__ = "interaction_events"
+    __table_args__ = (Index("ix_interaction_events_interaction", "interaction_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("interactions.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    source: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+
+
+class OptOutKeyword(TenantScoped, Base):
+    __tablename__ = "opt_out_keywords"
+    __table_args__ = (UniqueConstraint("tenant_id", "keyword"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    keyword: Mapped[str] = mapped_column(String(64))
