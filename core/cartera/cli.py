@@ -115,7 +115,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-_extra_commands: list[Callable[[Any], None]] = []
+def _add_openapi(sub: Any) -> None:
+    from cartera.api.openapi import add_command
+
+    add_command(sub)
+
+
+_extra_commands: list[Callable[[Any], None]] = [_add_openapi]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from cartera.jobs.procrastinate_runner import run_worker
+
+    _run(run_worker(get_settings(), concurrency=args.concurrency))
+    return 0
+
+
+def _add_worker(sub: Any) -> None:
+    worker = sub.add_parser("worker", help="run background jobs until SIGINT/SIGTERM "
+                            "(procrastinate on PostgreSQL, in-process on SQLite)")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="jobs run at once by this process (default 1)")
+    worker.set_defaults(fn=cmd_worker)
+
+
+_extra_commands.append(_add_worker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
 
+
+from cartera.demo.command import add_demo_command  # noqa: E402
+
+_extra_commands.append(add_demo_command)
+
+from cartera.imports import cli as _imports_cli  # noqa: E402, F401  (adds `cartera import`)
 
 if __name__ == "__main__":
     raise SystemExit(main())

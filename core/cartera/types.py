@@ -25,6 +25,19 @@ ExternalRef = Annotated[
     msgspec.Meta(min_length=1, max_length=128, description="The creditor's own identifier.",
                  examples=["CLI-000123"]),
 ]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1, description="An object id.")]
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+# Free text bounded by its column, so an over-long value is a 422, never a database error.
+Text16 = Annotated[str, msgspec.Meta(max_length=16)]
+Text32 = Annotated[str, msgspec.Meta(max_length=32)]
+Text64 = Annotated[str, msgspec.Meta(max_length=64)]
+Text128 = Annotated[str, msgspec.Meta(max_length=128)]
+Text200 = Annotated[str, msgspec.Meta(max_length=200)]
+Text320 = Annotated[str, msgspec.Meta(max_length=320)]
+Text500 = Annotated[str, msgspec.Meta(max_length=500)]
+Text2000 = Annotated[str, msgspec.Meta(max_length=2000)]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+ShortName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Tag = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[\w:.\-]+$")]

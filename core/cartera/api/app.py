@@ -16,8 +16,9 @@ from litestar.openapi.spec import Tag as OpenAPITag
 from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
 from cartera.api.idempotency import idempotency_middleware
+from cartera.api.openapi import install as complete_openapi
 from cartera.api.problems import EXCEPTION_HANDLERS
-from cartera.api.security import OAUTH2_SCHEME, authentication_middleware
+from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
 from cartera.auth.keys import load_or_create
 from cartera.auth.routes import ROUTES as AUTH_ROUTES
 from cartera.auth.scopes import SCOPES
@@ -25,15 +26,18 @@ from cartera.auth.tokens import TokenService
 from cartera.crypto import keyring
 from cartera.db import migrate
 from cartera.db.engine import make_engine, make_sessionmaker
+from cartera.jobs.registry import install_runner
 from cartera.jobs.routes import JobController
 from cartera.jobs.runner import InProcessRunner, JobRunner
 from cartera.ops import logging as ops_logging
 from cartera.ops.middleware import request_context_middleware
 from cartera.ops.routes import ROUTES as OPS_ROUTES
 from cartera.payments.routes import PaymentController
+from cartera.plugins import registry as plugin_registry
+from cartera.plugins.host import load_host
 from cartera.portfolio.routes import DebtorController, ObligationController, PortfolioController
 from cartera.reports.routes import aging
-from cartera.settings import Settings, get_settings
+from cartera.settings import Settings, get_settings, install_settings
 
 DESCRIPTION = """Cartera is a headless collections-management API (gestión de cobranzas).
 
@@ -49,11 +53,15 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
         title="Cartera API",
         version=__version__,
         description=DESCRIPTION,
-        servers=[Server(url=issuer)],
+        # Relative, so the document is the same wherever it is served (and committed as is).
+        servers=[Server(url="/", description="This server")],
         path="/docs",
+        use_handler_docstrings=True,
         render_plugins=[ScalarRenderPlugin()],
         tags=[OpenAPITag(name=n) for n in ("OAuth2", "Portfolios", "Debtors", "Obligations",
-                                            "Payments", "Imports", "Reports", "Jobs",
+                                            "Payments", "Imports", "Reports", "Segments", "Jobs",
+                                            "Plugins", "Integrations", "Webhooks",
+                                            "Messaging",
                                             "Operations")],
         components=Components(security_schemes={
             OAUTH2_SCHEME: SecurityScheme(
@@ -61,22 +69,33 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
                 description="OAuth 2.0 client credentials; tokens are RS256 JWTs (RFC 9068).",
                 flows=OAuthFlows(client_credentials=OAuthFlow(
                     token_url="/oauth/token", scopes=dict(SCOPES))),
-            )
+            ),
+            CLIENT_BASIC_SCHEME: SecurityScheme(
+                type="http", scheme="basic",
+                description="`client_secret_basic` at the token endpoint: the client id and "
+                            "secret as HTTP Basic credentials.",
+            ),
         }),
     )
 
 
 def route_handlers() -> list[Any]:
     from cartera.imports.routes import ImportController
+    from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
+    from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
+    from cartera.plugins.routes import list_plugins
+    from cartera.segmentation.routes import SegmentController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
-            ObligationController, PaymentController, ImportController, JobController, aging]
+            ObligationController, PaymentController, ImportController, JobController, aging,
+            list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,
                runner_factory: Any = None) -> Litestar:
     """Build the ASGI app. It refuses to start on a database that is not migrated."""
     settings = settings or get_settings()
+    install_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,6 +109,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                     f"database is at revision {current or 'none'}, code needs {head}: "
                     "run `cartera db upgrade`")
         sessionmaker = make_sessionmaker(engine)
+        plugin_registry.install(load_host(settings.plugin_timeout_seconds))
         async with sessionmaker() as session:
             keys = await load_or_create(session, keyring())
             await session.commit()
@@ -98,6 +118,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                                    tokens=TokenService(settings.issuer, keys,
                                                        settings.token_ttl_seconds),
                                    jobs=runner)
+        install_runner(runner)
         await runner.start()
         try:
             yield
@@ -106,7 +127,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await engine.dispose()
 
     ops_logging.configure(settings.log_level)
-    return Litestar(
+    app = Litestar(
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
@@ -118,6 +139,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         logging_config=None,
         debug=False,
     )
+    complete_openapi(app)
+    return app
 
 
 def default_runner(settings: Settings, sessionmaker: Any) -> JobRunner:

@@ -11,11 +11,20 @@ from sqlalchemy import Select
 
 T = TypeVar("T")
 
+MAX_ID = 2**63 - 1
+"""Ids are 64-bit: a larger number is refused (422) before it reaches the database."""
+
 Limit = Annotated[int, Parameter(ge=1, le=100, description="Page size, 1 to 100.")]
 StartingAfter = Annotated[
     int | None,
-    Parameter(ge=1, description="Cursor: return items after the item with this id."),
+    Parameter(ge=1, le=MAX_ID, description="Cursor: return items after the item with this id."),
 ]
+Id = Annotated[int, Parameter(ge=1, le=MAX_ID)]
+"""A path id."""
+IdFilter = Annotated[int | None, Parameter(ge=1, le=MAX_ID)]
+"""An optional id to filter a list by."""
+Days = Annotated[int | None, Parameter(ge=0, le=36_500)]
+"""A number of days (e.g. days past due), at most a century."""
 
 
 class Page(msgspec.Struct, Generic[T]):

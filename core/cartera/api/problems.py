@@ -11,9 +11,11 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DBAPIError
 
 from cartera.errors import CarteraError
 
@@ -65,7 +67,11 @@ def _request_id(request: Request[Any, Any, Any]) -> str | None:
 
 
 def cartera_error_handler(request: Request[Any, Any, Any], exc: CarteraError) -> Response[Any]:
-    headers = {"WWW-Authenticate": 'Bearer realm="cartera"'} if exc.status == 401 else None
+    headers = None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="cartera"'}
+    elif exc.code == "insufficient_scope":
+        headers = {"WWW-Authenticate": 'Bearer realm="cartera", error="insufficient_scope"'}
     return problem(
         exc.status, exc.code, exc.title, exc.detail, param=exc.param, instance=request.url.path,
         headers=headers, request_id=_request_id(request), **exc.extra,
@@ -80,10 +86,10 @@ def _validation_problem(request: Request[Any, Any, Any], exc: ValidationExceptio
         if isinstance(e, dict)
     ]
     detail = str(exc.detail)
-    if "JSON" in detail and ("malformed" in detail.lower() or "invalid" in detail.lower()):
-        if not errors:
-            return problem(400, "malformed_json", "Malformed JSON", "the request body is not "
-                           "valid JSON", instance=request.url.path, request_id=_request_id(request))
+    if ("JSON" in detail and ("malformed" in detail.lower() or "invalid" in detail.lower())
+            and not errors):
+        return problem(400, "malformed_json", "Malformed JSON", "the request body is not "
+                       "valid JSON", instance=request.url.path, request_id=_request_id(request))
     first = errors[0] if errors else {}
     reason = first.get("reason") or detail
     param = first.get("param")
@@ -97,6 +103,10 @@ def _validation_problem(request: Request[Any, Any, Any], exc: ValidationExceptio
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, ValidationException):
         return _validation_problem(request, exc)
+    if isinstance(exc.__cause__, SerializationException):  # the body did not decode
+        return problem(400, "malformed_json", "Malformed JSON",
+                       f"the request body is not valid JSON: {exc.__cause__}",
+                       instance=request.url.path, request_id=_request_id(request))
     status = exc.status_code
     code, title = _CODES_BY_STATUS.get(status, ("error", "Error"))
     if isinstance(exc, NotAuthorizedException):
@@ -112,7 +122,23 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     )
 
 
+# Input no column can hold, found only by the database: the caller's fault (422), not ours.
+_UNSTORABLE = (
+    (("too large to convert to sqlite", "out of int64 range", "out of range for",
+      "numericvalueoutofrange"),
+     "number_out_of_range", "a number in the request is out of range (ids are 64-bit)"),
+    (("cannot contain nul",), "nul_character", "text must not contain NUL (U+0000) characters"),
+)
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # A safety net: routes bound ids with ``cartera.api.pagination.Id`` and text by column.
+    if isinstance(exc, OverflowError | ValueError | DBAPIError):
+        message = str(exc).lower()
+        for needles, code, detail in _UNSTORABLE:
+            if any(n in message for n in needles):
+                return problem(422, code, "Validation failed", detail,
+                               instance=request.url.path, request_id=_request_id(request))
     log.exception("unhandled error", extra={"request_id": _request_id(request)})
     return problem(
         HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "Internal server error",

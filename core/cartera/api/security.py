@@ -14,6 +14,7 @@ from cartera.auth.scopes import SCOPES
 from cartera.errors import Forbidden, Unauthorized
 
 OAUTH2_SCHEME = "oauth2"
+CLIENT_BASIC_SCHEME = "client_secret_basic"
 
 
 async def _send_problem(send: Send, status: int, code: str, detail: str) -> None:

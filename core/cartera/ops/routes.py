@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
@@ -19,7 +20,9 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness", operation_id="Readyz", tags=["Operations"])
+@get("/readyz", summary="Readiness", operation_id="Readyz", tags=["Operations"],
+     responses={503: ResponseSpec(None, description="The database does not answer.",
+                                  media_type="application/problem+json")})
 async def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
     """The database answers; 503 (problem+json) when it does not."""
     try:

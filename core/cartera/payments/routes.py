@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
-from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.payments import schemas, service
 from cartera.payments.models import Payment
@@ -31,7 +31,7 @@ class PaymentController(Controller):
 
     @get("/", summary="List payments", operation_id="ListPayments", **secured("portfolio:read"))
     async def index(self, session: AsyncSession, limit: Limit = 20,
-                   starting_after: StartingAfter = None, debtor_id: int | None = None,
+                   starting_after: StartingAfter = None, debtor_id: IdFilter = None,
                    currency: str | None = None, status: str | None = None,
                    paid_from: date | None = None, paid_to: date | None = None,
                    ) -> Page[schemas.PaymentOut]:
@@ -54,14 +54,14 @@ class PaymentController(Controller):
 
     @get("/{payment_id:int}", summary="Get a payment", operation_id="GetPayment",
          **secured("portfolio:read"))
-    async def retrieve(self, payment_id: int, session: AsyncSession) -> schemas.PaymentOut:
+    async def retrieve(self, payment_id: Id, session: AsyncSession) -> schemas.PaymentOut:
         """One payment with its allocations."""
         return (await service.payments_out(
             session, [await service.get_payment(session, payment_id)]))[0]
 
     @post("/{payment_id:int}/reverse", summary="Reverse a payment",
           operation_id="ReversePayment", **secured("portfolio:write"))
-    async def reverse(self, payment_id: int, data: schemas.PaymentReverse,
+    async def reverse(self, payment_id: Id, data: schemas.PaymentReverse,
                       session: AsyncSession, actor: Actor) -> schemas.PaymentOut:
         """Reverse a bounced or charged-back payment: its allocations are released and the
         obligations it paid are owed again."""

@@ -6,13 +6,13 @@ from datetime import date, datetime
 
 from msgspec import Struct
 
-from cartera.types import Amount, Currency, ExternalRef
+from cartera.types import Amount, Currency, ExternalRef, Id, Text32, Text128, Text200, Text500
 
 
 class AllocationIn(Struct, forbid_unknown_fields=True):
     """Part of the payment the payer wants applied to one obligation."""
 
-    obligation_id: int
+    obligation_id: Id
     amount: Amount
 
 
@@ -20,17 +20,17 @@ class PaymentCreate(Struct, forbid_unknown_fields=True):
     currency: Currency
     amount: Amount
     paid_on: date
-    debtor_id: int | None = None
-    debtor_external_ref: str | None = None
+    debtor_id: Id | None = None
+    debtor_external_ref: Text128 | None = None
     external_ref: ExternalRef | None = None
-    method: str | None = None
-    reference: str | None = None
+    method: Text32 | None = None
+    reference: Text200 | None = None
     allocations: list[AllocationIn] = []
     """Explicit allocations; whatever they leave goes to the oldest due obligations."""
 
 
 class PaymentReverse(Struct, forbid_unknown_fields=True):
-    reason: str
+    reason: Text500
 
 
 class AllocationOut(Struct):

@@ -8,6 +8,7 @@ from litestar import get
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
+from cartera.api.pagination import IdFilter
 from cartera.api.security import secured
 from cartera.portfolio.service import tenant_today
 from cartera.reports.aging import AgingReport, aging_report
@@ -16,7 +17,7 @@ from cartera.reports.aging import AgingReport, aging_report
 @get("/v1/aging", summary="Aging report", operation_id="GetAgingReport", tags=["Reports"],
      **secured("reports:read"))
 async def aging(session: AsyncSession, actor: Actor, as_of: date | None = None,
-                portfolio_id: int | None = None, product: str | None = None,
+                portfolio_id: IdFilter = None, product: str | None = None,
                 zone: str | None = None, currency: str | None = None) -> AgingReport:
     """Open receivables per currency and bucket (current, 1-30, 31-60, 61-90, 91-180, 181+):
     obligation counts, distinct debtors and amounts, filterable by portfolio, product, zone

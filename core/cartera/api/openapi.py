@@ -1,0 +1,307 @@
+"""Completes the generated OpenAPI document in one place, and renders it for `openapi/`.
+
+Litestar derives paths, parameters, bodies and success responses from the handlers. This
+module adds what every operation shares, so no route has to repeat it:
+
+* one ``Problem`` schema (RFC 9457 + our ``code``/``param``/``request_id``/``errors``) and
+  reusable ``components.responses`` for each error status, referenced by every operation
+  that can answer it: 400/413/422 where there is input, 401/403 where a scope is needed,
+  404 where a path names an object, 409 on writes, 500 everywhere;
+* the ``Idempotency-Key`` header on every authenticated POST;
+* request examples for the main create operations.
+
+The committed copy (``openapi/openapi.json``) is :func:`render` of what the app serves;
+``cartera openapi`` rewrites it and a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar
+from litestar._openapi.plugin import OpenAPIPlugin
+
+from cartera.api.idempotency import MAX_KEY_LENGTH
+
+PROBLEM_JSON = "application/problem+json"
+REF = "#/components/{}/{}"
+# Operations that document their own error responses (RFC 6749 errors, not problems).
+OWN_ERRORS = frozenset({"IssueToken"})
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "An RFC 9457 problem. `code` is stable and machine-readable; `param` names "
+                   "the field at fault when there is one.",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string", "format": "uri",
+                 "description": "A URI naming the problem type.",
+                 "examples": ["https://cartera.dev/problems/validation-error"]},
+        "title": {"type": "string", "description": "Short summary of the problem type."},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599,
+                   "description": "The HTTP status code."},
+        "detail": {"type": "string", "description": "What went wrong in this occurrence."},
+        "code": {"type": "string", "description": "Stable machine-readable error code.",
+                 "examples": ["validation_error", "unknown_currency", "not_found"]},
+        "param": {"type": "string", "description": "The field, parameter or header at fault, "
+                                                   "as a path (`contact_points[0].value`)."},
+        "instance": {"type": "string", "description": "The request path."},
+        "request_id": {"type": "string",
+                       "description": "Identifies the request in logs (also `X-Request-ID`)."},
+        "errors": {
+            "type": "array", "description": "Every field that failed validation.",
+            "items": {"type": "object", "properties": {
+                "param": {"type": ["string", "null"]},
+                "source": {"type": ["string", "null"]},
+                "reason": {"type": ["string", "null"]},
+            }},
+        },
+    },
+}
+
+
+def _problem_example(status: int, code: str, title: str, detail: str,
+                     param: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"type": f"https://cartera.dev/problems/{code.replace('_', '-')}",
+                            "title": title, "status": status, "detail": detail, "code": code}
+    if param:
+        body["param"] = param
+    body["instance"] = "/v1/debtors"
+    body["request_id"] = "01J9Z6Q4W8V3K2M5N7P0R1S2T3"
+    return body
+
+
+# name -> (status, description, example problems {name: (code, title, detail, param)})
+_ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]] = {
+    "BadRequest": (400, "The request could not be read: malformed JSON or a bad header.", {
+        "malformed_json": ("malformed_json", "Malformed JSON", "the request body is not "
+                           "valid JSON", None),
+        "invalid_idempotency_key": ("invalid_idempotency_key", "Invalid idempotency key",
+                                    "Idempotency-Key must be 1 to 255 characters",
+                                    "Idempotency-Key"),
+    }),
+    "Unauthorized": (401, "No access token, or one that is invalid or expired.", {
+        "missing_token": ("missing_token", "Unauthorized", "a bearer access token is required",
+                          None),
+        "invalid_token": ("invalid_token", "Unauthorized",
+                          "the access token is invalid, expired or not ours", None),
+    }),
+    "Forbidden": (403, "The access token lacks the scope this operation needs.", {
+        "insufficient_scope": ("insufficient_scope", "Forbidden",
+                               "this operation needs the 'portfolio:write' scope", None),
+    }),
+    "NotFound": (404, "No such object for the caller's tenant (another tenant's objects "
+                      "answer 404 too).", {
+        "not_found": ("not_found", "Not found", "debtor 42 not found", None),
+    }),
+    "Conflict": (409, "The change conflicts with the current state (a duplicate "
+                      "`external_ref`, or the same Idempotency-Key still in flight).", {
+        "already_exists": ("already_exists", "Conflict",
+                           "a debtor with external_ref 'CLI-1' already exists", "external_ref"),
+        "idempotency_key_in_use": ("idempotency_key_in_use", "Idempotency conflict",
+                                   "a request with this Idempotency-Key is still being "
+                                   "processed", "Idempotency-Key"),
+    }),
+    "PayloadTooLarge": (413, "The request body is larger than the server accepts.", {
+        "body_too_large": ("body_too_large", "Request body too large",
+                           "the request body exceeds 1048576 bytes", None),
+    }),
+    "UnprocessableContent": (422, "Well-formed input that breaks a rule: a wrong type, an "
+                                  "unknown currency, too many decimals, an unknown reference.", {
+        "validation_error": ("validation_error", "Validation failed",
+                             "due_date: Expected `date`, got `str`", "due_date"),
+        "unknown_currency": ("unknown_currency", "Validation failed",
+                             "'XYZ' is not an ISO 4217 currency", "currency"),
+        "too_many_decimals": ("too_many_decimals", "Validation failed",
+                              "CLP allows 0 decimal places", "original_amount"),
+        "idempotency_key_reused": ("idempotency_key_reused", "Idempotency conflict",
+                                   "this Idempotency-Key was used with a different request",
+                                   "Idempotency-Key"),
+    }),
+    "InternalError": (500, "Something failed on our side; `request_id` identifies it.", {
+        "internal_error": ("internal_error", "Internal server error", "something went wrong "
+                           "on our side; the request id identifies it in our logs", None),
+    }),
+}
+
+
+def _error_responses() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (status, description, examples) in _ERRORS.items():
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {PROBLEM_JSON: {
+                "schema": {"$ref": REF.format("schemas", "Problem")},
+                "examples": {key: {"summary": key, "value": _problem_example(status, *spec)}
+                             for key, spec in examples.items()},
+            }},
+        }
+        if status == 401:
+            response["headers"] = {"WWW-Authenticate": {
+                "description": "The Bearer challenge (RFC 6750).",
+                "schema": {"type": "string"}}}
+        out[name] = response
+    return out
+
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Makes a retry safe: a replay with the same key and body returns the stored "
+                   "response (with `Idempotent-Replayed: true`); the same key with a different "
+                   "body answers 422 `idempotency_key_reused`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+               "pattern": r"^[\x21-\x7e]+$", "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
+}
+
+# Request examples of the main create operations, by operationId.
+REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
+    "CreatePortfolio": {"code": "RETAIL-2024", "name": "Retail loans 2024",
+                        "description": "Consumer loans originated in 2024"},
+    "CreateDebtor": {
+        "external_ref": "CLI-000123", "name": "Ana Pérez Quispe", "country": "PE",
+        "kind": "person", "national_id": "45678912", "zone": "Lima", "tags": ["retail"],
+        "attributes": {"segment": "A"},
+        "contact_points": [{"kind": "phone", "value": "987 654 321", "consent": "granted"},
+                           {"kind": "email", "value": "ana@example.pe"}],
+        "related_parties": [{"role": "guarantor", "name": "Luis Pérez",
+                             "phone": "+51 912345678"}],
+    },
+    "CreateObligation": {
+        "external_ref": "INV-2024-0001", "kind": "invoice", "currency": "PEN",
+        "original_amount": "1250.50", "due_date": "2024-06-30",
+        "debtor_external_ref": "CLI-000123", "product": "consumer_loan",
+        "issue_date": "2024-06-01",
+    },
+    "CreatePayment": {
+        "currency": "PEN", "amount": "300.00", "paid_on": "2024-07-05",
+        "debtor_external_ref": "CLI-000123", "external_ref": "PAY-0001", "method": "transfer",
+        "reference": "BCP-88123",
+    },
+}
+
+
+def complete(doc: dict[str, Any]) -> dict[str, Any]:
+    """Return the generated document with shared errors, headers and examples added."""
+    doc = copy.deepcopy(doc)
+    components = doc.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components["responses"] = _error_responses()
+    components["parameters"] = {"IdempotencyKey": IDEMPOTENCY_KEY}
+    for path_item in doc.get("paths", {}).values():
+        for method, op in path_item.items():
+            if method in {"get", "put", "post", "patch", "delete"}:
+                _complete_operation(method, op)
+    return doc
+
+
+def _complete_operation(method: str, op: dict[str, Any]) -> None:
+    responses: dict[str, Any] = op.setdefault("responses", {})
+    # Litestar's default 400 ("ValidationException") is not what we answer: drop it.
+    default_400 = responses.get("400", {}).get("content", {}).get("application/json", {})
+    if default_400.get("schema", {}).get("description") == "Validation Exception":
+        del responses["400"]
+    wanted = ["InternalError"]
+    if "requestBody" in op:
+        wanted.append("PayloadTooLarge")
+    if op.get("operationId") not in OWN_ERRORS:
+        params = op.get("parameters", [])
+        has_body = "requestBody" in op
+        secured = bool(op.get("security"))
+        if has_body:
+            wanted.append("BadRequest")
+        if has_body or params:
+            wanted.append("UnprocessableContent")
+        if secured:
+            wanted += ["Unauthorized", "Forbidden"]
+        if any(p.get("in") == "path" for p in params):
+            wanted.append("NotFound")
+        if secured and method in {"post", "put", "patch", "delete"}:
+            wanted.append("Conflict")
+        if secured and method == "post":
+            op["parameters"] = [*params, {"$ref": REF.format("parameters", "IdempotencyKey")}]
+            if not has_body:
+                wanted += ["BadRequest", "UnprocessableContent"]
+    for name in wanted:
+        responses.setdefault(str(_ERRORS[name][0]), {"$ref": REF.format("responses", name)})
+    for status, response in responses.items():  # e.g. readiness's 503: a problem too
+        if int(status) >= 400 and "$ref" not in response and not response.get("content"):
+            response["content"] = {PROBLEM_JSON: {"schema": {"$ref": REF.format("schemas",
+                                                                                 "Problem")}}}
+    op["responses"] = dict(sorted(responses.items()))
+    example = REQUEST_EXAMPLES.get(op.get("operationId", ""))
+    if example is not None:
+        media = op["requestBody"]["content"]["application/json"]
+        media["examples"] = {"default": {"summary": "A typical request", "value": example}}
+
+
+def install(app: Litestar) -> None:
+    """Complete the document the app serves at ``/docs/openapi.json`` (call once, at build)."""
+    plugin = app.plugins.get(OpenAPIPlugin)
+    plugin._openapi_schema = complete(plugin.provide_openapi().to_schema())
+
+
+def document(app: Litestar) -> dict[str, Any]:
+    """The OpenAPI document the app serves."""
+    return app.plugins.get(OpenAPIPlugin).provide_openapi_schema()
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The committed form: sorted keys, two-space indent, UTF-8, trailing newline."""
+    return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def default_output() -> Path:
+    """``openapi/openapi.json`` in the source checkout (else under the working directory)."""
+    root = Path(__file__).resolve().parents[3]
+    if (root / "pyproject.toml").exists() and (root / "core" / "cartera").is_dir():
+        return root / "openapi" / "openapi.json"
+    return Path.cwd() / "openapi" / "openapi.json"
+
+
+def build_document() -> dict[str, Any]:
+    """Build the app (no database needed) and return the document it serves."""
+    from cartera.api.app import create_app
+    from cartera.settings import Settings
+
+    app = create_app(Settings(database_url="sqlite+aiosqlite://"), check_migrations=False)
+    return document(app)
+
+
+def write(output: Path | None = None, *, check: bool = False) -> tuple[Path, bool]:
+    """Write (or with ``check``, compare) the document; returns the path and whether the file
+    was already up to date."""
+    path = output or default_output()
+    text = render(build_document())
+    current = path.read_text(encoding="utf-8") if path.exists() else None
+    if not check and current != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return path, current == text
+
+
+REGENERATE = "cartera openapi  (or: .venv/bin/python -m cartera.cli openapi)"
+
+
+def add_command(sub: Any) -> None:
+    """``cartera openapi [--output PATH] [--check]`` (registered by :mod:`cartera.cli`)."""
+    p = sub.add_parser("openapi", help="write the OpenAPI document (openapi/openapi.json)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="where to write it (default: openapi/openapi.json in the checkout)")
+    p.add_argument("--check", action="store_true",
+                   help="only compare; exit 1 when the file differs from what the app serves")
+    p.set_defaults(fn=_cmd_openapi)
+
+
+def _cmd_openapi(args: Any) -> int:
+    path, up_to_date = write(args.output, check=args.check)
+    if args.check:
+        print(f"{path}: {'up to date' if up_to_date else 'out of date; run `cartera openapi`'}")
+        return 0 if up_to_date else 1
+    print(f"{path}: {'unchanged' if up_to_date else 'written'}")
+    return 0
