@@ -1,13 +1,32 @@
-"""Import runs and the rows they rejected."""
+"""Import runs, the rows they rejected, and the staging tables the pipeline loads into.
+
+The staging tables hold one chunk of one import at a time (keyed by ``import_id``) and are
+emptied after every chunk; on PostgreSQL they are ``UNLOGGED`` (see migration 0002), since
+a crash only means the chunk is staged again. ``import_touched_debtors`` lists the debtors
+whose obligations or payments an import actually changed, so the final rebalance covers
+exactly them even when the job is retried after a crash.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+
+IMPORT_STATUSES = ("queued", "running", "succeeded", "failed")
 
 
 class ImportRun(TenantScoped, Base):
@@ -23,6 +42,8 @@ class ImportRun(TenantScoped, Base):
     rows_total: Mapped[int] = mapped_column(BigInteger, default=0)
     rows_applied: Mapped[int] = mapped_column(BigInteger, default=0)
     rows_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(String(1000))
+    """Why the whole import failed (an unreadable file); row problems go to the row errors."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -35,4 +56,85 @@ class ImportRowError(TenantScoped, Base):
     import_id: Mapped[int] = mapped_column(BigId, ForeignKey("imports.id", ondelete="CASCADE"))
     line: Mapped[int] = mapped_column(Integer)
     field: Mapped[str | None] = mapped_column(String(128))
+    code: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(1000))
+
+
+stage_debtors = Table(
+    "import_stage_debtors", Base.metadata,
+    Column("import_id", BigInteger, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("external_ref", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(300), nullable=False),
+    Column("national_id", String(64)),
+    Column("country", String(2), nullable=False),
+    Column("subdivision", String(16)),
+    Column("timezone", String(64), nullable=False),
+    Column("zone", String(128)),
+    Column("risk_score", Integer),
+    Column("attributes", JsonType, nullable=False),
+    Index("ix_import_stage_debtors_ref", "import_id", "external_ref"),
+)
+
+stage_tags = Table(
+    "import_stage_tags", Base.metadata,
+    Column("import_id", BigInteger, nullable=False),
+    Column("external_ref", String(128), nullable=False),
+    Column("tag", String(64), nullable=False),
+    Index("ix_import_stage_tags_ref", "import_id", "external_ref", "tag"),
+)
+
+stage_contacts = Table(
+    "import_stage_contacts", Base.metadata,
+    Column("import_id", BigInteger, nullable=False),
+    Column("external_ref", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(500), nullable=False),
+    Column("label", String(64)),
+    Column("consent", String(16), nullable=False),
+    Column("opted_out_channels", JsonType, nullable=False),
+    Column("origin", String(32), nullable=False),
+    Column("preferred", Boolean, nullable=False),
+    Index("ix_import_stage_contacts_import", "import_id"),
+)
+
+stage_obligations = Table(
+    "import_stage_obligations", Base.metadata,
+    Column("import_id", BigInteger, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("external_ref", String(128), nullable=False),
+    Column("debtor_external_ref", String(128), nullable=False),
+    Column("portfolio_code", String(64)),
+    Column("kind", String(32), nullable=False),
+    Column("product", String(64)),
+    Column("currency", String(3), nullable=False),
+    Column("original_minor", BigInteger, nullable=False),
+    Column("prior_paid_minor", BigInteger, nullable=False),
+    Column("issue_date", Date),
+    Column("due_date", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Index("ix_import_stage_obligations_import", "import_id"),
+)
+
+stage_payments = Table(
+    "import_stage_payments", Base.metadata,
+    Column("import_id", BigInteger, nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("external_ref", String(128), nullable=False),
+    Column("debtor_external_ref", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("paid_on", Date, nullable=False),
+    Column("method", String(32)),
+    Column("reference", String(200)),
+    Index("ix_import_stage_payments_import", "import_id"),
+)
+
+touched_debtors = Table(
+    "import_touched_debtors", Base.metadata,
+    Column("import_id", BigInteger, primary_key=True),
+    Column("debtor_id", BigInteger, primary_key=True),
+)
+
+STAGING_TABLES = (stage_debtors, stage_tags, stage_contacts, stage_obligations, stage_payments)

@@ -49,7 +49,7 @@ def upgrade() -> None:
             sa.Column("import_id", sa.BigInteger(), nullable=False),
             sa.Column("external_ref", sa.String(128), nullable=False),
             sa.Column("tag", sa.String(64), nullable=False),
-            index=["import_id"])
+            index=["import_id", "external_ref", "tag"])
     _create("import_stage_contacts",
             sa.Column("import_id", sa.BigInteger(), nullable=False),
             sa.Column("external_ref", sa.String(128), nullable=False),

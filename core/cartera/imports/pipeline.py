@@ -1,0 +1,463 @@
+"""The import pipeline: stage each validated chunk, then upsert it set-based.
+
+Contract (:func:`run_import`):
+
+* Rows are upserted by ``(tenant_id, external_ref)``: each row states the full record, like
+  a PUT. An existing row is written only when a value differs, so importing the same file
+  twice changes nothing (no ``updated_at`` bump, no allocation or balance rewrite).
+* Inside a chunk debtors go first, then obligations, then payments. An obligation or
+  payment whose ``debtor_external_ref`` is neither in the database nor on an earlier line
+  of the file is rejected (``unknown_debtor``); likewise an unknown ``portfolio_code``.
+* Debtor tags in a row replace the debtor's tags. Contact points are added; an existing
+  contact point (same kind and value) is left as it is, so an import never overwrites a
+  consent or opt-out recorded since.
+* A bad row is reported (line, field, code, reason) and contributes nothing.
+* Each chunk commits on its own; after the last, one :func:`rebalance` over the debtors
+  whose obligations or payments changed recomputes allocations (oldest due first),
+  outstanding amounts, statuses and balance summaries. Until then a running import's
+  debtors may show stale balances.
+* Retrying (at-least-once jobs) is safe: a retry replays the file, finds the committed
+  chunks unchanged, and rebalances every debtor recorded as touched by any attempt.
+
+Staging is ``COPY`` on PostgreSQL and ``executemany`` on SQLite; everything after it is the
+same SQL on both (``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE changed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+
+from cartera import clock
+from cartera.api.context import Actor
+from cartera.audit import service as audit
+from cartera.db.base import UtcDateTime
+from cartera.imports import rows as rowmod
+from cartera.imports.models import (
+    STAGING_TABLES,
+    ImportRowError,
+    ImportRun,
+    stage_debtors,
+    stage_obligations,
+    stage_payments,
+    touched_debtors,
+)
+from cartera.payments.allocation import DebtorScope, rebalance
+from cartera.portfolio.service import tenant_today
+
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+@dataclass
+class ImportResult:
+    rows_total: int = 0
+    rows_applied: int = 0
+    rows_failed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"rows_total": self.rows_total, "rows_applied": self.rows_applied,
+                "rows_failed": self.rows_failed}
+
+
+# --- staging -----------------------------------------------------------------------------
+
+def _columns(table: Any) -> list[str]:
+    return [c.name for c in table.columns]
+
+
+async def _stage(conn: AsyncConnection, table: Any, values: list[tuple[Any, ...]]) -> None:
+    if not values:
+        return
+    cols = _columns(table)
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        pg: Any = raw.driver_connection
+        async with pg.cursor() as cur, cur.copy(
+                f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy:
+            for value in values:
+                await copy.write_row(value)
+    else:
+        marks = ", ".join("?" for _ in cols)
+        await conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", values)
+
+
+def _tag_rows(chunk: rowmod.Chunk, imp: int) -> list[tuple[Any, ...]]:
+    return [(imp, ref, tag) for ref, tags in chunk.tags.items() for tag in tags]
+
+
+def _contact_rows(chunk: rowmod.Chunk) -> list[tuple[Any, ...]]:
+    return [c for contacts in chunk.contacts.values() for c in contacts]
+
+
+async def _stage_chunk(conn: AsyncConnection, chunk: rowmod.Chunk, imp: int) -> None:
+    await _stage(conn, stage_debtors, list(chunk.debtors.values()))
+    await _stage(conn, STAGING_TABLES[1], _tag_rows(chunk, imp))
+    await _stage(conn, STAGING_TABLES[2], _contact_rows(chunk))
+    await _stage(conn, stage_obligations, list(chunk.obligations.values()))
+    await _stage(conn, stage_payments, list(chunk.payments.values()))
+    if conn.dialect.name == "postgresql":
+        # Fresh statistics, or the planner treats the staged chunk as empty (nested loops).
+        for table in STAGING_TABLES:
+            await conn.exec_driver_sql(f"ANALYZE {table.name}")
+
+
+# --- set-based SQL -----------------------------------------------------------------------
+
+def _differs(pairs: list[tuple[str, str]], dialect: str) -> str:
+    op = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    return " OR ".join(f"{a} {op} {b}" for a, b in pairs)
+
+
+_UNKNOWN_REF = """
+SELECT s.line, s.{ref} FROM {stage} s
+WHERE s.import_id = :imp AND s.{ref} IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM {target} x WHERE x.tenant_id = :t AND x.{key} = s.{ref}){earlier}
+"""
+_EARLIER_DEBTOR = """
+  AND NOT EXISTS (SELECT 1 FROM import_stage_debtors sd
+                  WHERE sd.import_id = :imp AND sd.external_ref = s.debtor_external_ref
+                    AND sd.line < s.line)"""
+
+# (stage, reference column, target table, target key, what, code)
+_REFERENCES = (
+    ("import_stage_obligations", "debtor_external_ref", "debtors", "external_ref", "debtor",
+     "unknown_debtor"),
+    ("import_stage_payments", "debtor_external_ref", "debtors", "external_ref", "debtor",
+     "unknown_debtor"),
+    ("import_stage_obligations", "portfolio_code", "portfolios", "code", "portfolio",
+     "unknown_portfolio"),
+)
+
+
+async def _reject_unknown_refs(conn: AsyncConnection, t: int, imp: int) -> list[rowmod.RowError]:
+    """Report and unstage rows that reference a debtor or portfolio that does not exist."""
+    errors: list[rowmod.RowError] = []
+    for stage, ref, target, key, what, code in _REFERENCES:
+        earlier = _EARLIER_DEBTOR if what == "debtor" else ""
+        sql = _UNKNOWN_REF.format(stage=stage, ref=ref, target=target, key=key, earlier=earlier)
+        bad = (await conn.execute(text(sql), {"t": t, "imp": imp})).all()
+        if not bad:
+            continue
+        errors += [rowmod.RowError(line, ref, code, f"no {what} with {key} {value!r} in the "
+                                   "tenant or on an earlier line") for line, value in bad]
+        await conn.execute(text(f"DELETE FROM {stage} WHERE import_id = :imp AND line IN "
+                                f"({', '.join(str(int(line)) for line, _ in bad)})"),
+                           {"imp": imp})
+    return errors
+
+
+_DEBTOR_COLS = ["kind", "name", "national_id", "country", "subdivision", "timezone", "zone",
+                "risk_score", "attributes"]
+
+
+def _upsert_debtors(dialect: str) -> str:
+    cols = ", ".join(_DEBTOR_COLS)
+    sets = ", ".join(f"{c} = excluded.{c}" for c in [*_DEBTOR_COLS, "updated_at"])
+    changed = _differs([(f"debtors.{c}", f"excluded.{c}") for c in _DEBTOR_COLS], dialect)
+    return f"""
+INSERT INTO debtors (tenant_id, external_ref, {cols}, created_at, updated_at)
+SELECT :t, external_ref, {cols}, :now, :now FROM import_stage_debtors WHERE import_id = :imp
+ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets} WHERE {changed}
+"""
+
+
+_DELETE_TAGS = """
+DELETE FROM debtor_tags WHERE tenant_id = :t AND (debtor_id, tag) IN (
+    SELECT dt.debtor_id, dt.tag FROM import_stage_debtors sd
+    JOIN debtors d ON d.tenant_id = :t AND d.external_ref = sd.external_ref
+    JOIN debtor_tags dt ON dt.debtor_id = d.id
+    LEFT JOIN import_stage_tags st
+      ON st.import_id = :imp AND st.external_ref = sd.external_ref AND st.tag = dt.tag
+    WHERE sd.import_id = :imp AND st.tag IS NULL)
+"""
+
+_INSERT_TAGS = """
+INSERT INTO debtor_tags (tenant_id, debtor_id, tag)
+SELECT :t, d.id, st.tag FROM import_stage_tags st
+JOIN debtors d ON d.tenant_id = :t AND d.external_ref = st.external_ref
+WHERE st.import_id = :imp
+ON CONFLICT (debtor_id, tag) DO NOTHING
+"""
+
+_INSERT_CONTACTS = """
+INSERT INTO contact_points (tenant_id, debtor_id, kind, value, label, consent,
+    opted_out_channels, origin, preferred, created_at, updated_at)
+SELECT :t, d.id, sc.kind, sc.value, sc.label, sc.consent, sc.opted_out_channels, sc.origin,
+       sc.preferred, :now, :now
+FROM import_stage_contacts sc
+JOIN debtors d ON d.tenant_id = :t AND d.external_ref = sc.external_ref
+WHERE sc.import_id = :imp
+ON CONFLICT (debtor_id, kind, value) DO NOTHING
+"""
+
+# Obligations: (column, staged value). 'paid' is derived, so a row saying 'open' does not
+# differ from a stored 'paid'.
+_OBLIGATION_VALUES = [
+    ("debtor_id", "d.id"), ("portfolio_id", "p.id"), ("kind", "s.kind"),
+    ("product", "s.product"), ("currency", "s.currency"),
+    ("original_minor", "s.original_minor"), ("prior_paid_minor", "s.prior_paid_minor"),
+    ("issue_date", "s.issue_date"), ("due_date", "s.due_date"),
+]
+_OBLIGATION_FROM = """
+FROM import_stage_obligations s
+JOIN debtors d ON d.tenant_id = :t AND d.external_ref = s.debtor_external_ref
+LEFT JOIN portfolios p ON p.tenant_id = :t AND p.code = s.portfolio_code
+"""
+_STATUS_DIFFERS = ("(CASE WHEN {o}.status = 'paid' THEN 'open' ELSE {o}.status END) "
+                   "<> {s}.status")
+
+
+def _obligation_changed(dialect: str, o: str, src: dict[str, str], s: str) -> str:
+    pairs = [(f"{o}.{c}", src[c]) for c, _ in _OBLIGATION_VALUES]
+    return f"({_differs(pairs, dialect)} OR {_STATUS_DIFFERS.format(o=o, s=s)})"
+
+
+def _touch_obligations(dialect: str) -> str:
+    changed = _obligation_changed(dialect, "o", dict(_OBLIGATION_VALUES), "s")
+    return f"""
+WITH changed AS (
+    SELECT d.id AS new_id, o.debtor_id AS old_id {_OBLIGATION_FROM}
+    LEFT JOIN obligations o ON o.tenant_id = :t AND o.external_ref = s.external_ref
+    WHERE s.import_id = :imp AND (o.id IS NULL OR {changed})
+)
+INSERT INTO import_touched_debtors (import_id, debtor_id)
+SELECT DISTINCT :imp, id FROM (SELECT new_id AS id FROM changed
+                               UNION SELECT old_id FROM changed WHERE old_id IS NOT NULL) u
+WHERE true ON CONFLICT DO NOTHING
+"""
+
+
+def _upsert_obligations(dialect: str) -> str:
+    cols = [c for c, _ in _OBLIGATION_VALUES]
+    sources = ", ".join(v for _, v in _OBLIGATION_VALUES)
+    changed = _obligation_changed(dialect, "obligations", {c: f"excluded.{c}" for c in cols},
+                                  "excluded")
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
+    return f"""
+INSERT INTO obligations (tenant_id, external_ref, {", ".join(cols)}, outstanding_minor, status,
+                         created_at, updated_at)
+SELECT :t, s.external_ref, {sources}, s.original_minor - s.prior_paid_minor, s.status, :now, :now
+{_OBLIGATION_FROM} WHERE s.import_id = :imp
+ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets},
+    status = CASE WHEN excluded.status = 'open' AND obligations.status = 'paid'
+                  THEN 'paid' ELSE excluded.status END,
+    updated_at = excluded.updated_at
+WHERE {changed}
+"""
+
+
+_PAYMENT_VALUES = [("debtor_id", "d.id"), ("currency", "s.currency"),
+                   ("amount_minor", "s.amount_minor"), ("paid_on", "s.paid_on"),
+                   ("method", "s.method"), ("reference", "s.reference")]
+_PAYMENT_FROM = """
+FROM import_stage_payments s
+JOIN debtors d ON d.tenant_id = :t AND d.external_ref = s.debtor_external_ref
+"""
+
+
+def _touch_payments(dialect: str) -> str:
+    changed = _differs([(f"p.{c}", v) for c, v in _PAYMENT_VALUES], dialect)
+    return f"""
+WITH changed AS (
+    SELECT d.id AS new_id, p.debtor_id AS old_id {_PAYMENT_FROM}
+    LEFT JOIN payments p ON p.tenant_id = :t AND p.external_ref = s.external_ref
+    WHERE s.import_id = :imp AND (p.id IS NULL OR {changed})
+)
+INSERT INTO import_touched_debtors (import_id, debtor_id)
+SELECT DISTINCT :imp, id FROM (SELECT new_id AS id FROM changed
+                               UNION SELECT old_id FROM changed WHERE old_id IS NOT NULL) u
+WHERE true ON CONFLICT DO NOTHING
+"""
+
+
+def _upsert_payments(dialect: str) -> str:
+    cols = [c for c, _ in _PAYMENT_VALUES]
+    changed = _differs([(f"payments.{c}", f"excluded.{c}") for c in cols], dialect)
+    return f"""
+INSERT INTO payments (tenant_id, external_ref, {", ".join(cols)}, unapplied_minor, status,
+                      created_at)
+SELECT :t, s.external_ref, {", ".join(v for _, v in _PAYMENT_VALUES)}, s.amount_minor,
+       'applied', :now
+{_PAYMENT_FROM} WHERE s.import_id = :imp
+ON CONFLICT (tenant_id, external_ref) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in cols)}
+WHERE {changed}
+"""
+
+
+async def _sql(conn: AsyncConnection, sql: str, **params: Any) -> None:
+    stmt = text(sql)
+    if "now" in params:
+        stmt = stmt.bindparams(bindparam("now", type_=UtcDateTime))
+    await conn.execute(stmt, params)
+
+
+async def _apply_staged(conn: AsyncConnection, t: int, imp: int) -> None:
+    """Upsert what is staged for ``imp``: debtors, their tags and contacts, then money."""
+    dialect, now = conn.dialect.name, clock.now()
+    await _sql(conn, _upsert_debtors(dialect), t=t, imp=imp, now=now)
+    await _sql(conn, _DELETE_TAGS, t=t, imp=imp)
+    await _sql(conn, _INSERT_TAGS, t=t, imp=imp)
+    await _sql(conn, _INSERT_CONTACTS, t=t, imp=imp, now=now)
+    await _sql(conn, _touch_obligations(dialect), t=t, imp=imp)
+    await _sql(conn, _upsert_obligations(dialect), t=t, imp=imp, now=now)
+    await _sql(conn, _touch_payments(dialect), t=t, imp=imp)
+    await _sql(conn, _upsert_payments(dialect), t=t, imp=imp, now=now)
+
+
+async def _clear_staging(conn: AsyncConnection, imp: int) -> None:
+    for table in STAGING_TABLES:
+        await conn.execute(delete(table).where(table.c.import_id == imp))
+
+
+# --- the run -----------------------------------------------------------------------------
+
+def _applied(chunk: rowmod.Chunk, rejected: int) -> int:
+    return chunk.rows - len(chunk.errors) - rejected
+
+
+async def _load_chunk(session: AsyncSession, t: int, imp: int,
+                      chunk: rowmod.Chunk) -> list[rowmod.RowError]:
+    """Stage, check references, upsert and unstage one chunk; returns all its row errors."""
+    conn = await session.connection()
+    await _stage_chunk(conn, chunk, imp)
+    rejected = await _reject_unknown_refs(conn, t, imp)
+    await _apply_staged(conn, t, imp)
+    await _clear_staging(conn, imp)
+    errors = sorted([*chunk.errors, *rejected], key=lambda e: e.line)
+    if errors:
+        await session.execute(insert(ImportRowError), [
+            {"tenant_id": t, "import_id": imp, "line": e.line, "field": e.field,
+             "code": e.code, "reason": e.reason[:1000]} for e in errors])
+    return rejected
+
+
+async def _session(sessionmaker: async_sessionmaker[AsyncSession], t: int) -> AsyncSession:
+    session = sessionmaker()
+    session.info["tenant_id"] = t
+    return session
+
+
+async def _start(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                 total: int) -> None:
+    """Forget what an earlier attempt reported; keep its touched debtors for the rebalance."""
+    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
+        conn = await session.connection()
+        await _clear_staging(conn, run.id)
+        await session.execute(delete(ImportRowError).where(ImportRowError.import_id == run.id))
+        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+            status="running", rows_total=total, rows_applied=0, rows_failed=0, error=None))
+
+
+async def _next_chunk(it: Iterator[rowmod.Chunk]) -> rowmod.Chunk | None:
+    return await asyncio.to_thread(next, it, None)
+
+
+async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, total: int,
+                    progress: Progress) -> ImportResult:
+    """Load every chunk, parsing the next one in a thread while the current one loads."""
+    result = ImportResult(rows_total=total)
+    it = rowmod.chunks(run.file_path, run.format, run.id)
+    pending = asyncio.ensure_future(_next_chunk(it))
+    try:
+        while (chunk := await pending) is not None:
+            pending = asyncio.ensure_future(_next_chunk(it))
+            await _commit_chunk(sessionmaker, run, chunk, result)
+            await progress(result.rows_applied + result.rows_failed, total)
+    finally:
+        pending.cancel()
+    return result
+
+
+async def _commit_chunk(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                        chunk: rowmod.Chunk, result: ImportResult) -> None:
+    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
+        rejected = await _load_chunk(session, run.tenant_id, run.id, chunk)
+        result.rows_applied += _applied(chunk, len(rejected))
+        result.rows_failed += len(chunk.errors) + len(rejected)
+        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+            rows_applied=result.rows_applied, rows_failed=result.rows_failed))
+
+
+async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, actor: Actor,
+                  result: ImportResult) -> None:
+    """Rebalance the touched debtors, close the run and audit it, in one transaction."""
+    t = run.tenant_id
+    async with await _session(sessionmaker, t) as session, session.begin():
+        scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
+                            {"imp": run.id})
+        await rebalance(session, t, scope, await tenant_today(session, t))
+        await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
+        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+            status="succeeded", finished_at=clock.now(), rows_total=result.rows_total,
+            rows_applied=result.rows_applied, rows_failed=result.rows_failed))
+        audit.record(session, actor, "import.completed", "import", run.id,
+                     {"format": run.format, "filename": run.filename, **result.as_dict()})
+
+
+async def fail(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+               reason: str) -> None:
+    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
+        await _clear_staging(await session.connection(), run.id)
+        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+            status="failed", finished_at=clock.now(), error=reason[:1000]))
+
+
+_RUNNING: set[int] = set()
+_RUNNING_GUARD = threading.Lock()
+
+
+def _claim(import_id: int) -> bool:
+    with _RUNNING_GUARD:
+        if import_id in _RUNNING:
+            return False
+        _RUNNING.add(import_id)
+        return True
+
+
+async def run_import(sessionmaker: async_sessionmaker[AsyncSession], import_id: int,
+                     actor: Actor, progress: Progress) -> ImportResult:
+    """Run import ``import_id`` of ``actor.tenant_id`` to completion (see the module doc).
+
+    Idempotent: safe to call again after a crash or for an import that already finished.
+    Two deliveries of the same import in one process (even from different event loops) run
+    one after the other. A file that cannot be read at all marks the run failed and raises
+    :class:`FileError`.
+    """
+    # Polled, not an asyncio.Event: the holder may run on another event loop (thread).
+    while not _claim(import_id):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    try:
+        return await _run_import(sessionmaker, import_id, actor, progress)
+    finally:
+        with _RUNNING_GUARD:
+            _RUNNING.discard(import_id)
+
+
+async def _run_import(sessionmaker: async_sessionmaker[AsyncSession], import_id: int,
+                      actor: Actor, progress: Progress) -> ImportResult:
+    async with await _session(sessionmaker, actor.tenant_id) as session:
+        run = await session.scalar(select(ImportRun).where(ImportRun.id == import_id))
+    if run is None:
+        raise LookupError(f"import {import_id} not found for tenant {actor.tenant_id}")
+    try:
+        total = await asyncio.to_thread(rowmod.count_rows, run.file_path, run.format)
+        await _start(sessionmaker, run, total)
+        await progress(0, total)
+        result = await _load_all(sessionmaker, run, total, progress)
+        await _finish(sessionmaker, run, actor, result)
+    except (rowmod.FileError, OSError, UnicodeDecodeError) as exc:
+        await fail(sessionmaker, run, str(exc))
+        raise rowmod.FileError(str(exc)) from exc
+    except Exception as exc:
+        await fail(sessionmaker, run, f"{type(exc).__name__}: {exc}")
+        raise
+    return result
+
