@@ -18,6 +18,7 @@ from cartera.portfolio.models import (
     Portfolio,
     RelatedParty,
 )
+from cartera.segmentation.models import Segment, SegmentMembership, SegmentMove, SegmentRun
 from cartera.tenants.models import Tenant
 
 __all__ = [
@@ -42,6 +43,10 @@ __all__ = [
     "Payment",
     "Portfolio",
     "RelatedParty",
+    "Segment",
+    "SegmentMembership",
+    "SegmentMove",
+    "SegmentRun",
     "SigningKey",
     "Tenant",
     "WebhookDelivery",

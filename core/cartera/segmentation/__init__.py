@@ -1,0 +1,1 @@
+"""Segmentation: ordered segment rules, set-based evaluation, membership history, explain."""

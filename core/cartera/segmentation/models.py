@@ -1,0 +1,91 @@
+"""Tables of the segmentation domain.
+
+A tenant's rule set is its active segments in ``position`` order; a debtor belongs to the
+first segment whose rule matches (the last one is a catch-all). Replacing the rule set
+bumps ``version``; segments that disappear are retired (``active`` false), not deleted, so
+membership history keeps pointing at real rows.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+
+
+class Segment(TenantScoped, Base):
+    __tablename__ = "segments"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "code"),
+        Index("ix_segments_tenant_active_position", "tenant_id", "active", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    position: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    """The rule-set version this segment was last saved in."""
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SegmentMembership(TenantScoped, Base):
+    """The debtor's current segment, written set-based by every evaluation."""
+
+    __tablename__ = "segment_memberships"
+    __table_args__ = (Index("ix_segment_memberships_tenant_segment", "tenant_id", "segment_id"),)
+
+    debtor_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True
+    )
+    segment_id: Mapped[int] = mapped_column(BigId, ForeignKey("segments.id", ondelete="CASCADE"))
+    entered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SegmentMove(TenantScoped, Base):
+    """Append-only membership history: one row each time a debtor enters a segment."""
+
+    __tablename__ = "segment_history"
+    __table_args__ = (
+        Index("ix_segment_history_debtor", "tenant_id", "debtor_id", "at"),
+        Index("ix_segment_history_run", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    from_segment_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("segments.id", ondelete="SET NULL"))
+    to_segment_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("segments.id", ondelete="SET NULL"))
+    run_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("segment_runs.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class SegmentRun(TenantScoped, Base):
+    """One whole-portfolio evaluation and its summary."""
+
+    __tablename__ = "segment_runs"
+    __table_args__ = (Index("ix_segment_runs_tenant", "tenant_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(BigId)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    as_of: Mapped[date | None] = mapped_column(Date)
+    ruleset_version: Mapped[int | None] = mapped_column(Integer)
+    debtors: Mapped[int] = mapped_column(Integer, default=0)
+    moves: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,540 @@
+"""Segment rules: validation, compilation to one set-based SQL CASE, and Python evaluation.
+
+A rule is a JSON tree: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}`` or a
+comparison ``{"feature": "days_past_due", "op": "gte", "value": 31}``. ``{"all": []}``
+matches everything (the catch-all).
+
+Semantics, identical in SQL and in Python (explain): a missing value (no risk score, never
+paid, an absent attribute) fails every comparison, and ``ne``/``not_in`` are the negation
+of ``eq``/``in`` (so a debtor without a risk score *is* ``ne 5``). Days past due are 0 when
+nothing is overdue. Day counts are compared through date bounds computed from ``as_of``
+(``days_past_due >= 31`` is ``oldest_unpaid_due_date <= as_of - 31``), so the SQL has no
+dialect-specific date arithmetic. Amounts are per currency: an amount comparison names its
+``currency`` and its value is a decimal string in that currency's precision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
+
+from cartera import money
+from cartera.errors import Invalid
+from cartera.portfolio import aging
+from cartera.portfolio.models import (
+    DEBTOR_KINDS,
+    Debtor,
+    DebtorBalance,
+    DebtorTag,
+    Obligation,
+    Portfolio,
+)
+
+ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
+ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
+EQUALITY_OPS = ("eq", "ne", "in", "not_in")
+MAX_DEPTH = 12
+MAX_LIST = 1000
+MAX_DAYS = 36_500
+MAX_NUMBER = 10**15  # well inside BIGINT and a double's exact integers
+_ATTR_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    kind: str  # days | int | amount | string | enum | tags | exists
+    ops: tuple[str, ...]
+    currency: str = "no"  # no | optional | required
+    choices: tuple[str, ...] = ()
+    description: str = ""
+
+
+FEATURES: dict[str, FeatureSpec] = {
+    "days_past_due": FeatureSpec("days", ORDERED_OPS, "optional",
+                                 description="From the oldest unpaid due date (any currency, "
+                                             "or the given one)."),
+    "days_since_last_payment": FeatureSpec("days", ORDERED_OPS,
+                                           description="Missing when never paid."),
+    "overdue_amount": FeatureSpec("amount", ORDERED_OPS, "required"),
+    "outstanding_amount": FeatureSpec("amount", ORDERED_OPS, "required"),
+    "aging_bucket": FeatureSpec("enum", EQUALITY_OPS, "optional", aging.BUCKET_NAMES),
+    "zone": FeatureSpec("string", EQUALITY_OPS),
+    "country": FeatureSpec("string", EQUALITY_OPS),
+    "subdivision": FeatureSpec("string", EQUALITY_OPS),
+    "kind": FeatureSpec("enum", EQUALITY_OPS, choices=DEBTOR_KINDS),
+    "risk_score": FeatureSpec("int", ORDERED_OPS),
+    "open_obligations": FeatureSpec("int", ORDERED_OPS),
+    "tags": FeatureSpec("tags", ("has_tag",)),
+    "product": FeatureSpec("exists", EQUALITY_OPS,
+                           description="eq/in: some open obligation has it; ne/not_in: none."),
+    "portfolio": FeatureSpec("exists", EQUALITY_OPS,
+                             description="Portfolio code; eq/in: some open obligation is in it."),
+}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    feature: str
+    op: str
+    value: Any  # as given (for traces)
+    values: tuple[Any, ...]  # normalised: minor units for amounts, one item unless in/between
+    currency: str | None
+    attr_type: str | None = None  # str | num | bool for attributes.<name>
+
+
+@dataclass(frozen=True)
+class Group:
+    op: str  # all | any | not
+    children: tuple[Rule, ...]
+
+
+Rule = Comparison | Group
+
+
+# --- validation ---------------------------------------------------------------------------
+
+def _fail(message: str, code: str, param: str) -> Invalid:
+    return Invalid(message, code=code, param=param)
+
+
+def parse_rule(raw: Any, path: str, depth: int = 0) -> Rule:
+    """Validate a JSON rule and return its parsed form; errors name ``path``."""
+    if depth > MAX_DEPTH:
+        raise _fail(f"rules nest at most {MAX_DEPTH} levels", "rule_too_deep", path)
+    if not isinstance(raw, dict):
+        raise _fail("a rule is an object", "invalid_rule", path)
+    groups = [k for k in ("all", "any", "not") if k in raw]
+    if groups:
+        if len(raw) != 1:
+            raise _fail("a group has exactly one key: all, any or not", "invalid_rule", path)
+        key = groups[0]
+        if key == "not":
+            return Group("not", (parse_rule(raw["not"], f"{path}.not", depth + 1),))
+        items = raw[key]
+        if not isinstance(items, list):
+            raise _fail(f"{key!r} takes a list of rules", "invalid_rule", f"{path}.{key}")
+        if key == "any" and not items:
+            raise _fail("'any' of nothing never matches", "empty_group", f"{path}.any")
+        return Group(key, tuple(parse_rule(r, f"{path}.{key}[{i}]", depth + 1)
+                                for i, r in enumerate(items)))
+    return _parse_comparison(raw, path)
+
+
+def _parse_comparison(raw: dict[str, Any], path: str) -> Comparison:
+    unknown = set(raw) - {"feature", "op", "value", "currency"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise _fail(f"unknown key {key!r}", "invalid_rule", f"{path}.{key}")
+    feature = raw.get("feature")
+    if not isinstance(feature, str):
+        raise _fail("a comparison needs a feature", "invalid_rule", f"{path}.feature")
+    attr_name = None
+    if feature.startswith("attributes."):
+        attr_name = feature.removeprefix("attributes.")
+        if not _ATTR_NAME.match(attr_name):
+            raise _fail("attribute names are 1-64 letters, digits, _ or -", "unknown_feature",
+                        f"{path}.feature")
+        spec = FeatureSpec("attr", ORDERED_OPS)
+    elif feature in FEATURES:
+        spec = FEATURES[feature]
+    else:
+        raise _fail(f"unknown feature {feature!r}; known: {', '.join(FEATURES)}, "
+                    "attributes.<name>", "unknown_feature", f"{path}.feature")
+    op = raw.get("op")
+    if op not in spec.ops:
+        raise _fail(f"{feature} supports {', '.join(spec.ops)}", "invalid_operator",
+                    f"{path}.op")
+    currency = raw.get("currency")
+    if currency is not None:
+        if spec.currency == "no":
+            raise _fail(f"{feature} takes no currency", "unexpected_currency",
+                        f"{path}.currency")
+        if not isinstance(currency, str) or not money.is_currency(currency):
+            raise _fail(f"{currency!r} is not an ISO 4217 currency", "unknown_currency",
+                        f"{path}.currency")
+    elif spec.currency == "required":
+        raise _fail(f"{feature} needs a currency: amounts are never mixed across currencies",
+                    "missing_currency", f"{path}.currency")
+    if "value" not in raw:
+        raise _fail("a comparison needs a value", "invalid_value", f"{path}.value")
+    value = raw["value"]
+    vpath = f"{path}.value"
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value or len(value) > MAX_LIST:
+            raise _fail(f"{op} takes a list of 1 to {MAX_LIST} values", "invalid_value", vpath)
+        items = [(v, f"{vpath}[{i}]") for i, v in enumerate(value)]
+    elif op == "between":
+        if not isinstance(value, list) or len(value) != 2:
+            raise _fail("between takes [low, high]", "invalid_value", vpath)
+        items = [(v, f"{vpath}[{i}]") for i, v in enumerate(value)]
+    else:
+        items = [(value, vpath)]
+    attr_type = None
+    if attr_name is not None:
+        types = {_attr_type(v) for v, _ in items}
+        if None in types or len(types) != 1:
+            raise _fail("attribute values are strings, numbers or booleans, all of one type",
+                        "invalid_value", vpath)
+        attr_type = types.pop()
+        if attr_type == "num" and any(abs(v) > MAX_NUMBER for v, _ in items):
+            raise _fail("number out of range", "invalid_value", vpath)
+        if op not in EQUALITY_OPS and attr_type != "num":
+            raise _fail(f"{op} compares numbers only", "invalid_value", vpath)
+        if attr_type == "bool" and op not in ("eq", "ne"):
+            raise _fail("booleans compare with eq or ne", "invalid_value", vpath)
+        values = tuple(v for v, _ in items)
+    else:
+        values = tuple(_normalise(spec, v, p, currency) for v, p in items)
+    if op == "between" and values[0] > values[1]:
+        raise _fail(f"between [{value[0]}, {value[1]}] matches nothing: low exceeds high",
+                    "impossible_range", vpath)
+    return Comparison(feature, op, value, values, currency, attr_type)
+
+
+def _attr_type(v: Any) -> str | None:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "num"
+    if isinstance(v, str):
+        return "str"
+    return None
+
+
+def _normalise(spec: FeatureSpec, v: Any, path: str, currency: str | None) -> Any:
+    if spec.kind in ("days", "int"):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _fail("expected an integer", "invalid_value", path)
+        if spec.kind == "days" and not 0 <= v <= MAX_DAYS:
+            raise _fail(f"day counts are 0 to {MAX_DAYS}", "invalid_value", path)
+        if abs(v) > MAX_NUMBER:
+            raise _fail("number out of range", "invalid_value", path)
+        return v
+    if spec.kind == "amount":
+        if not isinstance(v, str):
+            raise _fail("amounts are decimal strings, e.g. \"1500.00\"", "invalid_value", path)
+        assert currency is not None
+        try:
+            minor = money.to_minor(v, currency)
+        except money.MoneyError as exc:
+            raise _fail(str(exc), exc.code, path) from None
+        if minor > MAX_NUMBER * 1000:
+            raise _fail("amount out of range", "invalid_value", path)
+        return minor
+    if not isinstance(v, str) or not v:
+        raise _fail("expected a non-empty string", "invalid_value", path)
+    if spec.kind == "enum" and v not in spec.choices:
+        raise _fail(f"expected one of {', '.join(spec.choices)}", "invalid_value", path)
+    return v
+
+
+def walk(rule: Rule) -> list[Comparison]:
+    if isinstance(rule, Comparison):
+        return [rule]
+    return [c for child in rule.children for c in walk(child)]
+
+
+def is_catch_all(rule: Rule) -> bool:
+    return isinstance(rule, Group) and rule.op == "all" and not rule.children
+
+
+# --- compilation to SQL -------------------------------------------------------------------
+
+@dataclass
+class CompiledRules:
+    """Rules compiled over ``debtors d LEFT JOIN`` a per-debtor summary of ``debtor_balances``.
+
+    ``select(outcomes)`` is one statement: ``SELECT d.id, CASE WHEN r1 THEN o1 ... END``.
+    """
+
+    rules: Sequence[Rule]
+    tenant_id: int
+    as_of: date
+    dialect: str
+    currencies: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        found = {c.currency for r in self.rules for c in walk(r) if c.currency}
+        self.currencies = sorted(c for c in found if c)
+        self.d = Debtor.__table__.alias("d")
+        bt = DebtorBalance.__table__
+        cols: list[Any] = [
+            bt.c.debtor_id,
+            func.min(bt.c.oldest_unpaid_due_date).label("oldest_due"),
+            func.max(bt.c.last_payment_date).label("last_paid"),
+            func.sum(bt.c.open_count).label("open_count"),
+        ]
+        for i, cur in enumerate(self.currencies):
+            this = bt.c.currency == cur
+            cols += [
+                func.sum(case((this, bt.c.outstanding_minor), else_=0)).label(f"out_{i}"),
+                func.sum(case((this, bt.c.overdue_minor), else_=0)).label(f"ovd_{i}"),
+                func.min(case((this, bt.c.oldest_unpaid_due_date))).label(f"oldest_{i}"),
+            ]
+        self._balance_cols = cols
+
+    def _summary(self, debtor_id: int | None) -> Any:
+        bt = DebtorBalance.__table__
+        stmt = select(*self._balance_cols).where(bt.c.tenant_id == self.tenant_id)
+        if debtor_id is not None:
+            stmt = stmt.where(bt.c.debtor_id == debtor_id)
+        return stmt.group_by(bt.c.debtor_id).subquery("b")
+
+    def select(self, outcomes: Sequence[int], debtor_id: int | None = None) -> Select[Any]:
+        """``(debtor_id, outcome)`` for every debtor (or one): the first matching rule's."""
+        b = self._summary(debtor_id)
+        whens: list[tuple[Any, Any]] = [(self.expr(rule, b), literal_column(str(int(o))))
+                 for rule, o in zip(self.rules, outcomes, strict=True)]
+        d = self.d
+        stmt = (select(d.c.id.label("debtor_id"), case(*whens).label("outcome"))
+                .select_from(d.outerjoin(b, b.c.debtor_id == d.c.id))
+                .where(d.c.tenant_id == self.tenant_id))
+        if debtor_id is not None:
+            stmt = stmt.where(d.c.id == debtor_id)
+        return stmt
+
+    def feature_select(self, debtor_id: int) -> Select[Any]:
+        """The raw feature row of one debtor (explain evaluates it in Python)."""
+        b = self._summary(debtor_id)
+        d = self.d
+        return (select(d, *[c for c in b.c if c.key != "debtor_id"])
+                .select_from(d.outerjoin(b, b.c.debtor_id == d.c.id))
+                .where(d.c.tenant_id == self.tenant_id, d.c.id == debtor_id))
+
+    # each returns a boolean expression that is never NULL
+    def expr(self, rule: Rule, b: Any) -> ColumnElement[bool]:
+        if isinstance(rule, Group):
+            parts = [self.expr(c, b) for c in rule.children]
+            if rule.op == "not":
+                return not_(parts[0])
+            if rule.op == "all":
+                return and_(true(), *parts) if parts else true()
+            return or_(false(), *parts)
+        return self._comparison(rule, b)
+
+    def _comparison(self, c: Comparison, b: Any) -> ColumnElement[bool]:
+        d, op, vals = self.d, c.op, c.values
+        idx = self.currencies.index(c.currency) if c.currency else None
+        f = c.feature
+        if f in ("days_past_due", "days_since_last_payment"):
+            if f == "days_since_last_payment":
+                day = b.c.last_paid
+            else:
+                day = b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due
+            return _by_bounds(op, vals, self._days_ge(day, f == "days_past_due"),
+                              self._days_le(day, f == "days_past_due"))
+        if f == "tags":
+            dt = DebtorTag.__table__
+            return exists().where(dt.c.debtor_id == d.c.id, dt.c.tenant_id == self.tenant_id,
+                                  dt.c.tag == vals[0])
+        if f in ("product", "portfolio"):
+            o = Obligation.__table__
+            cond = [o.c.debtor_id == d.c.id, o.c.tenant_id == self.tenant_id,
+                    o.c.status == "open", o.c.kind != "credit_note", o.c.outstanding_minor > 0]
+            if f == "product":
+                cond.append(o.c.product.in_(vals))
+            else:
+                p = Portfolio.__table__
+                cond += [p.c.id == o.c.portfolio_id, p.c.code.in_(vals)]
+            found = exists().where(*cond)
+            return found if op in ("eq", "in") else not_(found)
+        col: Any = None
+        if f == "overdue_amount":
+            col = func.coalesce(b.c[f"ovd_{idx}"], 0)
+        elif f == "outstanding_amount":
+            col = func.coalesce(b.c[f"out_{idx}"], 0)
+        elif f == "open_obligations":
+            col = func.coalesce(b.c.open_count, 0)
+        elif f == "aging_bucket":
+            col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
+        elif f.startswith("attributes."):
+            col = self._attribute(f.removeprefix("attributes."), c.attr_type or "str")
+        else:
+            col = d.c[f]
+        return _plain(col, op, vals)
+
+    def _bound(self, n: int) -> date:
+        return self.as_of - timedelta(days=n)
+
+    def _days_ge(self, col: Any, clamp: bool) -> Callable[[int], ColumnElement[bool]]:
+        def ge(n: int) -> ColumnElement[bool]:
+            if clamp and n <= 0:
+                return true()
+            return and_(col.is_not(None), col <= self._bound(n))
+        return ge
+
+    def _days_le(self, col: Any, clamp: bool) -> Callable[[int], ColumnElement[bool]]:
+        def le(n: int) -> ColumnElement[bool]:
+            if clamp:
+                return false() if n < 0 else or_(col.is_(None), col >= self._bound(n))
+            return and_(col.is_not(None), col >= self._bound(n))
+        return le
+
+    def _bucket(self, col: Any) -> Any:
+        b = aging.bucket_bounds(self.as_of)
+        return case((col.is_(None), "current"), (col >= self.as_of, "current"),
+                    (col >= b["b30"], "1_30"), (col >= b["b60"], "31_60"),
+                    (col >= b["b90"], "61_90"), (col >= b["b180"], "91_180"),
+                    else_="181_plus")
+
+    def _attribute(self, name: str, attr_type: str) -> Any:
+        item = self.d.c.attributes[name]
+        if self.dialect == "postgresql":
+            json_type = func.jsonb_typeof(item)
+            wanted = {"str": ["string"], "num": ["number"], "bool": ["boolean"]}[attr_type]
+        else:
+            json_type = func.json_type(self.d.c.attributes, f'$."{name}"')
+            wanted = {"str": ["text"], "num": ["integer", "real"],
+                      "bool": ["true", "false"]}[attr_type]
+        value = {"str": item.as_string, "num": item.as_float,
+                 "bool": item.as_boolean}[attr_type]()
+        return case((json_type.in_(wanted), value))
+
+
+def _plain(col: Any, op: str, vals: tuple[Any, ...]) -> ColumnElement[bool]:
+    nn = col.is_not(None)
+    if op == "eq":
+        return and_(nn, col == vals[0])
+    if op == "ne":
+        return not_(and_(nn, col == vals[0]))
+    if op == "in":
+        return and_(nn, col.in_(vals))
+    if op == "not_in":
+        return not_(and_(nn, col.in_(vals)))
+    if op == "between":
+        return and_(nn, col >= vals[0], col <= vals[1])
+    compare = {"lt": col < vals[0], "lte": col <= vals[0], "gt": col > vals[0],
+               "gte": col >= vals[0]}[op]
+    return and_(nn, compare)
+
+
+def _by_bounds(op: str, vals: tuple[Any, ...], ge: Callable[[int], ColumnElement[bool]],
+               le: Callable[[int], ColumnElement[bool]]) -> ColumnElement[bool]:
+    """An integer day-count comparison written as ``>= n`` / ``<= n`` date bounds."""
+    def eq(n: int) -> ColumnElement[bool]:
+        return and_(ge(n), le(n))
+
+    if op == "eq":
+        return eq(vals[0])
+    if op == "ne":
+        return not_(eq(vals[0]))
+    if op in ("in", "not_in"):
+        any_ = or_(false(), *[eq(v) for v in vals])
+        return any_ if op == "in" else not_(any_)
+    if op == "between":
+        return and_(ge(vals[0]), le(vals[1]))
+    n = vals[0]
+    return {"lt": lambda: le(n - 1), "lte": lambda: le(n), "gt": lambda: ge(n + 1),
+            "gte": lambda: ge(n)}[op]()
+
+
+# --- evaluation in Python (explain) -------------------------------------------------------
+
+@dataclass
+class Features:
+    """One debtor's feature values, from :meth:`CompiledRules.feature_select` and a few
+    small look-ups (tags, products and portfolios of open obligations)."""
+
+    as_of: date
+    debtor: dict[str, Any]
+    oldest_due: date | None
+    last_paid: date | None
+    open_count: int
+    by_currency: dict[str, dict[str, Any]]  # currency -> out/ovd/oldest
+    tags: set[str]
+    products: set[str]
+    portfolios: set[str]
+
+    def value(self, c: Comparison) -> Any:
+        f = c.feature
+        if f == "days_past_due":
+            oldest = self.by_currency[c.currency]["oldest"] if c.currency else self.oldest_due
+            return aging.days_past_due(oldest, self.as_of)
+        if f == "days_since_last_payment":
+            return None if self.last_paid is None else (self.as_of - self.last_paid).days
+        if f == "aging_bucket":
+            oldest = self.by_currency[c.currency]["oldest"] if c.currency else self.oldest_due
+            return aging.bucket(aging.days_past_due(oldest, self.as_of))
+        if f in ("overdue_amount", "outstanding_amount"):
+            assert c.currency is not None
+            key = "ovd" if f == "overdue_amount" else "out"
+            return self.by_currency[c.currency][key]
+        if f == "open_obligations":
+            return self.open_count
+        if f == "tags":
+            return sorted(self.tags)
+        if f == "product":
+            return sorted(self.products)
+        if f == "portfolio":
+            return sorted(self.portfolios)
+        if f.startswith("attributes."):
+            raw = (self.debtor.get("attributes") or {}).get(f.removeprefix("attributes."))
+            return raw if _attr_type(raw) == c.attr_type else None
+        return self.debtor.get(f)
+
+
+def evaluate(rule: Rule, features: Features, path: str) -> tuple[bool, dict[str, Any]]:
+    """Evaluate ``rule`` and return (matched, trace); every branch is traced."""
+    if isinstance(rule, Group):
+        results = [evaluate(child, features, f"{path}.{rule.op}"
+                            + ("" if rule.op == "not" else f"[{i}]"))
+                   for i, child in enumerate(rule.children)]
+        if rule.op == "not":
+            matched = not results[0][0]
+        elif rule.op == "all":
+            matched = all(r for r, _ in results)
+        else:
+            matched = any(r for r, _ in results)
+        return matched, {"path": path, "op": rule.op, "matched": matched,
+                         "rules": [t for _, t in results]}
+    actual = features.value(rule)
+    matched = _matches(rule, actual)
+    shown = actual
+    if rule.feature in ("overdue_amount", "outstanding_amount") and rule.currency:
+        shown = money.from_minor(actual, rule.currency)
+    trace: dict[str, Any] = {"path": path, "feature": rule.feature, "op": rule.op,
+                             "value": rule.value, "actual": shown, "matched": matched}
+    if rule.currency:
+        trace["currency"] = rule.currency
+    return matched, trace
+
+
+def _matches(c: Comparison, actual: Any) -> bool:
+    op, vals = c.op, c.values
+    if c.feature == "tags":
+        return vals[0] in actual
+    if c.feature in ("product", "portfolio"):
+        found = any(v in actual for v in vals)
+        return found if op in ("eq", "in") else not found
+    if op == "ne":
+        return not (actual is not None and actual == vals[0])
+    if op == "not_in":
+        return not (actual is not None and actual in vals)
+    if actual is None:
+        return False
+    if op == "eq":
+        return bool(actual == vals[0])
+    if op == "in":
+        return actual in vals
+    if op == "between":
+        return bool(vals[0] <= actual <= vals[1])
+    return bool({"lt": actual < vals[0], "lte": actual <= vals[0], "gt": actual > vals[0],
+                 "gte": actual >= vals[0]}[op])
