@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from cartera.db.engine import make_engine, make_sessionmaker
 from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext, job
 from cartera.tenants.service import create_tenant
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 CALLS: dict[int, int] = {}
 """How many times a test handler ran, per job id."""

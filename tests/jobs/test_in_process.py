@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from cartera.jobs.models import Job
-from cartera.jobs.runner import InProcessRunner
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cartera.jobs.models import Job
+from cartera.jobs.runner import InProcessRunner
 from tests.jobs.conftest import CALLS, load
 
 

@@ -7,15 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from procrastinate import RetryStrategy
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from cartera import clock
 from cartera.jobs.models import Job
 from cartera.jobs.procrastinate_runner import ProcrastinateRunner, conninfo
 from cartera.jobs.runner import insert_job
 from cartera.settings import Settings
-from procrastinate import RetryStrategy
-from sqlalchemy import text, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from tests.jobs.conftest import CALLS, load
 
 pytestmark = pytest.mark.skipif(

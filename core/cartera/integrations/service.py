@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
+import certifi
 import httpx
 import msgspec
 from cartera_sdk.context import ProviderContext
 from cartera_sdk.http import make_client
-from cartera_sdk.integration import secret_fields
+from cartera_sdk.integration import NoConfig, NoSecrets
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
@@ -64,9 +67,18 @@ def provider_for(host: PluginHost, kind: str, name: str) -> RegisteredProvider:
     return registered
 
 
+def config_type(provider: Any) -> type[msgspec.Struct]:
+    return getattr(provider, "Config", NoConfig)
+
+
+def secrets_type(provider: Any) -> type[msgspec.Struct]:
+    """Compliance packs, for one, declare no secrets."""
+    return getattr(provider, "Secrets", NoSecrets)
+
+
 def _check(provider: Any, config: Mapping[str, Any], secrets: Mapping[str, Any]) -> None:
-    _validated(provider.Config, config, "config", reveal_values=True)
-    _validated(provider.Secrets, secrets, "secrets", reveal_values=False)
+    _validated(config_type(provider), config, "config", reveal_values=True)
+    _validated(secrets_type(provider), secrets, "secrets", reveal_values=False)
 
 
 async def create(session: AsyncSession, host: PluginHost, actor: Actor,
@@ -136,12 +148,20 @@ def webhook_url(issuer: str, integration_id: int) -> str:
     return f"{issuer}/v1/hooks/{integration_id}"
 
 
+@lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    # Building a TLS context loads the CA bundle: tens of milliseconds of CPU. Plugins make a
+    # client per call, so they share one context instead of paying that on every send.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _http_factory(timeout: float) -> Any:
     def factory(base_url: str, *, headers: Mapping[str, str] | None = None,
                 auth: httpx.Auth | tuple[str, str] | None = None,
                 timeout: float | None = timeout) -> httpx.AsyncClient:
         return make_client(base_url, headers=headers, auth=auth, timeout=timeout,
-                           user_agent="cartera/0.1")
+                           user_agent="cartera/0.1",
+                           transport=httpx.AsyncHTTPTransport(verify=_tls()))
 
     return factory
 
@@ -151,14 +171,14 @@ def context_for(integration: Integration, provider: Any, issuer: str,
     """The per-call context: validated config and secrets, HTTP factory, logger, clock."""
     return ProviderContext(
         tenant_id=str(integration.tenant_id), integration_id=str(integration.id),
-        config=msgspec.convert(dict(integration.config), provider.Config),
-        secrets=msgspec.convert(open_secrets(integration), provider.Secrets),
+        config=msgspec.convert(dict(integration.config), config_type(provider)),
+        secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
         http=_http_factory(timeout),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
         webhook_url=webhook_url(issuer, integration.id))
 
 
 def declared_secrets(provider: Any) -> list[str]:
-    return sorted(secret_fields(provider))
+    return sorted(secrets_type(provider).__struct_fields__)
 
 

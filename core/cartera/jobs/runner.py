@@ -73,6 +73,10 @@ async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *
     if row is None:
         return
     kind, tenant_id, payload, attempts = row[0], row[1], dict(row[2]), row[3]
+    if kind not in HANDLERS:
+        from cartera.jobs.catalog import load_all
+
+        load_all()
     ctx = JobContext(job_id=job_id, tenant_id=tenant_id, payload=payload,
                      sessionmaker=sessionmaker)
     try:

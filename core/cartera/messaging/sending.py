@@ -113,8 +113,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     add_event(session, interaction, status, "gate", reasons=[r.code for r in verdict.reasons])
     if status != "refused":
         await app.jobs.enqueue(session, actor.tenant_id, "messages.send",
-                               {"interaction_id": interaction.id, "lock": f"debtor:{debtor.id}"},
-                               run_after=verdict.until)
+                               {"interaction_id": interaction.id}, run_after=verdict.until)
     audit.record(session, actor, f"message.{status}", "debtor", debtor.id,
                  {"interaction_id": interaction.id, "template_id": template.id,
                   "integration_id": integration.id, "decision": verdict.decision})
@@ -165,8 +164,7 @@ async def _deliver(session: AsyncSession, host: PluginHost,
         add_event(session, interaction, "deferred", "gate",
                   reasons=[r.code for r in verdict.reasons])
         await current_runner().enqueue(session, interaction.tenant_id, "messages.send",
-                                       {"interaction_id": interaction.id,
-                                        "lock": f"debtor:{debtor.id}"},
+                                       {"interaction_id": interaction.id},
                                        run_after=verdict.until)
         return "deferred"
     provider = host.provider("channel", integration.provider_name)

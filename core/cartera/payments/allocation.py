@@ -121,13 +121,21 @@ UPDATE obligations SET
                   THEN CASE WHEN agg.outstanding = 0 THEN 'paid' ELSE 'open' END
                   ELSE obligations.status END
 FROM (
+    -- Two indexed joins (what was paid on a debt; what a credit note has given) instead of
+    -- one join on a CASE, which no index can serve.
     SELECT o.id,
            o.original_minor - o.prior_paid_minor - COALESCE(SUM(a.amount_minor), 0)
                AS outstanding
     FROM obligations o
-    LEFT JOIN allocations a ON (CASE WHEN o.kind = 'credit_note' THEN a.credit_note_id
-                                     ELSE a.obligation_id END) = o.id
-    WHERE o.tenant_id = :t AND o.debtor_id IN ({scope})
+    LEFT JOIN allocations a ON a.obligation_id = o.id
+    WHERE o.tenant_id = :t AND o.debtor_id IN ({scope}) AND o.kind <> 'credit_note'
+    GROUP BY o.id, o.original_minor, o.prior_paid_minor
+    UNION ALL
+    SELECT o.id,
+           o.original_minor - o.prior_paid_minor - COALESCE(SUM(a.amount_minor), 0)
+    FROM obligations o
+    LEFT JOIN allocations a ON a.credit_note_id = o.id
+    WHERE o.tenant_id = :t AND o.debtor_id IN ({scope}) AND o.kind = 'credit_note'
     GROUP BY o.id, o.original_minor, o.prior_paid_minor
 ) AS agg
 WHERE obligations.id = agg.id

@@ -48,6 +48,7 @@ class Allocation(TenantScoped, Base):
     __table_args__ = (
         Index("ix_allocations_obligation", "obligation_id"),
         Index("ix_allocations_payment", "payment_id"),
+        Index("ix_allocations_credit_note", "credit_note_id"),
         Index("ix_allocations_debtor_currency", "debtor_id", "currency"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )

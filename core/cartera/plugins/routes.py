@@ -9,17 +9,27 @@ from litestar import Request, get
 
 from cartera.api.security import secured
 from cartera.integrations import schemas
-from cartera.integrations.service import declared_secrets
+from cartera.integrations.service import config_type, declared_secrets, secrets_type
 from cartera.plugins.registry import current_host
 
 
+class _Declared:
+    """A provider's name, Config and Secrets, with the SDK's empty defaults filled in."""
+
+    def __init__(self, provider: Any) -> None:
+        self.name = provider.name
+        self.Config = config_type(provider)
+        self.Secrets = secrets_type(provider)
+
+
 def _provider_info(kind: str, provider: Any) -> schemas.ProviderInfo:
-    schema = integration_schema(provider)
+    declared = _Declared(provider)
+    schema = integration_schema(declared)
     base_test = getattr(type(provider), "test_connection", None)
     overridden = base_test is not None and "Base" not in base_test.__qualname__
     return schemas.ProviderInfo(kind=kind, name=provider.name, config_schema=schema["config"],
                                 secrets_schema=schema["secrets"],
-                                secret_fields=declared_secrets(provider),
+                                secret_fields=declared_secrets(declared),
                                 supports_test_connection=overridden)
 
 

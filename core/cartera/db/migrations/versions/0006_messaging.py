@@ -1,4 +1,5 @@
-"""messaging: templates, interactions and their timeline, opt-out keywords; job run_after
+"""messaging: templates, interactions and their timeline, opt-out keywords; job run_after;
+index on allocations.credit_note_id
 
 Revision ID: 0006
 Revises: 0005
@@ -29,6 +30,7 @@ def _tenant() -> sa.Column:  # type: ignore[type-arg]
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(sa.Column("run_after", Instant, nullable=True))
+    op.create_index("ix_allocations_credit_note", "allocations", ["credit_note_id"])
     op.create_table(
         "message_templates",
         sa.Column("id", BigId, primary_key=True),
@@ -107,5 +109,6 @@ def downgrade() -> None:
     op.drop_table("interaction_events")
     op.drop_table("interactions")
     op.drop_table("message_templates")
+    op.drop_index("ix_allocations_credit_note", "allocations")
     with op.batch_alter_table("jobs") as batch:
         batch.drop_column("run_after")

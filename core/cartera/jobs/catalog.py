@@ -1,0 +1,19 @@
+"""Every module that registers job handlers, so any process (API or ``cartera worker``) can
+run every kind. Add a module here when it gains an ``@job``."""
+
+from __future__ import annotations
+
+import importlib
+
+HANDLER_MODULES = (
+    "cartera.imports.jobs",
+    "cartera.integrations.webhooks",
+    "cartera.messaging.inbound",
+    "cartera.messaging.sending",
+    "cartera.segmentation.jobs",
+)
+
+
+def load_all() -> None:
+    for module in HANDLER_MODULES:
+        importlib.import_module(module)
