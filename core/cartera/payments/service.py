@@ -12,7 +12,6 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
-from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.payments.models import Allocation, Payment
 from cartera.portfolio.models import Debtor, Obligation
 from cartera.portfolio.service import (
@@ -20,7 +19,7 @@ from cartera.portfolio.service import (
     check_currency,
     get_debtor,
     parse_amount,
-    tenant_today,
+    refresh_debtor,
 )
 
 
@@ -101,8 +100,7 @@ async def create_payment(session: AsyncSession, actor: Actor,
                                currency=data.currency, obligation_id=obligation_id,
                                payment_id=payment.id, amount_minor=value, explicit=True))
     await session.flush()
-    await rebalance(session, actor.tenant_id, DebtorScope.one(actor.tenant_id, debtor.id),
-                    await tenant_today(session, actor.tenant_id))
+    await refresh_debtor(session, actor.tenant_id, debtor.id)
     await session.refresh(payment)
     audit.record(session, actor, "payment.received", "payment", payment.id,
                  {"debtor_id": debtor.id, "amount": data.amount, "currency": data.currency})
@@ -127,8 +125,7 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
     payment.reversal_reason = reason
     await session.execute(delete(Allocation).where(Allocation.payment_id == payment.id))
     await session.flush()
-    await rebalance(session, actor.tenant_id, DebtorScope.one(actor.tenant_id, payment.debtor_id),
-                    await tenant_today(session, actor.tenant_id))
+    await refresh_debtor(session, actor.tenant_id, payment.debtor_id)
     await session.refresh(payment)
     audit.record(session, actor, "payment.reversed", "payment", payment.id, {"reason": reason})
     return payment

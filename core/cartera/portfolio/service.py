@@ -44,6 +44,16 @@ async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
     return today_in(tz or "UTC")
 
 
+async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
+    """After a money change: re-allocate, re-summarise and re-segment one debtor, in the
+    caller's transaction."""
+    from cartera.segmentation.service import reevaluate_debtor
+
+    today = await tenant_today(session, tenant_id)
+    await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
+    await reevaluate_debtor(session, tenant_id, debtor_id, today)
+
+
 # --- portfolios -------------------------------------------------------------------------
 
 async def create_portfolio(session: AsyncSession, actor: Actor,
@@ -176,6 +186,10 @@ async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
             session.add(DebtorTag(tenant_id=actor.tenant_id, debtor_id=debtor.id, tag=tag))
         changes["tags"] = tags
     await session.flush()
+    from cartera.segmentation.service import reevaluate_debtor
+
+    await reevaluate_debtor(session, actor.tenant_id, debtor.id,
+                            await tenant_today(session, actor.tenant_id))
     audit.record(session, actor, "debtor.updated", "debtor", debtor.id, changes)
     return debtor
 
@@ -360,8 +374,7 @@ async def create_obligation(session: AsyncSession, actor: Actor,
     session.add(obligation)
     await _flush_unique(session, f"an obligation with external_ref {data.external_ref!r} exists",
                         "external_ref")
-    await rebalance(session, actor.tenant_id, DebtorScope.one(actor.tenant_id, debtor.id),
-                    await tenant_today(session, actor.tenant_id))
+    await refresh_debtor(session, actor.tenant_id, debtor.id)
     await session.refresh(obligation)
     audit.record(session, actor, "obligation.created", "obligation", obligation.id,
                  _changes(data))
@@ -396,9 +409,7 @@ async def update_obligation(session: AsyncSession, actor: Actor, obligation_id: 
     for key, value in changes.items():
         setattr(obligation, key, value)
     await session.flush()
-    await rebalance(session, actor.tenant_id,
-                    DebtorScope.one(actor.tenant_id, obligation.debtor_id),
-                    await tenant_today(session, actor.tenant_id))
+    await refresh_debtor(session, actor.tenant_id, obligation.debtor_id)
     await session.refresh(obligation)
     audit.record(session, actor, "obligation.updated", "obligation", obligation.id, changes)
     return obligation
