@@ -87,3 +87,12 @@ async def test_update_replaces_tags_and_is_audited_in_timeline(tenant: TenantCli
     assert r.json()["tags"] == ["new"] and r.json()["risk_score"] == 700
     timeline = (await tenant.api.get(f"/v1/debtors/{created['id']}/timeline")).json()
     assert [e["kind"] for e in timeline][:2] == ["debtor.updated", "debtor.created"]
+
+
+async def test_related_party_can_be_removed(tenant: TenantClient) -> None:
+    created = (await tenant.api.post("/v1/debtors", json=DEBTOR)).json()
+    party = created["related_parties"][0]["id"]
+    url = f"/v1/debtors/{created['id']}/related-parties/{party}"
+    assert (await tenant.api.delete(url)).status_code == 204
+    assert (await tenant.api.delete(url)).status_code == 404
+    assert (await tenant.api.get(f"/v1/debtors/{created['id']}")).json()["related_parties"] == []

@@ -162,6 +162,13 @@ class DebtorController(Controller):
         debtor = await service.get_debtor(session, debtor_id)
         return (await service.debtor_out(session, [debtor]))[0].related_parties[-1]
 
+    @delete("/{debtor_id:int}/related-parties/{related_party_id:int}",
+            summary="Remove a related party", operation_id="DeleteRelatedParty", **WRITE)
+    async def delete_related_party(self, debtor_id: Id, related_party_id: Id,
+                                   session: AsyncSession, actor: Actor) -> None:
+        """Remove a guarantor, co-debtor or reference (the removal is audited)."""
+        await service.delete_related_party(session, actor, debtor_id, related_party_id)
+
     @get("/{debtor_id:int}/balance", summary="Get a debtor's balance",
          operation_id="GetDebtorBalance", **READ)
     async def balance(self, debtor_id: Id, session: AsyncSession, actor: Actor,

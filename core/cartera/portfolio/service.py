@@ -254,6 +254,17 @@ async def add_related_party(session: AsyncSession, actor: Actor, debtor_id: int,
     return rp
 
 
+async def delete_related_party(session: AsyncSession, actor: Actor, debtor_id: int,
+                               related_party_id: int) -> None:
+    await get_debtor(session, debtor_id)
+    rp = await session.get(RelatedParty, related_party_id)
+    if rp is None or rp.debtor_id != debtor_id:
+        raise NotFound(f"related party {related_party_id} not found on debtor {debtor_id}")
+    await session.delete(rp)
+    audit.record(session, actor, "related_party.deleted", "debtor", debtor_id,
+                 {"related_party_id": related_party_id, "role": rp.role})
+
+
 async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schemas.DebtorOut]:
     """Debtors with their children, loaded in three queries whatever the page size."""
     ids = [d.id for d in debtors]
