@@ -82,6 +82,10 @@ async def import_once(url: str, path: Path, size: int) -> float:
     started = time.perf_counter()
     await execute(sessionmaker, job_id)
     elapsed = time.perf_counter() - started
+    from cartera.imports.pipeline import PHASES
+    for phase, seconds in sorted(PHASES.items(), key=lambda kv: -kv[1]):
+        print(f"    {phase:<20} {seconds:7.2f}s")
+    PHASES.clear()
     async with sessionmaker() as session:
         done = await session.get(Job, job_id)
         finished = await session.get(ImportRun, import_id)

@@ -39,7 +39,7 @@ from cartera.types import (
     Tag,
 )
 
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 50_000
 FORMATS = ("ndjson", "csv")
 
 Text16 = Annotated[str, Meta(min_length=1, max_length=16)]
