@@ -84,11 +84,12 @@ def route_handlers() -> list[Any]:
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.plugins.routes import list_plugins
-    from cartera.segmentation.routes import SegmentController
+    from cartera.segmentation.routes import SegmentController, StageController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
-            list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES]
+            list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
+            StageController]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

@@ -18,7 +18,15 @@ from cartera.portfolio.models import (
     Portfolio,
     RelatedParty,
 )
-from cartera.segmentation.models import Segment, SegmentMembership, SegmentMove, SegmentRun
+from cartera.segmentation.models import (
+    DebtorStage,
+    Segment,
+    SegmentMembership,
+    SegmentMove,
+    SegmentRun,
+    Stage,
+    StageMove,
+)
 from cartera.tenants.models import Tenant
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "ContactPoint",
     "Debtor",
     "DebtorBalance",
+    "DebtorStage",
     "DebtorTag",
     "IdempotencyRecord",
     "ImportRowError",
@@ -48,6 +57,8 @@ __all__ = [
     "SegmentMove",
     "SegmentRun",
     "SigningKey",
+    "Stage",
+    "StageMove",
     "Tenant",
     "WebhookDelivery",
     "WebhookEvent",

@@ -89,3 +89,61 @@ class SegmentRun(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class Stage(TenantScoped, Base):
+    """A collection stage (fase de cobranza) and the days-past-due range it covers.
+
+    A tenant's stages are its active rows in ``position`` order (the escalation order); their
+    ranges ascend with it, are contiguous and cover 0..∞ (the last has no ``max_dpd``).
+    Stages removed by a replacement are retired (``active`` false), never deleted, so the
+    stage history keeps pointing at real rows.
+    """
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("tenant_id", "code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    position: Mapped[int] = mapped_column(Integer)
+    min_dpd: Mapped[int] = mapped_column(Integer)
+    max_dpd: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DebtorStage(TenantScoped, Base):
+    """A debtor's current stage: from days past due, or set by hand (``manual``, sticks
+    until released)."""
+
+    __tablename__ = "debtor_stages"
+    __table_args__ = (Index("ix_debtor_stages_tenant_stage", "tenant_id", "stage_id"),)
+
+    debtor_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True)
+    stage_id: Mapped[int] = mapped_column(BigId, ForeignKey("stages.id", ondelete="CASCADE"))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    set_by: Mapped[str | None] = mapped_column(String(200))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class StageMove(TenantScoped, Base):
+    """Append-only stage history: one row each time a debtor's stage changes (or is pinned
+    or released by hand)."""
+
+    __tablename__ = "stage_history"
+    __table_args__ = (Index("ix_stage_history_debtor", "tenant_id", "debtor_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    from_stage_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("stages.id", ondelete="SET NULL"))
+    to_stage_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("stages.id", ondelete="SET NULL"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(500))
+    actor: Mapped[str | None] = mapped_column(String(200))

@@ -1,21 +1,22 @@
-"""HTTP routes: /v1/segments (rule set, preview, runs, explain)."""
+"""HTTP routes: /v1/segments (rule set, preview, runs, explain, brackets) and /v1/stages."""
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor, app_context
-from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
+from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
-from cartera.segmentation import schemas, service
+from cartera.segmentation import schemas, service, stages
 from cartera.segmentation.jobs import KIND
 from cartera.segmentation.models import SegmentRun
+from cartera.types import Currency
 
 READ = secured("segments:read")
 WRITE = secured("segments:write")
@@ -103,3 +104,74 @@ class SegmentController(Controller):
         order, with the feature values that decided it."""
         day = await service.today(session, actor.tenant_id, as_of)
         return await service.explain(session, actor.tenant_id, debtor_id, day)
+
+    @get("/brackets", summary="Suggest amount brackets", operation_id="SuggestAmountBrackets",
+         **READ)
+    async def brackets(
+        self, session: AsyncSession, actor: Actor, currency: Currency,
+        feature: Literal["overdue_amount", "outstanding_amount"] = "overdue_amount",
+        brackets: Annotated[int, Parameter(ge=2, le=10, description="How many brackets.")] = 5,
+        as_of: AsOf = None,
+    ) -> schemas.BracketsOut:
+        """Boundaries (nice round figures such as 500 / 1,000 / 2,500 / 5,000 / 10,000) that
+        split the debtors with a positive amount in ``currency`` into brackets holding
+        similar shares, from quantiles computed in SQL, with each bracket's count and share.
+        Rounding may merge boundaries, giving fewer brackets than asked."""
+        day = await service.today(session, actor.tenant_id, as_of)
+        return await service.brackets(session, actor.tenant_id, feature, currency, brackets,
+                                      day)
+
+
+class StageController(Controller):
+    path = "/v1/stages"
+    tags = ["Stages"]
+
+    @get("/", summary="Get the collection stages", operation_id="GetStages", **READ)
+    async def index(self, session: AsyncSession, actor: Actor) -> schemas.StagesOut:
+        """The stages in escalation order with their days-past-due ranges and how many
+        debtors each holds. Defaults: preventive (0, nothing past due), administrative
+        (1-30), extrajudicial (31-180), judicial (181+)."""
+        return await stages.stages_out(session, actor.tenant_id)
+
+    @put("/", summary="Replace the collection stages", operation_id="ReplaceStages", **WRITE)
+    async def replace(self, data: schemas.StagesIn, session: AsyncSession,
+                      actor: Actor) -> schemas.StagesOut:
+        """Replace the ordered set. Ranges must ascend with the order, be contiguous and
+        cover 0..∞ (422 naming e.g. ``stages[2].min_dpd`` otherwise). Debtors move at the
+        next segmentation run; a stage holding debtors set there by hand cannot be removed."""
+        await stages.replace_stages(session, actor, data)
+        return await stages.stages_out(session, actor.tenant_id)
+
+    @get("/history", summary="List stage changes", operation_id="ListStageMoves", **READ)
+    async def history(self, session: AsyncSession, actor: Actor, limit: Limit = 50,
+                      starting_after: StartingAfter = None,
+                      debtor_id: IdFilter = None) -> Page[schemas.StageMoveOut]:
+        """Stage history, oldest first: every change, with who and why for manual ones."""
+        rows = await stages.history(session, actor.tenant_id, debtor_id, limit, starting_after)
+        return page_of(rows, limit, lambda r: r)
+
+    @get("/debtors/{debtor_id:int}", summary="Get a debtor's stage",
+         operation_id="GetDebtorStage", **READ)
+    async def debtor(self, debtor_id: Id, session: AsyncSession, actor: Actor,
+                     as_of: AsOf = None) -> schemas.DebtorStageOut:
+        """The debtor's stage and why: days past due and the range they fall in, or who set
+        it by hand and why."""
+        day = await service.today(session, actor.tenant_id, as_of)
+        return await stages.debtor_stage(session, actor.tenant_id, debtor_id, day)
+
+    @post("/debtors/{debtor_id:int}", summary="Set a debtor's stage by hand",
+          operation_id="SetDebtorStage", status_code=200, **WRITE)
+    async def set_stage(self, debtor_id: Id, data: schemas.StageSet, session: AsyncSession,
+                        actor: Actor) -> schemas.DebtorStageOut:
+        """Pin the debtor to a stage (e.g. sent to judicial) with a reason; it sticks until
+        released, whatever the days past due. Recorded in the stage history."""
+        day = await service.today(session, actor.tenant_id, None)
+        return await stages.set_manual(session, actor, debtor_id, data, day)
+
+    @delete("/debtors/{debtor_id:int}", summary="Release a debtor's manual stage",
+            operation_id="ReleaseDebtorStage", **WRITE)
+    async def release(self, debtor_id: Id, session: AsyncSession, actor: Actor) -> None:
+        """The debtor follows days past due again, at once (409 if not set by hand); the
+        release is recorded in the stage history."""
+        day = await service.today(session, actor.tenant_id, None)
+        await stages.release(session, actor, debtor_id, day)

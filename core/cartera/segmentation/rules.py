@@ -47,6 +47,7 @@ from cartera.portfolio.models import (
     Obligation,
     Portfolio,
 )
+from cartera.segmentation.models import DebtorStage, Stage
 
 ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
 ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
@@ -87,6 +88,9 @@ FEATURES: dict[str, FeatureSpec] = {
                            description="eq/in: some open obligation has it; ne/not_in: none."),
     "portfolio": FeatureSpec("exists", EQUALITY_OPS,
                              description="Portfolio code; eq/in: some open obligation is in it."),
+    "stage": FeatureSpec("string", EQUALITY_OPS,
+                         description="The debtor's collection stage code (from days past due "
+                                     "or set by hand), as assigned just before segmentation."),
 }
 
 
@@ -290,6 +294,16 @@ class CompiledRules:
                 func.min(case((this, bt.c.oldest_unpaid_due_date))).label(f"oldest_{i}"),
             ]
         self._balance_cols = cols
+        self.uses_stage = any(c.feature == "stage" for r in self.rules for c in walk(r))
+        self.ds = DebtorStage.__table__.alias("ds")
+        self.st = Stage.__table__.alias("st")
+
+    def _from(self, b: Any) -> Any:
+        joined = self.d.outerjoin(b, b.c.debtor_id == self.d.c.id)
+        if self.uses_stage:
+            joined = (joined.outerjoin(self.ds, self.ds.c.debtor_id == self.d.c.id)
+                      .outerjoin(self.st, self.st.c.id == self.ds.c.stage_id))
+        return joined
 
     def _summary(self, debtor_id: int | None) -> Any:
         bt = DebtorBalance.__table__
@@ -305,7 +319,7 @@ class CompiledRules:
                  for rule, o in zip(self.rules, outcomes, strict=True)]
         d = self.d
         stmt = (select(d.c.id.label("debtor_id"), case(*whens).label("outcome"))
-                .select_from(d.outerjoin(b, b.c.debtor_id == d.c.id))
+                .select_from(self._from(b))
                 .where(d.c.tenant_id == self.tenant_id))
         if debtor_id is not None:
             stmt = stmt.where(d.c.id == debtor_id)
@@ -365,6 +379,8 @@ class CompiledRules:
             col = func.coalesce(b.c.open_count, 0)
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
+        elif f == "stage":
+            col = self.st.c.code
         elif f.startswith("attributes."):
             col = self._attribute(f.removeprefix("attributes."), c.attr_type or "str")
         else:
@@ -462,6 +478,7 @@ class Features:
     tags: set[str]
     products: set[str]
     portfolios: set[str]
+    stage: str | None = None
 
     def value(self, c: Comparison) -> Any:
         f = c.feature
@@ -479,6 +496,8 @@ class Features:
             return self.by_currency[c.currency][key]
         if f == "open_obligations":
             return self.open_count
+        if f == "stage":
+            return self.stage
         if f == "tags":
             return sorted(self.tags)
         if f == "product":

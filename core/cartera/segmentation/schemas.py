@@ -117,3 +117,99 @@ class MoveOut(Struct):
     to_segment: str | None
     run_id: int | None
     at: datetime
+
+
+# --- stages -------------------------------------------------------------------------------
+
+Days = Annotated[int, msgspec.Meta(ge=0, le=36_500)]
+
+
+class StageIn(Struct, forbid_unknown_fields=True):
+    code: Code
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    min_dpd: Days
+    max_dpd: Days | None = None
+    """Inclusive; null on the last stage only (open-ended)."""
+
+
+class StagesIn(Struct, forbid_unknown_fields=True):
+    """The whole ordered set (escalation order). Day ranges ascend with it, are contiguous
+    and cover 0..∞: the first starts at 0, each starts the day after the previous ends, and
+    only the last is open-ended (``max_dpd`` null)."""
+
+    stages: Annotated[list[StageIn], msgspec.Meta(min_length=1, max_length=20)]
+
+
+class StageOut(Struct):
+    id: int
+    code: str
+    name: str
+    position: int
+    min_dpd: int
+    max_dpd: int | None
+    debtors: int
+
+
+class StagesOut(Struct):
+    stages: list[StageOut]
+
+
+class StageSet(Struct, forbid_unknown_fields=True):
+    stage_code: Code
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500,
+                                        examples=["refused three payment offers"])]
+
+
+class DebtorStageOut(Struct):
+    debtor_id: int
+    as_of: date
+    stage: str | None
+    stage_name: str | None
+    manual: bool
+    """Set by hand: it sticks until released (DELETE)."""
+    reason: str | None
+    set_by: str | None
+    set_at: datetime
+    days_past_due: int
+    dpd_stage: str
+    """The stage days past due give (the current one unless set by hand)."""
+    dpd_min: int
+    dpd_max: int | None
+    why: str
+
+
+class StageMoveOut(Struct):
+    id: int
+    debtor_id: int
+    from_stage: str | None
+    to_stage: str | None
+    at: datetime
+    manual: bool
+    reason: str | None
+    actor: str | None
+
+
+# --- amount brackets ----------------------------------------------------------------------
+
+class BracketOut(Struct):
+    low: str
+    """Inclusive lower bound."""
+    high: str | None
+    """Exclusive upper bound; null on the last bracket."""
+    debtors: int
+    share: float
+    """Share of the debtors counted (0..1)."""
+
+
+class BracketsOut(Struct):
+    feature: str
+    currency: str
+    requested: int
+    boundaries: list[str]
+    """Suggested boundaries (nice round figures), ascending; duplicates after rounding are
+    merged, so there may be fewer brackets than requested."""
+    brackets: list[BracketOut]
+    debtors: int
+    """Debtors with a positive amount in the currency (those the brackets divide)."""
+    without_amount: int
+    """Debtors of the tenant with no such amount (left out)."""

@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import time
 from datetime import date
-from typing import cast
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    FromClause,
+    Select,
     String,
     Table,
+    case,
+    column,
+    delete,
     exists,
     func,
     insert,
     literal,
     or_,
     select,
+    table,
+    text,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,8 +50,15 @@ from cartera.portfolio.models import (
     Portfolio,
 )
 from cartera.portfolio.service import tenant_today
-from cartera.segmentation import rules, schemas
-from cartera.segmentation.models import Segment, SegmentMembership, SegmentMove, SegmentRun
+from cartera.segmentation import rules, schemas, stages
+from cartera.segmentation.models import (
+    DebtorStage,
+    Segment,
+    SegmentMembership,
+    SegmentMove,
+    SegmentRun,
+    Stage,
+)
 
 
 def parse_rule_set(data: schemas.RuleSetIn) -> list[rules.Rule]:
@@ -124,26 +140,69 @@ def compile_segments(session: AsyncSession, tenant_id: int, parsed: list[rules.R
 
 # --- evaluation ---------------------------------------------------------------------------
 
+async def _staged(session: AsyncSession, name: str, sel: Select[Any],
+                  whole: bool) -> FromClause:
+    """The ``(debtor_id, outcome)`` of ``sel`` computed once: into a temporary table for a
+    whole-portfolio evaluation (read by the three statements that apply it), or inline for
+    one debtor (where a temporary table would cost more than it saves)."""
+    if not whole:
+        return sel.subquery("e")
+    pg = _dialect(session) == "postgresql"
+    await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}.{name}"))
+    await session.execute(text(
+        f"CREATE TEMPORARY TABLE {name} (debtor_id BIGINT PRIMARY KEY, outcome BIGINT NOT NULL)"
+        + (" ON COMMIT DROP" if pg else "")))
+    staged = table(name, column("debtor_id", BigInteger), column("outcome", BigInteger))
+    await session.execute(insert(staged).from_select(["debtor_id", "outcome"], sel))
+    if pg:
+        await session.execute(text(f"ANALYZE {name}"))
+    return staged
+
+
+async def new_only(session: AsyncSession, e: Any, target: Table, whole: bool) -> Any:
+    """The condition selecting the staged rows that ``target`` does not hold yet.
+
+    For a staged (temporary) table the known rows are deleted from it first, so the insert
+    that follows never reads the table it writes: an anti-join against its own target makes
+    PostgreSQL rescan the pages it is appending to when it picks a nested loop (quadratic)."""
+    if whole:
+        await session.execute(delete(e).where(
+            exists().where(target.c.debtor_id == e.c.debtor_id)))
+        return true()
+    known = target.alias("known")
+    return ~exists().where(known.c.debtor_id == e.c.debtor_id)
+
+
+async def _drop(session: AsyncSession, name: str, whole: bool) -> None:
+    if whole:
+        pg = _dialect(session) == "postgresql"
+        await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}.{name}"))
+
+
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
-                   debtor_id: int | None = None, run_id: int | None = None) -> int:
+                   debtor_id: int | None = None, run_id: int | None = None,
+                   refresh: bool = True) -> int:
     """Assign every debtor (or one) to its segment; returns how many moved.
 
-    Three set-based statements: append the moves to the history, update changed
+    The compiled CASE runs once (into a temporary table for the whole portfolio); then three
+    set-based statements apply it: append the moves to the history, update changed
     memberships, insert the first memberships.
     """
     segments = await active_segments(session, tenant_id)
     if not segments:
         return 0
-    scope = (DebtorScope.stale(tenant_id) if debtor_id is None
-             else DebtorScope.one(tenant_id, debtor_id))
-    await refresh_balances(session, tenant_id, scope, as_of)
+    if refresh:
+        scope = (DebtorScope.stale(tenant_id) if debtor_id is None
+                 else DebtorScope.one(tenant_id, debtor_id))
+        await refresh_balances(session, tenant_id, scope, as_of)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
     compiled = compile_segments(session, tenant_id, parsed, as_of)
     ids = [s.id for s in segments]
     now = clock.now()
     m, h = _table(SegmentMembership), _table(SegmentMove)
+    whole = debtor_id is None
+    e = await _staged(session, "segment_eval", compiled.select(ids, debtor_id), whole)
 
-    e = compiled.select(ids, debtor_id).subquery("e")
     moved = (select(literal(tenant_id, BigInteger), e.c.debtor_id, m.c.segment_id,
                     e.c.outcome, literal(run_id, BigInteger), literal(now, UtcDateTime()))
              .select_from(e.outerjoin(m, m.c.debtor_id == e.c.debtor_id))
@@ -156,36 +215,53 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                             else h.c.debtor_id == debtor_id)
     moves = int(await session.scalar(counted) or 0)
 
-    e = compiled.select(ids, debtor_id).subquery("e")
     await session.execute(
         update(m).where(m.c.tenant_id == tenant_id, m.c.debtor_id == e.c.debtor_id,
                         m.c.segment_id != e.c.outcome)
         .values(segment_id=e.c.outcome, entered_at=now))
 
-    e = compiled.select(ids, debtor_id).subquery("e")
-    m2 = _table(SegmentMembership).alias("m2")
     await session.execute(insert(m).from_select(
         ["tenant_id", "debtor_id", "segment_id", "entered_at"],
         select(literal(tenant_id, BigInteger), e.c.debtor_id, e.c.outcome,
                literal(now, UtcDateTime()))
-        .where(~exists().where(m2.c.debtor_id == e.c.debtor_id))))
+        .where(await new_only(session, e, m, whole))))
+    await _drop(session, "segment_eval", whole)
     return moves
+
+
+async def assign_stages(session: AsyncSession, tenant_id: int, as_of: date, *,
+                        debtor_id: int | None = None, actor: str = "system") -> None:
+    """Set-based stage assignment from days past due (manual stages stick); balances must
+    be current. The DPD CASE runs once (a temporary table for the whole portfolio)."""
+    ordered = await stages.active_stages(session, tenant_id)
+    compiled = stages.compile_stages(ordered, tenant_id, as_of, _dialect(session))
+    whole = debtor_id is None
+    e = await _staged(session, "stage_eval",
+                      compiled.select([s.id for s in ordered], debtor_id), whole)
+    await stages.assign(session, tenant_id, as_of, debtor_id=debtor_id, actor=actor, stage=e,
+                        whole=whole)
+    await _drop(session, "stage_eval", whole)
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
                             as_of: date) -> int:
-    """Re-segment one debtor (the same compiled SQL with ``debtor_id = :id``), in the
-    caller's transaction. Call it after a payment, reversal or obligation change."""
-    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id)
+    """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
+    in the caller's transaction. Call it after a payment, reversal or obligation change."""
+    await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
+    await assign_stages(session, tenant_id, as_of, debtor_id=debtor_id)
+    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=False)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:
-    """A whole-portfolio run, with its summary recorded on ``run``."""
+    """A whole-portfolio run (stages first, then segments, which may use the stage), with
+    its summary recorded on ``run``."""
     started = time.perf_counter()
     run.status, run.started_at, run.as_of = "running", clock.now(), as_of
     segments = await active_segments(session, run.tenant_id)
     run.ruleset_version = max((s.version for s in segments), default=None)
-    run.moves = await evaluate(session, run.tenant_id, as_of, run_id=run.id)
+    await refresh_balances(session, run.tenant_id, DebtorScope.stale(run.tenant_id), as_of)
+    await assign_stages(session, run.tenant_id, as_of, actor=f"segmentation run {run.id}")
+    run.moves = await evaluate(session, run.tenant_id, as_of, run_id=run.id, refresh=False)
     run.debtors = int(await session.scalar(
         select(func.count()).select_from(Debtor).where(Debtor.tenant_id == run.tenant_id)) or 0)
     m = SegmentMembership.__table__
@@ -230,6 +306,9 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
     portfolios = set((await session.scalars(
         select(Portfolio.code).join(Obligation, Obligation.portfolio_id == Portfolio.id)
         .where(*open_).distinct())).all())
+    stage = await session.scalar(
+        select(Stage.code).join(DebtorStage, DebtorStage.stage_id == Stage.id)
+        .where(DebtorStage.tenant_id == t, DebtorStage.debtor_id == debtor_id))
     debtor_cols = {c.key for c in Debtor.__table__.c}
     return rules.Features(
         as_of=compiled.as_of,
@@ -239,7 +318,7 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
         by_currency={cur: {"out": int(row[f"out_{i}"] or 0), "ovd": int(row[f"ovd_{i}"] or 0),
                            "oldest": row[f"oldest_{i}"]}
                      for i, cur in enumerate(compiled.currencies)},
-        tags=tags, products=products, portfolios=portfolios)
+        tags=tags, products=products, portfolios=portfolios, stage=stage)
 
 
 async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
@@ -250,6 +329,7 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
         raise NotFound(f"debtor {debtor_id} not found")
     segments = await active_segments(session, tenant_id)
     await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
+    await assign_stages(session, tenant_id, as_of, debtor_id=debtor_id)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
     compiled = compile_segments(session, tenant_id, parsed, as_of)
     features = await features_of(session, compiled, debtor_id)
@@ -332,3 +412,65 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
     rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
     return [schemas.MoveOut(id=r[0], debtor_id=r[1], from_segment=r[2], to_segment=r[3],
                             run_id=r[4], at=r[5]) for r in rows]
+
+
+# --- amount brackets ----------------------------------------------------------------------
+
+_NICE = (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5))
+
+
+def nice_figure(value: Decimal) -> Decimal:
+    """The nearest of 1, 2, 2.5 and 5 times a power of ten (…, 500, 1,000, 2,500, 5,000,
+    10,000, 20,000 …): the figures collections managers draw brackets at."""
+    if value <= 0:
+        return Decimal(0)
+    e = value.adjusted()
+    candidates = [m.scaleb(k) for k in (e - 1, e, e + 1) for m in _NICE]
+    return min(candidates, key=lambda c: (abs(c - value), c))
+
+
+async def brackets(session: AsyncSession, tenant_id: int, feature: str, currency: str,
+                   count: int, as_of: date) -> schemas.BracketsOut:
+    """Suggest ``count`` amount brackets holding similar shares of debtors.
+
+    The quantiles come from one SQL statement (``NTILE`` over the debtors with a positive
+    amount in ``currency``); each boundary is rounded to a nice figure and duplicates are
+    merged; then one more statement counts the debtors per resulting bracket.
+    """
+    if not money.is_currency(currency):
+        raise Invalid(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency",
+                      param="currency")
+    await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
+    bt = DebtorBalance.__table__
+    amount = bt.c.overdue_minor if feature == "overdue_amount" else bt.c.outstanding_minor
+    where = (bt.c.tenant_id == tenant_id, bt.c.currency == currency, amount > 0)
+    ranked = select(amount.label("amount"),
+                    func.ntile(count).over(order_by=amount).label("tile")).where(*where)
+    r = ranked.subquery("r")
+    tiles = (await session.execute(select(r.c.tile, func.min(r.c.amount))
+                                   .group_by(r.c.tile).order_by(r.c.tile))).all()
+    unit = Decimal(1).scaleb(-money.exponent(currency))
+    bounds: list[int] = []
+    for _, low in tiles[1:]:
+        figure = nice_figure(Decimal(int(low)) * unit).quantize(unit, rounding=ROUND_HALF_UP)
+        minor = money.to_minor(figure, currency)
+        if minor > 0 and (not bounds or minor > bounds[-1]):
+            bounds.append(minor)
+    index = case(*[(amount < b, literal(i)) for i, b in enumerate(bounds)],
+                 else_=literal(len(bounds))) if bounds else literal(0)
+    counted = {int(i): int(n) for i, n in (await session.execute(
+        select(index.label("i"), func.count()).where(*where).group_by(index))).all()}
+    total = sum(counted.values())
+    debtors = int(await session.scalar(select(func.count()).select_from(Debtor)
+                                       .where(Debtor.tenant_id == tenant_id)) or 0)
+    edges: list[int | None] = [0, *bounds, None]
+    out = [schemas.BracketOut(
+        low=money.from_minor(cast(int, edges[i]), currency),
+        high=None if edges[i + 1] is None else money.from_minor(cast(int, edges[i + 1]),
+                                                                  currency),
+        debtors=counted.get(i, 0),
+        share=round(counted.get(i, 0) / total, 4) if total else 0.0)
+        for i in range(len(bounds) + 1)]
+    return schemas.BracketsOut(feature=feature, currency=currency, requested=count,
+                               boundaries=[money.from_minor(b, currency) for b in bounds],
+                               brackets=out, debtors=total, without_amount=debtors - total)

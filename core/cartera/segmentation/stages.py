@@ -1,0 +1,327 @@
+"""Collection stages (fases de cobranza): per-tenant configuration, set-based assignment from
+days past due, manual overrides that stick until released, and the stage history.
+
+Defaults, created for a tenant the first time its stages are read (days past due, DPD, count
+from the oldest unpaid due date in any currency; a debtor with nothing overdue has DPD 0):
+
+=============  ======  ==========================================================
+preventive     0       current: nothing past due yet (pre-mora)
+administrative 1-30    from the day after the due date to about a month
+extrajudicial  31-180  firmer collection, agencies, credit bureau
+judicial       181+    lawsuit, seizure, debt sale
+=============  ======  ==========================================================
+
+A tenant may replace them (names, ranges, order); ranges ascend with the order, are
+contiguous and cover 0..∞. The DPD stage is a CASE over date bounds compiled like segment
+rules (``days_past_due <= max``, first match in order), so there is no dialect date
+arithmetic and the whole portfolio is assigned with a few set-based statements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    String,
+    Table,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from cartera import clock
+from cartera.api.context import Actor
+from cartera.audit.service import record
+from cartera.db.base import UtcDateTime
+from cartera.errors import Conflict, Invalid, NotFound
+from cartera.portfolio import aging
+from cartera.portfolio.models import Debtor, DebtorBalance
+from cartera.segmentation import rules, schemas
+from cartera.segmentation.models import DebtorStage, Stage, StageMove
+
+DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
+    ("preventive", "Preventive", 0, 0),
+    ("administrative", "Administrative", 1, 30),
+    ("extrajudicial", "Extrajudicial", 31, 180),
+    ("judicial", "Judicial", 181, None),
+)
+
+
+async def active_stages(session: AsyncSession, tenant_id: int) -> list[Stage]:
+    """The tenant's stages in order, creating the defaults on first use."""
+    found = list((await session.scalars(
+        select(Stage).where(Stage.tenant_id == tenant_id, Stage.active.is_(True))
+        .order_by(Stage.position))).all())
+    if found:
+        return found
+    if await session.scalar(select(func.count()).select_from(Stage)
+                            .where(Stage.tenant_id == tenant_id)):
+        raise AssertionError("a tenant always keeps at least one active stage")
+    for i, (code, name, low, high) in enumerate(DEFAULT_STAGES):
+        session.add(Stage(tenant_id=tenant_id, code=code, name=name, position=i, min_dpd=low,
+                          max_dpd=high, active=True))
+    await session.flush()
+    return await active_stages(session, tenant_id)
+
+
+def validate(data: schemas.StagesIn) -> None:
+    """Ranges ascend in order, are contiguous, non-overlapping, and cover 0..∞."""
+    seen: set[str] = set()
+    last = len(data.stages) - 1
+    expected = 0
+    for i, st in enumerate(data.stages):
+        if st.code in seen:
+            raise Invalid(f"stage code {st.code!r} is used twice", code="duplicate_code",
+                          param=f"stages[{i}].code")
+        seen.add(st.code)
+        if st.min_dpd != expected:
+            what = "overlaps the previous range" if st.min_dpd < expected else "leaves a gap"
+            raise Invalid(f"stages[{i}] starts at {st.min_dpd} days but must start at "
+                          f"{expected}: it {what}",
+                          code="range_overlap" if st.min_dpd < expected else "range_gap",
+                          param=f"stages[{i}].min_dpd")
+        if st.max_dpd is None:
+            if i != last:
+                raise Invalid("only the last stage is open-ended (max_dpd null)",
+                              code="range_overlap", param=f"stages[{i}].max_dpd")
+            continue
+        if st.max_dpd < st.min_dpd:
+            raise Invalid(f"[{st.min_dpd}, {st.max_dpd}] is empty: max_dpd is below min_dpd",
+                          code="impossible_range", param=f"stages[{i}].max_dpd")
+        if i == last:
+            raise Invalid(f"the last stage must be open-ended (max_dpd null) so debtors past "
+                          f"{st.max_dpd} days have a stage", code="range_not_covered",
+                          param=f"stages[{i}].max_dpd")
+        expected = st.max_dpd + 1
+
+
+async def replace_stages(session: AsyncSession, actor: Actor,
+                         data: schemas.StagesIn) -> list[Stage]:
+    """Replace the ordered set; stages keep their id by code, removed ones are retired."""
+    validate(data)
+    await active_stages(session, actor.tenant_id)
+    existing = {s.code: s for s in (await session.scalars(
+        select(Stage).where(Stage.tenant_id == actor.tenant_id))).all()}
+    wanted = {s.code for s in data.stages}
+    removed = [s for s in existing.values() if s.active and s.code not in wanted]
+    if removed:
+        pinned = (await session.execute(
+            select(Stage.code, func.count()).join(DebtorStage, DebtorStage.stage_id == Stage.id)
+            .where(DebtorStage.tenant_id == actor.tenant_id, DebtorStage.manual.is_(True),
+                   Stage.id.in_([s.id for s in removed]))
+            .group_by(Stage.code).order_by(Stage.code))).all()
+        if pinned:
+            code, n = pinned[0]
+            raise Invalid(f"stage {code!r} holds {n} debtor(s) set there by hand: release or "
+                          "move them before removing it", code="stage_in_use", param="stages")
+    for s in removed:
+        s.active, s.position = False, -1
+    for i, st_in in enumerate(data.stages):
+        found = existing.get(st_in.code)
+        st = found or Stage(tenant_id=actor.tenant_id, code=st_in.code)
+        if found is None:
+            session.add(st)
+        st.name, st.position, st.min_dpd, st.max_dpd = st_in.name, i, st_in.min_dpd, st_in.max_dpd
+        st.active = True
+    await session.flush()
+    record(session, actor, "stages.replace", "stage_set", actor.tenant_id,
+           {"stages": [{"code": s.code, "min_dpd": s.min_dpd, "max_dpd": s.max_dpd}
+                       for s in data.stages]})
+    return await active_stages(session, actor.tenant_id)
+
+
+async def stages_out(session: AsyncSession, tenant_id: int) -> schemas.StagesOut:
+    stages = await active_stages(session, tenant_id)
+    ds = DebtorStage.__table__
+    counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
+        select(ds.c.stage_id, func.count()).where(ds.c.tenant_id == tenant_id)
+        .group_by(ds.c.stage_id))).all()}
+    return schemas.StagesOut(stages=[
+        schemas.StageOut(id=s.id, code=s.code, name=s.name, position=s.position,
+                         min_dpd=s.min_dpd, max_dpd=s.max_dpd, debtors=counts.get(s.id, 0))
+        for s in stages])
+
+
+def compile_stages(stages: list[Stage], tenant_id: int, as_of: date,
+                   dialect: str) -> rules.CompiledRules:
+    """``days_past_due <= max`` per stage, first match in order; the last is a catch-all."""
+    parsed: list[rules.Rule] = [
+        rules.Comparison("days_past_due", "lte", s.max_dpd, (s.max_dpd,), None)
+        if s.max_dpd is not None and i < len(stages) - 1 else rules.Group("all", ())
+        for i, s in enumerate(stages)]
+    return rules.CompiledRules(parsed, tenant_id, as_of, dialect)
+
+
+async def assign(session: AsyncSession, tenant_id: int, as_of: date, *,
+                 debtor_id: int | None = None, actor: str = "system",
+                 stage: Any = None, whole: bool = False) -> None:
+    """Set every debtor's (or one's) stage from days past due, except those set by hand.
+
+    Set-based: the DPD stage of each debtor (``stage``: a ``(debtor_id, outcome)`` source
+    already computed by the caller, or compiled here) is compared with the stored one; the
+    changes are appended to the history, then updated, then the first assignments inserted.
+    Balances must be current (the callers refresh them).
+    """
+    stages = await active_stages(session, tenant_id)
+    ds = cast(Table, DebtorStage.__table__)
+    h = cast(Table, StageMove.__table__)
+    if stage is None:
+        compiled = compile_stages(stages, tenant_id, as_of, session.get_bind().dialect.name)
+        stage = compiled.select([s.id for s in stages], debtor_id).subquery("e")
+    e: Any = stage
+    now = clock.now()
+    await session.execute(insert(h).from_select(
+        ["tenant_id", "debtor_id", "from_stage_id", "to_stage_id", "at", "manual", "actor"],
+        select(literal(tenant_id, BigInteger), e.c.debtor_id, ds.c.stage_id, e.c.outcome,
+               literal(now, UtcDateTime()), literal(False, Boolean), literal(actor, String))
+        .select_from(e.outerjoin(ds, ds.c.debtor_id == e.c.debtor_id))
+        .where(or_(ds.c.stage_id.is_(None),
+                   (ds.c.stage_id != e.c.outcome) & ds.c.manual.is_(False)))))
+    await session.execute(
+        update(ds).where(ds.c.tenant_id == tenant_id, ds.c.debtor_id == e.c.debtor_id,
+                         ds.c.manual.is_(False), ds.c.stage_id != e.c.outcome)
+        .values(stage_id=e.c.outcome, set_at=now))
+    from cartera.segmentation.service import new_only
+
+    await session.execute(insert(ds).from_select(
+        ["tenant_id", "debtor_id", "stage_id", "manual", "set_at"],
+        select(literal(tenant_id, BigInteger), e.c.debtor_id, e.c.outcome,
+               literal(False, Boolean), literal(now, UtcDateTime()))
+        .where(await new_only(session, e, ds, whole and stage is not None))))
+
+
+# --- one debtor ---------------------------------------------------------------------------
+
+@dataclass
+class _Current:
+    row: DebtorStage | None
+    dpd_stage: Stage
+    dpd: int
+    stages: list[Stage]
+
+
+async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> Debtor:
+    debtor = await session.get(Debtor, debtor_id)
+    if debtor is None or debtor.tenant_id != tenant_id:
+        raise NotFound(f"debtor {debtor_id} not found")
+    return debtor
+
+
+async def _current(session: AsyncSession, tenant_id: int, debtor_id: int,
+                   as_of: date) -> _Current:
+    stages = await active_stages(session, tenant_id)
+    oldest = await session.scalar(select(func.min(DebtorBalance.oldest_unpaid_due_date)).where(
+        DebtorBalance.tenant_id == tenant_id, DebtorBalance.debtor_id == debtor_id))
+    dpd = aging.days_past_due(oldest, as_of)
+    dpd_stage = next(s for s in stages if s.max_dpd is None or dpd <= s.max_dpd)
+    row = await session.get(DebtorStage, debtor_id, populate_existing=True)
+    return _Current(row, dpd_stage, dpd, stages)
+
+
+async def debtor_stage(session: AsyncSession, tenant_id: int, debtor_id: int,
+                       as_of: date) -> schemas.DebtorStageOut:
+    """The debtor's stage and why (assigning it first if it is stale or never assigned)."""
+    from cartera.payments.allocation import DebtorScope, refresh_balances
+
+    await _debtor(session, tenant_id, debtor_id)
+    await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
+    await assign(session, tenant_id, as_of, debtor_id=debtor_id)
+    return _out(debtor_id, as_of, await _current(session, tenant_id, debtor_id, as_of))
+
+
+def _out(debtor_id: int, as_of: date, cur: _Current) -> schemas.DebtorStageOut:
+    assert cur.row is not None
+    by_id = {s.id: s for s in cur.stages}
+    stage = by_id.get(cur.row.stage_id)
+    code = stage.code if stage else None
+    r = cur.dpd_stage
+    span = f"{r.min_dpd}+" if r.max_dpd is None else f"{r.min_dpd}-{r.max_dpd}"
+    if cur.row.manual:
+        why = (f"set by hand to {code} by {cur.row.set_by}: {cur.row.reason} "
+               f"(days past due would give {r.code})")
+    else:
+        why = f"{cur.dpd} days past due, in {r.code}'s range {span}"
+    return schemas.DebtorStageOut(
+        debtor_id=debtor_id, as_of=as_of, stage=code, stage_name=stage.name if stage else None,
+        manual=cur.row.manual, reason=cur.row.reason, set_by=cur.row.set_by,
+        set_at=cur.row.set_at, days_past_due=cur.dpd, dpd_stage=r.code, dpd_min=r.min_dpd,
+        dpd_max=r.max_dpd, why=why)
+
+
+async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
+                     data: schemas.StageSet, as_of: date) -> schemas.DebtorStageOut:
+    """Pin the debtor to a stage by hand; it sticks until released."""
+    await _debtor(session, actor.tenant_id, debtor_id)
+    stages = await active_stages(session, actor.tenant_id)
+    target = next((s for s in stages if s.code == data.stage_code), None)
+    if target is None:
+        raise Invalid(f"unknown stage {data.stage_code!r}; known: "
+                      f"{', '.join(s.code for s in stages)}", code="unknown_stage",
+                      param="stage_code")
+    cur = await _current(session, actor.tenant_id, debtor_id, as_of)
+    now = clock.now()
+    row = cur.row
+    previous = row.stage_id if row else None
+    if row is None:
+        row = DebtorStage(tenant_id=actor.tenant_id, debtor_id=debtor_id)
+        session.add(row)
+    row.stage_id, row.manual, row.reason, row.set_by, row.set_at = (
+        target.id, True, data.reason, actor.name, now)
+    session.add(StageMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
+                          from_stage_id=previous, to_stage_id=target.id, at=now, manual=True,
+                          reason=data.reason, actor=actor.name))
+    record(session, actor, "debtor.stage_set", "debtor", debtor_id,
+           {"stage": target.code, "reason": data.reason})
+    await session.flush()
+    return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
+
+
+async def release(session: AsyncSession, actor: Actor, debtor_id: int,
+                  as_of: date) -> schemas.DebtorStageOut:
+    """Release a manual stage: the debtor follows days past due again, at once."""
+    from cartera.payments.allocation import DebtorScope, refresh_balances
+
+    await _debtor(session, actor.tenant_id, debtor_id)
+    await refresh_balances(session, actor.tenant_id,
+                           DebtorScope.one(actor.tenant_id, debtor_id), as_of)
+    cur = await _current(session, actor.tenant_id, debtor_id, as_of)
+    if cur.row is None or not cur.row.manual:
+        raise Conflict("the debtor's stage was not set by hand: nothing to release",
+                       code="stage_not_manual")
+    now = clock.now()
+    previous = cur.row.stage_id
+    cur.row.stage_id, cur.row.manual, cur.row.reason, cur.row.set_by, cur.row.set_at = (
+        cur.dpd_stage.id, False, None, None, now)
+    session.add(StageMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
+                          from_stage_id=previous, to_stage_id=cur.dpd_stage.id, at=now,
+                          manual=False, reason="released: follows days past due again",
+                          actor=actor.name))
+    record(session, actor, "debtor.stage_released", "debtor", debtor_id,
+           {"stage": cur.dpd_stage.code})
+    await session.flush()
+    return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
+
+
+async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, limit: int,
+                  starting_after: int | None) -> list[schemas.StageMoveOut]:
+    h = StageMove
+    src, dst = aliased(Stage), aliased(Stage)
+    stmt = (select(h.id, h.debtor_id, src.code, dst.code, h.at, h.manual, h.reason, h.actor)
+            .outerjoin(src, src.id == h.from_stage_id).outerjoin(dst, dst.id == h.to_stage_id)
+            .where(h.tenant_id == tenant_id))
+    if debtor_id is not None:
+        stmt = stmt.where(h.debtor_id == debtor_id)
+    if starting_after is not None:
+        stmt = stmt.where(h.id > starting_after)
+    rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
+    return [schemas.StageMoveOut(id=r[0], debtor_id=r[1], from_stage=r[2], to_stage=r[3],
+                                 at=r[4], manual=r[5], reason=r[6], actor=r[7]) for r in rows]
