@@ -310,7 +310,9 @@ def _public_point(public_key: str | bytes) -> tuple[int, int]:
         text = "".join(
             line for line in public_key.strip().splitlines() if not line.startswith("-----")
         )
-        public_key = base64.b64decode(text)
+        # Strict: lenient decoding ignores whatever follows the padding, so a tampered
+        # key would still verify.
+        public_key = base64.b64decode(text, validate=True)
     if not public_key.startswith(_SPKI_PREFIX) or len(public_key) != len(_SPKI_PREFIX) + 65:
         raise ValueError("not a P-256 SubjectPublicKeyInfo")
     point = public_key[len(_SPKI_PREFIX) :]

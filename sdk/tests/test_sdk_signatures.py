@@ -163,3 +163,10 @@ def test_sendgrid_rejections() -> None:
     raw = bytearray(base64.b64decode(SG_SIG))
     raw[-1] ^= 1
     assert not sig.sendgrid_verify(SG_KEY, SG_BODY, base64.b64encode(raw).decode(), "1600112502")
+
+
+
+def test_sendgrid_key_with_trailing_garbage_is_refused() -> None:
+    """Lenient base64 ignores what follows the padding: a changed key must not verify."""
+    assert sig.sendgrid_verify(SG_KEY, SG_BODY, SG_SIG, "1600112502")
+    assert not sig.sendgrid_verify(SG_KEY + "x", SG_BODY, SG_SIG, "1600112502")

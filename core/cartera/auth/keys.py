@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera.auth.models import SigningKey
 from cartera.crypto import Keyring
 
-_CONTEXT = b"signing-key"
+SIGNING_KEY_CONTEXT = b"signing-key"
 
 
 class SigningKeys:
@@ -46,7 +46,7 @@ async def load_or_create(session: AsyncSession, keyring: Keyring) -> SigningKeys
         public = key.as_dict(private=False)
         row = SigningKey(
             kid=key.kid,
-            private_key_encrypted=keyring.seal(pem, context=_CONTEXT),
+            private_key_encrypted=keyring.seal(pem, context=SIGNING_KEY_CONTEXT),
             public_jwk=public,
         )
         session.add(row)
@@ -54,6 +54,6 @@ async def load_or_create(session: AsyncSession, keyring: Keyring) -> SigningKeys
         rows = [*rows, row]
         active = [row]
     current = active[-1]
-    pem = keyring.open(current.private_key_encrypted, context=_CONTEXT)
+    pem = keyring.open(current.private_key_encrypted, context=SIGNING_KEY_CONTEXT)
     private = RSAKey.import_key(pem, {"kid": current.kid, "use": "sig", "alg": "RS256"})
     return SigningKeys(private, [r.public_jwk for r in rows])

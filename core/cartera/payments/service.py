@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from decimal import Decimal
 
+from cartera_sdk.events import PaymentReceived
+from cartera_sdk.money import Money
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +16,7 @@ from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
 from cartera.payments.models import Allocation, Payment
+from cartera.plugins import events as plugin_events
 from cartera.portfolio.models import Debtor, Obligation
 from cartera.portfolio.service import (
     _flush_unique,
@@ -104,6 +108,12 @@ async def create_payment(session: AsyncSession, actor: Actor,
     await session.refresh(payment)
     audit.record(session, actor, "payment.received", "payment", payment.id,
                  {"debtor_id": debtor.id, "amount": data.amount, "currency": data.currency})
+    await plugin_events.publish(session, actor.tenant_id, "on_payment_received",
+                                PaymentReceived(**plugin_events.base_fields(actor.tenant_id),
+                                                payment_id=str(payment.id),
+                                                debtor_id=str(debtor.id),
+                                                amount=Money(Decimal(data.amount), data.currency),
+                                                source="api", reference=data.reference))
     return payment
 
 

@@ -190,3 +190,12 @@ def register_channels(register: Any) -> None:
 @hookimpl
 def register_compliance_packs(register: Any) -> None:
     register(FixtureArgentina())
+
+
+#: Events this plugin observed (tests read it; a real plugin would queue its own work).
+OBSERVED: list[Any] = []
+
+
+@hookimpl
+async def on_payment_received(event: Any) -> None:
+    OBSERVED.append(event)

@@ -1,0 +1,34 @@
+"""Re-sealing secrets at rest under the current master key (``cartera secrets rotate``).
+
+Rotation: set the new key as ``CARTERA_MASTER_KEY`` and the old one in
+``CARTERA_OLD_MASTER_KEYS``, run this command, then drop the old key. Every sealed value
+(token-signing keys, integration secrets) is opened with whichever key sealed it and sealed
+again with the new one, in one transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.auth.keys import SIGNING_KEY_CONTEXT
+from cartera.auth.models import SigningKey
+from cartera.crypto import Keyring
+from cartera.integrations.models import Integration
+from cartera.integrations.service import secrets_context
+
+
+async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
+    """Re-seal every secret; returns how many of each kind were re-sealed."""
+    keys = (await session.scalars(select(SigningKey))).all()
+    for key in keys:
+        key.private_key_encrypted = keyring.reseal(key.private_key_encrypted,
+                                                   context=SIGNING_KEY_CONTEXT)
+    integrations = (await session.scalars(
+        select(Integration).where(Integration.secrets_sealed.is_not(None)))).all()
+    for integration in integrations:
+        assert integration.secrets_sealed is not None
+        integration.secrets_sealed = keyring.reseal(
+            integration.secrets_sealed, context=secrets_context(integration.tenant_id))
+    await session.flush()
+    return {"signing_keys": len(keys), "integrations": len(integrations)}
