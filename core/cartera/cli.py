@@ -142,6 +142,26 @@ def _add_worker(sub: Any) -> None:
 _extra_commands.append(_add_worker)
 
 
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    from cartera.crypto import keyring
+    from cartera.secrets_rotation import reseal_all
+
+    counts = _run(_with_session(lambda session: reseal_all(session, keyring())))
+    print(f"re-sealed {counts['signing_keys']} signing keys and {counts['integrations']} "
+          "integrations under the current master key; CARTERA_OLD_MASTER_KEYS can go now")
+    return 0
+
+
+def _add_secrets(sub: Any) -> None:
+    secrets = sub.add_parser("secrets", help="secrets at rest").add_subparsers(
+        dest="secrets", required=True)
+    rotate = secrets.add_parser("rotate", help="re-seal every secret under the current key")
+    rotate.set_defaults(fn=cmd_secrets_rotate)
+
+
+_extra_commands.append(_add_secrets)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:

@@ -29,18 +29,18 @@ log = logging.getLogger("cartera.integrations")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
 
 
-def _context_bytes(tenant_id: int) -> bytes:
+def secrets_context(tenant_id: int) -> bytes:
     return f"integration-secrets:{tenant_id}".encode()
 
 
 def seal_secrets(tenant_id: int, secrets: Mapping[str, Any]) -> bytes:
-    return keyring().seal(msgspec.json.encode(dict(secrets)), context=_context_bytes(tenant_id))
+    return keyring().seal(msgspec.json.encode(dict(secrets)), context=secrets_context(tenant_id))
 
 
 def open_secrets(integration: Integration) -> dict[str, Any]:
     if not integration.secrets_sealed:
         return {}
-    raw = keyring().open(integration.secrets_sealed, context=_context_bytes(integration.tenant_id))
+    raw = keyring().open(integration.secrets_sealed, context=secrets_context(integration.tenant_id))
     decoded: dict[str, Any] = msgspec.json.decode(raw)
     return decoded
 
@@ -155,25 +155,48 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def _http_factory(timeout: float) -> Any:
+class SharedTransport(httpx.AsyncBaseTransport):
+    """One connection pool (keep-alive) for many short-lived clients: closing a client
+    leaves it open; :meth:`close` closes it. For sending a batch through one integration."""
+
+    def __init__(self, max_connections: int = 64) -> None:
+        self._inner = httpx.AsyncHTTPTransport(
+            verify=_tls(), limits=httpx.Limits(max_connections=max_connections,
+                                               max_keepalive_connections=max_connections))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Called when a client built on it closes: the pool stays open."""
+
+    async def close(self) -> None:
+        await self._inner.aclose()
+
+
+def _http_factory(timeout: float, transport: SharedTransport | None = None) -> Any:
     def factory(base_url: str, *, headers: Mapping[str, str] | None = None,
                 auth: httpx.Auth | tuple[str, str] | None = None,
                 timeout: float | None = timeout) -> httpx.AsyncClient:
         return make_client(base_url, headers=headers, auth=auth, timeout=timeout,
                            user_agent="cartera/0.1",
-                           transport=httpx.AsyncHTTPTransport(verify=_tls()))
+                           transport=transport or httpx.AsyncHTTPTransport(verify=_tls()))
 
     return factory
 
 
 def context_for(integration: Integration, provider: Any, issuer: str,
-                timeout: float) -> ProviderContext[Any, Any]:
-    """The per-call context: validated config and secrets, HTTP factory, logger, clock."""
+                timeout: float, transport: SharedTransport | None = None
+                ) -> ProviderContext[Any, Any]:
+    """The per-call context: validated config and secrets, HTTP factory, logger, clock.
+
+    ``transport``: clients made through the context share its connection pool (a batch
+    of sends reuses one context and one pool); by default each client has its own."""
     return ProviderContext(
         tenant_id=str(integration.tenant_id), integration_id=str(integration.id),
         config=msgspec.convert(dict(integration.config), config_type(provider)),
         secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
-        http=_http_factory(timeout),
+        http=_http_factory(timeout, transport),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
         webhook_url=webhook_url(issuer, integration.id))
 

@@ -8,8 +8,10 @@ import importlib
 HANDLER_MODULES = (
     "cartera.imports.jobs",
     "cartera.integrations.webhooks",
+    "cartera.messaging.batch",
     "cartera.messaging.inbound",
     "cartera.messaging.sending",
+    "cartera.plugins.events",
     "cartera.segmentation.jobs",
 )
 

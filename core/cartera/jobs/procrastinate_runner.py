@@ -65,10 +65,14 @@ _ORPHANS = text("""
     SELECT j.id, j.payload FROM jobs j
     WHERE j.status = 'queued' AND j.created_at < :cutoff
       AND NOT EXISTS (SELECT 1 FROM procrastinate_jobs p
-                      WHERE p.queueing_lock = 'job:' || j.id::text
+                      WHERE p.queueing_lock = COALESCE(j.payload->>'once', 'job:' || j.id::text)
                         AND p.status IN ('todo', 'doing'))
     ORDER BY j.id LIMIT 1000
 """)
+
+
+class _Waiting(Exception):
+    """A job with the same queueing lock was deferred by another transaction."""
 
 
 def conninfo(database_url: str) -> str:
@@ -122,6 +126,36 @@ class ProcrastinateRunner:
                          run_after=run_after)
         return job
 
+    async def enqueue_once(self, session: AsyncSession, tenant_id: int, kind: str,
+                           payload: dict[str, Any], *, key: str) -> Job | None:
+        """Enqueue unless a job with ``key`` is already waiting (then ``None``).
+
+        The key is procrastinate's ``queueing_lock``: at most one such job waits at a time
+        (one may run meanwhile). A waiting job found here is locked ``FOR SHARE`` until the
+        caller commits; procrastinate fetches with ``FOR UPDATE SKIP LOCKED``, so no worker
+        starts it before the caller's writes are visible to it.
+        """
+        for _ in range(3):
+            if await self._hold_waiting(session, key):
+                return None
+            try:
+                async with session.begin_nested():
+                    job = await insert_job(session, tenant_id, kind, {**payload, "once": key})
+                    raw = await (await session.connection()).get_raw_connection()
+                    if not await self.defer(job.id, payload, connection=raw.driver_connection,
+                                            queueing_lock=key):
+                        raise _Waiting
+            except _Waiting:
+                continue  # another transaction deferred it meanwhile: hold that one
+            return job
+        raise RuntimeError(f"could not enqueue or find the waiting job {key!r}")
+
+    async def _hold_waiting(self, session: AsyncSession, key: str) -> bool:
+        found = await session.execute(text(
+            "SELECT id FROM procrastinate_jobs WHERE queueing_lock = :key AND status = 'todo' "
+            "FOR SHARE"), {"key": key})
+        return found.first() is not None
+
     async def start(self) -> None:
         """Open the connector (the API defers; workers are separate processes)."""
         await self.app.open_async()
@@ -132,11 +166,13 @@ class ProcrastinateRunner:
     # -- the rest --------------------------------------------------------------------------
 
     async def defer(self, job_id: int, payload: dict[str, Any], *,
-                    connection: Any | None = None, run_after: datetime | None = None) -> bool:
+                    connection: Any | None = None, run_after: datetime | None = None,
+                    queueing_lock: str | None = None) -> bool:
         """Hand one job row to procrastinate; ``False`` if it is already waiting."""
         try:
             await self.run_job.configure(
-                lock=job_lock(job_id, payload), queueing_lock=f"job:{job_id}",
+                lock=job_lock(job_id, payload),
+                queueing_lock=queueing_lock or payload.get("once") or f"job:{job_id}",
                 connection=connection, schedule_at=run_after,
             ).defer_async(job_id=job_id)
         except AlreadyEnqueued:

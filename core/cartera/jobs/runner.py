@@ -39,6 +39,9 @@ class JobRunner(Protocol):
     async def enqueue(self, session: AsyncSession, tenant_id: int, kind: str,
                       payload: dict[str, Any], *, run_after: datetime | None = None) -> Job: ...
 
+    async def enqueue_once(self, session: AsyncSession, tenant_id: int, kind: str,
+                           payload: dict[str, Any], *, key: str) -> Job | None: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -123,6 +126,22 @@ class InProcessRunner:
         job = await insert_job(session, tenant_id, kind, payload, run_after)
         self._wake.set()
         return job
+
+    async def enqueue_once(self, session: AsyncSession, tenant_id: int, kind: str,
+                           payload: dict[str, Any], *, key: str) -> Job | None:
+        """Enqueue unless a job with this ``key`` is already waiting (then ``None``).
+
+        The waiting job's row is share-locked until the caller commits, so the runner's
+        claim (an UPDATE) waits for that commit: the job is certain to see the caller's
+        writes. SQLite locks the whole database for a writing transaction anyway.
+        """
+        waiting = (await session.scalars(
+            select(Job).where(Job.tenant_id == tenant_id, Job.kind == kind,
+                              Job.status == "queued", Job.run_after.is_(None))
+            .with_for_update(read=True))).all()
+        if any(job.payload.get("once") == key for job in waiting):
+            return None
+        return await self.enqueue(session, tenant_id, kind, {**payload, "once": key})
 
     async def start(self) -> None:
         await self._reset_interrupted()

@@ -1,4 +1,7 @@
-"""Sending a message: gate, record, queue; then the ``messages.send`` job calls the plugin.
+"""Sending a message: gate, record, queue; then a job calls the plugin.
+
+Allowed messages are sent by their integration's ``messages.send_batch`` job
+(:mod:`cartera.messaging.batch`); deferred ones and retries by their own ``messages.send``.
 
 Delivery is at-least-once (a job may run again after a crash), so every provider call
 carries the interaction's idempotency key: a retry never sends twice to a provider that
@@ -24,7 +27,7 @@ from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.jobs.runner import RetryLater
-from cartera.messaging import gate, rendering, schemas, templates
+from cartera.messaging import batch, gate, rendering, schemas, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio import aging
@@ -111,7 +114,9 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     session.add(interaction)
     await session.flush()
     add_event(session, interaction, status, "gate", reasons=[r.code for r in verdict.reasons])
-    if status != "refused":
+    if status == "queued":  # sent by the integration's batch job, with its neighbours
+        await batch.ensure_batch_job(session, app.jobs, actor.tenant_id, integration.id)
+    elif status == "deferred":  # its own job, when the gate allows it
         await app.jobs.enqueue(session, actor.tenant_id, "messages.send",
                                {"interaction_id": interaction.id}, run_after=verdict.until)
     audit.record(session, actor, f"message.{status}", "debtor", debtor.id,
@@ -129,7 +134,9 @@ async def send_job(job_ctx: JobContext) -> dict[str, Any]:
     interaction_id = int(job_ctx.payload["interaction_id"])
     async with job_ctx.sessionmaker() as session:
         session.info["tenant_id"] = job_ctx.tenant_id
-        interaction = await session.get(Interaction, interaction_id)
+        # Locked until the outcome commits: a batch job skips it, and a batch that is
+        # sending it makes this wait and then find it sent.
+        interaction = await session.get(Interaction, interaction_id, with_for_update=True)
         if interaction is None or interaction.status not in ("queued", "deferred"):
             return {"skipped": interaction.status if interaction else "missing"}
         result = await _deliver(session, host, interaction)
