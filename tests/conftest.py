@@ -28,6 +28,7 @@ os.environ.setdefault("CARTERA_LOG_LEVEL", "WARNING")
 from cartera.api.app import create_app
 from cartera.auth.clients import create_client
 from cartera.db import migrate
+from cartera.jobs.runner import InProcessRunner
 from cartera.settings import Settings, normalise_database_url
 from cartera.tenants.service import create_tenant
 
@@ -54,7 +55,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="session")
 def app(settings: Settings) -> Litestar:
-    return create_app(settings)
+    # No background poller: jobs run when a test calls ``run_jobs``, so tests decide when.
+    return create_app(settings, runner_factory=lambda s, sessionmaker: InProcessRunner(
+        sessionmaker, background=False))
 
 
 @pytest.fixture(scope="session")

@@ -115,9 +115,12 @@ class InProcessRunner:
     """Runs queued jobs one at a time inside this process (the SQLite default)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, *, background: bool = True) -> None:
+        """``background=False``: jobs run only when :meth:`run_pending` is called (tests
+        that must decide when work happens)."""
         self._sessionmaker = sessionmaker
         self._poll = poll_seconds
+        self._background = background
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -145,7 +148,8 @@ class InProcessRunner:
 
     async def start(self) -> None:
         await self._reset_interrupted()
-        self._task = asyncio.create_task(self._loop(), name="cartera-jobs")
+        if self._background:
+            self._task = asyncio.create_task(self._loop(), name="cartera-jobs")
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -135,7 +135,9 @@ async def send_batch_job(job_ctx: JobContext) -> dict[str, Any]:
                     for status, n in (await deliver(session, host, batch, transport)).items():
                         totals[status] += n
                 await session.commit()
-            if not full:
+            if not batch:
+                # Stop only on an empty claim: a short batch can mean rows another runner
+                # committed meanwhile were filtered out, with more queued behind them.
                 break
             if time.monotonic() - started > TIME_SLICE_SECONDS:
                 await _successor(job_ctx, integration_id)
