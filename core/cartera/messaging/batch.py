@@ -41,7 +41,7 @@ from cartera_sdk.channels import (
     Sent,
     SmsContent,
 )
-from cartera_sdk.compliance import PlannedContact, PriorContact
+from cartera_sdk.compliance import PriorContact
 from jinja2 import Template
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -241,71 +241,13 @@ def _days_past_due(loaded: _Loaded, debtor_id: int) -> int:
     return aging.days_past_due(min(dates) if dates else None, loaded.today)
 
 
-def judge(host: PluginHost, debtor: Debtor, cp: ContactPoint | None, channel: str,
-          planned_at: datetime, days_past_due: int,
-          recent: list[PriorContact]) -> schemas.Verdict:
-    """:func:`cartera.messaging.gate.judge` with the recent contacts already fetched."""
-    denied = gate.check_contact_point(cp, channel)
-    if denied is not None:
-        return denied
-    packs = gate._packs(host, debtor.country)
-    if not packs:
-        return schemas.Verdict(decision="allow", reasons=[gate._reason(
-            "no_compliance_pack", f"no compliance pack is installed for {debtor.country}")])
-    planned = PlannedContact(
-        channel=channel,  # type: ignore[arg-type]
-        planned_at=planned_at, debtor_country=debtor.country,
-        debtor_subdivision=debtor.subdivision, debtor_timezone=debtor.timezone,
-        consumer=debtor.kind == "person", days_past_due=days_past_due,
-        recent_contacts=list(recent))
-    return gate.combine([(pack.name, gate._judge_one(pack, planned)) for pack in packs])
-
-
 def context(loaded: _Loaded, debtor: Debtor, locale: str, obligation_ids: list[int],
             variables: dict[str, Any]) -> dict[str, Any]:
     """:func:`cartera.messaging.rendering.debtor_context` from the prefetched rows."""
-    as_of = loaded.today
-    money = rendering._money
-    balances = {}
-    for b in loaded.balances.get(debtor.id, []):
-        balances[b.currency] = {
-            "currency": b.currency,
-            "outstanding": money(b.outstanding_minor, b.currency, locale),
-            "overdue": money(b.overdue_minor, b.currency, locale),
-            "days_past_due": aging.days_past_due(b.oldest_unpaid_due_date, as_of),
-            "oldest_unpaid_due_date": rendering.LocalDate(b.oldest_unpaid_due_date, locale)
-            if b.oldest_unpaid_due_date else None,
-        }
-    chosen = set(obligation_ids)
-    rows = [o for o in loaded.obligations.get(debtor.id, [])
-            if (o.id in chosen if chosen else
-                o.status == "open" and o.kind != "credit_note")]
-    obligations = [{
-        "external_ref": o.external_ref, "kind": o.kind, "product": o.product,
-        "currency": o.currency, "amount": money(o.original_minor, o.currency, locale),
-        "outstanding": money(o.outstanding_minor, o.currency, locale),
-        "due_date": rendering.LocalDate(o.due_date, locale),
-        "days_past_due": aging.days_past_due(o.due_date, as_of) if o.status == "open" else 0,
-    } for o in rows]
     assert loaded.tenant is not None
-    primary = str(obligations[0]["currency"]) if obligations else loaded.tenant.default_currency
-    return {
-        "debtor": {"name": debtor.name, "first_name": debtor.name.split()[0],
-                   "external_ref": debtor.external_ref, "national_id": debtor.national_id,
-                   "zone": debtor.zone, "country": debtor.country},
-        "balance": balances.get(primary) or {"currency": primary,
-                                              "outstanding": money(0, primary, locale),
-                                              "overdue": money(0, primary, locale),
-                                              "days_past_due": 0,
-                                              "oldest_unpaid_due_date": None},
-        "balances": balances,
-        "obligations": obligations,
-        "tenant": {"name": loaded.tenant.name},
-        "links": {"payment": variables.get("payment_link", ""),
-                  "self_service": variables.get("self_service_link", "")},
-        "vars": variables,
-        "today": rendering.LocalDate(as_of, locale),
-    }
+    return rendering.build_context(debtor, loaded.tenant, loaded.balances.get(debtor.id, []),
+                                   loaded.obligations.get(debtor.id, []), locale,
+                                   loaded.today, obligation_ids, variables)
 
 
 async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interaction],
@@ -340,7 +282,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
             add_event(session, interaction, "failed", "job", code="configuration_gone")
             counts["failed"] += 1
             continue
-        verdict = judge(host, debtor, cp, interaction.channel, now,
+        verdict = gate.decide(host, debtor, cp, interaction.channel, now,
                         _days_past_due(loaded, debtor.id), loaded.recent.get(debtor.id, []))
         if verdict.decision != "allow":
             counts[await _not_allowed(session, interaction, verdict)] += 1

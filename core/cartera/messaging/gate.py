@@ -70,6 +70,16 @@ async def judge(session: AsyncSession, host: PluginHost, debtor: Debtor,
                 cp: ContactPoint | None, channel: str, planned_at: datetime,
                 days_past_due: int | None = None) -> schemas.Verdict:
     """The gate's verdict for contacting ``debtor`` on ``cp`` through ``channel`` then."""
+    needs_history = check_contact_point(cp, channel) is None and _packs(host, debtor.country)
+    recent = (await _recent_contacts(session, debtor.id, planned_at - timedelta(days=7))
+              if needs_history else [])
+    return decide(host, debtor, cp, channel, planned_at, days_past_due, recent)
+
+
+def decide(host: PluginHost, debtor: Debtor, cp: ContactPoint | None, channel: str,
+           planned_at: datetime, days_past_due: int | None,
+           recent: list[PriorContact]) -> schemas.Verdict:
+    """:func:`judge` with the debtor's contacts of the last 7 days already loaded."""
     denied = check_contact_point(cp, channel)
     if denied is not None:
         return denied
@@ -82,8 +92,7 @@ async def judge(session: AsyncSession, host: PluginHost, debtor: Debtor,
         planned_at=planned_at, debtor_country=debtor.country,
         debtor_subdivision=debtor.subdivision, debtor_timezone=debtor.timezone,
         consumer=debtor.kind == "person", days_past_due=days_past_due,
-        recent_contacts=await _recent_contacts(session, debtor.id,
-                                               planned_at - timedelta(days=7)))
+        recent_contacts=list(recent))
     return combine([(pack.name, _judge_one(pack, planned)) for pack in packs])
 
 

@@ -10,6 +10,7 @@ caller passed). Money renders as a localised string ("S/ 1,250.50"); so do dates
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -94,31 +95,46 @@ def _money(minor: int, currency: str, locale: str) -> LocalMoney:
 
 async def debtor_context(session: AsyncSession, debtor: Debtor, locale: str, as_of: date,
                          obligation_ids: list[int], variables: dict[str, Any]) -> dict[str, Any]:
-    """The variables a template sees for one debtor."""
+    """The variables a template sees for one debtor (loads what :func:`build_context`
+    needs; the batch sender loads it for many debtors at once instead)."""
     tenant = await session.get(Tenant, debtor.tenant_id)
     assert tenant is not None
+    balances = (await session.scalars(select(DebtorBalance).where(
+        DebtorBalance.debtor_id == debtor.id))).all()
+    stmt = select(Obligation).where(Obligation.debtor_id == debtor.id)
+    if obligation_ids:
+        stmt = stmt.where(Obligation.id.in_(obligation_ids))
+    obligations = (await session.scalars(stmt.order_by(Obligation.due_date,
+                                                       Obligation.id))).all()
+    return build_context(debtor, tenant, balances, obligations, locale, as_of,
+                         obligation_ids, variables)
+
+
+def build_context(debtor: Debtor, tenant: Tenant, balance_rows: Sequence[DebtorBalance],
+                  obligation_rows: Sequence[Obligation], locale: str, as_of: date,
+                  obligation_ids: list[int], variables: dict[str, Any]) -> dict[str, Any]:
+    """The template variables from already-loaded rows. ``obligation_rows`` are the
+    debtor's obligations in due-date order; without ``obligation_ids`` the open ones are
+    used."""
     balances = {}
-    for b in await session.scalars(select(DebtorBalance).where(
-            DebtorBalance.debtor_id == debtor.id)):
-        dpd = aging.days_past_due(b.oldest_unpaid_due_date, as_of)
+    for b in balance_rows:
         balances[b.currency] = {
             "currency": b.currency,
             "outstanding": _money(b.outstanding_minor, b.currency, locale),
             "overdue": _money(b.overdue_minor, b.currency, locale),
-            "days_past_due": dpd,
+            "days_past_due": aging.days_past_due(b.oldest_unpaid_due_date, as_of),
             "oldest_unpaid_due_date": LocalDate(b.oldest_unpaid_due_date, locale)
             if b.oldest_unpaid_due_date else None,
         }
-    stmt = select(Obligation).where(Obligation.debtor_id == debtor.id)
-    stmt = (stmt.where(Obligation.id.in_(obligation_ids)) if obligation_ids else
-            stmt.where(Obligation.status == "open", Obligation.kind != "credit_note"))
+    chosen = set(obligation_ids)
     obligations = [{
         "external_ref": o.external_ref, "kind": o.kind, "product": o.product,
         "currency": o.currency, "amount": _money(o.original_minor, o.currency, locale),
         "outstanding": _money(o.outstanding_minor, o.currency, locale),
         "due_date": LocalDate(o.due_date, locale),
         "days_past_due": aging.days_past_due(o.due_date, as_of) if o.status == "open" else 0,
-    } for o in await session.scalars(stmt.order_by(Obligation.due_date, Obligation.id))]
+    } for o in obligation_rows
+        if (o.id in chosen if chosen else o.status == "open" and o.kind != "credit_note")]
     primary = str(obligations[0]["currency"]) if obligations else tenant.default_currency
     return {
         "debtor": {"name": debtor.name, "first_name": debtor.name.split()[0],
