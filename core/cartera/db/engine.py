@@ -7,6 +7,7 @@ still filter on ``tenant_id`` itself.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -37,8 +38,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # Connections beyond the pool are opened and closed per checkout (a TCP connect, auth
+    # and a name lookup in a thread): size the pool for the concurrency a process serves.
+    kwargs.setdefault("pool_size", int(os.environ.get("CARTERA_DB_POOL_SIZE", "32")))
+    kwargs.setdefault("max_overflow", 8)
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
 
