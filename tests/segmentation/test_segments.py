@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import time_machine
 
 from cartera.clock import today_in
 from tests.conftest import TenantClient
@@ -232,3 +235,28 @@ async def test_reevaluate_one_debtor_uses_the_same_rules(
     assert (late["segment"], late["current_segment"]) == ("late", None)  # not touched
     summary = await run(tenant, run_jobs)
     assert summary["moves"] == 4
+
+
+async def test_daily_run_is_queued_once_per_local_day(tenant: TenantClient, app: Any,
+                                                      run_jobs: RunJobs) -> None:
+    from cartera.segmentation.schedule import queue_daily_runs
+
+    await portfolio(tenant)
+    await tenant.api.put("/v1/segments", json=RULES)
+    ctx = app.state.ctx
+
+    async def daily_runs() -> list[dict[str, Any]]:
+        runs = (await tenant.api.get("/v1/segments/runs")).json()["data"]
+        return [r for r in runs if r["as_of"] == today().isoformat()]
+
+    with time_machine.travel(datetime.combine(today(), time(1, 30),
+                                              ZoneInfo("America/Lima")), tick=True):
+        await queue_daily_runs(ctx.sessionmaker, ctx.jobs)
+    assert await daily_runs() == []  # before 02:00 local: not yet
+    with time_machine.travel(datetime.combine(today(), time(2, 5),
+                                              ZoneInfo("America/Lima")), tick=True):
+        await queue_daily_runs(ctx.sessionmaker, ctx.jobs)
+        await queue_daily_runs(ctx.sessionmaker, ctx.jobs)
+    await run_jobs()
+    runs = await daily_runs()
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded"

@@ -1,5 +1,6 @@
-"""Every module that registers job handlers, so any process (API or ``cartera worker``) can
-run every kind. Add a module here when it gains an ``@job``."""
+"""Every module that registers job handlers or periodic tasks, so any process (the API or
+``cartera worker``) can run every kind. Add a module here when it gains an ``@job`` or an
+``@every_minute``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ HANDLER_MODULES = (
     "cartera.messaging.sending",
     "cartera.plugins.events",
     "cartera.segmentation.jobs",
+    "cartera.segmentation.schedule",
 )
 
 

@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
 from cartera.jobs.models import Job
-from cartera.jobs.registry import install_runner
+from cartera.jobs.registry import install_runner, run_periodic
 from cartera.jobs.runner import InProcessRunner, execute, insert_job
 from cartera.settings import Settings
 
@@ -112,6 +112,7 @@ class ProcrastinateRunner:
         @self.app.task(name=MAINTENANCE, queue=QUEUE, pass_context=False)
         async def maintenance(timestamp: int) -> None:
             await self.maintenance()
+            await run_periodic(sessionmaker, self)
 
         self.run_job = run_job
 

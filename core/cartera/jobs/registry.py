@@ -59,3 +59,28 @@ def current_runner() -> Any:
     if _runner is None:
         raise RuntimeError("no job runner installed in this process")
     return _runner
+
+
+Periodic = Callable[[async_sessionmaker[AsyncSession], Any], Awaitable[None]]
+PERIODIC: list[Periodic] = []
+
+
+def every_minute(fn: Periodic) -> Periodic:
+    """Register housekeeping that runs about once a minute in exactly one place: the
+    procrastinate maintenance task on PostgreSQL, the in-process runner on SQLite. It gets
+    a sessionmaker and the runner, and must be idempotent."""
+    PERIODIC.append(fn)
+    return fn
+
+
+async def run_periodic(sessionmaker: async_sessionmaker[AsyncSession], runner: Any) -> None:
+    import logging
+
+    from cartera.jobs.catalog import load_all
+
+    load_all()
+    for fn in PERIODIC:
+        try:
+            await fn(sessionmaker, runner)
+        except Exception:  # one failing task must not stop the others
+            logging.getLogger("cartera.jobs").exception("periodic task failed")

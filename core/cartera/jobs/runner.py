@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
 from cartera.jobs.models import Job
-from cartera.jobs.registry import HANDLERS, JobContext
+from cartera.jobs.registry import HANDLERS, JobContext, run_periodic
 
 log = logging.getLogger("cartera.jobs")
 
@@ -180,7 +181,11 @@ class InProcessRunner:
                                         .order_by(Job.id).limit(1))
 
     async def _loop(self) -> None:
+        last_periodic = 0.0
         while True:
+            if time.monotonic() - last_periodic >= 60:
+                last_periodic = time.monotonic()
+                await run_periodic(self._sessionmaker, self)
             await self.run_pending()
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -14,8 +14,8 @@ from cartera.api.context import Actor, app_context
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.segmentation import schemas, service, stages
-from cartera.segmentation.jobs import KIND
 from cartera.segmentation.models import SegmentRun
+from cartera.segmentation.schedule import queue_run
 from cartera.types import Currency
 
 READ = secured("segments:read")
@@ -60,16 +60,7 @@ class SegmentController(Controller):
         """Evaluate the whole portfolio as a background job; follow it here or at
         ``/v1/jobs/{job_id}``."""
         day = await service.today(session, actor.tenant_id, data.as_of if data else None)
-        run = SegmentRun(tenant_id=actor.tenant_id, status="queued", as_of=day, counts={},
-                         debtors=0, moves=0)
-        session.add(run)
-        await session.flush()
-        job = await app_context(request).jobs.enqueue(
-            session, actor.tenant_id, KIND, {"run_id": run.id, "as_of": day.isoformat(),
-             # one run per tenant at a time (procrastinate's queueing lock)
-             "lock": f"segmentation:{actor.tenant_id}"})
-        run.job_id = job.id
-        await session.flush()
+        run = await queue_run(session, app_context(request).jobs, actor.tenant_id, day)
         await session.refresh(run)
         return service.run_out(run)
 
