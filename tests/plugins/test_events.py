@@ -38,3 +38,19 @@ async def test_a_failed_request_publishes_nothing(tenant: TenantClient,
     assert r.status_code == 422
     await run_jobs()
     assert len(cartera_fixture_plugin.OBSERVED) == before
+
+
+async def test_recorded_interactions_reach_observers(tenant: TenantClient,
+                                                     run_jobs: Callable[[], Awaitable[int]]
+                                                     ) -> None:
+    from cartera_sdk.events import InteractionRecorded
+
+    d = await debtor(tenant)
+    r = await tenant.api.post("/v1/interactions", json={
+        "debtor_id": d, "channel": "voice", "outcome": "no_answer", "note": "buzón"})
+    assert r.status_code == 201, r.text
+    await run_jobs()
+    mine = [e for e in cartera_fixture_plugin.OBSERVED if isinstance(e, InteractionRecorded)
+            and e.interaction_id == str(r.json()["id"])]
+    assert [(e.channel, e.direction, e.outcome) for e in mine] == [
+        ("voice", "outbound", "no_answer")]

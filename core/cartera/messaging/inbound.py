@@ -18,7 +18,7 @@ from cartera.audit.models import AuditEntry
 from cartera.integrations.models import Integration
 from cartera.integrations.webhooks import on_event
 from cartera.messaging.models import Interaction, OptOutKeyword
-from cartera.messaging.sending import add_event
+from cartera.messaging.sending import add_event, publish_interaction
 from cartera.portfolio.models import ContactPoint
 
 log = logging.getLogger("cartera.inbound")
@@ -122,6 +122,7 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
     session.add(interaction)
     await session.flush()
     add_event(session, interaction, "received", "webhook", at=_at(payload))
+    await publish_interaction(session, interaction)
     if normalise(text) in await _keywords(session, integration.tenant_id):
         await _opt_out(session, integration, address, channel, f"keyword {text!r}")
         add_event(session, interaction, "opted_out", "keyword", keyword=normalise(text))

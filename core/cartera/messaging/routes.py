@@ -173,6 +173,7 @@ class InteractionController(Controller):
         session.add(row)
         await session.flush()
         sending.add_event(session, row, data.outcome, "manual", at=at)
+        await sending.publish_interaction(session, row)
         audit.record(session, actor, "interaction.recorded", "debtor", debtor.id,
                      {"interaction_id": row.id, "channel": data.channel})
         return (await interactions_out(session, [row]))[0]

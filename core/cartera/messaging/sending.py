@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from cartera_sdk.channels import OutboundMessage, SendFailure, Sent
+from cartera_sdk.events import InteractionRecorded
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +30,7 @@ from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.jobs.runner import RetryLater
 from cartera.messaging import batch, gate, rendering, schemas, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
+from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
@@ -196,6 +198,23 @@ async def _deliver(session: AsyncSession, host: PluginHost,
         return RetryLater(exc.detail, 30)
     interaction.content = msgspec.to_builtins(content)
     return _record_outcome(session, interaction, outcome)
+
+
+async def publish_interaction(session: AsyncSession, interaction: Interaction) -> None:
+    """Tell observer plugins (``on_interaction_recorded``) once the change commits.
+
+    Called for replies and manually recorded contacts; provider outcomes of sends are not
+    published yet (one job per message would halve send throughput: they need batching)."""
+    if interaction.debtor_id is None:
+        return
+    await plugin_events.publish(session, interaction.tenant_id, "on_interaction_recorded",
+                                InteractionRecorded(
+        **plugin_events.base_fields(interaction.tenant_id),
+        interaction_id=str(interaction.id), debtor_id=str(interaction.debtor_id),
+        channel=interaction.channel,
+        direction="inbound" if interaction.direction == "inbound" else "outbound",
+        outcome=interaction.status,
+        integration_id=str(interaction.integration_id) if interaction.integration_id else None))
 
 
 def _record_outcome(session: AsyncSession, interaction: Interaction,

@@ -199,3 +199,8 @@ OBSERVED: list[Any] = []
 @hookimpl
 async def on_payment_received(event: Any) -> None:
     OBSERVED.append(event)
+
+
+@hookimpl
+def on_interaction_recorded(event: Any) -> None:
+    OBSERVED.append(event)
