@@ -116,6 +116,35 @@ async def test_a_changed_row_is_updated_and_rebalanced(tenant: TenantClient,
     assert after["F-NEW"]["outstanding_amount"] == "50.00"
 
 
+async def test_a_row_replaces_an_existing_debtors_tags(tenant: TenantClient,
+                                                       run_jobs: RunJobs) -> None:
+    await run_import(tenant, run_jobs, FILE)
+    other = {**DEBTOR, "external_ref": "C-2", "tags": ["new"], "contact_points": []}
+    done = await run_import(tenant, run_jobs, ndjson({**DEBTOR, "tags": ["late", "legal"]},
+                                                     other))
+    assert (done["status"], done["rows_applied"]) == ("succeeded", 2)
+    first, second = await debtor_by_ref(tenant, "C-1"), await debtor_by_ref(tenant, "C-2")
+    assert first is not None and sorted(first["tags"]) == ["late", "legal"]
+    assert second is not None and second["tags"] == ["new"]
+
+
+async def test_an_obligation_moved_to_another_debtor_rebalances_both(
+    tenant: TenantClient, run_jobs: RunJobs,
+) -> None:
+    await run_import(tenant, run_jobs, FILE)
+    other = {**DEBTOR, "external_ref": "C-2", "contact_points": []}
+    done = await run_import(tenant, run_jobs,
+                            ndjson(other, {**NEW, "debtor_external_ref": "C-2"}))
+    assert (done["status"], done["rows_applied"]) == ("succeeded", 2)
+    first, second = await debtor_by_ref(tenant, "C-1"), await debtor_by_ref(tenant, "C-2")
+    assert first is not None and second is not None
+    # C-1 keeps F-OLD (100.00) and P-1 (120.00): 20.00 of credit is left unapplied.
+    first_pen = (await balance(tenant, first["id"]))["balances"][0]
+    assert (first_pen["outstanding_amount"], first_pen["unapplied_credit"]) == ("0.00", "20.00")
+    second_pen = (await balance(tenant, second["id"]))["balances"][0]
+    assert second_pen["outstanding_amount"] == "50.00"
+
+
 async def test_csv_import(tenant: TenantClient, run_jobs: RunJobs) -> None:
     csv = (
         "type,external_ref,name,country,phone,email,tags,debtor_external_ref,kind,currency,"

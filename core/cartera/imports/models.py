@@ -131,10 +131,20 @@ stage_payments = Table(
     Index("ix_import_stage_payments_import", "import_id"),
 )
 
+stage_refs = Table(
+    "import_stage_refs", Base.metadata,
+    Column("import_id", BigInteger, primary_key=True),
+    Column("external_ref", String(128), primary_key=True),
+    Column("debtor_id", BigInteger),  # NULL until the debtor exists
+    Column("existed", Boolean, nullable=False),  # the debtor existed before this chunk
+    Column("first_line", Integer),  # the chunk's first line defining the debtor, if any
+)
+
 touched_debtors = Table(
     "import_touched_debtors", Base.metadata,
     Column("import_id", BigInteger, primary_key=True),
     Column("debtor_id", BigInteger, primary_key=True),
 )
 
-STAGING_TABLES = (stage_debtors, stage_tags, stage_contacts, stage_obligations, stage_payments)
+STAGING_TABLES = (stage_debtors, stage_tags, stage_contacts, stage_obligations, stage_payments,
+                  stage_refs)

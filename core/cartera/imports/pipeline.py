@@ -173,34 +173,65 @@ def _differs(pairs: list[tuple[str, str]], dialect: str) -> str:
     return " OR ".join(f"{a} {op} {b}" for a, b in pairs)
 
 
-_UNKNOWN_REF = """
-SELECT s.line, s.{ref} FROM {stage} s
-WHERE s.import_id = :imp AND s.{ref} IS NOT NULL AND NOT EXISTS (
-    SELECT 1 FROM {target} x WHERE x.tenant_id = :t AND x.{key} = s.{ref}){earlier}
+_RESOLVE_REFS = """
+INSERT INTO import_stage_refs (import_id, external_ref, debtor_id, existed, first_line)
+SELECT :imp, ref, debtor_id, debtor_id IS NOT NULL, first_line FROM (
+    SELECT u.ref,
+           (SELECT d.id FROM debtors d
+            WHERE d.tenant_id = :t AND d.external_ref = u.ref) AS debtor_id,
+           (SELECT MIN(sd.line) FROM import_stage_debtors sd
+            WHERE sd.import_id = :imp AND sd.external_ref = u.ref) AS first_line
+    FROM (SELECT external_ref AS ref FROM import_stage_debtors WHERE import_id = :imp
+          UNION SELECT debtor_external_ref FROM import_stage_obligations WHERE import_id = :imp
+          UNION SELECT debtor_external_ref FROM import_stage_payments WHERE import_id = :imp
+         ) u
+) resolved
 """
-_EARLIER_DEBTOR = """
-  AND NOT EXISTS (SELECT 1 FROM import_stage_debtors sd
-                  WHERE sd.import_id = :imp AND sd.external_ref = s.debtor_external_ref
-                    AND sd.line < s.line)"""
+"""Map every debtor reference of the chunk to its id (NULL: not in the tenant yet) and to
+the first line of the chunk that defines that debtor.
 
-# (stage, reference column, target table, target key, what, code)
+Correlated probes per distinct reference: a join would let the planner hash the tenant's
+whole debtor table for every chunk, which grows with the portfolio rather than the chunk."""
+
+_FILL_NEW_REFS = """
+UPDATE import_stage_refs SET debtor_id = (
+    SELECT d.id FROM debtors d
+    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
+WHERE import_id = :imp AND debtor_id IS NULL
+"""
+"""After the debtor upsert: the ids of the debtors this chunk created."""
+
+_UNKNOWN_DEBTOR = """
+SELECT s.line, s.debtor_external_ref FROM {stage} s
+JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
+WHERE s.import_id = :imp AND r.debtor_id IS NULL
+  AND (r.first_line IS NULL OR r.first_line > s.line)
+"""
+_UNKNOWN_PORTFOLIO = """
+SELECT s.line, s.portfolio_code FROM import_stage_obligations s
+WHERE s.import_id = :imp AND s.portfolio_code IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM portfolios p WHERE p.tenant_id = :t AND p.code = s.portfolio_code)
+"""
+
+# (stage, query, reference column, what, key, code)
 _REFERENCES = (
-    ("import_stage_obligations", "debtor_external_ref", "debtors", "external_ref", "debtor",
+    ("import_stage_obligations", _UNKNOWN_DEBTOR, "debtor_external_ref", "debtor",
+     "external_ref", "unknown_debtor"),
+    ("import_stage_payments", _UNKNOWN_DEBTOR, "debtor_external_ref", "debtor", "external_ref",
      "unknown_debtor"),
-    ("import_stage_payments", "debtor_external_ref", "debtors", "external_ref", "debtor",
-     "unknown_debtor"),
-    ("import_stage_obligations", "portfolio_code", "portfolios", "code", "portfolio",
+    ("import_stage_obligations", _UNKNOWN_PORTFOLIO, "portfolio_code", "portfolio", "code",
      "unknown_portfolio"),
 )
 
 
 async def _reject_unknown_refs(conn: AsyncConnection, t: int, imp: int) -> list[rowmod.RowError]:
-    """Report and unstage rows that reference a debtor or portfolio that does not exist."""
+    """Report and unstage rows that reference a debtor or portfolio that does not exist.
+
+    Needs ``import_stage_refs`` resolved for the chunk, before its debtors are upserted.
+    """
     errors: list[rowmod.RowError] = []
-    for stage, ref, target, key, what, code in _REFERENCES:
-        earlier = _EARLIER_DEBTOR if what == "debtor" else ""
-        sql = _UNKNOWN_REF.format(stage=stage, ref=ref, target=target, key=key, earlier=earlier)
-        bad = (await conn.execute(text(sql), {"t": t, "imp": imp})).all()
+    for stage, query, ref, what, key, code in _REFERENCES:
+        bad = (await conn.execute(text(query.format(stage=stage)), {"t": t, "imp": imp})).all()
         if not bad:
             continue
         errors += [rowmod.RowError(line, ref, code, f"no {what} with {key} {value!r} in the "
@@ -226,11 +257,13 @@ ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets} WHERE {changed}
 """
 
 
+# Only debtors that existed before the chunk can have tags the row no longer lists.
 _DELETE_TAGS = """
 DELETE FROM debtor_tags WHERE tenant_id = :t AND (debtor_id, tag) IN (
     SELECT dt.debtor_id, dt.tag FROM import_stage_debtors sd
-    JOIN debtors d ON d.tenant_id = :t AND d.external_ref = sd.external_ref
-    JOIN debtor_tags dt ON dt.debtor_id = d.id
+    JOIN import_stage_refs r
+      ON r.import_id = :imp AND r.external_ref = sd.external_ref AND r.existed
+    JOIN debtor_tags dt ON dt.debtor_id = r.debtor_id
     LEFT JOIN import_stage_tags st
       ON st.import_id = :imp AND st.external_ref = sd.external_ref AND st.tag = dt.tag
     WHERE sd.import_id = :imp AND st.tag IS NULL)
@@ -238,8 +271,8 @@ DELETE FROM debtor_tags WHERE tenant_id = :t AND (debtor_id, tag) IN (
 
 _INSERT_TAGS = """
 INSERT INTO debtor_tags (tenant_id, debtor_id, tag)
-SELECT :t, d.id, st.tag FROM import_stage_tags st
-JOIN debtors d ON d.tenant_id = :t AND d.external_ref = st.external_ref
+SELECT :t, r.debtor_id, st.tag FROM import_stage_tags st
+JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = st.external_ref
 WHERE st.import_id = :imp
 ON CONFLICT (debtor_id, tag) DO NOTHING
 """
@@ -247,10 +280,10 @@ ON CONFLICT (debtor_id, tag) DO NOTHING
 _INSERT_CONTACTS = """
 INSERT INTO contact_points (tenant_id, debtor_id, kind, value, label, consent,
     opted_out_channels, origin, preferred, created_at, updated_at)
-SELECT :t, d.id, sc.kind, sc.value, sc.label, sc.consent, sc.opted_out_channels, sc.origin,
-       sc.preferred, :now, :now
+SELECT :t, r.debtor_id, sc.kind, sc.value, sc.label, sc.consent, sc.opted_out_channels,
+       sc.origin, sc.preferred, :now, :now
 FROM import_stage_contacts sc
-JOIN debtors d ON d.tenant_id = :t AND d.external_ref = sc.external_ref
+JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = sc.external_ref
 WHERE sc.import_id = :imp
 ON CONFLICT (debtor_id, kind, value) DO NOTHING
 """
@@ -258,14 +291,14 @@ ON CONFLICT (debtor_id, kind, value) DO NOTHING
 # Obligations: (column, staged value). 'paid' is derived, so a row saying 'open' does not
 # differ from a stored 'paid'.
 _OBLIGATION_VALUES = [
-    ("debtor_id", "d.id"), ("portfolio_id", "p.id"), ("kind", "s.kind"),
+    ("debtor_id", "r.debtor_id"), ("portfolio_id", "p.id"), ("kind", "s.kind"),
     ("product", "s.product"), ("currency", "s.currency"),
     ("original_minor", "s.original_minor"), ("prior_paid_minor", "s.prior_paid_minor"),
     ("issue_date", "s.issue_date"), ("due_date", "s.due_date"),
 ]
 _OBLIGATION_FROM = """
 FROM import_stage_obligations s
-JOIN debtors d ON d.tenant_id = :t AND d.external_ref = s.debtor_external_ref
+JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
 LEFT JOIN portfolios p ON p.tenant_id = :t AND p.code = s.portfolio_code
 """
 _STATUS_DIFFERS = ("(CASE WHEN {o}.status = 'paid' THEN 'open' ELSE {o}.status END) "
@@ -281,7 +314,7 @@ def _touch_obligations(dialect: str) -> str:
     changed = _obligation_changed(dialect, "o", dict(_OBLIGATION_VALUES), "s")
     return f"""
 WITH changed AS (
-    SELECT d.id AS new_id, o.debtor_id AS old_id {_OBLIGATION_FROM}
+    SELECT r.debtor_id AS new_id, o.debtor_id AS old_id {_OBLIGATION_FROM}
     LEFT JOIN obligations o ON o.tenant_id = :t AND o.external_ref = s.external_ref
     WHERE s.import_id = :imp AND (o.id IS NULL OR {changed})
 )
@@ -311,12 +344,12 @@ WHERE {changed}
 """
 
 
-_PAYMENT_VALUES = [("debtor_id", "d.id"), ("currency", "s.currency"),
+_PAYMENT_VALUES = [("debtor_id", "r.debtor_id"), ("currency", "s.currency"),
                    ("amount_minor", "s.amount_minor"), ("paid_on", "s.paid_on"),
                    ("method", "s.method"), ("reference", "s.reference")]
 _PAYMENT_FROM = """
 FROM import_stage_payments s
-JOIN debtors d ON d.tenant_id = :t AND d.external_ref = s.debtor_external_ref
+JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
 """
 
 
@@ -324,7 +357,7 @@ def _touch_payments(dialect: str) -> str:
     changed = _differs([(f"p.{c}", v) for c, v in _PAYMENT_VALUES], dialect)
     return f"""
 WITH changed AS (
-    SELECT d.id AS new_id, p.debtor_id AS old_id {_PAYMENT_FROM}
+    SELECT r.debtor_id AS new_id, p.debtor_id AS old_id {_PAYMENT_FROM}
     LEFT JOIN payments p ON p.tenant_id = :t AND p.external_ref = s.external_ref
     WHERE s.import_id = :imp AND (p.id IS NULL OR {changed})
 )
@@ -392,6 +425,8 @@ async def _apply_staged(conn: AsyncConnection, t: int, imp: int, state: _LoadSta
     dialect, now = conn.dialect.name, clock.now()
     async with _phase("upsert_debtors"):
         await _sql(conn, _upsert_debtors(dialect), t=t, imp=imp, now=now)
+    async with _phase("fill_refs"):
+        await _sql(conn, _FILL_NEW_REFS, t=t, imp=imp)
     async with _phase("tags"):
         await _sql(conn, _DELETE_TAGS, t=t, imp=imp)
         await _sql(conn, _INSERT_TAGS, t=t, imp=imp)
@@ -417,6 +452,18 @@ async def _clear_staging(conn: AsyncConnection, imp: int) -> None:
         await conn.execute(delete(table).where(table.c.import_id == imp))
 
 
+async def _vacuum_staging(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """PostgreSQL: reclaim the rows the last chunk unstaged.
+
+    Otherwise every chunk's scans of the staging tables also read all the dead rows of the
+    chunks before it (autovacuum comes by far less often than a chunk does).
+    """
+    engine = sessionmaker.kw["bind"]
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await auto.exec_driver_sql(f"VACUUM {', '.join(t.name for t in STAGING_TABLES)}")
+
+
 # --- the run -----------------------------------------------------------------------------
 
 def _applied(chunk: rowmod.Chunk, rejected: int) -> int:
@@ -431,7 +478,12 @@ async def _load_chunk(session: AsyncSession, t: int, imp: int, parsed: _Parsed,
     if conn.dialect.name == "postgresql":
         # Safe to lose on a crash: the job is idempotent and replays the file.
         await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        # Compiling these statements costs more than running them on a chunk.
+        await conn.exec_driver_sql("SET LOCAL jit = off")
+        await conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     await _stage_chunk(conn, parsed, imp, state)
+    async with _phase("resolve_refs"):
+        await _sql(conn, _RESOLVE_REFS, t=t, imp=imp)
     async with _phase("reject_refs"):
         rejected = await _reject_unknown_refs(conn, t, imp)
     await _apply_staged(conn, t, imp, state)
@@ -496,6 +548,9 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
             pending = asyncio.ensure_future(_next_chunk(it, run.id, pg))
             async with _phase("chunk_total"):
                 await _commit_chunk(sessionmaker, run, parsed, state, result)
+            if pg:
+                async with _phase("vacuum_staging"):
+                    await _vacuum_staging(sessionmaker)
             await progress(result.rows_applied + result.rows_failed, total)
     finally:
         pending.cancel()
@@ -527,6 +582,7 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
             # picks nested loops over what it believes are a few rows.
             async with _phase("analyze_final"):
                 await conn.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+                await conn.exec_driver_sql("SET LOCAL jit = off")
                 for table in ("import_touched_debtors", "debtors", "obligations", "payments",
                               "allocations"):
                     await conn.exec_driver_sql(f"ANALYZE {table}")

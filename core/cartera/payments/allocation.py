@@ -143,6 +143,26 @@ WHERE obligations.id = agg.id
        OR obligations.status = CASE WHEN agg.outstanding = 0 THEN 'open' ELSE 'paid' END)
 """
 
+_HAS_CREDITS = """
+SELECT EXISTS (SELECT 1 FROM payments
+               WHERE tenant_id = :t AND debtor_id IN ({scope}))
+    OR EXISTS (SELECT 1 FROM obligations
+               WHERE tenant_id = :t AND kind = 'credit_note' AND debtor_id IN ({scope}))
+    OR EXISTS (SELECT 1 FROM allocations WHERE tenant_id = :t AND debtor_id IN ({scope}))
+"""
+
+# Without payments, credit notes or allocations, what is owed is what was borrowed.
+_UPDATE_UNCREDITED_OBLIGATIONS = """
+UPDATE obligations SET
+    outstanding_minor = original_minor - prior_paid_minor,
+    status = CASE WHEN status IN ('open', 'paid')
+                  THEN CASE WHEN original_minor = prior_paid_minor THEN 'paid' ELSE 'open' END
+                  ELSE status END
+WHERE tenant_id = :t AND debtor_id IN ({scope})
+  AND (outstanding_minor <> original_minor - prior_paid_minor
+       OR status = CASE WHEN original_minor = prior_paid_minor THEN 'open' ELSE 'paid' END)
+"""
+
 _UPDATE_PAYMENTS = """
 UPDATE payments SET unapplied_minor = agg.unapplied
 FROM (
@@ -196,18 +216,24 @@ _BINDS = (
 )
 
 
-async def _run(session: AsyncSession, sql: str, scope: DebtorScope, **params: Any) -> None:
+async def _run(session: AsyncSession, sql: str, scope: DebtorScope, **params: Any) -> Any:
     stmt = text(sql.format(scope=scope.sql))
     names = set(stmt.compile().params)
     binds: list[Any] = [b for b in _BINDS if b.key in names]
     if "as_of" in names:
         binds.append(bindparam("as_of", type_=Date))
     values = {"true": True, "false": False, **scope.params, **params}
-    await session.execute(stmt.bindparams(*binds), {k: v for k, v in values.items() if k in names})
+    return await session.execute(stmt.bindparams(*binds),
+                                 {k: v for k, v in values.items() if k in names})
 
 
 async def rebalance(session: AsyncSession, tenant_id: int, scope: DebtorScope, as_of: date) -> None:
     """Recompute allocations, outstanding amounts, statuses and summaries for ``scope``."""
+    if not (await _run(session, _HAS_CREDITS, scope, t=tenant_id)).scalar():
+        # Nothing to allocate (say, a first load of debts): skip the running-sum matching.
+        await _run(session, _UPDATE_UNCREDITED_OBLIGATIONS, scope, t=tenant_id)
+        await refresh_balances(session, tenant_id, scope, as_of)
+        return
     await _run(session, _DELETE_AUTO, scope, t=tenant_id)
     await _run(session, _INSERT_AUTO, scope, t=tenant_id)
     await _run(session, _UPDATE_OBLIGATIONS, scope, t=tenant_id)

@@ -7,12 +7,12 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, DebtorOwned, UtcDateTime, debtor_fk, utcnow
 
 PAYMENT_STATUSES = ("applied", "reversed")
 
 
-class Payment(TenantScoped, Base):
+class Payment(DebtorOwned, Base):
     """Money received from a debtor. Reversal keeps the row and releases its allocations."""
 
     __tablename__ = "payments"
@@ -20,11 +20,12 @@ class Payment(TenantScoped, Base):
         Index("uq_payments_tenant_external_ref", "tenant_id", "external_ref", unique=True),
         Index("ix_payments_debtor_currency", "debtor_id", "currency"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        debtor_fk(),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_ref: Mapped[str | None] = mapped_column(String(128))
-    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    debtor_id: Mapped[int] = mapped_column(BigId)
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     unapplied_minor: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -37,7 +38,7 @@ class Payment(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Allocation(TenantScoped, Base):
+class Allocation(DebtorOwned, Base):
     """Part of a credit (a payment or a credit note) applied to one obligation.
 
     ``explicit`` rows were chosen by the payer and are kept; the others are recomputed,
@@ -51,10 +52,11 @@ class Allocation(TenantScoped, Base):
         Index("ix_allocations_credit_note", "credit_note_id"),
         Index("ix_allocations_debtor_currency", "debtor_id", "currency"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        debtor_fk(),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    debtor_id: Mapped[int] = mapped_column(BigId)
     currency: Mapped[str] = mapped_column(String(3))
     obligation_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("obligations.id", ondelete="CASCADE")

@@ -21,7 +21,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    DebtorOwned,
+    JsonType,
+    TenantScoped,
+    UtcDateTime,
+    debtor_fk,
+    utcnow,
+)
 
 OBLIGATION_KINDS = (
     "invoice",
@@ -60,6 +69,7 @@ class Debtor(TenantScoped, Base):
     __tablename__ = "debtors"
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_ref"),
+        UniqueConstraint("tenant_id", "id"),  # target of the (tenant_id, debtor_id) references
         Index("ix_debtors_tenant_zone", "tenant_id", "zone"),
     )
 
@@ -78,15 +88,13 @@ class Debtor(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class DebtorTag(TenantScoped, Base):
+class DebtorTag(DebtorOwned, Base):
     """One tag on a debtor; a table (not a JSON array) so filters are plain indexed SQL."""
 
     __tablename__ = "debtor_tags"
-    __table_args__ = (Index("ix_debtor_tags_tenant_tag", "tenant_id", "tag"),)
+    __table_args__ = (Index("ix_debtor_tags_tenant_tag", "tenant_id", "tag"), debtor_fk())
 
-    debtor_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True
-    )
+    debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
@@ -131,7 +139,7 @@ class RelatedParty(TenantScoped, Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Obligation(TenantScoped, Base):
+class Obligation(DebtorOwned, Base):
     """Something the debtor owes (or, for a credit note, a credit in their favour).
 
     ``outstanding_minor`` is what is still unpaid; for a credit note it is the part of the
@@ -145,11 +153,12 @@ class Obligation(TenantScoped, Base):
         Index("ix_obligations_tenant_status_due", "tenant_id", "status", "due_date"),
         CheckConstraint("original_minor >= 0", name="original_not_negative"),
         CheckConstraint("outstanding_minor >= 0", name="outstanding_not_negative"),
+        debtor_fk(),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_ref: Mapped[str] = mapped_column(String(128))
-    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    debtor_id: Mapped[int] = mapped_column(BigId)
     portfolio_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("portfolios.id", ondelete="SET NULL")
     )
@@ -167,7 +176,7 @@ class Obligation(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class DebtorBalance(TenantScoped, Base):
+class DebtorBalance(DebtorOwned, Base):
     """Per-debtor, per-currency summary kept current by every write, in the same transaction.
 
     Days past due are derived at read time from ``oldest_unpaid_due_date``. ``overdue_minor``
@@ -176,11 +185,10 @@ class DebtorBalance(TenantScoped, Base):
     """
 
     __tablename__ = "debtor_balances"
-    __table_args__ = (Index("ix_debtor_balances_tenant_currency", "tenant_id", "currency"),)
+    __table_args__ = (Index("ix_debtor_balances_tenant_currency", "tenant_id", "currency"),
+                      debtor_fk())
 
-    debtor_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True
-    )
+    debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     currency: Mapped[str] = mapped_column(String(3), primary_key=True)
     outstanding_minor: Mapped[int] = mapped_column(BigInteger, default=0)
     overdue_minor: Mapped[int] = mapped_column(BigInteger, default=0)

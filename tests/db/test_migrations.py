@@ -1,0 +1,55 @@
+"""Migrations keep data: 0008 rebuilds SQLite tables that other tables reference."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cartera.db import migrate
+
+_ROWS = [
+    "INSERT INTO tenants (id, slug, name, country, default_currency, timezone, created_at) "
+    "VALUES (1, 'a', 'A', 'PE', 'PEN', 'America/Lima', '2026-01-01'), "
+    "(2, 'b', 'B', 'PE', 'PEN', 'America/Lima', '2026-01-01')",
+    "INSERT INTO debtors (id, tenant_id, external_ref, kind, name, country, timezone, "
+    "attributes, created_at, updated_at) VALUES (10, 1, 'C-1', 'person', 'Ana', 'PE', "
+    "'America/Lima', '{}', '2026-01-01', '2026-01-01')",
+    "INSERT INTO obligations (id, tenant_id, debtor_id, external_ref, kind, currency, "
+    "original_minor, prior_paid_minor, outstanding_minor, due_date, status, created_at, "
+    "updated_at) VALUES (20, 1, 10, 'F-1', 'invoice', 'PEN', 1000, 0, 400, '2026-01-01', "
+    "'open', '2026-01-01', '2026-01-01')",
+    "INSERT INTO payments (id, tenant_id, debtor_id, currency, amount_minor, unapplied_minor, "
+    "paid_on, status, created_at) VALUES (30, 1, 10, 'PEN', 600, 0, '2026-01-02', 'applied', "
+    "'2026-01-02')",
+    "INSERT INTO allocations (tenant_id, debtor_id, currency, obligation_id, payment_id, "
+    "amount_minor, explicit) VALUES (1, 10, 'PEN', 20, 30, 600, 0)",
+    "INSERT INTO debtor_balances (tenant_id, debtor_id, currency, outstanding_minor, "
+    "overdue_minor, unapplied_credit_minor, open_count, as_of) "
+    "VALUES (1, 10, 'PEN', 400, 400, 0, 1, '2026-02-01')",
+    "INSERT INTO debtor_tags (tenant_id, debtor_id, tag) VALUES (1, 10, 'vip')",
+]
+_TABLES = ("obligations", "payments", "allocations", "debtor_balances", "debtor_tags")
+
+
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in _TABLES}
+
+
+def test_0008_keeps_every_row_and_ties_debtor_rows_to_their_tenant(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0007")
+    with sqlite3.connect(path) as db:
+        for sql in _ROWS:
+            db.execute(sql)
+    migrate.upgrade(url)
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA foreign_keys=ON")
+    assert _counts(db) == dict.fromkeys(_TABLES, 1)
+    with pytest.raises(sqlite3.IntegrityError):  # tenant 2 naming tenant 1's debtor
+        db.execute("INSERT INTO debtor_tags (tenant_id, debtor_id, tag) VALUES (2, 10, 'x')")
+    db.execute("DELETE FROM debtors WHERE id = 10")
+    assert _counts(db) == dict.fromkeys(_TABLES, 0)
+    db.close()
