@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from cartera.clock import today_in
 from tests.conftest import TenantClient
 
@@ -143,6 +145,36 @@ async def test_an_obligation_moved_to_another_debtor_rebalances_both(
     assert (first_pen["outstanding_amount"], first_pen["unapplied_credit"]) == ("0.00", "20.00")
     second_pen = (await balance(tenant, second["id"]))["balances"][0]
     assert second_pen["outstanding_amount"] == "50.00"
+
+
+async def test_a_file_of_many_chunks_loads_like_one(
+    tenant: TenantClient, run_jobs: RunJobs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Three rows a chunk: debtors, obligations and errors fall in different chunks, and on
+    # PostgreSQL one chunk's debtors load while the chunk before it loads its money.
+    monkeypatch.setattr("cartera.imports.rows.CHUNK_ROWS", 3)
+    rows = [DEBTOR, OLD, NEW, {**DEBTOR, "external_ref": "C-2", "contact_points": []},
+            {**OLD, "external_ref": "F-2A", "debtor_external_ref": "C-2"},
+            {**OLD, "external_ref": "F-BAD", "debtor_external_ref": "C-404"},
+            {**OLD, "external_ref": "F-2B", "debtor_external_ref": "C-2", "currency": "XXX"},
+            PAYMENT, {**NEW, "external_ref": "F-1C", "original_amount": "5.00"},
+            {**OLD, "external_ref": "F-2C", "debtor_external_ref": "C-2",
+             "original_amount": "7.00"}]
+    done = await run_import(tenant, run_jobs, ndjson(*rows))
+    assert (done["status"], done["rows_applied"], done["rows_failed"]) == ("succeeded", 8, 2)
+    assert await errors_of(tenant, done["id"]) == [
+        {"line": 6, "field": "debtor_external_ref", "code": "unknown_debtor"},
+        {"line": 7, "field": "currency", "code": "unknown_currency"}]
+    found = await obligations(tenant)
+    assert sorted(found) == ["F-1C", "F-2A", "F-2C", "F-NEW", "F-OLD"]
+    first = await debtor_by_ref(tenant, "C-1")
+    assert first is not None
+    # 155.00 owed, 120.00 paid oldest first: F-OLD paid, 35.00 left of F-NEW and F-1C.
+    pen = (await balance(tenant, first["id"]))["balances"][0]
+    assert pen["outstanding_amount"] == "35.00"
+    again = await run_import(tenant, run_jobs, ndjson(*rows))
+    assert (again["rows_applied"], again["rows_failed"]) == (8, 2)
+    assert await obligations(tenant) == found
 
 
 async def test_csv_import(tenant: TenantClient, run_jobs: RunJobs) -> None:

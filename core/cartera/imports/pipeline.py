@@ -26,6 +26,8 @@ same SQL on both (``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE change
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -100,41 +102,81 @@ def _copy_field(value: Any) -> str:
     return str(value)
 
 
-def copy_text(values: list[tuple[Any, ...]]) -> bytes:
-    """Rows in PostgreSQL's ``COPY ... FROM STDIN`` text format, as one block."""
-    return "".join(["\t".join([_copy_field(v) for v in row]) + "\n" for row in values]).encode()
+def copy_text(values: list[tuple[Any, ...]], key: int) -> bytes:
+    """Rows in PostgreSQL's ``COPY ... FROM STDIN`` text format, as one block, each row
+    preceded by the staging ``key``."""
+    prefix = f"{key}\t"
+    return "".join([prefix + "\t".join([_copy_field(v) for v in row]) + "\n"
+                    for row in values]).encode()
 
 
-def _tag_rows(chunk: rowmod.Chunk, imp: int) -> list[tuple[Any, ...]]:
-    return [(imp, ref, tag) for ref, tags in chunk.tags.items() for tag in tags]
+def _tag_rows(chunk: rowmod.Chunk) -> list[tuple[Any, ...]]:
+    return [(ref, tag) for ref, tags in chunk.tags.items() for tag in tags]
 
 
 def _contact_rows(chunk: rowmod.Chunk) -> list[tuple[Any, ...]]:
     return [c for contacts in chunk.contacts.values() for c in contacts]
 
 
-def _staged_rows(chunk: rowmod.Chunk, imp: int) -> list[tuple[Any, list[tuple[Any, ...]]]]:
-    """(staging table, rows) in staging order."""
-    return [(stage_debtors, list(chunk.debtors.values())), (stage_tags, _tag_rows(chunk, imp)),
+def _staged_rows(chunk: rowmod.Chunk) -> list[tuple[Any, list[tuple[Any, ...]]]]:
+    """(staging table, rows without their key) in staging order."""
+    return [(stage_debtors, list(chunk.debtors.values())), (stage_tags, _tag_rows(chunk)),
             (stage_contacts, _contact_rows(chunk)),
             (stage_obligations, list(chunk.obligations.values())),
             (stage_payments, list(chunk.payments.values()))]
 
 
+_KEYS_PER_IMPORT = 1024
+
+
+def _stage_key(import_id: int, chunk_no: int) -> int:
+    """The staging tables' ``import_id`` value for one chunk of one import.
+
+    On PostgreSQL a chunk is staged while the one before it is still being applied, so each
+    chunk has a key of its own; an import's keys all lie in :func:`_stage_keys`.
+    """
+    return import_id * _KEYS_PER_IMPORT + chunk_no % _KEYS_PER_IMPORT
+
+
+def _stage_keys(import_id: int) -> tuple[int, int]:
+    """The first and last staging key an import can use."""
+    return import_id * _KEYS_PER_IMPORT, import_id * _KEYS_PER_IMPORT + _KEYS_PER_IMPORT - 1
+
+
 @dataclass
 class _Parsed:
-    """A validated chunk and, for PostgreSQL, its staging rows already as COPY text."""
+    """A validated chunk, its staging key and, for PostgreSQL, its staging rows already as
+    COPY text."""
 
     chunk: rowmod.Chunk
+    key: int
     copy_blocks: list[tuple[Any, bytes]] | None = None
 
 
-def _copy_blocks(chunk: rowmod.Chunk, imp: int) -> list[tuple[Any, bytes]]:
-    return [(table, copy_text(rows)) for table, rows in _staged_rows(chunk, imp) if rows]
+def _copy_blocks(chunk: rowmod.Chunk, key: int) -> list[tuple[Any, bytes]]:
+    return [(table, copy_text(rows, key)) for table, rows in _staged_rows(chunk) if rows]
 
 
-async def _stage_chunk(conn: AsyncConnection, parsed: _Parsed, imp: int,
-                       state: _LoadState) -> None:
+async def _analyze(conn: AsyncConnection, parsed: _Parsed, state: _LoadState) -> None:
+    """Statistics for the staged chunk, or the planner takes it for empty (nested loops).
+
+    After the first chunk, everything staged; after the second, the targets too (on a
+    first load they were empty when last analysed, and the planner would then scan them
+    whole, per chunk, rather than probe them). For every other chunk only the staging key:
+    the other columns' figures hold from chunk to chunk, but each chunk has its own key
+    (sampled cheaply: migration 0008 lowers that column's statistics target).
+    """
+    if state.chunks_staged == 0:
+        tables = [t.name for t in STAGING_TABLES]
+    else:
+        tables = [f"{t.name} (import_id)" for t, _ in parsed.copy_blocks or ()]
+        if state.chunks_staged == 1:
+            tables += ["debtors", "debtor_tags", "obligations", "payments"]
+    for table in tables:
+        await conn.exec_driver_sql(f"ANALYZE {table}")
+
+
+async def _stage_chunk(conn: AsyncConnection, parsed: _Parsed, state: _LoadState) -> None:
     if parsed.copy_blocks is not None:
         raw = await conn.get_raw_connection()
         pg: Any = raw.driver_connection
@@ -145,25 +187,17 @@ async def _stage_chunk(conn: AsyncConnection, parsed: _Parsed, imp: int,
                 async with cur.copy(
                         f"COPY {table.name} ({', '.join(_columns(table))}) FROM STDIN") as copy:
                     await copy.write(data)
-        if state.chunks_loaded < 2:
-            # Statistics, or the planner treats the staged chunk as empty (nested loops).
-            # Every chunk but the last is the same size, so the first one's figures serve
-            # for the rest (ANALYZE per chunk cost more than it saved). Once, after the first
-            # chunk, the targets too: on a first load they were empty when last analysed, and
-            # the planner would then scan them whole (per chunk) rather than probe them.
-            tables = [t.name for t in STAGING_TABLES] if state.chunks_loaded == 0 else [
-                "debtors", "debtor_tags", "obligations", "payments"]
-            async with _phase("analyze"):
-                for table in tables:
-                    await conn.exec_driver_sql(f"ANALYZE {table}")
+        async with _phase("analyze"):
+            await _analyze(conn, parsed, state)
         return
     async with _phase("stage"):
-        for table, rows in _staged_rows(parsed.chunk, imp):
+        for table, rows in _staged_rows(parsed.chunk):
             if rows:
                 cols = _columns(table)
                 marks = ", ".join("?" for _ in cols)
                 await conn.exec_driver_sql(
-                    f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})", rows)
+                    f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({marks})",
+                    [(parsed.key, *row) for row in rows])
 
 
 # --- set-based SQL -----------------------------------------------------------------------
@@ -175,15 +209,15 @@ def _differs(pairs: list[tuple[str, str]], dialect: str) -> str:
 
 _RESOLVE_REFS = """
 INSERT INTO import_stage_refs (import_id, external_ref, debtor_id, existed, first_line)
-SELECT :imp, ref, debtor_id, debtor_id IS NOT NULL, first_line FROM (
+SELECT :stage, ref, debtor_id, debtor_id IS NOT NULL, first_line FROM (
     SELECT u.ref,
            (SELECT d.id FROM debtors d
             WHERE d.tenant_id = :t AND d.external_ref = u.ref) AS debtor_id,
            (SELECT MIN(sd.line) FROM import_stage_debtors sd
-            WHERE sd.import_id = :imp AND sd.external_ref = u.ref) AS first_line
-    FROM (SELECT external_ref AS ref FROM import_stage_debtors WHERE import_id = :imp
-          UNION SELECT debtor_external_ref FROM import_stage_obligations WHERE import_id = :imp
-          UNION SELECT debtor_external_ref FROM import_stage_payments WHERE import_id = :imp
+            WHERE sd.import_id = :stage AND sd.external_ref = u.ref) AS first_line
+    FROM (SELECT external_ref AS ref FROM import_stage_debtors WHERE import_id = :stage
+          UNION SELECT debtor_external_ref FROM import_stage_obligations WHERE import_id = :stage
+          UNION SELECT debtor_external_ref FROM import_stage_payments WHERE import_id = :stage
          ) u
 ) resolved
 """
@@ -197,19 +231,19 @@ _FILL_NEW_REFS = """
 UPDATE import_stage_refs SET debtor_id = (
     SELECT d.id FROM debtors d
     WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
-WHERE import_id = :imp AND debtor_id IS NULL
+WHERE import_id = :stage AND debtor_id IS NULL
 """
 """After the debtor upsert: the ids of the debtors this chunk created."""
 
 _UNKNOWN_DEBTOR = """
 SELECT s.line, s.debtor_external_ref FROM {stage} s
-JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
-WHERE s.import_id = :imp AND r.debtor_id IS NULL
+JOIN import_stage_refs r ON r.import_id = :stage AND r.external_ref = s.debtor_external_ref
+WHERE s.import_id = :stage AND r.debtor_id IS NULL
   AND (r.first_line IS NULL OR r.first_line > s.line)
 """
 _UNKNOWN_PORTFOLIO = """
 SELECT s.line, s.portfolio_code FROM import_stage_obligations s
-WHERE s.import_id = :imp AND s.portfolio_code IS NOT NULL AND NOT EXISTS (
+WHERE s.import_id = :stage AND s.portfolio_code IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM portfolios p WHERE p.tenant_id = :t AND p.code = s.portfolio_code)
 """
 
@@ -224,21 +258,22 @@ _REFERENCES = (
 )
 
 
-async def _reject_unknown_refs(conn: AsyncConnection, t: int, imp: int) -> list[rowmod.RowError]:
+async def _reject_unknown_refs(conn: AsyncConnection, t: int,
+                               stage: int) -> list[rowmod.RowError]:
     """Report and unstage rows that reference a debtor or portfolio that does not exist.
 
     Needs ``import_stage_refs`` resolved for the chunk, before its debtors are upserted.
     """
     errors: list[rowmod.RowError] = []
-    for stage, query, ref, what, key, code in _REFERENCES:
-        bad = (await conn.execute(text(query.format(stage=stage)), {"t": t, "imp": imp})).all()
+    for table, query, ref, what, key, code in _REFERENCES:
+        bad = (await conn.execute(text(query.format(stage=table)), {"t": t, "stage": stage})).all()
         if not bad:
             continue
         errors += [rowmod.RowError(line, ref, code, f"no {what} with {key} {value!r} in the "
                                    "tenant or on an earlier line") for line, value in bad]
-        await conn.execute(text(f"DELETE FROM {stage} WHERE import_id = :imp AND line IN "
+        await conn.execute(text(f"DELETE FROM {table} WHERE import_id = :stage AND line IN "
                                 f"({', '.join(str(int(line)) for line, _ in bad)})"),
-                           {"imp": imp})
+                           {"stage": stage})
     return errors
 
 
@@ -252,7 +287,7 @@ def _upsert_debtors(dialect: str) -> str:
     changed = _differs([(f"debtors.{c}", f"excluded.{c}") for c in _DEBTOR_COLS], dialect)
     return f"""
 INSERT INTO debtors (tenant_id, external_ref, {cols}, created_at, updated_at)
-SELECT :t, external_ref, {cols}, :now, :now FROM import_stage_debtors WHERE import_id = :imp
+SELECT :t, external_ref, {cols}, :now, :now FROM import_stage_debtors WHERE import_id = :stage
 ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets} WHERE {changed}
 """
 
@@ -262,18 +297,18 @@ _DELETE_TAGS = """
 DELETE FROM debtor_tags WHERE tenant_id = :t AND (debtor_id, tag) IN (
     SELECT dt.debtor_id, dt.tag FROM import_stage_debtors sd
     JOIN import_stage_refs r
-      ON r.import_id = :imp AND r.external_ref = sd.external_ref AND r.existed
+      ON r.import_id = :stage AND r.external_ref = sd.external_ref AND r.existed
     JOIN debtor_tags dt ON dt.debtor_id = r.debtor_id
     LEFT JOIN import_stage_tags st
-      ON st.import_id = :imp AND st.external_ref = sd.external_ref AND st.tag = dt.tag
-    WHERE sd.import_id = :imp AND st.tag IS NULL)
+      ON st.import_id = :stage AND st.external_ref = sd.external_ref AND st.tag = dt.tag
+    WHERE sd.import_id = :stage AND st.tag IS NULL)
 """
 
 _INSERT_TAGS = """
 INSERT INTO debtor_tags (tenant_id, debtor_id, tag)
 SELECT :t, r.debtor_id, st.tag FROM import_stage_tags st
-JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = st.external_ref
-WHERE st.import_id = :imp
+JOIN import_stage_refs r ON r.import_id = :stage AND r.external_ref = st.external_ref
+WHERE st.import_id = :stage
 ON CONFLICT (debtor_id, tag) DO NOTHING
 """
 
@@ -283,8 +318,8 @@ INSERT INTO contact_points (tenant_id, debtor_id, kind, value, label, consent,
 SELECT :t, r.debtor_id, sc.kind, sc.value, sc.label, sc.consent, sc.opted_out_channels,
        sc.origin, sc.preferred, :now, :now
 FROM import_stage_contacts sc
-JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = sc.external_ref
-WHERE sc.import_id = :imp
+JOIN import_stage_refs r ON r.import_id = :stage AND r.external_ref = sc.external_ref
+WHERE sc.import_id = :stage
 ON CONFLICT (debtor_id, kind, value) DO NOTHING
 """
 
@@ -298,7 +333,7 @@ _OBLIGATION_VALUES = [
 ]
 _OBLIGATION_FROM = """
 FROM import_stage_obligations s
-JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
+JOIN import_stage_refs r ON r.import_id = :stage AND r.external_ref = s.debtor_external_ref
 LEFT JOIN portfolios p ON p.tenant_id = :t AND p.code = s.portfolio_code
 """
 _STATUS_DIFFERS = ("(CASE WHEN {o}.status = 'paid' THEN 'open' ELSE {o}.status END) "
@@ -316,7 +351,7 @@ def _touch_obligations(dialect: str) -> str:
 WITH changed AS (
     SELECT r.debtor_id AS new_id, o.debtor_id AS old_id {_OBLIGATION_FROM}
     LEFT JOIN obligations o ON o.tenant_id = :t AND o.external_ref = s.external_ref
-    WHERE s.import_id = :imp AND (o.id IS NULL OR {changed})
+    WHERE s.import_id = :stage AND (o.id IS NULL OR {changed})
 )
 INSERT INTO import_touched_debtors (import_id, debtor_id)
 SELECT DISTINCT :imp, id FROM (SELECT new_id AS id FROM changed
@@ -335,7 +370,7 @@ def _upsert_obligations(dialect: str) -> str:
 INSERT INTO obligations (tenant_id, external_ref, {", ".join(cols)}, outstanding_minor, status,
                          created_at, updated_at)
 SELECT :t, s.external_ref, {sources}, s.original_minor - s.prior_paid_minor, s.status, :now, :now
-{_OBLIGATION_FROM} WHERE s.import_id = :imp
+{_OBLIGATION_FROM} WHERE s.import_id = :stage
 ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets},
     status = CASE WHEN excluded.status = 'open' AND obligations.status = 'paid'
                   THEN 'paid' ELSE excluded.status END,
@@ -349,7 +384,7 @@ _PAYMENT_VALUES = [("debtor_id", "r.debtor_id"), ("currency", "s.currency"),
                    ("method", "s.method"), ("reference", "s.reference")]
 _PAYMENT_FROM = """
 FROM import_stage_payments s
-JOIN import_stage_refs r ON r.import_id = :imp AND r.external_ref = s.debtor_external_ref
+JOIN import_stage_refs r ON r.import_id = :stage AND r.external_ref = s.debtor_external_ref
 """
 
 
@@ -359,7 +394,7 @@ def _touch_payments(dialect: str) -> str:
 WITH changed AS (
     SELECT r.debtor_id AS new_id, p.debtor_id AS old_id {_PAYMENT_FROM}
     LEFT JOIN payments p ON p.tenant_id = :t AND p.external_ref = s.external_ref
-    WHERE s.import_id = :imp AND (p.id IS NULL OR {changed})
+    WHERE s.import_id = :stage AND (p.id IS NULL OR {changed})
 )
 INSERT INTO import_touched_debtors (import_id, debtor_id)
 SELECT DISTINCT :imp, id FROM (SELECT new_id AS id FROM changed
@@ -376,7 +411,7 @@ INSERT INTO payments (tenant_id, external_ref, {", ".join(cols)}, unapplied_mino
                       created_at)
 SELECT :t, s.external_ref, {", ".join(v for _, v in _PAYMENT_VALUES)}, s.amount_minor,
        'applied', :now
-{_PAYMENT_FROM} WHERE s.import_id = :imp
+{_PAYMENT_FROM} WHERE s.import_id = :stage
 ON CONFLICT (tenant_id, external_ref) DO UPDATE SET
     {", ".join(f"{c} = excluded.{c}" for c in cols)}
 WHERE {changed}
@@ -409,7 +444,7 @@ class _LoadState:
     joining the whole chunk against the table to find changed rows and their old debtor.
     """
 
-    chunks_loaded: int = 0
+    chunks_staged: int = 0
     fresh_obligations: bool = False
     fresh_payments: bool = False
 
@@ -420,40 +455,57 @@ async def _fresh(conn: AsyncConnection, table: str, t: int) -> bool:
     return found.first() is None
 
 
-async def _apply_staged(conn: AsyncConnection, t: int, imp: int, state: _LoadState) -> None:
-    """Upsert what is staged for ``imp``: debtors, their tags and contacts, then money."""
-    dialect, now = conn.dialect.name, clock.now()
+async def _tune(conn: AsyncConnection) -> None:
+    if conn.dialect.name == "postgresql":
+        # Safe to lose on a crash: the job is idempotent and replays the file.
+        await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+        # Compiling these statements costs more than running them on a chunk.
+        await conn.exec_driver_sql("SET LOCAL jit = off")
+        await conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+
+async def _apply_debtors(conn: AsyncConnection, t: int, stage: int) -> None:
+    """Upsert the staged debtors, their tags and contacts; resolve the new debtors' ids."""
+    now = clock.now()
     async with _phase("upsert_debtors"):
-        await _sql(conn, _upsert_debtors(dialect), t=t, imp=imp, now=now)
+        await _sql(conn, _upsert_debtors(conn.dialect.name), t=t, stage=stage, now=now)
     async with _phase("fill_refs"):
-        await _sql(conn, _FILL_NEW_REFS, t=t, imp=imp)
+        await _sql(conn, _FILL_NEW_REFS, t=t, stage=stage)
     async with _phase("tags"):
-        await _sql(conn, _DELETE_TAGS, t=t, imp=imp)
-        await _sql(conn, _INSERT_TAGS, t=t, imp=imp)
+        await _sql(conn, _DELETE_TAGS, t=t, stage=stage)
+        await _sql(conn, _INSERT_TAGS, t=t, stage=stage)
     async with _phase("contacts"):
-        await _sql(conn, _INSERT_CONTACTS, t=t, imp=imp, now=now)
+        await _sql(conn, _INSERT_CONTACTS, t=t, stage=stage, now=now)
+
+
+async def _apply_money(conn: AsyncConnection, t: int, imp: int, stage: int,
+                       state: _LoadState) -> None:
+    """Upsert the staged obligations and payments, recording the debtors they touch."""
+    dialect, now = conn.dialect.name, clock.now()
     async with _phase("upsert_obligations"):
         if state.fresh_obligations:
             await _sql(conn, _upsert_touching(_upsert_obligations(dialect)), t=t, imp=imp,
-                       now=now)
+                       stage=stage, now=now)
         else:
-            await _sql(conn, _touch_obligations(dialect), t=t, imp=imp)
-            await _sql(conn, _upsert_obligations(dialect), t=t, imp=imp, now=now)
+            await _sql(conn, _touch_obligations(dialect), t=t, imp=imp, stage=stage)
+            await _sql(conn, _upsert_obligations(dialect), t=t, stage=stage, now=now)
     async with _phase("payments"):
         if state.fresh_payments:
-            await _sql(conn, _upsert_touching(_upsert_payments(dialect)), t=t, imp=imp, now=now)
+            await _sql(conn, _upsert_touching(_upsert_payments(dialect)), t=t, imp=imp,
+                       stage=stage, now=now)
         else:
-            await _sql(conn, _touch_payments(dialect), t=t, imp=imp)
-            await _sql(conn, _upsert_payments(dialect), t=t, imp=imp, now=now)
+            await _sql(conn, _touch_payments(dialect), t=t, imp=imp, stage=stage)
+            await _sql(conn, _upsert_payments(dialect), t=t, stage=stage, now=now)
 
 
-async def _clear_staging(conn: AsyncConnection, imp: int) -> None:
+async def _clear_staging(conn: AsyncConnection, first: int, last: int | None = None) -> None:
+    """Unstage the rows of staging keys ``first`` to ``last`` (default: just ``first``)."""
     for table in STAGING_TABLES:
-        await conn.execute(delete(table).where(table.c.import_id == imp))
+        await conn.execute(delete(table).where(table.c.import_id.between(first, last or first)))
 
 
 async def _vacuum_staging(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-    """PostgreSQL: reclaim the rows the last chunk unstaged.
+    """PostgreSQL: reclaim the rows earlier chunks unstaged.
 
     Otherwise every chunk's scans of the staging tables also read all the dead rows of the
     chunks before it (autovacuum comes by far less often than a chunk does).
@@ -461,41 +513,13 @@ async def _vacuum_staging(sessionmaker: async_sessionmaker[AsyncSession]) -> Non
     engine = sessionmaker.kw["bind"]
     async with engine.connect() as conn:
         auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        await auto.exec_driver_sql(f"VACUUM {', '.join(t.name for t in STAGING_TABLES)}")
+        # TRUNCATE false: the next chunk refills the pages, and giving them back would wait
+        # (up to 5 s) for an exclusive lock the other phase's transaction is in the way of.
+        await auto.exec_driver_sql(
+            f"VACUUM (TRUNCATE false) {', '.join(t.name for t in STAGING_TABLES)}")
 
 
 # --- the run -----------------------------------------------------------------------------
-
-def _applied(chunk: rowmod.Chunk, rejected: int) -> int:
-    return chunk.rows - len(chunk.errors) - rejected
-
-
-async def _load_chunk(session: AsyncSession, t: int, imp: int, parsed: _Parsed,
-                      state: _LoadState) -> list[rowmod.RowError]:
-    """Stage, check references, upsert and unstage one chunk; returns its rejected rows."""
-    conn = await session.connection()
-    chunk = parsed.chunk
-    if conn.dialect.name == "postgresql":
-        # Safe to lose on a crash: the job is idempotent and replays the file.
-        await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-        # Compiling these statements costs more than running them on a chunk.
-        await conn.exec_driver_sql("SET LOCAL jit = off")
-        await conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
-    await _stage_chunk(conn, parsed, imp, state)
-    async with _phase("resolve_refs"):
-        await _sql(conn, _RESOLVE_REFS, t=t, imp=imp)
-    async with _phase("reject_refs"):
-        rejected = await _reject_unknown_refs(conn, t, imp)
-    await _apply_staged(conn, t, imp, state)
-    async with _phase("clear_staging"):
-        await _clear_staging(conn, imp)
-    errors = sorted([*chunk.errors, *rejected], key=lambda e: e.line)
-    if errors:
-        await session.execute(insert(ImportRowError), [
-            {"tenant_id": t, "import_id": imp, "line": e.line, "field": e.field,
-             "code": e.code, "reason": e.reason[:1000]} for e in errors])
-    return rejected
-
 
 async def _session(sessionmaker: async_sessionmaker[AsyncSession], t: int) -> AsyncSession:
     session = sessionmaker()
@@ -507,28 +531,75 @@ async def _start(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
                  total: int) -> None:
     """Forget what an earlier attempt reported; keep its touched debtors for the rebalance."""
     async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
-        conn = await session.connection()
-        await _clear_staging(conn, run.id)
+        await _clear_staging(await session.connection(), *_stage_keys(run.id))
         await session.execute(delete(ImportRowError).where(ImportRowError.import_id == run.id))
         await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
             status="running", rows_total=total, rows_applied=0, rows_failed=0, error=None))
 
 
-def _parse_next(it: Iterator[rowmod.Chunk], imp: int, copy: bool) -> _Parsed | None:
+def _parse_next(it: Iterator[rowmod.Chunk], key: int, copy: bool) -> _Parsed | None:
     started = time.perf_counter()
     chunk = next(it, None)
-    parsed = None if chunk is None else _Parsed(chunk, _copy_blocks(chunk, imp) if copy else None)
+    parsed = None if chunk is None else _Parsed(chunk, key,
+                                                _copy_blocks(chunk, key) if copy else None)
     PHASES["parse (thread)"] = PHASES.get("parse (thread)", 0.0) + time.perf_counter() - started
     return parsed
 
 
-async def _next_chunk(it: Iterator[rowmod.Chunk], imp: int, copy: bool) -> _Parsed | None:
-    return await asyncio.to_thread(_parse_next, it, imp, copy)
+async def _commit_debtors(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                          parsed: _Parsed, state: _LoadState) -> int:
+    """Phase one of a chunk, one transaction: stage it, reject rows naming unknown debtors or
+    portfolios, upsert debtors with their tags and contacts, record row errors. Returns the
+    number of rows rejected here."""
+    t, stage = run.tenant_id, parsed.key
+    async with await _session(sessionmaker, t) as session, session.begin():
+        conn = await session.connection()
+        await _tune(conn)
+        await _stage_chunk(conn, parsed, state)
+        state.chunks_staged += 1
+        async with _phase("resolve_refs"):
+            await _sql(conn, _RESOLVE_REFS, t=t, stage=stage)
+            if parsed.copy_blocks is not None:
+                await conn.exec_driver_sql("ANALYZE import_stage_refs")
+        async with _phase("reject_refs"):
+            rejected = await _reject_unknown_refs(conn, t, stage)
+        await _apply_debtors(conn, t, stage)
+        errors = sorted([*parsed.chunk.errors, *rejected], key=lambda e: e.line)
+        if errors:
+            await session.execute(insert(ImportRowError), [
+                {"tenant_id": t, "import_id": run.id, "line": e.line, "field": e.field,
+                 "code": e.code, "reason": e.reason[:1000]} for e in errors])
+    return len(rejected)
+
+
+async def _commit_money(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                        parsed: _Parsed, rejected: int, state: _LoadState,
+                        result: ImportResult) -> None:
+    """Phase two of a chunk, one transaction: obligations and payments, unstage, count."""
+    chunk = parsed.chunk
+    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
+        conn = await session.connection()
+        await _tune(conn)
+        await _apply_money(conn, run.tenant_id, run.id, parsed.key, state)
+        async with _phase("clear_staging"):
+            await _clear_staging(conn, parsed.key)
+        result.rows_applied += chunk.rows - len(chunk.errors) - rejected
+        result.rows_failed += len(chunk.errors) + rejected
+        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+            rows_applied=result.rows_applied, rows_failed=result.rows_failed))
 
 
 async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, total: int,
                     progress: Progress) -> ImportResult:
-    """Load every chunk, parsing the next one in a thread while the current one loads."""
+    """Load every chunk in two phases (:func:`_commit_debtors`, then :func:`_commit_money`).
+
+    While chunk *n*'s money phase runs, a thread parses chunk *n + 2* and, on PostgreSQL,
+    chunk *n + 1*'s debtor phase runs on a second connection, so the server works on two
+    cores. A money phase needs only the debtors of its own and earlier chunks, all
+    committed by then; the two phases lock nothing the other writes (the debtor upsert
+    never changes a key column, so it does not wait on the obligations' foreign-key locks).
+    SQLite has one writer: there the phases simply alternate.
+    """
     result = ImportResult(rows_total=total)
     state = _LoadState()
     async with await _session(sessionmaker, run.tenant_id) as session:
@@ -537,36 +608,47 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
         if pg:
             state.fresh_obligations = await _fresh(conn, "obligations", run.tenant_id)
             state.fresh_payments = await _fresh(conn, "payments", run.tenant_id)
-    it = rowmod.chunks(run.file_path, run.format, run.id)
-    pending = asyncio.ensure_future(_next_chunk(it, run.id, pg))
+    it = rowmod.chunks(run.file_path, run.format, rowmod.CHUNK_ROWS)
+    keys = (_stage_key(run.id, n) for n in itertools.count())
+    pending = asyncio.ensure_future(asyncio.to_thread(_parse_next, it, next(keys), pg))
+    money: asyncio.Future[None] | None = None
+    vacuum: asyncio.Future[None] | None = None
+
+    async def money_then_progress(parsed: _Parsed, rejected: int) -> None:
+        await _commit_money(sessionmaker, run, parsed, rejected, state, result)
+        await progress(result.rows_applied + result.rows_failed, total)
+
     try:
         while True:
             async with _phase("wait_parse"):
                 parsed = await pending
             if parsed is None:
                 break
-            pending = asyncio.ensure_future(_next_chunk(it, run.id, pg))
-            async with _phase("chunk_total"):
-                await _commit_chunk(sessionmaker, run, parsed, state, result)
-            if pg:
-                async with _phase("vacuum_staging"):
-                    await _vacuum_staging(sessionmaker)
-            await progress(result.rows_applied + result.rows_failed, total)
+            pending = asyncio.ensure_future(asyncio.to_thread(_parse_next, it, next(keys), pg))
+            if pg and state.chunks_staged:
+                if vacuum is not None:
+                    await vacuum
+                # Alongside the debtor phase: the two only meet on the staging tables'
+                # ANALYZE/VACUUM lock, which either holds for a moment.
+                vacuum = asyncio.ensure_future(_vacuum_staging(sessionmaker))
+            async with _phase("debtor_phase"):
+                rejected = await _commit_debtors(sessionmaker, run, parsed, state)
+            if money is not None:
+                async with _phase("wait_money"):
+                    await money
+            money = asyncio.ensure_future(money_then_progress(parsed, rejected))
+            if not pg:
+                await money
+        if money is not None:
+            await money
     finally:
         pending.cancel()
+        for task in (money, vacuum):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
     return result
-
-
-async def _commit_chunk(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
-                        parsed: _Parsed, state: _LoadState, result: ImportResult) -> None:
-    chunk = parsed.chunk
-    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
-        rejected = await _load_chunk(session, run.tenant_id, run.id, parsed, state)
-        state.chunks_loaded += 1
-        result.rows_applied += _applied(chunk, len(rejected))
-        result.rows_failed += len(chunk.errors) + len(rejected)
-        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
-            rows_applied=result.rows_applied, rows_failed=result.rows_failed))
 
 
 async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, actor: Actor,
@@ -599,7 +681,7 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
 async def fail(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
                reason: str) -> None:
     async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
-        await _clear_staging(await session.connection(), run.id)
+        await _clear_staging(await session.connection(), *_stage_keys(run.id))
         await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
             status="failed", finished_at=clock.now(), error=reason[:1000]))
 

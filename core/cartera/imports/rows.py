@@ -118,7 +118,8 @@ class RowError:
 
 @dataclass
 class Chunk:
-    """Validated rows of one stretch of the file, as tuples in staging-column order.
+    """Validated rows of one stretch of the file, as tuples in staging-column order (less the
+    leading staging key, which the pipeline adds).
 
     Within a chunk a later row with the same external reference replaces an earlier one.
     """
@@ -270,23 +271,23 @@ def _place(country: str, subdivision: str | None, tz: str | None) -> tuple[str, 
     return code, sub, validation.timezone(tz, code, sub)
 
 
-def _add_debtor(chunk: Chunk, imp: int, line: int, row: DebtorRow) -> None:
+def _add_debtor(chunk: Chunk, line: int, row: DebtorRow) -> None:
     country, subdivision, tz = _place(row.country, row.subdivision, row.timezone)
     contacts: dict[tuple[str, str], tuple[Any, ...]] = {}
     for i, cp in enumerate(row.contact_points):
         value = validation.contact_value(cp.kind, cp.value, country, f"contact_points[{i}].value")
         contacts[(cp.kind, value)] = (
-            imp, row.external_ref, cp.kind, value, cp.label, cp.consent,
+            row.external_ref, cp.kind, value, cp.label, cp.consent,
             msgspec.json.encode(sorted(set(cp.opted_out_channels))).decode(), cp.origin,
             cp.preferred)
     chunk.debtors[row.external_ref] = (
-        imp, line, row.external_ref, row.kind, row.name, row.national_id, country, subdivision,
+        line, row.external_ref, row.kind, row.name, row.national_id, country, subdivision,
         tz, row.zone, row.risk_score, msgspec.json.encode(row.attributes, order="sorted").decode())
     chunk.tags[row.external_ref] = sorted(set(row.tags))
     chunk.contacts[row.external_ref] = list(contacts.values())
 
 
-def _add_obligation(chunk: Chunk, imp: int, line: int, row: ObligationRow) -> None:
+def _add_obligation(chunk: Chunk, line: int, row: ObligationRow) -> None:
     currency = _currency(row.currency)
     original = minor(row.original_amount, currency, "original_amount")
     outstanding = (original if row.outstanding_amount is None
@@ -299,32 +300,31 @@ def _add_obligation(chunk: Chunk, imp: int, line: int, row: ObligationRow) -> No
     # 'paid' is derived from allocations, as through the API: load it as open.
     status = "open" if row.status == "paid" else row.status
     chunk.obligations[row.external_ref] = (
-        imp, line, row.external_ref, row.debtor_external_ref, row.portfolio_code, row.kind,
+        line, row.external_ref, row.debtor_external_ref, row.portfolio_code, row.kind,
         row.product, currency, original, original - outstanding,
         row.issue_date.isoformat() if row.issue_date else None, row.due_date.isoformat(), status)
 
 
-def _add_payment(chunk: Chunk, imp: int, line: int, row: PaymentRow) -> None:
+def _add_payment(chunk: Chunk, line: int, row: PaymentRow) -> None:
     currency = _currency(row.currency)
     amount = minor(row.amount, currency, "amount")
     if amount <= 0:
         raise Invalid("amount must be positive", code="non_positive_amount", param="amount")
     chunk.payments[row.external_ref] = (
-        imp, line, row.external_ref, row.debtor_external_ref, currency, amount,
+        line, row.external_ref, row.debtor_external_ref, currency, amount,
         row.paid_on.isoformat(), row.method, row.reference)
 
 
-def _add(chunk: Chunk, imp: int, line: int, row: Row) -> None:
+def _add(chunk: Chunk, line: int, row: Row) -> None:
     if isinstance(row, DebtorRow):
-        _add_debtor(chunk, imp, line, row)
+        _add_debtor(chunk, line, row)
     elif isinstance(row, ObligationRow):
-        _add_obligation(chunk, imp, line, row)
+        _add_obligation(chunk, line, row)
     else:
-        _add_payment(chunk, imp, line, row)
+        _add_payment(chunk, line, row)
 
 
-def chunks(path: str, fmt: str, import_id: int,
-           chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+def chunks(path: str, fmt: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     """Validated chunks of at most ``chunk_rows`` rows; never holds more of the file."""
     source = _ndjson_rows(path) if fmt == "ndjson" else _csv_rows(path)
     chunk = Chunk()
@@ -335,7 +335,7 @@ def chunks(path: str, fmt: str, import_id: int,
             chunk.errors.append(item)
         else:
             try:
-                _add(chunk, import_id, line, item)
+                _add(chunk, line, item)
             except Invalid as exc:
                 chunk.errors.append(RowError(line, exc.param, exc.code, exc.detail))
         if chunk.rows >= chunk_rows:
