@@ -96,7 +96,6 @@ stage_contacts = Table(
     Column("opted_out_channels", JsonType, nullable=False),
     Column("origin", String(32), nullable=False),
     Column("preferred", Boolean, nullable=False),
-    Index("ix_import_stage_contacts_import", "import_id"),
 )
 
 stage_obligations = Table(
@@ -114,7 +113,6 @@ stage_obligations = Table(
     Column("issue_date", Date),
     Column("due_date", Date, nullable=False),
     Column("status", String(16), nullable=False),
-    Index("ix_import_stage_obligations_import", "import_id"),
 )
 
 stage_payments = Table(
@@ -128,7 +126,6 @@ stage_payments = Table(
     Column("paid_on", Date, nullable=False),
     Column("method", String(32)),
     Column("reference", String(200)),
-    Index("ix_import_stage_payments_import", "import_id"),
 )
 
 stage_refs = Table(

@@ -247,10 +247,20 @@ _PLAIN_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 def minor(value: str, currency: str, param: str) -> int:
-    """An exact amount in minor units; the rules and messages of :func:`money.to_minor`."""
+    """An exact amount in minor units; the rules and messages of :func:`money.to_minor`.
+
+    A plain non-negative amount within the currency's precision (nearly every row) is
+    converted with integer arithmetic; anything else goes through :func:`money.to_minor`,
+    which accepts or refuses it with the reason.
+    """
     if not _PLAIN_DECIMAL.match(value):
         raise Invalid(f"{value!r} is not a plain decimal number", code="invalid_amount",
                       param=param)
+    whole, _, fraction = value.partition(".")
+    digits = money.exponent(currency)
+    if whole[0] != "-" and len(fraction.rstrip("0")) <= digits:
+        scale: int = 10 ** digits
+        return int(whole) * scale + int(fraction[:digits].ljust(digits, "0") or 0)
     try:
         return money.to_minor(value, currency)
     except money.MoneyError as exc:

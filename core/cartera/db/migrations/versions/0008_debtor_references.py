@@ -6,6 +6,7 @@
   tenant's debtor, and each insert pays one foreign-key check instead of two.
 * Each chunk of an import is staged under its own key (two chunks load at once on
   PostgreSQL), so the staging key's statistics are refreshed per chunk, cheaply.
+* The staging tables that are only ever scanned lose their key index.
 * ``import_stage_refs`` maps every debtor reference a staged chunk uses to the debtor's id
   (``UNLOGGED`` on PostgreSQL, like the other staging tables), so the chunk's statements join
   a few thousand resolved rows instead of the tenant's whole debtor table.
@@ -26,6 +27,8 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 DEBTOR_OWNED = ("obligations", "payments", "allocations", "debtor_balances", "debtor_tags")
+# Scanned whole (they hold a chunk or two), never probed: the key index only cost inserts.
+UNINDEXED_STAGING = ("import_stage_contacts", "import_stage_obligations", "import_stage_payments")
 STAGING = ("import_stage_debtors", "import_stage_tags", "import_stage_contacts",
            "import_stage_obligations", "import_stage_payments", "import_stage_refs")
 
@@ -40,6 +43,8 @@ def upgrade() -> None:
             batch.create_foreign_key(f"fk_{table}_tenant_id_debtors", "debtors",
                                      ["tenant_id", "debtor_id"], ["tenant_id", "id"],
                                      ondelete="CASCADE")
+    for table in UNINDEXED_STAGING:
+        op.drop_index(f"ix_{table}_import", table_name=table)
     prefixes = ["UNLOGGED"] if op.get_bind().dialect.name == "postgresql" else []
     op.create_table(
         "import_stage_refs",
@@ -60,6 +65,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("import_stage_refs")
+    for table in UNINDEXED_STAGING:
+        op.create_index(f"ix_{table}_import", table, ["import_id"])
     for table in DEBTOR_OWNED:
         with op.batch_alter_table(table) as batch:
             batch.drop_constraint(f"fk_{table}_tenant_id_debtors", type_="foreignkey")
