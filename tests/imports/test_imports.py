@@ -159,9 +159,10 @@ async def test_a_file_of_many_chunks_loads_like_one(
             {**OLD, "external_ref": "F-2B", "debtor_external_ref": "C-2", "currency": "XXX"},
             PAYMENT, {**NEW, "external_ref": "F-1C", "original_amount": "5.00"},
             {**OLD, "external_ref": "F-2C", "debtor_external_ref": "C-2",
-             "original_amount": "7.00"}]
+             "original_amount": "7.00"},
+            {**NEW, "original_amount": "60.00"}]  # F-NEW again, in another chunk: it wins
     done = await run_import(tenant, run_jobs, ndjson(*rows))
-    assert (done["status"], done["rows_applied"], done["rows_failed"]) == ("succeeded", 8, 2)
+    assert (done["status"], done["rows_applied"], done["rows_failed"]) == ("succeeded", 9, 2)
     assert await errors_of(tenant, done["id"]) == [
         {"line": 6, "field": "debtor_external_ref", "code": "unknown_debtor"},
         {"line": 7, "field": "currency", "code": "unknown_currency"}]
@@ -169,12 +170,18 @@ async def test_a_file_of_many_chunks_loads_like_one(
     assert sorted(found) == ["F-1C", "F-2A", "F-2C", "F-NEW", "F-OLD"]
     first = await debtor_by_ref(tenant, "C-1")
     assert first is not None
-    # 155.00 owed, 120.00 paid oldest first: F-OLD paid, 35.00 left of F-NEW and F-1C.
+    # 165.00 owed, 120.00 paid oldest first: F-OLD paid, 45.00 left of F-NEW and F-1C.
     pen = (await balance(tenant, first["id"]))["balances"][0]
-    assert pen["outstanding_amount"] == "35.00"
+    assert pen["outstanding_amount"] == "45.00"
+    assert found["F-NEW"]["original_amount"] == "60.00"
     again = await run_import(tenant, run_jobs, ndjson(*rows))
-    assert (again["rows_applied"], again["rows_failed"]) == (8, 2)
-    assert await obligations(tenant) == found
+    assert (again["rows_applied"], again["rows_failed"]) == (9, 2)
+
+    def amounts(found: dict[str, dict[str, Any]]) -> dict[str, tuple[str, str, str]]:
+        return {ref: (o["original_amount"], o["outstanding_amount"], o["status"])
+                for ref, o in found.items()}
+
+    assert amounts(await obligations(tenant)) == amounts(found)
 
 
 async def test_csv_import(tenant: TenantClient, run_jobs: RunJobs) -> None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -358,18 +359,23 @@ WHERE true ON CONFLICT DO NOTHING
 """
 
 
-def _upsert_obligations(dialect: str) -> str:
+def _insert_obligations() -> str:
     cols = [c for c, _ in _OBLIGATION_VALUES]
     sources = ", ".join(v for _, v in _OBLIGATION_VALUES)
-    changed = _obligation_changed(dialect, "obligations", {c: f"excluded.{c}" for c in cols},
-                                  "excluded")
-    sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
     return f"""
 INSERT INTO obligations (tenant_id, external_ref, {", ".join(cols)}, outstanding_minor, status,
                          created_at, updated_at)
 SELECT :t, s.external_ref, {sources}, s.original_minor - s.prior_paid_minor, s.status, :now, :now
 {_OBLIGATION_FROM} WHERE s.import_id = :stage
-ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets},
+"""
+
+
+def _upsert_obligations(dialect: str) -> str:
+    cols = [c for c, _ in _OBLIGATION_VALUES]
+    changed = _obligation_changed(dialect, "obligations", {c: f"excluded.{c}" for c in cols},
+                                  "excluded")
+    sets = ", ".join(f"{c} = excluded.{c}" for c in cols)
+    return f"""{_insert_obligations()}ON CONFLICT (tenant_id, external_ref) DO UPDATE SET {sets},
     status = CASE WHEN excluded.status = 'open' AND obligations.status = 'paid'
                   THEN 'paid' ELSE excluded.status END,
     updated_at = excluded.updated_at
@@ -482,8 +488,15 @@ async def _apply_money(conn: AsyncConnection, t: int, imp: int, stage: int,
     dialect, now = conn.dialect.name, clock.now()
     async with _phase("upsert_obligations"):
         if state.fresh_obligations:
-            await _sql(conn, _upsert_touching(_upsert_obligations(dialect)), t=t, imp=imp,
-                       stage=stage, now=now)
+            try:
+                # A first load: a plain insert (no conflict arbitration) is cheaper...
+                async with conn.begin_nested():
+                    await _sql(conn, _upsert_touching(_insert_obligations()), t=t, imp=imp,
+                               stage=stage, now=now)
+            except IntegrityError:
+                # ...unless the file names an obligation again in a later chunk.
+                await _sql(conn, _upsert_touching(_upsert_obligations(dialect)), t=t, imp=imp,
+                           stage=stage, now=now)
         else:
             await _sql(conn, _touch_obligations(dialect), t=t, imp=imp, stage=stage)
             await _sql(conn, _upsert_obligations(dialect), t=t, stage=stage, now=now)
