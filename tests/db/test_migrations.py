@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,24 @@ def test_0008_keeps_every_row_and_ties_debtor_rows_to_their_tenant(tmp_path: Pat
     db.execute("DELETE FROM debtors WHERE id = 10")
     assert _counts(db) == dict.fromkeys(_TABLES, 0)
     db.close()
+
+
+async def test_the_migrations_build_exactly_the_models(database_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from cartera.db.engine import make_engine
+    from cartera.db.migrate import include_object
+    from cartera.db.models import Base
+
+    def diff(connection: Any) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={
+            "compare_type": True, "include_object": include_object})
+        return list(compare_metadata(context, Base.metadata))
+
+    engine = make_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()

@@ -13,6 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                   compare_to: object) -> bool:
+    """Autogenerate ignores procrastinate's tables: its schema comes from its own SQL (0004)."""
+    return not (type_ == "table" and reflected and compare_to is None
+                and (name or "").startswith("procrastinate_"))
+
+
 def alembic_config(database_url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

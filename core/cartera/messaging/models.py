@@ -14,7 +14,8 @@ from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, ut
 
 class MessageTemplate(TenantScoped, Base):
     __tablename__ = "message_templates"
-    __table_args__ = (UniqueConstraint("tenant_id", "code", "channel", "locale"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "code", "channel", "locale",
+                                       name="uq_message_templates_tenant_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code: Mapped[str] = mapped_column(String(100))
@@ -86,7 +87,8 @@ class InteractionEvent(TenantScoped, Base):
 
 class OptOutKeyword(TenantScoped, Base):
     __tablename__ = "opt_out_keywords"
-    __table_args__ = (UniqueConstraint("tenant_id", "keyword"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "keyword",
+                                       name="uq_opt_out_keywords_tenant_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     keyword: Mapped[str] = mapped_column(String(64))
