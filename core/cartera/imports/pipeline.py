@@ -12,15 +12,19 @@ Contract (:func:`run_import`):
   contact point (same kind and value) is left as it is, so an import never overwrites a
   consent or opt-out recorded since.
 * A bad row is reported (line, field, code, reason) and contributes nothing.
-* Each chunk commits on its own; after the last, one :func:`rebalance` over the debtors
-  whose obligations or payments changed recomputes allocations (oldest due first),
-  outstanding amounts, statuses and balance summaries. Until then a running import's
-  debtors may show stale balances.
+* Each chunk commits in two transactions, debtors (with tags, contacts and the chunk's row
+  errors) then obligations and payments; on PostgreSQL the next chunk's debtors load on a
+  second connection while this chunk's money loads (see :func:`_load_all`). After the last
+  chunk, one :func:`rebalance` over the debtors whose obligations or payments changed
+  recomputes allocations (oldest due first), outstanding amounts, statuses and balance
+  summaries. Until then a running import's debtors may show stale balances.
 * Retrying (at-least-once jobs) is safe: a retry replays the file, finds the committed
   chunks unchanged, and rebalances every debtor recorded as touched by any attempt.
 
-Staging is ``COPY`` on PostgreSQL and ``executemany`` on SQLite; everything after it is the
-same SQL on both (``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE changed``).
+Staging is ``COPY`` on PostgreSQL and ``executemany`` on SQLite, each chunk under a key of
+its own; everything after it is set-based SQL, the same on both but for a few PostgreSQL
+shortcuts (``RETURNING`` in a CTE): ``INSERT ... SELECT ... ON CONFLICT DO UPDATE ... WHERE
+changed``, with the chunk's debtor references resolved to ids once (``import_stage_refs``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from cartera.imports.models import (
     stage_debtors,
     stage_obligations,
     stage_payments,
+    stage_refs,
     stage_tags,
     touched_debtors,
 )
@@ -117,12 +122,22 @@ def _contact_rows(chunk: rowmod.Chunk) -> list[tuple[Any, ...]]:
     return [c for contacts in chunk.contacts.values() for c in contacts]
 
 
+def _ref_rows(chunk: rowmod.Chunk) -> list[tuple[Any, ...]]:
+    """Every debtor the chunk names, once: (reference, id unknown yet, existed unknown yet,
+    the chunk's line defining that debtor or None)."""
+    first_line = {ref: row[0] for ref, row in chunk.debtors.items()}
+    refs = dict.fromkeys(first_line)
+    for row in (*chunk.obligations.values(), *chunk.payments.values()):
+        refs[row[2]] = None  # (line, external_ref, debtor_external_ref, ...)
+    return [(ref, None, False, first_line.get(ref)) for ref in refs]
+
+
 def _staged_rows(chunk: rowmod.Chunk) -> list[tuple[Any, list[tuple[Any, ...]]]]:
     """(staging table, rows without their key) in staging order."""
     return [(stage_debtors, list(chunk.debtors.values())), (stage_tags, _tag_rows(chunk)),
             (stage_contacts, _contact_rows(chunk)),
             (stage_obligations, list(chunk.obligations.values())),
-            (stage_payments, list(chunk.payments.values()))]
+            (stage_payments, list(chunk.payments.values())), (stage_refs, _ref_rows(chunk))]
 
 
 _KEYS_PER_IMPORT = 1024
@@ -207,24 +222,17 @@ def _differs(pairs: list[tuple[str, str]], dialect: str) -> str:
 
 
 _RESOLVE_REFS = """
-INSERT INTO import_stage_refs (import_id, external_ref, debtor_id, existed, first_line)
-SELECT :stage, ref, debtor_id, debtor_id IS NOT NULL, first_line FROM (
-    SELECT u.ref,
-           (SELECT d.id FROM debtors d
-            WHERE d.tenant_id = :t AND d.external_ref = u.ref) AS debtor_id,
-           (SELECT MIN(sd.line) FROM import_stage_debtors sd
-            WHERE sd.import_id = :stage AND sd.external_ref = u.ref) AS first_line
-    FROM (SELECT external_ref AS ref FROM import_stage_debtors WHERE import_id = :stage
-          UNION SELECT debtor_external_ref FROM import_stage_obligations WHERE import_id = :stage
-          UNION SELECT debtor_external_ref FROM import_stage_payments WHERE import_id = :stage
-         ) u
-) resolved
+UPDATE import_stage_refs SET existed = :true, debtor_id = (
+    SELECT d.id FROM debtors d
+    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
+WHERE import_id = :stage AND EXISTS (
+    SELECT 1 FROM debtors d
+    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
 """
-"""Map every debtor reference of the chunk to its id (NULL: not in the tenant yet) and to
-the first line of the chunk that defines that debtor.
-
-Correlated probes per distinct reference: a join would let the planner hash the tenant's
-whole debtor table for every chunk, which grows with the portfolio rather than the chunk."""
+"""Give the chunk's staged debtor references (:func:`_ref_rows`) the ids of the debtors that
+already exist. Correlated probes per reference: a join would let the planner hash the
+tenant's whole debtor table for every chunk, which grows with the portfolio rather than the
+chunk."""
 
 _FILL_NEW_REFS = """
 UPDATE import_stage_refs SET debtor_id = (
@@ -233,6 +241,15 @@ UPDATE import_stage_refs SET debtor_id = (
 WHERE import_id = :stage AND debtor_id IS NULL
 """
 """After the debtor upsert: the ids of the debtors this chunk created."""
+
+_UPSERT_FILLING_REFS = """
+WITH up AS ({upsert} RETURNING id, external_ref)
+UPDATE import_stage_refs SET debtor_id = up.id FROM up
+WHERE import_stage_refs.import_id = :stage AND import_stage_refs.external_ref = up.external_ref
+  AND import_stage_refs.debtor_id IS NULL
+"""
+"""PostgreSQL: the debtor upsert and :data:`_FILL_NEW_REFS` in one statement (every debtor
+the chunk created is among the rows the upsert returns), without probing for them again."""
 
 _UNKNOWN_DEBTOR = """
 SELECT s.line, s.debtor_external_ref FROM {stage} s
@@ -470,11 +487,14 @@ async def _tune(conn: AsyncConnection) -> None:
 
 async def _apply_debtors(conn: AsyncConnection, t: int, stage: int) -> None:
     """Upsert the staged debtors, their tags and contacts; resolve the new debtors' ids."""
-    now = clock.now()
+    now, dialect = clock.now(), conn.dialect.name
     async with _phase("upsert_debtors"):
-        await _sql(conn, _upsert_debtors(conn.dialect.name), t=t, stage=stage, now=now)
-    async with _phase("fill_refs"):
-        await _sql(conn, _FILL_NEW_REFS, t=t, stage=stage)
+        if dialect == "postgresql":
+            await _sql(conn, _UPSERT_FILLING_REFS.format(upsert=_upsert_debtors(dialect)), t=t,
+                       stage=stage, now=now)
+        else:
+            await _sql(conn, _upsert_debtors(dialect), t=t, stage=stage, now=now)
+            await _sql(conn, _FILL_NEW_REFS, t=t, stage=stage)
     async with _phase("tags"):
         await _sql(conn, _DELETE_TAGS, t=t, stage=stage)
         await _sql(conn, _INSERT_TAGS, t=t, stage=stage)
@@ -569,9 +589,7 @@ async def _commit_debtors(sessionmaker: async_sessionmaker[AsyncSession], run: I
         await _stage_chunk(conn, parsed, state)
         state.chunks_staged += 1
         async with _phase("resolve_refs"):
-            await _sql(conn, _RESOLVE_REFS, t=t, stage=stage)
-            if parsed.copy_blocks is not None:
-                await conn.exec_driver_sql("ANALYZE import_stage_refs")
+            await _sql(conn, _RESOLVE_REFS, t=t, stage=stage, true=True)
         async with _phase("reject_refs"):
             rejected = await _reject_unknown_refs(conn, t, stage)
         await _apply_debtors(conn, t, stage)
