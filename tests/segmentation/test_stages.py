@@ -164,3 +164,29 @@ async def test_brackets_split_debtors_into_representative_shares(tenant: TenantC
             400, 422), bad
     empty = await tenant.api.get("/v1/segments/brackets", params={"currency": "USD"})
     assert empty.json()["boundaries"] == [] and empty.json()["debtors"] == 0
+
+
+async def test_a_run_segments_with_the_stage_it_gives_in_the_same_pass(
+    tenant: TenantClient, run_jobs: RunJobs,
+) -> None:
+    d = await debtor(tenant, "V", ("PEN", "100.00", 40))
+    rules = {"segments": [
+        {"code": "extra", "name": "Extrajudicial", "rule": {
+            "feature": "stage", "op": "eq", "value": "extrajudicial"}},
+        {"code": "rest", "name": "Rest", "rule": {"all": []}}]}
+    assert (await tenant.api.put("/v1/segments", json=rules)).status_code == 200
+    first = await run(tenant, run_jobs)
+    assert (first["moves"], first["debtors_per_segment"]) == (1, {"extra": 1, "rest": 0})
+    stretched = {"stages": [{"code": c, "name": c.title(), "min_dpd": lo, "max_dpd": hi}
+                            for c, lo, hi in [("preventive", 0, 0), ("administrative", 1, 90),
+                                              ("extrajudicial", 91, None)]]}
+    assert (await tenant.api.put("/v1/stages", json=stretched)).status_code == 200
+    second = await run(tenant, run_jobs)  # the stage changes and the segment follows at once
+    assert (second["moves"], second["debtors_per_segment"]) == (1, {"extra": 0, "rest": 1})
+    assert (await stage_of(tenant, d))["stage"] == "administrative"
+    assert await segment_of(tenant, d) == "rest"
+    stage_moves = (await tenant.api.get("/v1/stages/history",
+                                        params={"debtor_id": d})).json()["data"]
+    assert [(m["from_stage"], m["to_stage"]) for m in stage_moves] == [
+        (None, "extrajudicial"), ("extrajudicial", "administrative")]
+    assert (await run(tenant, run_jobs))["moves"] == 0

@@ -186,6 +186,10 @@ class DebtorBalance(DebtorOwned, Base):
 
     __tablename__ = "debtor_balances"
     __table_args__ = (Index("ix_debtor_balances_tenant_currency", "tenant_id", "currency"),
+                      Index("ix_debtor_balances_tenant_debtor", "tenant_id", "debtor_id",
+                            postgresql_include=["currency", "oldest_unpaid_due_date",
+                                                "last_payment_date", "open_count",
+                                                "outstanding_minor", "overdue_minor"]),
                       debtor_fk())
 
     debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)

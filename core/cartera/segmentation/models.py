@@ -14,7 +14,16 @@ from typing import Any
 from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    DebtorOwned,
+    JsonType,
+    TenantScoped,
+    UtcDateTime,
+    debtor_fk,
+    utcnow,
+)
 
 
 class Segment(TenantScoped, Base):
@@ -37,30 +46,30 @@ class Segment(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class SegmentMembership(TenantScoped, Base):
+class SegmentMembership(DebtorOwned, Base):
     """The debtor's current segment, written set-based by every evaluation."""
 
     __tablename__ = "segment_memberships"
-    __table_args__ = (Index("ix_segment_memberships_tenant_segment", "tenant_id", "segment_id"),)
+    __table_args__ = (Index("ix_segment_memberships_tenant_segment", "tenant_id", "segment_id"),
+                      debtor_fk())
 
-    debtor_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True
-    )
+    debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     segment_id: Mapped[int] = mapped_column(BigId, ForeignKey("segments.id", ondelete="CASCADE"))
     entered_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class SegmentMove(TenantScoped, Base):
+class SegmentMove(DebtorOwned, Base):
     """Append-only membership history: one row each time a debtor enters a segment."""
 
     __tablename__ = "segment_history"
     __table_args__ = (
         Index("ix_segment_history_debtor", "tenant_id", "debtor_id", "at"),
         Index("ix_segment_history_run", "run_id"),
+        debtor_fk(),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    debtor_id: Mapped[int] = mapped_column(BigId)
     from_segment_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("segments.id", ondelete="SET NULL"))
     to_segment_id: Mapped[int | None] = mapped_column(
@@ -114,15 +123,15 @@ class Stage(TenantScoped, Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
-class DebtorStage(TenantScoped, Base):
+class DebtorStage(DebtorOwned, Base):
     """A debtor's current stage: from days past due, or set by hand (``manual``, sticks
     until released)."""
 
     __tablename__ = "debtor_stages"
-    __table_args__ = (Index("ix_debtor_stages_tenant_stage", "tenant_id", "stage_id"),)
+    __table_args__ = (Index("ix_debtor_stages_tenant_stage", "tenant_id", "stage_id"),
+                      debtor_fk())
 
-    debtor_id: Mapped[int] = mapped_column(
-        BigId, ForeignKey("debtors.id", ondelete="CASCADE"), primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     stage_id: Mapped[int] = mapped_column(BigId, ForeignKey("stages.id", ondelete="CASCADE"))
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(String(500))
@@ -130,15 +139,16 @@ class DebtorStage(TenantScoped, Base):
     set_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class StageMove(TenantScoped, Base):
+class StageMove(DebtorOwned, Base):
     """Append-only stage history: one row each time a debtor's stage changes (or is pinned
     or released by hand)."""
 
     __tablename__ = "stage_history"
-    __table_args__ = (Index("ix_stage_history_debtor", "tenant_id", "debtor_id", "at"),)
+    __table_args__ = (Index("ix_stage_history_debtor", "tenant_id", "debtor_id", "at"),
+                      debtor_fk())
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
+    debtor_id: Mapped[int] = mapped_column(BigId)
     from_stage_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("stages.id", ondelete="SET NULL"))
     to_stage_id: Mapped[int | None] = mapped_column(

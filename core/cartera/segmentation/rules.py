@@ -11,6 +11,13 @@ nothing is overdue. Day counts are compared through date bounds computed from ``
 (``days_past_due >= 31`` is ``oldest_unpaid_due_date <= as_of - 31``), so the SQL has no
 dialect-specific date arithmetic. Amounts are per currency: an amount comparison names its
 ``currency`` and its value is a decimal string in that currency's precision.
+
+Two features take a parameter besides the value: ``payments_last_days`` counts the payments
+not reversed with ``paid_on`` in the ``days`` days ending on ``as_of`` (``{"feature":
+"payments_last_days", "days": 30, "op": "gte", "value": 1}``), and ``consent`` is true when
+some contact point passes the contact gate's own channel checks (its kind reaches the
+``channel`` per ``messaging.gate.CONTACT_KINDS``, consent not revoked, the channel not opted
+out). Both are computed as ``GROUP BY debtor_id`` aggregates joined once, never per debtor.
 """
 
 from __future__ import annotations
@@ -22,15 +29,19 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
     Select,
     and_,
     case,
+    cast,
     exists,
     false,
     func,
     literal_column,
     not_,
+    null,
     or_,
     select,
     true,
@@ -38,16 +49,19 @@ from sqlalchemy import (
 
 from cartera import money
 from cartera.errors import Invalid
+from cartera.messaging.gate import CONTACT_KINDS
+from cartera.payments.models import Payment
 from cartera.portfolio import aging
 from cartera.portfolio.models import (
     DEBTOR_KINDS,
+    ContactPoint,
     Debtor,
     DebtorBalance,
     DebtorTag,
     Obligation,
     Portfolio,
 )
-from cartera.segmentation.models import DebtorStage, Stage
+from cartera.segmentation.models import DebtorStage, SegmentMembership, Stage
 
 ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
 ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
@@ -55,17 +69,20 @@ EQUALITY_OPS = ("eq", "ne", "in", "not_in")
 MAX_DEPTH = 12
 MAX_LIST = 1000
 MAX_DAYS = 36_500
+MAX_WINDOW = 3650  # ``days`` of a windowed count (payments_last_days)
 MAX_NUMBER = 10**15  # well inside BIGINT and a double's exact integers
 _ATTR_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    kind: str  # days | int | amount | string | enum | tags | exists
+    kind: str  # days | int | amount | string | enum | tags | exists | bool
     ops: tuple[str, ...]
     currency: str = "no"  # no | optional | required
     choices: tuple[str, ...] = ()
     description: str = ""
+    days: bool = False  # the comparison names a window of ``days`` (1..MAX_WINDOW)
+    channel: bool = False  # the comparison names a contact ``channel``
 
 
 FEATURES: dict[str, FeatureSpec] = {
@@ -91,7 +108,17 @@ FEATURES: dict[str, FeatureSpec] = {
     "stage": FeatureSpec("string", EQUALITY_OPS,
                          description="The debtor's collection stage code (from days past due "
                                      "or set by hand), as assigned just before segmentation."),
+    "payments_last_days": FeatureSpec(
+        "int", ORDERED_OPS, days=True,
+        description="How many payments (not reversed) the debtor made in the ``days`` days "
+                    "ending on the evaluation date: paid_on in (as_of - days, as_of]."),
+    "consent": FeatureSpec(
+        "bool", ("eq", "ne"), channel=True,
+        description="True when some contact point can be used on ``channel`` as the contact "
+                    "gate sees it: a kind that channel reaches, consent not revoked, the "
+                    "channel not opted out."),
 }
+CHANNELS = tuple(CONTACT_KINDS)
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,8 @@ class Comparison:
     values: tuple[Any, ...]  # normalised: minor units for amounts, one item unless in/between
     currency: str | None
     attr_type: str | None = None  # str | num | bool for attributes.<name>
+    days: int | None = None  # the window of payments_last_days
+    channel: str | None = None  # the channel of consent
 
 
 @dataclass(frozen=True)
@@ -143,7 +172,7 @@ def parse_rule(raw: Any, path: str, depth: int = 0) -> Rule:
 
 
 def _parse_comparison(raw: dict[str, Any], path: str) -> Comparison:
-    unknown = set(raw) - {"feature", "op", "value", "currency"}
+    unknown = set(raw) - {"feature", "op", "value", "currency", "days", "channel"}
     if unknown:
         key = sorted(unknown)[0]
         raise _fail(f"unknown key {key!r}", "invalid_rule", f"{path}.{key}")
@@ -177,6 +206,7 @@ def _parse_comparison(raw: dict[str, Any], path: str) -> Comparison:
     elif spec.currency == "required":
         raise _fail(f"{feature} needs a currency: amounts are never mixed across currencies",
                     "missing_currency", f"{path}.currency")
+    days, channel = _parse_days(raw, spec, feature, path), _parse_channel(raw, spec, feature, path)
     if "value" not in raw:
         raise _fail("a comparison needs a value", "invalid_value", f"{path}.value")
     value = raw["value"]
@@ -210,7 +240,42 @@ def _parse_comparison(raw: dict[str, Any], path: str) -> Comparison:
     if op == "between" and values[0] > values[1]:
         raise _fail(f"between [{value[0]}, {value[1]}] matches nothing: low exceeds high",
                     "impossible_range", vpath)
-    return Comparison(feature, op, value, values, currency, attr_type)
+    return Comparison(feature, op, value, values, currency, attr_type, days, channel)
+
+
+def _parse_days(raw: dict[str, Any], spec: FeatureSpec, feature: str, path: str) -> int | None:
+    """The ``days`` window: required (1..MAX_WINDOW) where the feature counts over one,
+    refused elsewhere; errors name ``path.days`` (like ``currency``)."""
+    if "days" not in raw:
+        if spec.days:
+            raise _fail(f"{feature} needs days: the window to count over, e.g. 30",
+                        "missing_days", f"{path}.days")
+        return None
+    if not spec.days:
+        raise _fail(f"{feature} takes no days", "unexpected_days", f"{path}.days")
+    days = raw["days"]
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_WINDOW:
+        raise _fail(f"days is an integer from 1 to {MAX_WINDOW}", "invalid_days",
+                    f"{path}.days")
+    return days
+
+
+def _parse_channel(raw: dict[str, Any], spec: FeatureSpec, feature: str,
+                   path: str) -> str | None:
+    """The ``channel``: required and one of :data:`CHANNELS` where the feature is per
+    channel, refused elsewhere; errors name ``path.channel``."""
+    if "channel" not in raw:
+        if spec.channel:
+            raise _fail(f"{feature} needs a channel: one of {', '.join(CHANNELS)}",
+                        "missing_channel", f"{path}.channel")
+        return None
+    if not spec.channel:
+        raise _fail(f"{feature} takes no channel", "unexpected_channel", f"{path}.channel")
+    channel = raw["channel"]
+    if channel not in CHANNELS:
+        raise _fail(f"{channel!r} is not a channel; known: {', '.join(CHANNELS)}",
+                    "unknown_channel", f"{path}.channel")
+    return str(channel)
 
 
 def _attr_type(v: Any) -> str | None:
@@ -224,6 +289,10 @@ def _attr_type(v: Any) -> str | None:
 
 
 def _normalise(spec: FeatureSpec, v: Any, path: str, currency: str | None) -> Any:
+    if spec.kind == "bool":
+        if not isinstance(v, bool):
+            raise _fail("expected true or false", "invalid_value", path)
+        return v
     if spec.kind in ("days", "int"):
         if isinstance(v, bool) or not isinstance(v, int):
             raise _fail("expected an integer", "invalid_value", path)
@@ -267,6 +336,10 @@ class CompiledRules:
     """Rules compiled over ``debtors d LEFT JOIN`` a per-debtor summary of ``debtor_balances``.
 
     ``select(outcomes)`` is one statement: ``SELECT d.id, CASE WHEN r1 THEN o1 ... END``.
+    The summary holds the amounts of the currencies the rules name; ``totals`` adds the
+    given ``currencies`` and, per currency, whether the debtor has a balance row in it
+    (``has_<i>``), and ``select`` then returns them (preview's totals, without re-reading
+    ``debtor_balances``).
     """
 
     rules: Sequence[Rule]
@@ -274,9 +347,12 @@ class CompiledRules:
     as_of: date
     dialect: str
     currencies: list[str] = field(default_factory=list)
+    totals: bool = False
 
     def __post_init__(self) -> None:
         found = {c.currency for r in self.rules for c in walk(r) if c.currency}
+        if self.totals:
+            found |= set(self.currencies)
         self.currencies = sorted(c for c in found if c)
         self.d = Debtor.__table__.alias("d")
         bt = DebtorBalance.__table__
@@ -293,19 +369,79 @@ class CompiledRules:
                 func.sum(case((this, bt.c.overdue_minor), else_=0)).label(f"ovd_{i}"),
                 func.min(case((this, bt.c.oldest_unpaid_due_date))).label(f"oldest_{i}"),
             ]
+            if self.totals:
+                cols.append(func.sum(case((this, 1), else_=0)).label(f"has_{i}"))
         self._balance_cols = cols
-        self.uses_stage = any(c.feature == "stage" for r in self.rules for c in walk(r))
+        used = [c for r in self.rules for c in walk(r)]
+        self.uses_stage = any(c.feature == "stage" for c in used)
+        self.windows = sorted({c.days for c in used if c.days is not None})
+        self.channels = sorted({c.channel for c in used if c.channel is not None})
         self.ds = DebtorStage.__table__.alias("ds")
         self.st = Stage.__table__.alias("st")
 
-    def _from(self, b: Any) -> Any:
+    def _from(self, b: Any, extras: Sequence[Any], stage_id: Any = None) -> Any:
+        """``debtors`` LEFT JOIN the summary, the extras and (when a rule reads the stage,
+        or ``stage_id`` is given) ``debtor_stages``; ``stages`` joins on ``stage_id`` (an
+        expression over ``ds``: the stage the debtor is being given) or the stored one."""
         joined = self.d.outerjoin(b, b.c.debtor_id == self.d.c.id)
+        for x in extras:
+            joined = joined.outerjoin(x, x.c.debtor_id == self.d.c.id)
+        if self.uses_stage or stage_id is not None:
+            joined = joined.outerjoin(self.ds, self.ds.c.debtor_id == self.d.c.id)
         if self.uses_stage:
-            joined = (joined.outerjoin(self.ds, self.ds.c.debtor_id == self.d.c.id)
-                      .outerjoin(self.st, self.st.c.id == self.ds.c.stage_id))
+            on = self.ds.c.stage_id if stage_id is None else stage_id
+            joined = joined.outerjoin(self.st, self.st.c.id == on)
         return joined
 
+    def _extras(self, debtor_id: int | None) -> dict[str, Any]:
+        """The per-debtor aggregates the rules need besides the balance summary: ``pay``
+        (payments per window) and ``cp`` (usable contact points per channel), each one
+        ``GROUP BY debtor_id`` sub-select joined once, never a per-debtor look-up."""
+        found: dict[str, Any] = {}
+        if self.windows:
+            found["pay"] = self._payments(debtor_id)
+        if self.channels:
+            found["cp"] = self._contacts(debtor_id)
+        return found
+
+    def _payments(self, debtor_id: int | None) -> Any:
+        """``pay_<i>``: payments not reversed with ``paid_on`` in ``(as_of - windows[i],
+        as_of]``, counted in one pass over the widest window."""
+        p = Payment.__table__
+        cols = [func.sum(case((p.c.paid_on > self._bound(n), 1), else_=0)).label(f"pay_{i}")
+                for i, n in enumerate(self.windows)]
+        stmt = select(p.c.debtor_id, *cols).where(
+            p.c.tenant_id == self.tenant_id, p.c.status != "reversed",
+            p.c.paid_on > self._bound(max(self.windows)), p.c.paid_on <= self.as_of)
+        if debtor_id is not None:
+            stmt = stmt.where(p.c.debtor_id == debtor_id)
+        return stmt.group_by(p.c.debtor_id).subquery("pay")
+
+    def _contacts(self, debtor_id: int | None) -> Any:
+        """``ok_<channel>``: 1 when some contact point of the debtor passes the contact
+        gate's own checks for that channel (kind per ``CONTACT_KINDS``, consent not
+        revoked, channel not in ``opted_out_channels``), else 0."""
+        cp = ContactPoint.__table__
+        cols = [func.max(case((and_(cp.c.kind.in_(CONTACT_KINDS[ch]),
+                                    not_(self._opted_out(cp.c.opted_out_channels, ch))), 1),
+                              else_=0)).label(f"ok_{ch}")
+                for ch in self.channels]
+        stmt = select(cp.c.debtor_id, *cols).where(cp.c.tenant_id == self.tenant_id,
+                                                   cp.c.consent != "revoked")
+        if debtor_id is not None:
+            stmt = stmt.where(cp.c.debtor_id == debtor_id)
+        return stmt.group_by(cp.c.debtor_id).subquery("cp")
+
+    def _opted_out(self, col: Any, channel: str) -> ColumnElement[bool]:
+        """``channel`` is an element of the JSON array ``col`` (never NULL)."""
+        if self.dialect == "postgresql":
+            found = col.op("@>", return_type=Boolean)(func.jsonb_build_array(channel))
+            return func.coalesce(found, false())
+        items = func.json_each(col).table_valued("value").alias("opted")
+        return exists().select_from(items).where(items.c.value == channel)
+
     def _summary(self, debtor_id: int | None) -> Any:
+        """The per-debtor summary ``b`` of ``debtor_balances`` (``GROUP BY debtor_id``)."""
         bt = DebtorBalance.__table__
         stmt = select(*self._balance_cols).where(bt.c.tenant_id == self.tenant_id)
         if debtor_id is not None:
@@ -313,39 +449,86 @@ class CompiledRules:
         return stmt.group_by(bt.c.debtor_id).subquery("b")
 
     def select(self, outcomes: Sequence[int], debtor_id: int | None = None) -> Select[Any]:
-        """``(debtor_id, outcome)`` for every debtor (or one): the first matching rule's."""
+        """``(debtor_id, outcome)`` for every debtor (or one): the first matching rule's;
+        with ``totals``, then ``has_<i>, out_<i>, ovd_<i>`` per currency (0 when none)."""
         b = self._summary(debtor_id)
-        whens: list[tuple[Any, Any]] = [(self.expr(rule, b), literal_column(str(int(o))))
-                 for rule, o in zip(self.rules, outcomes, strict=True)]
+        x = self._extras(debtor_id)
+        whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
+                                        for rule, o in zip(self.rules, outcomes, strict=True)]
         d = self.d
-        stmt = (select(d.c.id.label("debtor_id"), case(*whens).label("outcome"))
-                .select_from(self._from(b))
+        cols = [d.c.id.label("debtor_id"), case(*whens).label("outcome")]
+        if self.totals:
+            cols += [func.coalesce(b.c[f"{k}_{i}"], 0).label(f"{k}_{i}")
+                     for i in range(len(self.currencies)) for k in ("has", "out", "ovd")]
+        stmt = (select(*cols).select_from(self._from(b, list(x.values())))
+                .where(d.c.tenant_id == self.tenant_id))
+        if debtor_id is not None:
+            stmt = stmt.where(d.c.id == debtor_id)
+        return stmt
+
+    def select_pass(self, outcomes: Sequence[int], stage_rules: Sequence[Rule],
+                    stage_ids: Sequence[int], debtor_id: int | None = None) -> Select[Any]:
+        """Stage and segment of every debtor (or one) in one pass over the summary.
+
+        Columns: ``debtor_id``; ``dpd_stage`` (the first of ``stage_rules`` that matches,
+        as its id in ``stage_ids``); ``cur_stage`` and ``manual`` (the stored stage, NULL
+        when none); ``outcome`` (the segment, NULL without rules) computed with the stage
+        the debtor is being given (the manual one, else ``dpd_stage``); ``cur_segment``
+        (the stored membership, NULL when none).
+        """
+        b = self._summary(debtor_id)
+        x = self._extras(debtor_id)
+        dpd = case(*[(self.expr(r, b, x), literal_column(str(int(i))))
+                     for r, i in zip(stage_rules, stage_ids, strict=True)])
+        ds = self.ds
+        given = case((ds.c.manual.is_(True), ds.c.stage_id), else_=dpd)
+        whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
+                                        for rule, o in zip(self.rules, outcomes, strict=True)]
+        outcome = case(*whens) if whens else cast(null(), BigInteger)
+        m = SegmentMembership.__table__.alias("m")
+        d = self.d
+        stmt = (select(d.c.id.label("debtor_id"), dpd.label("dpd_stage"),
+                       ds.c.stage_id.label("cur_stage"), ds.c.manual.label("manual"),
+                       outcome.label("outcome"), m.c.segment_id.label("cur_segment"))
+                .select_from(self._from(b, list(x.values()), given)
+                             .outerjoin(m, m.c.debtor_id == d.c.id))
                 .where(d.c.tenant_id == self.tenant_id))
         if debtor_id is not None:
             stmt = stmt.where(d.c.id == debtor_id)
         return stmt
 
     def feature_select(self, debtor_id: int) -> Select[Any]:
-        """The raw feature row of one debtor (explain evaluates it in Python)."""
+        """The raw feature row of one debtor (explain evaluates it in Python): the debtor's
+        columns, then the summary's and the extra aggregates' (``pay_<i>``, ``ok_<ch>``)."""
         b = self._summary(debtor_id)
+        extras = list(self._extras(debtor_id).values())
         d = self.d
-        return (select(d, *[c for c in b.c if c.key != "debtor_id"])
-                .select_from(d.outerjoin(b, b.c.debtor_id == d.c.id))
+        joined = d.outerjoin(b, b.c.debtor_id == d.c.id)
+        for x in extras:
+            joined = joined.outerjoin(x, x.c.debtor_id == d.c.id)
+        return (select(d, *[c for s in (b, *extras) for c in s.c if c.key != "debtor_id"])
+                .select_from(joined)
                 .where(d.c.tenant_id == self.tenant_id, d.c.id == debtor_id))
 
     # each returns a boolean expression that is never NULL
-    def expr(self, rule: Rule, b: Any) -> ColumnElement[bool]:
+    def expr(self, rule: Rule, b: Any, x: dict[str, Any] | None = None) -> ColumnElement[bool]:
+        """``rule`` over the summary ``b`` and the extra aggregates ``x`` (:meth:`_extras`)."""
+        x = x or {}
         if isinstance(rule, Group):
-            parts = [self.expr(c, b) for c in rule.children]
+            parts = [self.expr(c, b, x) for c in rule.children]
             if rule.op == "not":
                 return not_(parts[0])
             if rule.op == "all":
                 return and_(true(), *parts) if parts else true()
             return or_(false(), *parts)
-        return self._comparison(rule, b)
+        return self._comparison(rule, b, x)
 
-    def _comparison(self, c: Comparison, b: Any) -> ColumnElement[bool]:
+    def _comparison(self, c: Comparison, b: Any, x: dict[str, Any]) -> ColumnElement[bool]:
         d, op, vals = self.d, c.op, c.values
+        if c.feature == "consent":
+            assert c.channel is not None
+            usable = func.coalesce(x["cp"].c[f"ok_{c.channel}"], 0) == 1
+            return usable if (op == "eq") == vals[0] else not_(usable)
         idx = self.currencies.index(c.currency) if c.currency else None
         f = c.feature
         if f in ("days_past_due", "days_since_last_payment"):
@@ -377,6 +560,9 @@ class CompiledRules:
             col = func.coalesce(b.c[f"out_{idx}"], 0)
         elif f == "open_obligations":
             col = func.coalesce(b.c.open_count, 0)
+        elif f == "payments_last_days":
+            assert c.days is not None
+            col = func.coalesce(x["pay"].c[f"pay_{self.windows.index(c.days)}"], 0)
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
         elif f == "stage":
@@ -479,6 +665,16 @@ class Features:
     products: set[str]
     portfolios: set[str]
     stage: str | None = None
+    payments: dict[int, int] = field(default_factory=dict)  # window in days -> count
+    consent: dict[str, bool] = field(default_factory=dict)  # channel -> usable
+
+    @classmethod
+    def extras_of(cls, compiled: CompiledRules,
+                  row: Any) -> tuple[dict[int, int], dict[str, bool]]:
+        """``payments`` and ``consent`` from a :meth:`CompiledRules.feature_select` row."""
+        payments = {n: int(row[f"pay_{i}"] or 0) for i, n in enumerate(compiled.windows)}
+        consent = {ch: bool(row[f"ok_{ch}"]) for ch in compiled.channels}
+        return payments, consent
 
     def value(self, c: Comparison) -> Any:
         f = c.feature
@@ -496,6 +692,12 @@ class Features:
             return self.by_currency[c.currency][key]
         if f == "open_obligations":
             return self.open_count
+        if f == "payments_last_days":
+            assert c.days is not None
+            return self.payments[c.days]
+        if f == "consent":
+            assert c.channel is not None
+            return self.consent[c.channel]
         if f == "stage":
             return self.stage
         if f == "tags":
@@ -531,8 +733,9 @@ def evaluate(rule: Rule, features: Features, path: str) -> tuple[bool, dict[str,
         shown = money.from_minor(actual, rule.currency)
     trace: dict[str, Any] = {"path": path, "feature": rule.feature, "op": rule.op,
                              "value": rule.value, "actual": shown, "matched": matched}
-    if rule.currency:
-        trace["currency"] = rule.currency
+    for key in ("currency", "days", "channel"):
+        if getattr(rule, key) is not None:
+            trace[key] = getattr(rule, key)
     return matched, trace
 
 

@@ -8,6 +8,16 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct
 
+from cartera.messaging.gate import CONTACT_KINDS
+
+RULE_DESCRIPTION = (
+    "A rule tree: {\"all\": [...]}, {\"any\": [...]}, {\"not\": {...}} or "
+    "{\"feature\": ..., \"op\": ..., \"value\": ..., \"currency\": ...}. "
+    "{\"all\": []} matches every debtor. Amount features need a currency; "
+    "payments_last_days needs days (1-3650), e.g. {\"feature\": \"payments_last_days\", "
+    "\"days\": 30, \"op\": \"gte\", \"value\": 1}; consent needs a channel "
+    f"({', '.join(CONTACT_KINDS)}) and compares with true or false.")
+
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$",
                                    examples=["early_1_30"])]
 
@@ -16,9 +26,7 @@ class SegmentIn(Struct, forbid_unknown_fields=True):
     code: Code
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     rule: Annotated[dict[str, Any], msgspec.Meta(
-        description="A rule tree: {\"all\": [...]}, {\"any\": [...]}, {\"not\": {...}} or "
-                    "{\"feature\": ..., \"op\": ..., \"value\": ..., \"currency\": ...}. "
-                    "{\"all\": []} matches every debtor.",
+        description=RULE_DESCRIPTION,
         examples=[{"all": [{"feature": "days_past_due", "op": "between", "value": [1, 30]},
                            {"feature": "overdue_amount", "op": "gte", "value": "500.00",
                             "currency": "PEN"}]}])]

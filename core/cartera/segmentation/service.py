@@ -1,37 +1,26 @@
 """Segmentation services: save the rule set, evaluate it set-based, explain, preview, runs.
 
-Evaluation is one SQL statement compiled from the rules (``CASE WHEN r1 THEN s1 ...``) over
-``debtors`` LEFT JOIN a per-debtor summary of ``debtor_balances``; its result is merged into
-``segment_memberships`` and the moves are appended to ``segment_history`` with
-``INSERT ... SELECT`` — never a Python loop over debtors.
+Evaluation is one SQL statement compiled from the stages and the rules (``CASE WHEN r1 THEN
+s1 ...``) over ``debtors`` LEFT JOIN a per-debtor summary of ``debtor_balances``; the
+debtors whose stage or segment changes are merged into ``debtor_stages`` and
+``segment_memberships`` and their moves appended to the histories with ``INSERT ... SELECT``
+(see :mod:`cartera.segmentation.apply`) — never a Python loop over debtors.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 from sqlalchemy import (
-    BigInteger,
-    FromClause,
-    Select,
-    String,
     Table,
     case,
-    column,
-    delete,
-    exists,
     func,
-    insert,
     literal,
-    or_,
     select,
-    table,
-    text,
-    true,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -39,7 +28,6 @@ from sqlalchemy.orm import aliased
 from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit.service import record
-from cartera.db.base import UtcDateTime
 from cartera.errors import Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, refresh_balances
 from cartera.portfolio.models import (
@@ -50,7 +38,7 @@ from cartera.portfolio.models import (
     Portfolio,
 )
 from cartera.portfolio.service import tenant_today
-from cartera.segmentation import rules, schemas, stages
+from cartera.segmentation import apply, rules, schemas, stages
 from cartera.segmentation.models import (
     DebtorStage,
     Segment,
@@ -140,116 +128,39 @@ def compile_segments(session: AsyncSession, tenant_id: int, parsed: list[rules.R
 
 # --- evaluation ---------------------------------------------------------------------------
 
-async def _staged(session: AsyncSession, name: str, sel: Select[Any],
-                  whole: bool) -> FromClause:
-    """The ``(debtor_id, outcome)`` of ``sel`` computed once: into a temporary table for a
-    whole-portfolio evaluation (read by the three statements that apply it), or inline for
-    one debtor (where a temporary table would cost more than it saves)."""
-    if not whole:
-        return sel.subquery("e")
-    pg = _dialect(session) == "postgresql"
-    await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}.{name}"))
-    await session.execute(text(
-        f"CREATE TEMPORARY TABLE {name} (debtor_id BIGINT PRIMARY KEY, outcome BIGINT NOT NULL)"
-        + (" ON COMMIT DROP" if pg else "")))
-    staged = table(name, column("debtor_id", BigInteger), column("outcome", BigInteger))
-    await session.execute(insert(staged).from_select(["debtor_id", "outcome"], sel))
-    if pg:
-        await session.execute(text(f"ANALYZE {name}"))
-    return staged
-
-
-async def new_only(session: AsyncSession, e: Any, target: Table, whole: bool) -> Any:
-    """The condition selecting the staged rows that ``target`` does not hold yet.
-
-    For a staged (temporary) table the known rows are deleted from it first, so the insert
-    that follows never reads the table it writes: an anti-join against its own target makes
-    PostgreSQL rescan the pages it is appending to when it picks a nested loop (quadratic)."""
-    if whole:
-        await session.execute(delete(e).where(
-            exists().where(target.c.debtor_id == e.c.debtor_id)))
-        return true()
-    known = target.alias("known")
-    return ~exists().where(known.c.debtor_id == e.c.debtor_id)
-
-
-async def _drop(session: AsyncSession, name: str, whole: bool) -> None:
-    if whole:
-        pg = _dialect(session) == "postgresql"
-        await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}.{name}"))
-
-
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                    debtor_id: int | None = None, run_id: int | None = None,
-                   refresh: bool = True) -> int:
-    """Assign every debtor (or one) to its segment; returns how many moved.
+                   refresh: bool = True, actor: str = "system") -> int:
+    """Stage and segment every debtor (or one) in one pass; returns how many changed segment.
 
-    The compiled CASE runs once (into a temporary table for the whole portfolio); then three
-    set-based statements apply it: append the moves to the history, update changed
-    memberships, insert the first memberships.
-    """
-    segments = await active_segments(session, tenant_id)
-    if not segments:
-        return 0
+    Stages follow days past due (manual ones stick); the segment rules see the stage being
+    given. See :mod:`cartera.segmentation.apply` for how the pass is written: only the
+    debtors that change are touched. ``refresh`` first rebuilds the stale balance summaries
+    (or the one debtor's)."""
     if refresh:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
-    parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
-    compiled = compile_segments(session, tenant_id, parsed, as_of)
-    ids = [s.id for s in segments]
-    now = clock.now()
-    m, h = _table(SegmentMembership), _table(SegmentMove)
-    whole = debtor_id is None
-    e = await _staged(session, "segment_eval", compiled.select(ids, debtor_id), whole)
-
-    moved = (select(literal(tenant_id, BigInteger), e.c.debtor_id, m.c.segment_id,
-                    e.c.outcome, literal(run_id, BigInteger), literal(now, UtcDateTime()))
-             .select_from(e.outerjoin(m, m.c.debtor_id == e.c.debtor_id))
-             .where(or_(m.c.segment_id.is_(None), m.c.segment_id != e.c.outcome)))
-    await session.execute(insert(h).from_select(
-        ["tenant_id", "debtor_id", "from_segment_id", "to_segment_id", "run_id", "at"], moved))
-    # rowcount of INSERT ... SELECT is not reliable across drivers (psycopg gives -1 here)
-    counted = select(func.count()).select_from(h).where(h.c.tenant_id == tenant_id, h.c.at == now)
-    counted = counted.where(h.c.run_id == run_id if run_id is not None
-                            else h.c.debtor_id == debtor_id)
-    moves = int(await session.scalar(counted) or 0)
-
-    await session.execute(
-        update(m).where(m.c.tenant_id == tenant_id, m.c.debtor_id == e.c.debtor_id,
-                        m.c.segment_id != e.c.outcome)
-        .values(segment_id=e.c.outcome, entered_at=now))
-
-    await session.execute(insert(m).from_select(
-        ["tenant_id", "debtor_id", "segment_id", "entered_at"],
-        select(literal(tenant_id, BigInteger), e.c.debtor_id, e.c.outcome,
-               literal(now, UtcDateTime()))
-        .where(await new_only(session, e, m, whole))))
-    await _drop(session, "segment_eval", whole)
-    return moves
+    segments = await active_segments(session, tenant_id)
+    sel = await apply.compile_pass(session, tenant_id, segments, as_of, debtor_id)
+    p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
+    if debtor_id is None:
+        return await apply.apply_all(session, p, sel)
+    return await apply.apply_one(session, p, sel)
 
 
 async def assign_stages(session: AsyncSession, tenant_id: int, as_of: date, *,
-                        debtor_id: int | None = None, actor: str = "system") -> None:
-    """Set-based stage assignment from days past due (manual stages stick); balances must
-    be current. The DPD CASE runs once (a temporary table for the whole portfolio)."""
-    ordered = await stages.active_stages(session, tenant_id)
-    compiled = stages.compile_stages(ordered, tenant_id, as_of, _dialect(session))
-    whole = debtor_id is None
-    e = await _staged(session, "stage_eval",
-                      compiled.select([s.id for s in ordered], debtor_id), whole)
-    await stages.assign(session, tenant_id, as_of, debtor_id=debtor_id, actor=actor, stage=e,
-                        whole=whole)
-    await _drop(session, "stage_eval", whole)
+                        debtor_id: int, actor: str = "system") -> None:
+    """Stage one debtor from days past due (a manual stage sticks); balances must be
+    current."""
+    await stages.assign(session, tenant_id, as_of, debtor_id=debtor_id, actor=actor)
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
                             as_of: date) -> int:
     """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
     in the caller's transaction. Call it after a payment, reversal or obligation change."""
-    await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
-    await assign_stages(session, tenant_id, as_of, debtor_id=debtor_id)
-    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=False)
+    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:
@@ -259,16 +170,17 @@ async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) 
     run.status, run.started_at, run.as_of = "running", clock.now(), as_of
     segments = await active_segments(session, run.tenant_id)
     run.ruleset_version = max((s.version for s in segments), default=None)
-    await refresh_balances(session, run.tenant_id, DebtorScope.stale(run.tenant_id), as_of)
-    await assign_stages(session, run.tenant_id, as_of, actor=f"segmentation run {run.id}")
-    run.moves = await evaluate(session, run.tenant_id, as_of, run_id=run.id, refresh=False)
-    run.debtors = int(await session.scalar(
-        select(func.count()).select_from(Debtor).where(Debtor.tenant_id == run.tenant_id)) or 0)
+    run.moves = await evaluate(session, run.tenant_id, as_of, run_id=run.id,
+                               actor=f"segmentation run {run.id}")
     m = SegmentMembership.__table__
     counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
         select(m.c.segment_id, func.count()).where(m.c.tenant_id == run.tenant_id)
         .group_by(m.c.segment_id))).all()}
     run.counts = {s.code: counts.get(s.id, 0) for s in segments}
+    # With a rule set, the pass just gave every debtor a membership (the last rule is a
+    # catch-all), so the memberships count the debtors.
+    run.debtors = sum(counts.values()) if segments else int(await session.scalar(
+        select(func.count()).select_from(Debtor).where(Debtor.tenant_id == run.tenant_id)) or 0)
     run.status, run.finished_at = "succeeded", clock.now()
     run.duration_ms = int((time.perf_counter() - started) * 1000)
 
@@ -310,6 +222,7 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
         select(Stage.code).join(DebtorStage, DebtorStage.stage_id == Stage.id)
         .where(DebtorStage.tenant_id == t, DebtorStage.debtor_id == debtor_id))
     debtor_cols = {c.key for c in Debtor.__table__.c}
+    payments, consent = rules.Features.extras_of(compiled, row)
     return rules.Features(
         as_of=compiled.as_of,
         debtor={k: row[k] for k in debtor_cols},
@@ -318,7 +231,8 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
         by_currency={cur: {"out": int(row[f"out_{i}"] or 0), "ovd": int(row[f"ovd_{i}"] or 0),
                            "oldest": row[f"oldest_{i}"]}
                      for i, cur in enumerate(compiled.currencies)},
-        tags=tags, products=products, portfolios=portfolios, stage=stage)
+        tags=tags, products=products, portfolios=portfolios, stage=stage,
+        payments=payments, consent=consent)
 
 
 async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
@@ -355,40 +269,62 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
 async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn,
                   as_of: date) -> schemas.PreviewOut:
     """Counts and amounts per draft segment per currency, and the move matrix from the
-    current memberships; nothing is written (balances are only refreshed)."""
+    current memberships; nothing is written (balances are only refreshed).
+
+    One statement: the draft CASE per debtor, with the per-currency amounts of the same
+    per-debtor summary the rules read, joined to the current membership and grouped by
+    (draft segment, current segment)."""
     parsed = parse_rule_set(data)
     await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
-    compiled = compile_segments(session, tenant_id, parsed, as_of)
-    codes = [s.code for s in data.segments]
-    e = compiled.select(list(range(len(parsed)))).subquery("e")
-    counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
-        select(e.c.outcome, func.count()).group_by(e.c.outcome))).all()}
     bt = DebtorBalance.__table__
-    totals = (await session.execute(
-        select(e.c.outcome, bt.c.currency, func.count(), func.sum(bt.c.outstanding_minor),
-               func.sum(bt.c.overdue_minor))
-        .select_from(e.join(bt, bt.c.debtor_id == e.c.debtor_id))
-        .where(bt.c.tenant_id == tenant_id)
-        .group_by(e.c.outcome, bt.c.currency).order_by(e.c.outcome, bt.c.currency))).all()
+    currencies = list((await session.scalars(
+        select(bt.c.currency).where(bt.c.tenant_id == tenant_id).distinct())).all())
+    compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
+                                   currencies=currencies, totals=True)
+    e = compiled.select(list(range(len(parsed)))).subquery("e")
+    m = SegmentMembership.__table__
+    await apply.plan_whole_portfolio(session)
+    sums = [func.sum(e.c[f"{k}_{i}"]) for i in range(len(compiled.currencies))
+            for k in ("has", "out", "ovd")]
+    rows = (await session.execute(
+        select(e.c.outcome, m.c.segment_id, func.count(), *sums)
+        .select_from(e.outerjoin(m, m.c.debtor_id == e.c.debtor_id))
+        .group_by(e.c.outcome, m.c.segment_id))).all()
+    names = {s.id: s.code for s in (await session.scalars(
+        select(Segment).where(Segment.tenant_id == tenant_id))).all()}
+    return _preview_out(as_of, [s.code for s in data.segments], names, compiled.currencies,
+                        rows)
+
+
+def _preview_out(as_of: date, codes: list[str], names: dict[int, str], currencies: list[str],
+                 rows: Sequence[Any]) -> schemas.PreviewOut:
+    """Fold the (draft, current) groups of :func:`preview` into its answer: each row is
+    ``outcome, current segment id, debtors, then has/out/ovd sums per currency``."""
+    counts: dict[int, int] = {}
+    moves: dict[tuple[str | None, int], int] = {}
+    totals: dict[tuple[int, str], list[int]] = {}
+    for pos, current, n, *sums in rows:
+        pos, n = int(pos), int(n)
+        counts[pos] = counts.get(pos, 0) + n
+        key = (names.get(current) if current is not None else None, pos)
+        moves[key] = moves.get(key, 0) + n
+        for i, cur in enumerate(currencies):
+            acc = totals.setdefault((pos, cur), [0, 0, 0])
+            for k in range(3):
+                acc[k] += int(sums[3 * i + k] or 0)
     by_segment: dict[int, list[schemas.CurrencyTotals]] = {}
-    for pos, cur, n, out, ovd in totals:
-        by_segment.setdefault(int(pos), []).append(schemas.CurrencyTotals(
-            currency=cur, debtors=int(n), outstanding_amount=money.from_minor(int(out), cur),
-            overdue_amount=money.from_minor(int(ovd), cur)))
-    m, s = SegmentMembership.__table__, Segment.__table__
-    current = func.coalesce(s.c.code, literal(None, String))
-    moves = (await session.execute(
-        select(current, e.c.outcome, func.count())
-        .select_from(e.outerjoin(m, m.c.debtor_id == e.c.debtor_id)
-                     .outerjoin(s, s.c.id == m.c.segment_id))
-        .group_by(current, e.c.outcome))).all()
+    for (pos, cur), (has, out, ovd) in sorted(totals.items()):
+        if has:
+            by_segment.setdefault(pos, []).append(schemas.CurrencyTotals(
+                currency=cur, debtors=has, outstanding_amount=money.from_minor(out, cur),
+                overdue_amount=money.from_minor(ovd, cur)))
     return schemas.PreviewOut(
         as_of=as_of,
-        segments=[schemas.PreviewSegment(code=code, debtors=int(counts.get(i, 0)),
+        segments=[schemas.PreviewSegment(code=code, debtors=counts.get(i, 0),
                                          balances=by_segment.get(i, []))
                   for i, code in enumerate(codes)],
-        moves=sorted((schemas.PreviewMove(from_segment=f, to_segment=codes[int(pos)],
-                                          debtors=int(n)) for f, pos, n in moves),
+        moves=sorted((schemas.PreviewMove(from_segment=f, to_segment=codes[pos], debtors=n)
+                      for (f, pos), n in moves.items()),
                      key=lambda mv: (mv.from_segment or "", mv.to_segment)))
 
 

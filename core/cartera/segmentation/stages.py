@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     String,
     Table,
+    exists,
     func,
     insert,
     literal,
@@ -151,33 +152,33 @@ async def stages_out(session: AsyncSession, tenant_id: int) -> schemas.StagesOut
         for s in stages])
 
 
+def dpd_rules(stages: list[Stage]) -> list[rules.Rule]:
+    """``days_past_due <= max`` per stage, first match in order; the last is a catch-all."""
+    return [rules.Comparison("days_past_due", "lte", s.max_dpd, (s.max_dpd,), None)
+            if s.max_dpd is not None and i < len(stages) - 1 else rules.Group("all", ())
+            for i, s in enumerate(stages)]
+
+
 def compile_stages(stages: list[Stage], tenant_id: int, as_of: date,
                    dialect: str) -> rules.CompiledRules:
-    """``days_past_due <= max`` per stage, first match in order; the last is a catch-all."""
-    parsed: list[rules.Rule] = [
-        rules.Comparison("days_past_due", "lte", s.max_dpd, (s.max_dpd,), None)
-        if s.max_dpd is not None and i < len(stages) - 1 else rules.Group("all", ())
-        for i, s in enumerate(stages)]
-    return rules.CompiledRules(parsed, tenant_id, as_of, dialect)
+    """The :func:`dpd_rules` of ``stages`` compiled like segment rules."""
+    return rules.CompiledRules(dpd_rules(stages), tenant_id, as_of, dialect)
 
 
 async def assign(session: AsyncSession, tenant_id: int, as_of: date, *,
-                 debtor_id: int | None = None, actor: str = "system",
-                 stage: Any = None, whole: bool = False) -> None:
+                 debtor_id: int | None = None, actor: str = "system") -> None:
     """Set every debtor's (or one's) stage from days past due, except those set by hand.
 
-    Set-based: the DPD stage of each debtor (``stage``: a ``(debtor_id, outcome)`` source
-    already computed by the caller, or compiled here) is compared with the stored one; the
-    changes are appended to the history, then updated, then the first assignments inserted.
-    Balances must be current (the callers refresh them).
+    Set-based: the DPD stage of each debtor is compared with the stored one; the changes
+    are appended to the history, then updated, then the first assignments inserted.
+    Balances must be current (the callers refresh them). Whole-portfolio runs use the
+    single stage-and-segment pass of :mod:`cartera.segmentation.apply` instead.
     """
     stages = await active_stages(session, tenant_id)
     ds = cast(Table, DebtorStage.__table__)
     h = cast(Table, StageMove.__table__)
-    if stage is None:
-        compiled = compile_stages(stages, tenant_id, as_of, session.get_bind().dialect.name)
-        stage = compiled.select([s.id for s in stages], debtor_id).subquery("e")
-    e: Any = stage
+    compiled = compile_stages(stages, tenant_id, as_of, session.get_bind().dialect.name)
+    e = compiled.select([s.id for s in stages], debtor_id).subquery("e")
     now = clock.now()
     await session.execute(insert(h).from_select(
         ["tenant_id", "debtor_id", "from_stage_id", "to_stage_id", "at", "manual", "actor"],
@@ -190,13 +191,12 @@ async def assign(session: AsyncSession, tenant_id: int, as_of: date, *,
         update(ds).where(ds.c.tenant_id == tenant_id, ds.c.debtor_id == e.c.debtor_id,
                          ds.c.manual.is_(False), ds.c.stage_id != e.c.outcome)
         .values(stage_id=e.c.outcome, set_at=now))
-    from cartera.segmentation.service import new_only
-
+    known = ds.alias("known")
     await session.execute(insert(ds).from_select(
         ["tenant_id", "debtor_id", "stage_id", "manual", "set_at"],
         select(literal(tenant_id, BigInteger), e.c.debtor_id, e.c.outcome,
                literal(False, Boolean), literal(now, UtcDateTime()))
-        .where(await new_only(session, e, ds, whole and stage is not None))))
+        .where(~exists().where(known.c.debtor_id == e.c.debtor_id))))
 
 
 # --- one debtor ---------------------------------------------------------------------------
