@@ -53,10 +53,23 @@ async def webhook(http: Any, integration_id: int, payload: dict[str, Any]) -> No
     assert r.status_code == 200, r.text
 
 
+async def current_segment(t: TenantClient, debtor_id: int) -> str | None:
+    segment: str | None = (await t.api.get(f"/v1/segments/explain/{debtor_id}")).json()[
+        "current_segment"]
+    return segment
+
+
 async def test_send_then_delivery_then_opt_out(tenant: TenantClient, http: Any,
                                                provider: FakeHTTPServer,
                                                run_jobs: RunJobs) -> None:
     debtor, integration, template = await setup(tenant, provider)
+    r = await tenant.api.put("/v1/segments", json={"segments": [
+        {"code": "sms", "name": "SMS", "rule": {"feature": "consent", "channel": "sms",
+                                                "op": "eq", "value": True}},
+        {"code": "rest", "name": "Rest", "rule": {"all": []}}]})
+    assert r.status_code == 200, r.text
+    await tenant.api.patch(f"/v1/debtors/{debtor}", json={"zone": "Lima"})  # re-segments
+    assert await current_segment(tenant, debtor) == "sms"
     sent = await tenant.api.post("/v1/messages", json={
         "debtor_id": debtor, "integration_id": integration, "template_id": template},
         headers={"Idempotency-Key": "send-1"})
@@ -91,6 +104,7 @@ async def test_send_then_delivery_then_opt_out(tenant: TenantClient, http: Any,
     assert replies[0]["content"] == {"text": "baja"}
     point = (await tenant.api.get(f"/v1/debtors/{debtor}")).json()["contact_points"][0]
     assert point["opted_out_channels"] == ["sms"]
+    assert await current_segment(tenant, debtor) == "rest"  # consent is a rule feature
 
     refused = await tenant.api.post("/v1/messages", json={
         "debtor_id": debtor, "integration_id": integration, "template_id": template})

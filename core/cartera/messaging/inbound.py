@@ -20,6 +20,7 @@ from cartera.integrations.webhooks import on_event
 from cartera.messaging.models import Interaction, OptOutKeyword
 from cartera.messaging.sending import add_event, publish_interaction
 from cartera.portfolio.models import ContactPoint
+from cartera.portfolio.service import resegment_debtor
 
 log = logging.getLogger("cartera.inbound")
 
@@ -95,14 +96,18 @@ async def _points(session: AsyncSession, tenant_id: int, address: str) -> list[C
 async def _opt_out(session: AsyncSession, integration: Integration, address: str,
                    channel: str, why: str) -> list[ContactPoint]:
     points = await _points(session, integration.tenant_id, address)
+    changed: set[int] = set()
     for cp in points:
         if channel not in (cp.opted_out_channels or []):
+            changed.add(cp.debtor_id)
             cp.opted_out_channels = sorted({*(cp.opted_out_channels or []), channel})
             session.add(AuditEntry(tenant_id=cp.tenant_id, actor="system", client_id=None,
                                    request_id=None, action="contact_point.opted_out",
                                    resource_type="debtor", resource_id=str(cp.debtor_id),
                                    changes={"contact_point_id": cp.id, "channel": channel,
                                             "why": why}))
+    for debtor_id in sorted(changed):  # consent is a segmentation feature
+        await resegment_debtor(session, integration.tenant_id, debtor_id)
     return points
 
 

@@ -44,6 +44,15 @@ async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
     return today_in(tz or "UTC")
 
 
+async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
+    """After a change to the debtor or their contact points (not their money): re-stage and
+    re-segment them in the caller's transaction (rules read zone, tags, consent...)."""
+    from cartera.segmentation.service import reevaluate_debtor
+
+    await session.flush()
+    await reevaluate_debtor(session, tenant_id, debtor_id, await tenant_today(session, tenant_id))
+
+
 async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
     """After a money change: re-allocate, re-summarise and re-segment one debtor, in the
     caller's transaction."""
@@ -186,10 +195,7 @@ async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
             session.add(DebtorTag(tenant_id=actor.tenant_id, debtor_id=debtor.id, tag=tag))
         changes["tags"] = tags
     await session.flush()
-    from cartera.segmentation.service import reevaluate_debtor
-
-    await reevaluate_debtor(session, actor.tenant_id, debtor.id,
-                            await tenant_today(session, actor.tenant_id))
+    await resegment_debtor(session, actor.tenant_id, debtor.id)
     audit.record(session, actor, "debtor.updated", "debtor", debtor.id, changes)
     return debtor
 
@@ -209,6 +215,7 @@ async def add_contact_point(session: AsyncSession, actor: Actor, debtor_id: int,
     cp = _contact_point(actor.tenant_id, debtor, data, "value")
     session.add(cp)
     await _flush_unique(session, "this debtor already has that contact point", "value")
+    await resegment_debtor(session, actor.tenant_id, debtor.id)
     audit.record(session, actor, "contact_point.created", "debtor", debtor.id,
                  {"contact_point_id": cp.id, **_changes(data)})
     return cp
@@ -221,7 +228,7 @@ async def update_contact_point(session: AsyncSession, actor: Actor, debtor_id: i
     changes = _changes(data)
     for key, value in changes.items():
         setattr(cp, key, value)
-    await session.flush()
+    await resegment_debtor(session, actor.tenant_id, debtor_id)
     audit.record(session, actor, "contact_point.updated", "debtor", debtor_id,
                  {"contact_point_id": cp.id, **changes})
     return cp
@@ -231,6 +238,7 @@ async def delete_contact_point(session: AsyncSession, actor: Actor, debtor_id: i
                                contact_point_id: int) -> None:
     cp = await _contact_point_of(session, debtor_id, contact_point_id)
     await session.delete(cp)
+    await resegment_debtor(session, actor.tenant_id, debtor_id)
     audit.record(session, actor, "contact_point.deleted", "debtor", debtor_id,
                  {"contact_point_id": contact_point_id})
 
