@@ -10,8 +10,9 @@ zone, risk score, stage) and prints:
 
 * full segmentation run (stages + segments in one pass; first run = every debtor moves, so
   1M rows each go to stage_history, debtor_stages, segment_history and segment_memberships,
-  where PostgreSQL's per-row foreign-key checks dominate; second run = steady state, one
-  read of the summary), on PostgreSQL and on SQLite;
+  where PostgreSQL's per-row foreign-key checks dominate: since migration 0009 only the
+  current-state tables have references, 2 per row; second run = steady state, one read of
+  the summary), on PostgreSQL and on SQLite;
 * preview of the same rule set (PostgreSQL);
 * single-debtor re-evaluation, median of 50 (PostgreSQL);
 * DuckDB: the same per-debtor aggregation and CASE over the same rows exported to Parquet

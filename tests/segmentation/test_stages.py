@@ -190,3 +190,21 @@ async def test_a_run_segments_with_the_stage_it_gives_in_the_same_pass(
     assert [(m["from_stage"], m["to_stage"]) for m in stage_moves] == [
         (None, "extrajudicial"), ("extrajudicial", "administrative")]
     assert (await run(tenant, run_jobs))["moves"] == 0
+
+
+async def test_deleting_a_debtor_deletes_its_history(tenant: TenantClient,
+                                                     run_jobs: RunJobs) -> None:
+    # The history tables are event logs without foreign keys (migration 0009): nothing
+    # cascades, so deleting the debtor deletes its stage and segment history explicitly.
+    await tenant.api.put("/v1/segments", json={"segments": [
+        {"code": "rest", "name": "Rest", "rule": {"all": []}}]})
+    gone, kept = await debtor(tenant, "GONE"), await debtor(tenant, "KEPT")
+    await run(tenant, run_jobs)
+    for path in ("/v1/stages/history", "/v1/segments/history"):
+        for d in (gone, kept):
+            r = await tenant.api.get(path, params={"debtor_id": d})
+            assert len(r.json()["data"]) == 1, r.text
+    assert (await tenant.api.delete(f"/v1/debtors/{gone}")).status_code == 204
+    for path in ("/v1/stages/history", "/v1/segments/history"):
+        assert (await tenant.api.get(path, params={"debtor_id": gone})).json()["data"] == []
+        assert len((await tenant.api.get(path, params={"debtor_id": kept})).json()["data"]) == 1

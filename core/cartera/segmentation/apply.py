@@ -11,6 +11,14 @@ something changes are kept:
   debtors move) the table is nearly empty, so the run costs one read of the summary;
 * one debtor: the pass is one row, read into Python, and only the writes it calls for are
   issued (none when nothing changed) — a handful of statements instead of a dozen.
+
+A tenant's first run is the opposite of the steady state: every debtor gets a stage and a
+segment, so four rows per debtor are written. On PostgreSQL its cost is the per-row
+foreign-key checks, which is why the two history tables (append-only logs of ids that are
+never deleted) have none since migration 0009; the current-state tables keep theirs (the
+debtor, cascading on its deletion, and the stage or segment). Measured at 200k debtors on
+the bench machine: 8.4 s before, 5.1 s after, of which 3.5 s are the two current-state
+inserts (about 2 µs per row to write, 7 µs to check its two references).
 """
 
 from __future__ import annotations

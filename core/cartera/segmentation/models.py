@@ -2,8 +2,11 @@
 
 A tenant's rule set is its active segments in ``position`` order; a debtor belongs to the
 first segment whose rule matches (the last one is a catch-all). Replacing the rule set
-bumps ``version``; segments that disappear are retired (``active`` false), not deleted, so
-membership history keeps pointing at real rows.
+bumps ``version``; segments that disappear are retired (``active`` false), never deleted
+(nothing in the code base deletes a segment, stage or run), so the history tables, which
+carry no foreign keys, keep pointing at real rows. The current-state tables
+(``segment_memberships``, ``debtor_stages``) keep theirs: to the debtor (cascading on its
+deletion) and to the segment or stage.
 """
 
 from __future__ import annotations
@@ -59,23 +62,26 @@ class SegmentMembership(DebtorOwned, Base):
 
 
 class SegmentMove(DebtorOwned, Base):
-    """Append-only membership history: one row each time a debtor enters a segment."""
+    """Append-only membership history: one row each time a debtor enters a segment.
+
+    An event log, so it has no foreign keys (migration 0009): the segments and runs it
+    names are retired or kept, never deleted, and a deleted debtor's history is deleted
+    with them by :func:`cartera.portfolio.service.delete_debtor`. A first run writes one
+    row per debtor; at 1M debtors PostgreSQL's per-row checks of the four references
+    (debtor, from, to, run) cost more than the writes themselves.
+    """
 
     __tablename__ = "segment_history"
     __table_args__ = (
         Index("ix_segment_history_debtor", "tenant_id", "debtor_id", "at"),
         Index("ix_segment_history_run", "run_id"),
-        debtor_fk(),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId)
-    from_segment_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("segments.id", ondelete="SET NULL"))
-    to_segment_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("segments.id", ondelete="SET NULL"))
-    run_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("segment_runs.id", ondelete="SET NULL"))
+    from_segment_id: Mapped[int | None] = mapped_column(BigId)
+    to_segment_id: Mapped[int | None] = mapped_column(BigId)
+    run_id: Mapped[int | None] = mapped_column(BigId)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
@@ -141,18 +147,18 @@ class DebtorStage(DebtorOwned, Base):
 
 class StageMove(DebtorOwned, Base):
     """Append-only stage history: one row each time a debtor's stage changes (or is pinned
-    or released by hand)."""
+    or released by hand).
+
+    An event log without foreign keys, like :class:`SegmentMove` (see there): stages are
+    retired, never deleted, and a deleted debtor's history goes with them."""
 
     __tablename__ = "stage_history"
-    __table_args__ = (Index("ix_stage_history_debtor", "tenant_id", "debtor_id", "at"),
-                      debtor_fk())
+    __table_args__ = (Index("ix_stage_history_debtor", "tenant_id", "debtor_id", "at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId)
-    from_stage_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("stages.id", ondelete="SET NULL"))
-    to_stage_id: Mapped[int | None] = mapped_column(
-        BigId, ForeignKey("stages.id", ondelete="SET NULL"))
+    from_stage_id: Mapped[int | None] = mapped_column(BigId)
+    to_stage_id: Mapped[int | None] = mapped_column(BigId)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(String(500))

@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Table,
     case,
+    delete,
     func,
     literal,
     select,
@@ -46,6 +47,7 @@ from cartera.segmentation.models import (
     SegmentMove,
     SegmentRun,
     Stage,
+    StageMove,
 )
 
 
@@ -348,6 +350,16 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
     rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
     return [schemas.MoveOut(id=r[0], debtor_id=r[1], from_segment=r[2], to_segment=r[3],
                             run_id=r[4], at=r[5]) for r in rows]
+
+
+async def delete_debtor_history(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
+    """Delete a debtor's stage and segment history, in the transaction deleting the debtor.
+
+    The history tables are append-only logs without foreign keys (migration 0009), so
+    nothing cascades to them; the current stage and membership still cascade."""
+    for h in (StageMove, SegmentMove):
+        await session.execute(delete(h).where(h.tenant_id == tenant_id,
+                                              h.debtor_id == debtor_id))
 
 
 # --- amount brackets ----------------------------------------------------------------------
