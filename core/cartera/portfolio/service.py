@@ -60,7 +60,7 @@ async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) 
 
     today = await tenant_today(session, tenant_id)
     await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
-    await reevaluate_debtor(session, tenant_id, debtor_id, today)
+    await reevaluate_debtor(session, tenant_id, debtor_id, today, refresh=False)
 
 
 # --- portfolios -------------------------------------------------------------------------

@@ -159,10 +159,11 @@ async def assign_stages(session: AsyncSession, tenant_id: int, as_of: date, *,
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
-                            as_of: date) -> int:
+                            as_of: date, *, refresh: bool = True) -> int:
     """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
-    in the caller's transaction. Call it after a payment, reversal or obligation change."""
-    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id)
+    in the caller's transaction. Call it after a payment, reversal or obligation change;
+    ``refresh=False`` when the caller has just rebuilt the debtor's balance summary."""
+    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:
