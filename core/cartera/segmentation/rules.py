@@ -362,15 +362,18 @@ class CompiledRules:
             func.max(bt.c.last_payment_date).label("last_paid"),
             func.sum(bt.c.open_count).label("open_count"),
         ]
+        # A debtor has at most one summary row per currency (its primary key), so MAX picks
+        # that row's amount: the same as SUM, but it stays a bigint (PostgreSQL's SUM of
+        # bigints is numeric, slower to aggregate and to compare over a million debtors).
         for i, cur in enumerate(self.currencies):
             this = bt.c.currency == cur
             cols += [
-                func.sum(case((this, bt.c.outstanding_minor), else_=0)).label(f"out_{i}"),
-                func.sum(case((this, bt.c.overdue_minor), else_=0)).label(f"ovd_{i}"),
+                func.max(case((this, bt.c.outstanding_minor))).label(f"out_{i}"),
+                func.max(case((this, bt.c.overdue_minor))).label(f"ovd_{i}"),
                 func.min(case((this, bt.c.oldest_unpaid_due_date))).label(f"oldest_{i}"),
             ]
             if self.totals:
-                cols.append(func.sum(case((this, 1), else_=0)).label(f"has_{i}"))
+                cols.append(func.max(case((this, 1), else_=0)).label(f"has_{i}"))
         self._balance_cols = cols
         used = [c for r in self.rules for c in walk(r)]
         self.uses_stage = any(c.feature == "stage" for c in used)
