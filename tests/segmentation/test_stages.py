@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+import os
 from decimal import Decimal
 from typing import Any
+
+import pytest
 
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import RunJobs, debtor, run, segment_of
@@ -128,6 +132,29 @@ async def test_stage_is_a_segmentation_feature(tenant: TenantClient, run_jobs: R
     assert explained["evaluated"][0]["trace"]["actual"] == "judicial"
 
 
+async def test_stage_rules_name_the_tenants_stages(tenant: TenantClient) -> None:
+    def rules(value: Any) -> dict[str, Any]:
+        return {"segments": [
+            {"code": "legal", "name": "Legal", "rule": {"all": [
+                {"feature": "days_past_due", "op": "gte", "value": 1},
+                {"not": {"feature": "stage", "op": "in", "value": value}}]}},
+            {"code": "rest", "name": "Rest", "rule": {"all": []}}]}
+
+    for path in ("/v1/segments", "/v1/segments/preview"):
+        send = tenant.api.put if path == "/v1/segments" else tenant.api.post
+        r = await send(path, json=rules(["judicial", "juridico"]))
+        assert r.status_code == 422, r.text
+        assert (r.json()["code"], r.json()["param"]) == (
+            "unknown_stage", "segments[0].rule.all[1].not.value")
+    assert (await tenant.api.put("/v1/segments", json=rules(["extrajudicial"]))).status_code == 200
+    # ...and a stage the rules compare with cannot be removed from under them.
+    r = await tenant.api.put("/v1/stages", json={"stages": [
+        {"code": "preventive", "name": "Preventive", "min_dpd": 0, "max_dpd": 0},
+        {"code": "late", "name": "Late", "min_dpd": 1, "max_dpd": None}]})
+    assert (r.status_code, r.json()["code"]) == (422, "stage_in_use"), r.text
+    assert "'legal'" in r.json()["detail"] and "rule.all[1].not" in r.json()["detail"]
+
+
 def test_nice_figures() -> None:
     from cartera.segmentation.service import nice_figure
 
@@ -208,3 +235,27 @@ async def test_deleting_a_debtor_deletes_its_history(tenant: TenantClient,
     for path in ("/v1/stages/history", "/v1/segments/history"):
         assert (await tenant.api.get(path, params={"debtor_id": gone})).json()["data"] == []
         assert len((await tenant.api.get(path, params={"debtor_id": kept})).json()["data"]) == 1
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CARTERA_TEST_DATABASE_URL", "").startswith(("postgres", "postgresql")),
+    reason="needs CARTERA_TEST_DATABASE_URL on PostgreSQL (SQLite has one writer)")
+async def test_two_first_requests_at_once_share_the_default_stages(app: Any) -> None:
+    from cartera.db.engine import tenant_session
+    from cartera.segmentation.stages import active_stages
+    from cartera.tenants.service import create_tenant
+
+    sessionmaker = app.state.ctx.sessionmaker
+    async with sessionmaker() as session:
+        tenant = await create_tenant(session, slug=f"race-{os.getpid()}-{id(session)}",
+                                     name="race", country="PE", currency="PEN")
+        await session.commit()
+
+    async def first_use(hold: float) -> list[str]:
+        async with tenant_session(sessionmaker, tenant.id) as session:
+            codes = [s.code for s in await active_stages(session, tenant.id)]
+            await asyncio.sleep(hold)  # the other request inserts meanwhile, and waits
+        return codes
+
+    first, second = await asyncio.gather(first_use(0.3), first_use(0.0))
+    assert first == second == ["preventive", "administrative", "extrajudicial", "judicial"]

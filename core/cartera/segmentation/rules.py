@@ -325,6 +325,16 @@ def walk(rule: Rule) -> list[Comparison]:
     return [c for child in rule.children for c in walk(child)]
 
 
+def walk_paths(rule: Rule, path: str) -> list[tuple[str, Comparison]]:
+    """Every comparison of ``rule`` with its path, as :func:`parse_rule` names them."""
+    if isinstance(rule, Comparison):
+        return [(path, rule)]
+    if rule.op == "not":
+        return walk_paths(rule.children[0], f"{path}.not")
+    return [found for i, child in enumerate(rule.children)
+            for found in walk_paths(child, f"{path}.{rule.op}[{i}]")]
+
+
 def is_catch_all(rule: Rule) -> bool:
     return isinstance(rule, Group) and rule.op == "all" and not rule.children
 

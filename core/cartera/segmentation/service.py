@@ -68,6 +68,20 @@ def parse_rule_set(data: schemas.RuleSetIn) -> list[rules.Rule]:
     return parsed
 
 
+async def check_stage_codes(session: AsyncSession, tenant_id: int,
+                            parsed: list[rules.Rule]) -> None:
+    """422 ``unknown_stage`` (naming the rule's value) for a ``stage`` comparison with a code
+    that is not one of the tenant's stages: such a rule could never match."""
+    codes = {s.code for s in await stages.active_stages(session, tenant_id)}
+    for i, rule in enumerate(parsed):
+        for path, c in rules.walk_paths(rule, f"segments[{i}].rule"):
+            unknown = [v for v in c.values if c.feature == "stage" and v not in codes]
+            if unknown:
+                raise Invalid(f"no stage with code {unknown[0]!r}; the stages are "
+                              f"{', '.join(sorted(codes))}", code="unknown_stage",
+                              param=f"{path}.value")
+
+
 async def active_segments(session: AsyncSession, tenant_id: int) -> list[Segment]:
     return list((await session.scalars(
         select(Segment).where(Segment.tenant_id == tenant_id, Segment.active.is_(True))
@@ -77,7 +91,7 @@ async def active_segments(session: AsyncSession, tenant_id: int) -> list[Segment
 async def save_rule_set(session: AsyncSession, actor: Actor,
                         data: schemas.RuleSetIn) -> list[Segment]:
     """Replace the rule set. Segments keep their id by code; removed ones are retired."""
-    parse_rule_set(data)
+    await check_stage_codes(session, actor.tenant_id, parse_rule_set(data))
     existing = {s.code: s for s in (await session.scalars(
         select(Segment).where(Segment.tenant_id == actor.tenant_id))).all()}
     version = max((s.version for s in existing.values()), default=0) + 1
@@ -278,6 +292,7 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
     per-debtor summary the rules read, joined to the current membership and grouped by
     (draft segment, current segment)."""
     parsed = parse_rule_set(data)
+    await check_stage_codes(session, tenant_id, parsed)
     await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
     bt = DebtorBalance.__table__
     currencies = list((await session.scalars(

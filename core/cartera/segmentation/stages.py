@@ -36,6 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -47,7 +48,7 @@ from cartera.errors import Conflict, Invalid, NotFound
 from cartera.portfolio import aging
 from cartera.portfolio.models import Debtor, DebtorBalance
 from cartera.segmentation import rules, schemas
-from cartera.segmentation.models import DebtorStage, Stage, StageMove
+from cartera.segmentation.models import DebtorStage, Segment, Stage, StageMove
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
     ("preventive", "Preventive", 0, 0),
@@ -67,10 +68,13 @@ async def active_stages(session: AsyncSession, tenant_id: int) -> list[Stage]:
     if await session.scalar(select(func.count()).select_from(Stage)
                             .where(Stage.tenant_id == tenant_id)):
         raise AssertionError("a tenant always keeps at least one active stage")
-    for i, (code, name, low, high) in enumerate(DEFAULT_STAGES):
-        session.add(Stage(tenant_id=tenant_id, code=code, name=name, position=i, min_dpd=low,
-                          max_dpd=high, active=True))
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            session.add_all([Stage(tenant_id=tenant_id, code=code, name=name, position=i,
+                                   min_dpd=low, max_dpd=high, active=True)
+                             for i, (code, name, low, high) in enumerate(DEFAULT_STAGES)])
+    except IntegrityError:
+        pass  # a concurrent first request created them: read theirs
     return await active_stages(session, tenant_id)
 
 
@@ -124,6 +128,7 @@ async def replace_stages(session: AsyncSession, actor: Actor,
             code, n = pinned[0]
             raise Invalid(f"stage {code!r} holds {n} debtor(s) set there by hand: release or "
                           "move them before removing it", code="stage_in_use", param="stages")
+    await _check_not_in_rules(session, actor.tenant_id, {s.code for s in removed})
     for s in removed:
         s.active, s.position = False, -1
     for i, st_in in enumerate(data.stages):
@@ -138,6 +143,21 @@ async def replace_stages(session: AsyncSession, actor: Actor,
            {"stages": [{"code": s.code, "min_dpd": s.min_dpd, "max_dpd": s.max_dpd}
                        for s in data.stages]})
     return await active_stages(session, actor.tenant_id)
+
+
+async def _check_not_in_rules(session: AsyncSession, tenant_id: int, gone: set[str]) -> None:
+    """422 ``stage_in_use`` when a segment rule compares the stage with a code in ``gone``."""
+    if not gone:
+        return
+    for seg in (await session.scalars(select(Segment).where(
+            Segment.tenant_id == tenant_id, Segment.active.is_(True))
+            .order_by(Segment.position))).all():
+        for path, c in rules.walk_paths(rules.parse_rule(seg.rule, "rule"), "rule"):
+            used = sorted(gone & set(c.values)) if c.feature == "stage" else []
+            if used:
+                raise Invalid(f"segment {seg.code!r} compares the stage with {used[0]!r} "
+                              f"({path}): change the segment rules before removing it",
+                              code="stage_in_use", param="stages")
 
 
 async def stages_out(session: AsyncSession, tenant_id: int) -> schemas.StagesOut:
