@@ -52,6 +52,9 @@ async def run(tenant: TenantClient, run_jobs: RunJobs) -> dict[str, Any]:
     got = await tenant.api.get(f"/v1/segments/runs/{r.json()['id']}")
     assert got.json()["status"] == "succeeded", got.json()
     body: dict[str, Any] = got.json()
+    job = (await tenant.api.get(f"/v1/jobs/{body['job_id']}")).json()
+    assert (job["status"], job["progress_done"], job["progress_total"]) == (
+        "succeeded", body["debtors"], body["debtors"])
     return body
 
 
