@@ -54,6 +54,17 @@ def install() -> None:
     STAMP.write_text(_fingerprint())
 
 
+def shipped_plugins() -> str:
+    """Entry-point names of the plugins in plugins/ (not the test fixtures also installed)."""
+    import tomllib
+
+    names: list[str] = []
+    for project in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
+        meta = tomllib.loads(project.read_text())
+        names += meta.get("project", {}).get("entry-points", {}).get("cartera", {})
+    return ",".join(names)
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else "help"
     if command not in {"demo", "test"}:
@@ -61,7 +72,10 @@ def main() -> int:
         return 2
     install()
     if command == "demo":
-        return subprocess.call([str(BIN / "cartera"), "demo", *sys.argv[2:]], cwd=ROOT)
+        env = {**os.environ}
+        env.setdefault("CARTERA_PLUGINS", shipped_plugins())
+        return subprocess.call([str(BIN / "cartera"), "demo", *sys.argv[2:]], cwd=ROOT,
+                               env=env)
     return subprocess.call([str(BIN / "python"), "-m", "pytest", *sys.argv[2:]], cwd=ROOT)
 
 

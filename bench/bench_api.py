@@ -136,7 +136,9 @@ def main() -> int:
     url = recreate_sqlite(args.sqlite) if args.sqlite else recreate_postgres(args.database_url)
     migrate.upgrade(url)
     client_id, secret, ids = asyncio.run(prepare(url, args.debtors))
-    env = {**os.environ, "CARTERA_DATABASE_URL": url, "CARTERA_LOG_LEVEL": "WARNING"}
+    # No plugins: these endpoints call none (and the dev venv also holds the test fixtures).
+    env = {**os.environ, "CARTERA_DATABASE_URL": url, "CARTERA_LOG_LEVEL": "WARNING",
+           "CARTERA_PLUGINS": os.environ.get("CARTERA_PLUGINS", "")}
     cartera = Path(sys.executable).with_name("cartera")
     server = subprocess.Popen([str(cartera), "serve", "--host", "127.0.0.1",
                                "--port", str(args.port)], env=env)
