@@ -221,23 +221,21 @@ def _differs(pairs: list[tuple[str, str]], dialect: str) -> str:
     return " OR ".join(f"{a} {op} {b}" for a, b in pairs)
 
 
-_RESOLVE_REFS = """
-UPDATE import_stage_refs SET existed = :true, debtor_id = (
-    SELECT d.id FROM debtors d
-    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
-WHERE import_id = :stage AND EXISTS (
-    SELECT 1 FROM debtors d
-    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
+_REF_DEBTOR = ("SELECT d.id FROM debtors d "
+               "WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref")
+"""The debtor a staged reference names (one index probe)."""
+
+_RESOLVE_REFS = f"""
+UPDATE import_stage_refs SET existed = :true, debtor_id = ({_REF_DEBTOR})
+WHERE import_id = :stage AND EXISTS ({_REF_DEBTOR})
 """
 """Give the chunk's staged debtor references (:func:`_ref_rows`) the ids of the debtors that
 already exist. Correlated probes per reference: a join would let the planner hash the
 tenant's whole debtor table for every chunk, which grows with the portfolio rather than the
 chunk."""
 
-_FILL_NEW_REFS = """
-UPDATE import_stage_refs SET debtor_id = (
-    SELECT d.id FROM debtors d
-    WHERE d.tenant_id = :t AND d.external_ref = import_stage_refs.external_ref)
+_FILL_NEW_REFS = f"""
+UPDATE import_stage_refs SET debtor_id = ({_REF_DEBTOR})
 WHERE import_id = :stage AND debtor_id IS NULL
 """
 """After the debtor upsert: the ids of the debtors this chunk created."""
@@ -532,7 +530,8 @@ async def _apply_money(conn: AsyncConnection, t: int, imp: int, stage: int,
 async def _clear_staging(conn: AsyncConnection, first: int, last: int | None = None) -> None:
     """Unstage the rows of staging keys ``first`` to ``last`` (default: just ``first``)."""
     for table in STAGING_TABLES:
-        await conn.execute(delete(table).where(table.c.import_id.between(first, last or first)))
+        await conn.execute(delete(table).where(
+            table.c.import_id.between(first, first if last is None else last)))
 
 
 async def _vacuum_staging(sessionmaker: async_sessionmaker[AsyncSession]) -> None:

@@ -239,6 +239,14 @@ async def _set_segment(session: AsyncSession, p: Pass, debtor_id: int, current: 
             .values(segment_id=segment_id, entered_at=p.now))
 
 
+async def restage_one(session: AsyncSession, tenant_id: int, debtor_id: int, as_of: date,
+                      actor: str = "system") -> None:
+    """Stage one debtor from days past due (a manual stage sticks) and leave its segment
+    as it is: the one-debtor pass without rules. Balances must be current."""
+    sel = await compile_pass(session, tenant_id, [], as_of, debtor_id)
+    await apply_one(session, new_pass(tenant_id, actor, None, False), sel)
+
+
 def new_pass(tenant_id: int, actor: str, run_id: int | None, segments: bool) -> Pass:
     """A :class:`Pass` stamped with the current instant."""
     return Pass(tenant_id, clock.now(), actor, run_id, segments)

@@ -165,13 +165,6 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     return await apply.apply_one(session, p, sel)
 
 
-async def assign_stages(session: AsyncSession, tenant_id: int, as_of: date, *,
-                        debtor_id: int, actor: str = "system") -> None:
-    """Stage one debtor from days past due (a manual stage sticks); balances must be
-    current."""
-    await stages.assign(session, tenant_id, as_of, debtor_id=debtor_id, actor=actor)
-
-
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
                             as_of: date, *, refresh: bool = True) -> int:
     """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
@@ -260,7 +253,7 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
         raise NotFound(f"debtor {debtor_id} not found")
     segments = await active_segments(session, tenant_id)
     await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
-    await assign_stages(session, tenant_id, as_of, debtor_id=debtor_id)
+    await apply.restage_one(session, tenant_id, debtor_id, as_of)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
     compiled = compile_segments(session, tenant_id, parsed, as_of)
     features = await features_of(session, compiled, debtor_id)

@@ -13,28 +13,19 @@ judicial       181+    lawsuit, seizure, debt sale
 
 A tenant may replace them (names, ranges, order); ranges ascend with the order, are
 contiguous and cover 0..∞. The DPD stage is a CASE over date bounds compiled like segment
-rules (``days_past_due <= max``, first match in order), so there is no dialect date
-arithmetic and the whole portfolio is assigned with a few set-based statements.
+rules (``days_past_due <= max``, first match in order, :func:`dpd_rules`), so there is no
+dialect date arithmetic; it is evaluated in the same pass as the segments
+(:mod:`cartera.segmentation.apply`), for the whole portfolio or one debtor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import cast
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    String,
-    Table,
-    exists,
     func,
-    insert,
-    literal,
-    or_,
     select,
-    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,7 +34,6 @@ from sqlalchemy.orm import aliased
 from cartera import clock
 from cartera.api.context import Actor
 from cartera.audit.service import record
-from cartera.db.base import UtcDateTime
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.portfolio import aging
 from cartera.portfolio.models import Debtor, DebtorBalance
@@ -179,46 +169,6 @@ def dpd_rules(stages: list[Stage]) -> list[rules.Rule]:
             for i, s in enumerate(stages)]
 
 
-def compile_stages(stages: list[Stage], tenant_id: int, as_of: date,
-                   dialect: str) -> rules.CompiledRules:
-    """The :func:`dpd_rules` of ``stages`` compiled like segment rules."""
-    return rules.CompiledRules(dpd_rules(stages), tenant_id, as_of, dialect)
-
-
-async def assign(session: AsyncSession, tenant_id: int, as_of: date, *,
-                 debtor_id: int | None = None, actor: str = "system") -> None:
-    """Set every debtor's (or one's) stage from days past due, except those set by hand.
-
-    Set-based: the DPD stage of each debtor is compared with the stored one; the changes
-    are appended to the history, then updated, then the first assignments inserted.
-    Balances must be current (the callers refresh them). Whole-portfolio runs use the
-    single stage-and-segment pass of :mod:`cartera.segmentation.apply` instead.
-    """
-    stages = await active_stages(session, tenant_id)
-    ds = cast(Table, DebtorStage.__table__)
-    h = cast(Table, StageMove.__table__)
-    compiled = compile_stages(stages, tenant_id, as_of, session.get_bind().dialect.name)
-    e = compiled.select([s.id for s in stages], debtor_id).subquery("e")
-    now = clock.now()
-    await session.execute(insert(h).from_select(
-        ["tenant_id", "debtor_id", "from_stage_id", "to_stage_id", "at", "manual", "actor"],
-        select(literal(tenant_id, BigInteger), e.c.debtor_id, ds.c.stage_id, e.c.outcome,
-               literal(now, UtcDateTime()), literal(False, Boolean), literal(actor, String))
-        .select_from(e.outerjoin(ds, ds.c.debtor_id == e.c.debtor_id))
-        .where(or_(ds.c.stage_id.is_(None),
-                   (ds.c.stage_id != e.c.outcome) & ds.c.manual.is_(False)))))
-    await session.execute(
-        update(ds).where(ds.c.tenant_id == tenant_id, ds.c.debtor_id == e.c.debtor_id,
-                         ds.c.manual.is_(False), ds.c.stage_id != e.c.outcome)
-        .values(stage_id=e.c.outcome, set_at=now))
-    known = ds.alias("known")
-    await session.execute(insert(ds).from_select(
-        ["tenant_id", "debtor_id", "stage_id", "manual", "set_at"],
-        select(literal(tenant_id, BigInteger), e.c.debtor_id, e.c.outcome,
-               literal(False, Boolean), literal(now, UtcDateTime()))
-        .where(~exists().where(known.c.debtor_id == e.c.debtor_id))))
-
-
 # --- one debtor ---------------------------------------------------------------------------
 
 @dataclass
@@ -251,10 +201,11 @@ async def debtor_stage(session: AsyncSession, tenant_id: int, debtor_id: int,
                        as_of: date) -> schemas.DebtorStageOut:
     """The debtor's stage and why (assigning it first if it is stale or never assigned)."""
     from cartera.payments.allocation import DebtorScope, refresh_balances
+    from cartera.segmentation.apply import restage_one  # apply builds on this module
 
     await _debtor(session, tenant_id, debtor_id)
     await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
-    await assign(session, tenant_id, as_of, debtor_id=debtor_id)
+    await restage_one(session, tenant_id, debtor_id, as_of)
     return _out(debtor_id, as_of, await _current(session, tenant_id, debtor_id, as_of))
 
 
