@@ -16,10 +16,34 @@ import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from cartera_sdk import WebhookRequest, signatures
-from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest, json_response
+from cartera_sdk import OutboundMessage, SmsContent, WebhookRequest, signatures
+from cartera_sdk.testkit import (
+    FakeHost,
+    FakeHTTPServer,
+    FakeResponse,
+    RecordedRequest,
+    json_response,
+    run,
+)
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def sms_message(text: str, **fields: Any) -> OutboundMessage:
+    """An outbound SMS as the host builds it (``fields``, ``to`` included, override any
+    attribute)."""
+    values: dict[str, Any] = {"message_id": "out_1", "idempotency_key": "idem_1",
+                              "content": SmsContent(text=text), **fields}
+    return OutboundMessage(**values)
+
+
+def send_checked(provider: Any, config: Any, secrets: Any, message: OutboundMessage) -> Any:
+    """``provider.send`` through a :class:`FakeHost`, checking no secret leaked."""
+    host = FakeHost()
+    ctx = host.context(provider, config=config, secrets=secrets)
+    result = run(provider.send(message, ctx))
+    assert host.leaked_secrets(secrets) == []
+    return result
 
 _GSM7 = set(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -24,7 +24,7 @@ from cartera_sdk import (
     WebhookVerificationError,
 )
 from cartera_sdk.testkit import ChannelConformance, FakeHost, FakeHTTPServer, FakeResponse, run
-from sms_testing_fakes import InfobipFake
+from sms_testing_fakes import InfobipFake, send_checked, sms_message
 
 import cartera_sms
 from cartera_sms.infobip import InfobipSmsConfig, InfobipSmsProvider, InfobipSmsSecrets
@@ -74,19 +74,12 @@ def _config(fake: InfobipFake | None = None, **changes: Any) -> InfobipSmsConfig
 
 
 def _message(text: str = "Hola Ana, su cuota vence mañana.", **kw: Any) -> OutboundMessage:
-    fields: dict[str, Any] = {"message_id": "out_1", "idempotency_key": "idem_1", "to": TO}
-    fields.update(kw)
-    fields.setdefault("content", SmsContent(text=text))
-    return OutboundMessage(**fields)
+    return sms_message(text, **{"to": TO, **kw})
 
 
 def _send(fake: InfobipFake, message: Any = None, secrets: Any = SECRETS, **config: Any) -> Any:
-    host = FakeHost()
-    provider = InfobipSmsProvider()
-    ctx = host.context(provider, config=_config(fake, **config), secrets=secrets)
-    result = run(provider.send(message or _message(), ctx))
-    assert host.leaked_secrets(secrets) == []
-    return result
+    return send_checked(InfobipSmsProvider(), _config(fake, **config), secrets,
+                        message or _message())
 
 
 def _basic(user: str, password: str) -> str:

@@ -24,7 +24,7 @@ from cartera_sdk import (
     WebhookVerificationError,
 )
 from cartera_sdk.testkit import ChannelConformance, FakeHost, FakeHTTPServer, FakeResponse, run
-from sms_testing_fakes import TwilioFake, form_request
+from sms_testing_fakes import TwilioFake, form_request, send_checked, sms_message
 
 import cartera_sms
 from cartera_sms.twilio import TwilioSmsConfig, TwilioSmsProvider, TwilioSmsSecrets
@@ -51,19 +51,12 @@ def _config(fake: TwilioFake, **changes: Any) -> TwilioSmsConfig:
 
 
 def _message(text: str = "Hola Ana, su cuota de S/ 150.00 vence mañana.", **kw: Any) -> Any:
-    fields: dict[str, Any] = {"message_id": "out_1", "idempotency_key": "idem_1", "to": TO}
-    fields.update(kw)
-    fields.setdefault("content", SmsContent(text=text))
-    return OutboundMessage(**fields)
+    return sms_message(text, **{"to": TO, **kw})
 
 
 def _send(fake: TwilioFake, message: Any = None, secrets: Any = SECRETS, **config: Any) -> Any:
-    host = FakeHost()
-    provider = TwilioSmsProvider()
-    ctx = host.context(provider, config=_config(fake, **config), secrets=secrets)
-    result = run(provider.send(message or _message(), ctx))
-    assert host.leaked_secrets(secrets) == []
-    return result
+    return send_checked(TwilioSmsProvider(), _config(fake, **config), secrets,
+                        message or _message())
 
 
 def _status_params(sid: str, status: str, **extra: str) -> list[tuple[str, str]]:
