@@ -8,11 +8,10 @@ on PostgreSQL, a recursive CTE on SQLite), builds ``debtor_balances`` with the r
 set-based refresh, saves a realistic 10-segment rule set (aging, amounts in PEN and USD,
 zone, risk score, stage) and prints:
 
-* full segmentation run (stages + segments in one pass; first run = every debtor moves, so
-  1M rows each go to stage_history, debtor_stages, segment_history and segment_memberships,
-  where PostgreSQL's per-row foreign-key checks dominate: since migration 0009 only the
-  current-state tables have references, 2 per row; second run = steady state, one read of
-  the summary), on PostgreSQL and on SQLite;
+* full segmentation run (stages + segments in one pass; first run = every debtor is placed,
+  so 1M rows each go to debtor_placements and placement_history, neither with foreign keys
+  since migration 0011; second run = steady state, one read of the summary and the
+  placements), on PostgreSQL and on SQLite;
 * preview of the same rule set (PostgreSQL);
 * single-debtor re-evaluation, median of 50 (PostgreSQL);
 * DuckDB: the same per-debtor aggregation and CASE over the same rows exported to Parquet
@@ -50,7 +49,7 @@ from cartera.db import migrate
 from cartera.db.engine import make_engine, make_sessionmaker
 from cartera.payments.allocation import DebtorScope, refresh_balances
 from cartera.segmentation import schemas, service
-from cartera.segmentation.models import Segment, SegmentMembership, SegmentRun
+from cartera.segmentation.models import Placement, Segment, SegmentRun
 
 
 def _dpd(low: int, high: int | None = None) -> dict[str, Any]:
@@ -114,8 +113,8 @@ EXPORTS = {
     "debtors": "SELECT id, zone, risk_score FROM debtors WHERE tenant_id = {t}",
     "balances": "SELECT debtor_id, currency, overdue_minor, outstanding_minor, "
                 "oldest_unpaid_due_date FROM debtor_balances WHERE tenant_id = {t}",
-    "stages": "SELECT ds.debtor_id, s.code FROM debtor_stages ds JOIN stages s "
-              "ON s.id = ds.stage_id WHERE ds.tenant_id = {t}",
+    "stages": "SELECT p.debtor_id, s.code FROM debtor_placements p JOIN stages s "
+              "ON s.id = p.stage_id WHERE p.tenant_id = {t}",
 }
 
 
@@ -218,9 +217,8 @@ async def preview_and_reevaluate(url: str, tenant_id: int, as_of: date,
             preview = time.perf_counter() - started
             await session.rollback()
             low, high = (await session.execute(
-                select(func.min(SegmentMembership.debtor_id),
-                       func.max(SegmentMembership.debtor_id))
-                .where(SegmentMembership.tenant_id == tenant_id))).one()
+                select(func.min(Placement.debtor_id), func.max(Placement.debtor_id))
+                .where(Placement.tenant_id == tenant_id))).one()
         rng = random.Random(7)
         timings = []
         for _ in range(samples):
@@ -241,7 +239,7 @@ async def counts_by_code(url: str, tenant_id: int) -> dict[str, int]:
         async with make_sessionmaker(engine)() as session:
             rows = (await session.execute(
                 select(Segment.code, func.count()).join(
-                    SegmentMembership, SegmentMembership.segment_id == Segment.id)
+                    Placement, Placement.segment_id == Segment.id)
                 .where(Segment.tenant_id == tenant_id).group_by(Segment.code))).all()
     finally:
         await engine.dispose()

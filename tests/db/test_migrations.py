@@ -1,4 +1,5 @@
-"""Migrations keep data: 0008 rebuilds SQLite tables that other tables reference."""
+"""Migrations keep data: 0008 rebuilds SQLite tables that other tables reference; 0011
+merges the stage and segment tables into placements."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 
 from cartera.db import migrate
 
@@ -75,3 +77,58 @@ async def test_the_migrations_build_exactly_the_models(database_url: str) -> Non
             assert await conn.run_sync(diff) == []
     finally:
         await engine.dispose()
+
+
+_EVALUATED = [
+    "INSERT INTO stages (id, tenant_id, code, name, position, min_dpd, max_dpd, active, "
+    "created_at, updated_at) VALUES (40, 1, 'early', 'Early', 0, 0, 30, 1, '2026-01-01', "
+    "'2026-01-01'), (41, 1, 'late', 'Late', 1, 31, NULL, 1, '2026-01-01', '2026-01-01')",
+    "INSERT INTO segments (id, tenant_id, code, name, position, rule, version, active, "
+    "created_at, updated_at) VALUES (50, 1, 'all', 'All', 0, '{}', 1, 1, '2026-01-01', "
+    "'2026-01-01')",
+    "INSERT INTO debtor_stages (tenant_id, debtor_id, stage_id, manual, reason, set_by, "
+    "set_at) VALUES (1, 10, 41, 1, 'lawsuit', 'ana', '2026-01-03')",
+    "INSERT INTO segment_memberships (tenant_id, debtor_id, segment_id, entered_at) "
+    "VALUES (1, 10, 50, '2026-01-02')",
+    "INSERT INTO stage_history (id, tenant_id, debtor_id, from_stage_id, to_stage_id, at, "
+    "manual, reason, actor) VALUES (7, 1, 10, NULL, 40, '2026-01-02', 0, NULL, 'run 1'), "
+    "(8, 1, 10, 40, 41, '2026-01-03', 1, 'lawsuit', 'ana')",
+    "INSERT INTO segment_history (id, tenant_id, debtor_id, from_segment_id, to_segment_id, "
+    "run_id, at) VALUES (7, 1, 10, NULL, 50, 1, '2026-01-02')",
+]
+
+
+def test_0011_carries_stages_segments_and_both_histories_into_placements(
+        tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    migrate.upgrade(url, "0010")
+    with sqlite3.connect(path) as db:
+        for sql in _ROWS[:2] + _EVALUATED:
+            db.execute(sql)
+    migrate.upgrade(url)
+    db = sqlite3.connect(path)
+    assert db.execute(
+        "SELECT debtor_id, stage_id, stage_manual, stage_reason, stage_set_by, segment_id, "
+        "segment_entered_at FROM debtor_placements").fetchall() == [
+        (10, 41, 1, "lawsuit", "ana", 50, "2026-01-02")]
+    assert db.execute(
+        "SELECT at, from_stage_id, to_stage_id, manual, actor, from_segment_id, "
+        "to_segment_id, run_id FROM placement_history ORDER BY id").fetchall() == [
+        ("2026-01-02", None, 40, 0, "run 1", None, None, None),
+        ("2026-01-02", None, None, 0, None, None, 50, 1),
+        ("2026-01-03", 40, 41, 1, "ana", None, None, None)]
+    assert not db.execute("SELECT name FROM sqlite_master WHERE name IN ('debtor_stages', "
+                          "'segment_memberships', 'stage_history', 'segment_history')"
+                          ).fetchall()
+    db.close()
+    command.downgrade(migrate.alembic_config(url), "0010")  # and back, losing nothing
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT debtor_id, stage_id, manual, reason FROM debtor_stages"
+                          ).fetchall() == [(10, 41, 1, "lawsuit")]
+        assert db.execute("SELECT debtor_id, segment_id FROM segment_memberships"
+                          ).fetchall() == [(10, 50)]
+        assert db.execute("SELECT from_stage_id, to_stage_id FROM stage_history ORDER BY id"
+                          ).fetchall() == [(None, 40), (40, 41)]
+        assert db.execute("SELECT to_segment_id, run_id FROM segment_history").fetchall() == [
+            (50, 1)]

@@ -219,10 +219,10 @@ async def test_a_run_segments_with_the_stage_it_gives_in_the_same_pass(
     assert (await run(tenant, run_jobs))["moves"] == 0
 
 
-async def test_deleting_a_debtor_deletes_its_history(tenant: TenantClient,
-                                                     run_jobs: RunJobs) -> None:
-    # The history tables are event logs without foreign keys (migration 0009): nothing
-    # cascades, so deleting the debtor deletes its stage and segment history explicitly.
+async def test_deleting_a_debtor_deletes_its_placement_and_history(
+        tenant: TenantClient, run_jobs: RunJobs) -> None:
+    # Placements and their history have no foreign keys (migration 0011): nothing cascades,
+    # so deleting the debtor deletes them explicitly.
     await tenant.api.put("/v1/segments", json={"segments": [
         {"code": "rest", "name": "Rest", "rule": {"all": []}}]})
     gone, kept = await debtor(tenant, "GONE"), await debtor(tenant, "KEPT")
@@ -235,6 +235,36 @@ async def test_deleting_a_debtor_deletes_its_history(tenant: TenantClient,
     for path in ("/v1/stages/history", "/v1/segments/history"):
         assert (await tenant.api.get(path, params={"debtor_id": gone})).json()["data"] == []
         assert len((await tenant.api.get(path, params={"debtor_id": kept})).json()["data"]) == 1
+    segments = (await tenant.api.get("/v1/segments")).json()["segments"]
+    assert [s["debtors"] for s in segments] == [1]
+    stages = (await tenant.api.get("/v1/stages")).json()["stages"]
+    assert sum(s["debtors"] for s in stages) == 1
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CARTERA_TEST_DATABASE_URL", "").startswith(("postgres", "postgresql")),
+    reason="needs CARTERA_TEST_DATABASE_URL on PostgreSQL (SQLite has one writer)")
+async def test_a_debtor_deletion_waits_for_the_running_segmentation(
+        app: Any, tenant: TenantClient) -> None:
+    # A run could otherwise place a debtor deleted under it (placements have no foreign
+    # key): the run's exclusive advisory lock holds the deletion back until it commits.
+    from cartera.db.engine import tenant_session
+    from cartera.segmentation.apply import lock_tenant_placements
+    from cartera.segmentation.service import delete_debtor_placement
+
+    d = await debtor(tenant, "LOCKED")
+    sessionmaker = app.state.ctx.sessionmaker
+
+    async def delete() -> None:
+        async with tenant_session(sessionmaker, tenant.tenant_id) as session:
+            await delete_debtor_placement(session, tenant.tenant_id, d)
+
+    async with tenant_session(sessionmaker, tenant.tenant_id) as run:
+        await lock_tenant_placements(run, tenant.tenant_id, shared=False)
+        deletion = asyncio.create_task(delete())
+        await asyncio.sleep(0.5)
+        assert not deletion.done()
+    await asyncio.wait_for(deletion, 5)
 
 
 @pytest.mark.skipif(

@@ -61,7 +61,7 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
         tags=[OpenAPITag(name=n) for n in ("OAuth2", "Portfolios", "Debtors", "Obligations",
                                             "Payments", "Imports", "Reports", "Segments", "Jobs",
                                             "Plugins", "Integrations", "Webhooks",
-                                            "Messaging",
+                                            "Messaging", "Negotiation",
                                             "Operations")],
         components=Components(security_schemes={
             OAUTH2_SCHEME: SecurityScheme(
@@ -83,13 +83,14 @@ def route_handlers() -> list[Any]:
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
+    from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController]
+            StageController, *NEGOTIATION_ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

@@ -17,6 +17,8 @@ SCOPES: dict[str, str] = {
     "integrations:write": "Create, change, disable and test integrations",
     "messaging:read": "Read templates, interactions and opt-out keywords",
     "messaging:write": "Manage templates, send messages, record interactions",
+    "negotiation:read": "Read promises to pay and installment plans",
+    "negotiation:write": "Record and cancel promises to pay and installment plans",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 

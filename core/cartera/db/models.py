@@ -8,6 +8,7 @@ from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
 from cartera.jobs.models import Job
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
+from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.payments.models import Allocation, Payment
 from cartera.portfolio.models import (
     ContactPoint,
@@ -19,28 +20,27 @@ from cartera.portfolio.models import (
     RelatedParty,
 )
 from cartera.segmentation.models import (
-    DebtorStage,
+    Placement,
+    PlacementMove,
     Segment,
-    SegmentMembership,
-    SegmentMove,
     SegmentRun,
     Stage,
-    StageMove,
 )
 from cartera.tenants.models import Tenant
 
 __all__ = [
     "Allocation",
+    "Arrangement",
     "AuditEntry",
     "Base",
     "ContactPoint",
     "Debtor",
     "DebtorBalance",
-    "DebtorStage",
     "DebtorTag",
     "IdempotencyRecord",
     "ImportRowError",
     "ImportRun",
+    "Installment",
     "Integration",
     "Interaction",
     "InteractionEvent",
@@ -50,15 +50,15 @@ __all__ = [
     "Obligation",
     "OptOutKeyword",
     "Payment",
+    "Placement",
+    "PlacementMove",
     "Portfolio",
+    "Promise",
     "RelatedParty",
     "Segment",
-    "SegmentMembership",
-    "SegmentMove",
     "SegmentRun",
     "SigningKey",
     "Stage",
-    "StageMove",
     "Tenant",
     "WebhookDelivery",
     "WebhookEvent",

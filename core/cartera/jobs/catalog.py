@@ -12,6 +12,7 @@ HANDLER_MODULES = (
     "cartera.messaging.batch",
     "cartera.messaging.inbound",
     "cartera.messaging.sending",
+    "cartera.negotiation.jobs",
     "cartera.plugins.events",
     "cartera.segmentation.jobs",
     "cartera.segmentation.schedule",

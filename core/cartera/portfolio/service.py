@@ -205,9 +205,9 @@ async def delete_debtor(session: AsyncSession, actor: Actor, debtor_id: int) -> 
     has_money = await session.scalar(select(exists().where(Obligation.debtor_id == debtor.id)))
     if has_money:
         raise Conflict("a debtor with obligations cannot be deleted", code="debtor_has_obligations")
-    from cartera.segmentation.service import delete_debtor_history
+    from cartera.segmentation.service import delete_debtor_placement
 
-    await delete_debtor_history(session, actor.tenant_id, debtor.id)
+    await delete_debtor_placement(session, actor.tenant_id, debtor.id)
     await session.delete(debtor)
     audit.record(session, actor, "debtor.deleted", "debtor", debtor_id, {})
 

@@ -1,24 +1,25 @@
 """One evaluation pass: every debtor's (or one debtor's) stage and segment, applied.
 
 :meth:`rules.CompiledRules.select_pass` computes, in one statement over ``debtors`` LEFT JOIN
-the per-debtor summary, each debtor's days-past-due stage, its stored stage, its segment
-(computed with the stage it is being given) and its stored segment. Only the rows where
-something changes are kept:
+the per-debtor summary and the stored placement, each debtor's days-past-due stage, its
+stored stage, its segment (computed with the stage it is being given) and its stored
+segment. Only the rows where something changes are kept:
 
 * whole portfolio: into a temporary table (``INSERT ... SELECT ... WHERE changed``), from
-  which six set-based statements append the stage and segment history and update or
-  insert the stored stage and membership. In the steady state (a daily run where few
-  debtors move) the table is nearly empty, so the run costs one read of the summary;
+  which three set-based statements append the history and update or insert the
+  placements. In the steady state (a daily run where few debtors move) the table is nearly
+  empty, so the run costs one read of the summary;
 * one debtor: the pass is one row, read into Python, and only the writes it calls for are
-  issued (none when nothing changed) — a handful of statements instead of a dozen.
+  issued (none when nothing changed).
 
-A tenant's first run is the opposite of the steady state: every debtor gets a stage and a
-segment, so four rows per debtor are written. On PostgreSQL its cost is the per-row
-foreign-key checks, which is why the two history tables (append-only logs of ids that are
-never deleted) have none since migration 0009; the current-state tables keep theirs (the
-debtor, cascading on its deletion, and the stage or segment). Measured at 200k debtors on
-the bench machine: 8.4 s before, 5.1 s after, of which 3.5 s are the two current-state
-inserts (about 2 µs per row to write, 7 µs to check its two references).
+A tenant's first run is the opposite of the steady state: every debtor is placed, so two
+rows per debtor are written (placement and history). Neither table has foreign keys
+(measured at 1M debtors on the bench machine: a debtor reference alone cost 5.5 s per
+table; before migration 0011 a first run wrote four rows per debtor and checked four
+references, 23-32 s). Their guarantee is kept by locks, cheaper because they are taken
+once: :func:`lock_tenant_placements` makes a whole-portfolio run and a debtor's deletion
+exclude each other (so a run never places a debtor deleted under it), and a one-debtor
+pass that writes locks its debtor row as a reference check would.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    case,
     column,
+    false,
     func,
     insert,
     literal,
+    null,
     or_,
     select,
     table,
@@ -48,14 +52,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.db.base import UtcDateTime
+from cartera.portfolio.models import Debtor
 from cartera.segmentation import rules, stages
-from cartera.segmentation.models import (
-    DebtorStage,
-    Segment,
-    SegmentMembership,
-    SegmentMove,
-    StageMove,
-)
+from cartera.segmentation.models import Placement, PlacementMove, Segment
 
 PASS_TABLE = "segmentation_pass"
 _COLUMNS = (("debtor_id", BigInteger), ("dpd_stage", BigInteger), ("cur_stage", BigInteger),
@@ -79,13 +78,13 @@ def _table(model: type) -> Table:
 
 
 def stage_changes(e: Any) -> ColumnElement[bool]:
-    """The stored stage is missing, or follows days past due and differs from it."""
+    """The debtor has no placement yet, or its stage follows days past due and differs."""
     return or_(e.c.cur_stage.is_(None),
                and_(e.c.manual.is_(False), e.c.cur_stage != e.c.dpd_stage))
 
 
 def segment_changes(e: Any) -> ColumnElement[bool]:
-    """The membership is missing or differs from the computed segment."""
+    """The stored segment is missing or differs from the computed one."""
     return or_(e.c.cur_segment.is_(None), e.c.cur_segment != e.c.outcome)
 
 
@@ -115,10 +114,26 @@ async def plan_whole_portfolio(session: AsyncSession) -> None:
         await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
 
 
+async def lock_tenant_placements(session: AsyncSession, tenant_id: int, *,
+                                 shared: bool) -> None:
+    """Until the transaction ends, on PostgreSQL: a whole-portfolio pass (exclusive) and
+    debtor deletions (``shared``) of the tenant exclude each other. This is what keeps the
+    placements, which have no foreign keys, from naming a debtor deleted during a run.
+    SQLite has one writer at a time: nothing to do."""
+    if session.get_bind().dialect.name == "postgresql":
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await session.execute(text(f"SELECT {fn}(:space, :tenant)"),
+                              {"space": _LOCK_SPACE, "tenant": tenant_id})
+
+
+_LOCK_SPACE = 0x5E6  # the first key of the two-key advisory lock: "placements"
+
+
 async def apply_all(session: AsyncSession, p: Pass, sel: Any) -> int:
     """Stage the changed rows of ``sel`` (a pass over every debtor) in a temporary table
     and apply them set-based; returns how many debtors changed segment."""
     pg = session.get_bind().dialect.name == "postgresql"
+    await lock_tenant_placements(session, p.tenant_id, shared=False)
     await plan_whole_portfolio(session)
     e = sel.subquery("e")
     where = or_(stage_changes(e), segment_changes(e)) if p.segments else stage_changes(e)
@@ -127,10 +142,11 @@ async def apply_all(session: AsyncSession, p: Pass, sel: Any) -> int:
                                                 select(*e.c).where(where)))
     if pg:
         await session.execute(text(f"ANALYZE {PASS_TABLE}"))
-    await _apply_stages(session, p, t)
+    await _append_history(session, p, t)
+    await _update_placements(session, p, t)
+    await _insert_placements(session, p, t)
     moves = 0
     if p.segments:
-        await _apply_segments(session, p, t)
         moves = int(await session.scalar(
             select(func.count()).select_from(t).where(segment_changes(t))) or 0)
     await session.execute(text(f"DROP TABLE {'pg_temp' if pg else 'temp'}.{PASS_TABLE}"))
@@ -150,44 +166,58 @@ async def _temp_table(session: AsyncSession, pg: bool) -> Any:
     return table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
 
 
-async def _apply_stages(session: AsyncSession, p: Pass, t: Any) -> None:
-    """Append the stage moves, then update the stages that follow days past due and insert
-    the first ones."""
-    ds, h = _table(DebtorStage), _table(StageMove)
-    await session.execute(insert(h).from_select(
-        ["tenant_id", "debtor_id", "from_stage_id", "to_stage_id", "at", "manual", "actor"],
-        select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.cur_stage, t.c.dpd_stage,
-               literal(p.now, UtcDateTime()), literal(False, Boolean),
-               literal(p.actor, String)).where(stage_changes(t))))
-    await session.execute(
-        update(ds).where(ds.c.tenant_id == p.tenant_id, ds.c.debtor_id == t.c.debtor_id,
-                         ds.c.manual.is_(False), t.c.cur_stage.is_not(None),
-                         t.c.manual.is_(False), t.c.cur_stage != t.c.dpd_stage)
-        .values(stage_id=t.c.dpd_stage, set_at=p.now))
-    await session.execute(insert(ds).from_select(
-        ["tenant_id", "debtor_id", "stage_id", "manual", "set_at"],
+def _if(cond: ColumnElement[bool], value: Any) -> Any:
+    """``value`` where ``cond`` holds, else NULL (a part of a move that did not change)."""
+    return case((cond, value), else_=null())
+
+
+def _changes(p: Pass, t: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """(stage changes, segment changes) of the pass rows ``t``."""
+    return stage_changes(t), segment_changes(t) if p.segments else false()
+
+
+async def _append_history(session: AsyncSession, p: Pass, t: Any) -> None:
+    """One history row per changed debtor, with the part(s) that changed."""
+    staged, segmented = _changes(p, t)
+    await session.execute(insert(_table(PlacementMove)).from_select(
+        ["tenant_id", "debtor_id", "at", "actor", "manual", "from_stage_id", "to_stage_id",
+         "from_segment_id", "to_segment_id", "run_id"],
+        select(literal(p.tenant_id, BigInteger), t.c.debtor_id,
+               literal(p.now, UtcDateTime()), literal(p.actor, String),
+               literal(False, Boolean), _if(staged, t.c.cur_stage), _if(staged, t.c.dpd_stage),
+               _if(segmented, t.c.cur_segment), _if(segmented, t.c.outcome),
+               _if(segmented, literal(p.run_id, BigInteger)))))
+
+
+async def _update_placements(session: AsyncSession, p: Pass, t: Any) -> None:
+    """Move the placed debtors that changed: the stage where it follows days past due and
+    differs, the segment where it differs."""
+    pl = _table(Placement)
+    staged = and_(pl.c.stage_manual.is_(False), t.c.manual.is_(False),
+                  t.c.cur_stage != t.c.dpd_stage)
+    values: dict[str, Any] = {
+        "stage_id": case((staged, t.c.dpd_stage), else_=pl.c.stage_id),
+        "stage_set_at": case((staged, literal(p.now, UtcDateTime())),
+                             else_=pl.c.stage_set_at)}
+    if p.segments:
+        segmented = segment_changes(t)
+        values |= {"segment_id": case((segmented, t.c.outcome), else_=pl.c.segment_id),
+                   "segment_entered_at": case((segmented, literal(p.now, UtcDateTime())),
+                                              else_=pl.c.segment_entered_at)}
+    await session.execute(update(pl).where(
+        pl.c.tenant_id == p.tenant_id, pl.c.debtor_id == t.c.debtor_id,
+        t.c.cur_stage.is_not(None)).values(values))
+
+
+async def _insert_placements(session: AsyncSession, p: Pass, t: Any) -> None:
+    """Place the debtors seen for the first time."""
+    entered = literal(p.now, UtcDateTime()) if p.segments else null()
+    await session.execute(insert(_table(Placement)).from_select(
+        ["tenant_id", "debtor_id", "stage_id", "stage_manual", "stage_set_at", "segment_id",
+         "segment_entered_at"],
         select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.dpd_stage,
-               literal(False, Boolean), literal(p.now, UtcDateTime()))
+               literal(False, Boolean), literal(p.now, UtcDateTime()), t.c.outcome, entered)
         .where(t.c.cur_stage.is_(None))))
-
-
-async def _apply_segments(session: AsyncSession, p: Pass, t: Any) -> None:
-    """Append the segment moves, then update the changed memberships and insert the
-    first ones."""
-    m, h = _table(SegmentMembership), _table(SegmentMove)
-    await session.execute(insert(h).from_select(
-        ["tenant_id", "debtor_id", "from_segment_id", "to_segment_id", "run_id", "at"],
-        select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.cur_segment, t.c.outcome,
-               literal(p.run_id, BigInteger), literal(p.now, UtcDateTime()))
-        .where(segment_changes(t))))
-    await session.execute(
-        update(m).where(m.c.tenant_id == p.tenant_id, m.c.debtor_id == t.c.debtor_id,
-                        t.c.cur_segment.is_not(None), t.c.cur_segment != t.c.outcome)
-        .values(segment_id=t.c.outcome, entered_at=p.now))
-    await session.execute(insert(m).from_select(
-        ["tenant_id", "debtor_id", "segment_id", "entered_at"],
-        select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.outcome,
-               literal(p.now, UtcDateTime())).where(t.c.cur_segment.is_(None))))
 
 
 # --- one debtor ---------------------------------------------------------------------------
@@ -198,45 +228,34 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     row = (await session.execute(sel)).mappings().first()
     if row is None:
         return 0
-    debtor_id = int(row["debtor_id"])
-    if row["cur_stage"] is None or (not row["manual"] and row["cur_stage"] != row["dpd_stage"]):
-        await _set_stage(session, p, debtor_id, row["cur_stage"], int(row["dpd_stage"]))
-    if not p.segments or row["cur_segment"] == row["outcome"]:
+    cur_stage, cur_segment = row["cur_stage"], row["cur_segment"]
+    staged = cur_stage is None or (not row["manual"] and cur_stage != row["dpd_stage"])
+    segmented = p.segments and cur_segment != row["outcome"]
+    if not (staged or segmented):
         return 0
-    await _set_segment(session, p, debtor_id, row["cur_segment"], int(row["outcome"]))
-    return 1
-
-
-async def _set_stage(session: AsyncSession, p: Pass, debtor_id: int, current: int | None,
-                     stage_id: int) -> None:
-    """Record the move and store ``stage_id`` (insert when ``current`` is None)."""
-    ds = _table(DebtorStage)
-    await session.execute(insert(_table(StageMove)).values(
-        tenant_id=p.tenant_id, debtor_id=debtor_id, from_stage_id=current,
-        to_stage_id=stage_id, at=p.now, manual=False, actor=p.actor))
-    if current is None:
-        await session.execute(insert(ds).values(tenant_id=p.tenant_id, debtor_id=debtor_id,
-                                                stage_id=stage_id, manual=False, set_at=p.now))
+    debtor_id = int(row["debtor_id"])
+    await session.execute(select(Debtor.id).where(Debtor.id == debtor_id)
+                          .with_for_update(key_share=True))  # see the module docstring
+    stage_id = int(row["dpd_stage"]) if staged else None
+    segment_id = int(row["outcome"]) if segmented else None
+    await session.execute(insert(_table(PlacementMove)).values(
+        tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
+        from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
+        from_segment_id=cur_segment if segmented else None, to_segment_id=segment_id,
+        run_id=p.run_id if segmented else None))
+    pl = _table(Placement)
+    values: dict[str, Any] = {}
+    if staged:
+        values |= {"stage_id": stage_id, "stage_set_at": p.now}
+    if segmented:
+        values |= {"segment_id": segment_id, "segment_entered_at": p.now}
+    if cur_stage is None:
+        await session.execute(insert(pl).values(tenant_id=p.tenant_id, debtor_id=debtor_id,
+                                                stage_manual=False, **values))
     else:
-        await session.execute(update(ds).where(
-            ds.c.debtor_id == debtor_id, ds.c.tenant_id == p.tenant_id,
-            ds.c.manual.is_(False)).values(stage_id=stage_id, set_at=p.now))
-
-
-async def _set_segment(session: AsyncSession, p: Pass, debtor_id: int, current: int | None,
-                       segment_id: int) -> None:
-    """Record the move and store ``segment_id`` (insert when ``current`` is None)."""
-    m = _table(SegmentMembership)
-    await session.execute(insert(_table(SegmentMove)).values(
-        tenant_id=p.tenant_id, debtor_id=debtor_id, from_segment_id=current,
-        to_segment_id=segment_id, run_id=p.run_id, at=p.now))
-    if current is None:
-        await session.execute(insert(m).values(tenant_id=p.tenant_id, debtor_id=debtor_id,
-                                               segment_id=segment_id, entered_at=p.now))
-    else:
-        await session.execute(update(m).where(
-            m.c.debtor_id == debtor_id, m.c.tenant_id == p.tenant_id)
-            .values(segment_id=segment_id, entered_at=p.now))
+        await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
+                                               pl.c.tenant_id == p.tenant_id).values(values))
+    return 1 if segmented else 0
 
 
 async def restage_one(session: AsyncSession, tenant_id: int, debtor_id: int, as_of: date,

@@ -18,6 +18,13 @@ not reversed with ``paid_on`` in the ``days`` days ending on ``as_of`` (``{"feat
 some contact point passes the contact gate's own channel checks (its kind reaches the
 ``channel`` per ``messaging.gate.CONTACT_KINDS``, consent not revoked, the channel not opted
 out). Both are computed as ``GROUP BY debtor_id`` aggregates joined once, never per debtor.
+
+Negotiation (:mod:`cartera.negotiation`) adds two more, each one aggregate of the same kind:
+``broken_promises`` counts the debtor's promises to pay broken as of ``as_of`` (status
+broken, or still pending with a promised date before ``as_of``); with ``days`` only those
+whose promised date is in the ``days`` days before ``as_of`` ([as_of - days, as_of), so
+``days: 1`` is a promise that fell due yesterday). ``active_installment_plan`` is true when
+the debtor has an installment plan in status active.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from sqlalchemy import (
 from cartera import money
 from cartera.errors import Invalid
 from cartera.messaging.gate import CONTACT_KINDS
+from cartera.negotiation.models import Arrangement, Promise
 from cartera.payments.models import Payment
 from cartera.portfolio import aging
 from cartera.portfolio.models import (
@@ -61,7 +69,7 @@ from cartera.portfolio.models import (
     Obligation,
     Portfolio,
 )
-from cartera.segmentation.models import DebtorStage, SegmentMembership, Stage
+from cartera.segmentation.models import Placement, Stage
 
 ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
 ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
@@ -83,6 +91,7 @@ class FeatureSpec:
     description: str = ""
     days: bool = False  # the comparison names a window of ``days`` (1..MAX_WINDOW)
     channel: bool = False  # the comparison names a contact ``channel``
+    optional_days: bool = False  # with ``days``: the window may be left out (no window)
 
 
 FEATURES: dict[str, FeatureSpec] = {
@@ -117,6 +126,15 @@ FEATURES: dict[str, FeatureSpec] = {
         description="True when some contact point can be used on ``channel`` as the contact "
                     "gate sees it: a kind that channel reaches, consent not revoked, the "
                     "channel not opted out."),
+    "broken_promises": FeatureSpec(
+        "int", ORDERED_OPS, days=True, optional_days=True,
+        description="How many of the debtor's promises to pay are broken as of the "
+                    "evaluation date (status broken, or pending with a promised date before "
+                    "it); with ``days``, only those whose promised date is in the ``days`` "
+                    "days before it: promised_date in [as_of - days, as_of)."),
+    "active_installment_plan": FeatureSpec(
+        "bool", ("eq", "ne"),
+        description="True when the debtor has an installment plan in status active."),
 }
 CHANNELS = tuple(CONTACT_KINDS)
 
@@ -129,7 +147,7 @@ class Comparison:
     values: tuple[Any, ...]  # normalised: minor units for amounts, one item unless in/between
     currency: str | None
     attr_type: str | None = None  # str | num | bool for attributes.<name>
-    days: int | None = None  # the window of payments_last_days
+    days: int | None = None  # the window of payments_last_days (or broken_promises)
     channel: str | None = None  # the channel of consent
 
 
@@ -244,10 +262,11 @@ def _parse_comparison(raw: dict[str, Any], path: str) -> Comparison:
 
 
 def _parse_days(raw: dict[str, Any], spec: FeatureSpec, feature: str, path: str) -> int | None:
-    """The ``days`` window: required (1..MAX_WINDOW) where the feature counts over one,
-    refused elsewhere; errors name ``path.days`` (like ``currency``)."""
+    """The ``days`` window: required (1..MAX_WINDOW) where the feature counts over one
+    (optional where ``optional_days``), refused elsewhere; errors name ``path.days`` (like
+    ``currency``)."""
     if "days" not in raw:
-        if spec.days:
+        if spec.days and not spec.optional_days:
             raise _fail(f"{feature} needs days: the window to count over, e.g. 30",
                         "missing_days", f"{path}.days")
         return None
@@ -387,35 +406,74 @@ class CompiledRules:
         self._balance_cols = cols
         used = [c for r in self.rules for c in walk(r)]
         self.uses_stage = any(c.feature == "stage" for c in used)
-        self.windows = sorted({c.days for c in used if c.days is not None})
+        self.windows = sorted({c.days for c in used
+                               if c.days is not None and c.feature == "payments_last_days"})
         self.channels = sorted({c.channel for c in used if c.channel is not None})
-        self.ds = DebtorStage.__table__.alias("ds")
+        # broken_promises windows; None (no ``days``) counts every broken promise
+        self.promise_windows: list[int | None] = sorted(
+            {c.days for c in used if c.feature == "broken_promises"},
+            key=lambda n: -1 if n is None else n)
+        self.uses_plans = any(c.feature == "active_installment_plan" for c in used)
+        self.pl = Placement.__table__.alias("pl")
         self.st = Stage.__table__.alias("st")
 
     def _from(self, b: Any, extras: Sequence[Any], stage_id: Any = None) -> Any:
         """``debtors`` LEFT JOIN the summary, the extras and (when a rule reads the stage,
-        or ``stage_id`` is given) ``debtor_stages``; ``stages`` joins on ``stage_id`` (an
-        expression over ``ds``: the stage the debtor is being given) or the stored one."""
+        or ``stage_id`` is given) ``debtor_placements``; ``stages`` joins on ``stage_id`` (an
+        expression over ``pl``: the stage the debtor is being given) or the stored one."""
         joined = self.d.outerjoin(b, b.c.debtor_id == self.d.c.id)
         for x in extras:
             joined = joined.outerjoin(x, x.c.debtor_id == self.d.c.id)
         if self.uses_stage or stage_id is not None:
-            joined = joined.outerjoin(self.ds, self.ds.c.debtor_id == self.d.c.id)
+            joined = joined.outerjoin(self.pl, self.pl.c.debtor_id == self.d.c.id)
         if self.uses_stage:
-            on = self.ds.c.stage_id if stage_id is None else stage_id
+            on = self.pl.c.stage_id if stage_id is None else stage_id
             joined = joined.outerjoin(self.st, self.st.c.id == on)
         return joined
 
     def _extras(self, debtor_id: int | None) -> dict[str, Any]:
         """The per-debtor aggregates the rules need besides the balance summary: ``pay``
-        (payments per window) and ``cp`` (usable contact points per channel), each one
-        ``GROUP BY debtor_id`` sub-select joined once, never a per-debtor look-up."""
+        (payments per window), ``cp`` (usable contact points per channel), ``pr`` (broken
+        promises per window) and ``ar`` (active installment plans), each one ``GROUP BY
+        debtor_id`` sub-select joined once, never a per-debtor look-up."""
         found: dict[str, Any] = {}
         if self.windows:
             found["pay"] = self._payments(debtor_id)
         if self.channels:
             found["cp"] = self._contacts(debtor_id)
+        if self.promise_windows:
+            found["pr"] = self._promises(debtor_id)
+        if self.uses_plans:
+            found["ar"] = self._plans(debtor_id)
         return found
+
+    def _promises(self, debtor_id: int | None) -> Any:
+        """``brk_<i>``: the debtor's promises broken as of ``as_of`` (status broken, or
+        pending with a promised date before ``as_of``: due, the periodic job has not yet
+        marked it) whose promised date is in ``[as_of - promise_windows[i], as_of)`` (any
+        date when the window is None), counted in one pass over the widest window."""
+        pr = Promise.__table__
+        cols = [(func.count() if n is None else
+                 func.sum(case((pr.c.promised_date >= self._bound(n), 1), else_=0)))
+                .label(f"brk_{i}") for i, n in enumerate(self.promise_windows)]
+        stmt = select(pr.c.debtor_id, *cols).where(
+            pr.c.tenant_id == self.tenant_id, pr.c.status.in_(("pending", "broken")),
+            pr.c.promised_date < self.as_of)
+        widest = self.promise_windows[-1]
+        if None not in self.promise_windows and widest is not None:
+            stmt = stmt.where(pr.c.promised_date >= self._bound(widest))
+        if debtor_id is not None:
+            stmt = stmt.where(pr.c.debtor_id == debtor_id)
+        return stmt.group_by(pr.c.debtor_id).subquery("pr")
+
+    def _plans(self, debtor_id: int | None) -> Any:
+        """``plans_active``: how many installment plans of the debtor are active."""
+        a = Arrangement.__table__
+        stmt = select(a.c.debtor_id, func.count().label("plans_active")).where(
+            a.c.tenant_id == self.tenant_id, a.c.status == "active")
+        if debtor_id is not None:
+            stmt = stmt.where(a.c.debtor_id == debtor_id)
+        return stmt.group_by(a.c.debtor_id).subquery("ar")
 
     def _payments(self, debtor_id: int | None) -> Any:
         """``pay_<i>``: payments not reversed with ``paid_on`` in ``(as_of - windows[i],
@@ -487,24 +545,22 @@ class CompiledRules:
         as its id in ``stage_ids``); ``cur_stage`` and ``manual`` (the stored stage, NULL
         when none); ``outcome`` (the segment, NULL without rules) computed with the stage
         the debtor is being given (the manual one, else ``dpd_stage``); ``cur_segment``
-        (the stored membership, NULL when none).
+        (the stored segment, NULL when none).
         """
         b = self._summary(debtor_id)
         x = self._extras(debtor_id)
         dpd = case(*[(self.expr(r, b, x), literal_column(str(int(i))))
                      for r, i in zip(stage_rules, stage_ids, strict=True)])
-        ds = self.ds
-        given = case((ds.c.manual.is_(True), ds.c.stage_id), else_=dpd)
+        pl = self.pl
+        given = case((pl.c.stage_manual.is_(True), pl.c.stage_id), else_=dpd)
         whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
                                         for rule, o in zip(self.rules, outcomes, strict=True)]
         outcome = case(*whens) if whens else cast(null(), BigInteger)
-        m = SegmentMembership.__table__.alias("m")
         d = self.d
         stmt = (select(d.c.id.label("debtor_id"), dpd.label("dpd_stage"),
-                       ds.c.stage_id.label("cur_stage"), ds.c.manual.label("manual"),
-                       outcome.label("outcome"), m.c.segment_id.label("cur_segment"))
-                .select_from(self._from(b, list(x.values()), given)
-                             .outerjoin(m, m.c.debtor_id == d.c.id))
+                       pl.c.stage_id.label("cur_stage"), pl.c.stage_manual.label("manual"),
+                       outcome.label("outcome"), pl.c.segment_id.label("cur_segment"))
+                .select_from(self._from(b, list(x.values()), given))
                 .where(d.c.tenant_id == self.tenant_id))
         if debtor_id is not None:
             stmt = stmt.where(d.c.id == debtor_id)
@@ -542,6 +598,9 @@ class CompiledRules:
             assert c.channel is not None
             usable = func.coalesce(x["cp"].c[f"ok_{c.channel}"], 0) == 1
             return usable if (op == "eq") == vals[0] else not_(usable)
+        if c.feature == "active_installment_plan":
+            active = func.coalesce(x["ar"].c.plans_active, 0) > 0
+            return active if (op == "eq") == vals[0] else not_(active)
         idx = self.currencies.index(c.currency) if c.currency else None
         f = c.feature
         if f in ("days_past_due", "days_since_last_payment"):
@@ -576,6 +635,8 @@ class CompiledRules:
         elif f == "payments_last_days":
             assert c.days is not None
             col = func.coalesce(x["pay"].c[f"pay_{self.windows.index(c.days)}"], 0)
+        elif f == "broken_promises":
+            col = func.coalesce(x["pr"].c[f"brk_{self.promise_windows.index(c.days)}"], 0)
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
         elif f == "stage":
@@ -680,14 +741,20 @@ class Features:
     stage: str | None = None
     payments: dict[int, int] = field(default_factory=dict)  # window in days -> count
     consent: dict[str, bool] = field(default_factory=dict)  # channel -> usable
+    broken_promises: dict[int | None, int] = field(default_factory=dict)  # window -> count
+    active_plan: bool = False  # some installment plan is active
 
-    @classmethod
-    def extras_of(cls, compiled: CompiledRules,
-                  row: Any) -> tuple[dict[int, int], dict[str, bool]]:
-        """``payments`` and ``consent`` from a :meth:`CompiledRules.feature_select` row."""
-        payments = {n: int(row[f"pay_{i}"] or 0) for i, n in enumerate(compiled.windows)}
-        consent = {ch: bool(row[f"ok_{ch}"]) for ch in compiled.channels}
-        return payments, consent
+    @staticmethod
+    def extras_of(compiled: CompiledRules, row: Any) -> dict[str, Any]:
+        """``payments``, ``consent``, ``broken_promises`` and ``active_plan`` (keyword
+        arguments of :class:`Features`) from a :meth:`CompiledRules.feature_select` row."""
+        return {
+            "payments": {n: int(row[f"pay_{i}"] or 0) for i, n in enumerate(compiled.windows)},
+            "consent": {ch: bool(row[f"ok_{ch}"]) for ch in compiled.channels},
+            "broken_promises": {n: int(row[f"brk_{i}"] or 0)
+                                for i, n in enumerate(compiled.promise_windows)},
+            "active_plan": bool(row["plans_active"]) if compiled.uses_plans else False,
+        }
 
     def value(self, c: Comparison) -> Any:
         f = c.feature
@@ -711,6 +778,10 @@ class Features:
         if f == "consent":
             assert c.channel is not None
             return self.consent[c.channel]
+        if f == "broken_promises":
+            return self.broken_promises[c.days]
+        if f == "active_installment_plan":
+            return self.active_plan
         if f == "stage":
             return self.stage
         if f == "tags":

@@ -16,7 +16,10 @@ RULE_DESCRIPTION = (
     "{\"all\": []} matches every debtor. Amount features need a currency; "
     "payments_last_days needs days (1-3650), e.g. {\"feature\": \"payments_last_days\", "
     "\"days\": 30, \"op\": \"gte\", \"value\": 1}; consent needs a channel "
-    f"({', '.join(CONTACT_KINDS)}) and compares with true or false.")
+    f"({', '.join(CONTACT_KINDS)}) and compares with true or false; broken_promises counts "
+    "the debtor's broken promises to pay, with optional days (1-3650) for those whose "
+    "promised date is in the days before the evaluation date; active_installment_plan "
+    "compares with true or false.")
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$",
                                    examples=["early_1_30"])]

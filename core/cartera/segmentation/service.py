@@ -2,9 +2,9 @@
 
 Evaluation is one SQL statement compiled from the stages and the rules (``CASE WHEN r1 THEN
 s1 ...``) over ``debtors`` LEFT JOIN a per-debtor summary of ``debtor_balances``; the
-debtors whose stage or segment changes are merged into ``debtor_stages`` and
-``segment_memberships`` and their moves appended to the histories with ``INSERT ... SELECT``
-(see :mod:`cartera.segmentation.apply`) — never a Python loop over debtors.
+debtors whose stage or segment changes are merged into ``debtor_placements`` and their
+moves appended to ``placement_history`` with ``INSERT ... SELECT`` (see
+:mod:`cartera.segmentation.apply`) — never a Python loop over debtors.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 from sqlalchemy import (
-    Table,
     case,
     delete,
     func,
@@ -41,13 +40,11 @@ from cartera.portfolio.models import (
 from cartera.portfolio.service import tenant_today
 from cartera.segmentation import apply, rules, schemas, stages
 from cartera.segmentation.models import (
-    DebtorStage,
+    Placement,
+    PlacementMove,
     Segment,
-    SegmentMembership,
-    SegmentMove,
     SegmentRun,
     Stage,
-    StageMove,
 )
 
 
@@ -117,10 +114,7 @@ async def save_rule_set(session: AsyncSession, actor: Actor,
 
 async def rule_set_out(session: AsyncSession, tenant_id: int) -> schemas.RuleSetOut:
     segments = await active_segments(session, tenant_id)
-    m = SegmentMembership.__table__
-    counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
-        select(m.c.segment_id, func.count()).where(m.c.tenant_id == tenant_id)
-        .group_by(m.c.segment_id))).all()}
+    counts = await debtors_per_segment(session, tenant_id)
     return schemas.RuleSetOut(
         version=max((s.version for s in segments), default=0),
         segments=[schemas.SegmentOut(id=s.id, code=s.code, name=s.name,
@@ -129,8 +123,13 @@ async def rule_set_out(session: AsyncSession, tenant_id: int) -> schemas.RuleSet
                                      debtors=counts.get(s.id, 0)) for s in segments])
 
 
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+async def debtors_per_segment(session: AsyncSession, tenant_id: int) -> dict[int, int]:
+    """Placed debtors per segment id (an index-only read of the tenant's placements)."""
+    pl = Placement.__table__
+    return {int(k): int(v) for k, v in (await session.execute(
+        select(pl.c.segment_id, func.count()).where(pl.c.tenant_id == tenant_id,
+                                                    pl.c.segment_id.is_not(None))
+        .group_by(pl.c.segment_id))).all()}
 
 
 def _dialect(session: AsyncSession) -> str:
@@ -182,13 +181,10 @@ async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) 
     run.ruleset_version = max((s.version for s in segments), default=None)
     run.moves = await evaluate(session, run.tenant_id, as_of, run_id=run.id,
                                actor=f"segmentation run {run.id}")
-    m = SegmentMembership.__table__
-    counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
-        select(m.c.segment_id, func.count()).where(m.c.tenant_id == run.tenant_id)
-        .group_by(m.c.segment_id))).all()}
+    counts = await debtors_per_segment(session, run.tenant_id)
     run.counts = {s.code: counts.get(s.id, 0) for s in segments}
-    # With a rule set, the pass just gave every debtor a membership (the last rule is a
-    # catch-all), so the memberships count the debtors.
+    # With a rule set, the pass just gave every debtor a segment (the last rule is a
+    # catch-all), so the segments count the debtors.
     run.debtors = sum(counts.values()) if segments else int(await session.scalar(
         select(func.count()).select_from(Debtor).where(Debtor.tenant_id == run.tenant_id)) or 0)
     run.status, run.finished_at = "succeeded", clock.now()
@@ -229,10 +225,9 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
         select(Portfolio.code).join(Obligation, Obligation.portfolio_id == Portfolio.id)
         .where(*open_).distinct())).all())
     stage = await session.scalar(
-        select(Stage.code).join(DebtorStage, DebtorStage.stage_id == Stage.id)
-        .where(DebtorStage.tenant_id == t, DebtorStage.debtor_id == debtor_id))
+        select(Stage.code).join(Placement, Placement.stage_id == Stage.id)
+        .where(Placement.tenant_id == t, Placement.debtor_id == debtor_id))
     debtor_cols = {c.key for c in Debtor.__table__.c}
-    payments, consent = rules.Features.extras_of(compiled, row)
     return rules.Features(
         as_of=compiled.as_of,
         debtor={k: row[k] for k in debtor_cols},
@@ -242,7 +237,7 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
                            "oldest": row[f"oldest_{i}"]}
                      for i, cur in enumerate(compiled.currencies)},
         tags=tags, products=products, portfolios=portfolios, stage=stage,
-        payments=payments, consent=consent)
+        **rules.Features.extras_of(compiled, row))
 
 
 async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
@@ -267,9 +262,8 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
             chosen = seg.code
             break
     current = await session.scalar(
-        select(Segment.code).join(SegmentMembership, SegmentMembership.segment_id == Segment.id)
-        .where(SegmentMembership.debtor_id == debtor_id,
-               SegmentMembership.tenant_id == tenant_id))
+        select(Segment.code).join(Placement, Placement.segment_id == Segment.id)
+        .where(Placement.debtor_id == debtor_id, Placement.tenant_id == tenant_id))
     return schemas.ExplainOut(debtor_id=debtor_id, as_of=as_of, segment=chosen,
                               current_segment=current, evaluated=evaluated)
 
@@ -279,10 +273,10 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
 async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn,
                   as_of: date) -> schemas.PreviewOut:
     """Counts and amounts per draft segment per currency, and the move matrix from the
-    current memberships; nothing is written (balances are only refreshed).
+    current segments; nothing is written (balances are only refreshed).
 
     One statement: the draft CASE per debtor, with the per-currency amounts of the same
-    per-debtor summary the rules read, joined to the current membership and grouped by
+    per-debtor summary the rules read, joined to the current placement and grouped by
     (draft segment, current segment)."""
     parsed = parse_rule_set(data)
     await check_stage_codes(session, tenant_id, parsed)
@@ -293,7 +287,7 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
                                    currencies=currencies, totals=True)
     e = compiled.select(list(range(len(parsed)))).subquery("e")
-    m = SegmentMembership.__table__
+    m = Placement.__table__
     await apply.plan_whole_portfolio(session)
     sums = [func.sum(e.c[f"{k}_{i}"]) for i in range(len(compiled.currencies))
             for k in ("has", "out", "ovd")]
@@ -343,15 +337,14 @@ async def today(session: AsyncSession, tenant_id: int, as_of: date | None) -> da
     return as_of or await tenant_today(session, tenant_id)
 
 
-
-
 async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, limit: int,
                   starting_after: int | None) -> list[schemas.MoveOut]:
-    h = SegmentMove
+    """The placement history rows with a segment part, in id order."""
+    h = PlacementMove
     src, dst = aliased(Segment), aliased(Segment)
     stmt = (select(h.id, h.debtor_id, src.code, dst.code, h.run_id, h.at)
             .outerjoin(src, src.id == h.from_segment_id).outerjoin(dst, dst.id == h.to_segment_id)
-            .where(h.tenant_id == tenant_id))
+            .where(h.tenant_id == tenant_id, h.to_segment_id.is_not(None)))
     if debtor_id is not None:
         stmt = stmt.where(h.debtor_id == debtor_id)
     if starting_after is not None:
@@ -361,14 +354,17 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
                             run_id=r[4], at=r[5]) for r in rows]
 
 
-async def delete_debtor_history(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
-    """Delete a debtor's stage and segment history, in the transaction deleting the debtor.
+async def delete_debtor_placement(session: AsyncSession, tenant_id: int,
+                                  debtor_id: int) -> None:
+    """Delete a debtor's placement and its history, in the transaction deleting the debtor.
 
-    The history tables are append-only logs without foreign keys (migration 0009), so
-    nothing cascades to them; the current stage and membership still cascade."""
-    for h in (StageMove, SegmentMove):
-        await session.execute(delete(h).where(h.tenant_id == tenant_id,
-                                              h.debtor_id == debtor_id))
+    Neither table has foreign keys (migration 0011), so nothing cascades to them; the
+    shared lock waits for a whole-portfolio run of the tenant to end (and holds the next
+    one back) so that it cannot place the debtor again after this."""
+    await apply.lock_tenant_placements(session, tenant_id, shared=True)
+    for model in (Placement, PlacementMove):
+        await session.execute(delete(model).where(model.tenant_id == tenant_id,
+                                                  model.debtor_id == debtor_id))
 
 
 # --- amount brackets ----------------------------------------------------------------------

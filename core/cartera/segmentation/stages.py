@@ -38,7 +38,7 @@ from cartera.errors import Conflict, Invalid, NotFound
 from cartera.portfolio import aging
 from cartera.portfolio.models import Debtor, DebtorBalance
 from cartera.segmentation import rules, schemas
-from cartera.segmentation.models import DebtorStage, Segment, Stage, StageMove
+from cartera.segmentation.models import Placement, PlacementMove, Segment, Stage
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
     ("preventive", "Preventive", 0, 0),
@@ -110,8 +110,8 @@ async def replace_stages(session: AsyncSession, actor: Actor,
     removed = [s for s in existing.values() if s.active and s.code not in wanted]
     if removed:
         pinned = (await session.execute(
-            select(Stage.code, func.count()).join(DebtorStage, DebtorStage.stage_id == Stage.id)
-            .where(DebtorStage.tenant_id == actor.tenant_id, DebtorStage.manual.is_(True),
+            select(Stage.code, func.count()).join(Placement, Placement.stage_id == Stage.id)
+            .where(Placement.tenant_id == actor.tenant_id, Placement.stage_manual.is_(True),
                    Stage.id.in_([s.id for s in removed]))
             .group_by(Stage.code).order_by(Stage.code))).all()
         if pinned:
@@ -152,10 +152,10 @@ async def _check_not_in_rules(session: AsyncSession, tenant_id: int, gone: set[s
 
 async def stages_out(session: AsyncSession, tenant_id: int) -> schemas.StagesOut:
     stages = await active_stages(session, tenant_id)
-    ds = DebtorStage.__table__
+    pl = Placement.__table__
     counts: dict[int, int] = {int(k): int(v) for k, v in (await session.execute(
-        select(ds.c.stage_id, func.count()).where(ds.c.tenant_id == tenant_id)
-        .group_by(ds.c.stage_id))).all()}
+        select(pl.c.stage_id, func.count()).where(pl.c.tenant_id == tenant_id)
+        .group_by(pl.c.stage_id))).all()}
     return schemas.StagesOut(stages=[
         schemas.StageOut(id=s.id, code=s.code, name=s.name, position=s.position,
                          min_dpd=s.min_dpd, max_dpd=s.max_dpd, debtors=counts.get(s.id, 0))
@@ -173,14 +173,18 @@ def dpd_rules(stages: list[Stage]) -> list[rules.Rule]:
 
 @dataclass
 class _Current:
-    row: DebtorStage | None
+    row: Placement | None
     dpd_stage: Stage
     dpd: int
     stages: list[Stage]
 
 
-async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> Debtor:
-    debtor = await session.get(Debtor, debtor_id)
+async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int, *,
+                  lock: bool = False) -> Debtor:
+    """The tenant's debtor (404 otherwise); ``lock`` before writing its placement, which
+    has no foreign key: a concurrent deletion of the debtor waits for this transaction."""
+    debtor = await session.get(Debtor, debtor_id,
+                               with_for_update={"key_share": True} if lock else None)
     if debtor is None or debtor.tenant_id != tenant_id:
         raise NotFound(f"debtor {debtor_id} not found")
     return debtor
@@ -193,7 +197,7 @@ async def _current(session: AsyncSession, tenant_id: int, debtor_id: int,
         DebtorBalance.tenant_id == tenant_id, DebtorBalance.debtor_id == debtor_id))
     dpd = aging.days_past_due(oldest, as_of)
     dpd_stage = next(s for s in stages if s.max_dpd is None or dpd <= s.max_dpd)
-    row = await session.get(DebtorStage, debtor_id, populate_existing=True)
+    row = await session.get(Placement, debtor_id, populate_existing=True)
     return _Current(row, dpd_stage, dpd, stages)
 
 
@@ -216,22 +220,22 @@ def _out(debtor_id: int, as_of: date, cur: _Current) -> schemas.DebtorStageOut:
     code = stage.code if stage else None
     r = cur.dpd_stage
     span = f"{r.min_dpd}+" if r.max_dpd is None else f"{r.min_dpd}-{r.max_dpd}"
-    if cur.row.manual:
-        why = (f"set by hand to {code} by {cur.row.set_by}: {cur.row.reason} "
+    if cur.row.stage_manual:
+        why = (f"set by hand to {code} by {cur.row.stage_set_by}: {cur.row.stage_reason} "
                f"(days past due would give {r.code})")
     else:
         why = f"{cur.dpd} days past due, in {r.code}'s range {span}"
     return schemas.DebtorStageOut(
         debtor_id=debtor_id, as_of=as_of, stage=code, stage_name=stage.name if stage else None,
-        manual=cur.row.manual, reason=cur.row.reason, set_by=cur.row.set_by,
-        set_at=cur.row.set_at, days_past_due=cur.dpd, dpd_stage=r.code, dpd_min=r.min_dpd,
+        manual=cur.row.stage_manual, reason=cur.row.stage_reason, set_by=cur.row.stage_set_by,
+        set_at=cur.row.stage_set_at, days_past_due=cur.dpd, dpd_stage=r.code, dpd_min=r.min_dpd,
         dpd_max=r.max_dpd, why=why)
 
 
 async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
                      data: schemas.StageSet, as_of: date) -> schemas.DebtorStageOut:
     """Pin the debtor to a stage by hand; it sticks until released."""
-    await _debtor(session, actor.tenant_id, debtor_id)
+    await _debtor(session, actor.tenant_id, debtor_id, lock=True)
     stages = await active_stages(session, actor.tenant_id)
     target = next((s for s in stages if s.code == data.stage_code), None)
     if target is None:
@@ -243,13 +247,13 @@ async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
     row = cur.row
     previous = row.stage_id if row else None
     if row is None:
-        row = DebtorStage(tenant_id=actor.tenant_id, debtor_id=debtor_id)
+        row = Placement(tenant_id=actor.tenant_id, debtor_id=debtor_id)
         session.add(row)
-    row.stage_id, row.manual, row.reason, row.set_by, row.set_at = (
+    row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         target.id, True, data.reason, actor.name, now)
-    session.add(StageMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
-                          from_stage_id=previous, to_stage_id=target.id, at=now, manual=True,
-                          reason=data.reason, actor=actor.name))
+    session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
+                              from_stage_id=previous, to_stage_id=target.id, at=now,
+                              manual=True, reason=data.reason, actor=actor.name))
     record(session, actor, "debtor.stage_set", "debtor", debtor_id,
            {"stage": target.code, "reason": data.reason})
     await session.flush()
@@ -261,21 +265,22 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
     """Release a manual stage: the debtor follows days past due again, at once."""
     from cartera.payments.allocation import DebtorScope, refresh_balances
 
-    await _debtor(session, actor.tenant_id, debtor_id)
+    await _debtor(session, actor.tenant_id, debtor_id, lock=True)
     await refresh_balances(session, actor.tenant_id,
                            DebtorScope.one(actor.tenant_id, debtor_id), as_of)
     cur = await _current(session, actor.tenant_id, debtor_id, as_of)
-    if cur.row is None or not cur.row.manual:
+    if cur.row is None or not cur.row.stage_manual:
         raise Conflict("the debtor's stage was not set by hand: nothing to release",
                        code="stage_not_manual")
     now = clock.now()
     previous = cur.row.stage_id
-    cur.row.stage_id, cur.row.manual, cur.row.reason, cur.row.set_by, cur.row.set_at = (
+    row = cur.row
+    row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         cur.dpd_stage.id, False, None, None, now)
-    session.add(StageMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
-                          from_stage_id=previous, to_stage_id=cur.dpd_stage.id, at=now,
-                          manual=False, reason="released: follows days past due again",
-                          actor=actor.name))
+    session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
+                              from_stage_id=previous, to_stage_id=cur.dpd_stage.id, at=now,
+                              manual=False, reason="released: follows days past due again",
+                              actor=actor.name))
     record(session, actor, "debtor.stage_released", "debtor", debtor_id,
            {"stage": cur.dpd_stage.code})
     await session.flush()
@@ -284,11 +289,12 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
 
 async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, limit: int,
                   starting_after: int | None) -> list[schemas.StageMoveOut]:
-    h = StageMove
+    """The placement history rows with a stage part, in id order."""
+    h = PlacementMove
     src, dst = aliased(Stage), aliased(Stage)
     stmt = (select(h.id, h.debtor_id, src.code, dst.code, h.at, h.manual, h.reason, h.actor)
             .outerjoin(src, src.id == h.from_stage_id).outerjoin(dst, dst.id == h.to_stage_id)
-            .where(h.tenant_id == tenant_id))
+            .where(h.tenant_id == tenant_id, h.to_stage_id.is_not(None)))
     if debtor_id is not None:
         stmt = stmt.where(h.debtor_id == debtor_id)
     if starting_after is not None:

@@ -1,0 +1,1 @@
+"""Negotiation: promises to pay and installment plans (arrangements)."""

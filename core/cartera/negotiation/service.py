@@ -1,0 +1,199 @@
+"""Negotiation use cases: record and cancel promises to pay and installment plans.
+
+Every function works inside the caller's tenant-scoped session, audits its writes there
+and re-segments the debtor in the same transaction (segment rules read
+``broken_promises`` and ``active_installment_plan``). Statuses are kept current by
+:mod:`cartera.negotiation.status`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera import clock, money
+from cartera.api.context import Actor
+from cartera.audit import service as audit
+from cartera.errors import Conflict, Invalid, NotFound
+from cartera.negotiation import schemas
+from cartera.negotiation.models import Arrangement, Installment, Promise
+from cartera.negotiation.status import GRACE_DAYS, deadline, settle_debtor
+from cartera.portfolio.service import (
+    check_currency,
+    get_debtor,
+    parse_amount,
+    resegment_debtor,
+    tenant_today,
+)
+
+
+def _positive(value: str, currency: str, param: str) -> int:
+    minor = parse_amount(value, currency, param)
+    if minor <= 0:
+        raise Invalid("amounts must be positive", code="non_positive_amount", param=param)
+    return minor
+
+
+# --- promises -----------------------------------------------------------------------------
+
+async def create_promise(session: AsyncSession, actor: Actor,
+                         data: schemas.PromiseCreate) -> Promise:
+    debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+    check_currency(data.currency)
+    amount = _positive(data.amount, data.currency, "amount")
+    today = await tenant_today(session, actor.tenant_id)
+    if data.promised_date < today:
+        raise Invalid(f"promised_date {data.promised_date.isoformat()} is before today "
+                      f"({today.isoformat()} in the tenant's time zone)", code="date_in_past",
+                      param="promised_date")
+    promise = Promise(tenant_id=actor.tenant_id, debtor_id=debtor.id, currency=data.currency,
+                      amount_minor=amount, paid_minor=0, promised_date=data.promised_date,
+                      created_on=today, channel=data.channel, note=data.note,
+                      status="pending", created_by=actor.name)
+    session.add(promise)
+    await session.flush()
+    # A payment already recorded today counts: the promise may be kept at once.
+    await settle_debtor(session, actor.tenant_id, debtor.id, today, clock.now())
+    await resegment_debtor(session, actor.tenant_id, debtor.id)
+    await session.refresh(promise)
+    audit.record(session, actor, "promise.created", "promise", promise.id,
+                 {"debtor_id": debtor.id, "amount": data.amount, "currency": data.currency,
+                  "promised_date": data.promised_date.isoformat()})
+    return promise
+
+
+async def get_promise(session: AsyncSession, promise_id: int) -> Promise:
+    promise = await session.get(Promise, promise_id)
+    if promise is None or promise.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"promise {promise_id} not found")
+    return promise
+
+
+async def cancel_promise(session: AsyncSession, actor: Actor, promise_id: int,
+                         reason: str | None) -> Promise:
+    """Cancel a pending promise (409 otherwise: kept and broken ones are facts)."""
+    promise = await get_promise(session, promise_id)
+    await session.refresh(promise, with_for_update=True)
+    if promise.status != "pending":
+        raise Conflict(f"only a pending promise can be cancelled; this one is {promise.status}",
+                       code="promise_not_pending")
+    promise.status, promise.cancelled_at = "cancelled", clock.now()
+    promise.cancel_reason = reason
+    await session.flush()
+    await resegment_debtor(session, actor.tenant_id, promise.debtor_id)
+    await session.refresh(promise)
+    audit.record(session, actor, "promise.cancelled", "promise", promise.id,
+                 {"reason": reason})
+    return promise
+
+
+def promise_out(p: Promise) -> schemas.PromiseOut:
+    return schemas.PromiseOut(
+        id=p.id, debtor_id=p.debtor_id, currency=p.currency,
+        amount=money.from_minor(p.amount_minor, p.currency),
+        paid_amount=money.from_minor(p.paid_minor, p.currency), promised_date=p.promised_date,
+        created_on=p.created_on, status=p.status,  # type: ignore[arg-type]
+        channel=p.channel, note=p.note, created_by=p.created_by, kept_at=p.kept_at,
+        broken_at=p.broken_at, cancelled_at=p.cancelled_at, cancel_reason=p.cancel_reason,
+        created_at=p.created_at, updated_at=p.updated_at)
+
+
+# --- installment plans --------------------------------------------------------------------
+
+async def create_arrangement(session: AsyncSession, actor: Actor,
+                             data: schemas.ArrangementCreate) -> Arrangement:
+    debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+    check_currency(data.currency)
+    today = await tenant_today(session, actor.tenant_id)
+    if not data.installments:
+        raise Invalid("a plan has at least one installment", code="no_installments",
+                      param="installments")
+    amounts: list[int] = []
+    for i, item in enumerate(data.installments):
+        param = f"installments[{i}]"
+        amounts.append(_positive(item.amount, data.currency, f"{param}.amount"))
+        if i == 0 and item.due_date < today:
+            raise Invalid(f"the first installment is due {item.due_date.isoformat()}, before "
+                          f"today ({today.isoformat()} in the tenant's time zone)",
+                          code="date_in_past", param=f"{param}.due_date")
+        if i > 0 and item.due_date <= data.installments[i - 1].due_date:
+            raise Invalid("installment due dates must be strictly increasing",
+                          code="installments_out_of_order", param=f"{param}.due_date")
+    plan = Arrangement(tenant_id=actor.tenant_id, debtor_id=debtor.id, currency=data.currency,
+                       total_minor=sum(amounts), paid_minor=0, created_on=today,
+                       grace_days=GRACE_DAYS, note=data.note, status="active",
+                       created_by=actor.name)
+    session.add(plan)
+    await session.flush()
+    cumulative = 0
+    for number, (item, amount) in enumerate(zip(data.installments, amounts, strict=True), 1):
+        cumulative += amount
+        session.add(Installment(tenant_id=actor.tenant_id, arrangement_id=plan.id,
+                                number=number, due_date=item.due_date, amount_minor=amount,
+                                cumulative_minor=cumulative,
+                                deadline=deadline(item.due_date, GRACE_DAYS)))
+    await session.flush()
+    await settle_debtor(session, actor.tenant_id, debtor.id, today, clock.now())
+    await resegment_debtor(session, actor.tenant_id, debtor.id)
+    await session.refresh(plan)
+    audit.record(session, actor, "arrangement.created", "arrangement", plan.id,
+                 {"debtor_id": debtor.id, "currency": data.currency,
+                  "total": money.from_minor(plan.total_minor, plan.currency),
+                  "installments": len(amounts)})
+    return plan
+
+
+async def get_arrangement(session: AsyncSession, arrangement_id: int) -> Arrangement:
+    plan = await session.get(Arrangement, arrangement_id)
+    if plan is None or plan.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"arrangement {arrangement_id} not found")
+    return plan
+
+
+async def cancel_arrangement(session: AsyncSession, actor: Actor, arrangement_id: int,
+                             reason: str | None) -> Arrangement:
+    """Cancel an active plan (409 otherwise)."""
+    plan = await get_arrangement(session, arrangement_id)
+    await session.refresh(plan, with_for_update=True)
+    if plan.status != "active":
+        raise Conflict(f"only an active plan can be cancelled; this one is {plan.status}",
+                       code="arrangement_not_active")
+    plan.status, plan.cancelled_at = "cancelled", clock.now()
+    plan.cancel_reason, plan.next_deadline = reason, None
+    await session.flush()
+    await resegment_debtor(session, actor.tenant_id, plan.debtor_id)
+    await session.refresh(plan)
+    audit.record(session, actor, "arrangement.cancelled", "arrangement", plan.id,
+                 {"reason": reason})
+    return plan
+
+
+async def arrangements_out(session: AsyncSession,
+                           plans: Sequence[Arrangement]) -> list[schemas.ArrangementOut]:
+    """Plans with their installments, loaded in one query whatever the page size."""
+    ids = [p.id for p in plans]
+    items: dict[int, list[Installment]] = defaultdict(list)
+    if ids:
+        for row in await session.scalars(select(Installment).where(
+                Installment.arrangement_id.in_(ids)).order_by(Installment.arrangement_id,
+                                                              Installment.number)):
+            items[row.arrangement_id].append(row)
+    return [
+        schemas.ArrangementOut(
+            id=p.id, debtor_id=p.debtor_id, currency=p.currency,
+            total=money.from_minor(p.total_minor, p.currency),
+            paid_amount=money.from_minor(p.paid_minor, p.currency),
+            status=p.status,  # type: ignore[arg-type]
+            grace_days=p.grace_days,
+            installments=[schemas.InstallmentOut(
+                number=i.number, due_date=i.due_date,
+                amount=money.from_minor(i.amount_minor, p.currency), grace_until=i.deadline)
+                for i in items[p.id]],
+            created_on=p.created_on, note=p.note, created_by=p.created_by,
+            completed_at=p.completed_at, broken_at=p.broken_at, cancelled_at=p.cancelled_at,
+            cancel_reason=p.cancel_reason, created_at=p.created_at, updated_at=p.updated_at)
+        for p in plans
+    ]
