@@ -175,6 +175,19 @@ async def build(url: str, debtors: int, obligations: int, as_of: date) -> int:
     return tenant_id
 
 
+async def unplace(url: str) -> int:
+    """Forget every placement, move and run of the bench tenant; returns its id."""
+    engine = _engine(url)
+    async with engine.connect() as conn:
+        tenant_id = int((await conn.execute(text(
+            "SELECT id FROM tenants WHERE slug = 'bench'"))).scalar_one())
+        await conn.execute(text("TRUNCATE debtor_placements, placement_history, segment_runs"))
+        await conn.commit()
+    await _maintain(engine, url)
+    await engine.dispose()
+    return tenant_id
+
+
 async def _maintain(engine: Any, url: str) -> None:
     """What autovacuum does between two daily runs: VACUUM ANALYZE on PostgreSQL (the
     visibility map lets the summary be read index-only), ANALYZE on SQLite."""
@@ -290,6 +303,9 @@ def main() -> int:
     parser.add_argument("--debtors", type=int, default=1_000_000)
     parser.add_argument("--obligations", type=int)
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the PostgreSQL portfolio of the last run (its placements "
+                             "and history are emptied, so the first run is a first run again)")
     args = parser.parse_args()
     obligations = args.obligations or args.debtors * 3
     as_of = date.today()
@@ -297,9 +313,13 @@ def main() -> int:
           "obligations", flush=True)
 
     print("PostgreSQL:", flush=True)
-    url = recreate_postgres(args.database_url)
-    migrate.upgrade(url)
-    tenant_id = asyncio.run(build(url, args.debtors, obligations, as_of))
+    if args.reuse:
+        url = "postgresql+psycopg://" + args.database_url.split("://", 1)[1]
+        tenant_id = asyncio.run(unplace(url))
+    else:
+        url = recreate_postgres(args.database_url)
+        migrate.upgrade(url)
+        tenant_id = asyncio.run(build(url, args.debtors, obligations, as_of))
     pg_runs = asyncio.run(full_runs(url, tenant_id, as_of))
     preview, reevals = asyncio.run(preview_and_reevaluate(url, tenant_id, as_of, args.samples))
     expected = asyncio.run(counts_by_code(url, tenant_id))

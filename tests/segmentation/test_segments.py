@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
+from sqlalchemy import text
 
 from cartera.clock import today_in
+from cartera.segmentation import apply
 from tests.conftest import TenantClient
 
 RunJobs = Callable[[], Awaitable[int]]
@@ -115,6 +119,16 @@ async def test_rule_validation_names_the_rule_path(tenant: TenantClient) -> None
     assert (await tenant.api.get("/v1/segments")).json()["segments"] == []
 
 
+@pytest.fixture(params=["whole", "ranges"])
+def split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the pass whole, then (on PostgreSQL) as a UNION ALL over debtor id ranges, as
+    for a large tenant (:func:`cartera.segmentation.apply._parallel_ranges`)."""
+    if request.param == "ranges":
+        monkeypatch.setattr(apply, "PARALLEL_FROM", 0)
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("split")
 async def test_first_match_and_currency_specific_amounts(tenant: TenantClient,
                                                          run_jobs: RunJobs) -> None:
     ids = await portfolio(tenant)
@@ -133,6 +147,7 @@ async def test_first_match_and_currency_specific_amounts(tenant: TenantClient,
     assert {s["code"]: s["debtors"] for s in listed}["pen_big"] == 2
 
 
+@pytest.mark.usefixtures("split")
 async def test_moves_are_recorded_in_history(tenant: TenantClient, run_jobs: RunJobs) -> None:
     ids = await portfolio(tenant)
     await tenant.api.put("/v1/segments", json=RULES)
@@ -263,3 +278,22 @@ async def test_daily_run_is_queued_once_per_local_day(tenant: TenantClient, app:
     await run_jobs()
     runs = await daily_runs()
     assert len(runs) == 1 and runs[0]["status"] == "succeeded"
+
+
+async def test_a_large_tenant_pass_is_split_into_contiguous_debtor_ranges(
+        app: Any, tenant: TenantClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cartera.db.engine import tenant_session
+
+    ids = [await debtor(tenant, f"R{i}") for i in range(5)]
+    monkeypatch.setattr(apply, "PARALLEL_FROM", 0)
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        ranges = await apply._parallel_ranges(session, tenant.tenant_id) if (
+            session.get_bind().dialect.name == "postgresql") else None
+        workers = 2 if ranges is None else int(await session.scalar(
+            text("SELECT current_setting('max_parallel_workers_per_gather')")))
+    if ranges is None:
+        pytest.skip("PostgreSQL only: SQLite runs one pass")
+    assert len(ranges) == min(workers + 1, max(ids) + 1 - min(ids))
+    bounds = [r for r in ranges if isinstance(r, tuple)]
+    assert bounds[0][0] == min(ids) and bounds[-1][1] == max(ids) + 1
+    assert all(a[1] == b[0] for a, b in pairwise(bounds))

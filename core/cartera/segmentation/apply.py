@@ -5,10 +5,11 @@ the per-debtor summary and the stored placement, each debtor's days-past-due sta
 stored stage, its segment (computed with the stage it is being given) and its stored
 segment. Only the rows where something changes are kept:
 
-* whole portfolio: into a temporary table (``INSERT ... SELECT ... WHERE changed``), from
-  which three set-based statements append the history and update or insert the
-  placements. In the steady state (a daily run where few debtors move) the table is nearly
-  empty, so the run costs one read of the summary;
+* whole portfolio: into a temporary table (``CREATE TEMPORARY TABLE ... AS SELECT ...
+  WHERE changed``; on PostgreSQL a large tenant's pass is split into debtor id ranges run
+  in parallel, see :func:`_parallel_ranges`), from which three set-based statements append
+  the history and update or insert the placements. In the steady state (a daily run where
+  few debtors move) the table is nearly empty, so the run costs one read of the summary;
 * one debtor: the pass is one row, read into Python, and only the writes it calls for are
   issued (none when nothing changed).
 
@@ -46,9 +47,13 @@ from sqlalchemy import (
     select,
     table,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from cartera import clock
 from cartera.db.base import UtcDateTime
@@ -88,15 +93,30 @@ def segment_changes(e: Any) -> ColumnElement[bool]:
     return or_(e.c.cur_segment.is_(None), e.c.cur_segment != e.c.outcome)
 
 
+@dataclass(frozen=True)
+class PassQuery:
+    """The tenant's stages and rules compiled once; :meth:`select` gives the pass over any
+    set of debtors (:data:`rules.Debtors`)."""
+
+    compiled: rules.CompiledRules
+    outcomes: list[int]
+    stage_rules: list[rules.Rule]
+    stage_ids: list[int]
+
+    def select(self, debtors: rules.Debtors = None) -> Any:
+        return self.compiled.select_pass(self.outcomes, self.stage_rules, self.stage_ids,
+                                         debtors)
+
+
 async def compile_pass(session: AsyncSession, tenant_id: int, segments: list[Segment],
-                       as_of: date, debtor_id: int | None) -> Any:
+                       as_of: date) -> PassQuery:
     """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules."""
     ordered = await stages.active_stages(session, tenant_id)
-    stage_rules = stages.dpd_rules(ordered)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
-    compiled = rules.CompiledRules(parsed, tenant_id, as_of, session.get_bind().dialect.name)
-    return compiled.select_pass([s.id for s in segments], stage_rules,
-                                [s.id for s in ordered], debtor_id)
+    compiled = rules.CompiledRules(parsed, tenant_id, as_of, session.get_bind().dialect.name,
+                                   stage_ids={s.code: s.id for s in ordered})
+    return PassQuery(compiled, [s.id for s in segments], stages.dpd_rules(ordered),
+                     [s.id for s in ordered])
 
 
 # --- the whole portfolio ------------------------------------------------------------------
@@ -129,17 +149,25 @@ async def lock_tenant_placements(session: AsyncSession, tenant_id: int, *,
 _LOCK_SPACE = 0x5E6  # the first key of the two-key advisory lock: "placements"
 
 
-async def apply_all(session: AsyncSession, p: Pass, sel: Any) -> int:
-    """Stage the changed rows of ``sel`` (a pass over every debtor) in a temporary table
-    and apply them set-based; returns how many debtors changed segment."""
+async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
+    """Keep the changed rows of the pass over every debtor in a temporary table and apply
+    them set-based; returns how many debtors changed segment."""
     pg = session.get_bind().dialect.name == "postgresql"
     await lock_tenant_placements(session, p.tenant_id, shared=False)
+    ranges = await _parallel_ranges(session, p.tenant_id) if pg else [None]
     await plan_whole_portfolio(session)
-    e = sel.subquery("e")
-    where = or_(stage_changes(e), segment_changes(e)) if p.segments else stage_changes(e)
-    t = await _temp_table(session, pg)
-    await session.execute(insert(t).from_select([c for c, _ in _COLUMNS],
-                                                select(*e.c).where(where)))
+    branches = []
+    for debtors in ranges:
+        e = q.select(debtors).subquery("e")
+        changed = or_(stage_changes(e), segment_changes(e)) if p.segments else stage_changes(e)
+        branches.append(select(*e.c).where(changed))
+    await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}."
+                               f"{PASS_TABLE}"))
+    await _run_parallel(session, len(ranges) - 1)
+    await session.execute(CreateTempAs(PASS_TABLE, branches[0] if len(branches) == 1
+                                       else union_all(*branches)))
+    await _run_parallel(session, 0)
+    t = table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
     if pg:
         await session.execute(text(f"ANALYZE {PASS_TABLE}"))
     await _append_history(session, p, t)
@@ -153,17 +181,60 @@ async def apply_all(session: AsyncSession, p: Pass, sel: Any) -> int:
     return moves
 
 
-async def _temp_table(session: AsyncSession, pg: bool) -> Any:
-    """A fresh, empty temporary table with the pass's columns (dropped at commit on
-    PostgreSQL, explicitly by :func:`apply_all` on SQLite)."""
-    await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}."
-                               f"{PASS_TABLE}"))
-    cols = ", ".join(f"{name} {'BOOLEAN' if kind is Boolean else 'BIGINT'}"
-                     + (" PRIMARY KEY" if name == "debtor_id" else "")
-                     for name, kind in _COLUMNS)
-    await session.execute(text(f"CREATE TEMPORARY TABLE {PASS_TABLE} ({cols})"
-                               + (" ON COMMIT DROP" if pg else "")))
-    return table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
+PARALLEL_FROM = 100_000
+"""Debtor ids a tenant spans from which a whole-portfolio pass on PostgreSQL is split."""
+
+
+async def _parallel_ranges(session: AsyncSession, tenant_id: int) -> list[rules.Debtors]:
+    """The tenant's debtor ids in as many equal ranges as processes PostgreSQL runs a
+    parallel query with (``max_parallel_workers_per_gather`` workers and the leader), or
+    one range for a small tenant or when parallel query is off.
+
+    PostgreSQL runs a query on one core, and its parallel plans for the pass re-run the
+    whole summary aggregate in every worker. A UNION ALL of the pass over disjoint id ranges
+    is a Parallel Append of plans that each process runs whole (its ranges of debtors,
+    balances and placements, in id order): on the 2-core bench machine at 1M debtors the
+    pass went from 1.7 s to 0.8-0.9 s with three ranges, against 1.0-1.1 s with two."""
+    workers = int(await session.scalar(text(
+        "SELECT current_setting('max_parallel_workers_per_gather')")) or 0)
+    low, high = (await session.execute(select(func.min(Debtor.id), func.max(Debtor.id))
+                                       .where(Debtor.tenant_id == tenant_id))).one()
+    if workers < 1 or low is None or high - low < PARALLEL_FROM:
+        return [None]
+    step = -(-(high + 1 - low) // (workers + 1))
+    return [(start, min(start + step, high + 1)) for start in range(low, high + 1, step)]
+
+
+async def _run_parallel(session: AsyncSession, workers: int) -> None:
+    """On PostgreSQL, for the next statements of the transaction: up to ``workers`` parallel
+    workers, each running whole branches of a UNION ALL (no partial scans: they would split
+    a range again), whatever their cost estimate; ``0`` turns parallel query off again."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    settings = {"max_parallel_workers_per_gather": str(workers)}
+    if workers:
+        settings |= {"parallel_setup_cost": "0", "parallel_tuple_cost": "0",
+                     "min_parallel_table_scan_size": "'8GB'",
+                     "min_parallel_index_scan_size": "'8GB'"}
+    for name, value in settings.items():
+        await session.execute(text(f"SET LOCAL {name} = {value}"))
+
+
+class CreateTempAs(Executable, ClauseElement):
+    """``CREATE TEMPORARY TABLE name AS select`` (dropped at commit on PostgreSQL): unlike
+    ``INSERT ... SELECT``, PostgreSQL may run its query in parallel."""
+
+    inherit_cache = False
+
+    def __init__(self, name: str, query: Any) -> None:
+        self.name, self.query = name, query
+
+
+@compiles(CreateTempAs)
+def _create_temp_as(element: CreateTempAs, compiler: Any, **kw: Any) -> str:
+    on_commit = " ON COMMIT DROP" if compiler.dialect.name == "postgresql" else ""
+    return (f"CREATE TEMPORARY TABLE {element.name}{on_commit} AS "
+            f"{compiler.process(element.query, **kw)}")
 
 
 def _if(cond: ColumnElement[bool], value: Any) -> Any:
@@ -186,7 +257,8 @@ async def _append_history(session: AsyncSession, p: Pass, t: Any) -> None:
                literal(p.now, UtcDateTime()), literal(p.actor, String),
                literal(False, Boolean), _if(staged, t.c.cur_stage), _if(staged, t.c.dpd_stage),
                _if(segmented, t.c.cur_segment), _if(segmented, t.c.outcome),
-               _if(segmented, literal(p.run_id, BigInteger)))))
+               _if(segmented, literal(p.run_id, BigInteger)))
+        .order_by(t.c.debtor_id)))  # see _insert_placements
 
 
 async def _update_placements(session: AsyncSession, p: Pass, t: Any) -> None:
@@ -217,7 +289,10 @@ async def _insert_placements(session: AsyncSession, p: Pass, t: Any) -> None:
          "segment_entered_at"],
         select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.dpd_stage,
                literal(False, Boolean), literal(p.now, UtcDateTime()), t.c.outcome, entered)
-        .where(t.c.cur_stage.is_(None))))
+        .where(t.c.cur_stage.is_(None))
+        # In key order: a first run's million rows come from the parallel ranges
+        # interleaved, and unsorted they cost the index inserts about 0.8 s more at 1M.
+        .order_by(t.c.debtor_id)))
 
 
 # --- one debtor ---------------------------------------------------------------------------
@@ -262,8 +337,8 @@ async def restage_one(session: AsyncSession, tenant_id: int, debtor_id: int, as_
                       actor: str = "system") -> None:
     """Stage one debtor from days past due (a manual stage sticks) and leave its segment
     as it is: the one-debtor pass without rules. Balances must be current."""
-    sel = await compile_pass(session, tenant_id, [], as_of, debtor_id)
-    await apply_one(session, new_pass(tenant_id, actor, None, False), sel)
+    q = await compile_pass(session, tenant_id, [], as_of)
+    await apply_one(session, new_pass(tenant_id, actor, None, False), q.select(debtor_id))
 
 
 def new_pass(tenant_id: int, actor: str, run_id: int | None, segments: bool) -> Pass:

@@ -30,7 +30,7 @@ the debtor has an installment plan in status active.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -69,7 +69,7 @@ from cartera.portfolio.models import (
     Obligation,
     Portfolio,
 )
-from cartera.segmentation.models import Placement, Stage
+from cartera.segmentation.models import Placement
 
 ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
 ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
@@ -360,6 +360,19 @@ def is_catch_all(rule: Rule) -> bool:
 
 # --- compilation to SQL -------------------------------------------------------------------
 
+Debtors = int | tuple[int, int] | None
+"""Which debtors a statement covers: one id, the ids in ``[low, high)``, or all (None)."""
+
+
+def only(col: Any, debtors: Debtors) -> list[ColumnElement[bool]]:
+    """The conditions limiting the debtor id ``col`` to ``debtors``."""
+    if debtors is None:
+        return []
+    if isinstance(debtors, int):
+        return [col == debtors]
+    return [col >= debtors[0], col < debtors[1]]
+
+
 @dataclass
 class CompiledRules:
     """Rules compiled over ``debtors d LEFT JOIN`` a per-debtor summary of ``debtor_balances``.
@@ -377,6 +390,9 @@ class CompiledRules:
     dialect: str
     currencies: list[str] = field(default_factory=list)
     totals: bool = False
+    stage_ids: Mapping[str, int] = field(default_factory=dict)
+    """The tenant's stage codes and ids: ``stage`` rules compare ids, so no join to
+    ``stages`` (a code missing here matches nothing)."""
 
     def __post_init__(self) -> None:
         found = {c.currency for r in self.rules for c in walk(r) if c.currency}
@@ -415,39 +431,41 @@ class CompiledRules:
             key=lambda n: -1 if n is None else n)
         self.uses_plans = any(c.feature == "active_installment_plan" for c in used)
         self.pl = Placement.__table__.alias("pl")
-        self.st = Stage.__table__.alias("st")
+        self.stage: Any = self.pl.c.stage_id
+        """The stage id ``stage`` rules compare: the stored one, or in :meth:`select_pass`
+        the one the debtor is being given."""
 
-    def _from(self, b: Any, extras: Sequence[Any], stage_id: Any = None) -> Any:
+    def _from(self, b: Any, extras: Sequence[Any], debtors: Debtors,
+              placement: bool = False) -> Any:
         """``debtors`` LEFT JOIN the summary, the extras and (when a rule reads the stage,
-        or ``stage_id`` is given) ``debtor_placements``; ``stages`` joins on ``stage_id`` (an
-        expression over ``pl``: the stage the debtor is being given) or the stored one."""
+        or ``placement``) ``debtor_placements``, which is limited to ``debtors`` too (the
+        planner does not carry a range from one side of a join to the other)."""
         joined = self.d.outerjoin(b, b.c.debtor_id == self.d.c.id)
         for x in extras:
             joined = joined.outerjoin(x, x.c.debtor_id == self.d.c.id)
-        if self.uses_stage or stage_id is not None:
-            joined = joined.outerjoin(self.pl, self.pl.c.debtor_id == self.d.c.id)
-        if self.uses_stage:
-            on = self.pl.c.stage_id if stage_id is None else stage_id
-            joined = joined.outerjoin(self.st, self.st.c.id == on)
+        if self.uses_stage or placement:
+            pl = self.pl
+            joined = joined.outerjoin(pl, and_(pl.c.debtor_id == self.d.c.id,
+                                               *only(pl.c.debtor_id, debtors)))
         return joined
 
-    def _extras(self, debtor_id: int | None) -> dict[str, Any]:
+    def _extras(self, debtors: Debtors) -> dict[str, Any]:
         """The per-debtor aggregates the rules need besides the balance summary: ``pay``
         (payments per window), ``cp`` (usable contact points per channel), ``pr`` (broken
         promises per window) and ``ar`` (active installment plans), each one ``GROUP BY
         debtor_id`` sub-select joined once, never a per-debtor look-up."""
         found: dict[str, Any] = {}
         if self.windows:
-            found["pay"] = self._payments(debtor_id)
+            found["pay"] = self._payments(debtors)
         if self.channels:
-            found["cp"] = self._contacts(debtor_id)
+            found["cp"] = self._contacts(debtors)
         if self.promise_windows:
-            found["pr"] = self._promises(debtor_id)
+            found["pr"] = self._promises(debtors)
         if self.uses_plans:
-            found["ar"] = self._plans(debtor_id)
+            found["ar"] = self._plans(debtors)
         return found
 
-    def _promises(self, debtor_id: int | None) -> Any:
+    def _promises(self, debtors: Debtors) -> Any:
         """``brk_<i>``: the debtor's promises broken as of ``as_of`` (status broken, or
         pending with a promised date before ``as_of``: due, the periodic job has not yet
         marked it) whose promised date is in ``[as_of - promise_windows[i], as_of)`` (any
@@ -462,20 +480,18 @@ class CompiledRules:
         widest = self.promise_windows[-1]
         if None not in self.promise_windows and widest is not None:
             stmt = stmt.where(pr.c.promised_date >= self._bound(widest))
-        if debtor_id is not None:
-            stmt = stmt.where(pr.c.debtor_id == debtor_id)
+        stmt = stmt.where(*only(pr.c.debtor_id, debtors))
         return stmt.group_by(pr.c.debtor_id).subquery("pr")
 
-    def _plans(self, debtor_id: int | None) -> Any:
+    def _plans(self, debtors: Debtors) -> Any:
         """``plans_active``: how many installment plans of the debtor are active."""
         a = Arrangement.__table__
         stmt = select(a.c.debtor_id, func.count().label("plans_active")).where(
             a.c.tenant_id == self.tenant_id, a.c.status == "active")
-        if debtor_id is not None:
-            stmt = stmt.where(a.c.debtor_id == debtor_id)
+        stmt = stmt.where(*only(a.c.debtor_id, debtors))
         return stmt.group_by(a.c.debtor_id).subquery("ar")
 
-    def _payments(self, debtor_id: int | None) -> Any:
+    def _payments(self, debtors: Debtors) -> Any:
         """``pay_<i>``: payments not reversed with ``paid_on`` in ``(as_of - windows[i],
         as_of]``, counted in one pass over the widest window."""
         p = Payment.__table__
@@ -484,11 +500,10 @@ class CompiledRules:
         stmt = select(p.c.debtor_id, *cols).where(
             p.c.tenant_id == self.tenant_id, p.c.status != "reversed",
             p.c.paid_on > self._bound(max(self.windows)), p.c.paid_on <= self.as_of)
-        if debtor_id is not None:
-            stmt = stmt.where(p.c.debtor_id == debtor_id)
+        stmt = stmt.where(*only(p.c.debtor_id, debtors))
         return stmt.group_by(p.c.debtor_id).subquery("pay")
 
-    def _contacts(self, debtor_id: int | None) -> Any:
+    def _contacts(self, debtors: Debtors) -> Any:
         """``ok_<channel>``: 1 when some contact point of the debtor passes the contact
         gate's own checks for that channel (kind per ``CONTACT_KINDS``, consent not
         revoked, channel not in ``opted_out_channels``), else 0."""
@@ -499,8 +514,7 @@ class CompiledRules:
                 for ch in self.channels]
         stmt = select(cp.c.debtor_id, *cols).where(cp.c.tenant_id == self.tenant_id,
                                                    cp.c.consent != "revoked")
-        if debtor_id is not None:
-            stmt = stmt.where(cp.c.debtor_id == debtor_id)
+        stmt = stmt.where(*only(cp.c.debtor_id, debtors))
         return stmt.group_by(cp.c.debtor_id).subquery("cp")
 
     def _opted_out(self, col: Any, channel: str) -> ColumnElement[bool]:
@@ -511,19 +525,18 @@ class CompiledRules:
         items = func.json_each(col).table_valued("value").alias("opted")
         return exists().select_from(items).where(items.c.value == channel)
 
-    def _summary(self, debtor_id: int | None) -> Any:
+    def _summary(self, debtors: Debtors) -> Any:
         """The per-debtor summary ``b`` of ``debtor_balances`` (``GROUP BY debtor_id``)."""
         bt = DebtorBalance.__table__
         stmt = select(*self._balance_cols).where(bt.c.tenant_id == self.tenant_id)
-        if debtor_id is not None:
-            stmt = stmt.where(bt.c.debtor_id == debtor_id)
+        stmt = stmt.where(*only(bt.c.debtor_id, debtors))
         return stmt.group_by(bt.c.debtor_id).subquery("b")
 
-    def select(self, outcomes: Sequence[int], debtor_id: int | None = None) -> Select[Any]:
+    def select(self, outcomes: Sequence[int], debtors: Debtors = None) -> Select[Any]:
         """``(debtor_id, outcome)`` for every debtor (or one): the first matching rule's;
         with ``totals``, then ``has_<i>, out_<i>, ovd_<i>`` per currency (0 when none)."""
-        b = self._summary(debtor_id)
-        x = self._extras(debtor_id)
+        b = self._summary(debtors)
+        x = self._extras(debtors)
         whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
                                         for rule, o in zip(self.rules, outcomes, strict=True)]
         d = self.d
@@ -531,15 +544,12 @@ class CompiledRules:
         if self.totals:
             cols += [func.coalesce(b.c[f"{k}_{i}"], 0).label(f"{k}_{i}")
                      for i in range(len(self.currencies)) for k in ("has", "out", "ovd")]
-        stmt = (select(*cols).select_from(self._from(b, list(x.values())))
-                .where(d.c.tenant_id == self.tenant_id))
-        if debtor_id is not None:
-            stmt = stmt.where(d.c.id == debtor_id)
-        return stmt
+        return (select(*cols).select_from(self._from(b, list(x.values()), debtors))
+                .where(d.c.tenant_id == self.tenant_id, *only(d.c.id, debtors)))
 
     def select_pass(self, outcomes: Sequence[int], stage_rules: Sequence[Rule],
-                    stage_ids: Sequence[int], debtor_id: int | None = None) -> Select[Any]:
-        """Stage and segment of every debtor (or one) in one pass over the summary.
+                    stage_ids: Sequence[int], debtors: Debtors = None) -> Select[Any]:
+        """Stage and segment of every debtor (or some) in one pass over the summary.
 
         Columns: ``debtor_id``; ``dpd_stage`` (the first of ``stage_rules`` that matches,
         as its id in ``stage_ids``); ``cur_stage`` and ``manual`` (the stored stage, NULL
@@ -547,12 +557,12 @@ class CompiledRules:
         the debtor is being given (the manual one, else ``dpd_stage``); ``cur_segment``
         (the stored segment, NULL when none).
         """
-        b = self._summary(debtor_id)
-        x = self._extras(debtor_id)
+        b = self._summary(debtors)
+        x = self._extras(debtors)
         dpd = case(*[(self.expr(r, b, x), literal_column(str(int(i))))
                      for r, i in zip(stage_rules, stage_ids, strict=True)])
         pl = self.pl
-        given = case((pl.c.stage_manual.is_(True), pl.c.stage_id), else_=dpd)
+        self.stage = case((pl.c.stage_manual.is_(True), pl.c.stage_id), else_=dpd)
         whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
                                         for rule, o in zip(self.rules, outcomes, strict=True)]
         outcome = case(*whens) if whens else cast(null(), BigInteger)
@@ -560,10 +570,8 @@ class CompiledRules:
         stmt = (select(d.c.id.label("debtor_id"), dpd.label("dpd_stage"),
                        pl.c.stage_id.label("cur_stage"), pl.c.stage_manual.label("manual"),
                        outcome.label("outcome"), pl.c.segment_id.label("cur_segment"))
-                .select_from(self._from(b, list(x.values()), given))
-                .where(d.c.tenant_id == self.tenant_id))
-        if debtor_id is not None:
-            stmt = stmt.where(d.c.id == debtor_id)
+                .select_from(self._from(b, list(x.values()), debtors, placement=True))
+                .where(d.c.tenant_id == self.tenant_id, *only(d.c.id, debtors)))
         return stmt
 
     def feature_select(self, debtor_id: int) -> Select[Any]:
@@ -640,7 +648,7 @@ class CompiledRules:
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
         elif f == "stage":
-            col = self.st.c.code
+            col, vals = self.stage, tuple(self.stage_ids.get(v, -1) for v in vals)
         elif f.startswith("attributes."):
             col = self._attribute(f.removeprefix("attributes."), c.attr_type or "str")
         else:

@@ -66,10 +66,11 @@ def parse_rule_set(data: schemas.RuleSetIn) -> list[rules.Rule]:
 
 
 async def check_stage_codes(session: AsyncSession, tenant_id: int,
-                            parsed: list[rules.Rule]) -> None:
+                            parsed: list[rules.Rule]) -> dict[str, int]:
     """422 ``unknown_stage`` (naming the rule's value) for a ``stage`` comparison with a code
-    that is not one of the tenant's stages: such a rule could never match."""
-    codes = {s.code for s in await stages.active_stages(session, tenant_id)}
+    that is not one of the tenant's stages: such a rule could never match. Returns the
+    stages' ids by code."""
+    codes = {s.code: s.id for s in await stages.active_stages(session, tenant_id)}
     for i, rule in enumerate(parsed):
         for path, c in rules.walk_paths(rule, f"segments[{i}].rule"):
             unknown = [v for v in c.values if c.feature == "stage" and v not in codes]
@@ -77,6 +78,7 @@ async def check_stage_codes(session: AsyncSession, tenant_id: int,
                 raise Invalid(f"no stage with code {unknown[0]!r}; the stages are "
                               f"{', '.join(sorted(codes))}", code="unknown_stage",
                               param=f"{path}.value")
+    return codes
 
 
 async def active_segments(session: AsyncSession, tenant_id: int) -> list[Segment]:
@@ -157,11 +159,11 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
     segments = await active_segments(session, tenant_id)
-    sel = await apply.compile_pass(session, tenant_id, segments, as_of, debtor_id)
+    q = await apply.compile_pass(session, tenant_id, segments, as_of)
     p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
     if debtor_id is None:
-        return await apply.apply_all(session, p, sel)
-    return await apply.apply_one(session, p, sel)
+        return await apply.apply_all(session, p, q)
+    return await apply.apply_one(session, p, q.select(debtor_id))
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
@@ -279,13 +281,13 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
     per-debtor summary the rules read, joined to the current placement and grouped by
     (draft segment, current segment)."""
     parsed = parse_rule_set(data)
-    await check_stage_codes(session, tenant_id, parsed)
+    stage_ids = await check_stage_codes(session, tenant_id, parsed)
     await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
     bt = DebtorBalance.__table__
     currencies = list((await session.scalars(
         select(bt.c.currency).where(bt.c.tenant_id == tenant_id).distinct())).all())
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
-                                   currencies=currencies, totals=True)
+                                   currencies=currencies, totals=True, stage_ids=stage_ids)
     e = compiled.select(list(range(len(parsed)))).subquery("e")
     m = Placement.__table__
     await apply.plan_whole_portfolio(session)
