@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,8 @@ from cartera.portfolio.service import (
     resegment_debtor,
     tenant_today,
 )
+
+_Row = TypeVar("_Row", Promise, Arrangement)
 
 
 def _positive(value: str, currency: str, param: str) -> int:
@@ -65,29 +68,40 @@ async def create_promise(session: AsyncSession, actor: Actor,
     return promise
 
 
+async def _get(session: AsyncSession, model: type[_Row], row_id: int, noun: str) -> _Row:
+    """The tenant's row ``row_id`` of ``model`` (404 naming ``noun`` otherwise)."""
+    row = await session.get(model, row_id)
+    if row is None or row.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"{noun} {row_id} not found")
+    return row
+
+
+async def _cancel(session: AsyncSession, actor: Actor, row: _Row, *, open_status: str,
+                  code: str, reason: str | None) -> _Row:
+    """Cancel ``row`` (a promise or plan), which must be in ``open_status`` (409 ``code``
+    otherwise: the other statuses are facts), re-segment its debtor and audit it."""
+    await session.refresh(row, with_for_update=True)
+    kind = row.__tablename__.removesuffix("s")
+    if row.status != open_status:
+        raise Conflict(f"only {open_status} {kind}s can be cancelled; this one is "
+                       f"{row.status}", code=code)
+    row.status, row.cancelled_at, row.cancel_reason = "cancelled", clock.now(), reason
+    await session.flush()
+    await resegment_debtor(session, actor.tenant_id, row.debtor_id)
+    await session.refresh(row)
+    audit.record(session, actor, f"{kind}.cancelled", kind, row.id, {"reason": reason})
+    return row
+
+
 async def get_promise(session: AsyncSession, promise_id: int) -> Promise:
-    promise = await session.get(Promise, promise_id)
-    if promise is None or promise.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"promise {promise_id} not found")
-    return promise
+    return await _get(session, Promise, promise_id, "promise")
 
 
 async def cancel_promise(session: AsyncSession, actor: Actor, promise_id: int,
                          reason: str | None) -> Promise:
     """Cancel a pending promise (409 otherwise: kept and broken ones are facts)."""
-    promise = await get_promise(session, promise_id)
-    await session.refresh(promise, with_for_update=True)
-    if promise.status != "pending":
-        raise Conflict(f"only a pending promise can be cancelled; this one is {promise.status}",
-                       code="promise_not_pending")
-    promise.status, promise.cancelled_at = "cancelled", clock.now()
-    promise.cancel_reason = reason
-    await session.flush()
-    await resegment_debtor(session, actor.tenant_id, promise.debtor_id)
-    await session.refresh(promise)
-    audit.record(session, actor, "promise.cancelled", "promise", promise.id,
-                 {"reason": reason})
-    return promise
+    return await _cancel(session, actor, await get_promise(session, promise_id),
+                         open_status="pending", code="promise_not_pending", reason=reason)
 
 
 def promise_out(p: Promise) -> schemas.PromiseOut:
@@ -147,28 +161,16 @@ async def create_arrangement(session: AsyncSession, actor: Actor,
 
 
 async def get_arrangement(session: AsyncSession, arrangement_id: int) -> Arrangement:
-    plan = await session.get(Arrangement, arrangement_id)
-    if plan is None or plan.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"arrangement {arrangement_id} not found")
-    return plan
+    return await _get(session, Arrangement, arrangement_id, "arrangement")
 
 
 async def cancel_arrangement(session: AsyncSession, actor: Actor, arrangement_id: int,
                              reason: str | None) -> Arrangement:
     """Cancel an active plan (409 otherwise)."""
     plan = await get_arrangement(session, arrangement_id)
-    await session.refresh(plan, with_for_update=True)
-    if plan.status != "active":
-        raise Conflict(f"only an active plan can be cancelled; this one is {plan.status}",
-                       code="arrangement_not_active")
-    plan.status, plan.cancelled_at = "cancelled", clock.now()
-    plan.cancel_reason, plan.next_deadline = reason, None
-    await session.flush()
-    await resegment_debtor(session, actor.tenant_id, plan.debtor_id)
-    await session.refresh(plan)
-    audit.record(session, actor, "arrangement.cancelled", "arrangement", plan.id,
-                 {"reason": reason})
-    return plan
+    plan.next_deadline = None
+    return await _cancel(session, actor, plan, open_status="active",
+                         code="arrangement_not_active", reason=reason)
 
 
 async def arrangements_out(session: AsyncSession,
