@@ -127,7 +127,8 @@ async def plan_whole_portfolio(session: AsyncSession) -> None:
     The CASE over the per-debtor summary is one long expression: at 1M debtors the planner's
     cost estimate turns on JIT inlining and optimisation, which took 1.3-2.1 s to compile a
     query that runs in about 2 s; and its parallel plans re-run the whole summary aggregate
-    in every worker (measured: preview 5.8 s with both, 2.2 s without). Both are per-
+    in every worker (measured: preview 5.8 s with both, 2.2 s without; :func:`apply_all`
+    runs its pass in parallel another way, see :func:`_parallel_ranges`). Both are per-
     transaction planner settings (``SET LOCAL``): nothing else is affected."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL jit = off"))
