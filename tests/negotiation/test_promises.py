@@ -370,3 +370,23 @@ async def test_the_job_uses_each_tenants_business_day(
     await settle_due(app)
     assert (await get(ahead, found[ahead.tenant_id]))["status"] == "broken"
     assert (await get(behind, found[behind.tenant_id]))["status"] == "pending"
+
+
+async def test_payments_loaded_by_a_bulk_import_keep_promises_at_once(
+        tenant: TenantClient, run_jobs: RunJobs) -> None:
+    import json
+
+    d = await debtor(tenant, "IMP-1")
+    kept, other = await promise(tenant, d, "80.00"), await promise(tenant, d, "500.00")
+    rows = [{"type": "payment", "external_ref": f"P-{i}", "debtor_external_ref": "IMP-1",
+             "currency": "PEN", "amount": "40.00", "paid_on": day(0)} for i in range(2)]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    r = await tenant.api.post("/v1/imports", content=body,
+                              headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 202, r.text
+    await run_jobs()
+    done = (await tenant.api.get(f"/v1/imports/{r.json()['id']}")).json()
+    assert (done["status"], done["rows_applied"]) == ("succeeded", 2), done
+    assert ((await get(tenant, kept["id"]))["status"],
+            (await get(tenant, kept["id"]))["paid_amount"]) == ("kept", "80.00")
+    assert (await get(tenant, other["id"]))["status"] == "pending"

@@ -60,6 +60,7 @@ from cartera.imports.models import (
     stage_tags,
     touched_debtors,
 )
+from cartera.negotiation.status import settle_debtors
 from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.portfolio.service import tenant_today
 
@@ -681,7 +682,8 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
 
 async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, actor: Actor,
                   result: ImportResult) -> None:
-    """Rebalance the touched debtors, close the run and audit it, in one transaction."""
+    """Rebalance the touched debtors and settle their promises and plans, close the run and
+    audit it, in one transaction."""
     t = run.tenant_id
     async with await _session(sessionmaker, t) as session, session.begin():
         scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
@@ -696,8 +698,13 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
                 for table in ("import_touched_debtors", "debtors", "obligations", "payments",
                               "allocations"):
                     await conn.exec_driver_sql(f"ANALYZE {table}")
+        today = await tenant_today(session, t)
         async with _phase("rebalance"):
-            await rebalance(session, t, scope, await tenant_today(session, t))
+            await rebalance(session, t, scope, today)
+        # The file's payments may keep (or, reversed, un-keep) promises and complete plans.
+        touched = select(touched_debtors.c.debtor_id).where(
+            touched_debtors.c.import_id == run.id)
+        await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
         await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
         await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
             status="succeeded", finished_at=clock.now(), rows_total=result.rows_total,

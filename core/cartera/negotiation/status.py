@@ -27,7 +27,7 @@ has (indexes ``(status, promised_date)`` and ``(status, next_deadline)``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -157,12 +157,20 @@ async def settle_debtor(session: AsyncSession, tenant_id: int, debtor_id: int, t
     recorded or reversed, or a promise or plan was made), in the caller's transaction, and
     publish ``on_promise_broken`` for the promises it breaks. The caller re-segments."""
     await session.flush()
+    return await settle_debtors(session, tenant_id, lambda col: col == debtor_id, today, now)
+
+
+async def settle_debtors(session: AsyncSession, tenant_id: int,
+                         debtors: Callable[[Any], ColumnElement[bool]], today: date,
+                         now: datetime) -> Settled:
+    """:func:`settle_debtor` for the debtors whose id column satisfies ``debtors`` (e.g.
+    those a bulk import touched), set-based; ``on_promise_broken`` is published too."""
     pr, a = _table(Promise), _table(Arrangement)
     settled = Settled(
         promises=await settle_promises(
-            session, [pr.c.tenant_id == tenant_id, pr.c.debtor_id == debtor_id], today, now),
+            session, [pr.c.tenant_id == tenant_id, debtors(pr.c.debtor_id)], today, now),
         arrangements=await settle_arrangements(
-            session, [a.c.tenant_id == tenant_id, a.c.debtor_id == debtor_id], today, now))
+            session, [a.c.tenant_id == tenant_id, debtors(a.c.debtor_id)], today, now))
     await publish_broken(session, settled.broken_promises)
     return settled
 
