@@ -9,6 +9,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from cartera.api.openapi import REGENERATE, render
+from cartera.clock import today_in
 
 COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
@@ -92,3 +93,19 @@ async def test_create_operations_have_examples(http: AsyncTestClient[Litestar]) 
     for path in ("/v1/debtors", "/v1/obligations", "/v1/payments", "/v1/portfolios"):
         media = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert media["examples"]["default"]["value"], path
+
+
+async def test_a_body_that_may_be_left_out_is_not_required(
+        http: AsyncTestClient[Litestar], tenant: Any) -> None:
+    paths = (await _served(http))["paths"]
+    assert paths["/v1/promises/{promise_id}/cancel"]["post"]["requestBody"]["required"] is False
+    assert paths["/v1/segments/runs"]["post"]["requestBody"]["required"] is False
+    assert paths["/v1/promises"]["post"]["requestBody"]["required"] is True
+    # and it may really be left out
+    debtor = await tenant.api.post("/v1/debtors", json={"external_ref": "OB", "name": "OB",
+                                                        "country": "PE"})
+    promise = await tenant.api.post("/v1/promises", json={
+        "debtor_id": debtor.json()["id"], "currency": "PEN", "amount": "10.00",
+        "promised_date": today_in("America/Lima").isoformat()})
+    cancelled = await tenant.api.post(f"/v1/promises/{promise.json()['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"

@@ -209,6 +209,7 @@ def _complete_operation(method: str, op: dict[str, Any]) -> None:
     wanted = ["InternalError"]
     if "requestBody" in op:
         wanted.append("PayloadTooLarge")
+        _optional_body(op["requestBody"])
     if op.get("operationId") not in OWN_ERRORS:
         params = op.get("parameters", [])
         has_body = "requestBody" in op
@@ -238,6 +239,14 @@ def _complete_operation(method: str, op: dict[str, Any]) -> None:
     if example is not None:
         media = op["requestBody"]["content"]["application/json"]
         media["examples"] = {"default": {"summary": "A typical request", "value": example}}
+
+
+def _optional_body(body: dict[str, Any]) -> None:
+    """A body the handler takes as ``data: X | None = None`` may be left out, but Litestar
+    marks every request body required: not one whose schema admits null."""
+    for media in body.get("content", {}).values():
+        if {"type": "null"} in media.get("schema", {}).get("oneOf", []):
+            body["required"] = False
 
 
 def install(app: Litestar) -> None:
