@@ -152,3 +152,11 @@ async def test_disputed_obligations_take_no_automatic_payment(tenant: TenantClie
         "debtor_id": d, "currency": "PEN", "amount": "30.00", "paid_on": days_ago(1)})
     assert (await get_obligation(tenant, disputed["id"]))["outstanding_amount"] == "70.00"
     assert (await get_obligation(tenant, other["id"]))["status"] == "paid"
+
+
+async def test_moving_a_due_date_changes_days_past_due(tenant: TenantClient) -> None:
+    d = await debtor(tenant)
+    inv = await obligation(tenant, d, "F-1", "70.00", days_ago(50))
+    r = await tenant.api.patch(f"/v1/obligations/{inv['id']}", json={"due_date": days_ago(5)})
+    assert r.status_code == 200, r.text
+    assert (r.json()["due_date"], r.json()["days_past_due"]) == (days_ago(5), 5)

@@ -428,8 +428,8 @@ async def update_obligation(session: AsyncSession, actor: Actor, obligation_id: 
                       code="status_not_settable", param="status")
     if "status" in changes and changes["status"] == "open" and obligation.status == "paid":
         changes.pop("status")
-    for key, value in changes.items():
-        setattr(obligation, key, value)
+    for key in changes:  # the typed value (``changes`` is JSON for the audit: dates as text)
+        setattr(obligation, key, getattr(data, key))
     await session.flush()
     await refresh_debtor(session, actor.tenant_id, obligation.debtor_id)
     await session.refresh(obligation)
