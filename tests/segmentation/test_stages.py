@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TenantClient
-from tests.segmentation.test_segments import RunJobs, debtor, run, segment_of
+from tests.segmentation.test_segments import RunJobs, debtor, run, segment_of, today
 
 DEFAULTS = [("preventive", 0, 0), ("administrative", 1, 30), ("extrajudicial", 31, 180),
             ("judicial", 181, None)]
@@ -289,3 +289,40 @@ async def test_two_first_requests_at_once_share_the_default_stages(app: Any) -> 
 
     first, second = await asyncio.gather(first_use(0.3), first_use(0.0))
     assert first == second == ["preventive", "administrative", "extrajudicial", "judicial"]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CARTERA_TEST_DATABASE_URL", "").startswith(("postgres", "postgresql")),
+    reason="needs CARTERA_TEST_DATABASE_URL on PostgreSQL (SQLite has one writer)")
+async def test_a_run_and_a_payment_placing_the_same_new_debtor_both_succeed(
+        app: Any, tenant: TenantClient) -> None:
+    # A debtor loaded by a bulk import has no placement until evaluated. A payment places
+    # them (not committed yet) while a run that also found them unplaced inserts: the run
+    # waits for the payment's transaction, then leaves its placement as it is.
+    from sqlalchemy import delete, select
+
+    from cartera.db.engine import tenant_session
+    from cartera.segmentation.models import Placement
+    from cartera.segmentation.service import evaluate, reevaluate_debtor
+
+    await tenant.api.put("/v1/segments", json={"segments": [
+        {"code": "rest", "name": "Rest", "rule": {"all": []}}]})
+    d = await debtor(tenant, "UNPLACED")
+    sessionmaker, t = app.state.ctx.sessionmaker, tenant.tenant_id
+    async with tenant_session(sessionmaker, t) as session:
+        await session.execute(delete(Placement).where(Placement.debtor_id == d))
+    day = today()
+
+    async def full_run() -> int:
+        async with tenant_session(sessionmaker, t) as session:
+            return await evaluate(session, t, day)
+
+    async with tenant_session(sessionmaker, t) as payment:
+        assert await reevaluate_debtor(payment, t, d, day) == 1
+        run = asyncio.create_task(full_run())
+        await asyncio.sleep(0.5)
+        assert not run.done()  # waiting on the payment's placement of the debtor
+    assert await asyncio.wait_for(run, 5) == 1  # it found the debtor unplaced
+    async with tenant_session(sessionmaker, t) as session:
+        placed = (await session.scalars(select(Placement).where(Placement.debtor_id == d)))
+        assert [p.segment_id is not None for p in placed] == [True]

@@ -50,6 +50,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
@@ -282,10 +283,22 @@ async def _update_placements(session: AsyncSession, p: Pass, t: Any) -> None:
         t.c.cur_stage.is_not(None)).values(values))
 
 
+def _place(session: AsyncSession) -> Any:
+    """``INSERT INTO debtor_placements`` that leaves a debtor placed meanwhile as it is.
+
+    On PostgreSQL a payment for a debtor never placed (loaded by a bulk import) can place
+    them while a whole-portfolio run that also found them unplaced is under way: whichever
+    inserted second would fail on the key (the run after all its work). The first one's
+    placement stands, and the debtor's next evaluation settles any difference."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(_table(Placement)).on_conflict_do_nothing(
+        index_elements=["debtor_id"])
+
+
 async def _insert_placements(session: AsyncSession, p: Pass, t: Any) -> None:
     """Place the debtors seen for the first time."""
     entered = literal(p.now, UtcDateTime()) if p.segments else null()
-    await session.execute(insert(_table(Placement)).from_select(
+    await session.execute(_place(session).from_select(
         ["tenant_id", "debtor_id", "stage_id", "stage_manual", "stage_set_at", "segment_id",
          "segment_entered_at"],
         select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.dpd_stage,
@@ -326,7 +339,7 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     if segmented:
         values |= {"segment_id": segment_id, "segment_entered_at": p.now}
     if cur_stage is None:
-        await session.execute(insert(pl).values(tenant_id=p.tenant_id, debtor_id=debtor_id,
+        await session.execute(_place(session).values(tenant_id=p.tenant_id, debtor_id=debtor_id,
                                                 stage_manual=False, **values))
     else:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
