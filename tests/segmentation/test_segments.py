@@ -165,6 +165,7 @@ async def test_moves_are_recorded_in_history(tenant: TenantClient, run_jobs: Run
     assert [(m["from_segment"], m["to_segment"]) for m in moves] == [
         (None, "late"), ("late", "rest")]
     assert moves[1]["run_id"] is None
+    assert (moves[0]["left_at"], moves[1]["left_at"]) == (moves[1]["at"], None)
     third = await run(tenant, run_jobs)
     assert third["moves"] == 0
 

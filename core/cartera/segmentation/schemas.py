@@ -122,12 +122,16 @@ class PreviewOut(Struct):
 
 
 class MoveOut(Struct):
+    """A debtor entering ``to_segment`` (from ``from_segment``, null on their first)."""
+
     id: int
     debtor_id: int
     from_segment: str | None
     to_segment: str | None
     run_id: int | None
     at: datetime
+    left_at: datetime | None
+    """When the debtor left ``to_segment`` (their next move); null while still in it."""
 
 
 # --- stages -------------------------------------------------------------------------------

@@ -341,10 +341,14 @@ async def today(session: AsyncSession, tenant_id: int, as_of: date | None) -> da
 
 async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, limit: int,
                   starting_after: int | None) -> list[schemas.MoveOut]:
-    """The placement history rows with a segment part, in id order."""
-    h = PlacementMove
+    """The placement history rows with a segment part, in id order, each with when the
+    debtor left that segment (the ``at`` of their next such row)."""
+    h, nxt = PlacementMove, aliased(PlacementMove)
     src, dst = aliased(Segment), aliased(Segment)
-    stmt = (select(h.id, h.debtor_id, src.code, dst.code, h.run_id, h.at)
+    left_at = (select(func.min(nxt.at)).where(
+        nxt.tenant_id == h.tenant_id, nxt.debtor_id == h.debtor_id,
+        nxt.to_segment_id.is_not(None), nxt.id > h.id).scalar_subquery())
+    stmt = (select(h.id, h.debtor_id, src.code, dst.code, h.run_id, h.at, left_at)
             .outerjoin(src, src.id == h.from_segment_id).outerjoin(dst, dst.id == h.to_segment_id)
             .where(h.tenant_id == tenant_id, h.to_segment_id.is_not(None)))
     if debtor_id is not None:
@@ -353,7 +357,7 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
         stmt = stmt.where(h.id > starting_after)
     rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
     return [schemas.MoveOut(id=r[0], debtor_id=r[1], from_segment=r[2], to_segment=r[3],
-                            run_id=r[4], at=r[5]) for r in rows]
+                            run_id=r[4], at=r[5], left_at=r[6]) for r in rows]
 
 
 async def delete_debtor_placement(session: AsyncSession, tenant_id: int,
