@@ -121,8 +121,8 @@ async def test_rule_validation_names_the_rule_path(tenant: TenantClient) -> None
 
 @pytest.fixture(params=["whole", "ranges"])
 def split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Runs the pass whole, then (on PostgreSQL) as a UNION ALL over debtor id ranges, as
-    for a large tenant (:func:`cartera.segmentation.apply._parallel_ranges`)."""
+    """Runs the pass (or preview) whole, then (on PostgreSQL) as a UNION ALL over debtor id
+    ranges, as for a large tenant (:func:`cartera.segmentation.apply.parallel_ranges`)."""
     if request.param == "ranges":
         monkeypatch.setattr(apply, "PARALLEL_FROM", 0)
     return str(request.param)
@@ -189,6 +189,7 @@ async def test_explain_traces_why_earlier_segments_failed(tenant: TenantClient,
     assert other.status_code == 404
 
 
+@pytest.mark.usefixtures("split")
 async def test_preview_counts_amounts_and_moves_without_saving(
     tenant: TenantClient, run_jobs: RunJobs,
 ) -> None:
@@ -288,7 +289,7 @@ async def test_a_large_tenant_pass_is_split_into_contiguous_debtor_ranges(
     ids = [await debtor(tenant, f"R{i}") for i in range(5)]
     monkeypatch.setattr(apply, "PARALLEL_FROM", 0)
     async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
-        ranges = await apply._parallel_ranges(session, tenant.tenant_id) if (
+        ranges = await apply.parallel_ranges(session, tenant.tenant_id) if (
             session.get_bind().dialect.name == "postgresql") else None
         workers = 2 if ranges is None else int(await session.scalar(
             text("SELECT current_setting('max_parallel_workers_per_gather')")))

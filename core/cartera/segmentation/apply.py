@@ -7,7 +7,7 @@ segment. Only the rows where something changes are kept:
 
 * whole portfolio: into a temporary table (``CREATE TEMPORARY TABLE ... AS SELECT ...
   WHERE changed``; on PostgreSQL a large tenant's pass is split into debtor id ranges run
-  in parallel, see :func:`_parallel_ranges`), from which three set-based statements append
+  in parallel, see :func:`parallel_ranges`), from which three set-based statements append
   the history and update or insert the placements. In the steady state (a daily run where
   few debtors move) the table is nearly empty, so the run costs one read of the summary;
 * one debtor: the pass is one row, read into Python, and only the writes it calls for are
@@ -51,6 +51,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.base import Executable
@@ -129,7 +130,7 @@ async def plan_whole_portfolio(session: AsyncSession) -> None:
     cost estimate turns on JIT inlining and optimisation, which took 1.3-2.1 s to compile a
     query that runs in about 2 s; and its parallel plans re-run the whole summary aggregate
     in every worker (measured: preview 5.8 s with both, 2.2 s without; :func:`apply_all`
-    runs its pass in parallel another way, see :func:`_parallel_ranges`). Both are per-
+    runs its pass in parallel another way, see :func:`parallel_ranges`). Both are per-
     transaction planner settings (``SET LOCAL``): nothing else is affected."""
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SET LOCAL jit = off"))
@@ -156,7 +157,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
     them set-based; returns how many debtors changed segment."""
     pg = session.get_bind().dialect.name == "postgresql"
     await lock_tenant_placements(session, p.tenant_id, shared=False)
-    ranges = await _parallel_ranges(session, p.tenant_id) if pg else [None]
+    ranges = await parallel_ranges(session, p.tenant_id)
     await plan_whole_portfolio(session)
     branches = []
     for debtors in ranges:
@@ -165,10 +166,10 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
         branches.append(select(*e.c).where(changed))
     await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}."
                                f"{PASS_TABLE}"))
-    await _run_parallel(session, len(ranges) - 1)
+    await run_parallel(session, len(ranges) - 1)
     await session.execute(CreateTempAs(PASS_TABLE, branches[0] if len(branches) == 1
                                        else union_all(*branches)))
-    await _run_parallel(session, 0)
+    await run_parallel(session, 0)
     t = table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
     if pg:
         await session.execute(text(f"ANALYZE {PASS_TABLE}"))
@@ -187,16 +188,18 @@ PARALLEL_FROM = 100_000
 """Debtor ids a tenant spans from which a whole-portfolio pass on PostgreSQL is split."""
 
 
-async def _parallel_ranges(session: AsyncSession, tenant_id: int) -> list[rules.Debtors]:
+async def parallel_ranges(session: AsyncSession, tenant_id: int) -> list[rules.Debtors]:
     """The tenant's debtor ids in as many equal ranges as processes PostgreSQL runs a
     parallel query with (``max_parallel_workers_per_gather`` workers and the leader), or
-    one range for a small tenant or when parallel query is off.
+    one range (all) on SQLite, for a small tenant or when parallel query is off.
 
     PostgreSQL runs a query on one core, and its parallel plans for the pass re-run the
     whole summary aggregate in every worker. A UNION ALL of the pass over disjoint id ranges
     is a Parallel Append of plans that each process runs whole (its ranges of debtors,
     balances and placements, in id order): on the 2-core bench machine at 1M debtors the
     pass went from 1.7 s to 0.8-0.9 s with three ranges, against 1.0-1.1 s with two."""
+    if session.get_bind().dialect.name != "postgresql":
+        return [None]
     workers = int(await session.scalar(text(
         "SELECT current_setting('max_parallel_workers_per_gather')")) or 0)
     low, high = (await session.execute(select(func.min(Debtor.id), func.max(Debtor.id))
@@ -207,7 +210,7 @@ async def _parallel_ranges(session: AsyncSession, tenant_id: int) -> list[rules.
     return [(start, min(start + step, high + 1)) for start in range(low, high + 1, step)]
 
 
-async def _run_parallel(session: AsyncSession, workers: int) -> None:
+async def run_parallel(session: AsyncSession, workers: int) -> None:
     """On PostgreSQL, for the next statements of the transaction: up to ``workers`` parallel
     workers, each running whole branches of a UNION ALL (no partial scans: they would split
     a range again), whatever their cost estimate; ``0`` turns parallel query off again."""
@@ -283,30 +286,40 @@ async def _update_placements(session: AsyncSession, p: Pass, t: Any) -> None:
         t.c.cur_stage.is_not(None)).values(values))
 
 
-def _place(session: AsyncSession) -> Any:
-    """``INSERT INTO debtor_placements`` that leaves a debtor placed meanwhile as it is.
+def _place(session: AsyncSession, *, placed_meanwhile: bool = True) -> Any:
+    """``INSERT INTO debtor_placements``; ``placed_meanwhile`` leaves a debtor placed since
+    the pass read them as they are (``ON CONFLICT DO NOTHING``).
 
     On PostgreSQL a payment for a debtor never placed (loaded by a bulk import) can place
     them while a whole-portfolio run that also found them unplaced is under way: whichever
     inserted second would fail on the key (the run after all its work). The first one's
     placement stands, and the debtor's next evaluation settles any difference."""
+    if not placed_meanwhile:
+        return insert(_table(Placement))
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return dialect.insert(_table(Placement)).on_conflict_do_nothing(
         index_elements=["debtor_id"])
 
 
 async def _insert_placements(session: AsyncSession, p: Pass, t: Any) -> None:
-    """Place the debtors seen for the first time."""
+    """Place the debtors seen for the first time: a plain INSERT, and only if a debtor was
+    placed meanwhile (see :func:`_place`) again leaving them out. ``ON CONFLICT`` checks
+    each row on its own: 1.8 s more for a first run at 1M debtors."""
     entered = literal(p.now, UtcDateTime()) if p.segments else null()
-    await session.execute(_place(session).from_select(
-        ["tenant_id", "debtor_id", "stage_id", "stage_manual", "stage_set_at", "segment_id",
-         "segment_entered_at"],
-        select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.dpd_stage,
-               literal(False, Boolean), literal(p.now, UtcDateTime()), t.c.outcome, entered)
-        .where(t.c.cur_stage.is_(None))
-        # In key order: a first run's million rows come from the parallel ranges
-        # interleaved, and unsorted they cost the index inserts about 0.8 s more at 1M.
-        .order_by(t.c.debtor_id)))
+    rows = (select(literal(p.tenant_id, BigInteger), t.c.debtor_id, t.c.dpd_stage,
+                   literal(False, Boolean), literal(p.now, UtcDateTime()), t.c.outcome, entered)
+            .where(t.c.cur_stage.is_(None))
+            # In key order: a first run's million rows come from the parallel ranges
+            # interleaved, and unsorted they cost the index inserts about 0.8 s more at 1M.
+            .order_by(t.c.debtor_id))
+    cols = ["tenant_id", "debtor_id", "stage_id", "stage_manual", "stage_set_at", "segment_id",
+            "segment_entered_at"]
+    try:
+        async with session.begin_nested():
+            await session.execute(_place(session, placed_meanwhile=False)
+                                  .from_select(cols, rows))
+    except IntegrityError:
+        await session.execute(_place(session).from_select(cols, rows))
 
 
 # --- one debtor ---------------------------------------------------------------------------

@@ -16,11 +16,13 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, cast
 
 from sqlalchemy import (
+    and_,
     case,
     delete,
     func,
     literal,
     select,
+    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -279,7 +281,8 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
 
     One statement: the draft CASE per debtor, with the per-currency amounts of the same
     per-debtor summary the rules read, joined to the current placement and grouped by
-    (draft segment, current segment)."""
+    (draft segment, current segment); on PostgreSQL a large tenant's debtors are grouped
+    per id range in parallel, then the groups are added up."""
     parsed = parse_rule_set(data)
     stage_ids = await check_stage_codes(session, tenant_id, parsed)
     await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
@@ -288,15 +291,23 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
         select(bt.c.currency).where(bt.c.tenant_id == tenant_id).distinct())).all())
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
                                    currencies=currencies, totals=True, stage_ids=stage_ids)
-    e = compiled.select(list(range(len(parsed)))).subquery("e")
-    m = Placement.__table__
+    ranges = await apply.parallel_ranges(session, tenant_id)
     await apply.plan_whole_portfolio(session)
-    sums = [func.sum(e.c[f"{k}_{i}"]) for i in range(len(compiled.currencies))
-            for k in ("has", "out", "ovd")]
+    keys = [f"{k}_{i}" for i in range(len(compiled.currencies)) for k in ("has", "out", "ovd")]
+    m = Placement.__table__
+    groups = []
+    for debtors in ranges:  # each range grouped in its own process (see parallel_ranges)
+        e = compiled.select(list(range(len(parsed))), debtors).subquery("e")
+        on = and_(m.c.debtor_id == e.c.debtor_id, *rules.only(m.c.debtor_id, debtors))
+        groups.append(select(e.c.outcome, m.c.segment_id.label("current"),
+                             func.count().label("n"), *[func.sum(e.c[k]).label(k) for k in keys])
+                      .select_from(e.outerjoin(m, on)).group_by(e.c.outcome, m.c.segment_id))
+    g = (groups[0] if len(groups) == 1 else union_all(*groups)).subquery("g")
+    await apply.run_parallel(session, len(ranges) - 1)
     rows = (await session.execute(
-        select(e.c.outcome, m.c.segment_id, func.count(), *sums)
-        .select_from(e.outerjoin(m, m.c.debtor_id == e.c.debtor_id))
-        .group_by(e.c.outcome, m.c.segment_id))).all()
+        select(g.c.outcome, g.c.current, func.sum(g.c.n), *[func.sum(g.c[k]) for k in keys])
+        .group_by(g.c.outcome, g.c.current))).all()
+    await apply.run_parallel(session, 0)
     names = {s.id: s.code for s in (await session.scalars(
         select(Segment).where(Segment.tenant_id == tenant_id))).all()}
     return _preview_out(as_of, [s.code for s in data.segments], names, compiled.currencies,
