@@ -80,6 +80,22 @@ def cmd_clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clients_grant(args: argparse.Namespace) -> int:
+    import cartera.db.models  # noqa: F401  (every table: the ORM resolves foreign keys)
+    from cartera.auth.clients import grant_scopes
+    from cartera.errors import Invalid
+
+    async def go(session: Any) -> Any:
+        try:
+            return await grant_scopes(session, args.client_id, args.scopes.split())
+        except (LookupError, Invalid) as e:
+            raise SystemExit(str(e)) from None
+
+    client = _run(_with_session(go))
+    print(f"client_id: {client.client_id}\nscopes:    {client.scopes}\n(new tokens carry them)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cartera", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -109,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
     cc.add_argument("--name", required=True)
     cc.add_argument("--scopes", help="space-separated; default: every scope")
     cc.set_defaults(fn=cmd_clients_create)
+    cg = clients.add_parser("grant", help="add scopes to an existing client")
+    cg.add_argument("client_id")
+    cg.add_argument("--scopes", required=True, help="space-separated, e.g. "
+                    "'negotiation:read negotiation:write'")
+    cg.set_defaults(fn=cmd_clients_grant)
 
     for extra in _extra_commands:
         extra(sub)

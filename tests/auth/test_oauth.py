@@ -7,15 +7,17 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import update
 
-from cartera.auth.clients import create_client
+from cartera.auth.clients import create_client, grant_scopes
 from cartera.auth.models import OAuthClient
 from cartera.auth.tokens import TokenClient, TokenService
+from cartera.errors import Invalid
 from tests.conftest import TenantClient
 
 GRANT = {"grant_type": "client_credentials"}
@@ -161,6 +163,32 @@ async def test_missing_scope_is_403_insufficient_scope(
     assert "insufficient_scope" in r.headers["www-authenticate"]
     listed = await tenant.api.get("/v1/debtors", params={"external_ref": "X-1"})
     assert listed.json()["data"] == []
+
+
+async def test_a_client_granted_new_scopes_gets_them_in_its_next_token(
+    app: Litestar, http: AsyncTestClient[Litestar], tenant: TenantClient,
+) -> None:
+    async with app.state.ctx.sessionmaker() as session:
+        older, secret = await create_client(session, tenant.tenant_id, "older",
+                                            ["portfolio:read"])
+        await session.commit()
+
+    async def promises() -> int:
+        token = await http.post("/oauth/token", data=GRANT, auth=(older.client_id, secret))
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        return (await http.get("/v1/promises", headers=headers)).status_code
+
+    assert await promises() == 403
+    async with app.state.ctx.sessionmaker() as session:
+        with pytest.raises(Invalid):
+            await grant_scopes(session, older.client_id, ["negotiation:everything"])
+        with pytest.raises(LookupError):
+            await grant_scopes(session, "cli_nobody", ["negotiation:read"])
+        granted = await grant_scopes(session, older.client_id,
+                                     ["negotiation:read", "portfolio:read"])
+        await session.commit()
+    assert granted.scopes == "portfolio:read negotiation:read"
+    assert await promises() == 200
 
 
 async def test_authorization_server_metadata(http: AsyncTestClient[Litestar]) -> None:

@@ -1,4 +1,5 @@
-"""Tenants' OAuth2 clients: creation (the secret is shown once) and authentication."""
+"""Tenants' OAuth2 clients: creation (the secret is shown once), granting scopes, and
+authentication."""
 
 from __future__ import annotations
 
@@ -43,6 +44,22 @@ async def create_client(
     session.add(client)
     await session.flush()
     return client, secret
+
+
+async def grant_scopes(session: AsyncSession, client_id: str,
+                       scopes: list[str]) -> OAuthClient:
+    """Add ``scopes`` to a client's (e.g. the scopes of a domain added after it was made);
+    tokens issued from then on carry them. Unknown scopes or client: 422 / LookupError."""
+    bad = scope_catalogue.unknown(scopes)
+    if bad:
+        raise Invalid(f"unknown scopes: {', '.join(bad)}", code="unknown_scope", param="scopes")
+    client = await session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+    if client is None:
+        raise LookupError(f"no client {client_id!r}")
+    held = client.scopes.split()
+    client.scopes = " ".join([*held, *[s for s in scopes if s not in held]])
+    await session.flush()
+    return client
 
 
 async def authenticate(session: AsyncSession, client_id: str, secret: str) -> OAuthClient | None:
