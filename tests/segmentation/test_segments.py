@@ -299,3 +299,27 @@ async def test_a_large_tenant_pass_is_split_into_contiguous_debtor_ranges(
     bounds = [r for r in ranges if isinstance(r, tuple)]
     assert bounds[0][0] == min(ids) and bounds[-1][1] == max(ids) + 1
     assert all(a[1] == b[0] for a, b in pairwise(bounds))
+
+
+async def test_debtors_are_listed_by_segment_and_stage_and_show_both(
+        tenant: TenantClient, run_jobs: RunJobs) -> None:
+    ids = await portfolio(tenant)
+    await tenant.api.put("/v1/segments", json=RULES)
+    await run(tenant, run_jobs)
+
+    async def listed(**params: str) -> list[int]:
+        r = await tenant.api.get("/v1/debtors", params=params)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()["data"]]
+
+    assert await listed(segment="pen_big") == sorted([ids["pen_big"], ids["vip"]])
+    assert await listed(segment="late", stage="extrajudicial") == [ids["late"]]
+    assert await listed(segment="late", stage="preventive") == []
+    assert await listed(stage="administrative") == sorted(
+        [ids["usd_big"], ids["pen_big"], ids["rest"]])
+    one = (await tenant.api.get(f"/v1/debtors/{ids['late']}")).json()
+    assert (one["segment"], one["stage"]) == ("late", "extrajudicial")
+    for param in ("segment", "stage"):
+        bad = await tenant.api.get("/v1/debtors", params={param: "nope"})
+        assert bad.status_code == 422, bad.text
+        assert (bad.json()["code"], bad.json()["param"]) == (f"unknown_{param}", param)

@@ -94,15 +94,22 @@ class DebtorController(Controller):
             ge=0, le=36_500, description="Min days past due.")] = None,
         dpd_max: Annotated[int | None, Parameter(
             ge=0, le=36_500, description="Max days past due.")] = None,
+        segment: Annotated[str | None, Parameter(
+            description="Segment code: the debtors the last evaluation put there.")] = None,
+        stage: Annotated[str | None, Parameter(
+            description="Collection stage code, e.g. judicial.")] = None,
         as_of: AsOf = None,
     ) -> Page[schemas.DebtorOut]:
-        """Debtors in id order, filtered by zone, country, tags, portfolio, currency and days
-        past due (from the oldest unpaid due date)."""
+        """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
+        past due (from the oldest unpaid due date), segment and stage."""
         day = as_of or await service.tenant_today(session, actor.tenant_id)
         stmt = service.debtor_filters(
             select(Debtor), as_of=day, tenant_id=actor.tenant_id, zone=zone, country=country,
             tag=tag, portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
             dpd_max=dpd_max, currency=currency)
+        placed = await service.placement_filter(session, actor.tenant_id, segment, stage)
+        if placed is not None:
+            stmt = stmt.where(placed)
         rows = (await session.scalars(paginate(stmt, Debtor.id, limit, starting_after))).all()
         page = page_of(rows, limit, lambda d: d)
         page.data = await service.debtor_out(session, page.data)

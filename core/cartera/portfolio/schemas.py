@@ -148,6 +148,10 @@ class DebtorOut(Struct):
     attributes: dict[str, AttributeValue]
     contact_points: list[ContactPointOut]
     related_parties: list[RelatedPartyOut]
+    segment: str | None
+    """The segment code the last evaluation gave the debtor (null before any)."""
+    stage: str | None
+    """The debtor's collection stage code (null before their first evaluation)."""
     created_at: datetime
     updated_at: datetime
 

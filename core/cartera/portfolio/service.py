@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import Select, delete, exists, select
+from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ from cartera.portfolio.models import (
     Portfolio,
     RelatedParty,
 )
+from cartera.segmentation.models import Placement, Segment, Stage
 from cartera.tenants.models import Tenant
 
 
@@ -277,12 +278,15 @@ async def delete_related_party(session: AsyncSession, actor: Actor, debtor_id: i
 
 
 async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schemas.DebtorOut]:
-    """Debtors with their children, loaded in three queries whatever the page size."""
+    """Debtors with their children, segment and stage, loaded in four queries whatever the
+    page size."""
     ids = [d.id for d in debtors]
     cps: dict[int, list[schemas.ContactPointOut]] = defaultdict(list)
     rps: dict[int, list[schemas.RelatedPartyOut]] = defaultdict(list)
     tags: dict[int, list[str]] = defaultdict(list)
+    placed: dict[int, tuple[str | None, str | None]] = {}
     if ids:
+        placed = await _placement_codes(session, ids)
         for cp in await session.scalars(
             select(ContactPoint).where(ContactPoint.debtor_id.in_(ids)).order_by(ContactPoint.id)
         ):
@@ -306,9 +310,41 @@ async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schem
             national_id=d.national_id, country=d.country, subdivision=d.subdivision,
             timezone=d.timezone, zone=d.zone, risk_score=d.risk_score, tags=tags[d.id],
             attributes=dict(d.attributes), contact_points=cps[d.id], related_parties=rps[d.id],
+            segment=placed.get(d.id, (None, None))[0], stage=placed.get(d.id, (None, None))[1],
             created_at=d.created_at, updated_at=d.updated_at)
         for d in debtors
     ]
+
+
+async def _placement_codes(session: AsyncSession,
+                           ids: list[int]) -> dict[int, tuple[str | None, str | None]]:
+    """(segment code, stage code) of the placed debtors among ``ids``."""
+    rows = await session.execute(
+        select(Placement.debtor_id, Segment.code, Stage.code)
+        .outerjoin(Segment, Segment.id == Placement.segment_id)
+        .outerjoin(Stage, Stage.id == Placement.stage_id)
+        .where(Placement.tenant_id == session.info["tenant_id"], Placement.debtor_id.in_(ids)))
+    return {int(d): (seg, stage) for d, seg, stage in rows}
+
+
+async def placement_filter(session: AsyncSession, tenant_id: int, segment: str | None,
+                           stage: str | None) -> ColumnElement[bool] | None:
+    """The condition "the debtor is placed in segment ``segment`` / stage ``stage``" (codes;
+    422 naming the parameter for a code the tenant never had), or None without either."""
+    if segment is None and stage is None:
+        return None
+    cond = [Placement.debtor_id == Debtor.id, Placement.tenant_id == tenant_id]
+    for param, code, model, col in (("segment", segment, Segment, Placement.segment_id),
+                                    ("stage", stage, Stage, Placement.stage_id)):
+        if code is None:
+            continue
+        found = await session.scalar(select(model.id).where(model.tenant_id == tenant_id,
+                                                           model.code == code))
+        if found is None:
+            raise Invalid(f"no {param} with code {code!r}", code=f"unknown_{param}",
+                          param=param)
+        cond.append(col == found)
+    return exists().where(*cond)
 
 
 def debtor_filters(stmt: Select[Any], *, as_of: date, tenant_id: int, zone: str | None = None,
