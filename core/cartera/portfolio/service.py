@@ -287,23 +287,31 @@ async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schem
     placed: dict[int, tuple[str | None, str | None]] = {}
     if ids:
         placed = await _placement_codes(session, ids)
-        for cp in await session.scalars(
-            select(ContactPoint).where(ContactPoint.debtor_id.in_(ids)).order_by(ContactPoint.id)
+        # Plain rows, not ORM objects: a read path that runs on every debtor request.
+        cp = ContactPoint
+        for r in await session.execute(
+            select(cp.debtor_id, cp.id, cp.kind, cp.value, cp.label, cp.consent,
+                   cp.opted_out_channels, cp.origin, cp.preferred)
+            .where(cp.debtor_id.in_(ids)).order_by(cp.id)
         ):
-            cps[cp.debtor_id].append(schemas.ContactPointOut(
-                id=cp.id, kind=cp.kind, value=cp.value, label=cp.label, consent=cp.consent,
-                opted_out_channels=list(cp.opted_out_channels), origin=cp.origin,
-                preferred=cp.preferred))
-        for rp in await session.scalars(
-            select(RelatedParty).where(RelatedParty.debtor_id.in_(ids)).order_by(RelatedParty.id)
+            cps[r.debtor_id].append(schemas.ContactPointOut(
+                id=r.id, kind=r.kind, value=r.value, label=r.label, consent=r.consent,
+                opted_out_channels=list(r.opted_out_channels), origin=r.origin,
+                preferred=r.preferred))
+        rp = RelatedParty
+        for p in await session.execute(
+            select(rp.debtor_id, rp.id, rp.role, rp.name, rp.national_id, rp.phone, rp.email,
+                   rp.related_debtor_id)
+            .where(rp.debtor_id.in_(ids)).order_by(rp.id)
         ):
-            rps[rp.debtor_id].append(schemas.RelatedPartyOut(
-                id=rp.id, role=rp.role, name=rp.name, national_id=rp.national_id, phone=rp.phone,
-                email=rp.email, related_debtor_id=rp.related_debtor_id))
-        for t in await session.scalars(
-            select(DebtorTag).where(DebtorTag.debtor_id.in_(ids)).order_by(DebtorTag.tag)
+            rps[p.debtor_id].append(schemas.RelatedPartyOut(
+                id=p.id, role=p.role, name=p.name, national_id=p.national_id, phone=p.phone,
+                email=p.email, related_debtor_id=p.related_debtor_id))
+        for debtor_id, tag in await session.execute(
+            select(DebtorTag.debtor_id, DebtorTag.tag).where(DebtorTag.debtor_id.in_(ids))
+            .order_by(DebtorTag.tag)
         ):
-            tags[t.debtor_id].append(t.tag)
+            tags[debtor_id].append(tag)
     return [
         schemas.DebtorOut(
             id=d.id, external_ref=d.external_ref, kind=d.kind, name=d.name,
