@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Integer,
     MetaData,
+    Table,
     TypeDecorator,
 )
 from sqlalchemy.dialects import postgresql
@@ -56,6 +57,13 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed as one (for set-based statements)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class TenantScoped:

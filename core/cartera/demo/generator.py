@@ -16,13 +16,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, cast
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import geo, money
+from cartera.db.base import table_of
 from cartera.demo import ids
 from cartera.demo.data import (
     COMPANY_NAMES,
@@ -440,10 +441,6 @@ def generate(tenant_id: int, debtors: int, seed: int, today: date) -> DemoData:
     return gen.data
 
 
-def _table(model: Any) -> Table:
-    return cast(Table, model.__table__)
-
-
 async def _bulk(session: AsyncSession, table: Table, rows: Iterable[dict[str, Any]]) -> int:
     batch: list[dict[str, Any]] = []
     count = 0
@@ -501,21 +498,21 @@ async def load_demo_portfolio(session: AsyncSession, tenant_id: int, debtors: in
 
     existing = set((await session.scalars(
         select(Portfolio.code).where(Portfolio.tenant_id == tenant_id))).all())
-    await _bulk(session, _table(Portfolio), (
+    await _bulk(session, table_of(Portfolio), (
         {"tenant_id": tenant_id, "code": code, "name": name, "description": description}
         for code, name, description in PORTFOLIOS if code not in existing))
     portfolio_ids = {code: pid for pid, code in (await session.execute(
         select(Portfolio.id, Portfolio.code).where(Portfolio.tenant_id == tenant_id))).all()}
 
-    await _bulk(session, _table(Debtor), data.debtors)
+    await _bulk(session, table_of(Debtor), data.debtors)
     debtor_ids = {ref: did for did, ref in (await session.execute(
         select(Debtor.id, Debtor.external_ref).where(Debtor.tenant_id == tenant_id))).all()}
-    await _bulk(session, _table(DebtorTag), _resolve(data.tags, debtor_ids))
-    await _bulk(session, _table(ContactPoint), _resolve(data.contact_points, debtor_ids))
-    await _bulk(session, _table(RelatedParty), _resolve(data.related_parties, debtor_ids))
-    await _bulk(session, _table(Obligation),
+    await _bulk(session, table_of(DebtorTag), _resolve(data.tags, debtor_ids))
+    await _bulk(session, table_of(ContactPoint), _resolve(data.contact_points, debtor_ids))
+    await _bulk(session, table_of(RelatedParty), _resolve(data.related_parties, debtor_ids))
+    await _bulk(session, table_of(Obligation),
                 _resolve(data.obligations, debtor_ids, portfolio_ids))
-    await _bulk(session, _table(Payment), _resolve(data.payments, debtor_ids))
+    await _bulk(session, table_of(Payment), _resolve(data.payments, debtor_ids))
     await _analyze(session, ("debtors", "obligations", "payments", "allocations"))
     await rebalance(session, tenant_id, DebtorScope.tenant(tenant_id), today)
     summary = DemoSummary(True, len(data.debtors), len(data.obligations), len(data.payments),

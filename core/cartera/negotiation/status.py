@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cartera_sdk.events import PromiseBroken
@@ -39,7 +39,6 @@ from cartera_sdk.money import Money
 from sqlalchemy import (
     ColumnElement,
     Date,
-    Table,
     case,
     exists,
     func,
@@ -50,7 +49,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import money
-from cartera.db.base import UtcDateTime
+from cartera.db.base import UtcDateTime, table_of
 from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.payments.models import Payment
 from cartera.plugins import events as plugin_events
@@ -84,15 +83,11 @@ class Settled:
         return [r for r in self.promises if r["status"] == "broken"]
 
 
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
-
-
 def _paid(owner: Any, *, through: Any = None) -> Any:
     """The debtor's payments not reversed in ``owner``'s currency, dated from its
     ``created_on`` (through ``through`` when given), summed: a scalar subquery correlated to
     the ``owner`` row (a promise or a plan)."""
-    p = _table(Payment)
+    p = table_of(Payment)
     cond = [p.c.tenant_id == owner.c.tenant_id, p.c.debtor_id == owner.c.debtor_id,
             p.c.currency == owner.c.currency, p.c.status != "reversed",
             p.c.paid_on >= owner.c.created_on]
@@ -112,7 +107,7 @@ async def settle_promises(session: AsyncSession, where: Sequence[ColumnElement[b
                           today: Any, now: datetime) -> list[Mapping[str, Any]]:
     """Re-derive the promises matching ``where`` (never cancelled ones) as of ``today`` (a
     date, or an expression over the promise row); returns the changed rows."""
-    pr = _table(Promise)
+    pr = table_of(Promise)
     scope = [*where, pr.c.status != "cancelled"]
     await session.execute(update(pr).where(*scope).values(
         paid_minor=_paid(pr, through=pr.c.promised_date)))
@@ -130,7 +125,7 @@ async def settle_arrangements(session: AsyncSession, where: Sequence[ColumnEleme
                               today: Any, now: datetime) -> list[Mapping[str, Any]]:
     """Re-derive the plans matching ``where`` (never cancelled ones) as of ``today``;
     returns the changed rows. Active plans get their ``next_deadline`` again."""
-    a, i = _table(Arrangement), _table(Installment)
+    a, i = table_of(Arrangement), table_of(Installment)
     scope = [*where, a.c.status != "cancelled"]
     await session.execute(update(a).where(*scope).values(paid_minor=_paid(a)))
     missed = exists().where(i.c.arrangement_id == a.c.id, i.c.deadline < today,
@@ -165,7 +160,7 @@ async def settle_debtors(session: AsyncSession, tenant_id: int,
                          now: datetime) -> Settled:
     """:func:`settle_debtor` for the debtors whose id column satisfies ``debtors`` (e.g.
     those a bulk import touched), set-based; ``on_promise_broken`` is published too."""
-    pr, a = _table(Promise), _table(Arrangement)
+    pr, a = table_of(Promise), table_of(Arrangement)
     settled = Settled(
         promises=await settle_promises(
             session, [pr.c.tenant_id == tenant_id, debtors(pr.c.debtor_id)], today, now),
@@ -187,7 +182,7 @@ def local_today(tenant_id: Any, days: Mapping[str, date]) -> Any:
     """The business day of the tenant ``tenant_id`` (a column) as a scalar subquery: a CASE
     over its time zone with the days computed in Python (at most three distinct dates exist
     at any instant), so no dialect-specific time zone arithmetic runs in SQL."""
-    t = _table(Tenant)
+    t = table_of(Tenant)
     by_day: dict[date, list[str]] = {}
     for tz, day in days.items():
         by_day.setdefault(day, []).append(tz)
@@ -205,7 +200,7 @@ async def settle_due(session: AsyncSession, now: datetime,
     if not days:
         return Settled()
     latest = max(days.values())
-    pr, a = _table(Promise), _table(Arrangement)
+    pr, a = table_of(Promise), table_of(Arrangement)
     p_today = local_today(pr.c.tenant_id, days)
     a_today = local_today(a.c.tenant_id, days)
     settled = Settled(

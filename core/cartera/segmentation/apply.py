@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
     String,
-    Table,
     and_,
     case,
     column,
@@ -58,7 +57,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
 from cartera import clock
-from cartera.db.base import UtcDateTime
+from cartera.db.base import UtcDateTime, table_of
 from cartera.portfolio.models import Debtor
 from cartera.segmentation import rules, stages
 from cartera.segmentation.models import Placement, PlacementMove, Segment
@@ -78,10 +77,6 @@ class Pass:
     actor: str
     run_id: int | None
     segments: bool  # a rule set exists (else only stages are assigned)
-
-
-def _table(model: type) -> Table:
-    return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
 def stage_changes(e: Any) -> ColumnElement[bool]:
@@ -257,7 +252,7 @@ def _changes(p: Pass, t: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]
 async def _append_history(session: AsyncSession, p: Pass, t: Any) -> None:
     """One history row per changed debtor, with the part(s) that changed."""
     staged, segmented = _changes(p, t)
-    await session.execute(insert(_table(PlacementMove)).from_select(
+    await session.execute(insert(table_of(PlacementMove)).from_select(
         ["tenant_id", "debtor_id", "at", "actor", "manual", "from_stage_id", "to_stage_id",
          "from_segment_id", "to_segment_id", "run_id"],
         select(literal(p.tenant_id, BigInteger), t.c.debtor_id,
@@ -271,7 +266,7 @@ async def _append_history(session: AsyncSession, p: Pass, t: Any) -> None:
 async def _update_placements(session: AsyncSession, p: Pass, t: Any) -> None:
     """Move the placed debtors that changed: the stage where it follows days past due and
     differs, the segment where it differs."""
-    pl = _table(Placement)
+    pl = table_of(Placement)
     staged = and_(pl.c.stage_manual.is_(False), t.c.manual.is_(False),
                   t.c.cur_stage != t.c.dpd_stage)
     values: dict[str, Any] = {
@@ -297,9 +292,9 @@ def _place(session: AsyncSession, *, placed_meanwhile: bool = True) -> Any:
     inserted second would fail on the key (the run after all its work). The first one's
     placement stands, and the debtor's next evaluation settles any difference."""
     if not placed_meanwhile:
-        return insert(_table(Placement))
+        return insert(table_of(Placement))
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(_table(Placement)).on_conflict_do_nothing(
+    return dialect.insert(table_of(Placement)).on_conflict_do_nothing(
         index_elements=["debtor_id"])
 
 
@@ -342,12 +337,12 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
                           .with_for_update(key_share=True))  # see the module docstring
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
-    await session.execute(insert(_table(PlacementMove)).values(
+    await session.execute(insert(table_of(PlacementMove)).values(
         tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
         from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
         from_segment_id=cur_segment if segmented else None, to_segment_id=segment_id,
         run_id=p.run_id if segmented else None))
-    pl = _table(Placement)
+    pl = table_of(Placement)
     values: dict[str, Any] = {}
     if staged:
         values |= {"stage_id": stage_id, "stage_set_at": p.now}
