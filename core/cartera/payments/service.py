@@ -24,7 +24,6 @@ from cartera.portfolio.service import (
     get_debtor,
     parse_amount,
     refresh_debtor,
-    tenant_today,
 )
 
 
@@ -105,7 +104,6 @@ async def create_payment(session: AsyncSession, actor: Actor,
                                currency=data.currency, obligation_id=obligation_id,
                                payment_id=payment.id, amount_minor=value, explicit=True))
     await session.flush()
-    await _settle_negotiations(session, actor.tenant_id, debtor.id)
     await refresh_debtor(session, actor.tenant_id, debtor.id)
     await session.refresh(payment)
     audit.record(session, actor, "payment.received", "payment", payment.id,
@@ -117,15 +115,6 @@ async def create_payment(session: AsyncSession, actor: Actor,
                                                 amount=Money(Decimal(data.amount), data.currency),
                                                 source="api", reference=data.reference))
     return payment
-
-
-async def _settle_negotiations(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
-    """Keep the debtor's promises and installment plans current with their payments, before
-    ``refresh_debtor`` re-segments them (rules read promises and plans)."""
-    from cartera.negotiation.status import settle_debtor
-
-    await settle_debtor(session, tenant_id, debtor_id, await tenant_today(session, tenant_id),
-                        clock.now())
 
 
 async def get_payment(session: AsyncSession, payment_id: int) -> Payment:
@@ -146,7 +135,6 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
     payment.reversal_reason = reason
     await session.execute(delete(Allocation).where(Allocation.payment_id == payment.id))
     await session.flush()
-    await _settle_negotiations(session, actor.tenant_id, payment.debtor_id)
     await refresh_debtor(session, actor.tenant_id, payment.debtor_id)
     await session.refresh(payment)
     audit.record(session, actor, "payment.reversed", "payment", payment.id, {"reason": reason})

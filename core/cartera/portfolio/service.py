@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import money
+from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.audit.models import AuditEntry
@@ -55,11 +55,14 @@ async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int
 
 
 async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
-    """After a money change: re-allocate, re-summarise and re-segment one debtor, in the
-    caller's transaction."""
+    """After a money change: settle the debtor's promises and installment plans (before the
+    re-segmentation: rules read them), re-allocate, re-summarise and re-segment them, in
+    the caller's transaction."""
+    from cartera.negotiation.status import settle_debtor
     from cartera.segmentation.service import reevaluate_debtor
 
     today = await tenant_today(session, tenant_id)
+    await settle_debtor(session, tenant_id, debtor_id, today, clock.now())
     await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
     await reevaluate_debtor(session, tenant_id, debtor_id, today, refresh=False)
 
