@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Controller, get, post
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
@@ -38,11 +37,7 @@ class PromiseController(Controller):
                     status: schemas.PromiseStatus | None = None,
                     ) -> Page[schemas.PromiseOut]:
         """Promises in id order."""
-        stmt = select(Promise)
-        if debtor_id is not None:
-            stmt = stmt.where(Promise.debtor_id == debtor_id)
-        if status is not None:
-            stmt = stmt.where(Promise.status == status)
+        stmt = service.listing(Promise, debtor_id, status)
         rows = (await session.scalars(paginate(stmt, Promise.id, limit, starting_after))).all()
         return page_of(rows, limit, service.promise_out)
 
@@ -85,11 +80,7 @@ class ArrangementController(Controller):
                     status: schemas.ArrangementStatus | None = None,
                     ) -> Page[schemas.ArrangementOut]:
         """Installment plans in id order, with their installments."""
-        stmt = select(Arrangement)
-        if debtor_id is not None:
-            stmt = stmt.where(Arrangement.debtor_id == debtor_id)
-        if status is not None:
-            stmt = stmt.where(Arrangement.status == status)
+        stmt = service.listing(Arrangement, debtor_id, status)
         rows = (await session.scalars(paginate(stmt, Arrangement.id, limit,
                                                starting_after))).all()
         page = page_of(rows, limit, lambda a: a)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
@@ -74,6 +74,16 @@ async def _get(session: AsyncSession, model: type[_Row], row_id: int, noun: str)
     if row is None or row.tenant_id != session.info["tenant_id"]:
         raise NotFound(f"{noun} {row_id} not found")
     return row
+
+
+def listing(model: type[_Row], debtor_id: int | None, status: str | None) -> Select[Any]:
+    """The tenant's promises or plans, of one debtor and in one status when given."""
+    stmt = select(model)
+    if debtor_id is not None:
+        stmt = stmt.where(model.debtor_id == debtor_id)
+    if status is not None:
+        stmt = stmt.where(model.status == status)
+    return stmt
 
 
 async def _cancel(session: AsyncSession, actor: Actor, row: _Row, *, open_status: str,

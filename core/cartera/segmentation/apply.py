@@ -162,8 +162,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
     await session.execute(text(f"DROP TABLE IF EXISTS {'pg_temp' if pg else 'temp'}."
                                f"{PASS_TABLE}"))
     await run_parallel(session, len(ranges) - 1)
-    await session.execute(CreateTempAs(PASS_TABLE, branches[0] if len(branches) == 1
-                                       else union_all(*branches)))
+    await session.execute(CreateTempAs(PASS_TABLE, union_of(branches)))
     await run_parallel(session, 0)
     t = table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
     if pg:
@@ -205,6 +204,11 @@ async def parallel_ranges(session: AsyncSession, tenant_id: int) -> list[rules.D
         return [None]
     step = -(-(high + 1 - low) // (workers + 1))
     return [(start, min(start + step, high + 1)) for start in range(low, high + 1, step)]
+
+
+def union_of(branches: list[Any]) -> Any:
+    """The UNION ALL of the per-range statements (the one statement when not split)."""
+    return branches[0] if len(branches) == 1 else union_all(*branches)
 
 
 async def run_parallel(session: AsyncSession, workers: int) -> None:

@@ -22,7 +22,6 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -302,7 +301,7 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
         groups.append(select(e.c.outcome, m.c.segment_id.label("current"),
                              func.count().label("n"), *[func.sum(e.c[k]).label(k) for k in keys])
                       .select_from(e.outerjoin(m, on)).group_by(e.c.outcome, m.c.segment_id))
-    g = (groups[0] if len(groups) == 1 else union_all(*groups)).subquery("g")
+    g = apply.union_of(groups).subquery("g")
     await apply.run_parallel(session, len(ranges) - 1)
     rows = (await session.execute(
         select(g.c.outcome, g.c.current, func.sum(g.c.n), *[func.sum(g.c[k]) for k in keys])
