@@ -144,6 +144,14 @@ async def lock_tenant_placements(session: AsyncSession, tenant_id: int, *,
                               {"space": _LOCK_SPACE, "tenant": tenant_id})
 
 
+async def lock_debtor(session: AsyncSession, debtor_id: int) -> None:
+    """Lock the debtor's row as a foreign-key check would (``FOR KEY SHARE``) before writing
+    their placement, which has no foreign key: a concurrent deletion of the debtor waits
+    for this transaction."""
+    await session.execute(select(Debtor.id).where(Debtor.id == debtor_id)
+                          .with_for_update(key_share=True))
+
+
 _LOCK_SPACE = 0x5E6  # the first key of the two-key advisory lock: "placements"
 
 
@@ -337,8 +345,7 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     if not (staged or segmented):
         return 0
     debtor_id = int(row["debtor_id"])
-    await session.execute(select(Debtor.id).where(Debtor.id == debtor_id)
-                          .with_for_update(key_share=True))  # see the module docstring
+    await lock_debtor(session, debtor_id)
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
     await session.execute(insert(table_of(PlacementMove)).values(

@@ -181,12 +181,15 @@ class _Current:
 
 async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int, *,
                   lock: bool = False) -> Debtor:
-    """The tenant's debtor (404 otherwise); ``lock`` before writing its placement, which
-    has no foreign key: a concurrent deletion of the debtor waits for this transaction."""
-    debtor = await session.get(Debtor, debtor_id,
-                               with_for_update={"key_share": True} if lock else None)
+    """The tenant's debtor (404 otherwise), ``lock``-ed before writing its placement
+    (:func:`cartera.segmentation.apply.lock_debtor`)."""
+    from cartera.segmentation.apply import lock_debtor  # apply builds on this module
+
+    debtor = await session.get(Debtor, debtor_id)
     if debtor is None or debtor.tenant_id != tenant_id:
         raise NotFound(f"debtor {debtor_id} not found")
+    if lock:
+        await lock_debtor(session, debtor_id)
     return debtor
 
 
