@@ -431,9 +431,6 @@ class CompiledRules:
             key=lambda n: -1 if n is None else n)
         self.uses_plans = any(c.feature == "active_installment_plan" for c in used)
         self.pl = Placement.__table__.alias("pl")
-        self.stage: Any = self.pl.c.stage_id
-        """The stage id ``stage`` rules compare: the stored one, or in :meth:`select_pass`
-        the one the debtor is being given."""
 
     def _from(self, b: Any, extras: Sequence[Any], debtors: Debtors,
               placement: bool = False) -> Any:
@@ -562,8 +559,9 @@ class CompiledRules:
         dpd = case(*[(self.expr(r, b, x), literal_column(str(int(i))))
                      for r, i in zip(stage_rules, stage_ids, strict=True)])
         pl = self.pl
-        self.stage = case((pl.c.stage_manual.is_(True), pl.c.stage_id), else_=dpd)
-        whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x), literal_column(str(int(o))))
+        given = case((pl.c.stage_manual.is_(True), pl.c.stage_id), else_=dpd)
+        whens: list[tuple[Any, Any]] = [(self.expr(rule, b, x, given),
+                                         literal_column(str(int(o))))
                                         for rule, o in zip(self.rules, outcomes, strict=True)]
         outcome = case(*whens) if whens else cast(null(), BigInteger)
         d = self.d
@@ -588,19 +586,22 @@ class CompiledRules:
                 .where(d.c.tenant_id == self.tenant_id, d.c.id == debtor_id))
 
     # each returns a boolean expression that is never NULL
-    def expr(self, rule: Rule, b: Any, x: dict[str, Any] | None = None) -> ColumnElement[bool]:
-        """``rule`` over the summary ``b`` and the extra aggregates ``x`` (:meth:`_extras`)."""
+    def expr(self, rule: Rule, b: Any, x: dict[str, Any] | None = None,
+             stage: Any = None) -> ColumnElement[bool]:
+        """``rule`` over the summary ``b`` and the extra aggregates ``x`` (:meth:`_extras`);
+        ``stage`` rules compare ``stage`` (a stage id expression; the stored one when None)."""
         x = x or {}
         if isinstance(rule, Group):
-            parts = [self.expr(c, b, x) for c in rule.children]
+            parts = [self.expr(c, b, x, stage) for c in rule.children]
             if rule.op == "not":
                 return not_(parts[0])
             if rule.op == "all":
                 return and_(true(), *parts) if parts else true()
             return or_(false(), *parts)
-        return self._comparison(rule, b, x)
+        return self._comparison(rule, b, x, self.pl.c.stage_id if stage is None else stage)
 
-    def _comparison(self, c: Comparison, b: Any, x: dict[str, Any]) -> ColumnElement[bool]:
+    def _comparison(self, c: Comparison, b: Any, x: dict[str, Any],
+                    stage: Any) -> ColumnElement[bool]:
         d, op, vals = self.d, c.op, c.values
         if c.feature == "consent":
             assert c.channel is not None
@@ -648,7 +649,7 @@ class CompiledRules:
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
         elif f == "stage":
-            col, vals = self.stage, tuple(self.stage_ids.get(v, -1) for v in vals)
+            col, vals = stage, tuple(self.stage_ids.get(v, -1) for v in vals)
         elif f.startswith("attributes."):
             col = self._attribute(f.removeprefix("attributes."), c.attr_type or "str")
         else:
