@@ -47,6 +47,9 @@ class Settings:
     log_level: str = "INFO"
     plugin_timeout_seconds: float = 10.0
     """Upper bound on any single call into a plugin."""
+    egress_allow: str = ""
+    """``CARTERA_EGRESS_ALLOW``: hosts, IPs or CIDRs (optionally ``:port``) providers may
+    reach although not public, and without TLS (see :mod:`cartera_sdk.egress`)."""
     jobs_inline: bool | None = None
     """Run jobs in-process; ``None`` means: yes on SQLite, no (procrastinate) on PostgreSQL."""
 
@@ -109,6 +112,8 @@ def _settings_from_env() -> Settings:
         kwargs["log_level"] = env["CARTERA_LOG_LEVEL"]
     if env.get("CARTERA_PLUGIN_TIMEOUT"):
         kwargs["plugin_timeout_seconds"] = float(env["CARTERA_PLUGIN_TIMEOUT"])
+    if env.get("CARTERA_EGRESS_ALLOW"):
+        kwargs["egress_allow"] = env["CARTERA_EGRESS_ALLOW"]
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     return Settings(**kwargs)  # type: ignore[arg-type]
 

@@ -69,7 +69,7 @@ async def test_connection_test_uses_stored_secrets(tenant: TenantClient) -> None
             200 if req.headers.get("authorization") == "Bearer key-123" else 401))
         good = await create(tenant, config={"base_url": server.base_url})
         r = await tenant.api.post(f"/v1/integrations/{good['id']}/test")
-        assert r.json() == {"ok": True, "detail": "authenticated", "code": None}
+        assert r.json() == {"ok": True, "detail": "connection test passed", "code": None}
         bad = await create(tenant, config={"base_url": server.base_url},
                            secrets={"api_key": "wrong", "webhook_secret": "s"})
         r = await tenant.api.post(f"/v1/integrations/{bad['id']}/test")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cartera_sdk.integration import ConnectionCheck
 from cartera_sdk.webhooks import WebhookRequest
 from litestar import Controller, Request, Response, get, patch, post
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from cartera.api.security import secured
 from cartera.errors import Conflict
 from cartera.integrations import schemas, service, webhooks
 from cartera.integrations.models import Integration
+from cartera.plugins.host import EgressRefusedError
 from cartera.plugins.registry import current_host
 
 READ = secured("integrations:read")
@@ -66,7 +68,11 @@ class IntegrationController(Controller):
           operation_id="TestIntegration", status_code=200, **WRITE)
     async def test(self, integration_id: int, session: AsyncSession,
                    request: Request[Any, Any, Any]) -> schemas.ConnectionTestOut:
-        """Ask the provider to make a cheap authenticated call with the stored config."""
+        """Ask the provider to make a cheap authenticated call with the stored config.
+
+        The answer is ``ok`` and a ``code`` only: nothing the provider (or whatever the
+        configured address reaches) sent back is echoed. A destination the egress rules
+        refuse answers ``code: egress_refused`` with the reason, and nothing is sent."""
         integration = await service.get(session, integration_id)
         if not integration.enabled:
             raise Conflict("the integration is disabled", code="integration_disabled")
@@ -75,8 +81,12 @@ class IntegrationController(Controller):
                                         integration.provider_name).provider
         pctx = service.context_for(integration, provider, app_context(request).settings.issuer,
                                    host.timeout_seconds)
-        check = await host.call(provider.test_connection(pctx), what="test connection")
-        return schemas.ConnectionTestOut(ok=check.ok, detail=check.detail, code=check.code)
+        try:
+            check = await host.call(provider.test_connection(pctx), what="test connection")
+        except EgressRefusedError as exc:
+            return schemas.ConnectionTestOut(ok=False, detail=exc.detail, code=exc.code)
+        return schemas.ConnectionTestOut(ok=check.ok, detail=_test_detail(check),
+                                         code=check.code)
 
     @get("/{integration_id:int}/webhook-deliveries", summary="List webhook deliveries",
          operation_id="ListWebhookDeliveries", **READ)
@@ -88,6 +98,12 @@ class IntegrationController(Controller):
             signature_valid=d.signature_valid, rejection=d.rejection, status=d.status,
             events_new=d.events_new, events_duplicate=d.events_duplicate, error=d.error)
             for d in await webhooks.deliveries(session, integration_id, limit)]
+
+
+def _test_detail(check: ConnectionCheck) -> str:
+    if check.ok:
+        return "connection test passed"
+    return f"connection test failed: {check.code or 'failed'}"
 
 
 async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:

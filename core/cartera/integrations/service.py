@@ -13,6 +13,7 @@ import certifi
 import httpx
 import msgspec
 from cartera_sdk.context import ProviderContext
+from cartera_sdk.egress import EgressPolicy
 from cartera_sdk.http import make_client
 from cartera_sdk.integration import NoConfig, NoSecrets
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +25,7 @@ from cartera.errors import Invalid, NotFound
 from cartera.integrations import schemas
 from cartera.integrations.models import Integration
 from cartera.plugins.host import PluginHost, RegisteredProvider
+from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.integrations")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -155,12 +157,22 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+@lru_cache(maxsize=8)
+def _egress(allow: str) -> EgressPolicy:
+    return EgressPolicy.parse(allow)
+
+
+def egress_policy() -> EgressPolicy:
+    """The operator's egress rules (``CARTERA_EGRESS_ALLOW``) for every provider call."""
+    return _egress(get_settings().egress_allow)
+
+
 class SharedTransport(httpx.AsyncBaseTransport):
     """One connection pool (keep-alive) for many short-lived clients: closing a client
     leaves it open; :meth:`close` closes it. For sending a batch through one integration."""
 
     def __init__(self, max_connections: int = 64) -> None:
-        self._inner = httpx.AsyncHTTPTransport(
+        self._inner = egress_policy().transport(
             verify=_tls(), limits=httpx.Limits(max_connections=max_connections,
                                                max_keepalive_connections=max_connections))
 
@@ -180,7 +192,7 @@ def _http_factory(timeout: float, transport: SharedTransport | None = None) -> A
                 timeout: float | None = timeout) -> httpx.AsyncClient:
         return make_client(base_url, headers=headers, auth=auth, timeout=timeout,
                            user_agent="cartera/0.1",
-                           transport=transport or httpx.AsyncHTTPTransport(verify=_tls()))
+                           transport=transport or egress_policy().transport(verify=_tls()))
 
     return factory
 
@@ -198,7 +210,7 @@ def context_for(integration: Integration, provider: Any, issuer: str,
         secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
         http=_http_factory(timeout, transport),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
-        webhook_url=webhook_url(issuer, integration.id))
+        webhook_url=webhook_url(issuer, integration.id), egress=egress_policy())
 
 
 def declared_secrets(provider: Any) -> list[str]:
