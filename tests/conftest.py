@@ -137,3 +137,14 @@ def run_jobs(app: Litestar) -> Callable[[], Awaitable[int]]:
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+async def hook_path(http: AsyncTestClient[Litestar], integration_id: int) -> str:
+    """The path of an integration's public webhook route (``/v1/hooks/{token}``)."""
+    from cartera.integrations.models import Integration
+    from cartera.integrations.service import webhook_url
+
+    async with http.app.state.ctx.sessionmaker() as session:
+        integration = await session.get(Integration, integration_id)
+    assert integration is not None
+    return webhook_url("", integration)

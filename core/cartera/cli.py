@@ -183,6 +183,33 @@ def _add_secrets(sub: Any) -> None:
 _extra_commands.append(_add_secrets)
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from cartera.auth.keys import rotate
+    from cartera.crypto import keyring
+
+    ttl = get_settings().token_ttl_seconds
+    done = _run(_with_session(lambda session: rotate(session, keyring(), ttl_seconds=ttl)))
+    if done.new_kid is None:
+        print("another rotation made the new key first; nothing changed here")
+        return 0
+    print(f"signing with the new key {done.new_kid}; "
+          f"retired {', '.join(done.retired) or 'none'} (verifies for {ttl} s more); "
+          f"dropped {', '.join(done.dropped) or 'none'}. Running apps pick it up within a "
+          "minute (at once for tokens signed with it).")
+    return 0
+
+
+def _add_keys(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="token-signing keys").add_subparsers(
+        dest="keys", required=True)
+    rotate = keys.add_parser("rotate", help="sign with a new key; the old one keeps "
+                             "verifying for one token lifetime, older ones are dropped")
+    rotate.set_defaults(fn=cmd_keys_rotate)
+
+
+_extra_commands.append(_add_keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:

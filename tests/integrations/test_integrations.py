@@ -36,7 +36,8 @@ async def test_secrets_are_write_only_and_encrypted_at_rest(tenant: TenantClient
         row = await session.scalar(select(Integration).where(Integration.id == created["id"]))
     assert row is not None and row.secrets_sealed is not None
     assert b"key-123" not in row.secrets_sealed
-    assert created["webhook_url"].endswith(f"/v1/hooks/{created['id']}")
+    assert created["webhook_url"].startswith("http://testserver.local/v1/hooks/")
+    assert not created["webhook_url"].endswith(f"/v1/hooks/{created['id']}")
 
 
 async def test_config_is_validated_against_the_provider_schema(tenant: TenantClient) -> None:

@@ -82,3 +82,10 @@ class WebhookDeliveryOut(Struct):
     events_new: int
     events_duplicate: int
     error: str | None
+
+
+class WebhookRejectionOut(Struct):
+    reason: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime
