@@ -183,6 +183,27 @@ def _add_secrets(sub: Any) -> None:
 _extra_commands.append(_add_secrets)
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from cartera.plugins.host import load_host
+
+    host = load_host(get_settings().plugin_timeout_seconds)
+    for info in sorted(host.plugins.values(), key=lambda p: p.name):
+        providers = ", ".join(f"{r.kind}/{r.name}" for r in info.providers) or "no providers"
+        print(f"{info.name} {info.version or ''}: {providers}")
+    for error in host.errors:
+        print(f"FAILED {error.plugin} at {error.stage}: {error.error}")
+    return 1 if host.errors else 0
+
+
+def _add_plugins(sub: Any) -> None:
+    plugins = sub.add_parser("plugins", help="installed plugins and those that failed to load "
+                             "(with why: tenants are not shown load errors)")
+    plugins.set_defaults(fn=cmd_plugins)
+
+
+_extra_commands.append(_add_plugins)
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from cartera.auth.keys import rotate
     from cartera.crypto import keyring

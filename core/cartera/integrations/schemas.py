@@ -26,15 +26,8 @@ class PluginOut(Struct):
     providers: list[ProviderInfo]
 
 
-class PluginLoadError(Struct):
-    plugin: str
-    stage: str
-    error: str
-
-
 class PluginList(Struct):
     data: list[PluginOut]
-    errors: list[PluginLoadError]
 
 
 class IntegrationCreate(Struct, forbid_unknown_fields=True):
