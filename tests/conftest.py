@@ -33,6 +33,8 @@ from cartera.settings import Settings, normalise_database_url
 from cartera.tenants.service import create_tenant
 
 _counter = itertools.count(1)
+TEST_EGRESS_ALLOW = "127.0.0.1,::1,localhost"
+"""The fake providers of the tests listen on loopback over http."""
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +52,8 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
     return Settings(database_url=database_url, issuer="http://testserver.local",
-                    log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0)
+                    log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0,
+                    egress_allow=TEST_EGRESS_ALLOW)
 
 
 @pytest.fixture(scope="session")
@@ -134,3 +137,14 @@ def run_jobs(app: Litestar) -> Callable[[], Awaitable[int]]:
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+async def hook_path(http: AsyncTestClient[Litestar], integration_id: int) -> str:
+    """The path of an integration's public webhook route (``/v1/hooks/{token}``)."""
+    from cartera.integrations.models import Integration
+    from cartera.integrations.service import webhook_url
+
+    async with http.app.state.ctx.sessionmaker() as session:
+        integration = await session.get(Integration, integration_id)
+    assert integration is not None
+    return webhook_url("", integration)

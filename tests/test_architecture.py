@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx"}
+# httpcore is httpx's own core (the egress transport pins connections through it)
+SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx", "httpcore"}
 SDK_TESTKIT_ALLOWED = SDK_ALLOWED | {"pytest", "_pytest"}
 PLUGIN_ROOTS = [*sorted((ROOT / "plugins").glob("*/")),
                 *sorted((ROOT / "tests" / "plugins").glob("*/"))]

@@ -44,6 +44,9 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
         for integ in await session.scalars(select(Integration)):
             assert integ.secrets_sealed is not None
             only_new.open(integ.secrets_sealed, context=secrets_context(integ.tenant_id))
+            assert integ.webhook_token_sealed is not None
+            only_new.open(integ.webhook_token_sealed,
+                          context=f"webhook-token:{integ.tenant_id}".encode())
         # Put things back for the rest of the session's tests.
         await reseal_all(session, Keyring(current._primary, [new_key]))
         await session.commit()

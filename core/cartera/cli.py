@@ -183,6 +183,54 @@ def _add_secrets(sub: Any) -> None:
 _extra_commands.append(_add_secrets)
 
 
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from cartera.plugins.host import load_host
+
+    host = load_host(get_settings().plugin_timeout_seconds)
+    for info in sorted(host.plugins.values(), key=lambda p: p.name):
+        providers = ", ".join(f"{r.kind}/{r.name}" for r in info.providers) or "no providers"
+        print(f"{info.name} {info.version or ''}: {providers}")
+    for error in host.errors:
+        print(f"FAILED {error.plugin} at {error.stage}: {error.error}")
+    return 1 if host.errors else 0
+
+
+def _add_plugins(sub: Any) -> None:
+    plugins = sub.add_parser("plugins", help="installed plugins and those that failed to load "
+                             "(with why: tenants are not shown load errors)")
+    plugins.set_defaults(fn=cmd_plugins)
+
+
+_extra_commands.append(_add_plugins)
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from cartera.auth.keys import rotate
+    from cartera.crypto import keyring
+
+    ttl = get_settings().token_ttl_seconds
+    done = _run(_with_session(lambda session: rotate(session, keyring(), ttl_seconds=ttl)))
+    if done.new_kid is None:
+        print("another rotation made the new key first; nothing changed here")
+        return 0
+    print(f"signing with the new key {done.new_kid}; "
+          f"retired {', '.join(done.retired) or 'none'} (verifies for {ttl} s more); "
+          f"dropped {', '.join(done.dropped) or 'none'}. Running apps pick it up within a "
+          "minute (at once for tokens signed with it).")
+    return 0
+
+
+def _add_keys(sub: Any) -> None:
+    keys = sub.add_parser("keys", help="token-signing keys").add_subparsers(
+        dest="keys", required=True)
+    rotate = keys.add_parser("rotate", help="sign with a new key; the old one keeps "
+                             "verifying for one token lifetime, older ones are dropped")
+    rotate.set_defaults(fn=cmd_keys_rotate)
+
+
+_extra_commands.append(_add_keys)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from typing import Any
 
 
@@ -58,3 +60,19 @@ class Forbidden(CarteraError):
     status = 403
     code = "insufficient_scope"
     title = "Forbidden"
+
+
+def tenant_facing(exc: BaseException, log: logging.Logger, what: str,
+                  **context: Any) -> str:
+    """What a tenant may read about a failed job or run.
+
+    A :class:`CarteraError` is ours: its ``code: detail``. Anything else (a database error
+    quoting SQL, a library's message) becomes ``internal_error (error id …)``; the full
+    error is logged with the same id for the operator (never bound parameters: engines
+    hide them)."""
+    if isinstance(exc, CarteraError):
+        return f"{exc.code}: {exc.detail}"
+    error_id = uuid.uuid4().hex[:16]
+    log.error("%s failed (error id %s)", what, error_id, exc_info=exc,
+              extra={"error_id": error_id, **context})
+    return f"internal_error (error id {error_id})"

@@ -2,8 +2,8 @@
 
 Rotation: set the new key as ``CARTERA_MASTER_KEY`` and the old one in
 ``CARTERA_OLD_MASTER_KEYS``, run this command, then drop the old key. Every sealed value
-(token-signing keys, integration secrets) is opened with whichever key sealed it and sealed
-again with the new one, in one transaction.
+(token-signing keys, integration secrets and webhook path tokens) is opened with whichever
+key sealed it and sealed again with the new one, in one transaction.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
 from cartera.crypto import Keyring
 from cartera.integrations.models import Integration
-from cartera.integrations.service import secrets_context
+from cartera.integrations.service import reseal_webhook_token, secrets_context
 
 
 async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
@@ -24,11 +24,13 @@ async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
     for key in keys:
         key.private_key_encrypted = keyring.reseal(key.private_key_encrypted,
                                                    context=SIGNING_KEY_CONTEXT)
-    integrations = (await session.scalars(
-        select(Integration).where(Integration.secrets_sealed.is_not(None)))).all()
+    integrations = (await session.scalars(select(Integration).where(
+        Integration.secrets_sealed.is_not(None) | Integration.webhook_token_sealed.is_not(None)
+    ))).all()
     for integration in integrations:
-        assert integration.secrets_sealed is not None
-        integration.secrets_sealed = keyring.reseal(
-            integration.secrets_sealed, context=secrets_context(integration.tenant_id))
+        if integration.secrets_sealed is not None:
+            integration.secrets_sealed = keyring.reseal(
+                integration.secrets_sealed, context=secrets_context(integration.tenant_id))
+        reseal_webhook_token(integration, keyring)
     await session.flush()
     return {"signing_keys": len(keys), "integrations": len(integrations)}

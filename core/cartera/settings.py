@@ -22,17 +22,45 @@ def _default_database_url() -> str:
     return f"sqlite+aiosqlite:///{_home() / 'cartera.db'}"
 
 
-def _master_key() -> bytes:
-    """The 32-byte key that encrypts secrets at rest (signing keys, integration secrets)."""
+class MasterKeyMissing(RuntimeError):
+    """No ``CARTERA_MASTER_KEY`` for a database that is not the embedded SQLite one."""
+
+
+def _master_key(*, embedded: bool) -> bytes:
+    """The 32-byte key that encrypts secrets at rest (signing keys, integration secrets).
+
+    Only an embedded (SQLite) run makes one itself, in ``CARTERA_HOME/master.key``, created
+    with mode 0600 (never readable by others, not even for an instant); a server database
+    needs the key from the environment, kept apart from the data it protects.
+    """
     configured = os.environ.get("CARTERA_MASTER_KEY")
     if configured:
         return base64.urlsafe_b64decode(configured)
     path = _home() / "master.key"
+    if not embedded:
+        raise MasterKeyMissing(
+            "CARTERA_MASTER_KEY is not set: with a PostgreSQL database the master key must "
+            "come from the environment (32 random bytes, base64url, e.g. `python -c "
+            "\"import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())\"`)")
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.urlsafe_b64encode(secrets.token_bytes(32)))
-        path.chmod(0o600)
+        _create_key_file(path)
     return base64.urlsafe_b64decode(path.read_bytes())
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to a private temporary file, then link it into place: another
+    process starting at once either made ``path`` first (theirs is kept) or sees ours whole."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)))
+        os.link(temporary, path)
+    except FileExistsError:
+        pass
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -47,6 +75,9 @@ class Settings:
     log_level: str = "INFO"
     plugin_timeout_seconds: float = 10.0
     """Upper bound on any single call into a plugin."""
+    egress_allow: str = ""
+    """``CARTERA_EGRESS_ALLOW``: hosts, IPs or CIDRs (optionally ``:port``) providers may
+    reach although not public, and without TLS (see :mod:`cartera_sdk.egress`)."""
     jobs_inline: bool | None = None
     """Run jobs in-process; ``None`` means: yes on SQLite, no (procrastinate) on PostgreSQL."""
 
@@ -59,7 +90,7 @@ class Settings:
         return self.is_sqlite if self.jobs_inline is None else self.jobs_inline
 
     def master_key(self) -> bytes:
-        return _master_key()
+        return _master_key(embedded=self.is_sqlite)
 
     @property
     def home(self) -> Path:
@@ -109,6 +140,8 @@ def _settings_from_env() -> Settings:
         kwargs["log_level"] = env["CARTERA_LOG_LEVEL"]
     if env.get("CARTERA_PLUGIN_TIMEOUT"):
         kwargs["plugin_timeout_seconds"] = float(env["CARTERA_PLUGIN_TIMEOUT"])
+    if env.get("CARTERA_EGRESS_ALLOW"):
+        kwargs["egress_allow"] = env["CARTERA_EGRESS_ALLOW"]
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     return Settings(**kwargs)  # type: ignore[arg-type]
 

@@ -52,6 +52,7 @@ from .compliance import (
     RuleDescription,
 )
 from .context import Clock, HttpClientFactory, ProviderContext, SystemClock
+from .egress import EgressPolicy, EgressRefused
 from .erp import (
     BaseErpConnector,
     ErpAllocation,
@@ -147,6 +148,8 @@ __all__ = [
     "DeliveryStatusEvent",
     "Deny",
     "DomainEvent",
+    "EgressPolicy",
+    "EgressRefused",
     "EmailContent",
     "ErpAllocation",
     "ErpConnector",

@@ -10,6 +10,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
+from .egress import EgressPolicy
+
 __all__ = [
     "Clock",
     "HttpClientFactory",
@@ -60,6 +62,8 @@ class ProviderContext(Generic[ConfigT, SecretsT]):
     must never be logged, returned or put into exception messages.
     ``webhook_url`` is the public URL of this integration's inbound webhook route (use it as
     Twilio ``StatusCallback`` or Mercado Pago ``notification_url``).
+    ``egress`` is the host's egress policy: ``http`` clients already enforce it; a provider
+    opening any other connection (SMTP) must get its socket from ``egress.connect``.
     """
 
     tenant_id: str
@@ -70,3 +74,4 @@ class ProviderContext(Generic[ConfigT, SecretsT]):
     logger: logging.Logger | logging.LoggerAdapter[Any]
     clock: Clock = field(default_factory=SystemClock)
     webhook_url: str | None = None
+    egress: EgressPolicy = field(default_factory=EgressPolicy)

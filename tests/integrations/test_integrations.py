@@ -36,7 +36,8 @@ async def test_secrets_are_write_only_and_encrypted_at_rest(tenant: TenantClient
         row = await session.scalar(select(Integration).where(Integration.id == created["id"]))
     assert row is not None and row.secrets_sealed is not None
     assert b"key-123" not in row.secrets_sealed
-    assert created["webhook_url"].endswith(f"/v1/hooks/{created['id']}")
+    assert created["webhook_url"].startswith("http://testserver.local/v1/hooks/")
+    assert not created["webhook_url"].endswith(f"/v1/hooks/{created['id']}")
 
 
 async def test_config_is_validated_against_the_provider_schema(tenant: TenantClient) -> None:
@@ -69,7 +70,7 @@ async def test_connection_test_uses_stored_secrets(tenant: TenantClient) -> None
             200 if req.headers.get("authorization") == "Bearer key-123" else 401))
         good = await create(tenant, config={"base_url": server.base_url})
         r = await tenant.api.post(f"/v1/integrations/{good['id']}/test")
-        assert r.json() == {"ok": True, "detail": "authenticated", "code": None}
+        assert r.json() == {"ok": True, "detail": "connection test passed", "code": None}
         bad = await create(tenant, config={"base_url": server.base_url},
                            secrets={"api_key": "wrong", "webhook_secret": "s"})
         r = await tenant.api.post(f"/v1/integrations/{bad['id']}/test")

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera.db.engine import make_engine, make_sessionmaker
@@ -29,6 +30,18 @@ async def echo(ctx: JobContext) -> dict[str, Any]:
 async def boom(ctx: JobContext) -> dict[str, Any]:
     CALLS[ctx.job_id] = CALLS.get(ctx.job_id, 0) + 1
     raise RuntimeError("kaboom")
+
+
+@job("test.bad_sql")
+async def bad_sql(ctx: JobContext) -> dict[str, Any]:
+    """Fails in the database with personal data bound as a parameter."""
+    async with ctx.sessionmaker() as session:
+        await session.execute(text("SELECT * FROM debtors WHERE national_id = :n AND nope = 1"),
+                              {"n": PERSONAL})
+    return {}
+
+
+PERSONAL = "DNI-40-123-456"
 
 
 @job("test.flaky")

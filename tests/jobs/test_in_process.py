@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera.jobs.models import Job
 from cartera.jobs.runner import InProcessRunner
-from tests.jobs.conftest import CALLS, load
+from cartera.ops.logging import JsonFormatter
+from tests.jobs.conftest import CALLS, PERSONAL, load
 
 
 async def test_success_records_result_and_progress(
@@ -36,8 +40,27 @@ async def test_failure_records_error(
     await runner.run_pending()
     failed = await load(sessionmaker, job.id)
     assert failed.status == "failed"
-    assert failed.error == "RuntimeError: kaboom"
+    assert failed.error is not None
+    assert re.fullmatch(r"internal_error \(error id [0-9a-f]{16}\)", failed.error)
     assert failed.result is None and failed.finished_at is not None
+
+
+async def test_a_database_error_shows_the_tenant_a_code_and_the_operator_no_parameters(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int,
+        caplog: pytest.LogCaptureFixture) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.bad_sql", {})
+        await session.commit()
+    with caplog.at_level(logging.ERROR, logger="cartera.jobs"):
+        await runner.run_pending()
+    failed = await load(sessionmaker, job.id)
+    assert failed.error is not None
+    assert "SELECT" not in failed.error and PERSONAL not in failed.error
+    error_id = failed.error.split("error id ")[1].rstrip(")")
+    logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
+    assert error_id in logged and "national_id" in logged  # the operator gets the statement
+    assert PERSONAL not in logged  # ... but never the bound personal data
 
 
 async def test_rolled_back_enqueue_leaves_no_job(

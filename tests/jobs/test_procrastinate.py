@@ -101,7 +101,8 @@ async def test_job_failing_every_attempt_ends_failed(
         job = await runner.enqueue(session, tenant_id, "test.boom", {})
         await session.commit()
     done = await drain(runner, sessionmaker, job.id)
-    assert done.status == "failed" and done.error == "RuntimeError: kaboom"
+    assert done.status == "failed"
+    assert done.error is not None and done.error.startswith("internal_error (error id ")
     assert CALLS[job.id] == 4  # the first run + max_attempts=3 retries
 
 

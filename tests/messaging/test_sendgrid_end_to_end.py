@@ -14,7 +14,7 @@ from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, hook_path
 from tests.payments.test_allocation import days_ago, obligation
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -41,7 +41,7 @@ async def post_events(http: Any, integration_id: int, events: list[dict[str, Any
     body = json.dumps(events).encode()
     ts = str(int(time.time()))
     signature = base64.b64encode(KEY.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256())))
-    r = await http.post(f"/v1/hooks/{integration_id}", content=body, headers={
+    r = await http.post(await hook_path(http, integration_id), content=body, headers={
         "Content-Type": "application/json",
         "X-Twilio-Email-Event-Webhook-Signature": signature.decode(),
         "X-Twilio-Email-Event-Webhook-Timestamp": ts})

@@ -12,7 +12,7 @@ import pytest
 from cartera_sdk.signatures import meta_signature
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, hook_path
 from tests.messaging.test_templates import SMS, debtor_with_debt
 
 RunJobs = Callable[[], Awaitable[int]]
@@ -48,7 +48,7 @@ async def setup(t: TenantClient, server: FakeHTTPServer) -> tuple[int, int, int]
 
 async def webhook(http: Any, integration_id: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
-    r = await http.post(f"/v1/hooks/{integration_id}", content=body, headers={
+    r = await http.post(await hook_path(http, integration_id), content=body, headers={
         "X-Fixture-Signature": meta_signature("whsec", body)})
     assert r.status_code == 200, r.text
 

@@ -12,7 +12,7 @@ import pytest
 from cartera_sdk.signatures import twilio_signature
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, hook_path
 from tests.messaging.test_templates import SMS, debtor_with_debt
 
 ACCOUNT, TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-auth-token"
@@ -65,7 +65,7 @@ async def test_twilio_sms_to_delivered_then_baja(
     form = request.form()
     assert form["To"] == ["+51987654321"] and form["Body"][0].startswith("Hola Rosa")
     status_url = form["StatusCallback"][0]
-    assert status_url.startswith(f"http://testserver.local/v1/hooks/{integ['id']}")
+    assert status_url.startswith("http://testserver.local" + await hook_path(http, integ["id"]))
     row = (await tenant.api.get(f"/v1/interactions/{sent.json()['id']}")).json()
     assert (row["status"], row["provider_message_id"]) == ("sent", "SM0001")
 
@@ -76,7 +76,7 @@ async def test_twilio_sms_to_delivered_then_baja(
     row = (await tenant.api.get(f"/v1/interactions/{sent.json()['id']}")).json()
     assert row["status"] == "delivered"
 
-    inbound_url = f"http://testserver.local/v1/hooks/{integ['id']}"
+    inbound_url = "http://testserver.local" + await hook_path(http, integ["id"])
     await callback(http, inbound_url, {"MessageSid": "SM9999", "SmsStatus": "received",
                                        "From": "+51987654321", "To": "+15005550006",
                                        "Body": "Baja", "AccountSid": ACCOUNT, "NumMedia": "0"})

@@ -12,7 +12,7 @@ import pytest
 from cartera_sdk.signatures import meta_signature
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, hook_path
 from tests.messaging.test_templates import debtor_with_debt
 
 PHONE_ID = "106540352242922"
@@ -47,7 +47,7 @@ def notification(value: dict[str, Any]) -> bytes:
 
 
 async def post_signed(http: Any, integration_id: int, body: bytes) -> None:
-    r = await http.post(f"/v1/hooks/{integration_id}", content=body, headers={
+    r = await http.post(await hook_path(http, integration_id), content=body, headers={
         "Content-Type": "application/json",
         "X-Hub-Signature-256": meta_signature(APP_SECRET, body)})
     assert r.status_code == 200, r.text
@@ -64,7 +64,7 @@ async def test_whatsapp_template_to_delivered_then_baja(
                     "verify_token": "verify-me"}})
     assert integ.status_code == 201, integ.text
     integration = integ.json()["id"]
-    handshake = await http.get(f"/v1/hooks/{integration}", params={
+    handshake = await http.get(await hook_path(http, integration), params={
         "hub.mode": "subscribe", "hub.verify_token": "verify-me", "hub.challenge": "1158201444"})
     assert (handshake.status_code, handshake.text) == (200, "1158201444")
 
@@ -100,7 +100,7 @@ async def test_whatsapp_template_to_delivered_then_baja(
     assert row["status"] == "delivered"
     assert [e["status"] for e in row["timeline"]] == ["queued", "sent", "delivered"]
 
-    forged = await http.post(f"/v1/hooks/{integration}", content=delivered, headers={
+    forged = await http.post(await hook_path(http, integration), content=delivered, headers={
         "X-Hub-Signature-256": meta_signature("wrong-secret", delivered)})
     assert forged.status_code == 401
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 from cartera_sdk import hookimpl
 
+from cartera.cli import main
 from cartera.plugins.host import PluginCallError, PluginHost, PluginTimeout, load_host
 from tests.conftest import TenantClient
 
@@ -55,7 +56,8 @@ async def test_calls_are_bounded_and_failures_wrapped() -> None:
     assert "secret detail" not in caught.value.detail
 
 
-async def test_plugins_endpoint_lists_providers_schemas_and_errors(tenant: TenantClient) -> None:
+async def test_plugins_endpoint_lists_providers_and_schemas_not_load_errors(
+        tenant: TenantClient) -> None:
     body = (await tenant.api.get("/v1/plugins")).json()
     fixture = next(p for p in body["data"] if p["name"] == "fixture")
     sms = next(p for p in fixture["providers"] if p["name"] == "fixture_sms")
@@ -63,4 +65,14 @@ async def test_plugins_endpoint_lists_providers_schemas_and_errors(tenant: Tenan
     assert sms["secret_fields"] == ["api_key", "verify_token", "webhook_secret"]
     assert sms["supports_test_connection"] is True
     assert "base_url" in str(sms["config_schema"])
-    assert {e["plugin"] for e in body["errors"]} >= {"fixture_broken", "fixture_crashing"}
+    assert "errors" not in body
+    assert "misconfigured plugin" not in str(body) and "fixture_broken" not in str(body)
+
+
+def test_operators_see_load_errors_with_cartera_plugins(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED fixture_crashing at register_channels: RuntimeError: misconfigured plugin" \
+        in out
+    assert "channel/fixture_sms" in out

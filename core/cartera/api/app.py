@@ -19,7 +19,7 @@ from cartera.api.idempotency import idempotency_middleware
 from cartera.api.openapi import install as complete_openapi
 from cartera.api.problems import EXCEPTION_HANDLERS
 from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
-from cartera.auth.keys import load_or_create
+from cartera.auth.keys import SigningKeys, load, load_or_create
 from cartera.auth.routes import ROUTES as AUTH_ROUTES
 from cartera.auth.scopes import SCOPES
 from cartera.auth.tokens import TokenService
@@ -112,13 +112,19 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                     "run `cartera db upgrade`")
         sessionmaker = make_sessionmaker(engine)
         plugin_registry.install(load_host(settings.plugin_timeout_seconds))
+        ttl = settings.token_ttl_seconds
         async with sessionmaker() as session:
-            keys = await load_or_create(session, keyring())
+            keys = await load_or_create(session, keyring(), ttl_seconds=ttl)
             await session.commit()
+
+        async def reload_keys() -> SigningKeys:
+            async with sessionmaker() as session:
+                return await load(session, keyring(), ttl_seconds=ttl)
+
         runner: JobRunner = (runner_factory or default_runner)(settings, sessionmaker)
         app.state.ctx = AppContext(settings=settings, engine=engine, sessionmaker=sessionmaker,
-                                   tokens=TokenService(settings.issuer, keys,
-                                                       settings.token_ttl_seconds),
+                                   tokens=TokenService(settings.issuer, keys, ttl,
+                                                       loader=reload_keys),
                                    jobs=runner)
         install_runner(runner)
         await runner.start()

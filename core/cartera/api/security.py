@@ -50,7 +50,7 @@ def authentication_middleware(app: ASGIApp) -> ASGIApp:
         if header is not None and header[:7].lower() == b"bearer ":
             tokens = scope["app"].state.ctx.tokens
             try:
-                principal = tokens.verify(header[7:].decode("latin-1").strip())
+                principal = await tokens.verify(header[7:].decode("latin-1").strip())
             except (InvalidTokenError, ValueError):
                 await _send_problem(send, 401, "invalid_token",
                                     "the access token is invalid, expired or not ours")

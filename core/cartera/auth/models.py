@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, LargeBinary, String
+from sqlalchemy import Boolean, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
@@ -26,12 +26,18 @@ class OAuthClient(TenantScoped, Base):
 
 
 class SigningKey(Base):
-    """An RSA key pair that signs access tokens; the private half is encrypted at rest."""
+    """An RSA key pair that signs access tokens; the private half is encrypted at rest.
+
+    At most one is ``active`` (it signs); a retired one verifies until ``retired_at`` plus
+    a token lifetime."""
 
     __tablename__ = "signing_keys"
+    __table_args__ = (Index("uq_signing_keys_one_active", "active", unique=True,
+                            postgresql_where=text("active"), sqlite_where=text("active")),)
 
     kid: Mapped[str] = mapped_column(String(64), primary_key=True)
     private_key_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
     public_jwk: Mapped[dict[str, Any]] = mapped_column(JsonType)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

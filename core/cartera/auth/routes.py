@@ -143,6 +143,7 @@ async def token(
         return _oauth_error(400, "invalid_scope",
                             "requested scopes exceed the client's: "
                             + " ".join(sorted(set(requested) - set(allowed))))
+    await ctx.tokens.current()  # sign with the newest key after a rotation
     issued = ctx.tokens.issue(TokenClient(client.client_id, client.tenant_id, allowed),
                               " ".join(requested) or None)
     return Response(msgspec.convert(issued, TokenResponse),
@@ -153,7 +154,7 @@ async def token(
      tags=["OAuth2"])
 async def jwks(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """Public keys (JWK Set) that verify Cartera's access tokens."""
-    return app_context(request).tokens.keys.public_jwks
+    return (await app_context(request).tokens.current()).public_jwks
 
 
 @get("/.well-known/oauth-authorization-server", summary="Authorization server metadata",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
-from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator, JWTBearerTokenValidator
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
-from cartera.auth.keys import SigningKeys
+from cartera.auth.keys import ALGORITHM, SigningKeys
 
 AUDIENCE = "cartera-api"
 
@@ -43,12 +46,12 @@ class TokenClient:
 
 
 class _Generator(JWTBearerTokenGenerator):  # type: ignore[misc]
-    def __init__(self, issuer: str, keys: SigningKeys, ttl: int) -> None:
-        super().__init__(issuer=issuer, alg="RS256", expires_generator=ttl)
-        self._keys = keys
+    def __init__(self, issuer: str, service: TokenService, ttl: int) -> None:
+        super().__init__(issuer=issuer, alg=ALGORITHM, expires_generator=ttl)
+        self._service = service
 
     def get_jwks(self) -> Any:
-        return self._keys.private_set
+        return self._service.keys.private_set
 
     def get_audiences(self, client: Any, user: Any, scope: Any) -> str:
         return AUDIENCE
@@ -57,24 +60,48 @@ class _Generator(JWTBearerTokenGenerator):  # type: ignore[misc]
         return {"tenant_id": client.tenant_id}
 
 
-class _Validator(JWTBearerTokenValidator):  # type: ignore[misc]
-    def __init__(self, issuer: str, keys: SigningKeys) -> None:
-        super().__init__(issuer=issuer, resource_server=AUDIENCE)
-        self._keys = keys
-
-    def get_jwks(self) -> Any:
-        return self._keys.public_set
+_REQUIRED_CLAIMS = ("exp", "sub", "client_id", "iat", "jti")
+KeyLoader = Callable[[], Awaitable[SigningKeys]]
 
 
 class TokenService:
-    """Issues tokens for authenticated clients and verifies bearer tokens on requests."""
+    """Issues tokens for authenticated clients and verifies bearer tokens on requests.
 
-    def __init__(self, issuer: str, keys: SigningKeys, ttl_seconds: int) -> None:
+    Verification accepts only :data:`~cartera.auth.keys.ALGORITHM` (no ``none``, no HMAC
+    with the public key as secret) and only the published keys. With a ``loader``, the keys
+    are re-read from the database every ``refresh_seconds`` (so a rotation made by
+    ``cartera keys rotate`` reaches a running app) and at once, at most every
+    ``unknown_kid_seconds``, when a token names a key this process does not know.
+    """
+
+    def __init__(self, issuer: str, keys: SigningKeys, ttl_seconds: int, *,
+                 loader: KeyLoader | None = None, refresh_seconds: float = 60.0,
+                 unknown_kid_seconds: float = 5.0) -> None:
         self.issuer = issuer
         self.keys = keys
         self.ttl_seconds = ttl_seconds
-        self._generator = _Generator(issuer, keys, ttl_seconds)
-        self._validator = _Validator(issuer, keys)
+        self._loader = loader
+        self._refresh_seconds = refresh_seconds
+        self._unknown_kid_seconds = unknown_kid_seconds
+        self._loaded_at = time.monotonic()
+        self._lock = asyncio.Lock()
+        self._generator = _Generator(issuer, self, ttl_seconds)
+
+    async def refresh(self, *, older_than: float | None = None) -> None:
+        """Re-read the keys (when there is a loader and they are ``older_than`` seconds)."""
+        if self._loader is None:
+            return
+        async with self._lock:
+            age = time.monotonic() - self._loaded_at
+            if older_than is not None and age < older_than:
+                return
+            self.keys = await self._loader()
+            self._loaded_at = time.monotonic()
+
+    async def current(self) -> SigningKeys:
+        """The keys, re-read first when older than ``refresh_seconds``."""
+        await self.refresh(older_than=self._refresh_seconds)
+        return self.keys
 
     def issue(self, client: TokenClient, scope: str | None) -> dict[str, Any]:
         token: dict[str, Any] = self._generator.generate(
@@ -83,14 +110,31 @@ class TokenService:
         )
         return token
 
-    def verify(self, token: str) -> ClientPrincipal:
-        """Return the principal, or raise ``InvalidTokenError`` (bad, expired, wrong issuer)."""
+    async def verify(self, token: str) -> ClientPrincipal:
+        """Return the principal, or raise ``InvalidTokenError`` (bad, expired, wrong issuer,
+        another algorithm than ours, a key we do not publish)."""
+        keys = await self.current()
         try:
-            claims = self._validator.authenticate_token(token)
-            claims.validate(now=int(time.time()))
-        except JoseError as exc:
+            kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+        except (JoseError, ValueError, UnicodeEncodeError) as exc:
             raise InvalidTokenError() from exc
-        if claims.header.get("typ") != "at+jwt" or not isinstance(claims.get("tenant_id"), int):
+        if kid not in keys.kids:
+            await self.refresh(older_than=self._unknown_kid_seconds)
+            keys = self.keys
+        return self._verified(token, keys)
+
+    def _verified(self, token: str, keys: SigningKeys) -> ClientPrincipal:
+        registry = jwt.JWTClaimsRegistry(
+            now=int(time.time()), iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": AUDIENCE},
+            **{name: {"essential": True} for name in _REQUIRED_CLAIMS})  # type: ignore[arg-type]
+        try:
+            decoded = jwt.decode(token, keys.public_set, algorithms=[ALGORITHM])
+            registry.validate(decoded.claims)
+        except (JoseError, ValueError) as exc:
+            raise InvalidTokenError() from exc
+        claims, header = decoded.claims, decoded.header
+        if header.get("typ") != "at+jwt" or not isinstance(claims.get("tenant_id"), int):
             raise InvalidTokenError()
         return ClientPrincipal(
             client_id=claims["client_id"],

@@ -25,7 +25,11 @@ from cartera.db.base import TenantScoped
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine; SQLite gets foreign keys, WAL and a busy timeout."""
+    """An async engine; SQLite gets foreign keys, WAL and a busy timeout.
+
+    Bound parameters (debtors' personal data, sealed secrets) never appear in SQLAlchemy's
+    logs or in the text of its errors (``hide_parameters``)."""
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 

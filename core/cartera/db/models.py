@@ -5,7 +5,12 @@ from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, SigningKey
 from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
-from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
+from cartera.integrations.models import (
+    Integration,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookRejection,
+)
 from cartera.jobs.models import Job
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
 from cartera.negotiation.models import Arrangement, Installment, Promise
@@ -62,4 +67,5 @@ __all__ = [
     "Tenant",
     "WebhookDelivery",
     "WebhookEvent",
+    "WebhookRejection",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import cli
 from cartera.api.context import Actor
 from cartera.clock import now
+from cartera.errors import tenant_facing
 from cartera.imports import rows
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext
 from cartera.settings import get_settings
+
+log = logging.getLogger("cartera.imports")
 
 SHOW_ERRORS = 20
 
@@ -75,7 +79,7 @@ async def run_cli_import(path: Path, slug: str, fmt: str, size: int) -> int:
             result = await run_import(sessionmaker, import_id, Actor(tenant_id, None, None),
                                       ctx.progress)
         except Exception as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
+            status, error = "failed", tenant_facing(exc, log, "import", import_id=import_id)
         async with sessionmaker() as session, session.begin():
             await session.execute(update(Job).where(Job.id == job_id).values(
                 status=status, error=error, finished_at=now(),

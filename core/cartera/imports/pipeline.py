@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -47,6 +48,7 @@ from cartera import clock
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.db.base import UtcDateTime
+from cartera.errors import tenant_facing
 from cartera.imports import rows as rowmod
 from cartera.imports.models import (
     STAGING_TABLES,
@@ -63,6 +65,8 @@ from cartera.imports.models import (
 from cartera.negotiation.status import settle_debtors
 from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.portfolio.service import tenant_today
+
+log = logging.getLogger("cartera.imports")
 
 Progress = Callable[[int, int], Awaitable[None]]
 
@@ -768,7 +772,7 @@ async def _run_import(sessionmaker: async_sessionmaker[AsyncSession], import_id:
         await fail(sessionmaker, run, str(exc))
         raise rowmod.FileError(str(exc)) from exc
     except Exception as exc:
-        await fail(sessionmaker, run, f"{type(exc).__name__}: {exc}")
+        await fail(sessionmaker, run, tenant_facing(exc, log, "import", import_id=run.id))
         raise
     return result
 

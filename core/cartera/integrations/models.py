@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
@@ -27,10 +27,15 @@ class Integration(TenantScoped, Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    webhook_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)
+    """SHA-256 (hex) of the token in this integration's public webhook path."""
+    webhook_token_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The token itself, sealed under the master key (to show the integration's URL)."""
 
 
 class WebhookDelivery(TenantScoped, Base):
-    """An inbound webhook request exactly as received (raw body kept for audit and replay)."""
+    """An accepted inbound webhook request: raw body kept for processing and replay,
+    credentials (``Authorization``, signatures, token parameters) redacted."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_integration", "integration_id", "id"),)
@@ -70,3 +75,17 @@ class WebhookEvent(TenantScoped, Base):
     status: Mapped[str] = mapped_column(String(16), default="received")
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class WebhookRejection(TenantScoped, Base):
+    """Refused webhook requests of one integration for one reason: a counter with the first
+    and last time seen. Bounded (reasons are codes) and without bodies."""
+
+    __tablename__ = "webhook_rejections"
+
+    integration_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("integrations.id", ondelete="CASCADE"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime)

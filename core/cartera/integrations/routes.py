@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cartera_sdk.integration import ConnectionCheck
 from cartera_sdk.webhooks import WebhookRequest
 from litestar import Controller, Request, Response, get, patch, post
 from sqlalchemy import select
@@ -15,6 +16,7 @@ from cartera.api.security import secured
 from cartera.errors import Conflict
 from cartera.integrations import schemas, service, webhooks
 from cartera.integrations.models import Integration
+from cartera.plugins.host import EgressRefusedError
 from cartera.plugins.registry import current_host
 
 READ = secured("integrations:read")
@@ -66,7 +68,11 @@ class IntegrationController(Controller):
           operation_id="TestIntegration", status_code=200, **WRITE)
     async def test(self, integration_id: int, session: AsyncSession,
                    request: Request[Any, Any, Any]) -> schemas.ConnectionTestOut:
-        """Ask the provider to make a cheap authenticated call with the stored config."""
+        """Ask the provider to make a cheap authenticated call with the stored config.
+
+        The answer is ``ok`` and a ``code`` only: nothing the provider (or whatever the
+        configured address reaches) sent back is echoed. A destination the egress rules
+        refuse answers ``code: egress_refused`` with the reason, and nothing is sent."""
         integration = await service.get(session, integration_id)
         if not integration.enabled:
             raise Conflict("the integration is disabled", code="integration_disabled")
@@ -75,19 +81,42 @@ class IntegrationController(Controller):
                                         integration.provider_name).provider
         pctx = service.context_for(integration, provider, app_context(request).settings.issuer,
                                    host.timeout_seconds)
-        check = await host.call(provider.test_connection(pctx), what="test connection")
-        return schemas.ConnectionTestOut(ok=check.ok, detail=check.detail, code=check.code)
+        try:
+            check = await host.call(provider.test_connection(pctx), what="test connection")
+        except EgressRefusedError as exc:
+            return schemas.ConnectionTestOut(ok=False, detail=exc.detail, code=exc.code)
+        return schemas.ConnectionTestOut(ok=check.ok, detail=_test_detail(check),
+                                         code=check.code)
 
     @get("/{integration_id:int}/webhook-deliveries", summary="List webhook deliveries",
          operation_id="ListWebhookDeliveries", **READ)
     async def deliveries(self, integration_id: int, session: AsyncSession,
                          limit: Limit = 20) -> list[schemas.WebhookDeliveryOut]:
-        """Newest first: every inbound request, valid or rejected, and what became of it."""
+        """Newest first: every accepted inbound request and what became of it (credentials
+        in headers and query redacted). Refused requests are counted in
+        ``webhook-rejections``."""
         return [schemas.WebhookDeliveryOut(
             id=d.id, received_at=d.received_at, method=d.method,
             signature_valid=d.signature_valid, rejection=d.rejection, status=d.status,
             events_new=d.events_new, events_duplicate=d.events_duplicate, error=d.error)
             for d in await webhooks.deliveries(session, integration_id, limit)]
+
+    @get("/{integration_id:int}/webhook-rejections", summary="List refused webhook requests",
+         operation_id="ListWebhookRejections", **READ)
+    async def rejections(self, integration_id: int, session: AsyncSession
+                         ) -> list[schemas.WebhookRejectionOut]:
+        """Refused requests to the webhook URL (bad signature, missing credentials...), one
+        counter per reason with when it was first and last seen; bodies are not kept."""
+        return [schemas.WebhookRejectionOut(reason=r.reason, count=r.count,
+                                            first_seen_at=r.first_seen_at,
+                                            last_seen_at=r.last_seen_at)
+                for r in await webhooks.rejections(session, integration_id)]
+
+
+def _test_detail(check: ConnectionCheck) -> str:
+    if check.ok:
+        return "connection test passed"
+    return f"connection test failed: {check.code or 'failed'}"
 
 
 async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
@@ -95,23 +124,26 @@ async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
                           headers=dict(request.headers.items()), body=await request.body())
 
 
-@get("/v1/hooks/{integration_id:int}", summary="Webhook handshake",
+@get("/v1/hooks/{token:str}", summary="Webhook handshake",
      operation_id="WebhookHandshake", tags=["Webhooks"])
-async def hook_handshake(request: Request[Any, Any, Any], integration_id: int) -> Response[bytes]:
-    """Public. Answers the provider's verification request (WhatsApp ``hub.challenge``)."""
-    answer = await webhooks.handshake(app_context(request), current_host(), integration_id,
+async def hook_handshake(request: Request[Any, Any, Any], token: str) -> Response[bytes]:
+    """Public. Answers the provider's verification request (WhatsApp ``hub.challenge``).
+    ``token`` is the integration's webhook token (its ``webhook_url``)."""
+    answer = await webhooks.handshake(app_context(request), current_host(), token,
                                       await _webhook_request(request))
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type,
                     headers=answer.headers)
 
 
-@post("/v1/hooks/{integration_id:int}", summary="Receive a provider webhook",
+@post("/v1/hooks/{token:str}", summary="Receive a provider webhook",
       operation_id="ReceiveWebhook", tags=["Webhooks"], status_code=200)
-async def hook_receive(request: Request[Any, Any, Any], integration_id: int) -> dict[str, Any]:
-    """Public but signature-checked by the provider's own scheme: 401 (and recorded) when the
-    signature fails. The raw body is stored first; events are processed asynchronously and
-    de-duplicated on the provider's event id, so redeliveries are safe."""
-    delivery_id = await webhooks.receive(app_context(request), current_host(), integration_id,
+async def hook_receive(request: Request[Any, Any, Any], token: str) -> dict[str, Any]:
+    """Public, at the integration's unguessable ``webhook_url`` (404 for any other path),
+    and signature-checked by the provider's own scheme: 401 (counted in
+    ``webhook-rejections``, body not kept) when the signature fails. The raw body is stored
+    first; events are processed asynchronously and de-duplicated on the provider's event
+    id, so redeliveries are safe."""
+    delivery_id = await webhooks.receive(app_context(request), current_host(), token,
                                          await _webhook_request(request))
     return {"received": True, "delivery_id": delivery_id}
 

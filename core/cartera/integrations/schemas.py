@@ -26,15 +26,8 @@ class PluginOut(Struct):
     providers: list[ProviderInfo]
 
 
-class PluginLoadError(Struct):
-    plugin: str
-    stage: str
-    error: str
-
-
 class PluginList(Struct):
     data: list[PluginOut]
-    errors: list[PluginLoadError]
 
 
 class IntegrationCreate(Struct, forbid_unknown_fields=True):
@@ -82,3 +75,10 @@ class WebhookDeliveryOut(Struct):
     events_new: int
     events_duplicate: int
     error: str | None
+
+
+class WebhookRejectionOut(Struct):
+    reason: str
+    count: int
+    first_seen_at: datetime
+    last_seen_at: datetime

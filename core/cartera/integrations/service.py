@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import re
+import secrets as random_secrets
 import ssl
 from collections.abc import Mapping
 from functools import lru_cache
@@ -13,17 +16,19 @@ import certifi
 import httpx
 import msgspec
 from cartera_sdk.context import ProviderContext
+from cartera_sdk.egress import EgressPolicy
 from cartera_sdk.http import make_client
 from cartera_sdk.integration import NoConfig, NoSecrets
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
 from cartera.audit import service as audit
-from cartera.crypto import keyring
+from cartera.crypto import Keyring, keyring
 from cartera.errors import Invalid, NotFound
 from cartera.integrations import schemas
 from cartera.integrations.models import Integration
 from cartera.plugins.host import PluginHost, RegisteredProvider
+from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.integrations")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
@@ -90,6 +95,7 @@ async def create(session: AsyncSession, host: PluginHost, actor: Actor,
         provider_name=data.provider_name, config=dict(data.config),
         secrets_sealed=seal_secrets(actor.tenant_id, data.secrets),
         secret_names=sorted(data.secrets))
+    give_webhook_token(integration)
     session.add(integration)
     await session.flush()
     audit.record(session, actor, "integration.created", "integration", integration.id,
@@ -140,12 +146,41 @@ def out(integration: Integration, issuer: str) -> schemas.IntegrationOut:
         id=integration.id, name=integration.name, provider_kind=integration.provider_kind,
         provider_name=integration.provider_name, config=dict(integration.config),
         secrets_set=list(integration.secret_names), enabled=integration.enabled,
-        webhook_url=webhook_url(issuer, integration.id), created_at=integration.created_at,
+        webhook_url=webhook_url(issuer, integration), created_at=integration.created_at,
         updated_at=integration.updated_at)
 
 
-def webhook_url(issuer: str, integration_id: int) -> str:
-    return f"{issuer}/v1/hooks/{integration_id}"
+def _token_context(tenant_id: int) -> bytes:
+    return f"webhook-token:{tenant_id}".encode()
+
+
+def webhook_token_hash(token: str) -> str:
+    """How a webhook path token is looked up (the token itself is never queried for)."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
+def give_webhook_token(integration: Integration) -> None:
+    """A new unguessable path token (32 random bytes, base64url): stored as its hash (to
+    find the integration) and sealed under the master key (to show the URL)."""
+    token = base64.urlsafe_b64encode(random_secrets.token_bytes(32)).rstrip(b"=")
+    integration.webhook_token_hash = hashlib.sha256(token).hexdigest()
+    integration.webhook_token_sealed = keyring().seal(
+        token, context=_token_context(integration.tenant_id))
+
+
+def reseal_webhook_token(integration: Integration, sealer: Keyring) -> None:
+    """Re-seal the token under the current master key (``cartera secrets rotate``)."""
+    if integration.webhook_token_sealed is not None:
+        integration.webhook_token_sealed = sealer.reseal(
+            integration.webhook_token_sealed, context=_token_context(integration.tenant_id))
+
+
+def webhook_url(issuer: str, integration: Integration) -> str:
+    """The public URL of the integration's webhook route: ``{issuer}/v1/hooks/{token}``."""
+    assert integration.webhook_token_sealed is not None
+    token = keyring().open(integration.webhook_token_sealed,
+                           context=_token_context(integration.tenant_id)).decode("ascii")
+    return f"{issuer}/v1/hooks/{token}"
 
 
 @lru_cache(maxsize=1)
@@ -155,12 +190,22 @@ def _tls() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+@lru_cache(maxsize=8)
+def _egress(allow: str) -> EgressPolicy:
+    return EgressPolicy.parse(allow)
+
+
+def egress_policy() -> EgressPolicy:
+    """The operator's egress rules (``CARTERA_EGRESS_ALLOW``) for every provider call."""
+    return _egress(get_settings().egress_allow)
+
+
 class SharedTransport(httpx.AsyncBaseTransport):
     """One connection pool (keep-alive) for many short-lived clients: closing a client
     leaves it open; :meth:`close` closes it. For sending a batch through one integration."""
 
     def __init__(self, max_connections: int = 64) -> None:
-        self._inner = httpx.AsyncHTTPTransport(
+        self._inner = egress_policy().transport(
             verify=_tls(), limits=httpx.Limits(max_connections=max_connections,
                                                max_keepalive_connections=max_connections))
 
@@ -180,7 +225,7 @@ def _http_factory(timeout: float, transport: SharedTransport | None = None) -> A
                 timeout: float | None = timeout) -> httpx.AsyncClient:
         return make_client(base_url, headers=headers, auth=auth, timeout=timeout,
                            user_agent="cartera/0.1",
-                           transport=transport or httpx.AsyncHTTPTransport(verify=_tls()))
+                           transport=transport or egress_policy().transport(verify=_tls()))
 
     return factory
 
@@ -198,7 +243,7 @@ def context_for(integration: Integration, provider: Any, issuer: str,
         secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
         http=_http_factory(timeout, transport),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
-        webhook_url=webhook_url(issuer, integration.id))
+        webhook_url=webhook_url(issuer, integration), egress=egress_policy())
 
 
 def declared_secrets(provider: Any) -> list[str]:

@@ -1,16 +1,21 @@
 """Inbound provider webhooks: verify, store raw, then process asynchronously and once.
 
-The request is verified by the provider's own signature check over the raw bytes. Every
-request is stored (valid or not, for audit); a valid one queues ``webhooks.process``,
-which parses it into events and keeps only events whose ``(integration, event_id)`` is new,
-so provider redeliveries and replays are harmless.
+The route is ``/v1/hooks/{token}``: an unguessable per-integration token (see
+:func:`cartera.integrations.service.give_webhook_token`), found by its hash. The request is
+verified by the provider's own signature check over the raw bytes. A valid one is stored
+(credentials redacted: ``Authorization``, signature headers, token parameters) and queues
+``webhooks.process``, which parses it into events and keeps only events whose
+``(integration, event_id)`` is new, so provider redeliveries and replays are harmless. A
+refused one only counts in :class:`WebhookRejection` (per reason, no body).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 from cartera_sdk.errors import WebhookVerificationError
@@ -21,21 +26,64 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import AppContext
+from cartera.db.base import table_of
 from cartera.errors import NotFound, Unauthorized
 from cartera.integrations import service
-from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
+from cartera.integrations.models import (
+    Integration,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookRejection,
+)
 from cartera.jobs.registry import JobContext, job
 from cartera.plugins.host import PluginCallError, PluginHost
 
 log = logging.getLogger("cartera.webhooks")
 _KEPT_HEADERS_MAX = 64
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_SECRET_NAME = re.compile(r"auth|signature|sig$|token|secret|key|password|cookie", re.I)
+REDACTED = "[redacted]"
 
 
-async def _integration(session: AsyncSession, integration_id: int) -> Integration:
-    integration = await session.get(Integration, integration_id)
+async def _integration(session: AsyncSession, token: str) -> Integration:
+    integration = None
+    if _TOKEN.fullmatch(token):
+        integration = await session.scalar(select(Integration).where(
+            Integration.webhook_token_hash == service.webhook_token_hash(token)))
     if integration is None or not integration.enabled:
-        raise NotFound(f"no active integration {integration_id}")
+        raise NotFound("no active integration has this webhook URL")
     return integration
+
+
+def redacted_headers(headers: dict[str, str]) -> dict[str, str]:
+    """The headers to keep: credentials and signatures replaced by ``[redacted]``."""
+    kept = list(headers.items())[:_KEPT_HEADERS_MAX]
+    return {k: REDACTED if _SECRET_NAME.search(k) else v for k, v in kept}
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without a password and with token-like query parameters ``[redacted]``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}:{REDACTED}@{host}"
+    query = urlencode([(k, REDACTED if _SECRET_NAME.search(k) else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="[]")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+async def _count_rejection(session: AsyncSession, integration: Integration,
+                           reason: str) -> None:
+    now = clock.now()
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    table = table_of(WebhookRejection)
+    insert = module.insert(WebhookRejection).values(
+        tenant_id=integration.tenant_id, integration_id=integration.id, reason=reason[:64],
+        count=1, first_seen_at=now, last_seen_at=now)
+    await session.execute(insert.on_conflict_do_update(
+        index_elements=["integration_id", "reason"],
+        set_={"count": table.c.count + 1, "last_seen_at": now}))
 
 
 def _provider(host: PluginHost, integration: Integration) -> Any:
@@ -46,11 +94,11 @@ def _provider(host: PluginHost, integration: Integration) -> Any:
     return registered.provider
 
 
-async def handshake(ctx: AppContext, host: PluginHost, integration_id: int,
+async def handshake(ctx: AppContext, host: PluginHost, token: str,
                     request: WebhookRequest) -> WebhookResponse:
     """Answer a provider's GET verification (e.g. WhatsApp's ``hub.challenge``)."""
     async with ctx.sessionmaker() as session:
-        integration = await _integration(session, integration_id)
+        integration = await _integration(session, token)
     provider = _provider(host, integration)
     if not hasattr(provider, "handshake"):
         raise NotFound("this provider has no webhook handshake")
@@ -61,14 +109,14 @@ async def handshake(ctx: AppContext, host: PluginHost, integration_id: int,
     return answer  # type: ignore[no-any-return]
 
 
-async def receive(ctx: AppContext, host: PluginHost, integration_id: int,
+async def receive(ctx: AppContext, host: PluginHost, token: str,
                   request: WebhookRequest) -> int:
     """Verify and store a POSTed webhook; queue its processing. Returns the delivery id.
 
-    Raises :class:`Unauthorized` (after recording the attempt) when the signature fails.
+    Raises :class:`Unauthorized` (after counting the rejection) when the signature fails.
     """
     async with ctx.sessionmaker() as session:
-        integration = await _integration(session, integration_id)
+        integration = await _integration(session, token)
         provider = _provider(host, integration)
         pctx = service.context_for(integration, provider, ctx.settings.issuer,
                                    host.timeout_seconds)
@@ -81,24 +129,24 @@ async def receive(ctx: AppContext, host: PluginHost, integration_id: int,
             if not isinstance(exc.__cause__, WebhookVerificationError):
                 raise
             rejection = exc.__cause__.code
+        if rejection is not None:
+            await _count_rejection(session, integration, rejection)
+            await session.commit()
+            log.warning("webhook rejected", extra={"integration_id": integration.id,
+                                                   "reason": rejection})
+            raise Unauthorized(f"webhook signature check failed: {rejection}",
+                               code="invalid_signature")
         delivery = WebhookDelivery(
             tenant_id=integration.tenant_id, integration_id=integration.id,
-            method=request.method, url=request.url,
-            headers=dict(list(request.headers.items())[:_KEPT_HEADERS_MAX]),
-            body=request.body, signature_valid=rejection is None, rejection=rejection,
-            status="rejected" if rejection else "received")
+            method=request.method, url=redacted_url(request.url),
+            headers=redacted_headers(request.headers), body=request.body,
+            signature_valid=True, status="received")
         session.add(delivery)
         await session.flush()
-        if rejection is None:
-            await ctx.jobs.enqueue(session, integration.tenant_id, "webhooks.process",
-                                   {"delivery_id": delivery.id,
-                                    "lock": f"integration:{integration.id}"})
+        await ctx.jobs.enqueue(session, integration.tenant_id, "webhooks.process",
+                               {"delivery_id": delivery.id,
+                                "lock": f"integration:{integration.id}"})
         await session.commit()
-    if rejection is not None:
-        log.warning("webhook rejected", extra={"integration_id": integration_id,
-                                               "reason": rejection})
-        raise Unauthorized(f"webhook signature check failed: {rejection}",
-                           code="invalid_signature")
     return delivery.id
 
 
@@ -174,6 +222,13 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
                                       events_duplicate=len(rows) - new))
         await session.commit()
     return {"events_new": new, "events_duplicate": len(rows) - new}
+
+
+async def rejections(session: AsyncSession, integration_id: int) -> list[WebhookRejection]:
+    await service.get(session, integration_id)
+    return list((await session.scalars(
+        select(WebhookRejection).where(WebhookRejection.integration_id == integration_id)
+        .order_by(WebhookRejection.last_seen_at.desc()))).all())
 
 
 async def deliveries(session: AsyncSession, integration_id: int,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -19,6 +18,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
+from cartera.errors import tenant_facing
 from cartera.jobs.models import Job
 from cartera.jobs.registry import HANDLERS, JobContext, run_periodic
 
@@ -97,9 +97,8 @@ async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *
                 await session.commit()
         raise
     except Exception as exc:
-        log.error("job failed", extra={"job_id": job_id, "kind": kind,
-                                       "error": traceback.format_exception_only(exc)[-1].strip()})
-        await _finish(sessionmaker, job_id, "failed", None, f"{type(exc).__name__}: {exc}")
+        await _finish(sessionmaker, job_id, "failed", None,
+                      tenant_facing(exc, log, "job", job_id=job_id, kind=kind))
         raise
     await _finish(sessionmaker, job_id, "succeeded", result or {}, None)
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 import pluggy
 from cartera_sdk import hookspecs
+from cartera_sdk.egress import EgressRefused
 from cartera_sdk.registry import ENTRY_POINT_GROUP, PROJECT_NAME, await_me_maybe
 
 from cartera.errors import CarteraError
@@ -43,6 +44,13 @@ class PluginCallError(CarteraError):
     status = 502
     code = "plugin_error"
     title = "Plugin failed"
+
+
+class EgressRefusedError(PluginCallError):
+    """The provider tried to reach a destination the egress rules refuse; nothing was sent."""
+
+    code = "egress_refused"
+    title = "Egress refused"
 
 
 class PluginTimeout(PluginCallError):
@@ -166,6 +174,8 @@ class PluginHost:
                                 f"{self.timeout_seconds:g} s") from None
         except CarteraError:
             raise
+        except EgressRefused as exc:
+            raise EgressRefusedError(f"{what} refused: {exc.reason}") from exc
         except Exception as exc:
             log.warning("plugin call failed", extra={"what": what,
                                                      "error": type(exc).__name__})

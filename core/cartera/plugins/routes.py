@@ -36,13 +36,12 @@ def _provider_info(kind: str, provider: Any) -> schemas.ProviderInfo:
 @get("/v1/plugins", summary="List plugins", operation_id="ListPlugins", tags=["Plugins"],
      **secured("plugins:read"))
 async def list_plugins(request: Request[Any, Any, Any]) -> schemas.PluginList:
-    """Installed plugins with their version, the providers each registers (kind, name,
-    config and secrets JSON Schemas) and the plugins that failed to load, with why."""
+    """Installed plugins with their version and the providers each registers (kind, name,
+    config and secrets JSON Schemas). Plugins that failed to load are the operator's
+    business: they are logged, and ``cartera plugins`` lists them with why."""
     host = current_host()
     return schemas.PluginList(
         data=[schemas.PluginOut(name=p.name, distribution=p.distribution, version=p.version,
                                 providers=[_provider_info(r.kind, r.provider)
                                            for r in p.providers])
-              for p in sorted(host.plugins.values(), key=lambda p: p.name)],
-        errors=[schemas.PluginLoadError(plugin=e.plugin, stage=e.stage, error=e.error)
-                for e in host.errors])
+              for p in sorted(host.plugins.values(), key=lambda p: p.name)])

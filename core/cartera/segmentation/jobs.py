@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from typing import Any
 
@@ -9,10 +10,13 @@ from sqlalchemy import func, select, update
 
 from cartera import clock
 from cartera.db.engine import tenant_session
+from cartera.errors import tenant_facing
 from cartera.jobs.registry import JobContext, job
 from cartera.portfolio.models import Debtor
 from cartera.segmentation.models import SegmentRun
 from cartera.segmentation.service import run_segmentation
+
+log = logging.getLogger("cartera.segmentation")
 
 KIND = "segmentation.run"
 
@@ -53,7 +57,8 @@ async def segmentation_run(ctx: JobContext) -> dict[str, Any]:
     except Exception as exc:
         async with ctx.sessionmaker() as session:
             await session.execute(update(SegmentRun).where(SegmentRun.id == run_id).values(
-                status="failed", error=f"{type(exc).__name__}: {exc}"[:2000],
+                status="failed", error=tenant_facing(exc, log, "segmentation run",
+                                                     run_id=run_id),
                 finished_at=clock.now()))
             await session.commit()
         raise

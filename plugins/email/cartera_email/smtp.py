@@ -27,6 +27,7 @@ from cartera_sdk import (
     BaseChannelProvider,
     ChannelEvent,
     ConnectionCheck,
+    EgressPolicy,
     EmailContent,
     OutboundMessage,
     ProviderContext,
@@ -151,9 +152,16 @@ def _client(config: SmtpConfig) -> aiosmtplib.SMTP:
     )
 
 
-async def _open(client: aiosmtplib.SMTP, config: SmtpConfig, secrets: SmtpSecrets) -> None:
-    """connect + EHLO (+ STARTTLS + EHLO) + AUTH."""
-    await client.connect()
+async def _open(client: aiosmtplib.SMTP, config: SmtpConfig, secrets: SmtpSecrets,
+                egress: EgressPolicy) -> None:
+    """connect + EHLO (+ STARTTLS + EHLO) + AUTH.
+
+    The TCP connection comes from the host's egress policy (checked, pinned address; no
+    TLS only where allowed); TLS still verifies the certificate for ``config.host``.
+    An :class:`EgressRefused` propagates: the host reports it."""
+    sock = await egress.connect(config.host, config.port, connect_timeout=config.timeout,
+                                encrypted=config.security != "none", what="smtp")
+    await client.connect(sock=sock, port=None)
     await client.ehlo()
     if config.security == "starttls":
         if not client.supports_extension("starttls"):
@@ -252,7 +260,7 @@ class SmtpProvider(BaseChannelProvider):
         recipients = list(dict.fromkeys([message.to, *checked.cc]))
         client = _client(config)
         try:
-            await _open(client, config, ctx.secrets)
+            await _open(client, config, ctx.secrets, ctx.egress)
             refused, _ = await client.send_message(mime, sender=from_address, recipients=recipients)
         except (aiosmtplib.SMTPException, OSError, _Failure) as exc:
             failure = classify(exc)
@@ -298,7 +306,7 @@ class SmtpProvider(BaseChannelProvider):
         config: SmtpConfig = ctx.config
         client = _client(config)
         try:
-            await _open(client, config, ctx.secrets)
+            await _open(client, config, ctx.secrets, ctx.egress)
         except (aiosmtplib.SMTPException, OSError, _Failure) as exc:
             failure = classify(exc)
             return ConnectionCheck(ok=False, detail=failure.reason, code=failure.code)

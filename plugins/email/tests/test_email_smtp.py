@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from email.headerregistry import Address
 from pathlib import Path
@@ -18,6 +19,7 @@ from cartera_sdk import (
     WebhookRequest,
     WebhookVerificationError,
 )
+from cartera_sdk.egress import EgressRefused
 from cartera_sdk.testkit import ChannelConformance, FakeHost, run
 from email_testing_smtpd import PASSWORD, USERNAME, Pki, SmtpServer, make_pki, smtp_server
 
@@ -385,3 +387,25 @@ def test_smtp_rejects_every_webhook_and_parses_nothing() -> None:
     assert info.value.code == "not_supported"
     assert provider.parse_webhook(request, ctx) == []
     assert run(provider.handshake(request, ctx)) is None
+
+
+# --------------------------------------------------------------------------- egress
+
+
+def test_relays_in_private_space_are_refused_by_the_host(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SMTP host is tenant config: it goes through the host's egress rules (SSRF)."""
+    with smtp_server(pki) as server:  # loopback is only allowed because the test host lists it
+        ctx = FakeHost(egress_allow="").context(
+            SmtpProvider(), config=_config(server, pki), secrets=SECRETS)
+        with pytest.raises(EgressRefused):
+            run(SmtpProvider().test_connection(ctx))
+        assert server.received == []
+    def private_dns(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", private_dns)
+    for host in ("169.254.169.254", "smtp.partner.test"):
+        with pytest.raises(EgressRefused):
+            _check(SmtpConfig(host=host, port=587, timeout=1.0))

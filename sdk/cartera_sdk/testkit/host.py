@@ -22,6 +22,7 @@ import msgspec
 from ..channels import ChannelProvider
 from ..compliance import CompliancePack
 from ..context import ProviderContext
+from ..egress import EgressPolicy
 from ..erp import ErpConnector
 from ..events import (
     DebtorStageChanged,
@@ -40,6 +41,8 @@ __all__ = ["CapturingHandler", "FakeHost", "FrozenClock", "run"]
 
 T = TypeVar("T")
 _counter = itertools.count(1)
+LOOPBACK = "127.0.0.1,::1,localhost"
+"""The test allow-list: plugin tests talk to fake servers on loopback over http."""
 
 _EVENT_HOOKS: dict[type[DomainEvent], str] = {
     PaymentReceived: "on_payment_received",
@@ -91,8 +94,10 @@ class CapturingHandler(logging.Handler):
 class FakeHost:
     """Loads plugins and plays the host's role around providers."""
 
-    def __init__(self, *plugins: object, clock: FrozenClock | None = None) -> None:
+    def __init__(self, *plugins: object, clock: FrozenClock | None = None,
+                 egress_allow: str = LOOPBACK) -> None:
         self.clock = clock or FrozenClock()
+        self.egress = EgressPolicy.parse(egress_allow)
         self.sleeps: list[float] = []
         self.log = CapturingHandler()
         self.logger = logging.getLogger(f"cartera.testkit.host{next(_counter)}")
@@ -159,10 +164,10 @@ class FakeHost:
         auth: httpx.Auth | tuple[str, str] | None = None,
         timeout: float | None = None,
     ) -> httpx.AsyncClient:
-        """The host's HTTP client factory: SDK retries, no real sleeping."""
+        """The host's HTTP client factory: SDK retries, egress rules, no real sleeping."""
         return make_client(
             base_url, headers=headers, auth=auth, timeout=timeout or 5.0, retries=2,
-            sleep=self._sleep,
+            sleep=self._sleep, transport=self.egress.transport(),
         )  # fmt: skip
 
     def context(
@@ -192,6 +197,7 @@ class FakeHost:
             logger=self.logger,
             clock=self.clock,
             webhook_url=webhook_url,
+            egress=self.egress,
         )
 
     def leaked_secrets(self, secrets: msgspec.Struct) -> list[str]:

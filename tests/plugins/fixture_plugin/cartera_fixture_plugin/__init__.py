@@ -139,7 +139,8 @@ class FixtureSms(BaseChannelProvider):
             return ConnectionCheck(ok=False, detail=type(exc).__name__, code="unreachable")
         if response.status_code == 200:
             return ConnectionCheck(ok=True, detail="authenticated")
-        return ConnectionCheck(ok=False, detail=f"HTTP {response.status_code}",
+        # Like real providers, the detail quotes the answer: the host must not echo it.
+        return ConnectionCheck(ok=False, detail=f"HTTP {response.status_code}: {response.text}",
                                code="rejected")
 
 
