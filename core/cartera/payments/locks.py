@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera.errors import NotFound
 from cartera.portfolio.models import Debtor
 
 MONEY_LOCK_SPACE = 0x30E7
@@ -47,16 +48,23 @@ def _postgresql(session: AsyncSession) -> bool:
 async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterable[int]) -> None:
     """Before a money write for these debtors: hold the tenant's money lock shared and each
     debtor's row ``FOR NO KEY UPDATE``, in ascending id order, until the transaction ends.
-    Call it first, before reading the debtors' obligations, payments or allocations."""
+    Call it first, before reading the debtors' obligations, payments or allocations.
+
+    Raises :class:`~cartera.errors.NotFound` for a debtor deleted by a transaction that
+    committed while this one waited."""
     if not _postgresql(session):
         return
     await session.execute(text("SELECT pg_advisory_xact_lock_shared(:space, :tenant)"),
                           {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
     ids = sorted(set(debtor_ids))
-    if ids:
-        # The sort runs below the row locking: rows are locked in id order.
-        await session.execute(select(Debtor.id).where(Debtor.id.in_(ids))
-                              .order_by(Debtor.id).with_for_update(key_share=True))
+    if not ids:
+        return
+    # The sort runs below the row locking: rows are locked in id order.
+    locked = set((await session.scalars(
+        select(Debtor.id).where(Debtor.id.in_(ids)).order_by(Debtor.id)
+        .with_for_update(key_share=True))).all())
+    for missing in sorted(set(ids) - locked):
+        raise NotFound(f"debtor {missing} not found")
 
 
 async def lock_tenant_money(session: AsyncSession, tenant_id: int) -> None:

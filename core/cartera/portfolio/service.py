@@ -209,6 +209,8 @@ async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
 
 async def delete_debtor(session: AsyncSession, actor: Actor, debtor_id: int) -> None:
     debtor = await get_debtor(session, debtor_id)
+    # Deleting cascades to the debtor's money: wait for a money write in flight, then look.
+    await lock_debtors(session, actor.tenant_id, [debtor.id])
     has_money = await session.scalar(select(exists().where(Obligation.debtor_id == debtor.id)))
     if has_money:
         raise Conflict("a debtor with obligations cannot be deleted", code="debtor_has_obligations")
