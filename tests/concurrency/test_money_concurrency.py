@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -21,7 +21,7 @@ from cartera.payments import service as payments
 from cartera.payments.allocation import DebtorScope, rebalance, refresh_balances
 from cartera.payments.schemas import AllocationIn, PaymentCreate
 from cartera.portfolio import service as portfolio
-from cartera.portfolio.models import DebtorBalance
+from cartera.portfolio.models import Debtor, DebtorBalance
 from cartera.portfolio.schemas import ObligationCreate
 from tests.concurrency import done_or_blocked, money_invariant_violations, run_workers
 from tests.concurrency.conftest import BackendsFactory
@@ -193,6 +193,31 @@ async def test_a_bulk_rebalance_and_one_debtors_writes_exclude_each_other(
         await a.commit()
     assert await money_invariant_violations(pg_engine, t) == {}
     assert (await balance(tenant, d))["PEN"]["unapplied_credit"] == "40.00"
+
+
+async def test_a_profile_change_a_payment_and_a_bulk_rebalance_do_not_deadlock(
+        tenant: TenantClient, backends: BackendsFactory, pg_engine: AsyncEngine) -> None:
+    """A debtor's profile change holds their row, then refreshes their summary; meanwhile a
+    payment for them waits for the row and a bulk rebalance for the payment. All three
+    finish, one after the other, and the money is right."""
+    d = await debtor(tenant)
+    await obligation(tenant, d, "F-1", "100.00", days_ago(30))
+    t = tenant.tenant_id
+    data = PaymentCreate(currency="PEN", amount="40.00", paid_on=TODAY, debtor_id=d)
+    async with backends(t, 3) as (profile, pay, bulk):
+        await profile.session.execute(update(Debtor).where(Debtor.id == d).values(zone="Sur"))
+        paying = asyncio.create_task(payments.create_payment(pay.session, _actor(tenant), data))
+        assert await done_or_blocked(paying, pg_engine, pay.pid) == "blocked"
+        rebalancing = asyncio.create_task(rebalance(bulk.session, t, DebtorScope.tenant(t),
+                                                    TODAY))
+        assert await done_or_blocked(rebalancing, pg_engine, bulk.pid) == "blocked"
+        await refresh_balances(profile.session, t, DebtorScope.one(t, d), TODAY)
+        await profile.commit()
+        await paying
+        await pay.commit()
+        await rebalancing
+        await bulk.commit()
+    assert await money_invariant_violations(pg_engine, t) == {}
 
 
 async def test_concurrent_first_obligations_of_debtors_all_succeed(

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Boolean, Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera.payments.locks import lock_debtors, lock_tenant_money
+from cartera.payments.locks import lock_debtor_rows, lock_debtors, lock_tenant_money
 
 
 @dataclass(frozen=True)
@@ -274,13 +274,14 @@ async def refresh_balances(
 ) -> None:
     """Rebuild only the balance summary (amounts are already current) for ``scope``.
 
-    One debtor's refresh takes their money lock (a change to their profile re-segments
-    them while a money write may be under way). A refresh of many (a run's stale summaries)
-    takes none: each debtor in it has summary rows, so of two refreshes of one debtor the
-    later one's DELETE waits for the earlier one's commit, its INSERT then reads what that
-    committed, and the upsert replaces the rows the earlier one inserted."""
+    One debtor's refresh takes their row lock (:func:`lock_debtor_rows`: a change to their
+    profile re-segments them while a money write may be under way). A refresh of many (a
+    run's stale summaries) takes none: each debtor in it has summary rows, so of two
+    refreshes of one debtor the later one's DELETE waits for the earlier one's commit, its
+    INSERT then reads what that committed, and the upsert replaces the rows the earlier one
+    inserted."""
     if scope.debtor_id is not None:
-        await lock_debtors(session, tenant_id, [scope.debtor_id])
+        await lock_debtor_rows(session, [scope.debtor_id])
     if "as_of" in scope.sql:
         # A scope that reads the summary itself must be materialised before we delete from it.
         ids = (await session.execute(

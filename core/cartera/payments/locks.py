@@ -21,6 +21,11 @@ cannot deadlock on them:
   wait for a money write. A row lock needs no key encoding and is released with the
   transaction like the advisory lock.
 
+A refresh of one debtor's summary takes only their row (:func:`lock_debtor_rows`): it may
+come after its transaction updated the debtor's row, and a tenant lock requested then would
+queue behind a bulk rebalance that waits for a writer that waits for that row (a cycle
+PostgreSQL's deadlock check only untangles after ``deadlock_timeout``).
+
 Transactions run at READ COMMITTED, where every statement reads what was committed when it
 started: a writer that takes the lock *before reading anything the allocation depends on*
 sees everything the writer before it committed. Taking it again in the same transaction is
@@ -56,8 +61,15 @@ async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterab
         return
     await session.execute(text("SELECT pg_advisory_xact_lock_shared(:space, :tenant)"),
                           {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
+    await lock_debtor_rows(session, debtor_ids)
+
+
+async def lock_debtor_rows(session: AsyncSession, debtor_ids: Iterable[int]) -> None:
+    """The debtor level of :func:`lock_debtors` alone, for a refresh of their summary: it
+    may run after its transaction changed the debtor's row (a profile update re-segments
+    them), and taking the tenant lock after a row would invert the order. Same errors."""
     ids = sorted(set(debtor_ids))
-    if not ids:
+    if not ids or not _postgresql(session):
         return
     # The sort runs below the row locking: rows are locked in id order.
     locked = set((await session.scalars(
