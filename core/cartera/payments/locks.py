@@ -15,11 +15,11 @@ cannot deadlock on them:
   for every in-flight writer of the tenant and holds new ones back until it commits. That
   is one lock where locking each debtor's row would write hundreds of thousands of them.
 - **debtor**: the debtor's row, ``FOR NO KEY UPDATE``. That mode excludes itself (two writers
-  of one debtor run one after the other) and ``FOR UPDATE`` (deleting the debtor waits), but
-  not ``FOR KEY SHARE``, which is what the foreign-key check takes when another transaction
-  inserts a row that refers to the debtor (an interaction, a contact point): those never
-  wait for a money write. A row lock needs no key encoding and is released with the
-  transaction like the advisory lock.
+  of one debtor run one after the other, and so does an update of the debtor's own row) and
+  ``FOR UPDATE`` (deleting the debtor waits), but not ``FOR KEY SHARE``, which is what the
+  foreign-key check takes when another transaction inserts a row that refers to the debtor
+  (an interaction, a contact point): those never wait for a money write. A row lock needs
+  no key encoding and is released with the transaction like the advisory lock.
 
 A refresh of one debtor's summary takes only their row (:func:`lock_debtor_rows`): it may
 come after its transaction updated the debtor's row, and a tenant lock requested then would
@@ -28,8 +28,9 @@ PostgreSQL's deadlock check only untangles after ``deadlock_timeout``).
 
 Transactions run at READ COMMITTED, where every statement reads what was committed when it
 started: a writer that takes the lock *before reading anything the allocation depends on*
-sees everything the writer before it committed. Taking it again in the same transaction is
-free. SQLite has one writer at a time and needs none of this: both functions do nothing.
+sees everything the writer before it committed. Taking it again in the same transaction
+never waits. SQLite has one writer at a time and needs none of this: there these functions
+do nothing.
 """
 
 from __future__ import annotations
