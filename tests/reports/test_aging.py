@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from tests.conftest import TenantClient
-from tests.payments.test_allocation import days_ago, debtor, obligation
+from tests.payments.test_allocation import balance, days_ago, debtor, obligation
 
 
 async def test_aging_buckets_counts_and_amounts(tenant: TenantClient) -> None:
@@ -49,3 +51,34 @@ async def test_paid_and_zone_filters(tenant: TenantClient) -> None:
     await obligation(tenant, other, "O-1", "99.00", days_ago(10))
     callao = (await tenant.api.get("/v1/aging", params={"zone": "Callao"})).json()
     assert callao["currencies"][0]["total_amount"] == "10.00"
+
+
+async def test_unapplied_credit_agrees_with_the_debtor_balances(tenant: TenantClient) -> None:
+    """Overpayments are unapplied credit in the report as in the balances (issue 10 #25)."""
+    a = await debtor(tenant, "A")
+    b = await debtor(tenant, "B")
+    await obligation(tenant, a, "A-1", "100.00", days_ago(20))
+    await obligation(tenant, b, "B-1", "10.00", days_ago(20), currency="MXN")
+    await obligation(tenant, b, "NC-1", "5.00", days_ago(3), kind="credit_note")
+    for who, currency, amount in ((a, "PEN", "143.04"), (b, "MXN", "51.47")):
+        r = await tenant.api.post("/v1/payments", json={
+            "debtor_id": who, "currency": currency, "amount": amount, "paid_on": days_ago(1)})
+        assert r.status_code == 201, r.text
+    reversed_ = await tenant.api.post("/v1/payments", json={
+        "debtor_id": a, "currency": "PEN", "amount": "7.00", "paid_on": days_ago(1)})
+    r = await tenant.api.post(f"/v1/payments/{reversed_.json()['id']}/reverse",
+                              json={"reason": "bounced"})
+    assert r.status_code == 201, r.text
+    from_balances: dict[str, Decimal] = {}
+    for who in (a, b):
+        for cur, row in (await balance(tenant, who)).items():
+            from_balances[cur] = from_balances.get(cur, Decimal(0)) + Decimal(
+                row["unapplied_credit"])
+    assert from_balances == {"PEN": Decimal("48.04"), "MXN": Decimal("41.47")}
+    report = (await tenant.api.get("/v1/aging")).json()
+    assert {c["currency"]: Decimal(c["unapplied_credit"])
+            for c in report["currencies"]} == from_balances
+    mxn = (await tenant.api.get("/v1/aging", params={"currency": "MXN"})).json()
+    assert [c["unapplied_credit"] for c in mxn["currencies"]] == ["41.47"]
+    zone = (await tenant.api.get("/v1/aging", params={"zone": "nowhere"})).json()
+    assert zone["currencies"] == []

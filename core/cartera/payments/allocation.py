@@ -12,6 +12,9 @@ SQL over the whole set at once:
 4. the per-debtor, per-currency balance summary (:class:`DebtorBalance`).
 
 Disputed, written-off and cancelled obligations take no automatic allocation.
+
+:func:`rebalance` first takes the money lock of its scope (:mod:`cartera.payments.locks`):
+a single debtor's, or the tenant's exclusive one for a scope given as SQL.
 """
 
 from __future__ import annotations
@@ -23,17 +26,21 @@ from typing import Any
 from sqlalchemy import Boolean, Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera.payments.locks import lock_debtor_rows, lock_debtors, lock_tenant_money
+
 
 @dataclass(frozen=True)
 class DebtorScope:
-    """A SQL sub-select yielding debtor ids, with its parameters (always tenant-filtered)."""
+    """A SQL sub-select yielding debtor ids, with its parameters (always tenant-filtered);
+    ``debtor_id`` when it is one debtor."""
 
     sql: str
     params: dict[str, Any] = field(default_factory=dict)
+    debtor_id: int | None = None
 
     @staticmethod
     def one(tenant_id: int, debtor_id: int) -> DebtorScope:
-        return DebtorScope("SELECT :scope_debtor", {"scope_debtor": debtor_id})
+        return DebtorScope("SELECT :scope_debtor", {"scope_debtor": debtor_id}, debtor_id)
 
     @staticmethod
     def tenant(tenant_id: int) -> DebtorScope:
@@ -178,6 +185,8 @@ WHERE payments.id = agg.id AND payments.unapplied_minor <> agg.unapplied
 
 _DELETE_BALANCES = "DELETE FROM debtor_balances WHERE tenant_id = :t AND debtor_id IN ({scope})"
 
+# An upsert: a concurrent refresh (one that does not hold the money lock, as a segmentation
+# run's of the stale summaries) may have inserted the row since this one's DELETE.
 _INSERT_BALANCES = """
 INSERT INTO debtor_balances
     (tenant_id, debtor_id, currency, outstanding_minor, overdue_minor, unapplied_credit_minor,
@@ -208,6 +217,13 @@ FROM (
     WHERE tenant_id = :t AND debtor_id IN ({scope}) AND status = 'applied'
 ) AS rows_
 GROUP BY debtor_id, currency
+ON CONFLICT (debtor_id, currency) DO UPDATE SET
+    tenant_id = excluded.tenant_id, outstanding_minor = excluded.outstanding_minor,
+    overdue_minor = excluded.overdue_minor,
+    unapplied_credit_minor = excluded.unapplied_credit_minor,
+    open_count = excluded.open_count, oldest_unpaid_due_date = excluded.oldest_unpaid_due_date,
+    next_due_date = excluded.next_due_date, last_payment_date = excluded.last_payment_date,
+    as_of = excluded.as_of
 """
 
 _BINDS = (
@@ -227,8 +243,20 @@ async def _run(session: AsyncSession, sql: str, scope: DebtorScope, **params: An
                                  {k: v for k, v in values.items() if k in names})
 
 
+async def lock_scope(session: AsyncSession, tenant_id: int, scope: DebtorScope) -> None:
+    """The money lock for a write over ``scope``: its debtor's for one debtor, else the
+    tenant's exclusive one (see :mod:`cartera.payments.locks`)."""
+    if scope.debtor_id is not None:
+        await lock_debtors(session, tenant_id, [scope.debtor_id])
+    else:
+        await lock_tenant_money(session, tenant_id)
+
+
 async def rebalance(session: AsyncSession, tenant_id: int, scope: DebtorScope, as_of: date) -> None:
-    """Recompute allocations, outstanding amounts, statuses and summaries for ``scope``."""
+    """Recompute allocations, outstanding amounts, statuses and summaries for ``scope``,
+    under its money lock (:func:`lock_scope`; a caller that read the debtors' money before
+    must have taken it before that read)."""
+    await lock_scope(session, tenant_id, scope)
     if not (await _run(session, _HAS_CREDITS, scope, t=tenant_id)).scalar():
         # Nothing to allocate (say, a first load of debts): skip the running-sum matching.
         await _run(session, _UPDATE_UNCREDITED_OBLIGATIONS, scope, t=tenant_id)
@@ -244,7 +272,16 @@ async def rebalance(session: AsyncSession, tenant_id: int, scope: DebtorScope, a
 async def refresh_balances(
     session: AsyncSession, tenant_id: int, scope: DebtorScope, as_of: date
 ) -> None:
-    """Rebuild only the balance summary (amounts are already current) for ``scope``."""
+    """Rebuild only the balance summary (amounts are already current) for ``scope``.
+
+    One debtor's refresh takes their row lock (:func:`lock_debtor_rows`: a change to their
+    profile re-segments them while a money write may be under way). A refresh of many (a
+    run's stale summaries) takes none: each debtor in it has summary rows, so of two
+    refreshes of one debtor the later one's DELETE waits for the earlier one's commit, its
+    INSERT then reads what that committed, and the upsert replaces the rows the earlier one
+    inserted."""
+    if scope.debtor_id is not None:
+        await lock_debtor_rows(session, [scope.debtor_id])
     if "as_of" in scope.sql:
         # A scope that reads the summary itself must be materialised before we delete from it.
         ids = (await session.execute(

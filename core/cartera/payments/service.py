@@ -15,6 +15,7 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
+from cartera.payments.locks import lock_debtors
 from cartera.payments.models import Allocation, Payment
 from cartera.plugins import events as plugin_events
 from cartera.portfolio.models import Debtor, Obligation
@@ -88,6 +89,7 @@ async def create_payment(session: AsyncSession, actor: Actor,
                          data: schemas.PaymentCreate) -> Payment:
     check_currency(data.currency)
     debtor = await _debtor_for(session, data)
+    await lock_debtors(session, actor.tenant_id, [debtor.id])
     amount = parse_amount(data.amount, data.currency, "amount")
     if amount <= 0:
         raise Invalid("amount must be positive", code="non_positive_amount", param="amount")
@@ -128,6 +130,8 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
                           reason: str) -> Payment:
     """Mark a payment reversed (bounced, charged back); what it paid becomes owed again."""
     payment = await get_payment(session, payment_id)
+    await lock_debtors(session, actor.tenant_id, [payment.debtor_id])
+    await session.refresh(payment)  # as the writer before us left it
     if payment.status == "reversed":
         raise Conflict("this payment is already reversed", code="already_reversed")
     payment.status = "reversed"

@@ -19,6 +19,7 @@ from cartera.audit import service as audit
 from cartera.audit.models import AuditEntry
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, rebalance
+from cartera.payments.locks import lock_debtors
 from cartera.payments.models import Payment
 from cartera.portfolio import aging, schemas, validation
 from cartera.portfolio.models import (
@@ -57,10 +58,12 @@ async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int
 async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
     """After a money change: settle the debtor's promises and installment plans (before the
     re-segmentation: rules read them), re-allocate, re-summarise and re-segment them, in
-    the caller's transaction."""
+    the caller's transaction, which holds the debtor's money lock
+    (:func:`cartera.payments.locks.lock_debtors`) from before it read their money."""
     from cartera.negotiation.status import settle_debtor
     from cartera.segmentation.service import reevaluate_debtor
 
+    await lock_debtors(session, tenant_id, [debtor_id])
     today = await tenant_today(session, tenant_id)
     await settle_debtor(session, tenant_id, debtor_id, today, clock.now())
     await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
@@ -206,6 +209,8 @@ async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
 
 async def delete_debtor(session: AsyncSession, actor: Actor, debtor_id: int) -> None:
     debtor = await get_debtor(session, debtor_id)
+    # Deleting cascades to the debtor's money: wait for a money write in flight, then look.
+    await lock_debtors(session, actor.tenant_id, [debtor.id])
     has_money = await session.scalar(select(exists().where(Obligation.debtor_id == debtor.id)))
     if has_money:
         raise Conflict("a debtor with obligations cannot be deleted", code="debtor_has_obligations")
@@ -423,6 +428,7 @@ async def create_obligation(session: AsyncSession, actor: Actor,
                             data: schemas.ObligationCreate) -> Obligation:
     check_currency(data.currency)
     debtor = await _resolve_debtor(session, data)
+    await lock_debtors(session, actor.tenant_id, [debtor.id])
     original = parse_amount(data.original_amount, data.currency, "original_amount")
     outstanding = original if data.outstanding_amount is None else parse_amount(
         data.outstanding_amount, data.currency, "outstanding_amount")
@@ -467,6 +473,8 @@ async def get_obligation(session: AsyncSession, obligation_id: int) -> Obligatio
 async def update_obligation(session: AsyncSession, actor: Actor, obligation_id: int,
                             data: schemas.ObligationUpdate) -> Obligation:
     obligation = await get_obligation(session, obligation_id)
+    await lock_debtors(session, actor.tenant_id, [obligation.debtor_id])
+    await session.refresh(obligation)  # as the writer before us left it
     changes = _changes(data)
     if changes.get("portfolio_id") is not None:
         await _portfolio_param(session, changes["portfolio_id"])
