@@ -24,7 +24,7 @@ from typing import Any
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 
-from cartera.api.idempotency import MAX_KEY_LENGTH
+from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/{}/{}"
@@ -81,7 +81,8 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
         "malformed_json": ("malformed_json", "Malformed JSON", "the request body is not "
                            "valid JSON", None),
         "invalid_idempotency_key": ("invalid_idempotency_key", "Invalid idempotency key",
-                                    "Idempotency-Key must be 1 to 255 characters",
+                                    "Idempotency-Key must be 1 to 255 printable ASCII "
+                                    "characters without spaces",
                                     "Idempotency-Key"),
     }),
     "Unauthorized": (401, "No access token, or one that is invalid or expired.", {
@@ -153,10 +154,11 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "in": "header",
     "required": False,
     "description": "Makes a retry safe: a replay with the same key and body returns the stored "
-                   "response (with `Idempotent-Replayed: true`); the same key with a different "
-                   "body answers 422 `idempotency_key_reused`.",
+                   "response (with `Idempotent-Replayed: true`) for 24 hours; the same key with a "
+                   "different body or query string answers 422 `idempotency_key_reused`, and "
+                   "one outside the pattern 400 `invalid_idempotency_key`.",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
-               "pattern": r"^[\x21-\x7e]+$", "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
+               "pattern": KEY_PATTERN, "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
 }
 
 # Request examples of the main create operations, by operationId.
