@@ -17,6 +17,7 @@ from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
 from cartera.api.idempotency import idempotency_middleware
 from cartera.api.openapi import install as complete_openapi
+from cartera.api.parameters import before_request as check_parameters
 from cartera.api.problems import EXCEPTION_HANDLERS
 from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
 from cartera.auth.keys import load_or_create
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         middleware=[cast(Any, m) for m in (request_context_middleware,
                                            authentication_middleware, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=check_parameters,
         openapi_config=openapi_config(settings.issuer),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,

@@ -25,6 +25,7 @@ from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
 
 from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE
 
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/{}/{}"
@@ -212,6 +213,7 @@ def _complete_operation(method: str, op: dict[str, Any]) -> None:
     if "requestBody" in op:
         wanted.append("PayloadTooLarge")
         _optional_body(op["requestBody"])
+    _bound_query_parameters(op.get("parameters", []))
     if op.get("operationId") not in OWN_ERRORS:
         params = op.get("parameters", [])
         has_body = "requestBody" in op
@@ -241,6 +243,19 @@ def _complete_operation(method: str, op: dict[str, Any]) -> None:
     if example is not None:
         media = op["requestBody"]["content"]["application/json"]
         media["examples"] = {"default": {"summary": "A typical request", "value": example}}
+
+
+def _bound_query_parameters(params: list[dict[str, Any]]) -> None:
+    """Declare what :mod:`cartera.api.parameters` enforces on every query parameter."""
+    for param in params:
+        if param.get("in") != "query":
+            continue
+        schema = param.get("schema", {})
+        for variant in [schema, *schema.get("oneOf", [])]:
+            if variant.get("type") == "array":
+                variant["maxItems"] = MAX_REPEATED
+            if variant.get("format") == "date":
+                variant["description"] = f"From {MIN_DATE} to {MAX_DATE}."
 
 
 def _optional_body(body: dict[str, Any]) -> None:

@@ -131,7 +131,17 @@ _UNSTORABLE = (
 )
 
 
+QUERY_CANCELED = "57014"
+"""PostgreSQL's SQLSTATE for a statement cancelled, here by ``statement_timeout``."""
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+        log.warning("statement timeout", extra={"request_id": _request_id(request)})
+        return problem(503, "statement_timeout", "Service unavailable",
+                       "the request needed the database for longer than allowed; narrow it "
+                       "(filters, a smaller page) or retry later", instance=request.url.path,
+                       headers={"Retry-After": "5"}, request_id=_request_id(request))
     # A safety net: routes bound ids with ``cartera.api.pagination.Id`` and text by column.
     if isinstance(exc, OverflowError | ValueError | DBAPIError):
         message = str(exc).lower()
