@@ -50,7 +50,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
     return Settings(database_url=database_url, issuer="http://testserver.local",
-                    log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0)
+                    log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0,
+                    # one address makes every test's tokens: tests/api/test_rate_limits.py
+                    # checks the limits on an app of its own
+                    rate_limit_token="100000/minute", rate_limit_webhooks="100000/minute",
+                    rate_limit_expensive="100000/minute")
 
 
 @pytest.fixture(scope="session")

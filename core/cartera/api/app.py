@@ -19,6 +19,7 @@ from cartera.api.idempotency import idempotency_middleware
 from cartera.api.openapi import install as complete_openapi
 from cartera.api.parameters import before_request as check_parameters
 from cartera.api.problems import EXCEPTION_HANDLERS
+from cartera.api.ratelimit import rate_limit_middleware
 from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
 from cartera.auth.keys import load_or_create
 from cartera.auth.routes import ROUTES as AUTH_ROUTES
@@ -134,8 +135,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
-        middleware=[cast(Any, m) for m in (request_context_middleware,
-                                           authentication_middleware, idempotency_middleware)],
+        middleware=[cast(Any, request_context_middleware), cast(Any, authentication_middleware),
+                    *rate_limit_middleware(settings), cast(Any, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=check_parameters,
         openapi_config=openapi_config(settings.issuer),

@@ -116,6 +116,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     headers = dict(exc.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="cartera"')
+    if status == 429:  # the rate limiter's window resets in RateLimit-Reset seconds
+        headers.setdefault("Retry-After", str(max(1, int(headers.get("RateLimit-Reset", 1)))))
     return problem(
         status, code, title, str(exc.detail), instance=request.url.path, headers=headers or None,
         request_id=_request_id(request),
