@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
 from msgspec import inspect as mi
 from sqlalchemy import String, Text
 
-from cartera.api.openapi import document
+from cartera.api.openapi import document, request_structs
 from cartera.api.parameters import MAX_REPEATED, query_spec
 from cartera.db.base import Base
 from cartera.segmentation.rules import MAX_RULE_NODES
@@ -185,30 +186,10 @@ async def test_strings_longer_than_their_column_are_422(tenant: TenantClient, pa
     assert_problem(r, 422, "validation_error", param)
 
 
-def _body_structs(app: Litestar) -> dict[type, mi.StructType]:
-    found: dict[type, mi.StructType] = {}
-
-    def walk(t: mi.Type) -> None:
-        if isinstance(t, mi.Metadata):
-            walk(t.type)
-        elif isinstance(t, mi.StructType) and t.cls not in found:
-            found[t.cls] = t
-            for f in t.fields:
-                walk(f.type)
-        elif isinstance(t, mi.UnionType):
-            for member in t.types:
-                walk(member)
-        elif isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
-            walk(t.item_type)
-        elif isinstance(t, mi.DictType):
-            walk(t.value_type)
-
-    for route in app.routes:
-        for handler in getattr(route, "route_handlers", []):
-            data = handler.parsed_fn_signature.parameters.get("data")
-            if data is not None and route.path != "/oauth/token":  # a form, not JSON
-                walk(mi.type_info(data.annotation))
-    return found
+def _body_structs(app: Litestar) -> dict[type[msgspec.Struct], mi.StructType]:
+    # The token request is a form (RFC 6749), not a JSON body.
+    return {cls: info for cls, info in request_structs(app).items()
+            if cls.__name__ != "TokenRequest"}
 
 
 def _scalars(t: mi.Type) -> list[mi.Type]:

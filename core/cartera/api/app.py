@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         middleware=[cast(Any, request_context_middleware), cast(Any, authentication_middleware),
                     *rate_limit_middleware(settings), cast(Any, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=check_parameters,
+        before_request=before_request,
         openapi_config=openapi_config(settings.issuer),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
@@ -146,6 +146,24 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     complete_openapi(app)
     return app
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answers every method of the path; every other request gets its parameters
+    checked (:mod:`cartera.api.parameters`)."""
+    if request.method == "OPTIONS":
+        return allow_response(request)
+    await check_parameters(request)
+    return None
+
+
+def allow_response(request: Request[Any, Any, Any]) -> Response[None]:
+    """Litestar's own OPTIONS handler lists only the methods of the first handlers
+    registered on a path when several controllers share it; this lists them all."""
+    paths = request.scope["route_handler"].paths
+    methods = sorted({m for route in request.app.routes if route.path in paths
+                      for m in getattr(route, "methods", ())} | {"OPTIONS"})
+    return Response(None, status_code=204, headers={"Allow": ", ".join(methods)})
 
 
 def default_runner(settings: Settings, sessionmaker: Any) -> JobRunner:

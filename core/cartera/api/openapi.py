@@ -7,7 +7,12 @@ module adds what every operation shares, so no route has to repeat it:
   reusable ``components.responses`` for each error status, referenced by every operation
   that can answer it: 400/413/422 where there is input, 401/403 where a scope is needed,
   404 where a path names an object, 409 on writes, 500 everywhere;
+* 429 (with ``Retry-After`` and the RateLimit headers) on rate-limited operations, 401 on
+  the signature-checked webhook route, 503 where a statement timeout can cancel the work;
 * the ``Idempotency-Key`` header on every authenticated POST;
+* what the handlers' signatures enforce and Litestar leaves out: ``additionalProperties:
+  false`` on bodies that forbid unknown fields, exact integer bounds of parameters (``ge=0``
+  included), ``maxItems`` on repeatable parameters and the accepted date range;
 * request examples for the main create operations.
 
 The committed copy (``openapi/openapi.json``) is :func:`render` of what the app serves;
@@ -18,14 +23,20 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import ParameterKwarg
+from msgspec import inspect as mi
 
 from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
-from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE
+from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE, PUBLIC_WEBHOOK_PREFIX
+from cartera.api.ratelimit import group_of
 
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/{}/{}"
@@ -124,11 +135,28 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
                                    "this Idempotency-Key was used with a different request",
                                    "Idempotency-Key"),
     }),
+    "TooManyRequests": (429, "Over the rate limit: retry after `Retry-After` seconds.", {
+        "rate_limited": ("rate_limited", "Too many requests", "Too Many Requests", None),
+    }),
+    "ServiceUnavailable": (503, "The request needed the database longer than the statement "
+                                "timeout allows: narrow it or retry later.", {
+        "statement_timeout": ("statement_timeout", "Service unavailable",
+                              "the request needed the database for longer than allowed; "
+                              "narrow it (filters, a smaller page) or retry later", None),
+    }),
     "InternalError": (500, "Something failed on our side; `request_id` identifies it.", {
         "internal_error": ("internal_error", "Internal server error", "something went wrong "
                            "on our side; the request id identifies it in our logs", None),
     }),
 }
+
+
+RATE_LIMIT_HEADERS = (
+    ("RateLimit-Limit", "integer", "Requests allowed in the window."),
+    ("RateLimit-Remaining", "integer", "Requests left in the window."),
+    ("RateLimit-Reset", "integer", "Seconds until the window resets."),
+    ("RateLimit-Policy", "string", "The limit and its window, e.g. `30; w=60`."),
+)
 
 
 def _error_responses() -> dict[str, Any]:
@@ -146,6 +174,14 @@ def _error_responses() -> dict[str, Any]:
             response["headers"] = {"WWW-Authenticate": {
                 "description": "The Bearer challenge (RFC 6750).",
                 "schema": {"type": "string"}}}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 1}}}
+        if status == 429:
+            response["headers"].update({name: {"description": description,
+                                               "schema": {"type": kind}}
+                                        for name, kind, description in RATE_LIMIT_HEADERS})
         out[name] = response
     return out
 
@@ -196,20 +232,34 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["responses"] = _error_responses()
     components["parameters"] = {"IdempotencyKey": IDEMPOTENCY_KEY}
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for method, op in path_item.items():
             if method in {"get", "put", "post", "patch", "delete"}:
-                _complete_operation(method, op)
+                _complete_operation(path, method, op)
     return doc
 
 
-def _complete_operation(method: str, op: dict[str, Any]) -> None:
+def _shared_errors(path: str, method: str, op: dict[str, Any]) -> list[str]:
+    """Errors every operation of a kind can answer, whatever its own parameters."""
+    wanted = []
+    if not path.startswith(PUBLIC_WEBHOOK_PREFIX) and op.get("operationId") not in OWN_ERRORS:
+        wanted.append("BadRequest")  # an unknown query parameter
+    if group_of(method.upper(), path) is not None:
+        wanted.append("TooManyRequests")
+    if path.startswith(PUBLIC_WEBHOOK_PREFIX) and method == "post":
+        wanted.append("Unauthorized")  # the provider's signature did not verify
+    if any("oauth2" in requirement for requirement in op.get("security", [])):
+        wanted.append("ServiceUnavailable")  # API sessions have a statement timeout
+    return wanted
+
+
+def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     # Litestar's default 400 ("ValidationException") is not what we answer: drop it.
     default_400 = responses.get("400", {}).get("content", {}).get("application/json", {})
     if default_400.get("schema", {}).get("description") == "Validation Exception":
         del responses["400"]
-    wanted = ["InternalError"]
+    wanted = ["InternalError", *_shared_errors(path, method, op)]
     if "requestBody" in op:
         wanted.append("PayloadTooLarge")
         _optional_body(op["requestBody"])
@@ -266,10 +316,103 @@ def _optional_body(body: dict[str, Any]) -> None:
             body["required"] = False
 
 
+def request_structs(app: Litestar) -> dict[type[msgspec.Struct], mi.StructType]:
+    """Every msgspec struct a JSON request body of the app can hold, nested ones included."""
+    found: dict[type[msgspec.Struct], mi.StructType] = {}
+
+    def walk(t: mi.Type) -> None:
+        if isinstance(t, mi.Metadata):
+            walk(t.type)
+        elif isinstance(t, mi.StructType) and t.cls not in found:
+            found[t.cls] = t
+            for f in t.fields:
+                walk(f.type)
+        elif isinstance(t, mi.UnionType):
+            for member in t.types:
+                walk(member)
+        elif isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            walk(t.item_type)
+        elif isinstance(t, mi.DictType):
+            walk(t.value_type)
+
+    for _, _, handler in _operations(app):
+        data = handler.parsed_fn_signature.parameters.get("data")
+        if data is not None:
+            walk(mi.type_info(data.annotation))
+    return found
+
+
+def _operations(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
+    """(document path, method, handler) of every documented operation."""
+    out = []
+    for route in app.routes:
+        path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+        for handler in getattr(route, "route_handlers", []):
+            if isinstance(handler, HTTPRouteHandler) and handler.include_in_schema:
+                out += [(path, method.lower(), handler) for method in handler.http_methods]
+    return out
+
+
+def _body_schemas(app: Litestar, doc: dict[str, Any]) -> None:
+    """Close the bodies that forbid unknown fields, and give their integer fields the exact
+    bounds of their msgspec type."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for cls, info in request_structs(app).items():
+        schema = schemas.get(cls.__name__)
+        if schema is None:
+            continue
+        if cls.__struct_config__.forbid_unknown_fields:
+            schema["additionalProperties"] = False
+        for f in info.fields:
+            prop = schema.get("properties", {}).get(f.encode_name)
+            members = f.type.types if isinstance(f.type, mi.UnionType) else (f.type,)
+            for t in (m.type if isinstance(m, mi.Metadata) else m for m in members):
+                if prop is not None and isinstance(t, mi.IntType):
+                    _set_bounds(prop, t)
+
+
+def _set_bounds(schema: dict[str, Any], bounded: Any) -> None:
+    for attr, keyword in _BOUNDS:
+        value = getattr(bounded, attr)
+        if value is not None:
+            schema[keyword] = _exact(value)
+
+
+_BOUNDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"),
+           ("lt", "exclusiveMaximum"))
+
+
+def _exact(value: float) -> int | float:
+    return int(value) if isinstance(value, int) or float(value).is_integer() else value
+
+
+def _parameter_bounds(app: Litestar, doc: dict[str, Any]) -> None:
+    """Litestar drops a bound of 0 and turns the others into floats (2**63 - 1 loses its
+    last digits): declare each as the handler's signature has it."""
+    for path, method, handler in _operations(app):
+        op = doc.get("paths", {}).get(path, {}).get(method)
+        if op is None:
+            continue
+        params = {(p.get("name"), p.get("in")): p for p in op.get("parameters", [])
+                  if "name" in p}
+        for field_name, definition in handler.parsed_fn_signature.parameters.items():
+            kwarg = definition.kwarg_definition
+            if not isinstance(kwarg, ParameterKwarg):
+                continue
+            name = kwarg.query or field_name
+            param = params.get((name, "query")) or params.get((field_name, "path"))
+            if param is None:
+                continue
+            _set_bounds(param.setdefault("schema", {}), kwarg)
+
+
 def install(app: Litestar) -> None:
     """Complete the document the app serves at ``/docs/openapi.json`` (call once, at build)."""
     plugin = app.plugins.get(OpenAPIPlugin)
-    plugin._openapi_schema = complete(plugin.provide_openapi().to_schema())
+    doc = complete(plugin.provide_openapi().to_schema())
+    _body_schemas(app, doc)
+    _parameter_bounds(app, doc)
+    plugin._openapi_schema = doc
 
 
 def document(app: Litestar) -> dict[str, Any]:

@@ -50,23 +50,28 @@ def client_or_address(request: Request[Any, Any, Any]) -> str:
     return f"address:{get_remote_address(request)}"
 
 
-def _is_token(request: Request[Any, Any, Any]) -> bool:
-    return request.method == "POST" and request.url.path == "/oauth/token"
+def group_of(method: str, path: str) -> str | None:
+    """The rate-limit group of a request (or of a documented operation), if any."""
+    if method == "POST" and path == "/oauth/token":
+        return "token"
+    if path.startswith(PUBLIC_WEBHOOK_PREFIX):
+        return "webhooks"
+    if (method, path.rstrip("/")) in EXPENSIVE:
+        return "expensive"
+    return None
 
 
-def _is_webhook(request: Request[Any, Any, Any]) -> bool:
-    return request.url.path.startswith(PUBLIC_WEBHOOK_PREFIX)
+def _in_group(name: str) -> Callable[[Request[Any, Any, Any]], bool]:
+    def applies(request: Request[Any, Any, Any]) -> bool:
+        return group_of(request.method, request.url.path) == name
+
+    return applies
 
 
-def _is_expensive(request: Request[Any, Any, Any]) -> bool:
-    return (request.method, request.url.path.rstrip("/")) in EXPENSIVE
-
-
-_GROUPS: tuple[tuple[str, Callable[[Request[Any, Any, Any]], bool],
-                     Callable[[Request[Any, Any, Any]], str]], ...] = (
-    ("token", _is_token, get_remote_address),
-    ("webhooks", _is_webhook, get_remote_address),
-    ("expensive", _is_expensive, client_or_address),
+_GROUPS: tuple[tuple[str, Callable[[Request[Any, Any, Any]], str]], ...] = (
+    ("token", get_remote_address),
+    ("webhooks", get_remote_address),
+    ("expensive", client_or_address),
 )
 
 
@@ -75,7 +80,8 @@ def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
     authentication (the client id keys the expensive group)."""
     limits = {"token": settings.rate_limit_token, "webhooks": settings.rate_limit_webhooks,
               "expensive": settings.rate_limit_expensive}
-    return [RateLimitConfig(rate_limit=parse_limit(limits[name]), check_throttle_handler=applies,
+    return [RateLimitConfig(rate_limit=parse_limit(limits[name]),
+                            check_throttle_handler=_in_group(name),
                             identifier_for_request=identify,
                             store=f"rate_limit_{name}").middleware
-            for name, applies, identify in _GROUPS]
+            for name, identify in _GROUPS]
