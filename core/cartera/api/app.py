@@ -46,7 +46,10 @@ DESCRIPTION = """Cartera is a headless collections-management API (gestión de c
 Conventions: every error is RFC 9457 `application/problem+json` with a stable `code` (and
 `param` when one field is at fault); lists use cursor pagination (`limit`, `starting_after`,
 `has_more`); POSTs accept an `Idempotency-Key`; money is an exact decimal string with its ISO
-4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`.
+4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`. A query
+parameter an operation does not take is refused (400 `unknown_parameter`), and the token
+endpoint, the webhook route and expensive operations are rate-limited (429 with
+`Retry-After`).
 """
 
 

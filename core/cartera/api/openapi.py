@@ -89,7 +89,12 @@ def _problem_example(status: int, code: str, title: str, detail: str,
 
 # name -> (status, description, example problems {name: (code, title, detail, param)})
 _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]] = {
-    "BadRequest": (400, "The request could not be read: malformed JSON or a bad header.", {
+    "BadRequest": (400, "The request could not be read: malformed JSON, a bad header or a "
+                        "query parameter the operation does not take.", {
+        "unknown_parameter": ("unknown_parameter", "Unknown parameter",
+                              "unknown query parameter 'debtorid'; this operation takes "
+                              "currency, debtor_id, limit, paid_from, paid_to, starting_after, "
+                              "status", "debtorid"),
         "malformed_json": ("malformed_json", "Malformed JSON", "the request body is not "
                            "valid JSON", None),
         "invalid_idempotency_key": ("invalid_idempotency_key", "Invalid idempotency key",
@@ -131,6 +136,14 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
                              "'XYZ' is not an ISO 4217 currency", "currency"),
         "too_many_decimals": ("too_many_decimals", "Validation failed",
                               "CLP allows 0 decimal places", "original_amount"),
+        "too_many_values": ("too_many_values", "Validation failed",
+                            "tag: at most 20 values", "tag"),
+        "date_out_of_range": ("date_out_of_range", "Validation failed",
+                              "as_of: dates must be between 1900-01-01 and 2999-12-31",
+                              "as_of"),
+        "nul_character": ("nul_character", "Validation failed",
+                          "attributes.note: text must not contain NUL (U+0000) characters",
+                          "attributes.note"),
         "idempotency_key_reused": ("idempotency_key_reused", "Idempotency conflict",
                                    "this Idempotency-Key was used with a different request",
                                    "Idempotency-Key"),
