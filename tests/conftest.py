@@ -53,7 +53,11 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
     return Settings(database_url=database_url, issuer="http://testserver.local",
                     log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0,
-                    egress_allow=TEST_EGRESS_ALLOW)
+                    egress_allow=TEST_EGRESS_ALLOW,
+                    # one address makes every test's tokens: tests/api/test_rate_limits.py
+                    # checks the limits on an app of its own
+                    rate_limit_token="100000/minute", rate_limit_webhooks="100000/minute",
+                    rate_limit_expensive="100000/minute")
 
 
 @pytest.fixture(scope="session")

@@ -80,6 +80,20 @@ class Settings:
     reach although not public, and without TLS (see :mod:`cartera_sdk.egress`)."""
     jobs_inline: bool | None = None
     """Run jobs in-process; ``None`` means: yes on SQLite, no (procrastinate) on PostgreSQL."""
+    idempotency_ttl_seconds: int = 86_400
+    """How long a stored ``Idempotency-Key`` response is replayed; after that the key is new."""
+    idempotency_lease_seconds: int = 300
+    """An in-flight key older than this was abandoned (a crash) and a retry may take it over."""
+    statement_timeout_ms: int = 15_000
+    """Upper bound on each SQL statement of an API request (PostgreSQL); 0 disables it.
+    Workers, imports and segmentation runs are not bound by it."""
+    rate_limit_token: str = "30/minute"
+    """Requests to ``/oauth/token`` per remote address (``N/second|minute|hour|day``)."""
+    rate_limit_webhooks: str = "600/minute"
+    """Requests to the public webhook route per remote address."""
+    rate_limit_expensive: str = "60/minute"
+    """Expensive operations (imports, segmentation runs and previews, message sends) per
+    OAuth client."""
 
     @property
     def is_sqlite(self) -> bool:
@@ -143,6 +157,16 @@ def _settings_from_env() -> Settings:
     if env.get("CARTERA_EGRESS_ALLOW"):
         kwargs["egress_allow"] = env["CARTERA_EGRESS_ALLOW"]
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
+    for name, attr in (("CARTERA_IDEMPOTENCY_TTL", "idempotency_ttl_seconds"),
+                       ("CARTERA_IDEMPOTENCY_LEASE", "idempotency_lease_seconds"),
+                       ("CARTERA_STATEMENT_TIMEOUT_MS", "statement_timeout_ms")):
+        if env.get(name):
+            kwargs[attr] = int(env[name])
+    for name, attr in (("CARTERA_RATE_LIMIT_TOKEN", "rate_limit_token"),
+                       ("CARTERA_RATE_LIMIT_WEBHOOKS", "rate_limit_webhooks"),
+                       ("CARTERA_RATE_LIMIT_EXPENSIVE", "rate_limit_expensive")):
+        if env.get(name):
+            kwargs[attr] = env[name]
     return Settings(**kwargs)  # type: ignore[arg-type]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -25,6 +26,8 @@ ExternalRef = Annotated[
     msgspec.Meta(min_length=1, max_length=128, description="The creditor's own identifier.",
                  examples=["CLI-000123"]),
 ]
+Instant = Annotated[datetime, msgspec.Meta(
+    tz=True, description="An instant with its UTC offset (a naive time is refused).")]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1, description="An object id.")]
 Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
 # Free text bounded by its column, so an over-long value is a 422, never a database error.

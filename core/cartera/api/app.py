@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from litestar import Litestar
+from litestar import Litestar, Request, Response
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
@@ -17,7 +17,9 @@ from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
 from cartera.api.idempotency import idempotency_middleware
 from cartera.api.openapi import install as complete_openapi
+from cartera.api.parameters import before_request as check_parameters
 from cartera.api.problems import EXCEPTION_HANDLERS
+from cartera.api.ratelimit import rate_limit_middleware
 from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
 from cartera.auth.keys import SigningKeys, load, load_or_create
 from cartera.auth.routes import ROUTES as AUTH_ROUTES
@@ -44,7 +46,10 @@ DESCRIPTION = """Cartera is a headless collections-management API (gestión de c
 Conventions: every error is RFC 9457 `application/problem+json` with a stable `code` (and
 `param` when one field is at fault); lists use cursor pagination (`limit`, `starting_after`,
 `has_more`); POSTs accept an `Idempotency-Key`; money is an exact decimal string with its ISO
-4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`.
+4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`. A query
+parameter an operation does not take is refused (400 `unknown_parameter`), and the token
+endpoint, the webhook route and expensive operations are rate-limited (429 with
+`Retry-After`).
 """
 
 
@@ -139,9 +144,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
-        middleware=[cast(Any, m) for m in (request_context_middleware,
-                                           authentication_middleware, idempotency_middleware)],
+        middleware=[cast(Any, request_context_middleware), cast(Any, authentication_middleware),
+                    *rate_limit_middleware(settings), cast(Any, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=before_request,
         openapi_config=openapi_config(settings.issuer),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
@@ -149,6 +155,24 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     complete_openapi(app)
     return app
+
+
+async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:
+    """OPTIONS answers every method of the path; every other request gets its parameters
+    checked (:mod:`cartera.api.parameters`)."""
+    if request.method == "OPTIONS":
+        return allow_response(request)
+    await check_parameters(request)
+    return None
+
+
+def allow_response(request: Request[Any, Any, Any]) -> Response[None]:
+    """Litestar's own OPTIONS handler lists only the methods of the first handlers
+    registered on a path when several controllers share it; this lists them all."""
+    paths = request.scope["route_handler"].paths
+    methods = sorted({m for route in request.app.routes if route.path in paths
+                      for m in getattr(route, "methods", ())} | {"OPTIONS"})
+    return Response(None, status_code=204, headers={"Allow": ", ".join(methods)})
 
 
 def default_runner(settings: Settings, sessionmaker: Any) -> JobRunner:

@@ -10,6 +10,7 @@ from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cartera.auth.tokens import ClientPrincipal, TokenService
+from cartera.db.engine import STATEMENT_TIMEOUT_MS
 from cartera.errors import Unauthorized
 from cartera.settings import Settings
 
@@ -53,11 +54,13 @@ def principal_of(request: Request[Any, Any, Any]) -> ClientPrincipal:
 
 
 async def provide_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
-    """A tenant-scoped session for the caller; commits when the handler returns."""
+    """A tenant-scoped session for the caller; commits when the handler returns. Each of its
+    statements is bounded by ``statement_timeout_ms`` (PostgreSQL)."""
     principal = principal_of(request)
     ctx = app_context(request)
     async with ctx.sessionmaker() as session:
         session.info["tenant_id"] = principal.tenant_id
+        session.info[STATEMENT_TIMEOUT_MS] = ctx.settings.statement_timeout_ms
         try:
             yield session
             await session.commit()

@@ -7,7 +7,12 @@ module adds what every operation shares, so no route has to repeat it:
   reusable ``components.responses`` for each error status, referenced by every operation
   that can answer it: 400/413/422 where there is input, 401/403 where a scope is needed,
   404 where a path names an object, 409 on writes, 500 everywhere;
+* 429 (with ``Retry-After`` and the RateLimit headers) on rate-limited operations, 401 on
+  the signature-checked webhook route, 503 where a statement timeout can cancel the work;
 * the ``Idempotency-Key`` header on every authenticated POST;
+* what the handlers' signatures enforce and Litestar leaves out: ``additionalProperties:
+  false`` on bodies that forbid unknown fields, exact integer bounds of parameters (``ge=0``
+  included), ``maxItems`` on repeatable parameters and the accepted date range;
 * request examples for the main create operations.
 
 The committed copy (``openapi/openapi.json``) is :func:`render` of what the app serves;
@@ -18,13 +23,20 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar._openapi.plugin import OpenAPIPlugin
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import ParameterKwarg
+from msgspec import inspect as mi
 
-from cartera.api.idempotency import MAX_KEY_LENGTH
+from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
+from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE, PUBLIC_WEBHOOK_PREFIX
+from cartera.api.ratelimit import group_of
 
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/{}/{}"
@@ -77,11 +89,17 @@ def _problem_example(status: int, code: str, title: str, detail: str,
 
 # name -> (status, description, example problems {name: (code, title, detail, param)})
 _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]] = {
-    "BadRequest": (400, "The request could not be read: malformed JSON or a bad header.", {
+    "BadRequest": (400, "The request could not be read: malformed JSON, a bad header or a "
+                        "query parameter the operation does not take.", {
+        "unknown_parameter": ("unknown_parameter", "Unknown parameter",
+                              "unknown query parameter 'debtorid'; this operation takes "
+                              "currency, debtor_id, limit, paid_from, paid_to, starting_after, "
+                              "status", "debtorid"),
         "malformed_json": ("malformed_json", "Malformed JSON", "the request body is not "
                            "valid JSON", None),
         "invalid_idempotency_key": ("invalid_idempotency_key", "Invalid idempotency key",
-                                    "Idempotency-Key must be 1 to 255 characters",
+                                    "Idempotency-Key must be 1 to 255 printable ASCII "
+                                    "characters without spaces",
                                     "Idempotency-Key"),
     }),
     "Unauthorized": (401, "No access token, or one that is invalid or expired.", {
@@ -118,15 +136,40 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
                              "'XYZ' is not an ISO 4217 currency", "currency"),
         "too_many_decimals": ("too_many_decimals", "Validation failed",
                               "CLP allows 0 decimal places", "original_amount"),
+        "too_many_values": ("too_many_values", "Validation failed",
+                            "tag: at most 20 values", "tag"),
+        "date_out_of_range": ("date_out_of_range", "Validation failed",
+                              "as_of: dates must be between 1900-01-01 and 2999-12-31",
+                              "as_of"),
+        "nul_character": ("nul_character", "Validation failed",
+                          "attributes.note: text must not contain NUL (U+0000) characters",
+                          "attributes.note"),
         "idempotency_key_reused": ("idempotency_key_reused", "Idempotency conflict",
                                    "this Idempotency-Key was used with a different request",
                                    "Idempotency-Key"),
+    }),
+    "TooManyRequests": (429, "Over the rate limit: retry after `Retry-After` seconds.", {
+        "rate_limited": ("rate_limited", "Too many requests", "Too Many Requests", None),
+    }),
+    "ServiceUnavailable": (503, "The request needed the database longer than the statement "
+                                "timeout allows: narrow it or retry later.", {
+        "statement_timeout": ("statement_timeout", "Service unavailable",
+                              "the request needed the database for longer than allowed; "
+                              "narrow it (filters, a smaller page) or retry later", None),
     }),
     "InternalError": (500, "Something failed on our side; `request_id` identifies it.", {
         "internal_error": ("internal_error", "Internal server error", "something went wrong "
                            "on our side; the request id identifies it in our logs", None),
     }),
 }
+
+
+RATE_LIMIT_HEADERS = (
+    ("RateLimit-Limit", "integer", "Requests allowed in the window."),
+    ("RateLimit-Remaining", "integer", "Requests left in the window."),
+    ("RateLimit-Reset", "integer", "Seconds until the window resets."),
+    ("RateLimit-Policy", "string", "The limit and its window, e.g. `30; w=60`."),
+)
 
 
 def _error_responses() -> dict[str, Any]:
@@ -144,6 +187,14 @@ def _error_responses() -> dict[str, Any]:
             response["headers"] = {"WWW-Authenticate": {
                 "description": "The Bearer challenge (RFC 6750).",
                 "schema": {"type": "string"}}}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "schema": {"type": "integer", "minimum": 1}}}
+        if status == 429:
+            response["headers"].update({name: {"description": description,
+                                               "schema": {"type": kind}}
+                                        for name, kind, description in RATE_LIMIT_HEADERS})
         out[name] = response
     return out
 
@@ -153,10 +204,11 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
     "in": "header",
     "required": False,
     "description": "Makes a retry safe: a replay with the same key and body returns the stored "
-                   "response (with `Idempotent-Replayed: true`); the same key with a different "
-                   "body answers 422 `idempotency_key_reused`.",
+                   "response (with `Idempotent-Replayed: true`) for 24 hours; the same key with a "
+                   "different body or query string answers 422 `idempotency_key_reused`, and "
+                   "one outside the pattern 400 `invalid_idempotency_key`.",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
-               "pattern": r"^[\x21-\x7e]+$", "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
+               "pattern": KEY_PATTERN, "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
 }
 
 # Request examples of the main create operations, by operationId.
@@ -193,23 +245,38 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["responses"] = _error_responses()
     components["parameters"] = {"IdempotencyKey": IDEMPOTENCY_KEY}
-    for path_item in doc.get("paths", {}).values():
+    for path, path_item in doc.get("paths", {}).items():
         for method, op in path_item.items():
             if method in {"get", "put", "post", "patch", "delete"}:
-                _complete_operation(method, op)
+                _complete_operation(path, method, op)
     return doc
 
 
-def _complete_operation(method: str, op: dict[str, Any]) -> None:
+def _shared_errors(path: str, method: str, op: dict[str, Any]) -> list[str]:
+    """Errors every operation of a kind can answer, whatever its own parameters."""
+    wanted = []
+    if not path.startswith(PUBLIC_WEBHOOK_PREFIX) and op.get("operationId") not in OWN_ERRORS:
+        wanted.append("BadRequest")  # an unknown query parameter
+    if group_of(method.upper(), path) is not None:
+        wanted.append("TooManyRequests")
+    if path.startswith(PUBLIC_WEBHOOK_PREFIX) and method == "post":
+        wanted.append("Unauthorized")  # the provider's signature did not verify
+    if any("oauth2" in requirement for requirement in op.get("security", [])):
+        wanted.append("ServiceUnavailable")  # API sessions have a statement timeout
+    return wanted
+
+
+def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
     # Litestar's default 400 ("ValidationException") is not what we answer: drop it.
     default_400 = responses.get("400", {}).get("content", {}).get("application/json", {})
     if default_400.get("schema", {}).get("description") == "Validation Exception":
         del responses["400"]
-    wanted = ["InternalError"]
+    wanted = ["InternalError", *_shared_errors(path, method, op)]
     if "requestBody" in op:
         wanted.append("PayloadTooLarge")
         _optional_body(op["requestBody"])
+    _bound_query_parameters(op.get("parameters", []))
     if op.get("operationId") not in OWN_ERRORS:
         params = op.get("parameters", [])
         has_body = "requestBody" in op
@@ -241,6 +308,19 @@ def _complete_operation(method: str, op: dict[str, Any]) -> None:
         media["examples"] = {"default": {"summary": "A typical request", "value": example}}
 
 
+def _bound_query_parameters(params: list[dict[str, Any]]) -> None:
+    """Declare what :mod:`cartera.api.parameters` enforces on every query parameter."""
+    for param in params:
+        if param.get("in") != "query":
+            continue
+        schema = param.get("schema", {})
+        for variant in [schema, *schema.get("oneOf", [])]:
+            if variant.get("type") == "array":
+                variant["maxItems"] = MAX_REPEATED
+            if variant.get("format") == "date":
+                variant["description"] = f"From {MIN_DATE} to {MAX_DATE}."
+
+
 def _optional_body(body: dict[str, Any]) -> None:
     """A body the handler takes as ``data: X | None = None`` may be left out, but Litestar
     marks every request body required: not one whose schema admits null."""
@@ -249,10 +329,103 @@ def _optional_body(body: dict[str, Any]) -> None:
             body["required"] = False
 
 
+def request_structs(app: Litestar) -> dict[type[msgspec.Struct], mi.StructType]:
+    """Every msgspec struct a JSON request body of the app can hold, nested ones included."""
+    found: dict[type[msgspec.Struct], mi.StructType] = {}
+
+    def walk(t: mi.Type) -> None:
+        if isinstance(t, mi.Metadata):
+            walk(t.type)
+        elif isinstance(t, mi.StructType) and t.cls not in found:
+            found[t.cls] = t
+            for f in t.fields:
+                walk(f.type)
+        elif isinstance(t, mi.UnionType):
+            for member in t.types:
+                walk(member)
+        elif isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+            walk(t.item_type)
+        elif isinstance(t, mi.DictType):
+            walk(t.value_type)
+
+    for _, _, handler in _operations(app):
+        data = handler.parsed_fn_signature.parameters.get("data")
+        if data is not None:
+            walk(mi.type_info(data.annotation))
+    return found
+
+
+def _operations(app: Litestar) -> list[tuple[str, str, HTTPRouteHandler]]:
+    """(document path, method, handler) of every documented operation."""
+    out = []
+    for route in app.routes:
+        path = re.sub(r"{(\w+):\w+}", r"{\1}", route.path)
+        for handler in getattr(route, "route_handlers", []):
+            if isinstance(handler, HTTPRouteHandler) and handler.include_in_schema:
+                out += [(path, method.lower(), handler) for method in handler.http_methods]
+    return out
+
+
+def _body_schemas(app: Litestar, doc: dict[str, Any]) -> None:
+    """Close the bodies that forbid unknown fields, and give their integer fields the exact
+    bounds of their msgspec type."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    for cls, info in request_structs(app).items():
+        schema = schemas.get(cls.__name__)
+        if schema is None:
+            continue
+        if cls.__struct_config__.forbid_unknown_fields:
+            schema["additionalProperties"] = False
+        for f in info.fields:
+            prop = schema.get("properties", {}).get(f.encode_name)
+            members = f.type.types if isinstance(f.type, mi.UnionType) else (f.type,)
+            for t in (m.type if isinstance(m, mi.Metadata) else m for m in members):
+                if prop is not None and isinstance(t, mi.IntType):
+                    _set_bounds(prop, t)
+
+
+def _set_bounds(schema: dict[str, Any], bounded: Any) -> None:
+    for attr, keyword in _BOUNDS:
+        value = getattr(bounded, attr)
+        if value is not None:
+            schema[keyword] = _exact(value)
+
+
+_BOUNDS = (("ge", "minimum"), ("le", "maximum"), ("gt", "exclusiveMinimum"),
+           ("lt", "exclusiveMaximum"))
+
+
+def _exact(value: float) -> int | float:
+    return int(value) if isinstance(value, int) or float(value).is_integer() else value
+
+
+def _parameter_bounds(app: Litestar, doc: dict[str, Any]) -> None:
+    """Litestar drops a bound of 0 and turns the others into floats (2**63 - 1 loses its
+    last digits): declare each as the handler's signature has it."""
+    for path, method, handler in _operations(app):
+        op = doc.get("paths", {}).get(path, {}).get(method)
+        if op is None:
+            continue
+        params = {(p.get("name"), p.get("in")): p for p in op.get("parameters", [])
+                  if "name" in p}
+        for field_name, definition in handler.parsed_fn_signature.parameters.items():
+            kwarg = definition.kwarg_definition
+            if not isinstance(kwarg, ParameterKwarg):
+                continue
+            name = kwarg.query or field_name
+            param = params.get((name, "query")) or params.get((field_name, "path"))
+            if param is None:
+                continue
+            _set_bounds(param.setdefault("schema", {}), kwarg)
+
+
 def install(app: Litestar) -> None:
     """Complete the document the app serves at ``/docs/openapi.json`` (call once, at build)."""
     plugin = app.plugins.get(OpenAPIPlugin)
-    plugin._openapi_schema = complete(plugin.provide_openapi().to_schema())
+    doc = complete(plugin.provide_openapi().to_schema())
+    _body_schemas(app, doc)
+    _parameter_bounds(app, doc)
+    plugin._openapi_schema = doc
 
 
 def document(app: Litestar) -> dict[str, Any]:

@@ -116,6 +116,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     headers = dict(exc.headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="cartera"')
+    if status == 429:  # the rate limiter's window resets in RateLimit-Reset seconds
+        headers.setdefault("Retry-After", str(max(1, int(headers.get("RateLimit-Reset", 1)))))
     return problem(
         status, code, title, str(exc.detail), instance=request.url.path, headers=headers or None,
         request_id=_request_id(request),
@@ -131,7 +133,17 @@ _UNSTORABLE = (
 )
 
 
+QUERY_CANCELED = "57014"
+"""PostgreSQL's SQLSTATE for a statement cancelled, here by ``statement_timeout``."""
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+        log.warning("statement timeout", extra={"request_id": _request_id(request)})
+        return problem(503, "statement_timeout", "Service unavailable",
+                       "the request needed the database for longer than allowed; narrow it "
+                       "(filters, a smaller page) or retry later", instance=request.url.path,
+                       headers={"Retry-After": "5"}, request_id=_request_id(request))
     # A safety net: routes bound ids with ``cartera.api.pagination.Id`` and text by column.
     if isinstance(exc, OverflowError | ValueError | DBAPIError):
         message = str(exc).lower()

@@ -3,6 +3,10 @@
 A session opened with :func:`tenant_session` only ever sees its tenant's rows: every ORM
 SELECT gets ``tenant_id = :tenant`` added (``with_loader_criteria``). Hand-written SQL must
 still filter on ``tenant_id`` itself.
+
+A session whose ``info`` carries :data:`STATEMENT_TIMEOUT_MS` (API requests do) bounds each
+of its statements on PostgreSQL: every transaction it begins sets ``statement_timeout``
+locally, so the pooled connection goes back unchanged and workers are never bound by it.
 """
 
 from __future__ import annotations
@@ -52,6 +56,16 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+STATEMENT_TIMEOUT_MS = "statement_timeout_ms"
+
+
+@event.listens_for(Session, "after_begin")
+def _bound_statements(session: Session, _transaction: Any, connection: Any) -> None:
+    timeout = session.info.get(STATEMENT_TIMEOUT_MS)
+    if timeout and connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout)}")
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 from msgspec import UNSET, Struct, UnsetType
+
+from cartera.types import ShortName
+
+ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 ProviderKindName = Literal["channel", "payment", "erp", "compliance"]
 
@@ -31,15 +36,15 @@ class PluginList(Struct):
 
 
 class IntegrationCreate(Struct, forbid_unknown_fields=True):
-    name: str
+    name: ShortName
     provider_kind: ProviderKindName
-    provider_name: str
+    provider_name: ProviderName
     config: dict[str, Any] = {}
     secrets: dict[str, Any] = {}
 
 
 class IntegrationUpdate(Struct, forbid_unknown_fields=True):
-    name: str | UnsetType = UNSET
+    name: ShortName | UnsetType = UNSET
     config: dict[str, Any] | UnsetType = UNSET
     secrets: dict[str, Any] | UnsetType = UNSET
     """Merged into the stored secrets: keys given replace, keys omitted are kept."""

@@ -8,8 +8,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
+from cartera.types import Instant
+
 MessageChannel = Literal["sms", "whatsapp", "email"]
 Locale = Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}(-[A-Z]{2})?$", examples=["es-PE"])]
+TemplateName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 InteractionChannel = Literal["sms", "whatsapp", "email", "voice", "visit", "letter"]
 
 
@@ -18,7 +21,7 @@ class WhatsAppParameter(Struct, forbid_unknown_fields=True):
     ``{{ debtor.first_name }}``; ``currency`` and ``date_time`` carry typed values."""
 
     type: Literal["text", "currency", "date_time"]
-    value: str
+    value: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class WhatsAppTemplateSpec(Struct, forbid_unknown_fields=True):
@@ -26,7 +29,7 @@ class WhatsAppTemplateSpec(Struct, forbid_unknown_fields=True):
     language: Annotated[str, msgspec.Meta(pattern=r"^[a-z]{2}(_[A-Z]{2})?$",
                                           examples=["es_PE"])]
     parameters: list[WhatsAppParameter] = []
-    url_button_suffix: str | None = None
+    url_button_suffix: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     """Template expression for the dynamic part of the first URL button, if any."""
 
 
@@ -34,7 +37,7 @@ class TemplateCreate(Struct, forbid_unknown_fields=True):
     code: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     channel: MessageChannel
     locale: Locale
-    name: str
+    name: TemplateName
     body: str
     """SMS text; e-mail plain-text part; WhatsApp: a preview of the approved template."""
     subject: str | None = None
@@ -43,7 +46,7 @@ class TemplateCreate(Struct, forbid_unknown_fields=True):
 
 
 class TemplateUpdate(Struct, forbid_unknown_fields=True):
-    name: str | UnsetType = UNSET
+    name: TemplateName | UnsetType = UNSET
     body: str | UnsetType = UNSET
     subject: str | UnsetType | None = UNSET
     html: str | UnsetType | None = UNSET
@@ -147,9 +150,9 @@ class InteractionRecord(Struct, forbid_unknown_fields=True):
     debtor_id: int
     channel: InteractionChannel
     outcome: Literal["completed", "no_answer", "wrong_number", "refused", "sent"]
-    note: str | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     obligation_ids: list[int] = []
-    occurred_at: datetime | None = None
+    occurred_at: Instant | None = None
 
 
 class KeywordIn(Struct, forbid_unknown_fields=True):

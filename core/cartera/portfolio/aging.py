@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Literal, get_args
 
-BUCKETS: tuple[tuple[str, int | None, int | None], ...] = (
+BucketName = Literal["current", "1_30", "31_60", "61_90", "91_180", "181_plus"]
+"""The one vocabulary of aging buckets, in reports, balances and segment rules."""
+BUCKETS: tuple[tuple[BucketName, int | None, int | None], ...] = (
     ("current", None, 0),
     ("1_30", 1, 30),
     ("31_60", 31, 60),
@@ -13,6 +16,7 @@ BUCKETS: tuple[tuple[str, int | None, int | None], ...] = (
     ("181_plus", 181, None),
 )
 BUCKET_NAMES = tuple(name for name, _, _ in BUCKETS)
+assert get_args(BucketName) == BUCKET_NAMES
 
 
 def days_past_due(oldest_unpaid_due: date | None, as_of: date) -> int:
@@ -21,7 +25,7 @@ def days_past_due(oldest_unpaid_due: date | None, as_of: date) -> int:
     return (as_of - oldest_unpaid_due).days
 
 
-def bucket(dpd: int) -> str:
+def bucket(dpd: int) -> BucketName:
     for name, low, high in BUCKETS:
         if (low is None or dpd >= low) and (high is None or dpd <= high):
             return name

@@ -7,6 +7,7 @@ from datetime import date, datetime
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
+from cartera.portfolio.aging import BucketName
 from cartera.types import (
     Amount,
     AttributeValue,
@@ -204,7 +205,7 @@ class CurrencyBalance(Struct):
     open_obligations: int
     oldest_unpaid_due_date: date | None
     days_past_due: int
-    aging_bucket: str
+    aging_bucket: BucketName
     last_payment_date: date | None
 
 

@@ -17,11 +17,11 @@ from sqlalchemy import Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import money
-from cartera.portfolio.aging import BUCKET_NAMES, bucket_bounds, bucket_case_sql
+from cartera.portfolio.aging import BUCKET_NAMES, BucketName, bucket_bounds, bucket_case_sql
 
 
 class BucketRow(Struct):
-    bucket: str
+    bucket: BucketName
     obligations: int
     debtors: int
     amount: str

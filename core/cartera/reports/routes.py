@@ -19,7 +19,8 @@ from cartera.reports.aging import AgingReport, aging_report
 async def aging(session: AsyncSession, actor: Actor, as_of: date | None = None,
                 portfolio_id: IdFilter = None, product: str | None = None,
                 zone: str | None = None, currency: str | None = None) -> AgingReport:
-    """Open receivables per currency and bucket (current, 1-30, 31-60, 61-90, 91-180, 181+):
+    """Open receivables per currency and bucket (`current`, `1_30`, `31_60`, `61_90`,
+    `91_180`, `181_plus`; days past due, `current` not yet due):
     obligation counts, distinct debtors and amounts, filterable by portfolio, product, zone
     and currency. Computed in one SQL aggregate over the whole portfolio."""
     day = as_of or await tenant_today(session, actor.tenant_id)

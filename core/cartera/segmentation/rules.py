@@ -75,6 +75,8 @@ ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has
 ORDERED_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in")
 EQUALITY_OPS = ("eq", "ne", "in", "not_in")
 MAX_DEPTH = 12
+MAX_RULE_NODES = 2000
+"""Groups and comparisons in a whole rule set: its SQL stays within what the database plans."""
 MAX_LIST = 1000
 MAX_DAYS = 36_500
 MAX_WINDOW = 3650  # ``days`` of a windowed count (payments_last_days)
@@ -164,6 +166,17 @@ Rule = Comparison | Group
 
 def _fail(message: str, code: str, param: str) -> Invalid:
     return Invalid(message, code=code, param=param)
+
+
+def rule_nodes(raw: Any, depth: int = 0) -> int:
+    """How many groups and comparisons ``raw`` holds (counted no deeper than parsing goes)."""
+    if depth > MAX_DEPTH + 1:
+        return 0
+    if isinstance(raw, list):
+        return sum(rule_nodes(item, depth) for item in raw)
+    if not isinstance(raw, dict):
+        return 0
+    return 1 + sum(rule_nodes(raw[k], depth + 1) for k in ("all", "any", "not") if k in raw)
 
 
 def parse_rule(raw: Any, path: str, depth: int = 0) -> Rule:

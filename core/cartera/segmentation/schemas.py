@@ -33,7 +33,7 @@ class SegmentIn(Struct, forbid_unknown_fields=True):
         examples=[{"all": [{"feature": "days_past_due", "op": "between", "value": [1, 30]},
                            {"feature": "overdue_amount", "op": "gte", "value": "500.00",
                             "currency": "PEN"}]}])]
-    description: str | None = None
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
 
 
 class RuleSetIn(Struct, forbid_unknown_fields=True):

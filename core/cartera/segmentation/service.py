@@ -53,7 +53,12 @@ def parse_rule_set(data: schemas.RuleSetIn) -> list[rules.Rule]:
     """Validate every rule (422 naming ``segments[i].rule...``) and the rule set's shape."""
     parsed: list[rules.Rule] = []
     seen: dict[str, int] = {}
+    nodes = 0
     for i, seg in enumerate(data.segments):
+        nodes += rules.rule_nodes(seg.rule)
+        if nodes > rules.MAX_RULE_NODES:
+            raise Invalid(f"a rule set holds at most {rules.MAX_RULE_NODES} groups and "
+                          "comparisons", code="rule_set_too_large", param=f"segments[{i}].rule")
         if seg.code in seen:
             raise Invalid(f"segment code {seg.code!r} is used twice", code="duplicate_code",
                           param=f"segments[{i}].code")

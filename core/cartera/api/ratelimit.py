@@ -1,0 +1,87 @@
+"""Rate limits (Litestar's ``RateLimitMiddleware``), one fixed window per group of routes:
+
+* ``token``: ``POST /oauth/token``, per remote address (credential guessing);
+* ``webhooks``: the public webhook route (``/v1/hooks/...``), per remote address;
+* ``expensive``: imports, segmentation runs and previews, message sends, per OAuth client.
+
+Over the limit the answer is 429 ``rate_limited`` (problem+json) with ``Retry-After``; every
+limited response carries ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``
+and ``RateLimit-Policy``. Counters live in the process (a memory store): with several
+processes each counts on its own. The remote address is the socket's peer: behind a proxy,
+run the server with its proxy-headers option so it is the client's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, cast
+
+from litestar import Request
+from litestar.middleware.base import DefineMiddleware
+from litestar.middleware.rate_limit import (
+    DURATION_VALUES,
+    DurationUnit,
+    RateLimitConfig,
+    get_remote_address,
+)
+
+from cartera.api.parameters import PUBLIC_WEBHOOK_PREFIX
+from cartera.settings import Settings
+
+_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+EXPENSIVE = frozenset({("POST", "/v1/imports"), ("POST", "/v1/segments/runs"),
+                       ("POST", "/v1/segments/preview"), ("POST", "/v1/messages")})
+
+
+def parse_limit(text: str) -> tuple[DurationUnit, int]:
+    """``"30/minute"`` -> ``("minute", 30)``."""
+    match = _LIMIT.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"a rate limit is N/{'|'.join(DURATION_VALUES)}, not {text!r}")
+    return cast("DurationUnit", match.group(2)), int(match.group(1))
+
+
+def client_or_address(request: Request[Any, Any, Any]) -> str:
+    """The OAuth client making the request, else (no token yet) its remote address."""
+    principal = request.scope.get("state", {}).get("principal")
+    if principal is not None:
+        return f"client:{principal.client_id}"
+    return f"address:{get_remote_address(request)}"
+
+
+def group_of(method: str, path: str) -> str | None:
+    """The rate-limit group of a request (or of a documented operation), if any."""
+    if method == "POST" and path == "/oauth/token":
+        return "token"
+    if path.startswith(PUBLIC_WEBHOOK_PREFIX):
+        return "webhooks"
+    if (method, path.rstrip("/")) in EXPENSIVE:
+        return "expensive"
+    return None
+
+
+def _in_group(name: str) -> Callable[[Request[Any, Any, Any]], bool]:
+    def applies(request: Request[Any, Any, Any]) -> bool:
+        return group_of(request.method, request.url.path) == name
+
+    return applies
+
+
+_GROUPS: tuple[tuple[str, Callable[[Request[Any, Any, Any]], str]], ...] = (
+    ("token", get_remote_address),
+    ("webhooks", get_remote_address),
+    ("expensive", client_or_address),
+)
+
+
+def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
+    """One middleware per group, with its limit from ``settings``. Place them after
+    authentication (the client id keys the expensive group)."""
+    limits = {"token": settings.rate_limit_token, "webhooks": settings.rate_limit_webhooks,
+              "expensive": settings.rate_limit_expensive}
+    return [RateLimitConfig(rate_limit=parse_limit(limits[name]),
+                            check_throttle_handler=_in_group(name),
+                            identifier_for_request=identify,
+                            store=f"rate_limit_{name}").middleware
+            for name, identify in _GROUPS]
