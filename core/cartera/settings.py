@@ -44,6 +44,8 @@ class Settings:
     token_ttl_seconds: int = 900
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 2_147_483_648
+    import_retention_days: int = 0
+    """Days an uploaded import file is kept after its import ends; 0: deleted at the end."""
     log_level: str = "INFO"
     plugin_timeout_seconds: float = 10.0
     """Upper bound on any single call into a plugin."""
@@ -109,6 +111,8 @@ def _settings_from_env() -> Settings:
         kwargs["log_level"] = env["CARTERA_LOG_LEVEL"]
     if env.get("CARTERA_PLUGIN_TIMEOUT"):
         kwargs["plugin_timeout_seconds"] = float(env["CARTERA_PLUGIN_TIMEOUT"])
+    if env.get("CARTERA_IMPORT_RETENTION_DAYS"):
+        kwargs["import_retention_days"] = int(env["CARTERA_IMPORT_RETENTION_DAYS"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     return Settings(**kwargs)  # type: ignore[arg-type]
 
