@@ -261,45 +261,53 @@ def _decode_error(line: int, exc: msgspec.MsgspecError, prefix: str = "") -> Row
     return RowError(line, path or None, code, message)
 
 
-Source = Iterator[tuple[int, "Row | RowError", "list[RowError] | tuple[()]"]]
-"""(line, the decoded row or why it was rejected, warnings about dropped fields)."""
+Source = Iterator[tuple[int, "Row | RowError"]]
+"""(line, the decoded row or why it was rejected). The warnings about the fields dropped
+from a row are added to the list the source was given, before the row is yielded."""
 Renamer = Callable[[RowError, dict[str, Any]], RowError]
 
 _NDJSON = msgspec.json.Decoder(Row)
-_JSON_NUL = (b"\\u0000", b"\x00")
+_JSON_NUL = b"\\u0000"
+"""A NUL in a JSON string (a raw NUL byte is malformed JSON: the slow path names it)."""
+_BATCH_BYTES = 1 << 20
 
 
-def _ndjson_rows(path: str, options: ReadOptions) -> Source:
+def _ndjson_rows(path: str, options: ReadOptions, warnings: list[RowError]) -> Source:
     decode, encoding = _NDJSON.decode, options.encoding
     transcode = encoding != "utf-8"
+    line_no = 0
     with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                if transcode:
-                    raw = raw.decode(encoding).encode()
-                if _JSON_NUL[0] in raw or _JSON_NUL[1] in raw:
-                    yield line_no, *_json_slow_path(line_no, raw)
-                else:
-                    yield line_no, decode(raw), ()
-            except UnicodeDecodeError:
-                yield line_no, _not_text(line_no, None, encoding), ()
-            except msgspec.MsgspecError:
-                yield line_no, *_json_slow_path(line_no, raw)
+        while lines := f.readlines(_BATCH_BYTES):
+            # One search a batch, not one a line: NULs are rare and this is the hot path.
+            suspect = transcode or _JSON_NUL in b"".join(lines)
+            for raw in lines:
+                line_no += 1
+                if not raw.strip():
+                    continue
+                try:
+                    if transcode:
+                        raw = raw.decode(encoding).encode()
+                    if suspect and _JSON_NUL in raw:
+                        yield line_no, _json_slow_path(line_no, raw, warnings)
+                    else:
+                        yield line_no, decode(raw)
+                except UnicodeDecodeError:
+                    yield line_no, _not_text(line_no, None, encoding)
+                except msgspec.MsgspecError:
+                    yield line_no, _json_slow_path(line_no, raw, warnings)
 
 
-def _json_slow_path(line: int, raw: bytes) -> tuple[Row | RowError, list[RowError]]:
+def _json_slow_path(line: int, raw: bytes, warnings: list[RowError]) -> Row | RowError:
     """An NDJSON line that failed to decode, or may hold a NUL: find the fields at fault."""
     try:
         record = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
-        if _JSON_NUL[1] in raw:
-            return RowError(line, None, "nul_character", "the line contains a NUL byte"), []
-        return _decode_error(line, exc), []
+        if b"\x00" in raw:
+            return RowError(line, None, "nul_character", "the line contains a NUL byte")
+        return _decode_error(line, exc)
     if not isinstance(record, dict):
         record = {"type": record}  # reported by the conversion as a bad type
-    return _salvage(line, record, True, _same)
+    return _salvage(line, record, True, _same, warnings)
 
 
 def _same(error: RowError, record: dict[str, Any]) -> RowError:
@@ -329,27 +337,30 @@ def _nul_field(value: Any, path: str = "") -> str | None:
 _ITEMS: tuple[tuple[str, Any], ...] = (("contact_points", ContactRow), ("tags", Tag))
 
 
-def _salvage(line: int, record: dict[str, Any], strict: bool,
-             rename: Renamer) -> tuple[Row | RowError, list[RowError]]:
+def _salvage(line: int, record: dict[str, Any], strict: bool, rename: Renamer,
+             warnings: list[RowError]) -> Row | RowError:
     """Convert a row whose fast decoding failed, dropping each invalid optional field (and
-    each invalid item of an optional list or object) with a warning; a NUL anywhere, or an
-    invalid required field, rejects the row."""
+    each invalid item of an optional list or object) with a warning added to ``warnings``;
+    a NUL anywhere, or an invalid required field, rejects the row (and adds none)."""
     nul = _nul_field(record)
     if nul is not None:
         return rename(RowError(line, nul, "nul_character",
-                               "the value contains a NUL character"), record), []
+                               "the value contains a NUL character"), record)
     optional = OPTIONAL_FIELDS.get(record.get("type"), frozenset())  # type: ignore[arg-type]
-    warnings = _drop_bad_items(line, record, strict, rename) if optional else []
+    dropped = _drop_bad_items(line, record, strict, rename) if optional else []
     while True:
         try:
-            return msgspec.convert(record, Row, strict=strict), warnings
+            row: Row = msgspec.convert(record, Row, strict=strict)
         except msgspec.ValidationError as exc:
             error = _decode_error(line, exc)
             name = (error.field or "").split(".", 1)[0].split("[", 1)[0]
             if name not in optional or name not in record:
-                return rename(error, record), []
-            warnings.append(_warning(rename(error, record)))
+                return rename(error, record)
+            dropped.append(_warning(rename(error, record)))
             del record[name]
+        else:
+            warnings += dropped
+            return row
 
 
 def _drop_bad_items(line: int, record: dict[str, Any], strict: bool,
@@ -444,7 +455,7 @@ _NOT_TEXT = re.compile("[\x00\udc80-\udcff]")
 surrogate, which no valid text holds)."""
 
 
-def _csv_rows(path: str, options: ReadOptions) -> Source:
+def _csv_rows(path: str, options: ReadOptions, warnings: list[RowError]) -> Source:
     with open(path, newline="", encoding=_codec(options.encoding),
               errors="surrogateescape") as f:
         reader = csv.reader(f, delimiter=options.delimiter)
@@ -459,16 +470,16 @@ def _csv_rows(path: str, options: ReadOptions) -> Source:
                 continue
             if len(values) > len(header):
                 yield line_no, RowError(line_no, None, "too_many_columns",
-                                        f"{len(values)} cells for {len(header)} columns"), ()
+                                        f"{len(values)} cells for {len(header)} columns")
                 continue
             if not_text("".join(values)):
-                yield line_no, _bad_cell(line_no, header, values, options.encoding), ()
+                yield line_no, _bad_cell(line_no, header, values, options.encoding)
                 continue
             record = _csv_record(columns, values)
             try:
-                yield line_no, msgspec.convert(record, Row, strict=False), ()
+                yield line_no, msgspec.convert(record, Row, strict=False)
             except msgspec.ValidationError:
-                yield line_no, *_salvage(line_no, record, False, _csv_error)
+                yield line_no, _salvage(line_no, record, False, _csv_error, warnings)
 
 
 def _bad_cell(line: int, header: list[str], values: list[str], encoding: str) -> RowError:
@@ -549,8 +560,9 @@ def _place(country: str, subdivision: str | None, tz: str | None) -> tuple[str, 
 
 def _placed(line: int, row: DebtorRow,
             warnings: list[RowError]) -> tuple[str, str | None, str]:
-    """Country (required), subdivision and time zone; an invalid subdivision or time zone
-    is dropped with a warning (the time zone then follows from the country)."""
+    """Country (required), subdivision and time zone, once :func:`_place` refused them: an
+    invalid subdivision or time zone is dropped with a warning (the time zone then follows
+    from the country)."""
     subdivision, tz = row.subdivision, row.timezone
     while True:
         try:
@@ -569,7 +581,10 @@ def _add_debtor(chunk: Chunk, line: int, row: DebtorRow, warnings: list[RowError
                 csv_names: bool) -> None:
     if not row.name.strip():
         raise Invalid("name must not be blank", code="blank_name", param="name")
-    country, subdivision, tz = _placed(line, row, warnings)
+    try:
+        country, subdivision, tz = _place(row.country, row.subdivision, row.timezone)
+    except Invalid:
+        country, subdivision, tz = _placed(line, row, warnings)
     contacts: dict[tuple[str, str], tuple[Any, ...]] = {}
     for i, cp in enumerate(row.contact_points):
         param = cp.kind if csv_names else f"contact_points[{i}].value"
@@ -638,19 +653,17 @@ def chunks(path: str, fmt: str, chunk_rows: int = CHUNK_ROWS,
     """Validated chunks of at most ``chunk_rows`` rows; never holds more of the file.
 
     A chunk's ``warnings`` are those of the rows it kept."""
-    source = _ndjson_rows(path, options) if fmt == "ndjson" else _csv_rows(path, options)
+    pending: list[RowError] = []  # the warnings of the row at hand
+    source = (_ndjson_rows if fmt == "ndjson" else _csv_rows)(path, options, pending)
     csv_names = fmt == "csv"
     mark = options.decimal_mark if csv_names else "."
     chunk = Chunk()
-    pending: list[RowError] = []
-    for line, item, warnings in source:
+    for line, item in source:
         chunk.rows += 1
         chunk.last_line = line
         if isinstance(item, RowError):
             chunk.errors.append(item)
         else:
-            if warnings:
-                pending.extend(warnings)
             try:
                 _add(chunk, line, item, pending, csv_names, mark)
             except Invalid as exc:
