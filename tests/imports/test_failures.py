@@ -198,3 +198,19 @@ async def test_uploads_are_deleted_at_the_end_or_after_the_retention_period(
     run, _ = await state(app, tenant, kept["id"])
     assert not on_disk(run.file_path) and run.file_deleted_at is not None
     assert await purge_expired_uploads(sessionmaker, 2) == 0
+
+
+async def test_an_upload_left_behind_at_the_end_is_purged_later(
+    app: Litestar, tenant: TenantClient, run_jobs: RunJobs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def cannot_delete(*args: Any) -> None:
+        raise OSError("device busy")
+
+    monkeypatch.setattr(pipeline, "delete_upload", cannot_delete)
+    created = await upload(tenant, FILE)
+    await run_jobs()
+    run, job = await state(app, tenant, created["id"])
+    assert (run.status, job.status) == ("succeeded", "succeeded")
+    assert on_disk(run.file_path) and run.file_deleted_at is None
+    assert await purge_expired_uploads(app.state.ctx.sessionmaker, 0) == 1
+    assert not on_disk(run.file_path)

@@ -13,6 +13,7 @@ from cartera.errors import Invalid
 from cartera.imports.pipeline import copy_text
 from cartera.imports.rows import (
     ReadOptions,
+    chunks,
     comma_decimal,
     detect,
     detect_delimiter,
@@ -90,3 +91,18 @@ def test_encoding_detection_reads_a_bounded_lookahead(
     monkeypatch.setattr("cartera.imports.rows.LOOKAHEAD_BYTES", 9)  # cuts 'é' in two
     assert detect_encoding(str(path)) == "utf-8"
     assert detect(str(path), "csv") == ReadOptions("utf-8", ",", ".")
+
+
+def test_nul_characters_are_row_errors_at_their_field(tmp_path: Path) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(
+        b'{"type":"debtor","external_ref":"C-1","name":"A","country":"PE",'
+        b'"contact_points":[{"kind":"email","value":"a\\u0000@x.pe"}]}\n'
+        b'{"type":"debtor","external_ref":"C-2","name":"B","country":"PE","x\\u0000":1}\n'
+        b'{"type":"debtor","external_ref":"C-3","name":"B\x00","country":"PE"}\n'
+        b'{"type":"debtor","external_ref":"C-4","name":"\\\\u0000 is text","country":"PE"}\n')
+    [chunk] = chunks(str(path), "ndjson")
+    assert [(e.line, e.field, e.code) for e in chunk.errors] == [
+        (1, "contact_points[0].value", "nul_character"), (2, None, "nul_character"),
+        (3, None, "nul_character")]
+    assert list(chunk.debtors) == ["C-4"] and chunk.debtors["C-4"][3] == "\\u0000 is text"

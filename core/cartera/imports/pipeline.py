@@ -791,9 +791,17 @@ async def _end_failed(sessionmaker: async_sessionmaker[AsyncSession], run: Impor
 
 
 async def _ended(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun) -> None:
-    """The import ended for good: delete its upload unless it is to be kept a while."""
-    if get_settings().import_retention_days <= 0:
+    """The import ended for good: delete its upload unless it is to be kept a while.
+
+    Never raises: the import's outcome is recorded already, and a file left behind is
+    deleted by the periodic purge (:func:`cartera.imports.retention.purge_expired_uploads`).
+    """
+    if get_settings().import_retention_days > 0:
+        return
+    try:
         await delete_upload(sessionmaker, run.id, run.file_path)
+    except Exception:
+        log.exception("could not delete an import's upload", extra={"import_id": run.id})
 
 
 _RUNNING: set[int] = set()

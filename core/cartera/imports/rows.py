@@ -220,7 +220,7 @@ def detect(path: str, fmt: str, encoding: str | None = None, delimiter: str | No
     if fmt != "csv":
         return ReadOptions(encoding)
     with open(path, newline="", encoding=_codec(encoding), errors="replace") as f:
-        line = f.readline()
+        line = f.readline(LOOKAHEAD_BYTES)
     delimiter = delimiter or detect_delimiter(line)
     header = [column_name(c) for c in next(csv.reader([line], delimiter=delimiter), [])]
     check_csv_header(header, delimiter)
@@ -315,14 +315,15 @@ def _same(error: RowError, record: dict[str, Any]) -> RowError:
 
 
 def _nul_field(value: Any, path: str = "") -> str | None:
-    """The path of the first string in ``value`` (or key) that holds a NUL, if any."""
+    """The path of the first string in ``value`` (or object key) that holds a NUL (``""``:
+    a key of ``value`` itself), or ``None``."""
     if isinstance(value, str):
-        return (path or None) if "\x00" in value else None
+        return path if "\x00" in value else None
     items: Iterable[tuple[str, Any]]
     if isinstance(value, dict):
-        items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
         if any("\x00" in str(k) for k in value):
-            return path or None
+            return path
+        items = [(f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
     elif isinstance(value, list):
         items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
     else:
@@ -344,7 +345,7 @@ def _salvage(line: int, record: dict[str, Any], strict: bool, rename: Renamer,
     a NUL anywhere, or an invalid required field, rejects the row (and adds none)."""
     nul = _nul_field(record)
     if nul is not None:
-        return rename(RowError(line, nul, "nul_character",
+        return rename(RowError(line, nul or None, "nul_character",
                                "the value contains a NUL character"), record)
     optional = OPTIONAL_FIELDS.get(record.get("type"), frozenset())  # type: ignore[arg-type]
     dropped = _drop_bad_items(line, record, strict, rename) if optional else []
