@@ -12,6 +12,7 @@ from cartera import money
 from cartera.errors import Invalid
 from cartera.imports.pipeline import copy_text
 from cartera.imports.rows import (
+    FileError,
     ReadOptions,
     chunks,
     comma_decimal,
@@ -106,3 +107,11 @@ def test_nul_characters_are_row_errors_at_their_field(tmp_path: Path) -> None:
         (1, "contact_points[0].value", "nul_character"), (2, None, "nul_character"),
         (3, None, "nul_character")]
     assert list(chunk.debtors) == ["C-4"] and chunk.debtors["C-4"][3] == "\\u0000 is text"
+
+
+def test_an_unclosed_quote_fails_the_file_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text('type,external_ref,name,country\ndebtor,C-1,Ana,PE\ndebtor,C-2,"Bea,PE\n'
+                    + "x" * 200_000 + "\n")
+    with pytest.raises(FileError, match=r"^line 3: field larger than field limit"):
+        list(chunks(str(path), "csv"))

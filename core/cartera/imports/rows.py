@@ -465,22 +465,25 @@ def _csv_rows(path: str, options: ReadOptions, warnings: list[RowError]) -> Sour
         columns = _column_kinds(header)
         not_text = _NOT_TEXT.search
         start = reader.line_num + 1
-        for values in reader:
-            line_no, start = start, reader.line_num + 1
-            if not any(values):
-                continue
-            if len(values) > len(header):
-                yield line_no, RowError(line_no, None, "too_many_columns",
-                                        f"{len(values)} cells for {len(header)} columns")
-                continue
-            if not_text("".join(values)):
-                yield line_no, _bad_cell(line_no, header, values, options.encoding)
-                continue
-            record = _csv_record(columns, values)
-            try:
-                yield line_no, msgspec.convert(record, Row, strict=False)
-            except msgspec.ValidationError:
-                yield line_no, _salvage(line_no, record, False, _csv_error, warnings)
+        try:
+            for values in reader:
+                line_no, start = start, reader.line_num + 1
+                if not any(values):
+                    continue
+                if len(values) > len(header):
+                    yield line_no, RowError(line_no, None, "too_many_columns",
+                                            f"{len(values)} cells for {len(header)} columns")
+                    continue
+                if not_text("".join(values)):
+                    yield line_no, _bad_cell(line_no, header, values, options.encoding)
+                    continue
+                record = _csv_record(columns, values)
+                try:
+                    yield line_no, msgspec.convert(record, Row, strict=False)
+                except msgspec.ValidationError:
+                    yield line_no, _salvage(line_no, record, False, _csv_error, warnings)
+        except csv.Error as exc:  # a cell past csv.field_size_limit(): an unclosed quote?
+            raise FileError(f"line {start}: {exc} (is a quote left open?)") from exc
 
 
 def _bad_cell(line: int, header: list[str], values: list[str], encoding: str) -> RowError:
