@@ -10,7 +10,8 @@ from msgspec import Struct
 class ImportOut(Struct):
     id: int
     status: str
-    """queued, running, succeeded or failed."""
+    """queued (also between attempts after a transient failure, with its `error`), running,
+    succeeded or failed; always what its job says."""
     format: str
     filename: str | None
     size_bytes: int
