@@ -214,3 +214,21 @@ async def test_an_upload_left_behind_at_the_end_is_purged_later(
     assert on_disk(run.file_path) and run.file_deleted_at is None
     assert await purge_expired_uploads(app.state.ctx.sessionmaker, 0) == 1
     assert not on_disk(run.file_path)
+
+
+async def test_promises_are_settled_by_a_failed_import_too(
+    app: Litestar, tenant: TenantClient, run_jobs: RunJobs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.negotiation.test_promises import day, debtor, get, promise
+
+    d = await debtor(tenant, "IMP-1")
+    kept = await promise(tenant, d, "80.00")
+    payments = [{"type": "payment", "external_ref": f"P-{i}", "debtor_external_ref": "IMP-1",
+                 "currency": "PEN", "amount": "40.00", "paid_on": day(0)} for i in range(6)]
+    fail_money_of_chunk(monkeypatch, 2, RuntimeError("injected"))  # after P-0..P-2
+    created = await upload(tenant, ndjson(*payments))
+    await run_jobs()
+    run, _ = await state(app, tenant, created["id"])
+    assert run.status == "failed"
+    found = await get(tenant, kept["id"])
+    assert (found["status"], found["paid_amount"]) == ("kept", "120.00")  # chunk 1: 3 x 40.00
