@@ -72,6 +72,8 @@ class Settings:
     token_ttl_seconds: int = 900
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 2_147_483_648
+    import_retention_days: int = 0
+    """Days an uploaded import file is kept after its import ends; 0: deleted at the end."""
     log_level: str = "INFO"
     plugin_timeout_seconds: float = 10.0
     """Upper bound on any single call into a plugin."""
@@ -156,6 +158,8 @@ def _settings_from_env() -> Settings:
         kwargs["plugin_timeout_seconds"] = float(env["CARTERA_PLUGIN_TIMEOUT"])
     if env.get("CARTERA_EGRESS_ALLOW"):
         kwargs["egress_allow"] = env["CARTERA_EGRESS_ALLOW"]
+    if env.get("CARTERA_IMPORT_RETENTION_DAYS"):
+        kwargs["import_retention_days"] = int(env["CARTERA_IMPORT_RETENTION_DAYS"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     for name, attr in (("CARTERA_IDEMPOTENCY_TTL", "idempotency_ttl_seconds"),
                        ("CARTERA_IDEMPOTENCY_LEASE", "idempotency_lease_seconds"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +11,16 @@ from hypothesis import strategies as st
 from cartera import money
 from cartera.errors import Invalid
 from cartera.imports.pipeline import copy_text
-from cartera.imports.rows import minor
+from cartera.imports.rows import (
+    FileError,
+    ReadOptions,
+    chunks,
+    comma_decimal,
+    detect,
+    detect_delimiter,
+    detect_encoding,
+    minor,
+)
 
 
 def _reference(value: str, currency: str) -> int | str:
@@ -50,3 +61,57 @@ def test_copy_text_escapes_and_marks_nulls() -> None:
     assert copy_text(rows, 7).decode() == (
         "7\ta\\tb\t\\N\t12\tt\tback\\\\slash\\nnew\\rline\n"
         "7\tplain\tx\t0\tf\t\n")
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1.234,56", "1234.56"), ("1234,56", "1234.56"), ("7", "7"), ("1.234.567", "1234567"),
+    ("-3,5", "-3.5"), ("12.34", "invalid_amount"), ("1,2,3", "invalid_amount"),
+    ("1.23,4", "invalid_amount"), ("", "invalid_amount"),
+])
+def test_comma_decimals(value: str, expected: str) -> None:
+    try:
+        assert comma_decimal(value, "amount") == expected
+    except Invalid as exc:
+        assert (exc.code, exc.param) == (expected, "amount")
+
+
+@pytest.mark.parametrize(("line", "delimiter"), [
+    ("type,external_ref,name\n", ","), ("type;external_ref;name\n", ";"),
+    ("type\texternal_ref\n", "\t"), ("type|a|b\n", "|"), ("type\n", ","),
+    ("type;name,with,commas;x;y\n", ";"),
+])
+def test_delimiter_detection(line: str, delimiter: str) -> None:
+    assert detect_delimiter(line) == delimiter
+
+
+def test_encoding_detection_reads_a_bounded_lookahead(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes("type\nJosé\n".encode() + "Núñez\n".encode("cp1252"))
+    assert detect_encoding(str(path)) == "cp1252"
+    monkeypatch.setattr("cartera.imports.rows.LOOKAHEAD_BYTES", 9)  # cuts 'é' in two
+    assert detect_encoding(str(path)) == "utf-8"
+    assert detect(str(path), "csv") == ReadOptions("utf-8", ",", ".")
+
+
+def test_nul_characters_are_row_errors_at_their_field(tmp_path: Path) -> None:
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(
+        b'{"type":"debtor","external_ref":"C-1","name":"A","country":"PE",'
+        b'"contact_points":[{"kind":"email","value":"a\\u0000@x.pe"}]}\n'
+        b'{"type":"debtor","external_ref":"C-2","name":"B","country":"PE","x\\u0000":1}\n'
+        b'{"type":"debtor","external_ref":"C-3","name":"B\x00","country":"PE"}\n'
+        b'{"type":"debtor","external_ref":"C-4","name":"\\\\u0000 is text","country":"PE"}\n')
+    [chunk] = chunks(str(path), "ndjson")
+    assert [(e.line, e.field, e.code) for e in chunk.errors] == [
+        (1, "contact_points[0].value", "nul_character"), (2, None, "nul_character"),
+        (3, None, "nul_character")]
+    assert list(chunk.debtors) == ["C-4"] and chunk.debtors["C-4"][3] == "\\u0000 is text"
+
+
+def test_an_unclosed_quote_fails_the_file_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text('type,external_ref,name,country\ndebtor,C-1,Ana,PE\ndebtor,C-2,"Bea,PE\n'
+                    + "x" * 200_000 + "\n")
+    with pytest.raises(FileError, match=r"^line 3: field larger than field limit"):
+        list(chunks(str(path), "csv"))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera.db.engine import make_engine, make_sessionmaker
 from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext, job
+from cartera.jobs.runner import PermanentError
 from cartera.tenants.service import create_tenant
 
 CALLS: dict[int, int] = {}
@@ -50,6 +51,12 @@ async def flaky(ctx: JobContext) -> dict[str, Any]:
     if CALLS[ctx.job_id] == 1:
         raise RuntimeError("first attempt fails")
     return {"attempt": CALLS[ctx.job_id]}
+
+
+@job("test.permanent")
+async def permanent(ctx: JobContext) -> dict[str, Any]:
+    CALLS[ctx.job_id] = CALLS.get(ctx.job_id, 0) + 1
+    raise PermanentError("can never work")
 
 
 @pytest.fixture

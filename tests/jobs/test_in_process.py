@@ -107,3 +107,16 @@ async def test_unknown_kind_is_refused(
             assert "test.nope" in str(exc)
         else:
             raise AssertionError("expected ValueError")
+
+
+async def test_a_permanent_error_fails_the_job_with_its_message(
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+    runner = InProcessRunner(sessionmaker)
+    async with sessionmaker() as session:
+        job = await runner.enqueue(session, tenant_id, "test.permanent", {})
+        await session.commit()
+    await runner.run_pending()
+    await runner.run_pending()
+    failed = await load(sessionmaker, job.id)
+    assert (failed.status, failed.error, failed.attempts) == ("failed", "can never work", 1)
+    assert CALLS[job.id] == 1

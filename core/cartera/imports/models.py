@@ -44,6 +44,14 @@ class ImportRun(TenantScoped, Base):
     rows_failed: Mapped[int] = mapped_column(BigInteger, default=0)
     error: Mapped[str | None] = mapped_column(String(1000))
     """Why the whole import failed (an unreadable file); row problems go to the row errors."""
+    encoding: Mapped[str | None] = mapped_column(String(16))
+    """What the file was read as (given or detected at upload); ``None``: UTF-8."""
+    delimiter: Mapped[str | None] = mapped_column(String(1))
+    """CSV: the cell separator (given or detected at upload); ``None``: ``,``."""
+    decimal_mark: Mapped[str | None] = mapped_column(String(1))
+    """CSV: the decimal mark of amounts; ``None``: ``.``."""
+    file_deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the uploaded file was deleted (see :mod:`cartera.imports.retention`)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
@@ -58,6 +66,8 @@ class ImportRowError(TenantScoped, Base):
     field: Mapped[str | None] = mapped_column(String(128))
     code: Mapped[str | None] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(1000))
+    severity: Mapped[str] = mapped_column(String(16), default="error", server_default="error")
+    """``error``: the row was rejected; ``warning``: one optional field was, the row kept."""
 
 
 stage_debtors = Table(

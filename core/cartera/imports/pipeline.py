@@ -18,8 +18,16 @@ Contract (:func:`run_import`):
   chunk, one :func:`rebalance` over the debtors whose obligations or payments changed
   recomputes allocations (oldest due first), outstanding amounts, statuses and balance
   summaries. Until then a running import's debtors may show stale balances.
+* A run that fails after some chunks committed ends with the same final step: the debtors
+  those chunks touched are rebalanced, their summaries refreshed and their promises and
+  plans settled, so the portfolio is consistent even though the import is not complete.
+  A transient database error (serialization failure, deadlock, lost connection) leaves the
+  import ``queued`` for another attempt (:class:`ImportFailed` with ``retry``); any other
+  failure (an unreadable file, a bug) is final: ``failed``, with its reason as ``error``.
 * Retrying (at-least-once jobs) is safe: a retry replays the file, finds the committed
   chunks unchanged, and rebalances every debtor recorded as touched by any attempt.
+* When the import ends for good (succeeded or failed) its upload is deleted, or kept for
+  the retention period (:mod:`cartera.imports.retention`).
 
 Staging is ``COPY`` on PostgreSQL and ``executemany`` on SQLite, each chunk under a key of
 its own; everything after it is set-based SQL, the same on both but for a few PostgreSQL
@@ -62,9 +70,12 @@ from cartera.imports.models import (
     stage_tags,
     touched_debtors,
 )
+from cartera.imports.retention import delete_upload
+from cartera.jobs.runner import is_transient_db_error
 from cartera.negotiation.status import settle_debtors
 from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.portfolio.service import tenant_today
+from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.imports")
 
@@ -81,6 +92,25 @@ async def _phase(name: str) -> Any:
         yield
     finally:
         PHASES[name] = PHASES.get(name, 0.0) + time.perf_counter() - started
+
+
+class ImportFailed(Exception):
+    """The import did not succeed; ``str(exc)`` is the error recorded on it. ``retry``: the
+    failure was transient and the import is ``queued`` for another attempt; otherwise it is
+    ``failed`` for good."""
+
+    def __init__(self, reason: str, *, retry: bool) -> None:
+        super().__init__(reason)
+        self.retry = retry
+
+
+def failure_reason(exc: BaseException, import_id: int) -> str:
+    """What an import's ``error`` says about ``exc``: the message of a file problem (the
+    tenant's own file); else a code and an error id, the full error logged for the
+    operator (see :func:`cartera.errors.tenant_facing`)."""
+    if isinstance(exc, rowmod.FileError | OSError | UnicodeDecodeError):
+        return str(exc)
+    return tenant_facing(exc, log, "import", import_id=import_id)
 
 
 @dataclass
@@ -597,11 +627,13 @@ async def _commit_debtors(sessionmaker: async_sessionmaker[AsyncSession], run: I
         async with _phase("reject_refs"):
             rejected = await _reject_unknown_refs(conn, t, stage)
         await _apply_debtors(conn, t, stage)
-        errors = sorted([*parsed.chunk.errors, *rejected], key=lambda e: e.line)
+        errors = sorted([*parsed.chunk.errors, *parsed.chunk.warnings, *rejected],
+                        key=lambda e: e.line)
         if errors:
             await session.execute(insert(ImportRowError), [
                 {"tenant_id": t, "import_id": run.id, "line": e.line, "field": e.field,
-                 "code": e.code, "reason": e.reason[:1000]} for e in errors])
+                 "code": e.code, "reason": e.reason[:1000], "severity": e.severity}
+                for e in errors])
     return len(rejected)
 
 
@@ -622,8 +654,15 @@ async def _commit_money(sessionmaker: async_sessionmaker[AsyncSession], run: Imp
             rows_applied=result.rows_applied, rows_failed=result.rows_failed))
 
 
-async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, total: int,
-                    progress: Progress) -> ImportResult:
+def _read_options(run: ImportRun) -> rowmod.ReadOptions:
+    """How to read the run's file (recorded at upload; a run from before that: the old
+    fixed UTF-8, ``,`` and ``.``)."""
+    return rowmod.ReadOptions(run.encoding or "utf-8", run.delimiter or ",",
+                              run.decimal_mark or ".")
+
+
+async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                    result: ImportResult, progress: Progress) -> None:
     """Load every chunk in two phases (:func:`_commit_debtors`, then :func:`_commit_money`).
 
     While chunk *n*'s money phase runs, a thread parses chunk *n + 2* and, on PostgreSQL,
@@ -631,9 +670,10 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
     cores. A money phase needs only the debtors of its own and earlier chunks, all
     committed by then; the two phases lock nothing the other writes (the debtor upsert
     never changes a key column, so it does not wait on the obligations' foreign-key locks).
-    SQLite has one writer: there the phases simply alternate.
+    SQLite has one writer: there the phases simply alternate. ``result`` counts the rows of
+    the chunks committed so far.
     """
-    result = ImportResult(rows_total=total)
+    total = result.rows_total
     state = _LoadState()
     async with await _session(sessionmaker, run.tenant_id) as session:
         conn = await session.connection()
@@ -641,7 +681,7 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
         if pg:
             state.fresh_obligations = await _fresh(conn, "obligations", run.tenant_id)
             state.fresh_payments = await _fresh(conn, "payments", run.tenant_id)
-    it = rowmod.chunks(run.file_path, run.format, rowmod.CHUNK_ROWS)
+    it = rowmod.chunks(run.file_path, run.format, rowmod.CHUNK_ROWS, _read_options(run))
     keys = (_stage_key(run.id, n) for n in itertools.count())
     pending = asyncio.ensure_future(asyncio.to_thread(_parse_next, it, next(keys), pg))
     money: asyncio.Future[None] | None = None
@@ -681,18 +721,20 @@ async def _load_all(sessionmaker: async_sessionmaker[AsyncSession], run: ImportR
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-    return result
 
 
 async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun, actor: Actor,
-                  result: ImportResult) -> None:
+                  result: ImportResult, failure: ImportFailed | None = None) -> None:
     """Rebalance the touched debtors and settle their promises and plans, close the run and
-    audit it, in one transaction."""
+    audit it, in one transaction. ``failure``: the run failed after ``result``'s chunks
+    committed; it ends ``failed`` (or ``queued`` for a retry) with that error."""
     t = run.tenant_id
     async with await _session(sessionmaker, t) as session, session.begin():
         scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
                             {"imp": run.id})
         conn = await session.connection()
+        if failure is not None:
+            await _clear_staging(conn, *_stage_keys(run.id))
         if conn.dialect.name == "postgresql":
             # The tables just grew (maybe from nothing): without fresh statistics the planner
             # picks nested loops over what it believes are a few rows.
@@ -710,19 +752,55 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
             touched_debtors.c.import_id == run.id)
         await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
         await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
-        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
-            status="succeeded", finished_at=clock.now(), rows_total=result.rows_total,
-            rows_applied=result.rows_applied, rows_failed=result.rows_failed))
-        audit.record(session, actor, "import.completed", "import", run.id,
-                     {"format": run.format, "filename": run.filename, **result.as_dict()})
+        if failure is None:
+            await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
+                status="succeeded", finished_at=clock.now(), rows_total=result.rows_total,
+                rows_applied=result.rows_applied, rows_failed=result.rows_failed))
+            audit.record(session, actor, "import.completed", "import", run.id,
+                         {"format": run.format, "filename": run.filename, **result.as_dict()})
+        else:
+            await session.execute(_mark_failed(run, failure))
+            audit.record(session, actor, "import.failed", "import", run.id,
+                         {"format": run.format, "filename": run.filename,
+                          "error": str(failure), "retry": failure.retry, **result.as_dict()})
 
 
-async def fail(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
-               reason: str) -> None:
-    async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
-        await _clear_staging(await session.connection(), *_stage_keys(run.id))
-        await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
-            status="failed", finished_at=clock.now(), error=reason[:1000]))
+def _mark_failed(run: ImportRun, failure: ImportFailed) -> Any:
+    """The UPDATE that records ``failure`` on the run."""
+    return update(ImportRun).where(ImportRun.id == run.id).values(
+        status="queued" if failure.retry else "failed",
+        finished_at=None if failure.retry else clock.now(), error=str(failure)[:1000])
+
+
+async def _end_failed(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun,
+                      actor: Actor, result: ImportResult, failure: ImportFailed) -> None:
+    """Close a failed run with the final step of a successful one (see the module doc).
+
+    Should that step fail too (the database is gone), the run is only marked; the touched
+    debtors stay recorded, and the next attempt, or a later import of the same debtors,
+    rebalances them.
+    """
+    try:
+        await _finish(sessionmaker, run, actor, result, failure)
+    except Exception:
+        log.exception("could not rebalance after a failed import", extra={"import_id": run.id})
+        async with await _session(sessionmaker, run.tenant_id) as session, session.begin():
+            await _clear_staging(await session.connection(), *_stage_keys(run.id))
+            await session.execute(_mark_failed(run, failure))
+
+
+async def _ended(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun) -> None:
+    """The import ended for good: delete its upload unless it is to be kept a while.
+
+    Never raises: the import's outcome is recorded already, and a file left behind is
+    deleted by the periodic purge (:func:`cartera.imports.retention.purge_expired_uploads`).
+    """
+    if get_settings().import_retention_days > 0:
+        return
+    try:
+        await delete_upload(sessionmaker, run.id, run.file_path)
+    except Exception:
+        log.exception("could not delete an import's upload", extra={"import_id": run.id})
 
 
 _RUNNING: set[int] = set()
@@ -738,41 +816,55 @@ def _claim(import_id: int) -> bool:
 
 
 async def run_import(sessionmaker: async_sessionmaker[AsyncSession], import_id: int,
-                     actor: Actor, progress: Progress) -> ImportResult:
+                     actor: Actor, progress: Progress, *,
+                     may_retry: bool = False) -> ImportResult:
     """Run import ``import_id`` of ``actor.tenant_id`` to completion (see the module doc).
 
-    Idempotent: safe to call again after a crash or for an import that already finished.
-    Two deliveries of the same import in one process (even from different event loops) run
-    one after the other. A file that cannot be read at all marks the run failed and raises
-    :class:`FileError`.
+    Idempotent: safe to call again after a crash or for an import that already finished
+    (once its upload is deleted, a finished import is not run again: its recorded counts are
+    returned, or its failure raised again). Two deliveries of the same import in one process
+    (even from different event loops) run one after the other. On failure raises
+    :class:`ImportFailed`, the run left as it says; ``may_retry``: a transient failure
+    leaves the import ``queued`` for another attempt instead of ``failed``.
     """
     # Polled, not an asyncio.Event: the holder may run on another event loop (thread).
     while not _claim(import_id):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     try:
-        return await _run_import(sessionmaker, import_id, actor, progress)
+        return await _run_import(sessionmaker, import_id, actor, progress, may_retry)
     finally:
         with _RUNNING_GUARD:
             _RUNNING.discard(import_id)
 
 
 async def _run_import(sessionmaker: async_sessionmaker[AsyncSession], import_id: int,
-                      actor: Actor, progress: Progress) -> ImportResult:
+                      actor: Actor, progress: Progress, may_retry: bool) -> ImportResult:
     async with await _session(sessionmaker, actor.tenant_id) as session:
         run = await session.scalar(select(ImportRun).where(ImportRun.id == import_id))
     if run is None:
         raise LookupError(f"import {import_id} not found for tenant {actor.tenant_id}")
+    if run.file_deleted_at is not None:
+        return _recorded(run)
+    result = ImportResult()
     try:
-        total = await asyncio.to_thread(rowmod.count_rows, run.file_path, run.format)
-        await _start(sessionmaker, run, total)
-        await progress(0, total)
-        result = await _load_all(sessionmaker, run, total, progress)
+        result.rows_total = await asyncio.to_thread(rowmod.count_rows, run.file_path, run.format)
+        await _start(sessionmaker, run, result.rows_total)
+        await progress(0, result.rows_total)
+        await _load_all(sessionmaker, run, result, progress)
         await _finish(sessionmaker, run, actor, result)
-    except (rowmod.FileError, OSError, UnicodeDecodeError) as exc:
-        await fail(sessionmaker, run, str(exc))
-        raise rowmod.FileError(str(exc)) from exc
     except Exception as exc:
-        await fail(sessionmaker, run, tenant_facing(exc, log, "import", import_id=run.id))
-        raise
+        failure = ImportFailed(failure_reason(exc, run.id),
+                               retry=may_retry and is_transient_db_error(exc))
+        await _end_failed(sessionmaker, run, actor, result, failure)
+        if not failure.retry:
+            await _ended(sessionmaker, run)
+        raise failure from exc
+    await _ended(sessionmaker, run)
     return result
 
+
+def _recorded(run: ImportRun) -> ImportResult:
+    """What a finished import recorded (its file is gone: it cannot run again)."""
+    if run.status != "succeeded":
+        raise ImportFailed(run.error or "the import failed", retry=False)
+    return ImportResult(run.rows_total, run.rows_applied, run.rows_failed)

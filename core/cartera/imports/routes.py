@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from litestar import Controller, Request, get, post
@@ -41,15 +42,29 @@ FORMAT_DESCRIPTION = """
 {"type":"payment","external_ref":"P-1","debtor_external_ref":"C-1","currency":"PEN","amount":"20.50","paid_on":"2025-02-03"}
 ```
 
-**CSV** (`Content-Type: text/csv`, UTF-8, comma-separated): a header row with a `type`
-column plus any of the flat fields above; empty cells mean "not given". Contact points are
-the columns `phone`, `email` and `whatsapp`; `tags` are `;`-separated; attributes are
+**CSV** (`Content-Type: text/csv`): a header row with a `type` column plus any of the flat
+fields above (names match case-insensitively); empty cells mean "not given". Contact points
+are the columns `phone`, `email` and `whatsapp`; `tags` are `;`-separated; attributes are
 columns named `attributes.<key>`.
+
+**Reading the file**: `encoding` (`utf-8`, `cp1252`, `latin-1`), and for CSV `delimiter`
+(`,`, `;`, tab, `|`) and `decimal_mark` (`.` or `,`: `1.234,56`). Each is detected when not
+given: UTF-8 if the first MiB is valid UTF-8, else cp1252 (a later line that is not valid
+UTF-8 is then a row error at that line); the separator the header holds most of; a decimal
+comma when cells are separated by `;`. The import shows what it was read with.
 
 Rows are upserted by `external_ref` (importing the same file twice changes nothing); within
 the file debtors must come before (on an earlier line than) the obligations and payments that
-name them. A bad row is skipped whole and reported with its line, field and reason at
-`GET /v1/imports/{id}/errors`; the others are applied.
+name them. A bad row (an invalid required field, a NUL character, bytes that are not text)
+is skipped whole and reported with its line, field and reason at
+`GET /v1/imports/{id}/errors`, severity `error`; the others are applied. An invalid optional
+field (a contact point, a tag, an attribute, `national_id`, `subdivision`, `timezone`,
+`zone`, `risk_score`; `product`, `issue_date`; `method`, `reference`) is dropped and reported
+there with severity `warning`, and the row is kept.
+
+The uploaded file is deleted when the import ends (succeeded or failed), or
+`CARTERA_IMPORT_RETENTION_DAYS` days later. An import that fails after some rows were
+applied keeps them, with the balances of their debtors brought up to date.
 """
 
 CONTENT_TYPES = {"application/x-ndjson": "ndjson", "application/ndjson": "ndjson",
@@ -93,11 +108,28 @@ async def save_upload(request: Request[Any, Any, Any], target: Path, limit: int)
     return size
 
 
-def _check_header(path: Path) -> None:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        header = [h.strip() for h in f.readline().rstrip("\r\n").split(",")]
+Encoding = Literal["utf-8", "cp1252", "latin-1"]
+Delimiter = Literal[",", ";", "\t", "|"]
+DecimalMark = Literal[".", ","]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How the client says the file is to be read (``None``: detect)."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    decimal_mark: str | None = None
+
+
+def read_options(path: Path, fmt: str, reading: Reading) -> rows.ReadOptions:
+    """The options given, the rest detected; an invalid CSV header is a 422."""
+    for param in ("delimiter", "decimal_mark"):
+        if fmt != "csv" and getattr(reading, param) is not None:
+            raise Invalid(f"{param} applies to CSV files only", code="csv_only", param=param)
     try:
-        rows.check_csv_header(header)
+        return rows.detect(str(path), fmt, reading.encoding, reading.delimiter,
+                           reading.decimal_mark)
     except rows.FileError as exc:
         raise Invalid(str(exc), code="invalid_csv_header", param="header") from None
 
@@ -107,8 +139,9 @@ def import_out(run: ImportRun, processed: int | None) -> ImportOut:
         id=run.id, status=run.status, format=run.format, filename=run.filename,
         size_bytes=run.size_bytes, job_id=run.job_id, rows_total=run.rows_total,
         rows_processed=processed or 0, rows_applied=run.rows_applied,
-        rows_failed=run.rows_failed, error=run.error, created_at=run.created_at,
-        finished_at=run.finished_at)
+        rows_failed=run.rows_failed, error=run.error, encoding=run.encoding,
+        delimiter=run.delimiter, decimal_mark=run.decimal_mark, created_at=run.created_at,
+        finished_at=run.finished_at, file_deleted_at=run.file_deleted_at)
 
 
 def _with_progress() -> Any:
@@ -124,7 +157,7 @@ async def get_import(session: AsyncSession, import_id: int) -> tuple[ImportRun, 
 
 
 async def create_import(request: Request[Any, Any, Any], session: AsyncSession, actor: Actor,
-                        filename: str | None) -> ImportRun:
+                        filename: str | None, reading: Reading = Reading()) -> ImportRun:
     """Save the upload, then create the import and its job in the caller's transaction."""
     ctx = app_context(request)
     fmt = format_of(request.headers.get("content-type"))
@@ -133,10 +166,10 @@ async def create_import(request: Request[Any, Any, Any], session: AsyncSession, 
     path = folder / f"{uuid.uuid4().hex}.{fmt}"
     try:
         size = await save_upload(request, path, ctx.settings.max_import_bytes)
-        if fmt == "csv":
-            await anyio.to_thread.run_sync(_check_header, path)
+        options = await anyio.to_thread.run_sync(read_options, path, fmt, reading)
         run = ImportRun(tenant_id=actor.tenant_id, format=fmt, filename=filename,
-                        file_path=str(path), size_bytes=size, status="queued")
+                        file_path=str(path), size_bytes=size, status="queued",
+                        **recorded(options, fmt))
         session.add(run)
         await session.flush()
         job = await ctx.jobs.enqueue(session, actor.tenant_id, "import", {
@@ -147,6 +180,13 @@ async def create_import(request: Request[Any, Any, Any], session: AsyncSession, 
         path.unlink(missing_ok=True)
         raise
     return run
+
+
+def recorded(options: rows.ReadOptions, fmt: str) -> dict[str, str | None]:
+    """The :class:`ImportRun` columns that record how its file is read."""
+    csv = fmt == "csv"
+    return {"encoding": options.encoding, "delimiter": options.delimiter if csv else None,
+            "decimal_mark": options.decimal_mark if csv else None}
 
 
 class ImportController(Controller):
@@ -162,10 +202,19 @@ class ImportController(Controller):
         self, request: Request[Any, Any, Any], session: AsyncSession, actor: Actor,
         filename: Annotated[str | None, Parameter(
             max_length=300, description="The file's name, kept for reference.")] = None,
+        encoding: Annotated[Encoding | None, Parameter(
+            description="The file's text encoding; detected when not given.")] = None,
+        delimiter: Annotated[Delimiter | None, Parameter(
+            description="CSV: the cell separator; detected from the header when not given."
+        )] = None,
+        decimal_mark: Annotated[DecimalMark | None, Parameter(
+            description="CSV: the decimal mark of amounts; `,` when not given and cells are "
+                        "separated by `;`, else `.`.")] = None,
     ) -> ImportOut:
         """Upload an NDJSON or CSV file of debtors, obligations and payments; it is imported
         by a background job (follow it here or at `/v1/jobs/{job_id}`)."""
-        return import_out(await create_import(request, session, actor, filename), 0)
+        reading = Reading(encoding, delimiter, decimal_mark)
+        return import_out(await create_import(request, session, actor, filename, reading), 0)
 
     @get("/", summary="List imports", operation_id="ListImports", **READ)
     async def index(self, session: AsyncSession, limit: Limit = 20,
@@ -187,10 +236,12 @@ class ImportController(Controller):
          operation_id="ListImportErrors", **READ)
     async def errors(self, import_id: int, session: AsyncSession, limit: Limit = 20,
                      starting_after: StartingAfter = None) -> Page[ImportRowErrorOut]:
-        """Every rejected row in line order: line, field, stable code and reason."""
+        """Every rejected row and dropped field in line order: line, field, stable code,
+        reason and severity (`error`: the row was skipped; `warning`: the field was)."""
         await get_import(session, import_id)
         stmt = select(ImportRowError).where(ImportRowError.import_id == import_id)
         found = (await session.scalars(paginate(stmt, ImportRowError.id, limit,
                                                 starting_after))).all()
         return page_of(found, limit, lambda e: ImportRowErrorOut(
-            id=e.id, line=e.line, field=e.field, code=e.code, reason=e.reason))
+            id=e.id, line=e.line, field=e.field, code=e.code, reason=e.reason,
+            severity=e.severity))

@@ -10,7 +10,8 @@ from msgspec import Struct
 class ImportOut(Struct):
     id: int
     status: str
-    """queued, running, succeeded or failed."""
+    """queued (also between attempts after a transient failure, with its `error`), running,
+    succeeded or failed; always what its job says."""
     format: str
     filename: str | None
     size_bytes: int
@@ -21,8 +22,16 @@ class ImportOut(Struct):
     rows_applied: int
     rows_failed: int
     error: str | None
+    encoding: str | None
+    """What the file was read as (given or detected at upload)."""
+    delimiter: str | None
+    """CSV: the cell separator it was read with."""
+    decimal_mark: str | None
+    """CSV: the decimal mark of its amounts."""
     created_at: datetime
     finished_at: datetime | None
+    file_deleted_at: datetime | None
+    """When the uploaded file was deleted (at the end, or after the retention period)."""
 
 
 class ImportRowErrorOut(Struct):
@@ -32,3 +41,5 @@ class ImportRowErrorOut(Struct):
     field: str | None
     code: str | None
     reason: str
+    severity: str
+    """`error`: the row was skipped; `warning`: only this field was, the row was kept."""

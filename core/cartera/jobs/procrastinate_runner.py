@@ -16,7 +16,9 @@ Guarantees, with any number of ``cartera worker`` processes on any number of mac
 * ``lock`` = the payload's ``"lock"`` (e.g. ``"debtor:42"``, ``"import:7"``) or else
   ``"job:<id>"``: jobs sharing a lock never run at the same time, in any process.
 * Failures are retried with exponential backoff (:data:`DEFAULT_RETRY`); between attempts
-  the row shows ``queued`` with the last error, after the last one ``failed``.
+  the row shows ``queued`` with the last error, after the last one ``failed``. A
+  :class:`~cartera.jobs.runner.PermanentError` is never retried (the row shows ``failed``
+  at once), whatever the strategy.
 * At-least-once: the periodic ``cartera.maintenance`` task (every minute, deferred once per
   minute cluster-wide by procrastinate's periodic deferrer) retries jobs whose worker stopped
   sending heartbeats (a crashed or killed worker), and re-defers ``queued`` rows older than
@@ -37,8 +39,10 @@ import signal
 from datetime import datetime, timedelta
 from typing import Any
 
-from procrastinate import App, JobContext, PsycopgConnector, RetryStrategy
+from procrastinate import App, BaseRetryStrategy, JobContext, PsycopgConnector, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate.jobs import Job as ProcrastinateJob
+from procrastinate.retry import RetryDecision
 from sqlalchemy import text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -46,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import clock
 from cartera.jobs.models import Job
 from cartera.jobs.registry import install_runner, run_periodic
-from cartera.jobs.runner import InProcessRunner, execute, insert_job
+from cartera.jobs.runner import MAX_ATTEMPTS, InProcessRunner, PermanentError, execute, insert_job
 from cartera.settings import Settings
 
 log = logging.getLogger("cartera.jobs")
@@ -54,9 +58,10 @@ log = logging.getLogger("cartera.jobs")
 QUEUE = "cartera"
 RUN_JOB = "cartera.run_job"
 MAINTENANCE = "cartera.maintenance"
-DEFAULT_RETRY = RetryStrategy(max_attempts=4, exponential_wait=5)
-"""Five runs at most: procrastinate's ``max_attempts`` counts *retries* after the first run;
-the retries wait 5 s, 25 s, 125 s and 625 s."""
+DEFAULT_RETRY = RetryStrategy(max_attempts=MAX_ATTEMPTS - 1, exponential_wait=5)
+"""As many runs as the in-process runner's :data:`~cartera.jobs.runner.MAX_ATTEMPTS` (five):
+procrastinate's ``max_attempts`` counts *retries* after the first run; the retries wait 5 s,
+25 s, 125 s and 625 s."""
 ORPHAN_AFTER = timedelta(seconds=30)
 STALLED_AFTER_SECONDS = 30.0
 """A worker silent for this long is dead (its heartbeat is every 10 s)."""
@@ -69,6 +74,19 @@ _ORPHANS = text("""
                         AND p.status IN ('todo', 'doing'))
     ORDER BY j.id LIMIT 1000
 """)
+
+
+class _NoRetryOnPermanent(BaseRetryStrategy):
+    """``inner``, except that a :class:`PermanentError` is never retried."""
+
+    def __init__(self, inner: BaseRetryStrategy) -> None:
+        self.inner = inner
+
+    def get_retry_decision(self, *, exception: BaseException,
+                           job: ProcrastinateJob) -> RetryDecision | None:
+        if isinstance(exception, PermanentError):
+            return None
+        return self.inner.get_retry_decision(exception=exception, job=job)
 
 
 class _Waiting(Exception):
@@ -99,7 +117,8 @@ class ProcrastinateRunner:
         self.app = App(connector=PsycopgConnector(
             conninfo=conninfo(settings.database_url), min_size=1, max_size=pool_max_size))
 
-        @self.app.task(name=RUN_JOB, queue=QUEUE, retry=retry, pass_context=True)
+        @self.app.task(name=RUN_JOB, queue=QUEUE, retry=_NoRetryOnPermanent(retry),
+                       pass_context=True)
         async def run_job(context: JobContext, job_id: int) -> None:
             try:
                 await execute(sessionmaker, job_id)

@@ -22,6 +22,8 @@ class JobContext:
     tenant_id: int
     payload: dict[str, Any]
     sessionmaker: async_sessionmaker[AsyncSession]
+    attempt: int = 1
+    """This run's number, from 1 (a retry or a redelivery after a crash counts)."""
 
     async def progress(self, done: int, total: int | None = None) -> None:
         """Record progress in its own short transaction, visible to the API at once."""

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -34,6 +35,27 @@ class RetryLater(Exception):
     def __init__(self, reason: str, delay_seconds: float = 30.0) -> None:
         super().__init__(reason)
         self.delay_seconds = delay_seconds
+
+
+class PermanentError(Exception):
+    """Raised by a handler whose work can never succeed (a bad file, invalid input): the
+    job fails now with ``str(exc)`` as its error, and no runner retries it."""
+
+
+_TRANSIENT_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock detected
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """A database error that may pass if the work is tried again: a serialization failure,
+    a deadlock, a lost connection (SQLSTATE class 08, or a connection SQLAlchemy
+    invalidated), SQLite's busy database."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    state = str(getattr(orig, "sqlstate", None) or "")
+    return (exc.connection_invalidated or state in _TRANSIENT_SQLSTATES
+            or state.startswith("08")
+            or getattr(orig, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED"))
 
 
 class JobRunner(Protocol):
@@ -82,7 +104,7 @@ async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *
 
         load_all()
     ctx = JobContext(job_id=job_id, tenant_id=tenant_id, payload=payload,
-                     sessionmaker=sessionmaker)
+                     sessionmaker=sessionmaker, attempt=attempts)
     try:
         result = await HANDLERS[kind](ctx)
     except RetryLater as exc:
@@ -95,6 +117,9 @@ async def execute(sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *
                     status="queued", error=str(exc),
                     run_after=clock.now() + timedelta(seconds=delay)))
                 await session.commit()
+        raise
+    except PermanentError as exc:
+        await _finish(sessionmaker, job_id, "failed", None, str(exc))
         raise
     except Exception as exc:
         await _finish(sessionmaker, job_id, "failed", None,

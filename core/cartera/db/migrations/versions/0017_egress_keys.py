@@ -13,7 +13,7 @@
   Rejected rows of ``webhook_deliveries`` (bodies included) are deleted.
 
 Revision ID: 0017
-Revises: 0011
+Revises: 0016
 Create Date: 2026-12-01
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017"
-down_revision: str | None = "0011"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
