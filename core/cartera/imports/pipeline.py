@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -106,10 +106,14 @@ class ImportFailed(Exception):
 
 def failure_reason(exc: BaseException, import_id: int) -> str:
     """What an import's ``error`` says about ``exc``: the message of a file problem (the
-    tenant's own file); else a code and an error id, the full error logged for the
-    operator (see :func:`cartera.errors.tenant_facing`)."""
+    tenant's own file); the driver's first line (no SQL, no parameters) of a transient
+    database error, which will be retried; else a code and an error id, the full error
+    logged for the operator (see :func:`cartera.errors.tenant_facing`)."""
     if isinstance(exc, rowmod.FileError | OSError | UnicodeDecodeError):
         return str(exc)
+    if isinstance(exc, DBAPIError) and is_transient_db_error(exc):
+        orig = exc.orig
+        return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
     return tenant_facing(exc, log, "import", import_id=import_id)
 
 
