@@ -101,7 +101,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     today = await tenant_today(session, debtor.tenant_id)
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
                                          data.obligation_ids, dict(data.variables))
-    content = templates.render_content(template, ctx)  # fail fast on template errors
+    content = await templates.render_message(template, ctx)  # fail fast on template errors
     verdict = await gate.judge(session, host, debtor, cp, template.channel, clock.now(),
                                await _days_past_due(session, debtor))
     status = {"allow": "queued", "defer": "deferred", "deny": "refused"}[verdict.decision]
@@ -184,7 +184,7 @@ async def _deliver(session: AsyncSession, host: PluginHost,
                                          list(interaction.obligation_ids),
                                          dict(interaction.variables))
     from_address = str(integration.config.get("from_address", ""))
-    content = templates.render_content(template, ctx, from_address)
+    content = await templates.render_message(template, ctx, from_address)
     message = OutboundMessage(message_id=f"int_{interaction.id}",
                               idempotency_key=f"cartera-interaction-{interaction.id}",
                               to=interaction.address or "", content=content,
