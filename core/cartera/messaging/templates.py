@@ -154,7 +154,7 @@ async def render_message(t: MessageTemplate, ctx: dict[str, Any], from_address: 
 
 def _content(t: MessageTemplate, ctx: dict[str, Any], from_address: str) -> Content:
     if t.channel == "sms":
-        return SmsContent(text=rendering.render(t.body, ctx, "body"))
+        return SmsContent(text=sms.plain_spaces(rendering.render(t.body, ctx, "body")))
     if t.channel == "email":
         return EmailContent(subject=rendering.render(t.subject or "", ctx, "subject"),
                             text=rendering.render(t.body, ctx, "body"),
