@@ -33,6 +33,7 @@ from cartera.settings import Settings, normalise_database_url
 from cartera.tenants.service import create_tenant
 
 _counter = itertools.count(1)
+PUBLIC_BASE_URL = "https://cartera.example.com"
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +50,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
+    # The public URL differs from the host requests arrive at, as behind a reverse proxy.
     return Settings(database_url=database_url, issuer="http://testserver.local",
+                    public_base_url=PUBLIC_BASE_URL,
                     log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0)
 
 

@@ -135,17 +135,18 @@ async def update(session: AsyncSession, host: PluginHost, actor: Actor, integrat
     return integration
 
 
-def out(integration: Integration, issuer: str) -> schemas.IntegrationOut:
+def out(integration: Integration, public_base: str) -> schemas.IntegrationOut:
     return schemas.IntegrationOut(
         id=integration.id, name=integration.name, provider_kind=integration.provider_kind,
         provider_name=integration.provider_name, config=dict(integration.config),
         secrets_set=list(integration.secret_names), enabled=integration.enabled,
-        webhook_url=webhook_url(issuer, integration.id), created_at=integration.created_at,
+        webhook_url=webhook_url(public_base, integration.id), created_at=integration.created_at,
         updated_at=integration.updated_at)
 
 
-def webhook_url(issuer: str, integration_id: int) -> str:
-    return f"{issuer}/v1/hooks/{integration_id}"
+def webhook_url(public_base: str, integration_id: int) -> str:
+    """The integration's public webhook URL (``public_base``: ``Settings.public_base``)."""
+    return f"{public_base}/v1/hooks/{integration_id}"
 
 
 @lru_cache(maxsize=1)
@@ -185,7 +186,7 @@ def _http_factory(timeout: float, transport: SharedTransport | None = None) -> A
     return factory
 
 
-def context_for(integration: Integration, provider: Any, issuer: str,
+def context_for(integration: Integration, provider: Any, public_base: str,
                 timeout: float, transport: SharedTransport | None = None
                 ) -> ProviderContext[Any, Any]:
     """The per-call context: validated config and secrets, HTTP factory, logger, clock.
@@ -198,7 +199,7 @@ def context_for(integration: Integration, provider: Any, issuer: str,
         secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
         http=_http_factory(timeout, transport),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
-        webhook_url=webhook_url(issuer, integration.id))
+        webhook_url=webhook_url(public_base, integration.id))
 
 
 def declared_secrets(provider: Any) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from cartera_sdk.errors import WebhookVerificationError
@@ -29,6 +30,15 @@ from cartera.plugins.host import PluginCallError, PluginHost
 
 log = logging.getLogger("cartera.webhooks")
 _KEPT_HEADERS_MAX = 64
+
+
+def public_url(public_base: str, request_url: str) -> str:
+    """The URL the provider called: ``request_url``'s path and query under the public base
+    URL (a proxy in front may have changed scheme, host, port or stripped a path prefix).
+    Signatures that cover the URL (Twilio's) are checked against this, so it is also what
+    a stored delivery keeps."""
+    parts = urlsplit(request_url)
+    return public_base + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 async def _integration(session: AsyncSession, integration_id: int) -> Integration:
@@ -54,7 +64,8 @@ async def handshake(ctx: AppContext, host: PluginHost, integration_id: int,
     provider = _provider(host, integration)
     if not hasattr(provider, "handshake"):
         raise NotFound("this provider has no webhook handshake")
-    pctx = service.context_for(integration, provider, ctx.settings.issuer, host.timeout_seconds)
+    pctx = service.context_for(integration, provider, ctx.settings.public_base,
+                               host.timeout_seconds)
     answer = await host.call(provider.handshake(request, pctx), what="webhook handshake")
     if answer is None:
         raise Unauthorized("handshake refused", code="handshake_refused")
@@ -70,7 +81,7 @@ async def receive(ctx: AppContext, host: PluginHost, integration_id: int,
     async with ctx.sessionmaker() as session:
         integration = await _integration(session, integration_id)
         provider = _provider(host, integration)
-        pctx = service.context_for(integration, provider, ctx.settings.issuer,
+        pctx = service.context_for(integration, provider, ctx.settings.public_base,
                                    host.timeout_seconds)
         rejection: str | None = None
         try:

@@ -272,7 +272,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
         to_send.append((interaction, message, content))
     if not to_send:
         return dict(counts)
-    pctx = integrations.context_for(integration, provider.provider, get_settings().issuer,
+    pctx = integrations.context_for(integration, provider.provider, get_settings().public_base,
                                     host.timeout_seconds, transport)
     limit = asyncio.Semaphore(SEND_CONCURRENCY)
 

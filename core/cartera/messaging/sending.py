@@ -189,7 +189,7 @@ async def _deliver(session: AsyncSession, host: PluginHost,
                               idempotency_key=f"cartera-interaction-{interaction.id}",
                               to=interaction.address or "", content=content,
                               metadata={"tenant_id": str(interaction.tenant_id)})
-    pctx = integrations.context_for(integration, provider.provider, get_settings().issuer,
+    pctx = integrations.context_for(integration, provider.provider, get_settings().public_base,
                                     host.timeout_seconds)
     try:
         outcome = await host.call(provider.provider.send(message, pctx), what="send")

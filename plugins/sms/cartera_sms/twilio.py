@@ -106,7 +106,9 @@ class TwilioSmsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     then ``messaging_service_sid`` (``MG...``), then ``from_number`` (E.164 or alphanumeric
     id). ``status_callback``: send ``StatusCallback`` (the integration's webhook URL).
     ``public_base_url`` (``https://api.example.com``): scheme and host Twilio called, when
-    the host sits behind a proxy that rewrites them (the signature covers the full URL).
+    they differ from the host's ``request.url`` (the signature covers the full URL). The
+    Cartera host already hands providers the public URL (``CARTERA_PUBLIC_BASE_URL``), so
+    this per-integration override is only for hosts that do not.
     ``validity_period`` (1-36000 s) is sent as ``ValidityPeriod`` when set.
     """
 
