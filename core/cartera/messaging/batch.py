@@ -290,7 +290,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
             result: str | RetryLater = RetryLater(outcome.detail, 30)
         else:
             interaction.content = msgspec.to_builtins(content)
-            result = _record_outcome(session, interaction, outcome)
+            result = await _record_outcome(session, interaction, outcome)
         if isinstance(result, RetryLater):
             await _retry(session, interaction, result)
             counts["retrying"] += 1

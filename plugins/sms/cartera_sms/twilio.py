@@ -68,6 +68,8 @@ PERMANENT_CODES: dict[int, str] = {
     21614: "the 'To' number is not a mobile number",
     21617: "message body exceeds 1600 characters",
 }
+#: Codes meaning the recipient opted out (STOP): the number must not get SMS from us again.
+OPT_OUT_CODES = frozenset({21610})
 RATE_LIMIT_CODES = frozenset({20429, 14107})
 RETRYABLE_CODES = frozenset({20500, 20503})
 
@@ -187,7 +189,8 @@ def classify_error(response: httpx.Response) -> SendFailure:
             retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
         )
     if code in PERMANENT_CODES:
-        return SendFailure(kind="permanent", code=code_str, reason=PERMANENT_CODES[code])
+        return SendFailure(kind="permanent", code=code_str, reason=PERMANENT_CODES[code],
+                           suppress="carrier_opt_out" if code in OPT_OUT_CODES else None)
     if status >= 500 or status == 408 or code in RETRYABLE_CODES:
         return SendFailure(kind="retryable", code=code_str, reason=f"twilio http {status}")
     reason = redact(text) if text else f"twilio http {status}"
@@ -340,6 +343,9 @@ class TwilioSmsProvider(BaseChannelProvider):
                 message_id=request.query_param(MESSAGE_ID_PARAM),
                 error_code=error_code,
                 error_reason=DELIVERY_ERRORS.get(error_code or ""),
+                suppress="carrier_opt_out"
+                if error_code and error_code.isdigit() and int(error_code) in OPT_OUT_CODES
+                else None,
             )
         ]
 

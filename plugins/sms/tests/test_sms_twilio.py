@@ -219,6 +219,7 @@ def test_recipient_errors_are_permanent_without_pii(fake: TwilioFake, to: str, c
     assert isinstance(result, SendFailure)
     assert (result.kind, result.code) == ("permanent", code)
     assert to not in result.reason and "5550" not in result.reason
+    assert result.suppress == ("carrier_opt_out" if code == "21610" else None)
 
 
 def test_too_long_body_gets_twilio_21617(fake: TwilioFake) -> None:
