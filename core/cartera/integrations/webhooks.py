@@ -27,6 +27,7 @@ from cartera.integrations import service
 from cartera.integrations.models import Integration, WebhookDelivery, WebhookEvent
 from cartera.jobs.registry import JobContext, job
 from cartera.plugins.host import PluginCallError, PluginHost
+from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.webhooks")
 _KEPT_HEADERS_MAX = 64
@@ -160,7 +161,8 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
         integration = await session.get(Integration, delivery.integration_id)
         assert integration is not None
         provider = _provider(host, integration)
-        pctx = service.context_for(integration, provider, "", host.timeout_seconds)
+        pctx = service.context_for(integration, provider, get_settings().public_base,
+                                   host.timeout_seconds)
         request = WebhookRequest(method=delivery.method, url=delivery.url,
                                  headers=dict(delivery.headers), body=delivery.body,
                                  received_at=delivery.received_at)
