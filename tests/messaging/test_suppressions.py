@@ -18,6 +18,8 @@ from tests.messaging.test_sendgrid_end_to_end import PUBLIC, post_events
 from tests.messaging.test_twilio_end_to_end import ACCOUNT, TOKEN, callback
 from tests.messaging.test_whatsapp_end_to_end import APP_SECRET, PHONE_ID, notification, post_signed
 from tests.payments.test_allocation import days_ago, obligation
+from tests.segmentation.test_segments import run as run_segments
+from tests.segmentation.test_segments import segment_of
 
 RunJobs = Callable[[], Awaitable[int]]
 
@@ -127,12 +129,19 @@ async def test_hard_bounces_and_spam_reports_suppress_the_address_for_email(
         tenant: TenantClient, http: Any, sendgrid: FakeHTTPServer, run_jobs: RunJobs,
         event: dict[str, Any], reason: str) -> None:
     integration, template, debtor = await _email_setup(tenant, sendgrid)
+    await tenant.api.put("/v1/segments", json={"segments": [
+        {"code": "email", "name": "E-mail", "rule": {"feature": "consent", "channel": "email",
+                                                       "op": "eq", "value": True}},
+        {"code": "rest", "name": "Unreachable", "rule": {"all": []}}]})
+    await run_segments(tenant, run_jobs)
+    assert await segment_of(tenant, debtor) == "email"
     sent = await _send(tenant, debtor, integration, template)
     await run_jobs()
     await post_events(http, integration, [{
         "email": "rosa@example.pe", "timestamp": int(time.time()), "sg_event_id": "ev-1",
         "sg_message_id": "sg-msg-1.filter0001", **event}])
     await run_jobs()
+    assert await segment_of(tenant, debtor) == "rest"  # reachability is re-evaluated
     point = (await tenant.api.get(f"/v1/debtors/{debtor}")).json()["contact_points"][0]
     assert point["suppressions"]["email"]["reason"] == reason
     assert point["suppressions"]["email"]["interaction_id"] == sent.json()["id"]

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.audit.models import AuditEntry
 from cartera.portfolio.models import ContactPoint
+from cartera.portfolio.service import resegment_debtor
 
 LEGACY_MOBILE_PREFIX = {52: "1", 54: "9"}
 """Country code -> the digit some systems put between it and a 10-digit mobile number."""
@@ -64,7 +65,7 @@ async def suppress(session: AsyncSession, tenant_id: int, address: str, channel:
                    at: datetime) -> list[ContactPoint]:
     """Mark every contact point ``address`` reaches as unusable for ``channel`` (the first
     suppression of a channel is kept: it says when and why it started). Returns the
-    points newly suppressed."""
+    points newly suppressed (their debtors are re-segmented: reachability is a feature)."""
     changed = []
     for cp in await matching_points(session, tenant_id, address):
         current: dict[str, Any] = dict(cp.suppressions or {})
@@ -79,4 +80,6 @@ async def suppress(session: AsyncSession, tenant_id: int, address: str, channel:
                                resource_type="debtor", resource_id=str(cp.debtor_id),
                                changes={"contact_point_id": cp.id, "channel": channel,
                                         "reason": reason, "code": code}))
+    for debtor_id in sorted({cp.debtor_id for cp in changed}):
+        await resegment_debtor(session, tenant_id, debtor_id)
     return changed
