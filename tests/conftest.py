@@ -35,6 +35,7 @@ from cartera.tenants.service import create_tenant
 _counter = itertools.count(1)
 TEST_EGRESS_ALLOW = "127.0.0.1,::1,localhost"
 """The fake providers of the tests listen on loopback over http."""
+PUBLIC_BASE_URL = "https://cartera.example.com"
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +52,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     os.environ["CARTERA_HOME"] = str(tmp_path_factory.mktemp("home"))
+    # The public URL differs from the host requests arrive at, as behind a reverse proxy.
     return Settings(database_url=database_url, issuer="http://testserver.local",
+                    public_base_url=PUBLIC_BASE_URL,
                     log_level="WARNING", jobs_inline=True, plugin_timeout_seconds=1.0,
                     egress_allow=TEST_EGRESS_ALLOW,
                     # one address makes every test's tokens: tests/api/test_rate_limits.py

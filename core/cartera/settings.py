@@ -69,6 +69,10 @@ class Settings:
 
     database_url: str = field(default_factory=_default_database_url)
     issuer: str = "http://localhost:8000"
+    public_base_url: str | None = None
+    """Scheme, host (and path prefix) the outside world reaches this server at, behind any
+    proxy: the only source of URLs handed to providers (webhook and status-callback URLs)
+    and of the URL provider signatures are checked against. Defaults to ``issuer``."""
     token_ttl_seconds: int = 900
     max_body_bytes: int = 1_048_576
     max_import_bytes: int = 2_147_483_648
@@ -96,6 +100,11 @@ class Settings:
     rate_limit_expensive: str = "60/minute"
     """Expensive operations (imports, segmentation runs and previews, message sends) per
     OAuth client."""
+
+    @property
+    def public_base(self) -> str:
+        """:attr:`public_base_url`, else the issuer; without a trailing slash."""
+        return (self.public_base_url or self.issuer).rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:
@@ -150,6 +159,8 @@ def _settings_from_env() -> Settings:
         kwargs["database_url"] = normalise_database_url(env["CARTERA_DATABASE_URL"])
     if env.get("CARTERA_ISSUER"):
         kwargs["issuer"] = env["CARTERA_ISSUER"].rstrip("/")
+    if env.get("CARTERA_PUBLIC_BASE_URL"):
+        kwargs["public_base_url"] = env["CARTERA_PUBLIC_BASE_URL"].rstrip("/")
     if env.get("CARTERA_TOKEN_TTL"):
         kwargs["token_ttl_seconds"] = int(env["CARTERA_TOKEN_TTL"])
     if env.get("CARTERA_LOG_LEVEL"):

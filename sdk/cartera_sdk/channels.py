@@ -41,6 +41,7 @@ __all__ = [
     "SendResult",
     "Sent",
     "SmsContent",
+    "SuppressionReason",
     "TemplateButton",
     "TemplateParameter",
     "TextParameter",
@@ -198,6 +199,13 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 # ---------------------------------------------------------------------------- results
 
+#: Why an address can no longer receive a channel, as a provider reports it:
+#: ``hard_bounce`` (the mailbox or number does not exist: SMTP/SendGrid 5.x.x),
+#: ``spam_complaint`` (the recipient reported the message as spam), ``carrier_opt_out``
+#: (the recipient opted out at the carrier or provider, e.g. Twilio 21610 after STOP).
+#: The host marks the contact point unusable for that channel; the gate then refuses it.
+SuppressionReason = Literal["hard_bounce", "spam_complaint", "carrier_opt_out"]
+
 
 class Sent(msgspec.Struct, frozen=True, kw_only=True, tag="sent", tag_field="result"):
     """The provider accepted the message. ``cost`` only when the provider reports it."""
@@ -218,6 +226,8 @@ class SendFailure(msgspec.Struct, frozen=True, kw_only=True, tag="failed", tag_f
     code: str
     reason: str
     retry_after_seconds: float | None = None
+    suppress: SuppressionReason | None = None
+    """Set when the failure means the address must not be used for this channel again."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("retryable", "permanent", "rate_limited"):
@@ -245,6 +255,8 @@ class DeliveryStatusEvent(
     ``event_id`` is stable across redeliveries of the same provider event (the host
     de-duplicates on it): use the provider's event id when it has one (``sg_event_id``),
     else a deterministic composite such as ``f"{wamid}:{status}:{timestamp}"``.
+    ``occurred_at`` is the provider's own event time when it reports one (the host orders
+    the interaction's timeline by it), else when the request was received.
     """
 
     event_id: str
@@ -255,6 +267,9 @@ class DeliveryStatusEvent(
     error_code: str | None = None
     error_reason: str | None = None
     cost: Money | None = None
+    suppress: SuppressionReason | None = None
+    """Set when the event means the address must not be used for this channel again
+    (a hard bounce, a spam complaint, a carrier opt-out)."""
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, tag="inbound", tag_field="type"):

@@ -9,7 +9,7 @@ from litestar import Litestar
 from sqlalchemy import select
 
 from cartera.integrations.models import Integration
-from tests.conftest import TenantClient
+from tests.conftest import PUBLIC_BASE_URL, TenantClient
 
 
 def spec(**overrides: Any) -> dict[str, Any]:
@@ -36,7 +36,7 @@ async def test_secrets_are_write_only_and_encrypted_at_rest(tenant: TenantClient
         row = await session.scalar(select(Integration).where(Integration.id == created["id"]))
     assert row is not None and row.secrets_sealed is not None
     assert b"key-123" not in row.secrets_sealed
-    assert created["webhook_url"].startswith("http://testserver.local/v1/hooks/")
+    assert created["webhook_url"].startswith(f"{PUBLIC_BASE_URL}/v1/hooks/")
     assert not created["webhook_url"].endswith(f"/v1/hooks/{created['id']}")
 
 

@@ -11,7 +11,7 @@ from litestar import Litestar
 from sqlalchemy import func, select
 
 from cartera.integrations.models import WebhookDelivery, WebhookEvent, WebhookRejection
-from tests.conftest import TenantClient, hook_path
+from tests.conftest import PUBLIC_BASE_URL, TenantClient, hook_path
 from tests.integrations.test_integrations import create
 
 BODY = json.dumps({"events": [
@@ -109,7 +109,7 @@ async def test_the_path_is_an_unguessable_token_and_the_id_path_is_404(
     integ = await create(tenant)
     path = await hook_path(http, integ["id"])
     token = path.removeprefix("/v1/hooks/")
-    assert integ["webhook_url"] == f"http://testserver.local{path}"
+    assert integ["webhook_url"] == f"{PUBLIC_BASE_URL}{path}"
     assert len(token) == 43 and str(integ["id"]) != token
     assert (await http.post(path, content=BODY, headers=signed(BODY))).status_code == 200
     altered = ("B" if token[0] == "A" else "A") + token[1:]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cartera.messaging.sms import analyse
+from cartera.messaging.sms import analyse, plain_spaces
 from tests.conftest import TenantClient
 from tests.payments.test_allocation import days_ago, obligation
 
@@ -96,3 +96,24 @@ async def test_sandbox_blocks_unsafe_templates(tenant: TenantClient) -> None:
         **SMS, "code": "evil", "body": "{{ debtor.__class__.__mro__ }}"})).json()
     r = await tenant.api.post(f"/v1/templates/{t['id']}/preview", json={"debtor_id": d})
     assert r.status_code == 422
+
+
+async def test_amounts_in_a_gsm7_sms_use_ascii_spaces(tenant: TenantClient) -> None:
+    d = await debtor_with_debt(tenant)
+    greeting = "Hola {{ debtor.first_name }}, debe {{ balance.overdue }}. "
+    rendered_greeting = "Hola Rosa, debe S/ 1,250.50. "
+    body = greeting + "x" * (158 - len(rendered_greeting))
+    t = (await tenant.api.post("/v1/templates", json={**SMS, "code": "gsm",
+                                                      "body": body})).json()
+    r = await tenant.api.post(f"/v1/templates/{t['id']}/preview", json={"debtor_id": d})
+    text = r.json()["content"]["text"]
+    assert len(text) == 158 and text.startswith("Hola Rosa, debe S/ 1,250.50.")
+    assert r.json()["sms"] == {"encoding": "GSM-7", "characters": 158, "units": 158,
+                               "segments": 1, "non_gsm_characters": []}
+
+
+def test_plain_spaces_only_where_they_make_gsm7() -> None:
+    assert plain_spaces("S/\u00a01,250.50") == "S/ 1,250.50"
+    assert plain_spaces("R$\u202f10") == "R$ 10"
+    ucs2 = "¿Cómo está? S/\u00a01,250.50"  # UCS-2 anyway: left as rendered
+    assert plain_spaces(ucs2) == ucs2

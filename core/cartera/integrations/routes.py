@@ -24,7 +24,7 @@ WRITE = secured("integrations:write")
 
 
 def _out(request: Request[Any, Any, Any], integration: Integration) -> schemas.IntegrationOut:
-    return service.out(integration, app_context(request).settings.issuer)
+    return service.out(integration, app_context(request).settings.public_base)
 
 
 class IntegrationController(Controller):
@@ -79,7 +79,7 @@ class IntegrationController(Controller):
         host = current_host()
         provider = service.provider_for(host, integration.provider_kind,
                                         integration.provider_name).provider
-        pctx = service.context_for(integration, provider, app_context(request).settings.issuer,
+        pctx = service.context_for(integration, provider, app_context(request).settings.public_base,
                                    host.timeout_seconds)
         try:
             check = await host.call(provider.test_connection(pctx), what="test connection")
@@ -120,7 +120,8 @@ def _test_detail(check: ConnectionCheck) -> str:
 
 
 async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
-    return WebhookRequest(method=request.method, url=str(request.url),
+    public = webhooks.public_url(app_context(request).settings.public_base, str(request.url))
+    return WebhookRequest(method=request.method, url=public,
                           headers=dict(request.headers.items()), body=await request.body())
 
 

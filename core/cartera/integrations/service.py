@@ -141,12 +141,12 @@ async def update(session: AsyncSession, host: PluginHost, actor: Actor, integrat
     return integration
 
 
-def out(integration: Integration, issuer: str) -> schemas.IntegrationOut:
+def out(integration: Integration, public_base: str) -> schemas.IntegrationOut:
     return schemas.IntegrationOut(
         id=integration.id, name=integration.name, provider_kind=integration.provider_kind,
         provider_name=integration.provider_name, config=dict(integration.config),
         secrets_set=list(integration.secret_names), enabled=integration.enabled,
-        webhook_url=webhook_url(issuer, integration), created_at=integration.created_at,
+        webhook_url=webhook_url(public_base, integration), created_at=integration.created_at,
         updated_at=integration.updated_at)
 
 
@@ -175,12 +175,13 @@ def reseal_webhook_token(integration: Integration, sealer: Keyring) -> None:
             integration.webhook_token_sealed, context=_token_context(integration.tenant_id))
 
 
-def webhook_url(issuer: str, integration: Integration) -> str:
-    """The public URL of the integration's webhook route: ``{issuer}/v1/hooks/{token}``."""
+def webhook_url(public_base: str, integration: Integration) -> str:
+    """The integration's public webhook URL, ``{public_base}/v1/hooks/{token}``
+    (``public_base``: ``Settings.public_base``)."""
     assert integration.webhook_token_sealed is not None
     token = keyring().open(integration.webhook_token_sealed,
                            context=_token_context(integration.tenant_id)).decode("ascii")
-    return f"{issuer}/v1/hooks/{token}"
+    return f"{public_base}/v1/hooks/{token}"
 
 
 @lru_cache(maxsize=1)
@@ -230,7 +231,7 @@ def _http_factory(timeout: float, transport: SharedTransport | None = None) -> A
     return factory
 
 
-def context_for(integration: Integration, provider: Any, issuer: str,
+def context_for(integration: Integration, provider: Any, public_base: str,
                 timeout: float, transport: SharedTransport | None = None
                 ) -> ProviderContext[Any, Any]:
     """The per-call context: validated config and secrets, HTTP factory, logger, clock.
@@ -243,7 +244,7 @@ def context_for(integration: Integration, provider: Any, issuer: str,
         secrets=msgspec.convert(open_secrets(integration), secrets_type(provider)),
         http=_http_factory(timeout, transport),
         logger=logging.LoggerAdapter(log, {"integration_id": integration.id}),
-        webhook_url=webhook_url(issuer, integration), egress=egress_policy())
+        webhook_url=webhook_url(public_base, integration), egress=egress_policy())
 
 
 def declared_secrets(provider: Any) -> list[str]:

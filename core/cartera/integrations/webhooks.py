@@ -37,12 +37,22 @@ from cartera.integrations.models import (
 )
 from cartera.jobs.registry import JobContext, job
 from cartera.plugins.host import PluginCallError, PluginHost
+from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.webhooks")
 _KEPT_HEADERS_MAX = 64
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 _SECRET_NAME = re.compile(r"auth|signature|sig$|token|secret|key|password|cookie", re.I)
 REDACTED = "[redacted]"
+
+
+def public_url(public_base: str, request_url: str) -> str:
+    """The URL the provider called: ``request_url``'s path and query under the public base
+    URL (a proxy in front may have changed scheme, host, port or stripped a path prefix).
+    Signatures that cover the URL (Twilio's) are checked against this, so it is also what
+    a stored delivery keeps."""
+    parts = urlsplit(request_url)
+    return public_base + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 async def _integration(session: AsyncSession, token: str) -> Integration:
@@ -102,7 +112,8 @@ async def handshake(ctx: AppContext, host: PluginHost, token: str,
     provider = _provider(host, integration)
     if not hasattr(provider, "handshake"):
         raise NotFound("this provider has no webhook handshake")
-    pctx = service.context_for(integration, provider, ctx.settings.issuer, host.timeout_seconds)
+    pctx = service.context_for(integration, provider, ctx.settings.public_base,
+                               host.timeout_seconds)
     answer = await host.call(provider.handshake(request, pctx), what="webhook handshake")
     if answer is None:
         raise Unauthorized("handshake refused", code="handshake_refused")
@@ -118,7 +129,7 @@ async def receive(ctx: AppContext, host: PluginHost, token: str,
     async with ctx.sessionmaker() as session:
         integration = await _integration(session, token)
         provider = _provider(host, integration)
-        pctx = service.context_for(integration, provider, ctx.settings.issuer,
+        pctx = service.context_for(integration, provider, ctx.settings.public_base,
                                    host.timeout_seconds)
         rejection: str | None = None
         try:
@@ -197,7 +208,8 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
         integration = await session.get(Integration, delivery.integration_id)
         assert integration is not None
         provider = _provider(host, integration)
-        pctx = service.context_for(integration, provider, "", host.timeout_seconds)
+        pctx = service.context_for(integration, provider, get_settings().public_base,
+                                   host.timeout_seconds)
         request = WebhookRequest(method=delivery.method, url=delivery.url,
                                  headers=dict(delivery.headers), body=delivery.body,
                                  received_at=delivery.received_at)

@@ -29,20 +29,11 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import msgspec
-from cartera_sdk.channels import (
-    Content,
-    EmailContent,
-    OutboundMessage,
-    SendFailure,
-    Sent,
-    SmsContent,
-)
+from cartera_sdk.channels import OutboundMessage, SendFailure, Sent
 from cartera_sdk.compliance import PriorContact
-from jinja2 import Template
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -145,31 +136,6 @@ async def send_batch_job(job_ctx: JobContext) -> dict[str, Any]:
     finally:
         await transport.close()
     return dict(totals)
-
-
-@lru_cache(maxsize=256)
-def _compiled(source: str, html: bool) -> Template:
-    return (rendering.HTML_ENV if html else rendering.TEXT_ENV).from_string(source)
-
-
-def _text(source: str, ctx: dict[str, Any], param: str, *, html: bool = False) -> str:
-    """``rendering.render`` without compiling the template again for every message."""
-    try:
-        return _compiled(source, html).render(ctx)
-    except Exception:
-        return rendering.render(source, ctx, param, html=html)  # raises the API's error
-
-
-def render_content(t: MessageTemplate, ctx: dict[str, Any], from_address: str) -> Content:
-    """:func:`cartera.messaging.templates.render_content`, with compiled templates cached."""
-    if t.channel == "sms":
-        return SmsContent(text=_text(t.body, ctx, "body"))
-    if t.channel == "email":
-        return EmailContent(subject=_text(t.subject or "", ctx, "subject"),
-                            text=_text(t.body, ctx, "body"),
-                            html=_text(t.html or "", ctx, "html", html=True),
-                            from_address=from_address or "no-reply@localhost")
-    return templates.render_content(t, ctx, from_address)
 
 
 def _concurrent(session: AsyncSession) -> bool:
@@ -288,7 +254,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
             counts[await _not_allowed(session, interaction, verdict)] += 1
             continue
         try:
-            content = render_content(
+            content = await templates.render_message(
                 template, context(loaded, debtor, template.locale,
                                   list(interaction.obligation_ids),
                                   dict(interaction.variables)), from_address)
@@ -306,7 +272,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
         to_send.append((interaction, message, content))
     if not to_send:
         return dict(counts)
-    pctx = integrations.context_for(integration, provider.provider, get_settings().issuer,
+    pctx = integrations.context_for(integration, provider.provider, get_settings().public_base,
                                     host.timeout_seconds, transport)
     limit = asyncio.Semaphore(SEND_CONCURRENCY)
 
@@ -324,7 +290,7 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
             result: str | RetryLater = RetryLater(outcome.detail, 30)
         else:
             interaction.content = msgspec.to_builtins(content)
-            result = _record_outcome(session, interaction, outcome)
+            result = await _record_outcome(session, interaction, outcome)
         if isinstance(result, RetryLater):
             await _retry(session, interaction, result)
             counts["retrying"] += 1

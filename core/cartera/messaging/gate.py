@@ -1,7 +1,8 @@
 """The contact gate: the single place that decides whether a contact may happen now.
 
 It checks, in order: a contact point of the right kind exists; consent is not revoked; the
-debtor has not opted out of this channel on it; then every compliance pack installed for
+debtor has not opted out of this channel on it; no provider suppressed the channel there
+(hard bounce, spam complaint, carrier opt-out); then every compliance pack installed for
 the debtor's country (their verdicts: allow, defer until an instant, or deny). The result
 always carries machine-readable reasons, and is stored on the interaction.
 """
@@ -50,6 +51,10 @@ def check_contact_point(cp: ContactPoint | None, channel: str) -> schemas.Verdic
         return _deny("consent_revoked", "the debtor revoked consent on this contact point")
     if channel in (cp.opted_out_channels or []):
         return _deny("opted_out", f"the debtor opted out of {channel} on this contact point")
+    suppressed = (cp.suppressions or {}).get(channel)
+    if suppressed:
+        return _deny("suppressed", f"the provider reported {suppressed.get('reason')} for "
+                                   f"{channel} on this contact point")
     return None
 
 

@@ -1,6 +1,9 @@
-"""What provider events do to interactions: delivery statuses move an interaction forward
-(late or repeated events never move it back), replies are recorded, and an opt-out keyword
-revokes consent for that channel on that contact point."""
+"""What provider events do to interactions: delivery statuses are kept in a timeline
+ordered by the provider's event time, and the interaction's status is derived from that
+story (:data:`PRECEDENCE`: late or repeated events never move it back); suppressions
+(hard bounces, spam complaints, carrier opt-outs) make the address unusable for the
+channel; replies are recorded, and an opt-out keyword revokes consent for that channel on
+the contact points the sender's address reaches."""
 
 from __future__ import annotations
 
@@ -8,16 +11,18 @@ import logging
 import re
 import unicodedata
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import clock
+from cartera import clock, money
 from cartera.audit.models import AuditEntry
 from cartera.integrations.models import Integration
 from cartera.integrations.webhooks import on_event
-from cartera.messaging.models import Interaction, OptOutKeyword
+from cartera.messaging import suppression
+from cartera.messaging.models import Interaction, InteractionEvent, OptOutKeyword
 from cartera.messaging.sending import add_event, publish_interaction
 from cartera.portfolio.models import ContactPoint
 from cartera.portfolio.service import resegment_debtor
@@ -25,11 +30,17 @@ from cartera.portfolio.service import resegment_debtor
 log = logging.getLogger("cartera.inbound")
 
 DEFAULT_OPT_OUT = ("BAJA", "STOP", "NO MAS", "CANCELAR")
-# Provider states mapped onto our interaction statuses, and how far along each one is.
+# Provider states mapped onto our interaction statuses.
 STATUS_MAP = {"queued": "queued", "accepted": "queued", "sent": "sent", "delivered": "delivered",
               "read": "read", "opened": "read", "clicked": "read", "failed": "failed",
               "undelivered": "failed", "bounced": "failed", "dropped": "failed"}
-RANK = {"queued": 0, "deferred": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
+PRECEDENCE = {"queued": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
+"""Which status an interaction's delivery story ends in: the highest here, and among equals
+the latest by the provider's event time. A receipt (delivered, read) outranks a failure
+whatever the order they arrive or happened in: a handset cannot confirm what it did not
+receive, while providers do report failures that a later carrier receipt contradicts
+(Twilio ``undelivered`` then a late ``delivered``). A failure outranks ``sent``, which
+outranks the provider's own queueing states."""
 
 
 def normalise(text: str) -> str:
@@ -43,9 +54,44 @@ def _at(payload: dict[str, Any]) -> datetime:
     return datetime.fromisoformat(raw) if isinstance(raw, str) else clock.now()
 
 
+def story_order(events: list[InteractionEvent]) -> list[InteractionEvent]:
+    """Recorded events (in id order) with the provider's events among them reordered by
+    the provider's event time, each in a slot a provider event held: Cartera's own steps
+    (queued, sent...) keep their place, and provider clocks (often whole seconds) are never
+    compared with ours."""
+    slots = [i for i, e in enumerate(events) if e.occurred_at is not None]
+    by_time = sorted((events[i] for i in slots), key=lambda e: (e.occurred_at or e.at, e.id))
+    ordered = list(events)
+    for slot, event in zip(slots, by_time, strict=True):
+        ordered[slot] = event
+    return ordered
+
+
+def derive_status(story: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """The status (with its event's detail) a delivery story ends in, by
+    :data:`PRECEDENCE`; ``story`` is in provider event-time order and starts from ``sent``
+    (statuses outside :data:`PRECEDENCE` are ignored)."""
+    best: tuple[str, dict[str, Any]] = ("sent", {})
+    for status, detail in story:
+        if status in PRECEDENCE and PRECEDENCE[status] >= PRECEDENCE[best[0]]:
+            best = (status, detail)
+    return best
+
+
+async def _delivery_story(session: AsyncSession,
+                          interaction: Interaction) -> list[tuple[str, dict[str, Any]]]:
+    events = (await session.scalars(select(InteractionEvent).where(
+        InteractionEvent.interaction_id == interaction.id, InteractionEvent.source == "webhook")
+        .order_by(InteractionEvent.id))).all()
+    return [(STATUS_MAP.get(e.status, e.status), dict(e.detail))
+            for e in story_order(list(events))]
+
+
 @on_event("DeliveryStatusEvent")
 async def delivery_status(session: AsyncSession, integration: Integration, provider: Any,
                           payload: dict[str, Any]) -> None:
+    """Record the event in the timeline, then re-derive the interaction's status (and its
+    failure code, which only a ``failed`` status carries) from the whole ordered story."""
     interaction = await session.scalar(select(Interaction).where(
         Interaction.integration_id == integration.id,
         Interaction.provider_message_id == payload["provider_message_id"]))
@@ -53,24 +99,29 @@ async def delivery_status(session: AsyncSession, integration: Integration, provi
         log.info("status for an unknown message", extra={"integration_id": integration.id})
         return
     state = str(payload["status"])
-    add_event(session, interaction, state, "webhook", at=_at(payload),
+    occurred = _at(payload)
+    add_event(session, interaction, state, "webhook", occurred_at=occurred,
               code=payload.get("error_code"), reason=payload.get("error_reason"))
     if state == "unsubscribed":
         await _opt_out(session, integration, interaction.address or "", interaction.channel,
                        "provider unsubscribe event")
-    new = STATUS_MAP.get(state)
-    if new is None or RANK.get(new, -1) <= RANK.get(interaction.status, -1):
-        return  # duplicates and out-of-order events never move an interaction back
-    interaction.status = new
-    if new == "failed":
-        interaction.failure_code = payload.get("error_code")
-        interaction.failure_reason = payload.get("error_reason")
-    cost = payload.get("cost")
+    if payload.get("suppress") and interaction.address:
+        await suppression.suppress(
+            session, interaction.tenant_id, interaction.address, interaction.channel,
+            str(payload["suppress"]), code=payload.get("error_code"),
+            interaction_id=interaction.id, at=occurred)
+    _record_cost(interaction, payload.get("cost"))
+    if interaction.status not in PRECEDENCE:
+        return  # not sent (yet): refused, deferred... a stray status does not change that
+    await session.flush()
+    status, detail = derive_status(await _delivery_story(session, interaction))
+    interaction.status = status
+    interaction.failure_code = detail.get("code") if status == "failed" else None
+    interaction.failure_reason = detail.get("reason") if status == "failed" else None
+
+
+def _record_cost(interaction: Interaction, cost: dict[str, Any] | None) -> None:
     if cost:
-        from decimal import Decimal
-
-        from cartera import money
-
         interaction.cost_minor = money.to_minor(Decimal(str(cost["amount"])), cost["currency"])
         interaction.cost_currency = cost["currency"]
 
@@ -81,21 +132,11 @@ async def _keywords(session: AsyncSession, tenant_id: int) -> set[str]:
     return {normalise(k) for k in (*DEFAULT_OPT_OUT, *extra)}
 
 
-def _addresses(address: str) -> list[str]:
-    """Forms one address takes: WhatsApp sends phone numbers without the leading +."""
-    digits = address.lstrip("+")
-    return [address, "+" + digits] if digits.isdigit() else [address]
-
-
-async def _points(session: AsyncSession, tenant_id: int, address: str) -> list[ContactPoint]:
-    return list((await session.scalars(select(ContactPoint).where(
-        ContactPoint.tenant_id == tenant_id, ContactPoint.value.in_(_addresses(address)))
-        .order_by(ContactPoint.id))).all())
-
-
 async def _opt_out(session: AsyncSession, integration: Integration, address: str,
                    channel: str, why: str) -> list[ContactPoint]:
-    points = await _points(session, integration.tenant_id, address)
+    """Opt every contact point ``address`` reaches out of ``channel``; returns them (empty
+    when the address matches none: nothing was applied)."""
+    points = await suppression.matching_points(session, integration.tenant_id, address)
     changed: set[int] = set()
     for cp in points:
         if channel not in (cp.opted_out_channels or []):
@@ -114,10 +155,13 @@ async def _opt_out(session: AsyncSession, integration: Integration, address: str
 @on_event("InboundMessage")
 async def inbound_message(session: AsyncSession, integration: Integration, provider: Any,
                           payload: dict[str, Any]) -> None:
+    """Record a reply; an opt-out keyword opts the sender's contact points out of the
+    channel, and the timeline says ``opted_out`` only when some contact point matched
+    (``unmatched`` otherwise: nothing was applied)."""
     address = str(payload["from_address"])
     channel = str(getattr(provider, "channel", "sms"))
     text = payload.get("text") or payload.get("button_payload") or ""
-    points = await _points(session, integration.tenant_id, address)
+    points = await suppression.matching_points(session, integration.tenant_id, address)
     interaction = Interaction(
         tenant_id=integration.tenant_id, debtor_id=points[0].debtor_id if points else None,
         direction="inbound", channel=channel, status="received",
@@ -126,8 +170,9 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
         content={"text": text}, trigger={"source": "webhook"})
     session.add(interaction)
     await session.flush()
-    add_event(session, interaction, "received", "webhook", at=_at(payload))
+    add_event(session, interaction, "received", "webhook", occurred_at=_at(payload))
     await publish_interaction(session, interaction)
     if normalise(text) in await _keywords(session, integration.tenant_id):
-        await _opt_out(session, integration, address, channel, f"keyword {text!r}")
-        add_event(session, interaction, "opted_out", "keyword", keyword=normalise(text))
+        applied = await _opt_out(session, integration, address, channel, f"keyword {text!r}")
+        add_event(session, interaction, "opted_out" if applied else "unmatched", "keyword",
+                  keyword=normalise(text), contact_point_ids=[cp.id for cp in applied])

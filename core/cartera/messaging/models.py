@@ -81,6 +81,10 @@ class InteractionEvent(TenantScoped, Base):
         BigId, ForeignKey("interactions.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime)
+    """When Cartera recorded the event."""
+    occurred_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the provider says it happened (provider events only); the timeline is ordered
+    by it, falling back to ``at``."""
     source: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
 

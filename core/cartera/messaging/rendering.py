@@ -6,29 +6,39 @@ overdue, days_past_due, oldest_unpaid_due_date; ``balances`` has every currency)
 ``obligations`` (the ones concerned, or every open one), ``tenant`` (name), ``links``
 (payment, self_service — empty until those features are configured) and ``vars`` (what the
 caller passed). Money renders as a localised string ("S/ 1,250.50"); so do dates.
+
+Templates run in :class:`cartera.messaging.sandbox.BoundedEnvironment`: immutable sandbox,
+bounded source, output and intermediate values, and a time budget per message. Every
+failure is an :class:`~cartera.errors.Invalid` naming the template field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache, partial
+from typing import Any, ParamSpec, TypeVar
 
+import anyio.to_thread
 from babel.dates import format_date
 from babel.numbers import format_currency
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import money
 from cartera.errors import Invalid
+from cartera.messaging import sandbox
 from cartera.portfolio import aging
 from cartera.portfolio.models import Debtor, DebtorBalance, Obligation
 from cartera.tenants.models import Tenant
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def babel_locale(locale: str) -> str:
@@ -57,17 +67,25 @@ class LocalDate:
         return self.value.isoformat()
 
 
-def _env(autoescape: bool) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined,
-                               trim_blocks=True, lstrip_blocks=True)
-    return env
+def _env(autoescape: bool) -> sandbox.BoundedEnvironment:
+    return sandbox.BoundedEnvironment(autoescape=autoescape, undefined=StrictUndefined,
+                                      trim_blocks=True, lstrip_blocks=True)
 
 
 TEXT_ENV = _env(autoescape=False)
 HTML_ENV = _env(autoescape=True)
 
 
+def _check_size(source: str, param: str) -> None:
+    limit = sandbox.LIMITS.max_source_chars
+    if len(source) > limit:
+        raise Invalid(f"the template is longer than {limit} characters",
+                      code="template_too_large", param=param)
+
+
 def check_syntax(source: str, param: str, *, html: bool = False) -> None:
+    """Refuse (422 naming ``param``) a template that is too long or does not parse."""
+    _check_size(source, param)
     try:
         (HTML_ENV if html else TEXT_ENV).parse(source)
     except TemplateSyntaxError as exc:
@@ -75,18 +93,64 @@ def check_syntax(source: str, param: str, *, html: bool = False) -> None:
                       code="template_syntax_error", param=param) from None
 
 
-def render(source: str, context: dict[str, Any], param: str, *, html: bool = False) -> str:
+@lru_cache(maxsize=256)
+def _compiled(source: str, html: bool) -> Template:
+    return (HTML_ENV if html else TEXT_ENV).from_string(source)
+
+
+@contextmanager
+def _template_errors(param: str) -> Iterator[None]:
+    """Template failures as :class:`Invalid` naming ``param`` (a 422, or a per-message
+    failure code at send time)."""
     try:
-        return (HTML_ENV if html else TEXT_ENV).from_string(source).render(context)
+        yield
     except UndefinedError as exc:
         raise Invalid(f"template uses an unknown variable: {exc.message}",
                       code="template_variable_missing", param=param) from None
+    except sandbox.RenderLimitExceeded as exc:
+        raise Invalid(str(exc), code=exc.code, param=param) from None
     except SecurityError as exc:
         raise Invalid(f"template tried an unsafe operation: {exc}", code="template_unsafe",
                       param=param) from None
     except TemplateSyntaxError as exc:
         raise Invalid(f"template syntax error: {exc.message}", code="template_syntax_error",
                       param=param) from None
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError,
+            RecursionError) as exc:
+        raise Invalid(f"the template failed to render: {type(exc).__name__}: {exc}"[:500],
+                      code="template_render_error", param=param) from None
+
+
+def render(source: str, context: dict[str, Any], param: str, *, html: bool = False) -> str:
+    """``source`` rendered with ``context`` inside the sandbox's limits (the current
+    render budget, or a new one). The output is streamed and stops past the output limit.
+
+    Synchronous and CPU-bound: async code calls it through :func:`in_worker_thread`."""
+    _check_size(source, param)
+    limit = sandbox.LIMITS.max_output_chars
+    with sandbox.budget(), _template_errors(param):
+        parts: list[str] = []
+        size = 0
+        for chunk in _compiled(source, html).generate(context):
+            size += len(chunk)
+            if size > limit:
+                raise sandbox.RenderLimitExceeded(
+                    "template_output_too_large",
+                    f"the template renders more than {limit} characters")
+            parts.append(chunk)
+        return "".join(parts)  # autoescaped chunks are already escaped
+
+
+def evaluate(expression: str, context: dict[str, Any], param: str) -> Any:
+    """The value of one template expression (``balance.overdue``), within the limits."""
+    _check_size(expression, param)
+    with sandbox.budget(), _template_errors(param):
+        return TEXT_ENV.compile_expression(expression)(context)
+
+
+async def in_worker_thread(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a render off the event loop (each render stops itself at its time budget)."""
+    return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
 
 
 def _money(minor: int, currency: str, locale: str) -> LocalMoney:

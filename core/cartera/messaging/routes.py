@@ -16,8 +16,7 @@ from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.audit import service as audit
 from cartera.errors import Invalid, NotFound
-from cartera.messaging import inbound as _inbound  # noqa: F401  (registers event handlers)
-from cartera.messaging import schemas, sending, templates
+from cartera.messaging import inbound, schemas, sending, templates  # inbound: event handlers
 from cartera.messaging.models import Interaction, InteractionEvent, OptOutKeyword
 from cartera.plugins.registry import current_host
 from cartera.portfolio.service import _flush_unique, get_debtor, tenant_today
@@ -98,11 +97,13 @@ async def interactions_out(session: AsyncSession,
                            rows: list[Interaction]) -> list[schemas.InteractionOut]:
     events: dict[int, list[schemas.InteractionEventOut]] = defaultdict(list)
     if rows:
-        for e in await session.scalars(select(InteractionEvent).where(
-                InteractionEvent.interaction_id.in_([i.id for i in rows]))
-                .order_by(InteractionEvent.id)):
+        recorded = (await session.scalars(select(InteractionEvent).where(
+            InteractionEvent.interaction_id.in_([i.id for i in rows]))
+            .order_by(InteractionEvent.id))).all()
+        for e in inbound.story_order(list(recorded)):
             events[e.interaction_id].append(schemas.InteractionEventOut(
-                status=e.status, at=e.at, source=e.source, detail=dict(e.detail)))
+                status=e.status, at=e.at, occurred_at=e.occurred_at, source=e.source,
+                detail=dict(e.detail)))
     return _interactions_out(rows, events)
 
 

@@ -113,8 +113,13 @@ class Verdict(Struct):
 
 
 class InteractionEventOut(Struct):
+    """One timeline step; a timeline is ordered by ``occurred_at`` (else ``at``)."""
+
     status: str
     at: datetime
+    """When Cartera recorded it."""
+    occurred_at: datetime | None
+    """When the provider says it happened (provider events only)."""
     source: str
     detail: dict[str, Any]
 

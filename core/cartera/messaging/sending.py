@@ -28,7 +28,7 @@ from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.jobs.runner import RetryLater
-from cartera.messaging import batch, gate, rendering, schemas, templates
+from cartera.messaging import batch, gate, rendering, schemas, suppression, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
 from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginCallError, PluginHost
@@ -41,10 +41,13 @@ log = logging.getLogger("cartera.messaging")
 
 
 def add_event(session: AsyncSession, interaction: Interaction, status: str, source: str,
-              at: datetime | None = None, **detail: Any) -> None:
+              at: datetime | None = None, occurred_at: datetime | None = None,
+              **detail: Any) -> None:
+    """One timeline step: ``at`` when recorded (now by default), ``occurred_at`` when the
+    provider says it happened (provider events)."""
     session.add(InteractionEvent(tenant_id=interaction.tenant_id, interaction_id=interaction.id,
-                                 status=status, at=at or clock.now(), source=source,
-                                 detail=detail))
+                                 status=status, at=at or clock.now(), occurred_at=occurred_at,
+                                 source=source, detail=detail))
 
 
 async def _channel_integration(session: AsyncSession, host: PluginHost, integration_id: int,
@@ -101,7 +104,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     today = await tenant_today(session, debtor.tenant_id)
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
                                          data.obligation_ids, dict(data.variables))
-    content = templates.render_content(template, ctx)  # fail fast on template errors
+    content = await templates.render_message(template, ctx)  # fail fast on template errors
     verdict = await gate.judge(session, host, debtor, cp, template.channel, clock.now(),
                                await _days_past_due(session, debtor))
     status = {"allow": "queued", "defer": "deferred", "deny": "refused"}[verdict.decision]
@@ -184,12 +187,12 @@ async def _deliver(session: AsyncSession, host: PluginHost,
                                          list(interaction.obligation_ids),
                                          dict(interaction.variables))
     from_address = str(integration.config.get("from_address", ""))
-    content = templates.render_content(template, ctx, from_address)
+    content = await templates.render_message(template, ctx, from_address)
     message = OutboundMessage(message_id=f"int_{interaction.id}",
                               idempotency_key=f"cartera-interaction-{interaction.id}",
                               to=interaction.address or "", content=content,
                               metadata={"tenant_id": str(interaction.tenant_id)})
-    pctx = integrations.context_for(integration, provider.provider, get_settings().issuer,
+    pctx = integrations.context_for(integration, provider.provider, get_settings().public_base,
                                     host.timeout_seconds)
     try:
         outcome = await host.call(provider.provider.send(message, pctx), what="send")
@@ -197,7 +200,7 @@ async def _deliver(session: AsyncSession, host: PluginHost,
         add_event(session, interaction, "retrying", "job", code=exc.code)
         return RetryLater(exc.detail, 30)
     interaction.content = msgspec.to_builtins(content)
-    return _record_outcome(session, interaction, outcome)
+    return await _record_outcome(session, interaction, outcome)
 
 
 async def publish_interaction(session: AsyncSession, interaction: Interaction) -> None:
@@ -217,8 +220,10 @@ async def publish_interaction(session: AsyncSession, interaction: Interaction) -
         integration_id=str(interaction.integration_id) if interaction.integration_id else None))
 
 
-def _record_outcome(session: AsyncSession, interaction: Interaction,
-                    outcome: Sent | SendFailure) -> str | RetryLater:
+async def _record_outcome(session: AsyncSession, interaction: Interaction,
+                          outcome: Sent | SendFailure) -> str | RetryLater:
+    """Store what the provider answered; a permanent failure that says the address cannot
+    receive the channel any more (``SendFailure.suppress``) also suppresses it there."""
     if isinstance(outcome, Sent):
         interaction.status = "sent"
         interaction.provider_message_id = outcome.provider_message_id
@@ -235,6 +240,11 @@ def _record_outcome(session: AsyncSession, interaction: Interaction,
         interaction.failure_code, interaction.failure_reason = outcome.code, outcome.reason
         add_event(session, interaction, "failed", "provider", code=outcome.code,
                   reason=outcome.reason)
+        if outcome.suppress and interaction.address:
+            await suppression.suppress(
+                session, interaction.tenant_id, interaction.address, interaction.channel,
+                outcome.suppress, code=outcome.code, interaction_id=interaction.id,
+                at=clock.now())
         return "failed"
     add_event(session, interaction, "retrying", "provider", code=outcome.code,
               kind=outcome.kind, retry_after=outcome.retry_after_seconds)

@@ -3,6 +3,7 @@ default alphabet or its extension table (which costs two septets), else UCS-2.""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 
 _GSM7 = set(
@@ -33,3 +34,11 @@ def analyse(text: str) -> SmsAnalysis:
         single, multi, encoding = 70, 67, "UCS-2"
     segments = 0 if units == 0 else 1 if units <= single else -(-units // multi)
     return SmsAnalysis(encoding, len(text), units, segments, outside)
+
+
+def plain_spaces(text: str) -> str:
+    """``text`` with Unicode spaces (babel's no-break space in "S/\u00a01,250.50") made
+    ASCII when that lets it travel as GSM-7, where a no-break space would force UCS-2
+    (70 characters a segment instead of 160). Text that needs UCS-2 anyway is unchanged."""
+    plain = "".join(" " if c != " " and unicodedata.category(c) == "Zs" else c for c in text)
+    return plain if analyse(plain).encoding == "GSM-7" else text

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Invalid, NotFound
-from cartera.messaging import rendering, schemas, sms
+from cartera.messaging import rendering, sandbox, schemas, sms
 from cartera.messaging.models import MessageTemplate
 from cartera.portfolio.models import Debtor
 from cartera.portfolio.service import _flush_unique, get_debtor
@@ -123,8 +123,8 @@ def _whatsapp_parameter(p: dict[str, Any], ctx: dict[str, Any], i: int) -> Templ
     if p["type"] == "currency":
         # The expression must yield a money value (e.g. {{ balance.overdue }}): we need
         # the exact amount and currency, and the localised text as WhatsApp's fallback.
-        value = rendering.TEXT_ENV.compile_expression(
-            p["value"].strip().removeprefix("{{").removesuffix("}}").strip())(ctx)
+        value = rendering.evaluate(
+            p["value"].strip().removeprefix("{{").removesuffix("}}").strip(), ctx, param)
         if not isinstance(value, rendering.LocalMoney):
             raise Invalid("a currency parameter must be a money value such as "
                           "{{ balance.overdue }}", code="template_parameter_type", param=param)
@@ -138,9 +138,23 @@ def _whatsapp_parameter(p: dict[str, Any], ctx: dict[str, Any], i: int) -> Templ
 
 def render_content(t: MessageTemplate, ctx: dict[str, Any], from_address: str = ""
                    ) -> Content:
-    """The SDK content for this template and context (raises Invalid naming the field)."""
+    """The SDK content for this template and context (raises Invalid naming the field).
+
+    CPU-bound and synchronous, within one time budget for all the fields: async code
+    uses :func:`render_message`."""
+    with sandbox.budget():
+        return _content(t, ctx, from_address)
+
+
+async def render_message(t: MessageTemplate, ctx: dict[str, Any], from_address: str = ""
+                         ) -> Content:
+    """:func:`render_content` in a worker thread, off the event loop."""
+    return await rendering.in_worker_thread(render_content, t, ctx, from_address)
+
+
+def _content(t: MessageTemplate, ctx: dict[str, Any], from_address: str) -> Content:
     if t.channel == "sms":
-        return SmsContent(text=rendering.render(t.body, ctx, "body"))
+        return SmsContent(text=sms.plain_spaces(rendering.render(t.body, ctx, "body")))
     if t.channel == "email":
         return EmailContent(subject=rendering.render(t.subject or "", ctx, "subject"),
                             text=rendering.render(t.body, ctx, "body"),
@@ -163,7 +177,7 @@ async def preview(session: AsyncSession, template_id: int, data: schemas.Preview
     debtor: Debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
     ctx = await rendering.debtor_context(session, debtor, t.locale, as_of, data.obligation_ids,
                                          dict(data.variables))
-    content = render_content(t, ctx)
+    content = await render_message(t, ctx)
     text = content.text if isinstance(content, SmsContent) else None
     return schemas.PreviewOut(channel=t.channel, content=msgspec.to_builtins(content),
                               sms=sms_info(text) if text is not None else None)

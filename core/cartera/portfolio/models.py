@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -114,6 +115,10 @@ class ContactPoint(TenantScoped, Base):
     label: Mapped[str | None] = mapped_column(String(64))
     consent: Mapped[str] = mapped_column(String(16), default="unknown")
     opted_out_channels: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    suppressions: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict,
+                                                         server_default=text("'{}'"))
+    """Channels the provider says this contact point cannot receive any more, each with
+    ``{"reason", "code", "interaction_id", "at"}`` (see ``cartera.messaging.suppression``)."""
     origin: Mapped[str] = mapped_column(String(32), default="debtor_provided")
     preferred: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -75,6 +75,17 @@ class ContactPointUpdate(Struct, forbid_unknown_fields=True):
     preferred: bool | UnsetType = UNSET
 
 
+class Suppression(Struct):
+    """Why a provider made a contact point unusable for one channel."""
+
+    reason: str
+    """``hard_bounce``, ``spam_complaint`` or ``carrier_opt_out``."""
+    code: str | None
+    """The provider's code (``5.1.1``, ``21610``), when it gave one."""
+    interaction_id: int | None
+    at: datetime
+
+
 class ContactPointOut(Struct):
     id: int
     kind: str
@@ -84,6 +95,8 @@ class ContactPointOut(Struct):
     opted_out_channels: list[str]
     origin: str
     preferred: bool
+    suppressions: dict[str, Suppression] = {}
+    """Channels the contact gate refuses here because a provider said so, by channel."""
 
 
 class RelatedPartyIn(Struct, forbid_unknown_fields=True):

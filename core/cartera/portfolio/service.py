@@ -299,13 +299,15 @@ async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schem
         cp = ContactPoint
         for r in await session.execute(
             select(cp.debtor_id, cp.id, cp.kind, cp.value, cp.label, cp.consent,
-                   cp.opted_out_channels, cp.origin, cp.preferred)
+                   cp.opted_out_channels, cp.origin, cp.preferred, cp.suppressions)
             .where(cp.debtor_id.in_(ids)).order_by(cp.id)
         ):
             cps[r.debtor_id].append(schemas.ContactPointOut(
                 id=r.id, kind=r.kind, value=r.value, label=r.label, consent=r.consent,
                 opted_out_channels=list(r.opted_out_channels), origin=r.origin,
-                preferred=r.preferred))
+                preferred=r.preferred,
+                suppressions=msgspec.convert(r.suppressions or {},
+                                             dict[str, schemas.Suppression])))
         rp = RelatedParty
         for p in await session.execute(
             select(rp.debtor_id, rp.id, rp.role, rp.name, rp.national_id, rp.phone, rp.email,

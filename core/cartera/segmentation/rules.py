@@ -17,7 +17,8 @@ not reversed with ``paid_on`` in the ``days`` days ending on ``as_of`` (``{"feat
 "payments_last_days", "days": 30, "op": "gte", "value": 1}``), and ``consent`` is true when
 some contact point passes the contact gate's own channel checks (its kind reaches the
 ``channel`` per ``messaging.gate.CONTACT_KINDS``, consent not revoked, the channel not opted
-out). Both are computed as ``GROUP BY debtor_id`` aggregates joined once, never per debtor.
+out nor suppressed by a provider). Both are computed as ``GROUP BY debtor_id`` aggregates
+joined once, never per debtor.
 
 Negotiation (:mod:`cartera.negotiation`) adds two more, each one aggregate of the same kind:
 ``broken_promises`` counts the debtor's promises to pay broken as of ``as_of`` (status
@@ -127,7 +128,8 @@ FEATURES: dict[str, FeatureSpec] = {
         "bool", ("eq", "ne"), channel=True,
         description="True when some contact point can be used on ``channel`` as the contact "
                     "gate sees it: a kind that channel reaches, consent not revoked, the "
-                    "channel not opted out."),
+                    "channel not opted out nor suppressed (hard bounce, spam complaint, "
+                    "carrier opt-out)."),
     "broken_promises": FeatureSpec(
         "int", ORDERED_OPS, days=True, optional_days=True,
         description="How many of the debtor's promises to pay are broken as of the "
@@ -516,16 +518,23 @@ class CompiledRules:
     def _contacts(self, debtors: Debtors) -> Any:
         """``ok_<channel>``: 1 when some contact point of the debtor passes the contact
         gate's own checks for that channel (kind per ``CONTACT_KINDS``, consent not
-        revoked, channel not in ``opted_out_channels``), else 0."""
+        revoked, channel not in ``opted_out_channels`` nor in ``suppressions``), else 0."""
         cp = ContactPoint.__table__
         cols = [func.max(case((and_(cp.c.kind.in_(CONTACT_KINDS[ch]),
-                                    not_(self._opted_out(cp.c.opted_out_channels, ch))), 1),
+                                    not_(self._opted_out(cp.c.opted_out_channels, ch)),
+                                    not_(self._suppressed(cp.c.suppressions, ch))), 1),
                               else_=0)).label(f"ok_{ch}")
                 for ch in self.channels]
         stmt = select(cp.c.debtor_id, *cols).where(cp.c.tenant_id == self.tenant_id,
                                                    cp.c.consent != "revoked")
         stmt = stmt.where(*only(cp.c.debtor_id, debtors))
         return stmt.group_by(cp.c.debtor_id).subquery("cp")
+
+    def _suppressed(self, col: Any, channel: str) -> ColumnElement[bool]:
+        """``channel`` is a key of the JSON object ``col`` (never NULL)."""
+        if self.dialect == "postgresql":
+            return func.coalesce(col.op("?", return_type=Boolean)(channel), false())
+        return func.json_type(col, f'$."{channel}"').is_not(None)
 
     def _opted_out(self, col: Any, channel: str) -> ColumnElement[bool]:
         """``channel`` is an element of the JSON array ``col`` (never NULL)."""

@@ -30,6 +30,7 @@ from cartera_sdk import (
     SendFailure,
     SendResult,
     Sent,
+    SuppressionReason,
     WebhookRequest,
     WebhookVerificationError,
     signatures,
@@ -214,6 +215,7 @@ def _event(item: dict[str, Any]) -> DeliveryStatusEvent | None:
         event_id = "sgx-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
     error_code = None
     error_reason = None
+    suppress = _suppression(item, state)
     if state in ("bounced", "failed", "deferred"):
         error_code = str(item["status"]) if item.get("status") else None
         if state == "bounced" and item.get("type") == "blocked":
@@ -228,7 +230,28 @@ def _event(item: dict[str, Any]) -> DeliveryStatusEvent | None:
         message_id=_our_message_id(item),
         error_code=error_code,
         error_reason=error_reason,
+        suppress=suppress,
     )
+
+
+#: SendGrid's reasons for dropping a message to an address on its own suppression lists.
+_DROP_SUPPRESSIONS: dict[str, SuppressionReason] = {
+    "bounced address": "hard_bounce",
+    "spam reporting address": "spam_complaint",
+}
+
+
+def _suppression(item: dict[str, Any], state: DeliveryState) -> SuppressionReason | None:
+    """A hard bounce (``bounce`` of type bounce with a 5.x.x status), a spam report, or a
+    drop because SendGrid already suppresses the address; a ``blocked`` bounce is not one
+    (the receiving server refused the sender, not the address)."""
+    if state == "complained":
+        return "spam_complaint"
+    if state == "bounced" and item.get("type", "bounce") == "bounce":
+        return "hard_bounce" if str(item.get("status") or "").startswith("5.") else None
+    if state == "failed":
+        return _DROP_SUPPRESSIONS.get(str(item.get("reason") or "").strip().lower())
+    return None
 
 
 def _strict_public_key(value: str) -> bytes:

@@ -34,6 +34,7 @@ from cartera_sdk import (
     SendFailure,
     SendResult,
     Sent,
+    SuppressionReason,
     WebhookRequest,
     WebhookVerificationError,
 )
@@ -193,6 +194,15 @@ def _by_reply_code(code: int) -> Literal["retryable", "permanent"]:
     return "retryable" if 400 <= code < 500 else "permanent"
 
 
+_BAD_ADDRESS = re.compile(r"\b5\.1\.\d{1,3}\b")
+
+
+def _hard_bounce(code: int, message: str) -> SuppressionReason | None:
+    """A permanent refusal of the address itself (enhanced status 5.1.x: bad mailbox,
+    bad domain...), not of this message (policy, size, spam filtering)."""
+    return "hard_bounce" if code >= 500 and _BAD_ADDRESS.search(message) else None
+
+
 def classify(exc: BaseException) -> SendFailure:
     """Map an aiosmtplib/OS/TLS exception to a :class:`SendFailure`."""
     if isinstance(exc, _Failure):
@@ -209,6 +219,7 @@ def classify(exc: BaseException) -> SendFailure:
             kind=kind,
             code=str(first.code) if first else "rcpt_refused",
             reason=redact(first.message) if first else "all recipients refused",
+            suppress=_hard_bounce(first.code, first.message) if first else None,
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
         exc, aiosmtplib.SMTPConnectResponseError
@@ -278,7 +289,8 @@ class SmtpProvider(BaseChannelProvider):
                 message.message_id, reply.code,
             )  # fmt: skip
             # Other recipients already got it: a retry would duplicate, so never retry.
-            return SendFailure(kind="permanent", code=str(reply.code), reason=redact(reply.message))
+            return SendFailure(kind="permanent", code=str(reply.code), reason=redact(reply.message),
+                               suppress=_hard_bounce(reply.code, reply.message))
         if refused:
             ctx.logger.warning(
                 "smtp cc recipients refused: message_id=%s count=%d",

@@ -437,6 +437,20 @@ def test_parses_every_event_type_and_drops_duplicates() -> None:
     assert (bounce.error_code, bounce.error_reason) == ("5.1.1", "550 5.1.1 User unknown")
     assert events[1].error_reason == "400 try again later"
     assert events[8].error_reason == "Bounced Address"
+    assert [e.suppress for e in events] == [
+        None, None, None, None, None, "spam_complaint", None, "hard_bounce", "hard_bounce"]
+
+
+def test_blocked_and_soft_bounces_do_not_suppress_the_address() -> None:
+    base = {"email": "d@example.net", "sg_message_id": "abc.filter", "timestamp": 1772463600}
+    items = [
+        {**base, "event": "bounce", "sg_event_id": "b1", "status": "5.7.1", "type": "blocked",
+         "reason": "550 5.7.1 sender blocked"},
+        {**base, "event": "bounce", "sg_event_id": "b2", "status": "4.2.2", "type": "bounce"},
+        {**base, "event": "bounce", "sg_event_id": "b3", "status": "5.2.1", "type": "bounce"},
+    ]
+    events = _parse(json.dumps(items).encode())
+    assert [e.suppress for e in events] == [None, None, "hard_bounce"]
 
 
 def test_parses_the_reference_vector_and_legacy_ids() -> None:
@@ -447,6 +461,7 @@ def test_parses_the_reference_vector_and_legacy_ids() -> None:
         status="failed",
         occurred_at=datetime.fromtimestamp(1600112492, UTC),
         error_reason="Bounced Address",
+        suppress="hard_bounce",  # dropped: SendGrid already suppresses a bounced address
     )
     legacy = (b'[{"timestamp":1519267261,"event":"processed","sg_message_id":'
               b'"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","smtp-id":'

@@ -281,6 +281,14 @@ def test_mailbox_unavailable_550_is_permanent_and_redacted(pki: Pki) -> None:
     assert (failure.kind, failure.code) == ("permanent", "550")
     assert "deudor@example.net" not in failure.reason
     assert "User unknown" in failure.reason
+    assert failure.suppress == "hard_bounce"  # 5.1.1: the mailbox does not exist
+
+
+def test_a_policy_refusal_does_not_suppress_the_address(pki: Pki) -> None:
+    with smtp_server(pki) as server:
+        server.handler.reject["deudor@example.net"] = "550 5.7.1 Message rejected as spam"
+        failure = _failure(_send(_message(), _config(server, pki))[0])
+    assert (failure.kind, failure.code, failure.suppress) == ("permanent", "550", None)
 
 
 def test_transient_4xx_is_retryable(pki: Pki) -> None:

@@ -68,6 +68,8 @@ PERMANENT_CODES: dict[int, str] = {
     21614: "the 'To' number is not a mobile number",
     21617: "message body exceeds 1600 characters",
 }
+#: Codes meaning the recipient opted out (STOP): the number must not get SMS from us again.
+OPT_OUT_CODES = frozenset({21610})
 RATE_LIMIT_CODES = frozenset({20429, 14107})
 RETRYABLE_CODES = frozenset({20500, 20503})
 
@@ -106,7 +108,9 @@ class TwilioSmsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     then ``messaging_service_sid`` (``MG...``), then ``from_number`` (E.164 or alphanumeric
     id). ``status_callback``: send ``StatusCallback`` (the integration's webhook URL).
     ``public_base_url`` (``https://api.example.com``): scheme and host Twilio called, when
-    the host sits behind a proxy that rewrites them (the signature covers the full URL).
+    they differ from the host's ``request.url`` (the signature covers the full URL). The
+    Cartera host already hands providers the public URL (``CARTERA_PUBLIC_BASE_URL``), so
+    this per-integration override is only for hosts that do not.
     ``validity_period`` (1-36000 s) is sent as ``ValidityPeriod`` when set.
     """
 
@@ -185,7 +189,8 @@ def classify_error(response: httpx.Response) -> SendFailure:
             retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")),
         )
     if code in PERMANENT_CODES:
-        return SendFailure(kind="permanent", code=code_str, reason=PERMANENT_CODES[code])
+        return SendFailure(kind="permanent", code=code_str, reason=PERMANENT_CODES[code],
+                           suppress="carrier_opt_out" if code in OPT_OUT_CODES else None)
     if status >= 500 or status == 408 or code in RETRYABLE_CODES:
         return SendFailure(kind="retryable", code=code_str, reason=f"twilio http {status}")
     reason = redact(text) if text else f"twilio http {status}"
@@ -338,6 +343,9 @@ class TwilioSmsProvider(BaseChannelProvider):
                 message_id=request.query_param(MESSAGE_ID_PARAM),
                 error_code=error_code,
                 error_reason=DELIVERY_ERRORS.get(error_code or ""),
+                suppress="carrier_opt_out"
+                if error_code and error_code.isdigit() and int(error_code) in OPT_OUT_CODES
+                else None,
             )
         ]
 

@@ -219,6 +219,7 @@ def test_recipient_errors_are_permanent_without_pii(fake: TwilioFake, to: str, c
     assert isinstance(result, SendFailure)
     assert (result.kind, result.code) == ("permanent", code)
     assert to not in result.reason and "5550" not in result.reason
+    assert result.suppress == ("carrier_opt_out" if code == "21610" else None)
 
 
 def test_too_long_body_gets_twilio_21617(fake: TwilioFake) -> None:
@@ -484,6 +485,15 @@ def test_undelivered_carries_the_error_code() -> None:
     assert (event.status, event.error_code) == ("undelivered", "30003")
     assert event.error_reason == "unreachable destination handset"
     assert event.message_id is None
+    assert event.suppress is None  # the handset may be reachable tomorrow
+
+
+def test_a_stop_reported_in_a_callback_suppresses_the_number() -> None:
+    request = form_request(WEBHOOK_URL, _status_params(SID, "failed", ErrorCode="21610"),
+                           TwilioFake.AUTH_TOKEN)
+    (event,) = _parse(request)
+    assert (event.status, event.error_code, event.suppress) == (
+        "failed", "21610", "carrier_opt_out")
 
 
 def test_host_receipt_time_is_used_when_stamped() -> None:
