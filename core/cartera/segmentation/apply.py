@@ -106,12 +106,14 @@ class PassQuery:
 
 
 async def compile_pass(session: AsyncSession, tenant_id: int, segments: list[Segment],
-                       as_of: date) -> PassQuery:
-    """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules."""
+                       as_of: date, balances: Any = None) -> PassQuery:
+    """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules, over
+    the summary ``balances`` (see :attr:`rules.CompiledRules.balances`)."""
     ordered = await stages.active_stages(session, tenant_id)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, session.get_bind().dialect.name,
-                                   stage_ids={s.code: s.id for s in ordered})
+                                   stage_ids={s.code: s.id for s in ordered},
+                                   balances=balances)
     return PassQuery(compiled, [s.id for s in segments], stages.dpd_rules(ordered),
                      [s.id for s in ordered])
 
@@ -366,14 +368,6 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
                                                pl.c.tenant_id == p.tenant_id).values(values))
     return 1 if segmented else 0
-
-
-async def restage_one(session: AsyncSession, tenant_id: int, debtor_id: int, as_of: date,
-                      actor: str = "system") -> None:
-    """Stage one debtor from days past due (a manual stage sticks) and leave its segment
-    as it is: the one-debtor pass without rules. Balances must be current."""
-    q = await compile_pass(session, tenant_id, [], as_of)
-    await apply_one(session, new_pass(tenant_id, actor, None, False), q.select(debtor_id))
 
 
 def new_pass(tenant_id: int, actor: str, run_id: int | None, segments: bool) -> Pass:
