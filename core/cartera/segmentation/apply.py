@@ -59,7 +59,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from cartera import clock
 from cartera.db.base import UtcDateTime, table_of
 from cartera.portfolio.models import Debtor
-from cartera.segmentation import rules, stages
+from cartera.segmentation import events, rules, stages
 from cartera.segmentation.models import Placement, PlacementMove, Segment
 
 PASS_TABLE = "segmentation_pass"
@@ -177,6 +177,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
     t = table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
     if pg:
         await session.execute(text(f"ANALYZE {PASS_TABLE}"))
+    after = await events.before_moves(session)
     await _append_history(session, p, t)
     await _update_placements(session, p, t)
     await _insert_placements(session, p, t)
@@ -185,6 +186,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
         moves = int(await session.scalar(
             select(func.count()).select_from(t).where(segment_changes(t))) or 0)
     await session.execute(text(f"DROP TABLE {'pg_temp' if pg else 'temp'}.{PASS_TABLE}"))
+    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
     return moves
 
 
@@ -350,6 +352,7 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     await lock_debtor(session, debtor_id)
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
+    after = await events.before_moves(session)
     await session.execute(insert(table_of(PlacementMove)).values(
         tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
         from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
@@ -367,6 +370,7 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     else:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
                                                pl.c.tenant_id == p.tenant_id).values(values))
+    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
     return 1 if segmented else 0
 
 

@@ -36,7 +36,7 @@ from cartera.audit.service import record
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.portfolio import aging, summary
 from cartera.portfolio.models import Debtor
-from cartera.segmentation import rules, schemas
+from cartera.segmentation import events, rules, schemas
 from cartera.segmentation.models import Placement, PlacementMove, Segment, Stage
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
@@ -267,12 +267,14 @@ async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
         session.add(row)
     row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         target.id, True, data.reason, actor.name, now)
+    after = await events.before_moves(session)
     session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
                               from_stage_id=previous, to_stage_id=target.id, at=now,
                               manual=True, reason=data.reason, actor=actor.name))
     record(session, actor, "debtor.stage_set", "debtor", debtor_id,
            {"stage": target.code, "reason": data.reason})
     await session.flush()
+    await events.publish_moves(session, actor.tenant_id, after, now, actor.name)
     return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
 
 
@@ -289,6 +291,7 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
     row = cur.row
     row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         cur.dpd_stage.id, False, None, None, now)
+    after = await events.before_moves(session)
     session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
                               from_stage_id=previous, to_stage_id=cur.dpd_stage.id, at=now,
                               manual=False, reason="released: follows days past due again",
@@ -296,6 +299,7 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
     record(session, actor, "debtor.stage_released", "debtor", debtor_id,
            {"stage": cur.dpd_stage.code})
     await session.flush()
+    await events.publish_moves(session, actor.tenant_id, after, now, actor.name)
     return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
 
 

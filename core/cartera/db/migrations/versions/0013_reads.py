@@ -1,8 +1,11 @@
-"""reads: every tenant has its stages from the start; indexes for the audit trail's filters
+"""reads: every tenant has its stages from the start; why a webhook event was ignored;
+indexes for the audit trail's filters
 
 * Default collection stages used to be created by the first request that read them (a GET
   that wrote). They are now created with the tenant; this gives them to every existing
   tenant that has none. The downgrade keeps them (they are a tenant's configuration).
+* ``webhook_events.reason``: why an event was ignored (payment events, until payments from
+  providers are applied, are ``ignored`` instead of ``processed`` with no effect).
 * ``GET /v1/audit`` lists a tenant's entries in id order, filtered by actor or by time: one
   index for each (``(tenant_id, actor, id)`` and ``(tenant_id, at)``); the filter by object
   uses ``ix_audit_log_resource``.
@@ -43,6 +46,8 @@ def upgrade() -> None:
         "WHERE NOT EXISTS (SELECT 1 FROM stages s WHERE s.tenant_id = t.id)").bindparams(
         sa.bindparam("now", type_=sa.DateTime(timezone=True)),
         sa.bindparam("true", type_=sa.Boolean())), {"now": datetime.now(UTC), "true": True})
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("reason", sa.String(length=200), nullable=True))
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index("ix_audit_log_tenant_actor", ["tenant_id", "actor", "id"])
         batch_op.create_index("ix_audit_log_tenant_at", ["tenant_id", "at"])
@@ -52,3 +57,5 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.drop_index("ix_audit_log_tenant_at")
         batch_op.drop_index("ix_audit_log_tenant_actor")
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.drop_column("reason")
