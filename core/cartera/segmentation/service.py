@@ -139,11 +139,6 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def compile_segments(session: AsyncSession, tenant_id: int, parsed: list[rules.Rule],
-                     as_of: date) -> rules.CompiledRules:
-    return rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session))
-
-
 # --- evaluation ---------------------------------------------------------------------------
 
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,

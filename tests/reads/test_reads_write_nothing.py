@@ -233,3 +233,31 @@ async def test_a_summary_written_with_a_future_as_of_is_recomputed(
         as_of = (await session.execute(text(
             "SELECT as_of FROM debtor_balances WHERE debtor_id = :d"), {"d": not_due})).scalar()
     assert str(as_of)[:10] == today().isoformat()
+
+
+async def test_a_run_as_of_a_day_not_begun_stores_no_summary(
+        tenant: TenantClient, run_jobs: RunJobs, app: Litestar) -> None:
+    """A run (``segments:write``) may place debtors as of a later day, but the summary it
+    reads is computed, not stored: the next run as of today is not misled by it."""
+    not_due = await debtor(tenant, "AHEAD", ("PEN", "2000.00", -10))
+    assert (await tenant.api.put("/v1/segments", json=RULES)).status_code == 200
+    await run(tenant, run_jobs)
+
+    async def summary_rows() -> list[Any]:
+        async with app.state.ctx.sessionmaker() as session:
+            return [tuple(r) for r in await session.execute(text(
+                "SELECT overdue_minor, next_due_date, as_of FROM debtor_balances "
+                "WHERE debtor_id = :d"), {"d": not_due})]
+
+    stored = await summary_rows()
+    r = await tenant.api.post("/v1/segments/runs", json={"as_of": FUTURE.isoformat()})
+    assert r.status_code == 202, r.text
+    await run_jobs()
+    assert (await tenant.api.get(f"/v1/segments/runs/{r.json()['id']}")).json()[
+        "status"] == "succeeded"
+    assert await summary_rows() == stored
+    assert (await tenant.api.get(f"/v1/segments/explain/{not_due}")).json()[
+        "current_segment"] == "late"  # placed as of 2099, as asked
+    await run(tenant, run_jobs)
+    seg = (await tenant.api.get(f"/v1/segments/explain/{not_due}")).json()
+    assert seg["segment"] == seg["current_segment"] == "rest"
