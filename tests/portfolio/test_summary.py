@@ -47,7 +47,7 @@ async def test_the_computed_summary_is_the_stored_one_on_any_day(
                 date(2099, 1, 1)):
         async with tenant_session(app.state.ctx.sessionmaker, t) as session:
             computed = rows(await session.execute(summary.computed(t, day)))
-            hybrid = rows(await session.execute(select(summary.as_of(t, day))),
+            hybrid = rows(await session.execute(select(summary.mixed(t, day))),
                           day_written=False)
             await refresh_balances(session, t, DebtorScope.tenant(t), day)
             found = await session.execute(select(bt).where(bt.c.tenant_id == t))
@@ -70,6 +70,9 @@ async def test_a_stored_summary_is_stale_for_a_day_before_it_or_past_a_due_date(
                 s.c.tenant_id == t, summary.stale(s, day)).distinct())
 
         assert set(await stale_on(today())) == set()
+        # Nothing stale: reads use the stored summary as it is; else the mixed one.
+        assert await summary.as_of(session, t, today()) is s
+        assert await summary.as_of(session, t, today() + timedelta(days=6)) is not s
         # A (next) due date 5 days ahead for A, 30 for B: stale once it has passed.
         assert set(await stale_on(today() + timedelta(days=6))) == {ids[0]}
         assert set(await stale_on(today() + timedelta(days=31))) == {ids[0], ids[1]}

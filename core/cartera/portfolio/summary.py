@@ -37,6 +37,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.payments.models import Payment
 from cartera.portfolio.models import DebtorBalance, Obligation
@@ -106,10 +107,21 @@ def computed(tenant_id: int, day: date, debtors: Debtors = None,
             .group_by(r.debtor_id, r.currency))
 
 
-def as_of(tenant_id: int, day: date, debtors: Debtors = None) -> Any:
+async def as_of(session: AsyncSession, tenant_id: int, day: date,
+                debtors: Debtors = None) -> Any:
     """The summary of ``debtors`` as of ``day``, with the columns of ``debtor_balances``:
-    the stored rows of the debtors whose summary is exact for ``day``, and the others'
-    computed (none are written)."""
+    the table itself when every stored row is exact for ``day`` (the usual case for today:
+    one look for a stale row, then the plain index scans of the stored summary), else
+    :func:`mixed` (none is written)."""
+    s = DebtorBalance.__table__
+    any_stale = await session.scalar(select(exists().where(
+        s.c.tenant_id == tenant_id, stale(s, day), *only(s.c.debtor_id, debtors))))
+    return mixed(tenant_id, day, debtors) if any_stale else s
+
+
+def mixed(tenant_id: int, day: date, debtors: Debtors = None) -> Any:
+    """The stored rows of the debtors whose summary is exact for ``day``, and the others'
+    computed."""
     bt, s = DebtorBalance.__table__, DebtorBalance.__table__.alias("s")
     stale_ids = select(s.c.debtor_id).where(s.c.tenant_id == tenant_id, stale(s, day),
                                             *only(s.c.debtor_id, debtors))

@@ -154,7 +154,7 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     (:func:`cartera.portfolio.summary.as_of`) and stores none."""
     balances = None
     if as_of > await tenant_today(session, tenant_id):
-        balances = summary.as_of(tenant_id, as_of, debtor_id)
+        balances = await summary.as_of(session, tenant_id, as_of, debtor_id)
     elif refresh:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
                  else DebtorScope.one(tenant_id, debtor_id))
@@ -291,7 +291,7 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
         select(bt.c.currency).where(bt.c.tenant_id == tenant_id).distinct())).all())
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
                                    currencies=currencies, totals=True, stage_ids=stage_ids,
-                                   balances=summary.as_of(tenant_id, as_of))
+                                   balances=await summary.as_of(session, tenant_id, as_of))
     ranges = await apply.parallel_ranges(session, tenant_id)
     await apply.plan_whole_portfolio(session)
     keys = [f"{k}_{i}" for i in range(len(compiled.currencies)) for k in ("has", "out", "ovd")]
@@ -412,7 +412,7 @@ async def brackets(session: AsyncSession, tenant_id: int, feature: str, currency
     if not money.is_currency(currency):
         raise Invalid(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency",
                       param="currency")
-    bt = summary.as_of(tenant_id, as_of)
+    bt = await summary.as_of(session, tenant_id, as_of)
     amount = bt.c.overdue_minor if feature == "overdue_amount" else bt.c.outstanding_minor
     where = (bt.c.tenant_id == tenant_id, bt.c.currency == currency, amount > 0)
     ranked = select(amount.label("amount"),
