@@ -147,11 +147,14 @@ async def build(url: str, debtors: int, obligations: int, as_of: date) -> int:
     pg = url.startswith("postgresql")
     engine = _engine(url)
     started = time.perf_counter()
+    from cartera.segmentation.stages import create_default_stages
+
     async with make_sessionmaker(engine)() as session:
         tenant_id = int((await session.execute(text(
             "INSERT INTO tenants (slug, name, country, default_currency, timezone, created_at) "
             "VALUES ('bench', 'bench', 'PE', 'PEN', 'America/Lima', CURRENT_TIMESTAMP) "
             "RETURNING id"))).scalar_one())
+        create_default_stages(session, tenant_id)  # as create_tenant does
         debtor_sql, obligation_sql = _fill_sql(pg)
         await session.execute(text(debtor_sql), {"t": tenant_id, "debtors": debtors})
         first = int((await session.execute(

@@ -121,7 +121,10 @@ def on_promise_broken(event: PromiseBroken) -> Awaitable[None] | None:
 
 @hookspec
 def on_segment_changed(event: SegmentChanged) -> Awaitable[None] | None:
-    """Called when a segmentation run moves a debtor between segments.
+    """Called when an evaluation moves a debtor between segments: a segmentation run, or
+    the debtor's own re-evaluation after a change to them or their money. Once per moved
+    debtor, after the change commits, at least once (``event_id`` is stable across
+    redeliveries).
 
     :param event: :class:`~cartera_sdk.events.SegmentChanged`.
 
@@ -141,7 +144,9 @@ def on_interaction_recorded(event: InteractionRecorded) -> Awaitable[None] | Non
 
 @hookspec
 def on_debtor_stage_changed(event: DebtorStageChanged) -> Awaitable[None] | None:
-    """Called when a debtor's collection stage changes.
+    """Called when a debtor's collection stage changes: by days past due at an evaluation,
+    or set or released by hand. Once per change, after it commits, at least once
+    (``event_id`` is stable across redeliveries).
 
     :param event: :class:`~cartera_sdk.events.DebtorStageChanged`.
 

@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 
 from cartera.clock import today_in
 from tests.conftest import TenantClient
+from tests.plugins.observing import registered
 
 RunJobs = Callable[[], Awaitable[int]]
 
@@ -96,15 +97,8 @@ class Observer:
 
 @pytest.fixture
 async def observer(app: Litestar) -> AsyncIterator[Observer]:
-    from cartera.plugins.registry import current_host
-
-    watcher = Observer()
-    pm = current_host().pm
-    pm.register(watcher, name="negotiation-test-observer")
-    try:
+    with registered(Observer(), "negotiation-test-observer") as watcher:
         yield watcher
-    finally:
-        pm.unregister(watcher)
 
 
 # --- the API ------------------------------------------------------------------------------

@@ -267,28 +267,22 @@ async def test_a_debtor_deletion_waits_for_the_running_segmentation(
     await asyncio.wait_for(deletion, 5)
 
 
-@pytest.mark.skipif(
-    not os.environ.get("CARTERA_TEST_DATABASE_URL", "").startswith(("postgres", "postgresql")),
-    reason="needs CARTERA_TEST_DATABASE_URL on PostgreSQL (SQLite has one writer)")
-async def test_two_first_requests_at_once_share_the_default_stages(app: Any) -> None:
-    from cartera.db.engine import tenant_session
-    from cartera.segmentation.stages import active_stages
+async def test_a_new_tenant_has_the_default_stages(app: Any) -> None:
+    """Created with the tenant, so no read has to create them (a GET never writes; see
+    tests/reads/test_reads_write_nothing.py)."""
+    from sqlalchemy import select
+
+    from cartera.segmentation.models import Stage
     from cartera.tenants.service import create_tenant
 
-    sessionmaker = app.state.ctx.sessionmaker
-    async with sessionmaker() as session:
-        tenant = await create_tenant(session, slug=f"race-{os.getpid()}-{id(session)}",
-                                     name="race", country="PE", currency="PEN")
+    async with app.state.ctx.sessionmaker() as session:
+        tenant = await create_tenant(session, slug=f"stages-{os.getpid()}-{id(session)}",
+                                     name="stages", country="PE", currency="PEN")
         await session.commit()
-
-    async def first_use(hold: float) -> list[str]:
-        async with tenant_session(sessionmaker, tenant.id) as session:
-            codes = [s.code for s in await active_stages(session, tenant.id)]
-            await asyncio.sleep(hold)  # the other request inserts meanwhile, and waits
-        return codes
-
-    first, second = await asyncio.gather(first_use(0.3), first_use(0.0))
-    assert first == second == ["preventive", "administrative", "extrajudicial", "judicial"]
+        rows = (await session.execute(
+            select(Stage.code, Stage.min_dpd, Stage.max_dpd).where(Stage.tenant_id == tenant.id)
+            .order_by(Stage.position))).all()
+    assert [tuple(r) for r in rows] == DEFAULTS
 
 
 @pytest.mark.skipif(

@@ -67,7 +67,7 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
                                             "Payments", "Imports", "Reports", "Segments", "Jobs",
                                             "Plugins", "Integrations", "Webhooks",
                                             "Messaging", "Negotiation",
-                                            "Operations")],
+                                            "Audit", "Operations")],
         components=Components(security_schemes={
             OAUTH2_SCHEME: SecurityScheme(
                 type="oauth2",
@@ -85,6 +85,7 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
 
 
 def route_handlers() -> list[Any]:
+    from cartera.audit.routes import audit_entries
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
@@ -95,7 +96,7 @@ def route_handlers() -> list[Any]:
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES]
+            StageController, *NEGOTIATION_ROUTES, audit_entries]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

@@ -13,7 +13,9 @@ from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, ut
 
 class AuditEntry(TenantScoped, Base):
     __tablename__ = "audit_log"
-    __table_args__ = (Index("ix_audit_log_resource", "tenant_id", "resource_type", "resource_id"),)
+    __table_args__ = (Index("ix_audit_log_resource", "tenant_id", "resource_type", "resource_id"),
+                      Index("ix_audit_log_tenant_actor", "tenant_id", "actor", "id"),
+                      Index("ix_audit_log_tenant_at", "tenant_id", "at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -73,6 +73,8 @@ class WebhookEvent(TenantScoped, Base):
     event_type: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     status: Mapped[str] = mapped_column(String(16), default="received")
+    """received, then processed (a domain handler took it) or ignored (see ``reason``)."""
+    reason: Mapped[str | None] = mapped_column(String(200))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 

@@ -174,18 +174,38 @@ def on_event(event_type: str) -> Callable[[EventHandler], EventHandler]:
     return register
 
 
+IGNORED: dict[str, str] = {
+    "PaymentEvent": "payment_events_not_applied: payments from providers are not supported "
+                    "yet; the event is kept as received",
+}
+"""Why an event type without a domain handler is ignored (others: ``no_handler``)."""
+
+
 async def dispatch(session: AsyncSession, integration: Integration, provider: Any,
                    rows: list[dict[str, Any]]) -> None:
-    """Hand each new event to its domain handler, in the order the provider sent them."""
+    """Hand each new event to its domain handler, in the order the provider sent them, and
+    mark it ``processed``; an event no handler takes is marked ``ignored`` with the reason
+    (never ``processed`` with no effect)."""
+    handled: list[str] = []
     for row in rows:
         handler = EVENT_HANDLERS.get(row["event_type"])
         if handler is not None:
             await handler(session, integration, provider, row["payload"])
-    if rows:
-        await session.execute(update(WebhookEvent).where(
-            WebhookEvent.integration_id == integration.id,
-            WebhookEvent.event_id.in_([r["event_id"] for r in rows]))
-            .values(status="processed", processed_at=clock.now()))
+            handled.append(row["event_id"])
+    ignored: dict[str, list[str]] = {}
+    for row in rows:
+        if row["event_id"] not in handled:
+            why = IGNORED.get(row["event_type"], f"no_handler: nothing handles "
+                                                 f"{row['event_type']} events")
+            ignored.setdefault(why, []).append(row["event_id"])
+    now = clock.now()
+    marks: list[tuple[str, str | None, list[str]]] = [
+        ("processed", None, handled), *[("ignored", r, ids) for r, ids in ignored.items()]]
+    for status, reason, ids in marks:
+        if ids:
+            await session.execute(update(WebhookEvent).where(
+                WebhookEvent.integration_id == integration.id, WebhookEvent.event_id.in_(ids))
+                .values(status=status, reason=reason, processed_at=now))
 
 
 def _insert_ignore(dialect: str) -> Any:

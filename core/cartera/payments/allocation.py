@@ -48,10 +48,12 @@ class DebtorScope:
 
     @staticmethod
     def stale(tenant_id: int) -> DebtorScope:
-        """Debtors whose summary crossed a due date since it was computed."""
+        """Debtors whose summary is not exact as of ``:as_of``: computed as of a later day,
+        or a due date has passed since the day it was computed (the condition of
+        :func:`cartera.portfolio.summary.stale`)."""
         return DebtorScope(
-            "SELECT debtor_id FROM debtor_balances WHERE tenant_id = :t "
-            "AND next_due_date IS NOT NULL AND next_due_date < :as_of",
+            "SELECT DISTINCT debtor_id FROM debtor_balances WHERE tenant_id = :t "
+            "AND (as_of > :as_of OR (next_due_date IS NOT NULL AND next_due_date < :as_of))",
             {},
         )
 

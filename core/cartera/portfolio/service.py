@@ -21,7 +21,7 @@ from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.payments.locks import lock_debtors
 from cartera.payments.models import Payment
-from cartera.portfolio import aging, schemas, validation
+from cartera.portfolio import aging, schemas, summary, validation
 from cartera.portfolio.models import (
     ContactPoint,
     Debtor,
@@ -510,14 +510,11 @@ def obligation_out(o: Obligation, as_of: date) -> schemas.ObligationOut:
 
 async def debtor_balance(session: AsyncSession, debtor_id: int,
                          as_of: date) -> schemas.DebtorBalanceOut:
-    """The debtor's balance per currency as of a date, straight from the obligations."""
+    """The debtor's balance per currency as of a date, straight from the obligations and
+    payments (:func:`cartera.portfolio.summary.computed`); nothing is written."""
     debtor = await get_debtor(session, debtor_id)
-    from cartera.payments.allocation import refresh_balances
-
-    await refresh_balances(session, debtor.tenant_id, DebtorScope.one(debtor.tenant_id,
-                                                                      debtor.id), as_of)
-    rows = (await session.scalars(select(DebtorBalance).where(
-        DebtorBalance.debtor_id == debtor_id).order_by(DebtorBalance.currency))).all()
+    bt = summary.computed(debtor.tenant_id, as_of, debtor.id).subquery("bt")
+    rows = (await session.execute(select(bt).order_by(bt.c.currency))).all()
     balances = []
     for b in rows:
         dpd = aging.days_past_due(b.oldest_unpaid_due_date, as_of)

@@ -59,7 +59,7 @@ from sqlalchemy.sql.elements import ClauseElement
 from cartera import clock
 from cartera.db.base import UtcDateTime, table_of
 from cartera.portfolio.models import Debtor
-from cartera.segmentation import rules, stages
+from cartera.segmentation import events, rules, stages
 from cartera.segmentation.models import Placement, PlacementMove, Segment
 
 PASS_TABLE = "segmentation_pass"
@@ -106,12 +106,14 @@ class PassQuery:
 
 
 async def compile_pass(session: AsyncSession, tenant_id: int, segments: list[Segment],
-                       as_of: date) -> PassQuery:
-    """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules."""
+                       as_of: date, balances: Any = None) -> PassQuery:
+    """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules, over
+    the summary ``balances`` (see :attr:`rules.CompiledRules.balances`)."""
     ordered = await stages.active_stages(session, tenant_id)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, session.get_bind().dialect.name,
-                                   stage_ids={s.code: s.id for s in ordered})
+                                   stage_ids={s.code: s.id for s in ordered},
+                                   balances=balances)
     return PassQuery(compiled, [s.id for s in segments], stages.dpd_rules(ordered),
                      [s.id for s in ordered])
 
@@ -175,6 +177,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
     t = table(PASS_TABLE, *[column(name, kind) for name, kind in _COLUMNS])
     if pg:
         await session.execute(text(f"ANALYZE {PASS_TABLE}"))
+    after = await events.before_moves(session)
     await _append_history(session, p, t)
     await _update_placements(session, p, t)
     await _insert_placements(session, p, t)
@@ -183,6 +186,7 @@ async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
         moves = int(await session.scalar(
             select(func.count()).select_from(t).where(segment_changes(t))) or 0)
     await session.execute(text(f"DROP TABLE {'pg_temp' if pg else 'temp'}.{PASS_TABLE}"))
+    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
     return moves
 
 
@@ -348,6 +352,7 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     await lock_debtor(session, debtor_id)
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
+    after = await events.before_moves(session)
     await session.execute(insert(table_of(PlacementMove)).values(
         tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
         from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
@@ -365,15 +370,8 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     else:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
                                                pl.c.tenant_id == p.tenant_id).values(values))
+    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
     return 1 if segmented else 0
-
-
-async def restage_one(session: AsyncSession, tenant_id: int, debtor_id: int, as_of: date,
-                      actor: str = "system") -> None:
-    """Stage one debtor from days past due (a manual stage sticks) and leave its segment
-    as it is: the one-debtor pass without rules. Balances must be current."""
-    q = await compile_pass(session, tenant_id, [], as_of)
-    await apply_one(session, new_pass(tenant_id, actor, None, False), q.select(debtor_id))
 
 
 def new_pass(tenant_id: int, actor: str, run_id: int | None, segments: bool) -> Pass:

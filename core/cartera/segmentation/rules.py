@@ -70,6 +70,8 @@ from cartera.portfolio.models import (
     Obligation,
     Portfolio,
 )
+from cartera.portfolio.summary import Debtors as Debtors
+from cartera.portfolio.summary import only as only
 from cartera.segmentation.models import Placement
 
 ALL_OPS = ("eq", "ne", "lt", "lte", "gt", "gte", "between", "in", "not_in", "has_tag")
@@ -375,19 +377,6 @@ def is_catch_all(rule: Rule) -> bool:
 
 # --- compilation to SQL -------------------------------------------------------------------
 
-Debtors = int | tuple[int, int] | None
-"""Which debtors a statement covers: one id, the ids in ``[low, high)``, or all (None)."""
-
-
-def only(col: Any, debtors: Debtors) -> list[ColumnElement[bool]]:
-    """The conditions limiting the debtor id ``col`` to ``debtors``."""
-    if debtors is None:
-        return []
-    if isinstance(debtors, int):
-        return [col == debtors]
-    return [col >= debtors[0], col < debtors[1]]
-
-
 @dataclass
 class CompiledRules:
     """Rules compiled over ``debtors d LEFT JOIN`` a per-debtor summary of ``debtor_balances``.
@@ -408,6 +397,9 @@ class CompiledRules:
     stage_ids: Mapping[str, int] = field(default_factory=dict)
     """The tenant's stage codes and ids: ``stage`` rules compare ids, so no join to
     ``stages`` (a code missing here matches nothing)."""
+    balances: Any = None
+    """Where the summary is read from: ``debtor_balances`` (None), or a selectable with its
+    columns such as :func:`cartera.portfolio.summary.as_of` (reads that write nothing)."""
 
     def __post_init__(self) -> None:
         found = {c.currency for r in self.rules for c in walk(r) if c.currency}
@@ -415,7 +407,9 @@ class CompiledRules:
             found |= set(self.currencies)
         self.currencies = sorted(c for c in found if c)
         self.d = Debtor.__table__.alias("d")
-        bt = DebtorBalance.__table__
+        if self.balances is None:
+            self.balances = DebtorBalance.__table__
+        bt = self.balances
         cols: list[Any] = [
             bt.c.debtor_id,
             func.min(bt.c.oldest_unpaid_due_date).label("oldest_due"),
@@ -545,8 +539,8 @@ class CompiledRules:
         return exists().select_from(items).where(items.c.value == channel)
 
     def _summary(self, debtors: Debtors) -> Any:
-        """The per-debtor summary ``b`` of ``debtor_balances`` (``GROUP BY debtor_id``)."""
-        bt = DebtorBalance.__table__
+        """The per-debtor summary ``b`` of :attr:`balances` (``GROUP BY debtor_id``)."""
+        bt = self.balances
         stmt = select(*self._balance_cols).where(bt.c.tenant_id == self.tenant_id)
         stmt = stmt.where(*only(bt.c.debtor_id, debtors))
         return stmt.group_by(bt.c.debtor_id).subquery("b")

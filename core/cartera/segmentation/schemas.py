@@ -184,7 +184,9 @@ class DebtorStageOut(Struct):
     """Set by hand: it sticks until released (DELETE)."""
     reason: str | None
     set_by: str | None
-    set_at: datetime
+    set_at: datetime | None
+    """When the stored stage was set; null when the debtor has not been given this stage
+    yet (it is the one ``as_of`` gives; the next evaluation stores it)."""
     days_past_due: int
     dpd_stage: str
     """The stage days past due give (the current one unless set by hand)."""

@@ -31,6 +31,7 @@ from cartera.api.context import Actor
 from cartera.audit.service import record
 from cartera.errors import Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, refresh_balances
+from cartera.portfolio import summary
 from cartera.portfolio.models import (
     Debtor,
     DebtorBalance,
@@ -45,7 +46,6 @@ from cartera.segmentation.models import (
     PlacementMove,
     Segment,
     SegmentRun,
-    Stage,
 )
 
 
@@ -144,11 +144,6 @@ def _dialect(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
-def compile_segments(session: AsyncSession, tenant_id: int, parsed: list[rules.Rule],
-                     as_of: date) -> rules.CompiledRules:
-    return rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session))
-
-
 # --- evaluation ---------------------------------------------------------------------------
 
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
@@ -159,13 +154,18 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     Stages follow days past due (manual ones stick); the segment rules see the stage being
     given. See :mod:`cartera.segmentation.apply` for how the pass is written: only the
     debtors that change are touched. ``refresh`` first rebuilds the stale balance summaries
-    (or the one debtor's)."""
-    if refresh:
+    (or the one debtor's). A summary is only stored as of a day that has begun in the
+    tenant's zone: the pass of a later ``as_of`` reads the summary computed for that day
+    (:func:`cartera.portfolio.summary.as_of`) and stores none."""
+    balances = None
+    if as_of > await tenant_today(session, tenant_id):
+        balances = await summary.as_of(session, tenant_id, as_of, debtor_id)
+    elif refresh:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
     segments = await active_segments(session, tenant_id)
-    q = await apply.compile_pass(session, tenant_id, segments, as_of)
+    q = await apply.compile_pass(session, tenant_id, segments, as_of, balances)
     p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
     if debtor_id is None:
         return await apply.apply_all(session, p, q)
@@ -217,7 +217,8 @@ async def get_run(session: AsyncSession, tenant_id: int, run_id: int) -> Segment
 # --- explain ------------------------------------------------------------------------------
 
 async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
-                      debtor_id: int) -> rules.Features:
+                      debtor_id: int, stage: str | None) -> rules.Features:
+    """The debtor's feature row, with ``stage`` as the stage code the rules compare."""
     row = (await session.execute(compiled.feature_select(debtor_id))).mappings().first()
     if row is None:
         raise NotFound(f"debtor {debtor_id} not found")
@@ -232,9 +233,6 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
     portfolios = set((await session.scalars(
         select(Portfolio.code).join(Obligation, Obligation.portfolio_id == Portfolio.id)
         .where(*open_).distinct())).all())
-    stage = await session.scalar(
-        select(Stage.code).join(Placement, Placement.stage_id == Stage.id)
-        .where(Placement.tenant_id == t, Placement.debtor_id == debtor_id))
     debtor_cols = {c.key for c in Debtor.__table__.c}
     return rules.Features(
         as_of=compiled.as_of,
@@ -250,16 +248,19 @@ async def features_of(session: AsyncSession, compiled: rules.CompiledRules,
 
 async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
                   as_of: date) -> schemas.ExplainOut:
-    """Which segment and why, evaluated in Python from the debtor's feature row."""
+    """Which segment and why as of ``as_of``, evaluated in Python from the debtor's feature
+    row: the summary computed for that day and the stage the debtor has then
+    (:func:`stages.stage_as_of`). Nothing is written; ``current_segment`` is the stored one."""
     debtor = await session.get(Debtor, debtor_id)
     if debtor is None or debtor.tenant_id != tenant_id:
         raise NotFound(f"debtor {debtor_id} not found")
     segments = await active_segments(session, tenant_id)
-    await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
-    await apply.restage_one(session, tenant_id, debtor_id, as_of)
+    stage = await stages.stage_as_of(session, tenant_id, debtor_id, as_of)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
-    compiled = compile_segments(session, tenant_id, parsed, as_of)
-    features = await features_of(session, compiled, debtor_id)
+    compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
+                                   balances=summary.computed(tenant_id, as_of, debtor_id)
+                                   .subquery("bt"))
+    features = await features_of(session, compiled, debtor_id, stage.code)
     evaluated: list[schemas.SegmentExplanation] = []
     chosen = None
     for i, (seg, rule) in enumerate(zip(segments, parsed, strict=True)):
@@ -281,7 +282,8 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
 async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn,
                   as_of: date) -> schemas.PreviewOut:
     """Counts and amounts per draft segment per currency, and the move matrix from the
-    current segments; nothing is written (balances are only refreshed).
+    current segments; nothing is written (the summary is the one computed for ``as_of``,
+    :func:`cartera.portfolio.summary.as_of`).
 
     One statement: the draft CASE per debtor, with the per-currency amounts of the same
     per-debtor summary the rules read, joined to the current placement and grouped by
@@ -289,12 +291,12 @@ async def preview(session: AsyncSession, tenant_id: int, data: schemas.RuleSetIn
     per id range in parallel, then the groups are added up."""
     parsed = parse_rule_set(data)
     stage_ids = await check_stage_codes(session, tenant_id, parsed)
-    await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
     bt = DebtorBalance.__table__
     currencies = list((await session.scalars(
         select(bt.c.currency).where(bt.c.tenant_id == tenant_id).distinct())).all())
     compiled = rules.CompiledRules(parsed, tenant_id, as_of, _dialect(session),
-                                   currencies=currencies, totals=True, stage_ids=stage_ids)
+                                   currencies=currencies, totals=True, stage_ids=stage_ids,
+                                   balances=await summary.as_of(session, tenant_id, as_of))
     ranges = await apply.parallel_ranges(session, tenant_id)
     await apply.plan_whole_portfolio(session)
     keys = [f"{k}_{i}" for i in range(len(compiled.currencies)) for k in ("has", "out", "ovd")]
@@ -409,13 +411,13 @@ async def brackets(session: AsyncSession, tenant_id: int, feature: str, currency
 
     The quantiles come from one SQL statement (``NTILE`` over the debtors with a positive
     amount in ``currency``); each boundary is rounded to a nice figure and duplicates are
-    merged; then one more statement counts the debtors per resulting bracket.
+    merged; then one more statement counts the debtors per resulting bracket. The amounts
+    are the summary computed for ``as_of`` (:func:`cartera.portfolio.summary.as_of`).
     """
     if not money.is_currency(currency):
         raise Invalid(f"{currency!r} is not an ISO 4217 currency", code="unknown_currency",
                       param="currency")
-    await refresh_balances(session, tenant_id, DebtorScope.stale(tenant_id), as_of)
-    bt = DebtorBalance.__table__
+    bt = await summary.as_of(session, tenant_id, as_of)
     amount = bt.c.overdue_minor if feature == "overdue_amount" else bt.c.outstanding_minor
     where = (bt.c.tenant_id == tenant_id, bt.c.currency == currency, amount > 0)
     ranked = select(amount.label("amount"),

@@ -27,7 +27,6 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -35,9 +34,9 @@ from cartera import clock
 from cartera.api.context import Actor
 from cartera.audit.service import record
 from cartera.errors import Conflict, Invalid, NotFound
-from cartera.portfolio import aging
-from cartera.portfolio.models import Debtor, DebtorBalance
-from cartera.segmentation import rules, schemas
+from cartera.portfolio import aging, summary
+from cartera.portfolio.models import Debtor
+from cartera.segmentation import events, rules, schemas
 from cartera.segmentation.models import Placement, PlacementMove, Segment, Stage
 
 DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
@@ -49,23 +48,21 @@ DEFAULT_STAGES: tuple[tuple[str, str, int, int | None], ...] = (
 
 
 async def active_stages(session: AsyncSession, tenant_id: int) -> list[Stage]:
-    """The tenant's stages in order, creating the defaults on first use."""
+    """The tenant's stages in order (a tenant has them from its creation on)."""
     found = list((await session.scalars(
         select(Stage).where(Stage.tenant_id == tenant_id, Stage.active.is_(True))
         .order_by(Stage.position))).all())
-    if found:
-        return found
-    if await session.scalar(select(func.count()).select_from(Stage)
-                            .where(Stage.tenant_id == tenant_id)):
-        raise AssertionError("a tenant always keeps at least one active stage")
-    try:
-        async with session.begin_nested():
-            session.add_all([Stage(tenant_id=tenant_id, code=code, name=name, position=i,
-                                   min_dpd=low, max_dpd=high, active=True)
-                             for i, (code, name, low, high) in enumerate(DEFAULT_STAGES)])
-    except IntegrityError:
-        pass  # a concurrent first request created them: read theirs
-    return await active_stages(session, tenant_id)
+    if not found:
+        raise AssertionError(f"tenant {tenant_id} has no active stage: every tenant gets "
+                             "the defaults when it is created (create_default_stages)")
+    return found
+
+
+def create_default_stages(session: AsyncSession, tenant_id: int) -> None:
+    """Give a new tenant the default stages (:data:`DEFAULT_STAGES`), in its transaction."""
+    session.add_all([Stage(tenant_id=tenant_id, code=code, name=name, position=i,
+                           min_dpd=low, max_dpd=high, active=True)
+                     for i, (code, name, low, high) in enumerate(DEFAULT_STAGES)])
 
 
 def validate(data: schemas.StagesIn) -> None:
@@ -178,6 +175,12 @@ class _Current:
     dpd: int
     stages: list[Stage]
 
+    @property
+    def unchanged(self) -> bool:
+        """The stored stage is the one the debtor has as of the day asked."""
+        return self.row is not None and (self.row.stage_manual
+                                         or self.row.stage_id == self.dpd_stage.id)
+
 
 async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int, *,
                   lock: bool = False) -> Debtor:
@@ -195,44 +198,54 @@ async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int, *,
 
 async def _current(session: AsyncSession, tenant_id: int, debtor_id: int,
                    as_of: date) -> _Current:
+    """The stored placement and the days-past-due stage as of ``as_of``, from the debtor's
+    summary computed for that day (nothing is written)."""
     stages = await active_stages(session, tenant_id)
-    oldest = await session.scalar(select(func.min(DebtorBalance.oldest_unpaid_due_date)).where(
-        DebtorBalance.tenant_id == tenant_id, DebtorBalance.debtor_id == debtor_id))
+    bt = summary.computed(tenant_id, as_of, debtor_id).subquery("bt")
+    oldest = await session.scalar(select(func.min(bt.c.oldest_unpaid_due_date)))
     dpd = aging.days_past_due(oldest, as_of)
     dpd_stage = next(s for s in stages if s.max_dpd is None or dpd <= s.max_dpd)
     row = await session.get(Placement, debtor_id, populate_existing=True)
     return _Current(row, dpd_stage, dpd, stages)
 
 
+async def stage_as_of(session: AsyncSession, tenant_id: int, debtor_id: int,
+                      as_of: date) -> Stage:
+    """The stage the debtor has as of ``as_of``: the one set by hand, else the one days
+    past due give (what the next evaluation as of that day would store)."""
+    cur = await _current(session, tenant_id, debtor_id, as_of)
+    if cur.row is not None and cur.row.stage_manual:
+        return next(s for s in cur.stages if s.id == cur.row.stage_id)
+    return cur.dpd_stage
+
+
 async def debtor_stage(session: AsyncSession, tenant_id: int, debtor_id: int,
                        as_of: date) -> schemas.DebtorStageOut:
-    """The debtor's stage and why (assigning it first if it is stale or never assigned)."""
-    from cartera.payments.allocation import DebtorScope, refresh_balances
-    from cartera.segmentation.apply import restage_one  # apply builds on this module
-
+    """The debtor's stage as of ``as_of`` and why, computed: a read writes nothing (the
+    stored stage moves at the next evaluation; ``set_at`` is null until it does)."""
     await _debtor(session, tenant_id, debtor_id)
-    await refresh_balances(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), as_of)
-    await restage_one(session, tenant_id, debtor_id, as_of)
     return _out(debtor_id, as_of, await _current(session, tenant_id, debtor_id, as_of))
 
 
 def _out(debtor_id: int, as_of: date, cur: _Current) -> schemas.DebtorStageOut:
-    assert cur.row is not None
     by_id = {s.id: s for s in cur.stages}
-    stage = by_id.get(cur.row.stage_id)
+    row = cur.row if cur.unchanged else None
+    stage = by_id.get(row.stage_id) if row else cur.dpd_stage
     code = stage.code if stage else None
     r = cur.dpd_stage
     span = f"{r.min_dpd}+" if r.max_dpd is None else f"{r.min_dpd}-{r.max_dpd}"
-    if cur.row.stage_manual:
-        why = (f"set by hand to {code} by {cur.row.stage_set_by}: {cur.row.stage_reason} "
+    manual = bool(row and row.stage_manual)
+    if row and row.stage_manual:
+        why = (f"set by hand to {code} by {row.stage_set_by}: {row.stage_reason} "
                f"(days past due would give {r.code})")
     else:
         why = f"{cur.dpd} days past due, in {r.code}'s range {span}"
     return schemas.DebtorStageOut(
         debtor_id=debtor_id, as_of=as_of, stage=code, stage_name=stage.name if stage else None,
-        manual=cur.row.stage_manual, reason=cur.row.stage_reason, set_by=cur.row.stage_set_by,
-        set_at=cur.row.stage_set_at, days_past_due=cur.dpd, dpd_stage=r.code, dpd_min=r.min_dpd,
-        dpd_max=r.max_dpd, why=why)
+        manual=manual, reason=row.stage_reason if row else None,
+        set_by=row.stage_set_by if row else None, set_at=row.stage_set_at if row else None,
+        days_past_due=cur.dpd, dpd_stage=r.code, dpd_min=r.min_dpd, dpd_max=r.max_dpd,
+        why=why)
 
 
 async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
@@ -254,23 +267,21 @@ async def set_manual(session: AsyncSession, actor: Actor, debtor_id: int,
         session.add(row)
     row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         target.id, True, data.reason, actor.name, now)
+    after = await events.before_moves(session)
     session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
                               from_stage_id=previous, to_stage_id=target.id, at=now,
                               manual=True, reason=data.reason, actor=actor.name))
     record(session, actor, "debtor.stage_set", "debtor", debtor_id,
            {"stage": target.code, "reason": data.reason})
     await session.flush()
+    await events.publish_moves(session, actor.tenant_id, after, now, actor.name)
     return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
 
 
 async def release(session: AsyncSession, actor: Actor, debtor_id: int,
                   as_of: date) -> schemas.DebtorStageOut:
     """Release a manual stage: the debtor follows days past due again, at once."""
-    from cartera.payments.allocation import DebtorScope, refresh_balances
-
     await _debtor(session, actor.tenant_id, debtor_id, lock=True)
-    await refresh_balances(session, actor.tenant_id,
-                           DebtorScope.one(actor.tenant_id, debtor_id), as_of)
     cur = await _current(session, actor.tenant_id, debtor_id, as_of)
     if cur.row is None or not cur.row.stage_manual:
         raise Conflict("the debtor's stage was not set by hand: nothing to release",
@@ -280,6 +291,7 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
     row = cur.row
     row.stage_id, row.stage_manual, row.stage_reason, row.stage_set_by, row.stage_set_at = (
         cur.dpd_stage.id, False, None, None, now)
+    after = await events.before_moves(session)
     session.add(PlacementMove(tenant_id=actor.tenant_id, debtor_id=debtor_id,
                               from_stage_id=previous, to_stage_id=cur.dpd_stage.id, at=now,
                               manual=False, reason="released: follows days past due again",
@@ -287,6 +299,7 @@ async def release(session: AsyncSession, actor: Actor, debtor_id: int,
     record(session, actor, "debtor.stage_released", "debtor", debtor_id,
            {"stage": cur.dpd_stage.code})
     await session.flush()
+    await events.publish_moves(session, actor.tenant_id, after, now, actor.name)
     return _out(debtor_id, as_of, await _current(session, actor.tenant_id, debtor_id, as_of))
 
 

@@ -25,4 +25,8 @@ async def create_tenant(session: AsyncSession, *, slug: str, name: str, country:
     tenant = Tenant(slug=slug, name=name, country=country, default_currency=currency, timezone=tz)
     session.add(tenant)
     await session.flush()
+    from cartera.segmentation.stages import create_default_stages
+
+    create_default_stages(session, tenant.id)  # so that reading them never writes
+    await session.flush()
     return tenant
