@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx"}
+SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx", "holidays"}
 SDK_TESTKIT_ALLOWED = SDK_ALLOWED | {"pytest", "_pytest"}
 PLUGIN_ROOTS = [*sorted((ROOT / "plugins").glob("*/")),
                 *sorted((ROOT / "tests" / "plugins").glob("*/"))]

@@ -41,10 +41,15 @@ from .compliance import (
     BaseCompliancePack,
     CompliancePack,
     ContactChannel,
+    ContactContent,
+    ContactOrigin,
     ContactVerdict,
+    ContentKind,
+    Creditor,
     Defer,
     Deny,
     Holiday,
+    InvalidContact,
     PlannedContact,
     PriorContact,
     Reason,
@@ -114,7 +119,7 @@ from .registry import (
 )
 from .webhooks import WebhookRequest, WebhookResponse
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")
@@ -136,8 +141,12 @@ __all__ = [
     "ConfigError",
     "ConnectionCheck",
     "ContactChannel",
+    "ContactContent",
+    "ContactOrigin",
     "ContactVerdict",
     "Content",
+    "ContentKind",
+    "Creditor",
     "CurrencyMismatchError",
     "CurrencyParameter",
     "DateTimeParameter",
@@ -159,6 +168,7 @@ __all__ = [
     "HttpClientFactory",
     "InboundMessage",
     "InteractionRecorded",
+    "InvalidContact",
     "LetterContent",
     "Money",
     "NoConfig",
