@@ -110,6 +110,8 @@ def _wall(instant: datetime, zone: ZoneInfo) -> datetime:
 
 
 def _in_zone(instant: datetime, zone: ZoneInfo) -> datetime:
+    if instant.tzinfo is not zone:
+        return instant.astimezone(zone)
     return instant.astimezone(UTC).astimezone(zone)
 
 
@@ -158,6 +160,7 @@ def _holidays_of(country: str, subdiv: str | None, year: int) -> dict[date, str]
     return {d: str(n) for d, n in sorted(found.items())}
 
 
+@lru_cache(maxsize=64)
 def holiday_subdivisions(country: str) -> frozenset[str]:
     """ISO 3166-2 codes (``BR-SP``) the ``holidays`` package has regional days for."""
     known = _holidays.country_holidays(country).subdivisions
@@ -322,12 +325,15 @@ def earliest_lawful(at: datetime, rules: Sequence[TimeRule],
     at = at.astimezone(UTC)
     if all(r.closed_reason(at) is None for r in rules):
         return at
-    end = at + horizon
-    candidates = sorted({u for r in rules for c in r.openings(at, end)
-                         if at < (u := c.astimezone(UTC)) <= end})
-    for candidate in candidates:
-        if all(r.closed_reason(candidate) is None for r in rules):
-            return candidate
+    start = at
+    for days in (3, 10, horizon.days):  # look near first: most defers end within a day
+        end = min(at + timedelta(days=days), at + horizon)
+        candidates = sorted({u for r in rules for c in r.openings(start, end)
+                             if start < (u := c.astimezone(UTC)) <= end})
+        for candidate in candidates:
+            if all(r.closed_reason(candidate) is None for r in rules):
+                return candidate
+        start = end
     return None
 
 
@@ -576,6 +582,8 @@ class RulePack(BaseCompliancePack):
         self._rules = {r.code: r for r in (*self.RULES, *KIT_RULES)}
         self._zones = tuple(ZoneInfo(z) for z in self.timezones)
         self._reasons: dict[tuple[str, str], Reason] = {}
+        self._hours_rules: dict[tuple[Any, ...], HoursRule] = {}
+        self._versions = {"pack_version": self.version, "calendar_version": CALENDAR_VERSION}
 
     # -- contract -------------------------------------------------------------
     def rules(self) -> list[RuleDescription]:
@@ -586,12 +594,13 @@ class RulePack(BaseCompliancePack):
 
     def judge(self, contact: PlannedContact, config: Any) -> ContactVerdict:
         self.validate(contact)
-        versions = {"pack_version": self.version, "calendar_version": CALENDAR_VERSION}
+        versions = self._versions
         denied = self.denials(contact, config)
         if denied:
             return Deny(reasons=denied, **versions)
         rules = self.time_rules(contact, config)
-        closed = [r for r in (rule.closed_reason(contact.planned_at) for rule in rules) if r]
+        at = contact.planned_at
+        closed = [r for rule in rules if (r := rule.closed_reason(at)) is not None]
         if not closed:
             return Allow(reasons=self.allowed(contact, config), **versions)
         until = earliest_lawful(contact.planned_at, rules)
@@ -650,11 +659,21 @@ class RulePack(BaseCompliancePack):
     def hours_rule(self, contact: PlannedContact, config: PackConfig, hours: WeeklyHours,
                    codes: tuple[str, str, str] = ("outside_hours", "closed_day",
                                                   "public_holiday")) -> HoursRule:
-        """``hours`` narrowed by ``config``, on the debtor's calendar, as a rule."""
-        calendar = _calendar(self.country, contact.debtor_subdivision, config.extra_holidays)
-        return HoursRule(hours=_narrowed(hours, config), calendar=calendar,
-                         zones=self.zones(contact),
-                         reasons=Reasons(*(self.reason(c) for c in codes)))
+        """``hours`` narrowed by ``config``, on the debtor's calendar, as a rule (built once
+        per windows, subdivision, zone and config: judging a portfolio reuses it)."""
+        zone_key = contact.debtor_timezone if contact.timezone_known else None
+        key = (_ByIdentity(hours), contact.debtor_subdivision, zone_key, config, codes)
+        built = self._hours_rules.get(key)
+        if built is None:
+            if len(self._hours_rules) > 4096:
+                self._hours_rules.clear()
+            calendar = _calendar(self.country, contact.debtor_subdivision,
+                                 config.extra_holidays)
+            built = HoursRule(hours=_narrowed(hours, config), calendar=calendar,
+                              zones=self.zones(contact),
+                              reasons=Reasons(*(self.reason(c) for c in codes)))
+            self._hours_rules[key] = built
+        return built
 
     def content_denials(self, contact: PlannedContact,
                         court: Sequence[re.Pattern[str]] = COURT_DOCUMENT_ES,
