@@ -80,6 +80,7 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
 
 
 def route_handlers() -> list[Any]:
+    from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
@@ -90,7 +91,7 @@ def route_handlers() -> list[Any]:
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES]
+            StageController, *NEGOTIATION_ROUTES, *COMPLIANCE_ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,
