@@ -135,6 +135,7 @@ def to_instant(day: date, wall: time, zone: ZoneInfo) -> datetime:
     return _in_zone(hi.replace(microsecond=0), zone)
 
 
+@lru_cache(maxsize=65536)
 def wall_openings(day: date, wall: time, zone: ZoneInfo) -> tuple[datetime, ...]:
     """Every instant at which the clock of ``zone`` reaches ``day`` ``wall`` (two when the
     wall time repeats at a fall-back, the gap's end when it does not exist)."""
