@@ -39,6 +39,8 @@ from .channels import (
 from .compliance import (
     Allow,
     BaseCompliancePack,
+    ChargeFinding,
+    ChargeQuery,
     CompliancePack,
     ContactChannel,
     ContactContent,
@@ -136,6 +138,8 @@ __all__ = [
     "ChannelEvent",
     "ChannelKind",
     "ChannelProvider",
+    "ChargeFinding",
+    "ChargeQuery",
     "Clock",
     "CompliancePack",
     "ConfigError",

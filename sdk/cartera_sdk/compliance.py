@@ -14,16 +14,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from .integration import NoConfig
+from .money import Money
 
 __all__ = [
     "Allow",
     "BaseCompliancePack",
+    "ChargeFinding",
+    "ChargeKind",
+    "ChargeQuery",
     "CompliancePack",
     "ContactChannel",
     "ContactContent",
@@ -31,6 +36,7 @@ __all__ = [
     "ContactVerdict",
     "ContentKind",
     "Creditor",
+    "CreditorKind",
     "Defer",
     "Deny",
     "Holiday",
@@ -289,6 +295,48 @@ class RuleDescription(msgspec.Struct, frozen=True, kw_only=True):
     configurable: bool = False
 
 
+ChargeKind = Literal["collection_fee", "late_penalty", "moratory_interest", "bureau_report"]
+#: ``supervised_lender``: a bank or lender under the financial supervisor (SBS, SFC, CMF...).
+CreditorKind = Literal["supervised_lender", "other"]
+
+
+class ChargeQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """What a creditor wants to add to a debt today, and what a pack needs to say.
+
+    * ``overdue``: the overdue amount (CL collection-fee bands).
+    * ``uf_value``: pesos per Unidad de Fomento today (CL bands are in UF).
+    * ``notices``: dates a prior notice of a credit-bureau report was sent;
+      ``written_notice``: they were written (BR requires it); ``small_debt``: CO's debts of
+      at most 15 % of one monthly minimum wage (two notices on different days).
+
+    .. versionadded:: 0.1.1
+    """
+
+    debtor_country: str
+    today: date
+    days_past_due: int
+    overdue: Money | None = None
+    creditor_kind: CreditorKind = "supervised_lender"
+    uf_value: Decimal | None = None
+    notices: list[date] = msgspec.field(default_factory=list)
+    written_notice: bool = False
+    small_debt: bool = False
+
+
+class ChargeFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a creditor may add ``kind`` today, up to ``max_amount`` when the law caps it,
+    and from which date when not yet (``lawful_from``), with the reason and its article.
+
+    .. versionadded:: 0.1.1
+    """
+
+    kind: ChargeKind
+    allowed: bool
+    reason: Reason
+    max_amount: Money | None = None
+    lawful_from: date | None = None
+
+
 @runtime_checkable
 class CompliancePack(Protocol):
     """What ``register_compliance_packs`` registers (one per country).
@@ -327,3 +375,11 @@ class BaseCompliancePack(ABC):
 
     @abstractmethod
     def rules(self) -> list[RuleDescription]: ...
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        """Fees, interest and bureau reports the creditor may add or make today, and why
+        (``[]``: the pack knows no rule). Reason codes are listed in :meth:`rules`.
+
+        .. versionadded:: 0.1.1
+        """
+        return []

@@ -40,6 +40,8 @@ import msgspec
 from .compliance import (
     Allow,
     BaseCompliancePack,
+    ChargeFinding,
+    ChargeKind,
     ContactChannel,
     ContactVerdict,
     Defer,
@@ -53,6 +55,7 @@ from .compliance import (
     RuleDescription,
     Verification,
 )
+from .money import Money
 
 __all__ = [
     "ALL_CHANNELS",
@@ -697,6 +700,13 @@ class RulePack(BaseCompliancePack):
                 and not mentions(text, creditor.name)):
             out.append(self.reason("creditor_name_missing", creditor.name))
         return out
+
+    def finding(self, kind: ChargeKind, allowed: bool, code: str, detail: str | None = None,
+                *, max_amount: Money | None = None, lawful_from: date | None = None
+                ) -> ChargeFinding:
+        """A :class:`ChargeFinding` whose reason cites the listed rule ``code``."""
+        return ChargeFinding(kind=kind, allowed=allowed, reason=self.reason(code, detail),
+                             max_amount=max_amount, lawful_from=lawful_from)
 
     def role_denial(self, contact: PlannedContact, allowed: frozenset[str],
                     code: str = "third_party_forbidden") -> list[Reason]:

@@ -141,7 +141,7 @@ class TestToyPeStrict(TestToyPe):
 def test_compliance_pack_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_toy_pe=PACK)
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=22)
+    result.assert_outcomes(passed=24)
 
 
 def test_compliance_pack_with_undeclared_reason_fails(pytester: pytest.Pytester) -> None:
@@ -150,7 +150,7 @@ def test_compliance_pack_with_undeclared_reason_fails(pytester: pytest.Pytester)
     ).replace("class TestToyPeStrict(TestToyPe):", "class _Unused(TestToyPe):")
     pytester.makepyfile(test_toy_pe=broken)
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=10, failed=1)
+    result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines(["*within_hours*not listed in rules()*"])
 
 

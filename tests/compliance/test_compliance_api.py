@@ -225,3 +225,40 @@ async def test_report_counts_verdicts_per_rule_with_median_deferral(
     bad = await tenant.api.get("/v1/compliance/report", params={
         "period_start": "2026-03-03T00:00:00Z", "period_end": "2026-03-02T00:00:00Z"})
     assert bad.status_code == 422
+
+
+async def test_charges_check_caps_chilean_collection_fees(make_tenant: Any,
+                                                          host: PluginHost) -> None:
+    from cartera import clock
+
+    cl = await make_tenant(country="CL", currency="CLP")
+    r = await cl.api.post("/v1/debtors", json={"external_ref": "CL-1", "name": "Juan",
+                                               "country": "CL"})
+    assert r.status_code == 201, r.text
+    debtor_id = r.json()["id"]
+    due = clock.today_in("America/Santiago") - timedelta(days=45)
+    r = await cl.api.post("/v1/obligations", json={
+        "external_ref": "CL-1-1", "debtor_id": debtor_id, "kind": "invoice",
+        "currency": "CLP", "original_amount": "4000000", "due_date": due.isoformat()})
+    assert r.status_code == 201, r.text
+    r = await cl.api.get(f"/v1/debtors/{debtor_id}/charges-check",
+                         params={"uf_value": "40000"})
+    assert r.status_code == 200, r.text
+    (finding,) = r.json()["findings"]
+    assert finding["source"] == "compliance_cl"
+    assert (finding["kind"], finding["allowed"]) == ("collection_fee", True)
+    assert (finding["max_amount"], finding["currency"]) == ("192000", "CLP")
+    assert finding["rule_ref"] == "Ley 19.496 art. 37"
+    r = await cl.api.get(f"/v1/debtors/{debtor_id}/charges-check")
+    assert r.json()["findings"][0]["code"] == "uf_value_required"
+
+
+async def test_charges_check_refuses_a_bad_uf_value(tenant: TenantClient,
+                                                    host: PluginHost) -> None:
+    r = await tenant.api.post("/v1/debtors", json={"external_ref": "UF", "name": "A",
+                                                   "country": "PE"})
+    for bad in ("0", "-3", "NaN"):
+        r2 = await tenant.api.get(f"/v1/debtors/{r.json()['id']}/charges-check",
+                                  params={"uf_value": bad})
+        assert r2.status_code == 422, r2.text
+        assert r2.json()["param"] == "uf_value"

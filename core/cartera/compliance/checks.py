@@ -8,23 +8,33 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
-from cartera_sdk.compliance import ContactContent, InvalidContact, PlannedContact, PriorContact
+from cartera_sdk.compliance import (
+    ChargeQuery,
+    ContactContent,
+    InvalidContact,
+    PlannedContact,
+    PriorContact,
+)
 from cartera_sdk.compliancekit import CALENDAR_VERSION, RulePack
+from cartera_sdk.money import Money
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import clock
+from cartera import clock, money
 from cartera.compliance import schemas
 from cartera.compliance.service import INVALID_CONFIG, GatePolicy, load_policy
 from cartera.errors import Invalid
 from cartera.messaging import gate
 from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost, RegisteredProvider
+from cartera.portfolio.models import DebtorBalance
 
 #: Years a check may plan in: holiday calendars and the 40-day search need real dates.
 PLANNABLE_YEARS = (1990, 2200)
@@ -175,3 +185,45 @@ async def report(session: AsyncSession, start: datetime, end: datetime) -> schem
         for (source, code), c in sorted(counts.items())]
     return schemas.ReportOut(period_start=start, period_end=end, contacts=len(rows),
                              rules=rules)
+
+
+async def charges(session: AsyncSession, host: PluginHost, debtor_id: int,
+                  params: ChargeParams) -> schemas.ChargesCheckOut:
+    """Which fees, interest and bureau reports the creditor may add or make today for the
+    debtor, per installed pack of its country, and why. Reads only."""
+    from cartera.messaging.sending import _days_past_due
+    from cartera.portfolio.service import get_debtor, tenant_today
+
+    debtor = await get_debtor(session, debtor_id)
+    today = await tenant_today(session, debtor.tenant_id)
+    dpd = await _days_past_due(session, debtor)
+    balance = await session.scalar(select(DebtorBalance).where(
+        DebtorBalance.debtor_id == debtor.id).order_by(DebtorBalance.overdue_minor.desc()))
+    overdue = (Money(amount=Decimal(money.from_minor(balance.overdue_minor, balance.currency)),
+                     currency=balance.currency) if balance is not None else None)
+    query = ChargeQuery(debtor_country=debtor.country, today=today, days_past_due=dpd,
+                        overdue=overdue, creditor_kind=params.creditor_kind,
+                        uf_value=params.uf_value, notices=params.notices,
+                        written_notice=params.written_notice, small_debt=params.small_debt)
+    findings = [
+        schemas.ChargeFindingOut(
+            source=pack.name, kind=f.kind, allowed=f.allowed, code=f.reason.code,
+            message=f.reason.message, rule_ref=f.reason.rule_ref,
+            max_amount=str(f.max_amount.amount) if f.max_amount else None,
+            currency=f.max_amount.currency if f.max_amount else None,
+            lawful_from=f.lawful_from)
+        for pack in gate._packs(host, debtor.country) if hasattr(pack, "charges")
+        for f in pack.charges(query)]
+    return schemas.ChargesCheckOut(
+        debtor_id=debtor.id, today=today, days_past_due=dpd,
+        overdue=str(overdue.amount) if overdue else None,
+        currency=overdue.currency if overdue else None, findings=findings)
+
+
+@dataclass(frozen=True)
+class ChargeParams:
+    creditor_kind: Literal["supervised_lender", "other"] = "supervised_lender"
+    uf_value: Decimal | None = None
+    notices: list[date] = field(default_factory=list)
+    written_notice: bool = False
+    small_debt: bool = False

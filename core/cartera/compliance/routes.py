@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Literal
 
 import msgspec
 from litestar import Controller, get, patch, post
@@ -104,4 +106,27 @@ class ComplianceController(Controller):
         return await checks.report(session, start, end)
 
 
-ROUTES = [ComplianceController]
+@get("/v1/debtors/{debtor_id:int}/charges-check", summary="Check fees and reports",
+     operation_id="CheckDebtorCharges", tags=["Compliance"], **READ)
+async def charges_check(
+    debtor_id: int, session: AsyncSession,
+    creditor_kind: Literal["supervised_lender", "other"] = "supervised_lender",
+    uf_value: Decimal | None = None,
+    notices: list[date] | None = None, written_notice: bool = False,
+    small_debt: bool = False) -> schemas.ChargesCheckOut:
+    """Which collection fees, penalties, moratory interest and credit-bureau reports the
+    creditor may add or make today for this debtor, per installed pack of its country: each
+    finding says allowed or not, the cap when the law sets one (CL: 9/6/3 % by UF band,
+    with ``uf_value`` pesos per UF), the date from which it becomes lawful (CL fees after
+    day 20, CO reports 20 days after the last of ``notices``, BR after a written notice)
+    and the article. Nothing is written."""
+    if uf_value is not None and not (uf_value.is_finite() and uf_value > 0):
+        raise Invalid("uf_value must be a positive number of pesos", code="invalid_uf_value",
+                      param="uf_value")
+    params = checks.ChargeParams(creditor_kind=creditor_kind, uf_value=uf_value,
+                                 notices=notices or [], written_notice=written_notice,
+                                 small_debt=small_debt)
+    return await checks.charges(session, current_host(), debtor_id, params)
+
+
+ROUTES = [ComplianceController, charges_check]

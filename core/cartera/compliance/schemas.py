@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -127,3 +127,24 @@ class ReportOut(Struct):
     period_end: datetime
     contacts: int
     rules: list[RuleCount]
+
+
+class ChargeFindingOut(Struct):
+    source: str
+    kind: str
+    allowed: bool
+    code: str
+    message: str
+    rule_ref: str | None
+    max_amount: str | None
+    currency: str | None
+    lawful_from: date | None
+
+
+class ChargesCheckOut(Struct):
+    debtor_id: int
+    today: date
+    days_past_due: int
+    overdue: str | None
+    currency: str | None
+    findings: list[ChargeFindingOut]

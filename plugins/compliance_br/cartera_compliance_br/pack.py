@@ -19,9 +19,17 @@ Readings (compliance.md §2.6):
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any, ClassVar
 
-from cartera_sdk import ContactChannel, PlannedContact, Reason, RuleDescription
+from cartera_sdk import (
+    ChargeFinding,
+    ChargeQuery,
+    ContactChannel,
+    PlannedContact,
+    Reason,
+    RuleDescription,
+)
 from cartera_sdk.compliancekit import (
     COURT_DOCUMENT_PT,
     MESSAGE_CHANNELS,
@@ -97,6 +105,12 @@ class BrazilPack(RulePack):
              "document."),
         rule("threat", "Threat, constraint or ridicule", CDC + "42, 71",
              "The consumer is not exposed to ridicule, constraint or threats."),
+        rule("bureau_written_notice", "Written notice before negativação",
+             CDC + "43 §2; STJ Súmulas 359, 404",
+             "Opening a bureau record must be communicated in writing beforehand (the bureau "
+             "sends it; no acknowledgement needed). E-mail or SMS alone may be invalid (STJ "
+             "REsp 2.056.285): conservatively a postal notice is required; the report is "
+             "lawful from the day after it.", verification="secondary"),
         rule("creditor_name_missing", "Creditor not named", CDC + "42-A",
              "An agency's notice or formal letter must name the creditor."),
     )
@@ -109,6 +123,14 @@ class BrazilPack(RulePack):
             if gaps:
                 out.append(self.reason("creditor_identification_missing", ", ".join(gaps)))
         return out
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        if not query.notices or not query.written_notice:
+            return [self.finding("bureau_report", False, "bureau_written_notice",
+                                 "no written notice sent")]
+        start = min(query.notices) + timedelta(days=1)
+        return [self.finding("bureau_report", query.today >= start, "bureau_written_notice",
+                             lawful_from=start)]
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         hours = STATE_HOURS.get(contact.debtor_subdivision or "")

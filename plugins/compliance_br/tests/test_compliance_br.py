@@ -3,7 +3,7 @@ holidays, CDC art. 42-A identification, threats and third parties."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +13,7 @@ import pytest
 from cartera_compliance_br import BrazilPack, BrConfig
 from cartera_sdk import (
     Allow,
+    ChargeQuery,
     ContactContent,
     Creditor,
     Defer,
@@ -128,3 +129,11 @@ def test_third_parties() -> None:
 def test_calls_cannot_be_untimed() -> None:
     with pytest.raises(msgspec.ValidationError, match="looser_than_law:hours_apply_to"):
         msgspec.convert({"hours_apply_to": ["sms"]}, BrConfig)
+
+
+def test_negativacao_needs_prior_written_notice() -> None:
+    base = ChargeQuery(debtor_country="BR", today=date(2026, 3, 25), days_past_due=60,
+                       notices=[date(2026, 3, 20)])
+    assert not PACK.charges(base)[0].allowed  # not written
+    (finding,) = PACK.charges(msgspec.structs.replace(base, written_notice=True))
+    assert (finding.allowed, finding.lawful_from) == (True, date(2026, 3, 21))

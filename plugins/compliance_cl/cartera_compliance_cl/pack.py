@@ -20,9 +20,19 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar
 
-from cartera_sdk import ContactChannel, PlannedContact, PriorContact, Reason, RuleDescription
+from cartera_sdk import (
+    ChargeFinding,
+    ChargeQuery,
+    ContactChannel,
+    Money,
+    PlannedContact,
+    PriorContact,
+    Reason,
+    RuleDescription,
+)
 from cartera_sdk.compliancekit import (
     COURT_DOCUMENT_ES,
     MESSAGE_CHANNELS,
@@ -49,6 +59,22 @@ JUDICIAL = (*COURT_DOCUMENT_ES, re.compile(
 BUREAU = (re.compile(r"\b(dicom|boletin comercial|boletin de informaciones comerciales|"
                      r"registro de morosos|equifax)\b"),)
 WEEK = timedelta(days=7)
+FEE_GRACE_DAYS = 20
+#: (upper bound in UF, rate) of art. 37's collection-fee bands.
+FEE_BANDS = ((Decimal(10), Decimal("0.09")), (Decimal(50), Decimal("0.06")),
+             (None, Decimal("0.03")))
+
+
+def fee_cap(overdue_clp: Decimal, uf_value: Decimal) -> Decimal:
+    """The art. 37 maximum collection charge on ``overdue_clp``, in whole pesos (down)."""
+    fee, floor = Decimal(0), Decimal(0)
+    for upper, rate in FEE_BANDS:
+        top = overdue_clp if upper is None else min(overdue_clp, upper * uf_value)
+        if top > floor:
+            fee += (top - floor) * rate
+        if upper is not None:
+            floor = upper * uf_value
+    return fee.to_integral_value(rounding=ROUND_DOWN)
 
 
 class ClConfig(PackConfig, frozen=True, kw_only=True):
@@ -121,6 +147,15 @@ class ChilePack(RulePack):
              "(DICOM, Boletín Comercial).", verification="secondary"),
         rule("threat", "Harassment or exposure", ART_37,
              "Respect for dignity and physical and psychological integrity: no threats."),
+        rule("no_fee_first_20_days", "No collection fee yet", ART_37,
+             "No extrajudicial collection charge in the first 20 days of delay (an older "
+             "text said 15).", verification="secondary"),
+        rule("collection_fee_cap", "Collection fee cap", ART_37,
+             "At most 9 % of the overdue amount up to 10 UF, 6 % on the part from 10 to 50 "
+             "UF, 3 % above 50 UF."),
+        rule("uf_value_required", "UF value needed", ART_37,
+             "The fee bands are in UF: without today's UF value and the overdue amount in "
+             "CLP, no fee is reported lawful."),
         rule("creditor_name_missing", "Creditor not named", f"{ART_37}; SERNAC",
              "An agency's notice or formal letter must identify the creditor.",
              verification="secondary"),
@@ -136,6 +171,18 @@ class ChilePack(RulePack):
             if found:
                 out.append(self.reason("bureau_threat", ", ".join(found)))
         return out
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        if query.days_past_due <= FEE_GRACE_DAYS:
+            start = query.today + timedelta(days=FEE_GRACE_DAYS + 1 - query.days_past_due)
+            return [self.finding("collection_fee", False, "no_fee_first_20_days",
+                                 lawful_from=start)]
+        overdue = query.overdue
+        if overdue is None or overdue.currency != "CLP" or not query.uf_value:
+            return [self.finding("collection_fee", False, "uf_value_required")]
+        cap = fee_cap(overdue.amount, query.uf_value)
+        return [self.finding("collection_fee", True, "collection_fee_cap",
+                             max_amount=Money(amount=cap, currency="CLP"))]
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         rules: list[TimeRule] = []

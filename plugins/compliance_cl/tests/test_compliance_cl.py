@@ -3,7 +3,8 @@ weekly call cap, two messages a week two days apart, litigation, judicial refere
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,9 +14,11 @@ import pytest
 from cartera_compliance_cl import ChilePack, ClConfig
 from cartera_sdk import (
     Allow,
+    ChargeQuery,
     ContactContent,
     Defer,
     Deny,
+    Money,
     PlannedContact,
     PriorContact,
     collect,
@@ -161,3 +164,28 @@ def test_judicial_references_and_bureau_threats(text: str, code: str) -> None:
 def test_employer_and_references_are_denied() -> None:
     for role in ("employer", "reference", "family"):
         assert isinstance(PACK.judge(contact(TUESDAY, recipient_role=role), ClConfig()), Deny)
+
+
+def test_no_collection_fee_in_the_first_20_days() -> None:
+    query = ChargeQuery(debtor_country="CL", today=date(2026, 3, 10), days_past_due=15,
+                        overdue=Money.of("100000", "CLP"), uf_value=Decimal("40000"))
+    (finding,) = PACK.charges(query)
+    assert (finding.kind, finding.allowed) == ("collection_fee", False)
+    assert finding.lawful_from == date(2026, 3, 16)  # day 21 of delay
+    assert finding.reason.rule_ref == "Ley 19.496 art. 37"
+
+
+@pytest.mark.parametrize(("overdue_uf", "cap"), [
+    (5, 18_000),  # 9 % of 200,000
+    (10, 36_000),
+    (100, 36_000 + 96_000 + 60_000),  # 9 % to 10 UF, 6 % to 50 UF, 3 % above
+])
+def test_collection_fee_cap_by_uf_band(overdue_uf: int, cap: int) -> None:
+    query = ChargeQuery(debtor_country="CL", today=date(2026, 3, 10), days_past_due=45,
+                        overdue=Money.of(str(overdue_uf * 40_000), "CLP"),
+                        uf_value=Decimal("40000"))
+    (finding,) = PACK.charges(query)
+    assert finding.allowed
+    assert finding.max_amount == Money.of(str(cap), "CLP")
+    no_uf = msgspec.structs.replace(query, uf_value=None)
+    assert not PACK.charges(no_uf)[0].allowed

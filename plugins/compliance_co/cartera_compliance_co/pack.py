@@ -24,7 +24,7 @@ import re
 from datetime import timedelta
 from typing import Any, ClassVar, Literal
 
-from cartera_sdk import PlannedContact, Reason, RuleDescription
+from cartera_sdk import ChargeFinding, ChargeQuery, PlannedContact, Reason, RuleDescription
 from cartera_sdk.compliancekit import (
     OBLIGORS,
     AtMost,
@@ -42,6 +42,7 @@ from cartera_sdk.compliancekit import (
 
 HOURS = WeeklyHours.of({range(5): ("07:00", "19:00"), 5: ("08:00", "15:00")})
 ART = "Ley 2300 de 2023 art. "
+BUREAU_NOTICE_DAYS = 20
 ASKS_WHY = (
     re.compile(r"\bpor ?que no (ha|has|han|habia|habias) (pagado|cancelado|abonado)\b"),
     re.compile(r"\b(motivo|razon|causa)s? (de|del|de su|de tu) (no pago|impago|"
@@ -111,6 +112,11 @@ class ColombiaPack(RulePack):
         rule("threat", "Threat or exposure", ART + "3",
              "Collection without affecting personal or family privacy: no threats, no "
              "telling family, employer or neighbours.", verification="secondary"),
+        rule("bureau_notice_required", "Prior notice before a bureau report",
+             "Ley 1266 de 2008 art. 12; Ley 2157 de 2021",
+             "A negative report only 20 calendar days after a prior communication; debts of "
+             "at most 15 % of one SMLMV need two communications on different days, and the "
+             "20 days run from the last.", verification="secondary"),
         rule("creditor_name_missing", "Creditor not named", "Ley 1480 de 2011 art. 23",
              "An agency's notice or formal letter must name the creditor (truthful "
              "information).", verification="unverified"),
@@ -131,6 +137,16 @@ class ColombiaPack(RulePack):
             if found:
                 out.append(self.reason("asks_reason_for_default", ", ".join(found)))
         return out
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        needed = 2 if query.small_debt else 1
+        days = sorted(set(query.notices))
+        if len(days) < needed:
+            detail = f"{needed} notice(s) on different days needed, {len(days)} sent"
+            return [self.finding("bureau_report", False, "bureau_notice_required", detail)]
+        start = days[-1] + timedelta(days=BUREAU_NOTICE_DAYS)
+        return [self.finding("bureau_report", query.today >= start, "bureau_notice_required",
+                             lawful_from=start)]
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         rules: list[TimeRule] = [self.hours_rule(contact, config, HOURS)]

@@ -3,7 +3,7 @@ references, the daily cap and the weekly channel lock after a direct contact."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,6 +13,7 @@ import pytest
 from cartera_compliance_co import CoConfig, ColombiaPack
 from cartera_sdk import (
     Allow,
+    ChargeQuery,
     ContactContent,
     Defer,
     Deny,
@@ -152,3 +153,15 @@ def test_never_ask_why_the_debtor_did_not_pay() -> None:
 def test_a_looser_daily_cap_is_refused() -> None:
     with pytest.raises(msgspec.ValidationError, match="looser_than_law:contacts_per_day"):
         msgspec.convert({"contacts_per_day": 2}, CoConfig)
+
+
+def test_bureau_report_twenty_days_after_the_last_notice() -> None:
+    base = ChargeQuery(debtor_country="CO", today=date(2026, 3, 25), days_past_due=60)
+    assert not PACK.charges(base)[0].allowed
+    noticed = msgspec.structs.replace(base, notices=[date(2026, 3, 1)])
+    (finding,) = PACK.charges(noticed)
+    assert (finding.allowed, finding.lawful_from) == (True, date(2026, 3, 21))
+    small = msgspec.structs.replace(noticed, small_debt=True)
+    assert not PACK.charges(small)[0].allowed  # two notices on different days needed
+    two = msgspec.structs.replace(small, notices=[date(2026, 3, 1), date(2026, 3, 10)])
+    assert PACK.charges(two)[0].lawful_from == date(2026, 3, 30)

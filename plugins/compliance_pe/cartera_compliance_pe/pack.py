@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from cartera_sdk import ContactChannel, PlannedContact, Reason, RuleDescription
+from cartera_sdk import (
+    ChargeFinding,
+    ChargeQuery,
+    ContactChannel,
+    PlannedContact,
+    Reason,
+    RuleDescription,
+)
 from cartera_sdk.compliancekit import (
     MESSAGE_CHANNELS,
     OBLIGORS,
@@ -82,6 +89,16 @@ class PeruPack(RulePack):
               "No threats (jail, police, telling family, employer or neighbours, debtor "
               "lists): methods that harm reputation, privacy or work are banned.",
               verification="secondary"),
+        rule("no_collection_fee", "No collection fee or penalty",
+             "Ley 28587 art. 6 (Ley 31143); Res. SBS 3274-2017 Anexo 3",
+             "SBS-supervised lenders may not charge penalties, commissions or collection "
+             "costs for late payment (calls, letters, visits): only moratory interest."),
+        rule("fee_rules_unknown", "Fee rules not researched", "Ley 29571",
+             "For creditors outside the SBS, fee rules were not researched: no fee is "
+             "reported lawful (conservative).", verification="unverified"),
+        rule("moratory_interest_only", "Moratory interest only", "Ley 28587 art. 6",
+             "Moratory interest from the date of default, at most the BCRP rate for "
+             "operations outside the financial system; no capitalisation."),
         rule("creditor_name_missing", "Creditor not named", "Ley 29571 art. 61",
               "An agency's notice or formal letter must name the creditor. Not codified for "
               "collection messages; conservative reading of the duty of truthful "
@@ -90,6 +107,14 @@ class PeruPack(RulePack):
 
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
         return [*self.role_denial(contact, OBLIGORS), *self.content_denials(contact)]
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        if query.creditor_kind != "supervised_lender":
+            return [self.finding(k, False, "fee_rules_unknown")
+                    for k in ("collection_fee", "late_penalty")]
+        return [self.finding("collection_fee", False, "no_collection_fee"),
+                self.finding("late_penalty", False, "no_collection_fee"),
+                self.finding("moratory_interest", True, "moratory_interest_only")]
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         if contact.channel not in config.hours_apply_to:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,7 +10,7 @@ import cartera_compliance_pe
 import msgspec
 import pytest
 from cartera_compliance_pe import PeConfig, PeruPack
-from cartera_sdk import Allow, ContactContent, Defer, Deny, PlannedContact, collect
+from cartera_sdk import Allow, ChargeQuery, ContactContent, Defer, Deny, PlannedContact, collect
 from cartera_sdk.testkit import CompliancePackConformance
 
 LIMA = ZoneInfo("America/Lima")
@@ -115,3 +115,12 @@ def test_a_plain_reminder_is_allowed() -> None:
     text = "Hola Ana, le recordamos que su cuota de S/ 150 vence el 5 de marzo."
     assert isinstance(PACK.judge(contact(datetime(2026, 3, 3, 10, 0, tzinfo=LIMA),
                                          content=ContactContent(text=text)), PeConfig()), Allow)
+
+
+def test_supervised_lenders_add_no_collection_fee_only_moratory_interest() -> None:
+    query = ChargeQuery(debtor_country="PE", today=date(2026, 3, 10), days_past_due=40)
+    found = {f.kind: f for f in PACK.charges(query)}
+    assert not found["collection_fee"].allowed
+    assert not found["late_penalty"].allowed
+    assert found["collection_fee"].reason.rule_ref.startswith("Ley 28587 art. 6")
+    assert found["moratory_interest"].allowed

@@ -27,6 +27,8 @@ from ..channels import (
 )
 from ..compliance import (
     Allow,
+    ChargeFinding,
+    ChargeQuery,
     CompliancePack,
     ContactChannel,
     ContactVerdict,
@@ -644,6 +646,23 @@ class CompliancePackConformance:
         with pytest.raises(InvalidContact):
             pack.judge(self._planned(pack, debtor_timezone, sweep_start, "sms",
                                      subdivision=f"{pack.country}-ZZZ"), pack_config)
+
+    def test_charge_findings_cite_listed_rules(self, pack: Any, sweep_start: datetime) -> None:
+        if not hasattr(pack, "charges"):
+            pytest.skip("the pack predates charges()")
+        known = {r.code for r in pack.rules()}
+        today = sweep_start.date()
+        for dpd in (0, 10, 20, 21, 90):
+            for notices in ([], [today - timedelta(days=30)], [today, today]):
+                for kind in ("supervised_lender", "other"):
+                    query = ChargeQuery(debtor_country=pack.country, today=today,
+                                        days_past_due=dpd, notices=notices, written_notice=True,
+                                        creditor_kind=kind)
+                    for found in pack.charges(query):
+                        assert isinstance(found, ChargeFinding)
+                        assert found.reason.code in known, f"{found.reason.code} not in rules()"
+                        if found.lawful_from is not None and not found.allowed:
+                            assert found.lawful_from > today or found.kind == "bureau_report"
 
     def test_calendar(self, pack: Any, subdivisions: list[str | None]) -> None:
         for subdivision in subdivisions:
