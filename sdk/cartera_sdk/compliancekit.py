@@ -60,6 +60,7 @@ from .money import Money
 __all__ = [
     "ALL_CHANNELS",
     "CALENDAR_VERSION",
+    "CONTENT_CODES",
     "COURT_DOCUMENT_ES",
     "COURT_DOCUMENT_PT",
     "KIT_RULES",
@@ -564,6 +565,12 @@ KIT_RULES = (
                     "the contact is denied rather than deferred indefinitely.",
     ),
 )
+#: Reason codes the shipped packs give for what a message says (not when or to whom).
+CONTENT_CODES = frozenset({
+    "court_document_lookalike", "threat", "creditor_name_missing", "authority_impersonation",
+    "asks_reason_for_default", "first_contact_disclosure_missing",
+    "creditor_identification_missing", "bureau_threat", "agency_identification_missing",
+})
 OBLIGORS: frozenset[RecipientRole] = frozenset({"debtor", "co_debtor", "guarantor"})
 
 

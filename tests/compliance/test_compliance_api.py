@@ -262,3 +262,27 @@ async def test_charges_check_refuses_a_bad_uf_value(tenant: TenantClient,
                                   params={"uf_value": bad})
         assert r2.status_code == 422, r2.text
         assert r2.json()["param"] == "uf_value"
+
+
+async def test_a_template_is_checked_for_content_rules_only(tenant: TenantClient,
+                                                            host: PluginHost) -> None:
+    r = await tenant.api.post("/v1/templates", json={
+        "code": "judicial", "channel": "sms", "locale": "es-PE", "name": "j",
+        "body": "NOTIFICACIÓN JUDICIAL: {{ debtor.first_name }}, pague {{ balance.overdue }}."})
+    assert r.status_code == 201, r.text
+    template_id = r.json()["id"]
+    r = await tenant.api.post(f"/v1/templates/{template_id}/compliance", json={})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["country"], body["packs"]) == ("PE", ["compliance_pe"])
+    assert [(f["code"], f["source"], f["rule_ref"]) for f in body["findings"]] == [
+        ("court_document_lookalike", "compliance_pe", "Ley 29571 art. 62.a")]
+    r = await tenant.api.post(f"/v1/templates/{template_id}/compliance",
+                              json={"country": "BR"})
+    codes = {f["code"] for f in r.json()["findings"]}
+    assert codes == {"creditor_identification_missing"}  # Spanish court words aren't BR's
+    r = await tenant.api.post("/v1/templates", json={
+        "code": "plain", "channel": "sms", "locale": "es-PE", "name": "p",
+        "body": "Hola {{ debtor.first_name }}, su cuota vence mañana."})
+    r = await tenant.api.post(f"/v1/templates/{r.json()['id']}/compliance", json={})
+    assert r.json()["findings"] == []

@@ -22,7 +22,7 @@ from cartera_sdk.compliance import (
     PlannedContact,
     PriorContact,
 )
-from cartera_sdk.compliancekit import CALENDAR_VERSION, RulePack
+from cartera_sdk.compliancekit import CALENDAR_VERSION, CONTENT_CODES, RulePack
 from cartera_sdk.money import Money
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -227,3 +227,34 @@ class ChargeParams:
     notices: list[date] = field(default_factory=list)
     written_notice: bool = False
     small_debt: bool = False
+
+
+async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: int,
+                            template_id: int, data: schemas.TemplateCheckIn
+                            ) -> schemas.TemplateCheckOut:
+    """What the country's packs object to in a template's text (its body and subject as
+    written, placeholders included): only content rules, whatever the hour or recipient."""
+    from cartera.messaging import templates
+    from cartera.tenants.models import Tenant
+
+    template = await templates.get(session, template_id)
+    country = data.country or await session.scalar(
+        select(Tenant.country).where(Tenant.id == tenant_id)) or ""
+    policy = await load_policy(session, host, tenant_id)
+    content = ContactContent(text=template.body, subject=template.subject, kind=data.kind)
+    found, names = [], []
+    for pack in gate._packs(host, country):
+        zones = list(getattr(pack, "timezones", None) or ["UTC"])
+        planned = PlannedContact(
+            channel=template.channel, planned_at=clock.now(),  # type: ignore[arg-type]
+            debtor_country=country, debtor_timezone=zones[0], content=content,
+            is_first_contact=data.first_contact, creditor=policy.creditor,
+            authorized_channels=[template.channel])  # type: ignore[list-item]
+        config = policy.config_for(pack)
+        verdict = gate._judge_one(pack, planned, pack.Config() if config is INVALID_CONFIG
+                                  else config)
+        names.append(pack.name)
+        found += [gate._reason(r.code, r.message, pack.name, r.rule_ref)
+                  for r in verdict.reasons if r.code in CONTENT_CODES]
+    return schemas.TemplateCheckOut(template_id=template.id, country=country, packs=names,
+                                    findings=found)

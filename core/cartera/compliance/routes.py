@@ -129,4 +129,17 @@ async def charges_check(
     return await checks.charges(session, current_host(), debtor_id, params)
 
 
-ROUTES = [ComplianceController, charges_check]
+@post("/v1/templates/{template_id:int}/compliance", summary="Check a template's content",
+      operation_id="CheckTemplateCompliance", tags=["Compliance"], status_code=200, **READ)
+async def template_compliance(template_id: int, data: schemas.TemplateCheckIn,
+                              session: AsyncSession, actor: Actor) -> schemas.TemplateCheckOut:
+    """What the country's packs (default: the tenant's country) find in the template's text:
+    court-document lookalikes, threats, missing creditor identification (BR CDC 42-A),
+    missing first-contact disclosures (MX, with ``first_contact``), a missing creditor on
+    an agency's notice, asking why the debtor did not pay (CO). Only content rules; nothing
+    is written."""
+    return await checks.template_findings(session, current_host(), actor.tenant_id,
+                                          template_id, data)
+
+
+ROUTES = [ComplianceController, charges_check, template_compliance]

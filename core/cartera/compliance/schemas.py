@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from cartera.messaging.schemas import Verdict
+from cartera.messaging.schemas import Verdict, VerdictReason
 from cartera.types import Channel
 
 Role = Literal["debtor", "co_debtor", "guarantor", "reference", "family", "employer",
@@ -148,3 +148,19 @@ class ChargesCheckOut(Struct):
     overdue: str | None
     currency: str | None
     findings: list[ChargeFindingOut]
+
+
+class TemplateCheckIn(Struct, forbid_unknown_fields=True):
+    """``country`` defaults to the tenant's; ``first_contact`` checks the first-contact
+    disclosures; ``kind`` is what the message is."""
+
+    country: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] | None = None
+    first_contact: bool = False
+    kind: ContentKindName = "notice"
+
+
+class TemplateCheckOut(Struct):
+    template_id: int
+    country: str
+    packs: list[str]
+    findings: list[VerdictReason]
