@@ -285,6 +285,20 @@ class HoursRule:
     calendar: HolidayCalendar
     zones: tuple[ZoneInfo, ...]
     reasons: Reasons
+    _earliest: dict[datetime, datetime | None] = field(
+        default_factory=dict, compare=False, repr=False, hash=False)
+
+    def earliest(self, at: datetime) -> datetime | None:
+        """:func:`earliest_lawful` for this rule alone, memoised per UTC minute: windows
+        open on whole local minutes (every zone here has a whole-minute offset), so every
+        instant of one minute has the same answer unless it is open itself."""
+        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
+        if minute not in self._earliest:
+            if len(self._earliest) > 100_000:
+                self._earliest.clear()
+            self._earliest[minute] = _search(minute, [self])
+        found = self._earliest[minute]
+        return at.astimezone(UTC) if found == minute else found
 
     def closed_reason(self, at: datetime) -> Reason | None:
         for zone in self.zones:
@@ -327,6 +341,13 @@ def earliest_lawful(at: datetime, rules: Sequence[TimeRule],
     """The first instant ``>= at`` at which every rule is open (``None`` beyond
     ``horizon``). Exact: the answer is ``at`` or an instant where some rule opens.
     Instants are compared in UTC (same-zone aware datetimes compare by wall time)."""
+    if len(rules) == 1 and isinstance(rules[0], HoursRule):
+        return rules[0].earliest(at)
+    return _search(at, rules, horizon)
+
+
+def _search(at: datetime, rules: Sequence[TimeRule],
+            horizon: timedelta = HORIZON) -> datetime | None:
     at = at.astimezone(UTC)
     if all(r.closed_reason(at) is None for r in rules):
         return at

@@ -166,3 +166,13 @@ def test_bad_contacts_raise_a_clear_error() -> None:
         PlannedContact(channel="sms", planned_at=datetime(2026, 1, 1, tzinfo=UTC),
                        debtor_country="PE", debtor_timezone="America/Atlantis")
     assert caught.value.field == "debtor_timezone"
+
+
+def test_the_memoised_search_answers_like_the_full_one() -> None:
+    from cartera_sdk.compliancekit import _search
+
+    rule = _hours_rule(("America/Tijuana",))
+    start = datetime(2026, 3, 6, 0, 0, 17, tzinfo=UTC)  # seconds on purpose; DST on 8 March
+    for step in range(0, 5 * 24 * 60, 7):
+        at = start + timedelta(minutes=step)
+        assert earliest_lawful(at, [rule]) == _search(at, [rule]), at
