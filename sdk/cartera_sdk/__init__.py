@@ -40,12 +40,19 @@ from .channels import (
 from .compliance import (
     Allow,
     BaseCompliancePack,
+    ChargeFinding,
+    ChargeQuery,
     CompliancePack,
     ContactChannel,
+    ContactContent,
+    ContactOrigin,
     ContactVerdict,
+    ContentKind,
+    Creditor,
     Defer,
     Deny,
     Holiday,
+    InvalidContact,
     PlannedContact,
     PriorContact,
     Reason,
@@ -116,7 +123,7 @@ from .registry import (
 )
 from .webhooks import WebhookRequest, WebhookResponse
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")
@@ -133,13 +140,19 @@ __all__ = [
     "ChannelEvent",
     "ChannelKind",
     "ChannelProvider",
+    "ChargeFinding",
+    "ChargeQuery",
     "Clock",
     "CompliancePack",
     "ConfigError",
     "ConnectionCheck",
     "ContactChannel",
+    "ContactContent",
+    "ContactOrigin",
     "ContactVerdict",
     "Content",
+    "ContentKind",
+    "Creditor",
     "CurrencyMismatchError",
     "CurrencyParameter",
     "DateTimeParameter",
@@ -163,6 +176,7 @@ __all__ = [
     "HttpClientFactory",
     "InboundMessage",
     "InteractionRecorded",
+    "InvalidContact",
     "LetterContent",
     "Money",
     "NoConfig",

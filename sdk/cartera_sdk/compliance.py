@@ -14,22 +14,33 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from .integration import NoConfig
+from .money import Money
 
 __all__ = [
     "Allow",
     "BaseCompliancePack",
+    "ChargeFinding",
+    "ChargeKind",
+    "ChargeQuery",
     "CompliancePack",
     "ContactChannel",
+    "ContactContent",
+    "ContactOrigin",
     "ContactVerdict",
+    "ContentKind",
+    "Creditor",
+    "CreditorKind",
     "Defer",
     "Deny",
     "Holiday",
+    "InvalidContact",
     "PlannedContact",
     "PriorContact",
     "Reason",
@@ -45,23 +56,76 @@ ContactChannel = Literal["whatsapp", "sms", "email", "voice", "letter", "visit"]
 RecipientRole = Literal[
     "debtor", "co_debtor", "guarantor", "reference", "family", "employer", "other_third_party"
 ]
+#: What a message is: a friendly ``reminder``, a ``notice`` (demand for payment) or a
+#: ``formal_letter`` (a pre-legal letter). Laws treat the last two more strictly.
+ContentKind = Literal["reminder", "notice", "formal_letter"]
+#: Where a contact point came from: given by the debtor, or found (skip tracing, a bureau).
+ContactOrigin = Literal["debtor_provided", "found"]
 #: How sure the legal reading is (compliance.md legend: ✅ / ◑ / ❓).
 Verification = Literal["verified", "secondary", "unverified"]
 
 
+class InvalidContact(ValueError):
+    """A planned contact a pack cannot judge (naive instant, unknown zone, a zone outside
+    the country, a subdivision that does not exist). ``field`` names the culprit.
+
+    .. versionadded:: 0.1.1
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class UnknownTimeZone(InvalidContact, ZoneInfoNotFoundError):
+    """``debtor_timezone`` is not an IANA zone (still a ``ZoneInfoNotFoundError``, what
+    0.1.0 raised)."""
+
+
 def _require_aware(value: datetime, name: str) -> None:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{name} must be timezone-aware")
+        raise InvalidContact(name, "must be timezone-aware")
+
+
+class ContactContent(msgspec.Struct, frozen=True, kw_only=True):
+    """The rendered content of a planned contact (an SMS text, an e-mail, a call script).
+
+    .. versionadded:: 0.1.1
+    """
+
+    text: str
+    kind: ContentKind = "reminder"
+    subject: str | None = None
+
+
+class Creditor(msgspec.Struct, frozen=True, kw_only=True):
+    """Who is owed, and who collects. ``agency_name`` is set when a collection agency
+    (despacho, gestor) contacts on the creditor's behalf; ``tax_id`` is the creditor's
+    RUC/RFC/NIT/RUT/CUIT/CNPJ.
+
+    .. versionadded:: 0.1.1
+    """
+
+    name: str
+    tax_id: str | None = None
+    address: str | None = None
+    agency_name: str | None = None
 
 
 class PriorContact(msgspec.Struct, frozen=True, kw_only=True):
-    """A contact already made. ``direct`` means the person was actually reached (CO's
-    "contacto directo"); ``at`` is an aware instant."""
+    """A contact already made (sent or attempted: never a planned or refused one).
+    ``direct`` means the person was actually reached (CO's "contacto directo": an answered
+    call, a reply); ``at`` is an aware instant. ``outcome`` is the host's outcome
+    (``delivered``, ``read``, ``answered``, ``no_answer``, ``failed``...), ``None`` unknown.
+
+    .. versionchanged:: 0.1.1 ``outcome`` added.
+    """
 
     channel: ContactChannel
     at: datetime
     direct: bool = False
     recipient_role: RecipientRole = "debtor"
+    outcome: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.at, "at")
@@ -79,6 +143,14 @@ class PlannedContact(msgspec.Struct, frozen=True, kw_only=True):
     * ``consumer``: natural person / consumer credit (most rules protect consumers only).
     * ``in_litigation``: a collection suit or insolvency is under way (CL: stop contact).
     * ``requested_by_debtor``: the debtor asked to be contacted now (callback request).
+    * ``timezone_known``: ``False`` when ``debtor_timezone`` is a guess; packs then apply
+      the intersection of the windows of every zone of the country.
+    * ``contact_origin``: where the contact point came from (``None`` unknown).
+    * ``content``: the rendered content (``None`` when there is none to check).
+    * ``creditor``: who is owed and who collects (disclosure and identification checks).
+
+    .. versionchanged:: 0.1.1 ``timezone_known``, ``contact_origin``, ``content``,
+       ``creditor`` added.
     """
 
     channel: ContactChannel
@@ -95,10 +167,20 @@ class PlannedContact(msgspec.Struct, frozen=True, kw_only=True):
     authorized_channels: list[ContactChannel] | None = None
     in_litigation: bool = False
     requested_by_debtor: bool = False
+    timezone_known: bool = True
+    contact_origin: ContactOrigin | None = None
+    content: ContactContent | None = None
+    creditor: Creditor | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.planned_at, "planned_at")
-        ZoneInfo(self.debtor_timezone)  # raises for an unknown zone
+        try:
+            ZoneInfo(self.debtor_timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise UnknownTimeZone(
+                "debtor_timezone", f"No time zone found: {self.debtor_timezone!r} is not an IANA "
+                "time zone"
+            ) from None
 
     @property
     def local_planned_at(self) -> datetime:
@@ -151,7 +233,18 @@ def _require_reasons(reasons: list[Reason]) -> None:
         raise ValueError("a verdict must carry at least one Reason")
 
 
-class Allow(msgspec.Struct, frozen=True, kw_only=True, tag="allow", tag_field="decision"):
+class _Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """``pack_version`` and ``calendar_version`` (e.g. ``holidays 0.109``) say which rules
+    and which holiday calendar judged, for the audit trail.
+
+    .. versionadded:: 0.1.1 ``pack_version``, ``calendar_version``.
+    """
+
+    pack_version: str | None = None
+    calendar_version: str | None = None
+
+
+class Allow(_Verdict, frozen=True, kw_only=True, tag="allow", tag_field="decision"):
     """Contact may happen at ``planned_at``."""
 
     reasons: list[Reason]
@@ -160,7 +253,7 @@ class Allow(msgspec.Struct, frozen=True, kw_only=True, tag="allow", tag_field="d
         _require_reasons(self.reasons)
 
 
-class Defer(msgspec.Struct, frozen=True, kw_only=True, tag="defer", tag_field="decision"):
+class Defer(_Verdict, frozen=True, kw_only=True, tag="defer", tag_field="decision"):
     """Not now; the earliest lawful instant is ``until`` (aware, after ``planned_at``)."""
 
     until: datetime
@@ -171,7 +264,7 @@ class Defer(msgspec.Struct, frozen=True, kw_only=True, tag="defer", tag_field="d
         _require_aware(self.until, "until")
 
 
-class Deny(msgspec.Struct, frozen=True, kw_only=True, tag="deny", tag_field="decision"):
+class Deny(_Verdict, frozen=True, kw_only=True, tag="deny", tag_field="decision"):
     """This contact must not happen (e.g. third party, unauthorised channel)."""
 
     reasons: list[Reason]
@@ -200,6 +293,48 @@ class RuleDescription(msgspec.Struct, frozen=True, kw_only=True):
     legal_ref: str | None = None
     verification: Verification = "verified"
     configurable: bool = False
+
+
+ChargeKind = Literal["collection_fee", "late_penalty", "moratory_interest", "bureau_report"]
+#: ``supervised_lender``: a bank or lender under the financial supervisor (SBS, SFC, CMF...).
+CreditorKind = Literal["supervised_lender", "other"]
+
+
+class ChargeQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """What a creditor wants to add to a debt today, and what a pack needs to say.
+
+    * ``overdue``: the overdue amount (CL collection-fee bands).
+    * ``uf_value``: pesos per Unidad de Fomento today (CL bands are in UF).
+    * ``notices``: dates a prior notice of a credit-bureau report was sent;
+      ``written_notice``: they were written (BR requires it); ``small_debt``: CO's debts of
+      at most 15 % of one monthly minimum wage (two notices on different days).
+
+    .. versionadded:: 0.1.1
+    """
+
+    debtor_country: str
+    today: date
+    days_past_due: int
+    overdue: Money | None = None
+    creditor_kind: CreditorKind = "supervised_lender"
+    uf_value: Decimal | None = None
+    notices: list[date] = msgspec.field(default_factory=list)
+    written_notice: bool = False
+    small_debt: bool = False
+
+
+class ChargeFinding(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a creditor may add ``kind`` today, up to ``max_amount`` when the law caps it,
+    and from which date when not yet (``lawful_from``), with the reason and its article.
+
+    .. versionadded:: 0.1.1
+    """
+
+    kind: ChargeKind
+    allowed: bool
+    reason: Reason
+    max_amount: Money | None = None
+    lawful_from: date | None = None
 
 
 @runtime_checkable
@@ -240,3 +375,11 @@ class BaseCompliancePack(ABC):
 
     @abstractmethod
     def rules(self) -> list[RuleDescription]: ...
+
+    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+        """Fees, interest and bureau reports the creditor may add or make today, and why
+        (``[]``: the pack knows no rule). Reason codes are listed in :meth:`rules`.
+
+        .. versionadded:: 0.1.1
+        """
+        return []

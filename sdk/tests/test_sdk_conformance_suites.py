@@ -141,7 +141,7 @@ class TestToyPeStrict(TestToyPe):
 def test_compliance_pack_passes(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_toy_pe=PACK)
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=24)
 
 
 def test_compliance_pack_with_undeclared_reason_fails(pytester: pytest.Pytester) -> None:
@@ -150,8 +150,19 @@ def test_compliance_pack_with_undeclared_reason_fails(pytester: pytest.Pytester)
     ).replace("class TestToyPeStrict(TestToyPe):", "class _Unused(TestToyPe):")
     pytester.makepyfile(test_toy_pe=broken)
     result = pytester.runpytest("-q", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=6, failed=1)
+    result.assert_outcomes(passed=11, failed=1)
     result.stdout.fnmatch_lines(["*within_hours*not listed in rules()*"])
+
+
+def test_compliance_pack_deferring_too_late_fails(pytester: pytest.Pytester) -> None:
+    late = PACK.replace("return Defer(until=datetime.combine(day, time(7), local.tzinfo)",
+                        "return Defer(until=datetime.combine(day, time(8), local.tzinfo)")
+    late = late.replace("class TestToyPeStrict(TestToyPe):", "class _Unused(TestToyPe):")
+    assert late != PACK
+    pytester.makepyfile(test_toy_pe=late)
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*allowed one minute before Defer.until*not minimal*"])
+    assert result.ret != 0
 
 
 ERP = """

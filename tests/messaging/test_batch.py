@@ -113,12 +113,12 @@ async def test_refused_and_deferred_inside_a_batch(tenant: TenantClient,
     later = clock.now().replace(microsecond=0) + timedelta(hours=3)
     deferring = False
 
-    def fake(pack: Any, planned: Any) -> Any:
+    def fake(pack: Any, planned: Any, config: Any) -> Any:
         if deferring and planned.debtor_country == "AR":
             return Defer(until=later, reasons=[Reason(code="wait", message="wait")])
         if planned.debtor_country == "AR":
             return Allow(reasons=[Reason(code="ok", message="ok")])
-        return judge_one(pack, planned)
+        return judge_one(pack, planned, config)
 
     monkeypatch.setattr(gate, "_judge_one", fake)
     sent, refused, deferred = await _send(tenant, [ok, revoked, ar], integration, template)

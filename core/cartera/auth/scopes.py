@@ -19,6 +19,8 @@ SCOPES: dict[str, str] = {
     "messaging:write": "Manage templates, send messages, record interactions",
     "negotiation:read": "Read promises to pay and installment plans",
     "negotiation:write": "Record and cancel promises to pay and installment plans",
+    "compliance:read": "List compliance packs and their rules, check contacts, read the report",
+    "compliance:write": "Change the tenant's compliance settings",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 

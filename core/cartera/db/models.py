@@ -3,6 +3,7 @@
 from cartera.api.models import IdempotencyRecord
 from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, SigningKey
+from cartera.compliance.models import ComplianceSettings
 from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import (
@@ -38,6 +39,7 @@ __all__ = [
     "Arrangement",
     "AuditEntry",
     "Base",
+    "ComplianceSettings",
     "ContactPoint",
     "Debtor",
     "DebtorBalance",

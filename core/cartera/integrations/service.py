@@ -32,6 +32,7 @@ from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.integrations")
 _PATH = re.compile(r" - at `\$\.?([^`]*)`$")
+_LOOSER = re.compile(r"^looser_than_law:(\w+): (.*)$")
 
 
 def secrets_context(tenant_id: int) -> bytes:
@@ -59,6 +60,11 @@ def _validated(struct_type: type[msgspec.Struct], raw: Mapping[str, Any], param:
         match = _PATH.search(message)
         field = f"{param}.{match.group(1)}" if match and match.group(1) else param
         reason = _PATH.sub("", message)
+        looser = _LOOSER.match(message)
+        if looser:  # a compliance pack refusing a config looser than the law
+            field = f"{param}.{looser.group(1)}"
+            raise Invalid(f"{field}: {looser.group(2)}", code="looser_than_law",
+                          param=field) from None
         if not reveal_values:  # never echo a secret back, even a wrong one
             reason = re.sub(r"got `[^`]*`", "got a value of the wrong type", reason)
         raise Invalid(f"{field}: {reason}", code="invalid_config", param=field) from None

@@ -38,6 +38,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
+from cartera.compliance.service import GatePolicy, contact_content, load_policy
 from cartera.errors import CarteraError
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
@@ -162,6 +163,7 @@ class _Loaded:
     balances: dict[int, list[DebtorBalance]] = field(default_factory=dict)
     obligations: dict[int, list[Obligation]] = field(default_factory=dict)
     recent: dict[int, list[PriorContact]] = field(default_factory=dict)
+    policy: GatePolicy | None = None
 
 
 async def _load(session: AsyncSession, host: PluginHost, tenant_id: int,
@@ -198,6 +200,7 @@ async def _load(session: AsyncSession, host: PluginHost, tenant_id: int,
         for debtor_id, channel, at in rows:
             loaded.recent.setdefault(debtor_id or 0, []).append(
                 PriorContact(channel=channel, at=at))  # type: ignore[arg-type]
+        loaded.policy = await load_policy(session, host, tenant_id)
     return loaded
 
 
@@ -249,7 +252,8 @@ async def deliver(session: AsyncSession, host: PluginHost, batch: list[Interacti
             counts["failed"] += 1
             continue
         verdict = gate.decide(host, debtor, cp, interaction.channel, now,
-                        _days_past_due(loaded, debtor.id), loaded.recent.get(debtor.id, []))
+                        _days_past_due(loaded, debtor.id), loaded.recent.get(debtor.id, []),
+                        policy=loaded.policy, content=contact_content(interaction.content))
         if verdict.decision != "allow":
             counts[await _not_allowed(session, interaction, verdict)] += 1
             continue

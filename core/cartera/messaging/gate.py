@@ -14,10 +14,27 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from cartera_sdk.compliance import Allow, Defer, Deny, PlannedContact, PriorContact
+from cartera_sdk.compliance import (
+    Allow,
+    ContactContent,
+    Defer,
+    Deny,
+    InvalidContact,
+    PlannedContact,
+    PriorContact,
+    Reason,
+    RecipientRole,
+)
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera.compliance.service import (
+    INVALID_CONFIG,
+    ContactFacts,
+    GatePolicy,
+    contact_facts,
+    load_policy,
+)
 from cartera.messaging import schemas
 from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
@@ -60,10 +77,12 @@ def check_contact_point(cp: ContactPoint | None, channel: str) -> schemas.Verdic
 
 async def _recent_contacts(session: AsyncSession, debtor_id: int,
                            since: datetime) -> list[PriorContact]:
-    rows = (await session.execute(select(Interaction.channel, Interaction.created_at).where(
+    rows = (await session.execute(select(
+        Interaction.channel, Interaction.created_at, Interaction.status).where(
         Interaction.debtor_id == debtor_id, Interaction.direction == "outbound",
         Interaction.created_at >= since, Interaction.status.in_(COUNTED_STATUSES)))).all()
-    return [PriorContact(channel=ch, at=at) for ch, at in rows]  # type: ignore[arg-type]
+    return [PriorContact(channel=ch, at=at, outcome=status)  # type: ignore[arg-type]
+            for ch, at, status in rows]
 
 
 def _packs(host: PluginHost, country: str) -> list[Any]:
@@ -73,42 +92,96 @@ def _packs(host: PluginHost, country: str) -> list[Any]:
 
 async def judge(session: AsyncSession, host: PluginHost, debtor: Debtor,
                 cp: ContactPoint | None, channel: str, planned_at: datetime,
-                days_past_due: int | None = None) -> schemas.Verdict:
-    """The gate's verdict for contacting ``debtor`` on ``cp`` through ``channel`` then."""
+                days_past_due: int | None = None, *, content: ContactContent | None = None,
+                recipient_role: RecipientRole = "debtor") -> schemas.Verdict:
+    """The gate's verdict for contacting ``debtor`` on ``cp`` through ``channel`` then,
+    judged with the tenant's own pack configs and the debtor's facts (stage, litigation,
+    first contact, authorised channels), on ``content`` when there is some."""
     needs_history = check_contact_point(cp, channel) is None and _packs(host, debtor.country)
     recent = (await _recent_contacts(session, debtor.id, planned_at - timedelta(days=7))
               if needs_history else [])
-    return decide(host, debtor, cp, channel, planned_at, days_past_due, recent)
+    policy = await load_policy(session, host, debtor.tenant_id)
+    facts = await contact_facts(session, debtor) if needs_history else None
+    return decide(host, debtor, cp, channel, planned_at, days_past_due, recent,
+                  policy=policy, facts=facts, content=content, recipient_role=recipient_role)
 
 
 def decide(host: PluginHost, debtor: Debtor, cp: ContactPoint | None, channel: str,
            planned_at: datetime, days_past_due: int | None,
-           recent: list[PriorContact]) -> schemas.Verdict:
-    """:func:`judge` with the debtor's contacts of the last 7 days already loaded."""
+           recent: list[PriorContact], *, policy: GatePolicy | None = None,
+           facts: ContactFacts | None = None, content: ContactContent | None = None,
+           recipient_role: RecipientRole = "debtor") -> schemas.Verdict:
+    """:func:`judge` with the debtor's contacts of the last 7 days already loaded. Without
+    ``facts`` the debtor's attributes are read and the contact is not taken as a first
+    contact (that is decided, with the content, when the message is created by
+    :func:`judge`); without ``policy``, each pack's ``Config()`` and the allow-with-reason
+    default for countries with no pack."""
     denied = check_contact_point(cp, channel)
     if denied is not None:
         return denied
+    policy = policy or GatePolicy()
     packs = _packs(host, debtor.country)
     if not packs:
-        return schemas.Verdict(decision="allow", reasons=[_reason(
-            "no_compliance_pack", f"no compliance pack is installed for {debtor.country}")])
-    planned = PlannedContact(
-        channel=channel,  # type: ignore[arg-type]
-        planned_at=planned_at, debtor_country=debtor.country,
-        debtor_subdivision=debtor.subdivision, debtor_timezone=debtor.timezone,
-        consumer=debtor.kind == "person", days_past_due=days_past_due,
-        recent_contacts=list(recent))
-    return combine([(pack.name, _judge_one(pack, planned)) for pack in packs])
+        return _no_pack(debtor.country, policy)
+    planned = planned_contact(debtor, cp, channel, planned_at, days_past_due, recent,
+                              facts=facts, content=content, recipient_role=recipient_role,
+                              policy=policy)
+    if isinstance(planned, schemas.Verdict):
+        return planned
+    return combine([(pack.name, _judge_one(pack, planned, policy.config_for(pack)))
+                    for pack in packs])
 
 
-def _judge_one(pack: Any, planned: PlannedContact) -> Allow | Defer | Deny:
+def _no_pack(country: str, policy: GatePolicy) -> schemas.Verdict:
+    if policy.unknown_country == "deny":
+        return _deny("no_compliance_pack", f"no compliance pack is installed for {country}; "
+                     "the tenant denies contacts to countries without one")
+    return schemas.Verdict(decision="allow", reasons=[_reason(
+        "no_compliance_pack", f"no compliance pack is installed for {country}")])
+
+
+def planned_contact(debtor: Debtor, cp: ContactPoint | None, channel: str,
+                    planned_at: datetime, days_past_due: int | None,
+                    recent: list[PriorContact], *, facts: ContactFacts | None,
+                    content: ContactContent | None, recipient_role: RecipientRole,
+                    policy: GatePolicy) -> PlannedContact | schemas.Verdict:
+    """Everything the packs judge, or a denial naming the bad field of the debtor's data
+    (an unknown zone, a naive instant): never a silent allow."""
+    attributes = debtor.attributes or {}
+    if facts is None:
+        declared = attributes.get("authorized_channels")
+        facts = ContactFacts(
+            in_litigation=attributes.get("in_litigation") is True, is_first_contact=False,
+            authorized_channels=[str(c) for c in declared] if isinstance(declared, list)
+            else None)
     try:
-        verdict = pack.judge(planned, pack.Config())
+        return PlannedContact(
+            channel=channel,  # type: ignore[arg-type]
+            planned_at=planned_at, debtor_country=debtor.country,
+            debtor_subdivision=debtor.subdivision, debtor_timezone=debtor.timezone,
+            consumer=debtor.kind == "person", days_past_due=days_past_due,
+            recent_contacts=list(recent), recipient_role=recipient_role, stage=facts.stage,
+            in_litigation=facts.in_litigation, is_first_contact=facts.is_first_contact,
+            authorized_channels=facts.authorized_channels,  # type: ignore[arg-type]
+            contact_origin=cp.origin if cp is not None and cp.origin in (
+                "debtor_provided", "found") else None,  # type: ignore[arg-type]
+            content=content, creditor=policy.creditor)
+    except InvalidContact as exc:
+        return _deny("invalid_contact_data", f"the debtor's {exc}")
+
+
+def _judge_one(pack: Any, planned: PlannedContact, config: Any) -> Allow | Defer | Deny:
+    if config is INVALID_CONFIG:
+        return Deny(reasons=[Reason(code="compliance_config_invalid", message=(
+            f"the tenant's {pack.name} config is no longer valid; contact withheld"))])
+    try:
+        verdict = pack.judge(planned, config)
+    except InvalidContact as exc:  # the debtor's data does not fit the country
+        return Deny(reasons=[Reason(code="invalid_contact_data",
+                                    message=f"{pack.name}: the debtor's {exc}")])
     except Exception as exc:  # fail closed: a broken pack must not let a contact through
         log.error("compliance pack failed", extra={"pack": pack.name,
                                                    "error": type(exc).__name__})
-        from cartera_sdk.compliance import Reason
-
         return Deny(reasons=[Reason(code="compliance_pack_failed",
                                     message=f"pack {pack.name} failed; contact withheld")])
     return verdict  # type: ignore[no-any-return]

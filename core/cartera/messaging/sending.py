@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock
 from cartera.api.context import Actor, AppContext
 from cartera.audit import service as audit
+from cartera.compliance.service import contact_content
 from cartera.errors import Conflict, Invalid
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
@@ -106,7 +107,8 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
                                          data.obligation_ids, dict(data.variables))
     content = await templates.render_message(template, ctx)  # fail fast on template errors
     verdict = await gate.judge(session, host, debtor, cp, template.channel, clock.now(),
-                               await _days_past_due(session, debtor))
+                               await _days_past_due(session, debtor),
+                               content=contact_content(content, template.body))
     status = {"allow": "queued", "defer": "deferred", "deny": "refused"}[verdict.decision]
     interaction = Interaction(
         tenant_id=actor.tenant_id, debtor_id=debtor.id, direction="outbound",
@@ -163,7 +165,8 @@ async def _deliver(session: AsyncSession, host: PluginHost,
         add_event(session, interaction, "failed", "job", code="configuration_gone")
         return "failed"
     verdict = await gate.judge(session, host, debtor, cp, interaction.channel, clock.now(),
-                               await _days_past_due(session, debtor))
+                               await _days_past_due(session, debtor),
+                               content=contact_content(interaction.content, template.body))
     if verdict.decision != "allow":
         # Consent or the law changed since it was queued: the latest verdict wins.
         interaction.verdict = gate.as_json(verdict)

@@ -9,8 +9,9 @@ of the contract. Nothing here needs pytest-asyncio: coroutines are run with
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, ClassVar, get_args
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -26,12 +27,15 @@ from ..channels import (
 )
 from ..compliance import (
     Allow,
+    ChargeFinding,
+    ChargeQuery,
     CompliancePack,
     ContactChannel,
     ContactVerdict,
     Defer,
     Deny,
     Holiday,
+    InvalidContact,
     PlannedContact,
     RecipientRole,
 )
@@ -404,16 +408,52 @@ class ErpConnectorConformance(_ProviderChecks):
 _CHANNELS: tuple[str, ...] = get_args(ContactChannel)
 
 
+def _transitions(zone_name: str, year: int) -> list[datetime]:
+    """The UTC instants in ``year`` at which ``zone_name`` changes its UTC offset."""
+    zone = ZoneInfo(zone_name)
+    out = []
+    at = datetime(year, 1, 1, tzinfo=UTC)
+    previous = at.astimezone(zone).utcoffset()
+    while at.year == year:
+        nxt = at + timedelta(hours=1)
+        offset = nxt.astimezone(zone).utcoffset()
+        if offset != previous:
+            out.append(nxt)
+            previous = offset
+        at = nxt
+    return out
+
+
 class CompliancePackConformance:
     """Contract tests for a :class:`~cartera_sdk.compliance.CompliancePack`.
 
     Fixtures to define: ``pack``; optional ``pack_config`` (default ``pack.Config()``),
-    ``debtor_timezone`` (IANA zone), ``subdivisions`` and ``sweep_start`` (an aware Monday).
-    Set ``third_party_contact_allowed = True`` if your law permits collection contact with
-    unrelated third parties.
+    ``debtor_timezone`` (IANA zone), ``subdivisions``, ``sweep_start`` (an aware Monday),
+    ``contact_defaults`` (extra :class:`PlannedContact` fields for every swept contact, e.g.
+    ``authorized_channels``) and ``extra_contacts`` (contacts with histories, content,
+    DST instants: checked like the sweep). Set ``third_party_contact_allowed = True`` if
+    your law permits collection contact with unrelated third parties, and
+    ``closes_on_holidays = True`` if a call at 10:00 on a public holiday must not be allowed.
+
+    Every check is pure: no I/O, and the same contact gives the same verdict. A ``Defer``
+    must be minimal: the pack allows the contact at ``until`` and does not allow it one
+    minute earlier. If the pack has ``timezones`` (the country's IANA zones), each DST
+    transition of the sweep's year is swept every 15 minutes, and zones outside the country
+    and subdivisions that do not exist must raise ``InvalidContact``.
+
+    .. versionchanged:: 0.1.1 minimality, DST, holiday and bad-input checks.
     """
 
     third_party_contact_allowed: ClassVar[bool] = False
+    closes_on_holidays: ClassVar[bool] = False
+
+    @pytest.fixture
+    def contact_defaults(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def extra_contacts(self) -> list[PlannedContact]:
+        return []
 
     @pytest.fixture
     def pack_config(self, pack: Any) -> Any:
@@ -439,6 +479,7 @@ class CompliancePackConformance:
         channel: str,
         role: str = "debtor",
         subdivision: str | None = None,
+        defaults: dict[str, Any] | None = None,
     ) -> PlannedContact:
         return PlannedContact(
             channel=channel,  # type: ignore[arg-type]
@@ -447,6 +488,7 @@ class CompliancePackConformance:
             debtor_timezone=tz,
             debtor_subdivision=subdivision,
             recipient_role=role,  # type: ignore[arg-type]
+            **(defaults or {}),
         )
 
     @pytest.fixture
@@ -457,15 +499,19 @@ class CompliancePackConformance:
         debtor_timezone: str,
         subdivisions: list[str | None],
         sweep_start: datetime,
+        contact_defaults: dict[str, Any],
+        extra_contacts: list[PlannedContact],
     ) -> list[tuple[PlannedContact, ContactVerdict]]:
-        """Every channel, every 30 minutes of one week, per subdivision."""
+        """Every channel, every 30 minutes of one week, per subdivision; then the extras."""
         out = []
         for subdivision in subdivisions:
             for step in range(7 * 48):
                 at = sweep_start + timedelta(minutes=30 * step)
                 for channel in _CHANNELS:
-                    c = self._planned(pack, debtor_timezone, at, channel, subdivision=subdivision)
+                    c = self._planned(pack, debtor_timezone, at, channel,
+                                      subdivision=subdivision, defaults=contact_defaults)
                     out.append((c, pack.judge(c, pack_config)))
+        out += [(c, pack.judge(c, pack_config)) for c in extra_contacts]
         return out
 
     def test_implements_protocol(self, pack: Any) -> None:
@@ -522,6 +568,101 @@ class CompliancePackConformance:
             at = sweep_start + timedelta(hours=hour)
             contact = self._planned(pack, debtor_timezone, at, "voice", "other_third_party")
             assert isinstance(pack.judge(contact, pack_config), Deny)
+
+    def _check_minimal(self, pack: Any, config: Any, contact: PlannedContact,
+                       verdict: ContactVerdict) -> None:
+        if not isinstance(verdict, Defer):
+            return
+        at_until = pack.judge(msgspec.structs.replace(contact, planned_at=verdict.until), config)
+        assert isinstance(at_until, Allow), (
+            f"not allowed at its own Defer.until {verdict.until}: {at_until} ({contact})")
+        before = verdict.until - timedelta(minutes=1)
+        if before >= contact.planned_at:
+            earlier = pack.judge(msgspec.structs.replace(contact, planned_at=before), config)
+            assert not isinstance(earlier, Allow), (
+                f"allowed one minute before Defer.until {verdict.until}: not minimal")
+
+    def test_defer_is_lawful_and_minimal(
+        self, pack: Any, pack_config: Any, sweep: list[tuple[PlannedContact, ContactVerdict]]
+    ) -> None:
+        for contact, verdict in sweep:
+            self._check_minimal(pack, pack_config, contact, verdict)
+
+    def _zones(self, pack: Any, debtor_timezone: str) -> list[str]:
+        return list(getattr(pack, "timezones", None) or [debtor_timezone])
+
+    def test_dst_transitions(
+        self,
+        pack: Any,
+        pack_config: Any,
+        debtor_timezone: str,
+        sweep_start: datetime,
+        contact_defaults: dict[str, Any],
+    ) -> None:
+        for zone_name in self._zones(pack, debtor_timezone):
+            for transition in _transitions(zone_name, sweep_start.year):
+                for step in range(-4 * 36, 4 * 36):
+                    at = transition + timedelta(minutes=15 * step)
+                    for channel in ("voice", "sms"):
+                        c = self._planned(pack, zone_name, at, channel, defaults=contact_defaults)
+                        verdict = pack.judge(c, pack_config)
+                        assert verdict.reasons
+                        self._check_minimal(pack, pack_config, c, verdict)
+
+    def test_public_holidays(
+        self,
+        pack: Any,
+        pack_config: Any,
+        debtor_timezone: str,
+        subdivisions: list[str | None],
+        sweep_start: datetime,
+        contact_defaults: dict[str, Any],
+    ) -> None:
+        zone = ZoneInfo(debtor_timezone)
+        for subdivision in subdivisions:
+            days = pack.calendar(sweep_start.year, subdivision)
+            assert days or not self.closes_on_holidays, "a holiday calendar is needed"
+            for holiday in days:
+                at = datetime.combine(holiday.date, time(10), zone)
+                c = self._planned(pack, debtor_timezone, at, "voice", subdivision=subdivision,
+                                  defaults=contact_defaults)
+                verdict = pack.judge(c, pack_config)
+                if self.closes_on_holidays:
+                    assert not isinstance(verdict, Allow), f"call allowed on {holiday}"
+                self._check_minimal(pack, pack_config, c, verdict)
+
+    def test_bad_input_is_refused(
+        self, pack: Any, pack_config: Any, debtor_timezone: str, sweep_start: datetime
+    ) -> None:
+        with pytest.raises(InvalidContact):
+            self._planned(pack, debtor_timezone, sweep_start.replace(tzinfo=None), "sms")
+        with pytest.raises(InvalidContact):
+            self._planned(pack, "Mars/Olympus_Mons", sweep_start, "sms")
+        if getattr(pack, "timezones", None) is None:
+            return
+        far = "Asia/Tokyo" if "Asia/Tokyo" not in pack.timezones else "Europe/Oslo"
+        with pytest.raises(InvalidContact):
+            pack.judge(self._planned(pack, far, sweep_start, "sms"), pack_config)
+        with pytest.raises(InvalidContact):
+            pack.judge(self._planned(pack, debtor_timezone, sweep_start, "sms",
+                                     subdivision=f"{pack.country}-ZZZ"), pack_config)
+
+    def test_charge_findings_cite_listed_rules(self, pack: Any, sweep_start: datetime) -> None:
+        if not hasattr(pack, "charges"):
+            pytest.skip("the pack predates charges()")
+        known = {r.code for r in pack.rules()}
+        today = sweep_start.date()
+        for dpd in (0, 10, 20, 21, 90):
+            for notices in ([], [today - timedelta(days=30)], [today, today]):
+                for kind in ("supervised_lender", "other"):
+                    query = ChargeQuery(debtor_country=pack.country, today=today,
+                                        days_past_due=dpd, notices=notices, written_notice=True,
+                                        creditor_kind=kind)
+                    for found in pack.charges(query):
+                        assert isinstance(found, ChargeFinding)
+                        assert found.reason.code in known, f"{found.reason.code} not in rules()"
+                        if found.lawful_from is not None and not found.allowed:
+                            assert found.lawful_from > today or found.kind == "bureau_report"
 
     def test_calendar(self, pack: Any, subdivisions: list[str | None]) -> None:
         for subdivision in subdivisions:
