@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 from cartera import money
 from cartera.errors import Invalid
 from cartera.imports.pipeline import copy_text
-from cartera.imports.rows import minor
+from cartera.imports.rows import chunks, minor
 
 
 def _reference(value: str, currency: str) -> int | str:
@@ -50,3 +52,13 @@ def test_copy_text_escapes_and_marks_nulls() -> None:
     assert copy_text(rows, 7).decode() == (
         "7\ta\\tb\t\\N\t12\tt\tback\\\\slash\\nnew\\rline\n"
         "7\tplain\tx\t0\tf\t\n")
+
+
+def test_a_blank_name_is_a_row_error(tmp_path: Path) -> None:
+    path = tmp_path / "debtors.ndjson"
+    path.write_text(
+        '{"type": "debtor", "external_ref": "D1", "name": "   ", "country": "PE"}\n'
+        '{"type": "debtor", "external_ref": "D2", "name": "Ana", "country": "PE"}\n')
+    [chunk] = list(chunks(str(path), "ndjson"))
+    assert list(chunk.debtors) == ["D2"]
+    assert [(e.line, e.field, e.code) for e in chunk.errors] == [(1, "name", "blank_name")]

@@ -282,6 +282,7 @@ def _place(country: str, subdivision: str | None, tz: str | None) -> tuple[str, 
 
 
 def _add_debtor(chunk: Chunk, line: int, row: DebtorRow) -> None:
+    validation.name(row.name)
     country, subdivision, tz = _place(row.country, row.subdivision, row.timezone)
     contacts: dict[tuple[str, str], tuple[Any, ...]] = {}
     for i, cp in enumerate(row.contact_points):
