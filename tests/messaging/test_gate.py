@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from cartera_sdk.compliance import Allow, Deny, PlannedContact, Reason
-from cartera_sdk.testkit import FakeHTTPServer
+from cartera_sdk.testkit import FakeHTTPServer, FakeResponse
 from litestar import Litestar
 
 from cartera.db.engine import make_engine, make_sessionmaker
@@ -19,7 +20,7 @@ from cartera.plugins.registry import current_host
 from cartera.portfolio.models import ContactPoint, Debtor
 from cartera.settings import get_settings
 from tests.conftest import TenantClient
-from tests.messaging.test_batch import _debtors, _send, _setup, provider  # noqa: F401
+from tests.messaging.test_batch import _debtors, _send, _setup
 from tests.messaging.test_sending import RunJobs
 
 pytestmark = pytest.mark.usefixtures("http")  # the app must be running (plugins loaded)
@@ -82,6 +83,13 @@ def test_deny_beats_defer_beats_allow() -> None:
                         ).decision == "defer"
     assert gate.combine([("a", Deny(reasons=r)), ("b", Defer(until=until, reasons=r))]
                         ).decision == "deny"
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeHTTPServer]:
+    with FakeHTTPServer() as server:
+        server.route("POST", "/messages", FakeResponse(201, {"id": "capped-1"}))
+        yield server
 
 
 def _cap_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
