@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock
 from cartera.api.context import Actor, AppContext
 from cartera.audit import service as audit
-from cartera.errors import Conflict, Invalid
+from cartera.errors import Conflict, Invalid, NotFound
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.messaging import batch, gate, rendering, schemas, templates
@@ -28,7 +28,7 @@ from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
-from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
 from cartera.portfolio.service import get_debtor, tenant_today
 
 log = logging.getLogger("cartera.messaging")
@@ -39,6 +39,25 @@ def add_event(session: AsyncSession, interaction: Interaction, status: str, sour
     session.add(InteractionEvent(tenant_id=interaction.tenant_id, interaction_id=interaction.id,
                                  status=status, at=at or clock.now(), source=source,
                                  detail=detail))
+
+
+MAX_ID = 2**63 - 1
+
+
+async def check_obligation_ids(session: AsyncSession, debtor: Debtor, obligation_ids: list[int],
+                               param: str = "obligation_ids") -> list[int]:
+    """``obligation_ids`` unchanged if each is one of ``debtor``'s obligations; else a 404
+    problem ``unknown_obligation`` naming the first one that is not (``obligation_ids[i]``),
+    alike for a missing id, another tenant's and another debtor's (nothing leaks)."""
+    wanted = {o for o in obligation_ids if 1 <= o <= MAX_ID}
+    found = set((await session.scalars(select(Obligation.id).where(
+        Obligation.id.in_(wanted), Obligation.tenant_id == debtor.tenant_id,
+        Obligation.debtor_id == debtor.id))).all()) if wanted else set()
+    for i, obligation_id in enumerate(obligation_ids):
+        if obligation_id not in found:
+            raise NotFound(f"obligation {obligation_id} is not one of debtor {debtor.id}'s",
+                           code="unknown_obligation", param=f"{param}[{i}]")
+    return obligation_ids
 
 
 async def _channel_integration(session: AsyncSession, host: PluginHost, integration_id: int,
@@ -91,6 +110,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     integration, _provider = await _channel_integration(session, host, data.integration_id,
                                                         template.channel)
     debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+    await check_obligation_ids(session, debtor, data.obligation_ids)
     cp = await _contact_point(session, debtor, template.channel, data.contact_point_id)
     today = await tenant_today(session, debtor.tenant_id)
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
