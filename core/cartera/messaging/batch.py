@@ -96,7 +96,7 @@ RETRY_BASE_SECONDS = 30.0
 LEASE_MARGIN_SECONDS = 15.0
 RECORD_WINDOW = 0.05
 """Seconds an outcome may wait for others to share its transaction."""
-RECORD_GROUP = 2 * SEND_CONCURRENCY
+RECORD_GROUP = BATCH_SIZE
 PROVIDER_MISSING_RETRY_SECONDS = 300.0
 
 
@@ -551,22 +551,19 @@ async def send_claimed(sessionmaker: async_sessionmaker[AsyncSession], host: Plu
 
 async def _recorder(sessionmaker: async_sessionmaker[AsyncSession],
                     done: asyncio.Queue[tuple[Claimed, Outcome] | None]) -> dict[str, int]:
-    """Record outcomes as they arrive until ``None``, each at most :data:`RECORD_WINDOW`
-    seconds after its call returned: the ones that arrive within that window share one
-    short transaction (a commit per message would cost a WAL flush each)."""
+    """Record outcomes as they arrive until ``None``, each at most about
+    :data:`RECORD_WINDOW` seconds after its call returned: the ones that arrive within that
+    window share one short transaction (a commit per message would cost a WAL flush each)."""
     counts: dict[str, int] = defaultdict(int)
-    loop = asyncio.get_running_loop()
     finished = False
     while not finished:
         first = await done.get()
         if first is None:
             break
-        group, deadline = [first], loop.time() + RECORD_WINDOW
-        while len(group) < RECORD_GROUP and (wait := deadline - loop.time()) > 0:
-            try:
-                item = await asyncio.wait_for(done.get(), wait)
-            except TimeoutError:
-                break
+        await asyncio.sleep(RECORD_WINDOW)  # let the calls in flight join this group
+        group = [first]
+        while not done.empty() and len(group) < RECORD_GROUP:
+            item = done.get_nowait()
             if item is None:
                 finished = True
                 break
