@@ -21,10 +21,10 @@ from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext
 from cartera.messaging import batch, gate
 from cartera.messaging.models import Interaction
-from cartera.portfolio.models import ContactPoint
+from cartera.portfolio.models import ContactPoint, Debtor
 from cartera.settings import get_settings
 from tests.conftest import TenantClient
-from tests.messaging.test_sending import RunJobs, setup
+from tests.messaging.test_sending import RunJobs, _make_due, setup
 
 
 @pytest.fixture
@@ -181,3 +181,52 @@ async def test_racing_batch_jobs_never_send_twice(tenant: TenantClient,
                for r in rows), [(r["id"], r["status"]) for r in rows if r["status"] != "sent"]
     keys = Counter(r.headers["idempotency-key"] for r in provider.requests_to("POST", "/messages"))
     assert set((keys - before).values()) <= {1}  # no message went out twice in the race
+
+
+async def test_one_broken_message_fails_alone(tenant: TenantClient, provider: FakeHTTPServer,
+                                              run_jobs: RunJobs) -> None:
+    integration, template = await _setup(tenant, provider)
+    debtors = await _debtors(tenant, 3)
+    ids = await _send(tenant, debtors, integration, template)
+    # A name that is blank (stored before names were checked) breaks the greeting.
+    engine = make_engine(get_settings().database_url)
+    async with make_sessionmaker(engine)() as session:
+        await session.execute(update(Debtor).where(Debtor.id == debtors[1]).values(name="  "))
+        await session.commit()
+    await engine.dispose()
+    await run_jobs()
+    rows = [(await tenant.api.get(f"/v1/interactions/{i}")).json() for i in ids]
+    assert [r["status"] for r in rows] == ["sent", "failed", "sent"]
+    assert rows[1]["failure_code"] == "message_error"
+    assert rows[1]["timeline"][-1]["detail"] == {"code": "message_error"}
+    assert len(provider.requests_to("POST", "/messages")) == 2
+
+
+async def test_a_retry_is_one_pending_attempt(tenant: TenantClient, run_jobs: RunJobs) -> None:
+    """A rate-limited message waits for its own time: later batches on the integration do
+    not send it again, and one wake-up job (not a sender) waits for it."""
+    keys: list[str] = []
+
+    def messages(req: RecordedRequest) -> FakeResponse:
+        keys.append(req.headers["idempotency-key"])
+        if req.headers["idempotency-key"] == keys[0]:
+            return FakeResponse(429, {}, {"Retry-After": "3600"})
+        return FakeResponse(201, {"id": f"r-{len(keys)}"})
+
+    with FakeHTTPServer() as server:
+        server.route("POST", "/messages", messages)
+        integration, template = await _setup(tenant, server)
+        debtors = await _debtors(tenant, 3)
+        first = (await _send(tenant, debtors[:1], integration, template))[0]
+        await run_jobs()  # 429: waits an hour
+        await _make_due(tenant)  # the hour has passed
+        await run_jobs()  # 429 again: another hour
+        for d in debtors[1:]:  # meanwhile the integration keeps sending
+            await _send(tenant, [d], integration, template)
+            await run_jobs()
+    assert keys.count(f"cartera-interaction-{first}") == 2
+    row = (await tenant.api.get(f"/v1/interactions/{first}")).json()
+    assert row["status"] == "queued" and row["not_before"] is not None
+    assert [e["status"] for e in row["timeline"]] == ["queued", "retrying", "retrying"]
+    waiting = [j for j in await _jobs(tenant) if j.payload.get("interaction_id") == first]
+    assert [j.kind for j in waiting] == ["messages.send"]

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from cartera_sdk.compliance import Allow, Deny, PlannedContact, Reason
+from cartera_sdk.testkit import FakeHTTPServer, FakeResponse
 from litestar import Litestar
 
-from cartera.messaging import gate
+from cartera.db.engine import make_engine, make_sessionmaker
+from cartera.jobs.registry import JobContext
+from cartera.messaging import batch, gate
 from cartera.plugins.registry import current_host
 from cartera.portfolio.models import ContactPoint, Debtor
+from cartera.settings import get_settings
+from tests.conftest import TenantClient
+from tests.messaging.test_batch import _debtors, _send, _setup
+from tests.messaging.test_sending import RunJobs
 
 pytestmark = pytest.mark.usefixtures("http")  # the app must be running (plugins loaded)
 
@@ -71,3 +83,67 @@ def test_deny_beats_defer_beats_allow() -> None:
                         ).decision == "defer"
     assert gate.combine([("a", Deny(reasons=r)), ("b", Defer(until=until, reasons=r))]
                         ).decision == "deny"
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeHTTPServer]:
+    with FakeHTTPServer() as server:
+        server.route("POST", "/messages", FakeResponse(201, {"id": "capped-1"}))
+        yield server
+
+
+def _cap_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AR contact is capped at one per 7 days."""
+    def judge(pack: Any, planned: PlannedContact, config: Any = None) -> Any:
+        if planned.recent_contacts:
+            return Deny(reasons=[Reason(code="frequency_cap", message="one a week")])
+        return Allow(reasons=[Reason(code="ok", message="ok")])
+
+    monkeypatch.setattr(gate, "_judge_one", judge)
+
+
+async def test_a_cap_counts_contacts_made_not_the_message_judged(
+        tenant: TenantClient, provider: FakeHTTPServer, run_jobs: RunJobs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _cap_of_one(monkeypatch)
+    integration, template = await _setup(tenant, provider)
+    [debtor] = await _debtors(tenant, 1, country="AR")
+    [first] = await _send(tenant, [debtor], integration, template)
+    await run_jobs()
+    assert (await tenant.api.get(f"/v1/interactions/{first}")).json()["status"] == "sent"
+    again = await tenant.api.post("/v1/messages", json={
+        "debtor_id": debtor, "integration_id": integration, "template_id": template})
+    assert again.status_code == 422, again.text
+    assert [r["code"] for r in again.json()["reasons"]] == ["frequency_cap"]
+
+
+@pytest.mark.skipif(
+    not os.environ.get("CARTERA_TEST_DATABASE_URL", "").startswith(("postgres", "postgresql")),
+    reason="needs CARTERA_TEST_DATABASE_URL on PostgreSQL")
+async def test_two_concurrent_sends_pass_a_cap_of_one_once(
+        tenant: TenantClient, provider: FakeHTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    _cap_of_one(monkeypatch)
+    integration, template = await _setup(tenant, provider)
+    [debtor] = await _debtors(tenant, 1, country="AR")
+    ids = await _send(tenant, [debtor, debtor], integration, template)  # nothing sent yet
+    load = batch._load
+
+    async def slow_load(*args: Any) -> Any:
+        loaded = await load(*args)
+        await asyncio.sleep(0.3)  # both judges would read the history before either claims
+        return loaded
+
+    monkeypatch.setattr(batch, "_load", slow_load)
+    monkeypatch.setattr(batch, "BATCH_SIZE", 1)  # one message each: two claims race
+    engines = [make_engine(get_settings().database_url) for _ in range(2)]
+    try:
+        await asyncio.gather(*(batch.send_batch_job(JobContext(
+            job_id=0, tenant_id=tenant.tenant_id, payload={"integration_id": integration},
+            sessionmaker=make_sessionmaker(e))) for e in engines))
+    finally:
+        for e in engines:
+            await e.dispose()
+    statuses = sorted([(await tenant.api.get(f"/v1/interactions/{i}")).json()["status"]
+                       for i in ids])
+    assert statuses == ["refused", "sent"]
+    assert len(provider.requests_to("POST", "/messages")) == 1

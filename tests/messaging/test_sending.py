@@ -143,17 +143,23 @@ async def test_idempotent_send_and_retry_after_rate_limit(tenant: TenantClient,
 
 
 async def _make_due(t: TenantClient) -> None:
-    """Bring every delayed job of this tenant forward (instead of sleeping in a test)."""
+    """Bring every delayed job and waiting message of this tenant forward (instead of
+    sleeping in a test)."""
     from sqlalchemy import update
 
+    from cartera import clock
     from cartera.db.engine import make_engine, make_sessionmaker
     from cartera.jobs.models import Job
+    from cartera.messaging.models import Interaction
     from cartera.settings import get_settings
 
     engine = make_engine(get_settings().database_url)
     async with make_sessionmaker(engine)() as session:
         await session.execute(update(Job).where(Job.tenant_id == t.tenant_id,
                                                 Job.status == "queued").values(run_after=None))
+        await session.execute(update(Interaction).where(
+            Interaction.tenant_id == t.tenant_id, Interaction.not_before.is_not(None),
+            Interaction.status.in_(("queued", "deferred"))).values(not_before=clock.now()))
         await session.commit()
     await engine.dispose()
 

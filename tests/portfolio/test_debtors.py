@@ -96,3 +96,17 @@ async def test_related_party_can_be_removed(tenant: TenantClient) -> None:
     assert (await tenant.api.delete(url)).status_code == 204
     assert (await tenant.api.delete(url)).status_code == 404
     assert (await tenant.api.get(f"/v1/debtors/{created['id']}")).json()["related_parties"] == []
+
+
+async def test_blank_names_are_refused(tenant: TenantClient) -> None:
+    r = await tenant.api.post("/v1/debtors", json={
+        "external_ref": "BLANK-1", "name": " \t ", "country": "PE"})
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["param"]) == ("blank_name", "name")
+    r = await tenant.api.post("/v1/debtors", json={
+        "external_ref": "BLANK-2", "name": "Ana", "country": "PE"})
+    assert r.status_code == 201, r.text
+    patched = await tenant.api.patch(f"/v1/debtors/{r.json()['id']}", json={"name": "  "})
+    assert patched.status_code == 422, patched.text
+    assert (patched.json()["code"], patched.json()["param"]) == ("blank_name", "name")
+    assert (await tenant.api.get(f"/v1/debtors/{r.json()['id']}")).json()["name"] == "Ana"

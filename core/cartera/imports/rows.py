@@ -583,8 +583,7 @@ def _placed(line: int, row: DebtorRow,
 
 def _add_debtor(chunk: Chunk, line: int, row: DebtorRow, warnings: list[RowError],
                 csv_names: bool) -> None:
-    if not row.name.strip():
-        raise Invalid("name must not be blank", code="blank_name", param="name")
+    validation.name(row.name)
     try:
         country, subdivision, tz = _place(row.country, row.subdivision, row.timezone)
     except Invalid:

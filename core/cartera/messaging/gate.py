@@ -25,7 +25,7 @@ from cartera_sdk.compliance import (
     Reason,
     RecipientRole,
 )
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.compliance.service import (
@@ -46,7 +46,9 @@ CONTACT_KINDS: dict[str, tuple[str, ...]] = {
     "sms": ("phone",), "whatsapp": ("whatsapp", "phone"), "email": ("email",),
     "voice": ("phone",), "letter": ("address",), "visit": ("address",),
 }
-COUNTED_STATUSES = ("queued", "sent", "delivered", "read", "completed", "no_answer")
+COUNTED_STATUSES = ("sending", "sent", "delivered", "read", "completed", "no_answer")
+"""Contacts made. A ``queued`` message is not one (it may be the very one being judged),
+unless a provider attempt was already made for it (``attempts > 0``, a retry)."""
 
 
 def _reason(code: str, message: str, source: str = "gate",
@@ -75,12 +77,18 @@ def check_contact_point(cp: ContactPoint | None, channel: str) -> schemas.Verdic
     return None
 
 
+def counted_contacts(since: datetime) -> list[ColumnElement[bool]]:
+    """Conditions on :class:`Interaction` for the outbound contacts made (sent or
+    attempted) since an instant: what frequency caps count."""
+    return [Interaction.direction == "outbound", Interaction.created_at >= since,
+            or_(Interaction.status.in_(COUNTED_STATUSES), Interaction.attempts > 0)]
+
+
 async def _recent_contacts(session: AsyncSession, debtor_id: int,
                            since: datetime) -> list[PriorContact]:
     rows = (await session.execute(select(
         Interaction.channel, Interaction.created_at, Interaction.status).where(
-        Interaction.debtor_id == debtor_id, Interaction.direction == "outbound",
-        Interaction.created_at >= since, Interaction.status.in_(COUNTED_STATUSES)))).all()
+        Interaction.debtor_id == debtor_id, *counted_contacts(since)))).all()
     return [PriorContact(channel=ch, at=at, outcome=status)  # type: ignore[arg-type]
             for ch, at, status in rows]
 

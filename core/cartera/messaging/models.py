@@ -39,6 +39,7 @@ class Interaction(TenantScoped, Base):
     __table_args__ = (
         Index("ix_interactions_debtor", "debtor_id", "id"),
         Index("ix_interactions_provider_message", "integration_id", "provider_message_id"),
+        Index("ix_interactions_sendable", "integration_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -62,6 +63,11 @@ class Interaction(TenantScoped, Base):
     """The contact gate's decision and its reason codes."""
     trigger: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Not sent before this instant: a deferral by the gate, or the next retry's time."""
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Provider attempts so far; also the token of the current ``sending`` claim."""
+    claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """While ``sending``: the claim's lease; an expired one is taken again (a crash)."""
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     cost_minor: Mapped[int | None] = mapped_column(BigInteger)

@@ -165,6 +165,7 @@ class InteractionController(Controller):
         """Log a contact made outside Cartera's channels: a collector's call, a visit, a
         letter, with its outcome."""
         debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+        await sending.check_obligation_ids(session, debtor, data.obligation_ids)
         at: datetime = data.occurred_at or clock.now()
         row = Interaction(tenant_id=actor.tenant_id, debtor_id=debtor.id, direction="outbound",
                           channel=data.channel, status=data.outcome,

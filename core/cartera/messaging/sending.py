@@ -1,11 +1,9 @@
 """Sending a message: gate, record, queue; then a job calls the plugin.
 
-Allowed messages are sent by their integration's ``messages.send_batch`` job
-(:mod:`cartera.messaging.batch`); deferred ones and retries by their own ``messages.send``.
-
-Delivery is at-least-once (a job may run again after a crash), so every provider call
-carries the interaction's idempotency key: a retry never sends twice to a provider that
-honours it, and a job that finds its interaction already past ``queued`` does nothing.
+Every message is sent by its integration's ``messages.send_batch`` job
+(:mod:`cartera.messaging.batch`), which claims it before the provider call; a deferred one
+or a retry waits for its ``not_before``, when a ``messages.send`` job wakes the batch job.
+What a crash can duplicate, per provider: see :mod:`cartera.messaging`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from cartera_sdk.channels import OutboundMessage, SendFailure, Sent
 from cartera_sdk.events import InteractionRecorded
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,19 +21,16 @@ from cartera import clock
 from cartera.api.context import Actor, AppContext
 from cartera.audit import service as audit
 from cartera.compliance.service import contact_content
-from cartera.errors import Conflict, Invalid
-from cartera.integrations import service as integrations
+from cartera.errors import Conflict, Invalid, NotFound
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, job
-from cartera.jobs.runner import RetryLater
-from cartera.messaging import batch, gate, rendering, schemas, suppression, templates
-from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
+from cartera.messaging import batch, gate, rendering, schemas, templates
+from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins import events as plugin_events
-from cartera.plugins.host import PluginCallError, PluginHost
+from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
-from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
 from cartera.portfolio.service import get_debtor, tenant_today
-from cartera.settings import get_settings
 
 log = logging.getLogger("cartera.messaging")
 
@@ -49,6 +43,25 @@ def add_event(session: AsyncSession, interaction: Interaction, status: str, sour
     session.add(InteractionEvent(tenant_id=interaction.tenant_id, interaction_id=interaction.id,
                                  status=status, at=at or clock.now(), occurred_at=occurred_at,
                                  source=source, detail=detail))
+
+
+MAX_ID = 2**63 - 1
+
+
+async def check_obligation_ids(session: AsyncSession, debtor: Debtor, obligation_ids: list[int],
+                               param: str = "obligation_ids") -> list[int]:
+    """``obligation_ids`` unchanged if each is one of ``debtor``'s obligations; else a 404
+    problem ``unknown_obligation`` naming the first one that is not (``obligation_ids[i]``),
+    alike for a missing id, another tenant's and another debtor's (nothing leaks)."""
+    wanted = {o for o in obligation_ids if 1 <= o <= MAX_ID}
+    found = set((await session.scalars(select(Obligation.id).where(
+        Obligation.id.in_(wanted), Obligation.tenant_id == debtor.tenant_id,
+        Obligation.debtor_id == debtor.id))).all()) if wanted else set()
+    for i, obligation_id in enumerate(obligation_ids):
+        if obligation_id not in found:
+            raise NotFound(f"obligation {obligation_id} is not one of debtor {debtor.id}'s",
+                           code="unknown_obligation", param=f"{param}[{i}]")
+    return obligation_ids
 
 
 async def _channel_integration(session: AsyncSession, host: PluginHost, integration_id: int,
@@ -101,6 +114,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     integration, _provider = await _channel_integration(session, host, data.integration_id,
                                                         template.channel)
     debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+    await check_obligation_ids(session, debtor, data.obligation_ids)
     cp = await _contact_point(session, debtor, template.channel, data.contact_point_id)
     today = await tenant_today(session, debtor.tenant_id)
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
@@ -132,78 +146,27 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     return interaction
 
 
-@job("messages.send")
+@job(batch.WAKE_KIND)
 async def send_job(job_ctx: JobContext) -> dict[str, Any]:
-    """Deliver one queued interaction through its provider (idempotent, retried)."""
-    from cartera.plugins.registry import current_host
-
-    host = current_host()
+    """An interaction's ``not_before`` has come (a deferral or a retry): wake its
+    integration's batch job, which gates and sends it. Never sends itself, so a message has
+    one sender; a deferred one goes back to ``queued`` for the gate to judge again."""
     interaction_id = int(job_ctx.payload["interaction_id"])
     async with job_ctx.sessionmaker() as session:
         session.info["tenant_id"] = job_ctx.tenant_id
-        # Locked until the outcome commits: a batch job skips it, and a batch that is
-        # sending it makes this wait and then find it sent.
         interaction = await session.get(Interaction, interaction_id, with_for_update=True)
         if interaction is None or interaction.status not in ("queued", "deferred"):
             return {"skipped": interaction.status if interaction else "missing"}
-        result = await _deliver(session, host, interaction)
+        if interaction.integration_id is None:
+            interaction.status, interaction.failure_code = "failed", "configuration_gone"
+            add_event(session, interaction, "failed", "job", code="configuration_gone")
+        else:
+            if interaction.status == "deferred":
+                interaction.status = "queued"
+            await batch.ensure_batch_job(session, current_runner(), job_ctx.tenant_id,
+                                         interaction.integration_id)
         await session.commit()
-    if isinstance(result, RetryLater):
-        raise result
-    return {"status": result}
-
-
-async def _deliver(session: AsyncSession, host: PluginHost,
-                   interaction: Interaction) -> str | RetryLater:
-    debtor = await session.get(Debtor, interaction.debtor_id)
-    template = await session.get(MessageTemplate, interaction.template_id)
-    integration = await session.get(Integration, interaction.integration_id)
-    cp = (await session.get(ContactPoint, interaction.contact_point_id)
-          if interaction.contact_point_id else None)
-    if debtor is None or template is None or integration is None or not integration.enabled:
-        interaction.status, interaction.failure_code = "failed", "configuration_gone"
-        add_event(session, interaction, "failed", "job", code="configuration_gone")
-        return "failed"
-    verdict = await gate.judge(session, host, debtor, cp, interaction.channel, clock.now(),
-                               await _days_past_due(session, debtor),
-                               content=contact_content(interaction.content, template.body))
-    if verdict.decision != "allow":
-        # Consent or the law changed since it was queued: the latest verdict wins.
-        interaction.verdict = gate.as_json(verdict)
-        if verdict.decision == "deny":
-            interaction.status = "refused"
-            add_event(session, interaction, "refused", "gate",
-                      reasons=[r.code for r in verdict.reasons])
-            return "refused"
-        interaction.status, interaction.not_before = "deferred", verdict.until
-        add_event(session, interaction, "deferred", "gate",
-                  reasons=[r.code for r in verdict.reasons])
-        await current_runner().enqueue(session, interaction.tenant_id, "messages.send",
-                                       {"interaction_id": interaction.id},
-                                       run_after=verdict.until)
-        return "deferred"
-    provider = host.provider("channel", integration.provider_name)
-    if provider is None:
-        return RetryLater("channel provider not installed", 300)
-    today = await tenant_today(session, debtor.tenant_id)
-    ctx = await rendering.debtor_context(session, debtor, template.locale, today,
-                                         list(interaction.obligation_ids),
-                                         dict(interaction.variables))
-    from_address = str(integration.config.get("from_address", ""))
-    content = await templates.render_message(template, ctx, from_address)
-    message = OutboundMessage(message_id=f"int_{interaction.id}",
-                              idempotency_key=f"cartera-interaction-{interaction.id}",
-                              to=interaction.address or "", content=content,
-                              metadata={"tenant_id": str(interaction.tenant_id)})
-    pctx = integrations.context_for(integration, provider.provider, get_settings().public_base,
-                                    host.timeout_seconds)
-    try:
-        outcome = await host.call(provider.provider.send(message, pctx), what="send")
-    except PluginCallError as exc:
-        add_event(session, interaction, "retrying", "job", code=exc.code)
-        return RetryLater(exc.detail, 30)
-    interaction.content = msgspec.to_builtins(content)
-    return await _record_outcome(session, interaction, outcome)
+    return {"woke": interaction.status}
 
 
 async def publish_interaction(session: AsyncSession, interaction: Interaction) -> None:
@@ -221,34 +184,3 @@ async def publish_interaction(session: AsyncSession, interaction: Interaction) -
         direction="inbound" if interaction.direction == "inbound" else "outbound",
         outcome=interaction.status,
         integration_id=str(interaction.integration_id) if interaction.integration_id else None))
-
-
-async def _record_outcome(session: AsyncSession, interaction: Interaction,
-                          outcome: Sent | SendFailure) -> str | RetryLater:
-    """Store what the provider answered; a permanent failure that says the address cannot
-    receive the channel any more (``SendFailure.suppress``) also suppresses it there."""
-    if isinstance(outcome, Sent):
-        interaction.status = "sent"
-        interaction.provider_message_id = outcome.provider_message_id
-        if outcome.cost is not None:
-            from cartera import money
-
-            interaction.cost_minor = money.to_minor(outcome.cost.amount, outcome.cost.currency)
-            interaction.cost_currency = outcome.cost.currency
-        add_event(session, interaction, "sent", "provider",
-                  provider_message_id=outcome.provider_message_id)
-        return "sent"
-    if outcome.kind == "permanent":
-        interaction.status = "failed"
-        interaction.failure_code, interaction.failure_reason = outcome.code, outcome.reason
-        add_event(session, interaction, "failed", "provider", code=outcome.code,
-                  reason=outcome.reason)
-        if outcome.suppress and interaction.address:
-            await suppression.suppress(
-                session, interaction.tenant_id, interaction.address, interaction.channel,
-                outcome.suppress, code=outcome.code, interaction_id=interaction.id,
-                at=clock.now())
-        return "failed"
-    add_event(session, interaction, "retrying", "provider", code=outcome.code,
-              kind=outcome.kind, retry_after=outcome.retry_after_seconds)
-    return RetryLater(f"{outcome.kind}: {outcome.code}", outcome.retry_after_seconds or 30)

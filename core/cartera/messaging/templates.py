@@ -175,6 +175,9 @@ async def preview(session: AsyncSession, template_id: int, data: schemas.Preview
                   as_of: date) -> schemas.PreviewOut:
     t = await get(session, template_id)
     debtor: Debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
+    from cartera.messaging.sending import check_obligation_ids
+
+    await check_obligation_ids(session, debtor, data.obligation_ids)
     ctx = await rendering.debtor_context(session, debtor, t.locale, as_of, data.obligation_ids,
                                          dict(data.variables))
     content = await render_message(t, ctx)

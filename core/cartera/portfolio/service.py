@@ -151,7 +151,8 @@ async def create_debtor(session: AsyncSession, actor: Actor,
     _check_risk(data.risk_score)
     debtor = Debtor(
         tenant_id=actor.tenant_id, external_ref=data.external_ref, kind=data.kind,
-        name=data.name, national_id=data.national_id, country=country, subdivision=subdivision,
+        name=validation.name(data.name), national_id=data.national_id, country=country,
+        subdivision=subdivision,
         timezone=validation.timezone(data.timezone, country, subdivision), zone=data.zone,
         risk_score=data.risk_score, attributes=dict(data.attributes),
     )
@@ -184,6 +185,8 @@ async def update_debtor(session: AsyncSession, actor: Actor, debtor_id: int,
     debtor = await get_debtor(session, debtor_id)
     changes = _changes(data)
     tags = changes.pop("tags", None)
+    if "name" in changes:
+        validation.name(changes["name"])
     if "country" in changes:
         changes["country"] = validation.country(changes["country"])
     country = changes.get("country", debtor.country)

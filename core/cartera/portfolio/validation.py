@@ -13,6 +13,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _SUBDIVISION = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 
 
+def name(value: str, param: str = "name") -> str:
+    """A name with at least one visible character (messages greet debtors by it)."""
+    if not value.strip():
+        raise Invalid("the name is blank", code="blank_name", param=param)
+    return value
+
+
 def country(value: str, param: str = "country") -> str:
     value = value.upper()
     if not geo.is_country(value):
