@@ -114,7 +114,8 @@ async def test_rendering_runs_off_the_event_loop() -> None:
     with pytest.raises(Invalid):
         await templates.render_message(_sms(NESTED_10_10), {})
     tick.cancel()
-    assert len(gaps) > 10 and max(gaps) < 0.5
+    # a blocked loop would tick once, after the whole budget; a busy machine ticks less often
+    assert len(gaps) >= 3 and max(gaps) < 0.5
 
 
 async def test_save_refuses_a_template_past_the_source_limit(tenant: TenantClient) -> None:

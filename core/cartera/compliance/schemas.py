@@ -9,7 +9,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from cartera.messaging.schemas import Verdict, VerdictReason
-from cartera.types import Channel
+from cartera.types import Channel, Instant
 
 Role = Literal["debtor", "co_debtor", "guarantor", "reference", "family", "employer",
                "other_third_party"]
@@ -50,7 +50,7 @@ class ContentIn(Struct, forbid_unknown_fields=True):
 
 class PriorContactIn(Struct, forbid_unknown_fields=True):
     channel: Channel
-    at: datetime
+    at: Instant
     direct: bool = False
     outcome: Short | None = None
 
@@ -80,7 +80,7 @@ class CheckIn(Struct, forbid_unknown_fields=True):
     channel: Channel
     debtor_id: int | None = None
     contact: ExplicitContact | None = None
-    planned_at: datetime | None = None
+    planned_at: Instant | None = None
     recipient_role: Role = "debtor"
     content: ContentIn | None = None
 
