@@ -200,8 +200,10 @@ class FakeMercadoPago:
             "external_reference": external_reference, "notification_url": WEBHOOK_URL,
             "payer": {"id": "123456789", "email": "deudor@example.pe", "type": "customer"},
             "metadata": {},
-            "transaction_details": {"net_received_amount": Decimal(amount) * Decimal("0.96"),
-                                    "total_paid_amount": Decimal(amount)},
+            "transaction_details": {
+                "net_received_amount": round(Decimal(amount) * Decimal("0.96"), 2),
+                "total_paid_amount": Decimal(amount),
+            },
         }  # fmt: skip
         self.payments[payment_id] = payment
         return payment
