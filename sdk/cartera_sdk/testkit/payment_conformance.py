@@ -46,6 +46,11 @@ def _carries(request: RecordedRequest, value: str) -> bool:
     )
 
 
+def _idempotency_keys(requests: list[RecordedRequest]) -> list[set[str]]:
+    """Per request, the values of its idempotency headers (any name containing the word)."""
+    return [{v for k, v in r.headers.items() if "idempotency" in k} for r in requests]
+
+
 class PaymentProviderConformance(_ProviderChecks):
     """Contract tests for a :class:`~cartera_sdk.payments.PaymentProvider`.
 
@@ -134,8 +139,7 @@ class PaymentProviderConformance(_ProviderChecks):
         before = len(fake_server.requests)
         first = run(provider.create_payment_link(payment_link_request, ctx))
         second = run(provider.create_payment_link(payment_link_request, ctx))
-        sent = fake_server.requests[before:]
-        keys = [{v for k, v in r.headers.items() if "idempotency" in k} for r in sent]
+        keys = _idempotency_keys(fake_server.requests[before:])
         assert all(keys), "every create call must carry an idempotency key header"
         assert keys[0] == keys[-1], "a retried create must reuse its idempotency key"
         assert first.provider_link_id == second.provider_link_id
@@ -291,7 +295,7 @@ class PaymentProviderConformance(_ProviderChecks):
         second = run(provider.refund(request, ctx))
         assert second.provider_refund_id == first.provider_refund_id
         posts = [r for r in fake_server.requests if r.method == "POST"]
-        keys = [{v for k, v in r.headers.items() if "idempotency" in k} for r in posts[-2:]]
+        keys = _idempotency_keys(posts[-2:])
         assert keys[0], "a refund must carry an idempotency key header"
         assert keys[0] == keys[1], "a retried refund must reuse its key"
 
