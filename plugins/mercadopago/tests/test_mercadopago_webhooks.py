@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import mercadopago_fake as mp
 import pytest
-from cartera_sdk import WebhookRequest, WebhookVerificationError, signatures
+from cartera_sdk import ProviderContext, WebhookRequest, WebhookVerificationError, signatures
 from cartera_sdk.testkit import FakeHost, FrozenClock, run
 
 from cartera_mercadopago import MercadoPago, MercadoPagoConfig, MercadoPagoSecrets
@@ -32,7 +33,7 @@ def _at(ts: str) -> datetime:
     return datetime.fromtimestamp(value / 1000 if len(ts) == 13 else value, UTC)
 
 
-def _ctx(secret: str, now: datetime, tolerance: int = 300) -> object:
+def _ctx(secret: str, now: datetime, tolerance: int = 300) -> ProviderContext[Any, Any]:
     host = FakeHost(clock=FrozenClock(now))
     return host.context(
         PROVIDER,
@@ -93,9 +94,9 @@ def test_signature_header_parsing_tolerates_spaces_and_order() -> None:
     run(PROVIDER.verify_webhook(request, _ctx(PAYMENT_SECRET, _at(PAYMENT_TS))))
 
 
-def _refused(request: WebhookRequest, ctx: object) -> str:
+def _refused(request: WebhookRequest, ctx: ProviderContext[Any, Any]) -> str:
     with pytest.raises(WebhookVerificationError) as info:
-        run(PROVIDER.verify_webhook(request, ctx))  # type: ignore[arg-type]
+        run(PROVIDER.verify_webhook(request, ctx))
     return info.value.code
 
 
@@ -158,7 +159,7 @@ def test_a_non_numeric_ts_is_refused() -> None:
 def test_parse_names_the_signed_payment() -> None:
     request = _request(PAYMENT_DATA_ID, PAYMENT_REQUEST_ID, GOOD)
     ctx = _ctx(PAYMENT_SECRET, _at(PAYMENT_TS))
-    [event] = PROVIDER.parse_webhook(request, ctx)  # type: ignore[arg-type]
+    [event] = PROVIDER.parse_webhook(request, ctx)
     assert event.event_id == "9001"
     assert event.kind == "payment"
     assert event.action == "payment.updated"
@@ -172,7 +173,7 @@ def test_parse_names_the_signed_payment() -> None:
 def test_parse_without_notification_id_derives_a_stable_one() -> None:
     request = _request(PAYMENT_DATA_ID, PAYMENT_REQUEST_ID, GOOD, notification_id=None)
     ctx = _ctx(PAYMENT_SECRET, _at(PAYMENT_TS))
-    [event] = PROVIDER.parse_webhook(request, ctx)  # type: ignore[arg-type]
+    [event] = PROVIDER.parse_webhook(request, ctx)
     assert event.event_id == f"payment:{PAYMENT_DATA_ID}:{PAYMENT_REQUEST_ID}"
 
 
@@ -180,5 +181,5 @@ def test_parse_without_notification_id_derives_a_stable_one() -> None:
                                              ("topic_merchant_order_wh", "other")])
 def test_parse_kinds(topic: str, kind: str) -> None:
     request = _request(PAYMENT_DATA_ID, PAYMENT_REQUEST_ID, GOOD, topic=topic)
-    [event] = PROVIDER.parse_webhook(request, _ctx(PAYMENT_SECRET, _at(PAYMENT_TS)))  # type: ignore[arg-type]
+    [event] = PROVIDER.parse_webhook(request, _ctx(PAYMENT_SECRET, _at(PAYMENT_TS)))
     assert event.kind == kind
