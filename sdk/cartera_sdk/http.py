@@ -158,15 +158,19 @@ def make_client(
     """Build an ``httpx.AsyncClient`` for ``base_url`` with retries and request ids.
 
     ``idempotency_key`` sets ``idempotency_header`` on every request of this client (use a
-    per-operation client, or pass the header per request). ``transport`` replaces the
-    network transport (tests); ``sleep`` replaces ``asyncio.sleep`` (tests).
+    per-operation client, or pass the header per request). A request carrying
+    ``idempotency_header``, ``Idempotency-Key`` or ``X-Idempotency-Key`` is retry-safe.
+    ``transport`` replaces the network transport (tests); ``sleep`` replaces
+    ``asyncio.sleep`` (tests).
     """
     policy = RetryPolicy(
         retries=retries,
         backoff=backoff,
         backoff_max=backoff_max,
         max_retry_after=max_retry_after,
-        idempotency_headers=tuple(dict.fromkeys((idempotency_header, "Idempotency-Key"))),
+        idempotency_headers=tuple(
+            dict.fromkeys((idempotency_header, "Idempotency-Key", "X-Idempotency-Key"))
+        ),
     )
     all_headers = {"User-Agent": user_agent, **(headers or {})}
     if idempotency_key:

@@ -12,10 +12,10 @@ from .conformance import (
     ChannelConformance,
     CompliancePackConformance,
     ErpConnectorConformance,
-    PaymentProviderConformance,
 )
 from .fakeserver import FakeHTTPServer, FakeResponse, RecordedRequest, json_response
 from .host import FakeHost, FrozenClock, run
+from .payment_conformance import PaymentProviderConformance
 
 __all__ = [
     "ChannelConformance",
