@@ -60,8 +60,10 @@ from .erp import (
     ErpConnector,
     ErpDebtor,
     ErpOpenItem,
+    ErpPayment,
     ErpPaymentPosting,
     ErpPostingResult,
+    ErpRowError,
     Page,
 )
 from .errors import (
@@ -156,8 +158,10 @@ __all__ = [
     "ErpConnector",
     "ErpDebtor",
     "ErpOpenItem",
+    "ErpPayment",
     "ErpPaymentPosting",
     "ErpPostingResult",
+    "ErpRowError",
     "FailureKind",
     "Holiday",
     "HttpClientFactory",
