@@ -49,6 +49,7 @@ from cartera_sdk import (
     Page,
     ProviderContext,
 )
+from cartera_sdk.erp import OpenItemStatus
 from cartera_sdk.errors import PermanentError, ProviderError, RetryableError
 
 from ._wire import (
@@ -367,8 +368,8 @@ class BusinessOneConnector(BaseErpConnector):
             rows, more = await self._fetch(
                 ctx, client, state, "BusinessPartners", "CardCode", _BP_FIELDS, filters, limit
             )
-        items, errors = map_rows(rows, "CardCode", lambda row: [self._debtor(row, ctx)])
-        return make_page(kind, state, items, errors, more)
+        debtors, errors = map_rows(rows, "CardCode", lambda row: [self._debtor(row, ctx)])
+        return make_page(kind, state, debtors, errors, more)
 
     def _debtor(self, row: dict[str, Any], ctx: ProviderContext[Any, Any]) -> ErpDebtor:
         code, name = row.get("CardCode"), row.get("CardName")
@@ -442,7 +443,7 @@ class BusinessOneConnector(BaseErpConnector):
         paid = currencies.money(row.get("PaidToDate" if local else "PaidToDateFC") or 0,
                                 currency, "PaidToDate")  # fmt: skip
         status = self._status(row)
-        common = {
+        common: dict[str, Any] = {
             "debtor_external_id": card,
             "document_number": str(row.get("DocNum") or entry),
             "kind": doc_set.kind,
@@ -468,7 +469,7 @@ class BusinessOneConnector(BaseErpConnector):
         installments: list[Any],
         paid: Money,
         local: bool,
-        status: str,
+        status: OpenItemStatus,
         common: dict[str, Any],
         currencies: CurrencyTable,
         currency: str,
@@ -496,7 +497,7 @@ class BusinessOneConnector(BaseErpConnector):
         return items
 
     @staticmethod
-    def _status(row: dict[str, Any]) -> str:
+    def _status(row: dict[str, Any]) -> OpenItemStatus:
         if row.get("Cancelled") == "tYES":
             return "cancelled"
         document_status = row.get("DocumentStatus")
