@@ -325,8 +325,9 @@ class S4HanaConnector(BaseErpConnector):
         if due is None or issued is None:
             raise RowProblem("malformed_row", "NetDueDate and DocumentDate are required")
         document_type = str(row.get("AccountingDocumentType") or "")
-        kind: OpenItemKind = ("credit_note" if document_type in _CREDIT_MEMO_TYPES else "payment_on_account"
-                ) if credit else "invoice"  # fmt: skip
+        kind: OpenItemKind = "invoice"
+        if credit:
+            kind = "credit_note" if document_type in _CREDIT_MEMO_TYPES else "payment_on_account"
         extras = {"company_code": _text(row, "CompanyCode"), "document_type": document_type,
                   "dunning_level": str(row.get("DunningLevel") or ""),
                   "payment_terms": str(row.get("PaymentTerms") or "")}  # fmt: skip
