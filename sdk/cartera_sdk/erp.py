@@ -127,9 +127,10 @@ class ErpOpenItem(msgspec.Struct, frozen=True, kw_only=True):
     of company code, fiscal year, document number and line item; for Business One the
     document type and entry, plus the installment when an invoice has several).
 
-    Amounts are non-negative (``kind`` says debit or credit). ``status`` is ``open`` in a
-    full pull; delta pulls also return items that closed (``cleared``/``cancelled``, with
-    ``open_amount`` zero) so the host can close them. ``attributes`` holds ERP extras as
+    Amounts are non-negative (``kind`` says debit or credit). A full pull returns the open
+    items (plus, possibly, items that closed while it ran); delta pulls also return items
+    that closed since the last run. A closed item has ``status`` ``cleared``/``cancelled``
+    and ``open_amount`` zero, and the host closes its obligation. ``attributes`` holds ERP extras as
     strings (dunning level, payment terms...).
     """
 
