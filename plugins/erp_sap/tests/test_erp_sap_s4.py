@@ -12,6 +12,7 @@ import sap_fake_s4 as s4fake
 from cartera_sdk import Money, Page
 from cartera_sdk.errors import ProviderError
 from cartera_sdk.testkit import FakeHost, FakeHTTPServer, run
+from sap_pages import pull_run
 
 from cartera_erp_sap import S4Config, S4HanaConnector, S4Secrets
 
@@ -44,14 +45,6 @@ def ctx(host: FakeHost, connector: S4HanaConnector, fake: s4fake.FakeS4) -> Any:
     return _ctx(host, connector, fake)
 
 
-def _all(pull: Any, ctx: Any, cursor: str | None = None, limit: int = 2) -> list[Page[Any]]:
-    pages = []
-    while True:
-        page = run(pull(cursor, limit, ctx))
-        pages.append(page)
-        if page.next_cursor is None:
-            return pages
-        cursor = page.next_cursor
 
 
 def _by_id(pages: list[Page[Any]]) -> dict[str, Any]:
@@ -78,7 +71,7 @@ def test_open_items_query_is_the_documented_one(
 def test_items_map_exact_decimals_dates_and_credit_kinds(
     connector: S4HanaConnector, ctx: Any
 ) -> None:
-    items = _by_id(_all(connector.pull_open_items, ctx))
+    items = _by_id(pull_run(connector.pull_open_items, ctx))
     invoice = items["1010/2026/1800000001/1"]
     assert invoice.original_amount == Money.of("1190.00", "EUR")
     assert str(invoice.open_amount.amount) == "1190.00"
@@ -98,7 +91,8 @@ def test_items_map_exact_decimals_dates_and_credit_kinds(
 def test_all_company_codes_when_none_configured(
     connector: S4HanaConnector, host: FakeHost, fake: s4fake.FakeS4
 ) -> None:
-    items = _by_id(_all(connector.pull_open_items, _ctx(host, connector, fake, company_codes=[])))
+    every_company = _ctx(host, connector, fake, company_codes=[])
+    items = _by_id(pull_run(connector.pull_open_items, every_company))
     assert items["1710/2026/1800000012/1"].open_amount == Money.of("1190.00", "USD")
 
 
@@ -108,21 +102,21 @@ def test_server_driven_paging_follows_next_with_skiptoken(
     with FakeHTTPServer() as server:
         fake = s4fake.FakeS4(server, server_page_size=3).install()
         ctx = _ctx(host, connector, fake)
-        pages = _all(connector.pull_open_items, ctx, limit=5)
+        pages = pull_run(connector.pull_open_items, ctx, limit=5)
         assert [len(p.items) for p in pages] == [3, 2, 3]
         ids = list(_by_id(pages))
         assert len(ids) == 8
         followed = [r for r in server.requests_to("GET", s4fake.ITEMS_PATH)
                     if "$skiptoken" in r.query]  # fmt: skip
         assert followed and followed[0].query["$top"] == ["2"]
-        resumed = _all(connector.pull_open_items, ctx, pages[0].next_cursor, limit=5)
+        resumed = pull_run(connector.pull_open_items, ctx, pages[0].next_cursor, limit=5)
         assert [i.external_id for i in pages[0].items] + list(_by_id(resumed)) == ids
 
 
 def test_debtors_are_customers_with_expanded_contacts(
     connector: S4HanaConnector, ctx: Any, fake: s4fake.FakeS4
 ) -> None:
-    debtors = _by_id(_all(connector.pull_debtors, ctx))
+    debtors = _by_id(pull_run(connector.pull_debtors, ctx))
     assert list(debtors) == [f"{10100000 + i}" for i in range(1, 6)]
     first = debtors["10100001"]
     assert (first.name, first.country, first.email, first.phone) == (
@@ -136,10 +130,10 @@ def test_debtors_are_customers_with_expanded_contacts(
 def test_delta_returns_changed_and_cleared_items_only(
     connector: S4HanaConnector, ctx: Any, fake: s4fake.FakeS4
 ) -> None:
-    full = _all(connector.pull_open_items, ctx)
+    full = pull_run(connector.pull_open_items, ctx)
     changed = fake.touch_open_item()
     fake.clear(fake.items[4], "1400000002")
-    delta = _by_id(_all(connector.pull_open_items, ctx, full[-1].delta_cursor))
+    delta = _by_id(pull_run(connector.pull_open_items, ctx, full[-1].delta_cursor))
     assert set(delta) == {changed, "1010/2026/1800000005/1"}
     assert delta[changed].due_date == date(2026, 4, 30)
     assert delta["1010/2026/1800000005/1"].status == "cleared"
@@ -152,7 +146,7 @@ def test_delta_returns_changed_and_cleared_items_only(
 def test_clearings_are_read_back_as_payments(
     connector: S4HanaConnector, ctx: Any, fake: s4fake.FakeS4
 ) -> None:
-    full = _all(connector.pull_payments, ctx)
+    full = pull_run(connector.pull_payments, ctx)
     payments = _by_id(full)
     assert list(payments) == ["1010/2026/1400000001:1010/2026/1800000009/1"]
     payment = payments["1010/2026/1400000001:1010/2026/1800000009/1"]
@@ -160,7 +154,7 @@ def test_clearings_are_read_back_as_payments(
         "1010/2026/1400000001", "1010/2026/1800000009/1", date(2026, 2, 20))
     assert payment.amount == Money.of("1190.00", "EUR")
     fake.clear(fake.items[0], "1400000003")
-    delta = _by_id(_all(connector.pull_payments, ctx, full[-1].delta_cursor))
+    delta = _by_id(pull_run(connector.pull_payments, ctx, full[-1].delta_cursor))
     assert list(delta) == ["1010/2026/1400000003:1010/2026/1800000001/1"]
     request = fake.server.requests_to("GET", s4fake.ITEMS_PATH)[0]
     assert "IsCleared eq true and ClearingDate ge datetime'2026-01-31T00:00:00'" in (
@@ -173,7 +167,7 @@ def test_malformed_rows_and_unknown_currencies_are_row_errors(
     fake.items[0]["NetDueDate"] = "2026-02-01"  # not a /Date()/ literal
     fake.items[1]["TransactionCurrency"] = "EURO"
     fake.items[2]["AmountInTransactionCurrency"] = "1190.0001"
-    pages = _all(connector.pull_open_items, ctx)
+    pages = pull_run(connector.pull_open_items, ctx)
     errors = {e.row_key: e.code for p in pages for e in p.errors}
     assert errors == {"1800000001": "malformed_row", "1800000002": "unknown_currency",
                       "1800000003": "bad_amount"}  # fmt: skip
