@@ -353,14 +353,11 @@ class S4HanaConnector(BaseErpConnector):
         """Cleared customer debit items, each read back as the payment that cleared it."""
         kind = "s4.payments"
         state = start_state(cursor, kind)
-        first = state.get("start", False) and state["m"] == "full"
         self._begin(ctx, state)
-        since = self._since(state)
-        if first or since is None:
+        if "from" not in state:  # fixed for the whole run: the previous run's day, or history
             history = timedelta(days=ctx.config.payments_history_days)
-            since = (self._today(ctx) - history).isoformat()
-            state.setdefault("from", since)
-        since = state.get("from", since)
+            state["from"] = self._since(state) or (self._today(ctx) - history).isoformat()
+        since = state["from"]
         filters = [*self._item_scope(ctx), "DebitCreditCode eq 'S'", "IsCleared eq true",
                    f"ClearingDate ge {odata_date_literal(_day(since))}"]  # fmt: skip
         rows, more = await self._items(ctx, state, filters, limit)
