@@ -345,7 +345,14 @@ class BusinessOneConnector(BaseErpConnector):
         keys = [row[key_field] for row in rows if isinstance(row.get(key_field), int | str)]
         if more and not keys:
             raise RetryableError("bad_response", f"a page of {entity} without any {key_field}")
-        state["next"] = self._relative(ctx, link) if link else None
+        following = self._relative(ctx, link) if link else None
+        previous = state.get("after")
+        if (following and following == state.get("next")) or (
+            keys and previous is not None and type(keys[-1]) is type(previous)
+            and keys[-1] <= previous
+        ):
+            raise RetryableError("repeated_page", f"{entity} sent the same page again")
+        state["next"] = following
         state["after"] = keys[-1] if keys else state.get("after")
         return rows, more
 

@@ -198,8 +198,11 @@ class S4HanaConnector(BaseErpConnector):
         next_link = envelope.get("__next")
         if len(rows) > limit:  # the server ignored $top: cut, and page on with $skip
             rows, next_link = rows[:limit], None
+        followed = state.get("n")
         state["o"] = state.get("o", 0) + len(rows)
         state["n"] = next_link if isinstance(next_link, str) and next_link else None
+        if followed and state["n"] == followed:
+            raise RetryableError("repeated_page", f"{entity} sent the same page again")
         count = envelope.get("__count")
         total = int(count) if isinstance(count, str) and count.isdigit() else None
         more = bool(state["n"]) or (state["o"] < total if total is not None else len(rows) == limit)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import sap_fake_b1 as b1fake
@@ -368,3 +369,19 @@ def test_posting_after_the_session_expired_logs_in_again(
     assert run(connector.post_payment(_posting(), ctx)).status == "posted"
     assert fake.logins == 2
     assert len(fake.payments) == 1
+
+
+def test_a_page_that_repeats_is_a_retryable_error_not_a_loop(
+    connector: BusinessOneConnector, ctx: Any, fake: b1fake.FakeServiceLayer
+) -> None:
+    first = run(connector.pull_debtors(None, 2, ctx))
+
+    def same_page_again(request: Any) -> Any:  # the server hands out the link just followed
+        own_link = "BusinessPartners?" + urlencode({k: v[0] for k, v in request.query.items()})
+        rows = [{"CardCode": f"C0000{i}", "CardName": "x", "CardType": "cCustomer"} for i in (1, 2)]
+        return json_response({"value": rows, "odata.nextLink": own_link})
+
+    fake.server.route("GET", f"{b1fake.ROOT}/BusinessPartners", fake.guard(same_page_again))
+    with pytest.raises(ProviderError) as info:
+        run(connector.pull_debtors(first.next_cursor, 2, ctx))
+    assert (info.value.kind, info.value.code) == ("retryable", "repeated_page")

@@ -209,3 +209,20 @@ def test_next_link_to_another_host_is_refused(
     with pytest.raises(ProviderError) as info:
         run(connector.pull_debtors(cursor, 2, ctx))
     assert info.value.code == "bad_next_link"
+
+
+def test_a_next_link_that_repeats_is_a_retryable_error(
+    connector: S4HanaConnector, ctx: Any, fake: s4fake.FakeS4
+) -> None:
+    from cartera_sdk.testkit import json_response
+
+    link = f"{fake.server.base_url}{s4fake.BP_PATH}?$skiptoken=2&$top=2"
+    fake.server.route("GET", s4fake.BP_PATH, json_response(
+        {"d": {"results": [], "__count": "6", "__next": link}}))
+    from cartera_erp_sap._wire import encode_cursor
+
+    cursor = encode_cursor({"k": "s4.debtors", "m": "full", "o": 2, "n": link,
+                            "w": {"day": "2026-03-01"}})  # fmt: skip
+    with pytest.raises(ProviderError) as info:
+        run(connector.pull_debtors(cursor, 2, ctx))
+    assert info.value.code == "repeated_page"
