@@ -127,11 +127,11 @@ class ErpOpenItem(msgspec.Struct, frozen=True, kw_only=True):
     of company code, fiscal year, document number and line item; for Business One the
     document type and entry, plus the installment when an invoice has several).
 
-    Amounts are non-negative (``kind`` says debit or credit). A full pull returns the open
-    items (plus, possibly, items that closed while it ran); delta pulls also return items
-    that closed since the last run. A closed item has ``status`` ``cleared``/``cancelled``
-    and ``open_amount`` zero, and the host closes its obligation. ``attributes`` holds ERP extras as
-    strings (dunning level, payment terms...).
+    Amounts are non-negative (``kind`` says debit or credit; the conformance suite checks
+    it). A full pull returns the open items (plus, possibly, items that closed while it
+    ran); delta pulls also return items that closed since the last run. A closed item has
+    ``status`` ``cleared``/``cancelled`` and ``open_amount`` zero, and the host closes its
+    obligation. ``attributes`` holds ERP extras as strings (dunning level, payment terms...).
     """
 
     external_id: str
@@ -150,8 +150,6 @@ class ErpOpenItem(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.original_amount.currency != self.open_amount.currency:
             raise ValueError("original_amount and open_amount must share a currency")
-        if self.original_amount.amount < 0 or self.open_amount.amount < 0:
-            raise ValueError("amounts must not be negative; kind says debit or credit")
 
 
 class ErpPayment(msgspec.Struct, frozen=True, kw_only=True):

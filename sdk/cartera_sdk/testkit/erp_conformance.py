@@ -164,7 +164,8 @@ class ErpConformance(_ProviderChecks):
             assert isinstance(item, ErpOpenItem)
             assert isinstance(item.open_amount, Money)
             assert item.open_amount.currency == item.original_amount.currency
-            assert item.open_amount.amount >= 0
+            assert item.open_amount.amount >= 0, "amounts are never negative (kind says credit)"
+            assert item.original_amount.amount >= 0, "amounts are never negative"
             assert item.status in ("open", "cleared", "cancelled")
             if item.status != "open":
                 assert item.open_amount.is_zero(), "a closed item owes nothing"
