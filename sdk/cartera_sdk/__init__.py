@@ -67,8 +67,10 @@ from .erp import (
     ErpConnector,
     ErpDebtor,
     ErpOpenItem,
+    ErpPayment,
     ErpPaymentPosting,
     ErpPostingResult,
+    ErpRowError,
     Page,
 )
 from .errors import (
@@ -169,8 +171,10 @@ __all__ = [
     "ErpConnector",
     "ErpDebtor",
     "ErpOpenItem",
+    "ErpPayment",
     "ErpPaymentPosting",
     "ErpPostingResult",
+    "ErpRowError",
     "FailureKind",
     "Holiday",
     "HttpClientFactory",
