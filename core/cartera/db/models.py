@@ -2,7 +2,7 @@
 
 from cartera.api.models import IdempotencyRecord
 from cartera.audit.models import AuditEntry
-from cartera.auth.models import OAuthClient, SigningKey
+from cartera.auth.models import OAuthClient, RevokedToken, SigningKey, UsedAssertion
 from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import (
@@ -62,7 +62,9 @@ __all__ = [
     "RelatedParty",
     "Segment",
     "SegmentRun",
+    "RevokedToken",
     "SigningKey",
+    "UsedAssertion",
     "Stage",
     "Tenant",
     "WebhookDelivery",
