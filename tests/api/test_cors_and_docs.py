@@ -138,7 +138,7 @@ def test_docs_render_in_a_headless_browser_without_internet(served: str,
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
              "--disable-background-networking", "--disable-dev-shm-usage",
              # any request off this machine fails: the page must need none
-             "--proxy-server=http://127.0.0.1:9", f"--proxy-bypass-list=127.0.0.1",
+             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
              f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000",
              "--window-size=1280,1024"]
     dom = subprocess.run([*flags, "--dump-dom", f"{served}/docs"], capture_output=True,

@@ -29,7 +29,7 @@ async def operator(app: Litestar, http: AsyncTestClient[Litestar],
         client, secret = await create_client(session, tenant.tenant_id, "ops",
                                              ["platform:admin"])
         await session.commit()
-    async with bearer(http, await token_for(http, client.client_id, secret or "")) as api:
+    async with bearer(http, await token_for(http, client.client_id, secret)) as api:
         yield api
 
 

@@ -83,7 +83,7 @@ async def test_introspection_is_active_for_the_tenants_own_tokens_only(
         sibling, secret = await create_client(session, tenant.tenant_id, "sibling",
                                               ["reports:read"])
         await session.commit()
-    sibling_token = await token_for(http, sibling.client_id, secret or "")
+    sibling_token = await token_for(http, sibling.client_id, secret)
     r = await http.post("/oauth/introspect", data={"token": sibling_token}, auth=auth)
     body = r.json()
     assert r.status_code == 200 and body["active"] is True, body

@@ -79,12 +79,12 @@ def check_jwks_uri(uri: str) -> str:
     return uri
 
 
-async def fetch_jwks(uri: str, timeout: float) -> dict[str, Any]:
+async def fetch_jwks(uri: str, timeout_seconds: float) -> dict[str, Any]:
     """GET a JWK Set through the host's egress-aware client (private addresses refused
     unless the operator allows them)."""
-    from cartera.integrations.service import _http_factory
+    from cartera.integrations.service import egress_client
 
-    async with _http_factory(timeout)(uri) as http:
+    async with egress_client(uri, timeout_seconds) as http:
         response = await http.get(uri, headers={"Accept": "application/json"})
     if response.status_code != 200 or len(response.content) > MAX_JWKS_BYTES:
         raise AssertionRejected(f"jwks_uri answered {response.status_code}")
@@ -157,7 +157,8 @@ async def verify(client: OAuthClient, assertion: str, audience: str,
         aud={"essential": True, "value": audience},
         exp={"essential": True}, jti={"essential": True})
     try:
-        decoded = jwt.decode(assertion, KeySet.import_key_set(jwks), algorithms=ALGORITHMS)
+        decoded = jwt.decode(assertion, KeySet.import_key_set(jwks),  # type: ignore[arg-type]
+                             algorithms=ALGORITHMS)
         registry.validate(decoded.claims)
     except (JoseError, ValueError, TypeError) as exc:
         raise AssertionRejected(f"assertion refused: {exc}") from exc

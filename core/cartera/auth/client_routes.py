@@ -105,9 +105,13 @@ class ClientController(Controller):
         not carry, 403 ``scope_not_grantable`` for ``platform:admin``)."""
         scopes = _grantable(principal_of(request).scopes, data)
         jwks, jwks_uri = _keys(data)
-        client, secret = await clients.create_client(
-            session, actor.tenant_id, data.name, scopes, auth_method=data.auth_method,
-            jwks=jwks, jwks_uri=jwks_uri)
+        secret: str | None = None
+        if data.auth_method == clients.CLIENT_SECRET:
+            client, secret = await clients.create_client(session, actor.tenant_id, data.name,
+                                                         scopes)
+        else:
+            client = await clients.create_key_client(session, actor.tenant_id, data.name,
+                                                     scopes, jwks=jwks, jwks_uri=jwks_uri)
         audit.record(session, actor, "client.created", "client", client.client_id,
                      {"scopes": scopes, "auth_method": data.auth_method})
         return Response(with_secret(client, secret), status_code=201,

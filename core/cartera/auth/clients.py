@@ -38,29 +38,38 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
-async def create_client(
-    session: AsyncSession, tenant_id: int, name: str, scopes: list[str] | None = None, *,
-    auth_method: str = CLIENT_SECRET, jwks: dict[str, Any] | None = None,
-    jwks_uri: str | None = None,
-) -> tuple[OAuthClient, str | None]:
-    """Create a client for a tenant; returns the row and the plain secret (never stored;
-    None for a ``private_key_jwt`` client). Without ``scopes``: every tenant scope
-    (:data:`~cartera.auth.scopes.DEFAULT_CLIENT_SCOPES`; the API passes its own default)."""
+def _new_client(tenant_id: int, name: str, scopes: list[str] | None, *,
+                secret_hash: str | None = None, jwks: dict[str, Any] | None = None,
+                jwks_uri: str | None = None) -> OAuthClient:
     chosen = check_scopes(list(scopes or scope_catalogue.DEFAULT_CLIENT_SCOPES))
-    secret = secrets.token_urlsafe(32) if auth_method == CLIENT_SECRET else None
-    client = OAuthClient(
-        tenant_id=tenant_id,
-        client_id="cli_" + secrets.token_hex(12),
-        secret_hash=hash_secret(secret) if secret else None,
-        name=name,
-        scopes=" ".join(chosen),
-        auth_method=auth_method,
-        jwks=jwks,
-        jwks_uri=jwks_uri,
-    )
+    return OAuthClient(
+        tenant_id=tenant_id, client_id="cli_" + secrets.token_hex(12),
+        secret_hash=secret_hash, name=name, scopes=" ".join(chosen),
+        auth_method=CLIENT_SECRET if secret_hash else PRIVATE_KEY_JWT,
+        jwks=jwks, jwks_uri=jwks_uri)
+
+
+async def create_client(session: AsyncSession, tenant_id: int, name: str,
+                        scopes: list[str] | None = None) -> tuple[OAuthClient, str]:
+    """Create a ``client_secret`` client for a tenant; returns the row and the plain secret
+    (never stored). Without ``scopes``: every tenant scope
+    (:data:`~cartera.auth.scopes.DEFAULT_CLIENT_SCOPES`; the API passes its own default)."""
+    secret = secrets.token_urlsafe(32)
+    client = _new_client(tenant_id, name, scopes, secret_hash=hash_secret(secret))
     session.add(client)
     await session.flush()
     return client, secret
+
+
+async def create_key_client(session: AsyncSession, tenant_id: int, name: str,
+                            scopes: list[str], *, jwks: dict[str, Any] | None = None,
+                            jwks_uri: str | None = None) -> OAuthClient:
+    """Create a ``private_key_jwt`` client (no secret) verified with ``jwks`` or the keys
+    at ``jwks_uri`` (checked by the caller: :mod:`cartera.auth.assertions`)."""
+    client = _new_client(tenant_id, name, scopes, jwks=jwks, jwks_uri=jwks_uri)
+    session.add(client)
+    await session.flush()
+    return client
 
 
 async def grant_scopes(session: AsyncSession, client_id: str,

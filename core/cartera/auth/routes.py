@@ -10,13 +10,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 import msgspec
+from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.params import Body
-from authlib.oauth2.rfc6750.errors import InvalidTokenError
 
 from cartera.api.context import app_context
 from cartera.api.security import CLIENT_BASIC_SCHEME
