@@ -57,15 +57,8 @@ class TokenRequest(ClientAuthentication, kw_only=True):
 TokenTypeHint = Literal["access_token", "refresh_token"]
 
 
-class RevocationRequest(ClientAuthentication, kw_only=True):
-    """RFC 7009 §2.1: the token to revoke."""
-
-    token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
-    token_type_hint: TokenTypeHint | None = None
-
-
-class IntrospectionRequest(ClientAuthentication, kw_only=True):
-    """RFC 7662 §2.1: the token to introspect."""
+class SubmittedToken(ClientAuthentication, kw_only=True):
+    """The token to revoke (RFC 7009 §2.1) or introspect (RFC 7662 §2.1)."""
 
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
     token_type_hint: TokenTypeHint | None = None
@@ -255,7 +248,7 @@ async def _principal(request: Request[Any, Any, Any], token_text: str
       tags=["OAuth2"], status_code=200, security=[{CLIENT_BASIC_SCHEME: []}, {}],
       exception_handlers={ValidationException: _invalid_form}, responses=_CLIENT_ERRORS)
 async def revoke(request: Request[Any, Any, Any],
-                 data: Annotated[RevocationRequest, _FORM]) -> Response[None]:
+                 data: Annotated[SubmittedToken, _FORM]) -> Response[None]:
     """RFC 7009 token revocation. The client authenticates as at the token endpoint and may
     revoke only tokens issued to itself (another client's token: 400 ``invalid_request``).
     An invalid, expired or already revoked token is answered 200 too (§2.2). The token
@@ -282,7 +275,7 @@ async def revoke(request: Request[Any, Any, Any],
       security=[{CLIENT_BASIC_SCHEME: []}, {}],
       exception_handlers={ValidationException: _invalid_form}, responses=_CLIENT_ERRORS)
 async def introspect(request: Request[Any, Any, Any],
-                     data: Annotated[IntrospectionRequest, _FORM]
+                     data: Annotated[SubmittedToken, _FORM]
                      ) -> Response[IntrospectionResponse]:
     """RFC 7662 token introspection for an authenticated client (as at the token endpoint).
     A token is ``active`` only when it verifies, has not expired or been revoked, its
