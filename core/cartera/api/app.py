@@ -7,13 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from litestar import Litestar, Request, Response
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.config.cors import CORSConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.static_files import create_static_files_router
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme, Server
 from litestar.openapi.spec import Tag as OpenAPITag
+from litestar.static_files import create_static_files_router
 
 from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
@@ -129,13 +129,13 @@ def cors_config(settings: Settings) -> CORSConfig | None:
 def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
     from cartera.auth.client_routes import ClientController
-    from cartera.tenants.routes import TenantController
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
+    from cartera.tenants.routes import TenantController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
