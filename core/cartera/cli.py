@@ -65,13 +65,16 @@ def cmd_clients_create(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from cartera.auth.clients import create_client
+    from cartera.auth.scopes import DEFAULT_CLIENT_SCOPES, PLATFORM_SCOPES
     from cartera.tenants.models import Tenant
 
     async def go(session: Any) -> Any:
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == args.tenant))
         if tenant is None:
             raise SystemExit(f"no tenant {args.tenant!r}")
-        scopes = args.scopes.split() if args.scopes else None
+        scopes = args.scopes.split() if args.scopes else list(DEFAULT_CLIENT_SCOPES)
+        if args.platform:
+            scopes = [*scopes, *sorted(PLATFORM_SCOPES - set(scopes))]
         return await create_client(session, tenant.id, args.name, scopes)
 
     client, secret = _run(_with_session(go))
@@ -123,7 +126,10 @@ def parser() -> argparse.ArgumentParser:
     cc = clients.add_parser("create", help="create an OAuth2 client (secret shown once)")
     cc.add_argument("--tenant", required=True, help="tenant slug")
     cc.add_argument("--name", required=True)
-    cc.add_argument("--scopes", help="space-separated; default: every scope")
+    cc.add_argument("--scopes", help="space-separated; default: every tenant scope")
+    cc.add_argument("--platform", action="store_true",
+                    help="also grant platform:admin (manage tenants through /v1/tenants); "
+                    "only this command grants it")
     cc.set_defaults(fn=cmd_clients_create)
     cg = clients.add_parser("grant", help="add scopes to an existing client")
     cg.add_argument("client_id")

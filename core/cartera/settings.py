@@ -100,6 +100,16 @@ class Settings:
     rate_limit_expensive: str = "60/minute"
     """Expensive operations (imports, segmentation runs and previews, message sends) per
     OAuth client."""
+    client_secret_grace_seconds: int = 86_400
+    """``CARTERA_CLIENT_SECRET_GRACE``: how long a client's previous secret keeps working
+    after ``POST /v1/clients/{id}/rotate-secret``."""
+    token_state_cache_seconds: float = 1.0
+    """``CARTERA_TOKEN_STATE_CACHE``: how long a process remembers that a token's client is
+    enabled and the token not revoked (0: ask the database on every request). A change made
+    through one process applies there at once, in other worker processes within this."""
+    cors_origins: tuple[str, ...] = ()
+    """``CARTERA_CORS_ORIGINS``: comma-separated browser origins allowed to call the API
+    (e.g. ``https://app.example.com``); empty (the default): no CORS headers at all."""
 
     @property
     def public_base(self) -> str:
@@ -172,8 +182,13 @@ def _settings_from_env() -> Settings:
     if env.get("CARTERA_IMPORT_RETENTION_DAYS"):
         kwargs["import_retention_days"] = int(env["CARTERA_IMPORT_RETENTION_DAYS"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
+    if env.get("CARTERA_CORS_ORIGINS"):
+        kwargs["cors_origins"] = parse_origins(env["CARTERA_CORS_ORIGINS"])
+    if env.get("CARTERA_TOKEN_STATE_CACHE"):
+        kwargs["token_state_cache_seconds"] = float(env["CARTERA_TOKEN_STATE_CACHE"])
     for name, attr in (("CARTERA_IDEMPOTENCY_TTL", "idempotency_ttl_seconds"),
                        ("CARTERA_IDEMPOTENCY_LEASE", "idempotency_lease_seconds"),
+                       ("CARTERA_CLIENT_SECRET_GRACE", "client_secret_grace_seconds"),
                        ("CARTERA_STATEMENT_TIMEOUT_MS", "statement_timeout_ms")):
         if env.get(name):
             kwargs[attr] = int(env[name])
@@ -183,6 +198,18 @@ def _settings_from_env() -> Settings:
         if env.get(name):
             kwargs[attr] = env[name]
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """``scheme://host[:port]`` origins, comma-separated; a wildcard or a path is refused
+    (the allow-list is explicit)."""
+    origins = tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+    for origin in origins:
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in {"http", "https"} or not sep or not rest or "/" in rest or "*" in rest:
+            raise ValueError(f"CARTERA_CORS_ORIGINS: {origin!r} is not an origin "
+                             "(scheme://host[:port])")
+    return origins
 
 
 def normalise_database_url(url: str) -> str:

@@ -35,7 +35,7 @@ async def test_docs_page_and_openapi_31(http: AsyncTestClient[Litestar]) -> None
     page = await http.get("/docs")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
-    assert "scalar" in page.text.lower()
+    assert "swagger-ui" in page.text.lower()
     doc = await _served(http)
     assert doc["openapi"].startswith("3.1")
 
@@ -57,19 +57,19 @@ async def test_every_operation_is_documented(http: AsyncTestClient[Litestar]) ->
             assert any(s.startswith("2") for s in responses), where
             assert "500" in responses, where
             for status, response in responses.items():
-                if int(status) >= 400 and path != "/oauth/token":
+                if int(status) >= 400 and not path.startswith("/oauth/"):
                     ref = response.get("$ref") or response["content"][
                         "application/problem+json"]["schema"]["$ref"]
                     assert ref.endswith(("Problem", *doc["components"]["responses"])), where
             if op.get("security"):
-                if path == "/oauth/token":
+                if path.startswith("/oauth/"):
                     continue
                 assert {"401", "403"} <= set(responses), where
                 (scheme, scopes), = op["security"][0].items()
                 assert scheme == "oauth2" and scopes, where
             if "{" in path:
                 assert "404" in responses, where
-            if method == "post" and op.get("security") and path != "/oauth/token":
+            if method == "post" and op.get("security") and not path.startswith("/oauth/"):
                 if op["operationId"].startswith("Create"):
                     assert {"201", "202"} & set(responses), where
                 names = [p.get("$ref", "") for p in op["parameters"]]

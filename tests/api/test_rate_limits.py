@@ -63,6 +63,19 @@ async def test_the_token_endpoint_is_limited_per_address(
     assert (await _token(elsewhere, tenant)).status_code == 200
 
 
+async def test_revocation_and_introspection_count_with_the_token_endpoint(
+    strict: tuple[Litestar, AsyncTestClient[Litestar]],
+) -> None:
+    app, client = strict
+    tenant = await _make_tenant(app, client)  # the first request of this address
+    auth = (tenant.client_id, "a guess")
+    assert (await client.post("/oauth/introspect", data={"token": "t"}, auth=auth)
+            ).status_code == 401
+    assert (await client.post("/oauth/revoke", data={"token": "t"}, auth=auth)
+            ).status_code == 401
+    _assert_limited(await client.post("/oauth/introspect", data={"token": "t"}, auth=auth), 3)
+
+
 async def test_expensive_operations_are_limited_per_client(
     strict: tuple[Litestar, AsyncTestClient[Litestar]],
 ) -> None:

@@ -197,7 +197,9 @@ async def test_authorization_server_metadata(http: AsyncTestClient[Litestar]) ->
     assert meta["token_endpoint"] == "http://testserver.local/oauth/token"
     assert meta["jwks_uri"] == "http://testserver.local/.well-known/jwks.json"
     assert meta["grant_types_supported"] == ["client_credentials"]
-    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic",
-                                                                  "client_secret_post"}
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic", "client_secret_post", "private_key_jwt"}
+    assert meta["revocation_endpoint"] == "http://testserver.local/oauth/revoke"
+    assert meta["introspection_endpoint"] == "http://testserver.local/oauth/introspect"
     assert {"portfolio:read", "portfolio:write", "reports:read"} <= set(
         meta["scopes_supported"])

@@ -16,6 +16,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy import inspect, text
 
+from cartera.auth.scopes import SCOPES
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import RULES, debtor, run, today
 
@@ -56,7 +57,8 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
                         tags=["vip"],
                         contact_points=[{"kind": "phone", "value": "987654321",
                                          "consent": "granted"}])
-    ids: dict[str, int | str] = {"debtor_id": late}
+    ids: dict[str, int | str] = {"debtor_id": late, "tenant_id": t.tenant_id,
+                                 "client_id": t.client_id}
     ids["portfolio_id"] = await created(t, "/v1/portfolios", {"code": "RD", "name": "Reads"})
     ids["obligation_id"] = await created(t, "/v1/obligations", {
         "external_ref": "READ-O", "debtor_id": due_later, "portfolio_id": ids["portfolio_id"],
@@ -79,8 +81,8 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
         "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
         "config": {"base_url": "http://127.0.0.1:9"},
         "secrets": {"api_key": "key", "webhook_secret": "whsec", "verify_token": "tok"}})
-    hook = (await t.api.get(f"/v1/integrations/{ids['integration_id']}")).json()
-    ids["token"] = hook["webhook_url"].rsplit("/", 1)[1]
+    integration = (await t.api.get(f"/v1/integrations/{ids['integration_id']}")).json()
+    ids["token"] = integration["webhook_url"].rsplit("/", 1)[1]
     ids["interaction_id"] = await created(t, "/v1/interactions", {
         "debtor_id": late, "channel": "voice", "outcome": "no_answer", "note": "rang"})
     r = await t.api.post("/v1/imports", content=(
@@ -149,8 +151,9 @@ async def gets_change_nothing(app: Litestar, t: TenantClient,
 
 
 async def test_no_get_and_no_what_if_changes_a_row(
-        tenant: TenantClient, run_jobs: RunJobs, app: Litestar,
+        make_tenant: Any, run_jobs: RunJobs, app: Litestar,
         http: AsyncTestClient[Litestar]) -> None:
+    tenant = await make_tenant(scopes=list(SCOPES))  # platform:admin too (/v1/tenants)
     ids = await a_full_tenant(tenant, run_jobs)
     doc = (await http.get("/docs/openapi.json")).json()
     gets = calls(doc, ids)
@@ -169,8 +172,9 @@ async def test_no_get_and_no_what_if_changes_a_row(
 
 
 async def test_a_new_tenants_first_reads_write_nothing(
-        tenant: TenantClient, app: Litestar, http: AsyncTestClient[Litestar]) -> None:
+        make_tenant: Any, app: Litestar, http: AsyncTestClient[Litestar]) -> None:
     """Before anything is written: no default created on first use (stages, say)."""
+    tenant = await make_tenant(scopes=list(SCOPES))
     doc = (await http.get("/docs/openapi.json")).json()
     lists = [c for c in calls(doc, {}, need_ids=False) if "{" not in c[1]]
     assert len(lists) > 20

@@ -7,11 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from litestar import Litestar, Request, Response
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, OAuthFlow, OAuthFlows, SecurityScheme, Server
 from litestar.openapi.spec import Tag as OpenAPITag
+from litestar.static_files import create_static_files_router
 
 from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
@@ -22,6 +24,7 @@ from cartera.api.problems import EXCEPTION_HANDLERS
 from cartera.api.ratelimit import rate_limit_middleware
 from cartera.api.security import CLIENT_BASIC_SCHEME, OAUTH2_SCHEME, authentication_middleware
 from cartera.auth.keys import SigningKeys, load, load_or_create
+from cartera.auth.revocation import TokenState
 from cartera.auth.routes import ROUTES as AUTH_ROUTES
 from cartera.auth.scopes import SCOPES
 from cartera.auth.tokens import TokenService
@@ -62,12 +65,12 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
         servers=[Server(url="/", description="This server")],
         path="/docs",
         use_handler_docstrings=True,
-        render_plugins=[ScalarRenderPlugin()],
+        render_plugins=[docs_plugin()],
         tags=[OpenAPITag(name=n) for n in ("OAuth2", "Portfolios", "Debtors", "Obligations",
                                             "Payments", "Imports", "Reports", "Segments", "Jobs",
                                             "Plugins", "Integrations", "Webhooks",
                                             "Messaging", "Negotiation",
-                                            "Audit", "Operations")],
+                                            "Audit", "Operations", "Clients", "Tenants")],
         components=Components(security_schemes={
             OAUTH2_SCHEME: SecurityScheme(
                 type="oauth2",
@@ -84,21 +87,62 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
     )
 
 
+DOCS_ASSETS = "/docs/assets"
+"""Where the pinned Swagger UI files of the ``swagger-ui-py`` package are served: ``/docs``
+loads nothing from elsewhere, so it works without internet."""
+
+
+def docs_plugin() -> SwaggerRenderPlugin:
+    """Swagger UI from :data:`DOCS_ASSETS` (the plugin's default is an unpinned CDN)."""
+    return SwaggerRenderPlugin(
+        js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        standalone_preset_js_url=f"{DOCS_ASSETS}/swagger-ui-standalone-preset.js",
+        favicon=f'<link rel="icon" type="image/png" href="{DOCS_ASSETS}/favicon-32x32.png">',
+        path="/swagger")
+
+
+def docs_assets() -> Any:
+    from pathlib import Path
+
+    import swagger_ui
+
+    return create_static_files_router(
+        path=DOCS_ASSETS, directories=[Path(swagger_ui.__file__).parent / "static"],
+        include_in_schema=False, name="docs-assets")
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """CORS for the origins of ``CARTERA_CORS_ORIGINS`` only; none configured: no CORS.
+    Bearer tokens, not cookies, so no credentials; the headers a browser client needs to
+    read (``Location``, ``ETag``, ``Retry-After``, the request id) are exposed."""
+    if not settings.cors_origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins), allow_credentials=False,
+        allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                       "If-None-Match", "X-Request-Id"],
+        expose_headers=["Location", "ETag", "Retry-After", "X-Request-Id", "Idempotent-Replayed"],
+        max_age=600)
+
+
 def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
     from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
+    from cartera.auth.client_routes import ClientController
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
+    from cartera.tenants.routes import TenantController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, audit_entries,
-            *COMPLIANCE_ROUTES]
+            StageController, *NEGOTIATION_ROUTES, audit_entries, *COMPLIANCE_ROUTES,
+            ClientController, TenantController, docs_assets()]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,
@@ -131,8 +175,10 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
 
         runner: JobRunner = (runner_factory or default_runner)(settings, sessionmaker)
         app.state.ctx = AppContext(settings=settings, engine=engine, sessionmaker=sessionmaker,
-                                   tokens=TokenService(settings.issuer, keys, ttl,
-                                                       loader=reload_keys),
+                                   tokens=TokenService(
+                                       settings.issuer, keys, ttl, loader=reload_keys,
+                                       state=TokenState(sessionmaker,
+                                                        settings.token_state_cache_seconds)),
                                    jobs=runner)
         install_runner(runner)
         await runner.start()
@@ -152,6 +198,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=before_request,
         openapi_config=openapi_config(settings.issuer),
+        cors_config=cors_config(settings),
         request_max_body_size=settings.max_body_bytes,
         logging_config=None,
         debug=False,

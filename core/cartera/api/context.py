@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from cartera.auth.assertions import JwksCache
 from cartera.auth.tokens import ClientPrincipal, TokenService
 from cartera.db.engine import STATEMENT_TIMEOUT_MS
 from cartera.errors import Unauthorized
@@ -25,6 +26,8 @@ class AppContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     tokens: TokenService
     jobs: JobRunner
+    jwks_cache: JwksCache = field(default_factory=JwksCache)
+    """Clients' ``jwks_uri`` key sets (``private_key_jwt``)."""
 
 
 @dataclass(frozen=True)

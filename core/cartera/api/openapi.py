@@ -41,7 +41,7 @@ from cartera.api.ratelimit import group_of
 PROBLEM_JSON = "application/problem+json"
 REF = "#/components/{}/{}"
 # Operations that document their own error responses (RFC 6749 errors, not problems).
-OWN_ERRORS = frozenset({"IssueToken"})
+OWN_ERRORS = frozenset({"IssueToken", "RevokeToken", "IntrospectToken"})
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",

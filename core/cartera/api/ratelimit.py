@@ -1,6 +1,7 @@
 """Rate limits (Litestar's ``RateLimitMiddleware``), one fixed window per group of routes:
 
-* ``token``: ``POST /oauth/token``, per remote address (credential guessing);
+* ``token``: ``POST /oauth/token``, ``/oauth/revoke`` and ``/oauth/introspect`` (each
+  authenticates a client), one counter per remote address (credential guessing);
 * ``webhooks``: the public webhook route (``/v1/hooks/...``), per remote address;
 * ``expensive``: imports, segmentation runs and previews, message sends, per OAuth client.
 
@@ -34,6 +35,9 @@ EXPENSIVE = frozenset({("POST", "/v1/imports"), ("POST", "/v1/segments/runs"),
                        ("POST", "/v1/segments/preview"), ("POST", "/v1/messages")})
 
 
+CLIENT_AUTHENTICATED = frozenset({"/oauth/token", "/oauth/revoke", "/oauth/introspect"})
+
+
 def parse_limit(text: str) -> tuple[DurationUnit, int]:
     """``"30/minute"`` -> ``("minute", 30)``."""
     match = _LIMIT.match(text)
@@ -52,7 +56,7 @@ def client_or_address(request: Request[Any, Any, Any]) -> str:
 
 def group_of(method: str, path: str) -> str | None:
     """The rate-limit group of a request (or of a documented operation), if any."""
-    if method == "POST" and path == "/oauth/token":
+    if method == "POST" and path in CLIENT_AUTHENTICATED:
         return "token"
     if path.startswith(PUBLIC_WEBHOOK_PREFIX):
         return "webhooks"

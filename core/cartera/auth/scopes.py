@@ -21,8 +21,21 @@ SCOPES: dict[str, str] = {
     "negotiation:write": "Record and cancel promises to pay and installment plans",
     "compliance:read": "List compliance packs and their rules, check contacts, read the report",
     "compliance:write": "Change the tenant's compliance settings",
+    "clients:read": "List the tenant's OAuth clients (never their secrets)",
+    "clients:write": "Create, disable, rotate and delete the tenant's OAuth clients",
+    "platform:admin": "Platform operators: manage tenants (granted only by the CLI)",
 }
-DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
+PLATFORM_SCOPES = frozenset({"platform:admin"})
+"""Scopes only ``cartera clients create --platform`` grants: never via the API, never by
+default."""
+DEFAULT_CLIENT_SCOPES = tuple(s for s in SCOPES if s not in PLATFORM_SCOPES)
+"""What ``cartera clients create`` grants without ``--scopes``: every tenant scope."""
+
+
+def read_only(scopes: frozenset[str] | set[str] | list[str] | tuple[str, ...]) -> list[str]:
+    """The ``*:read`` scopes among ``scopes``, in catalogue order: what an API-created
+    client gets when no scopes are asked for."""
+    return [s for s in SCOPES if s.endswith(":read") and s in scopes]
 
 
 def parse(scope: str | None) -> list[str]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6750.errors import InvalidTokenError
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
@@ -14,6 +15,9 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from cartera.auth.keys import ALGORITHM, SigningKeys
+
+if TYPE_CHECKING:
+    from cartera.auth.revocation import TokenState
 
 AUDIENCE = "cartera-api"
 
@@ -26,6 +30,11 @@ class ClientPrincipal:
     tenant_id: int
     scopes: frozenset[str]
     token_id: str
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(int(self.claims["exp"]), UTC)
 
 
 @dataclass
@@ -71,12 +80,15 @@ class TokenService:
     with the public key as secret) and only the published keys. With a ``loader``, the keys
     are re-read from the database every ``refresh_seconds`` (so a rotation made by
     ``cartera keys rotate`` reaches a running app) and at once, at most every
-    ``unknown_kid_seconds``, when a token names a key this process does not know.
+    ``unknown_kid_seconds``, when a token names a key this process does not know. With a
+    ``state``, a token whose client is disabled or deleted, or which was revoked, fails
+    too (see :class:`~cartera.auth.revocation.TokenState`).
     """
 
     def __init__(self, issuer: str, keys: SigningKeys, ttl_seconds: int, *,
                  loader: KeyLoader | None = None, refresh_seconds: float = 60.0,
-                 unknown_kid_seconds: float = 5.0) -> None:
+                 unknown_kid_seconds: float = 5.0, state: TokenState | None = None) -> None:
+        self._state = state
         self.issuer = issuer
         self.keys = keys
         self.ttl_seconds = ttl_seconds
@@ -121,7 +133,16 @@ class TokenService:
         if kid not in keys.kids:
             await self.refresh(older_than=self._unknown_kid_seconds)
             keys = self.keys
-        return self._verified(token, keys)
+        principal = self._verified(token, keys)
+        if self._state is not None and not await self._state.active(principal.client_id,
+                                                                    principal.token_id):
+            raise InvalidTokenError()
+        return principal
+
+    def forget_state(self) -> None:
+        """Drop cached client and revocation state (after a change made in this process)."""
+        if self._state is not None:
+            self._state.forget()
 
     def _verified(self, token: str, keys: SigningKeys) -> ClientPrincipal:
         registry = jwt.JWTClaimsRegistry(
@@ -141,4 +162,5 @@ class TokenService:
             tenant_id=claims["tenant_id"],
             scopes=frozenset(str(claims.get("scope") or "").split()),
             token_id=claims["jti"],
+            claims=dict(claims),
         )

@@ -2,7 +2,7 @@
 
 from cartera.api.models import IdempotencyRecord
 from cartera.audit.models import AuditEntry
-from cartera.auth.models import OAuthClient, SigningKey
+from cartera.auth.models import OAuthClient, RevokedToken, SigningKey, UsedAssertion
 from cartera.compliance.models import ComplianceSettings
 from cartera.db.base import Base
 from cartera.imports.models import ImportRowError, ImportRun
@@ -62,11 +62,13 @@ __all__ = [
     "Portfolio",
     "Promise",
     "RelatedParty",
+    "RevokedToken",
     "Segment",
     "SegmentRun",
     "SigningKey",
     "Stage",
     "Tenant",
+    "UsedAssertion",
     "WebhookDelivery",
     "WebhookEvent",
     "WebhookRejection",

@@ -237,6 +237,13 @@ def _http_factory(timeout: float, transport: SharedTransport | None = None) -> A
     return factory
 
 
+def egress_client(base_url: str, timeout: float) -> httpx.AsyncClient:
+    """An HTTP client through the host's egress rules, as providers get, for the host's own
+    outbound calls (e.g. fetching an OAuth client's ``jwks_uri``)."""
+    client: httpx.AsyncClient = _http_factory(timeout)(base_url)
+    return client
+
+
 def context_for(integration: Integration, provider: Any, public_base: str,
                 timeout: float, transport: SharedTransport | None = None
                 ) -> ProviderContext[Any, Any]:

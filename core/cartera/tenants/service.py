@@ -16,7 +16,7 @@ async def create_tenant(session: AsyncSession, *, slug: str, name: str, country:
     if not geo.is_country(country):
         raise Invalid(f"{country!r} is not an ISO 3166-1 country", param="country")
     if not money.is_currency(currency):
-        raise Invalid(f"{currency!r} is not an ISO 4217 currency", param="currency")
+        raise Invalid(f"{currency!r} is not an ISO 4217 currency", param="default_currency")
     tz = timezone or geo.default_timezone(country)
     if not geo.is_timezone(tz):
         raise Invalid(f"{tz!r} is not an IANA time zone", param="timezone")
