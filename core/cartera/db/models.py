@@ -31,9 +31,21 @@ from cartera.segmentation.models import (
     SegmentRun,
     Stage,
 )
+from cartera.strategies.models import (
+    Action,
+    Enrollment,
+    PlannerSettings,
+    Strategy,
+    StrategyVersion,
+)
 from cartera.tenants.models import Tenant
 
 __all__ = [
+    "Action",
+    "Enrollment",
+    "PlannerSettings",
+    "Strategy",
+    "StrategyVersion",
     "Allocation",
     "Arrangement",
     "AuditEntry",
