@@ -92,11 +92,12 @@ def route_handlers() -> list[Any]:
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
+    from cartera.strategies.routes import ROUTES as STRATEGY_ROUTES
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, audit_entries]
+            StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

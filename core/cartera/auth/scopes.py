@@ -19,6 +19,9 @@ SCOPES: dict[str, str] = {
     "messaging:write": "Manage templates, send messages, record interactions",
     "negotiation:read": "Read promises to pay and installment plans",
     "negotiation:write": "Record and cancel promises to pay and installment plans",
+    "strategies:read": "Read strategies, enrollments, planned actions and explanations",
+    "strategies:write": "Manage strategies and their versions, run the planner, pause, "
+                        "resume and stop enrollments",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 
