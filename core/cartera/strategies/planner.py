@@ -218,9 +218,8 @@ async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date
         stmt = _dialect_insert(session, e).from_select(
             ["tenant_id", "debtor_id", "strategy_id", "version_id", "step_index", "status",
              "reason", "entered_on", "created_at", "updated_at"], rows.order_by(pl.c.debtor_id)
-        ).on_conflict_do_nothing()
-        done = await session.execute(stmt)
-        result.enrolled += int(done.rowcount or 0)  # type: ignore[attr-defined]
+        ).on_conflict_do_nothing().returning(e.c.id)
+        result.enrolled += len((await session.execute(stmt)).all())
 
 
 # --- 3. plan ------------------------------------------------------------------------------
@@ -321,9 +320,10 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     stmt = _dialect_insert(session, table_of(Action)).from_select(
         ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id", "priority",
          "step_index", "step_key", "kind", "channel", "anchor_on", "due_on", "planned_at",
-         "status", "created_at", "updated_at"], rows).on_conflict_do_nothing()
-    done = await session.execute(stmt)
-    result.planned += int(done.rowcount or 0)  # type: ignore[attr-defined]
+         "status", "created_at", "updated_at"], rows).on_conflict_do_nothing().returning(
+        table_of(Action).c.id)
+    # RETURNING: the asyncpg driver reports no row count for INSERT ... SELECT.
+    result.planned += len((await session.execute(stmt)).all())
 
 
 # --- 4. contact policy --------------------------------------------------------------------
