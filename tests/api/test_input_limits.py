@@ -212,6 +212,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "InteractionRecord": ("Interaction",), "KeywordIn": ("OptOutKeyword",),
     "PromiseCreate": ("Promise",), "ArrangementCreate": ("Arrangement",),
     "InstallmentIn": ("Installment",), "Cancel": ("Promise", "Arrangement"),
+    "StrategyCreate": ("Strategy",), "StrategyUpdate": ("Strategy",),
+    "Activate": ("StrategyVersion",), "EnrollmentChange": ("Enrollment",),
+    "PlannerSettingsIn": ("PlannerSettings",),
 }
 ALIASES = {("PaymentReverse", "reason"): "reversal_reason",
            ("Cancel", "reason"): "cancel_reason", ("StageSet", "stage_code"): "code"}
@@ -264,7 +267,8 @@ def test_every_body_instant_needs_its_offset(app: Litestar) -> None:
 
 def test_every_body_struct_is_mapped_or_stored_as_json(app: Litestar) -> None:
     json_documents = {"RuleSetIn", "StagesIn", "WhatsAppTemplateSpec", "WhatsAppParameter",
-                      "PreviewRequest"}
+                      "PreviewRequest", "VersionIn", "StepIn", "ChannelIn", "WindowIn",
+                      "TaskIn"}
     unmapped = {cls.__name__ for cls in _body_structs(app)} - set(TABLES) - json_documents
     assert not unmapped
 
