@@ -75,6 +75,7 @@ from cartera.segmentation import rules
 from cartera.segmentation.models import Placement, Stage
 from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion
 from cartera.strategies.service import LIVE, lock_tenant
+from cartera.tenants.models import Tenant
 
 CONTACT_KINDS = ("message",)
 """Step kinds that contact the debtor (the contact policy and the gate apply)."""
@@ -497,12 +498,11 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
                       now: datetime | None = None) -> PlanResult:
     """One planner pass over the tenant's whole portfolio, in the caller's transaction."""
-    from cartera.portfolio.service import tenant_today
-
     now = now or clock.now()
     await lock_tenant(session, tenant_id)
     result = PlanResult()
-    today = await tenant_today(session, tenant_id)
+    zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    today = now.astimezone(ZoneInfo(zone or "UTC")).date()
     cfg = await load_config(session, tenant_id)
     await exit_unbound(session, tenant_id, cfg, now, result)
     await enroll(session, tenant_id, cfg, today, now, result)

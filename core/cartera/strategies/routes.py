@@ -18,6 +18,7 @@ from cartera.jobs.routes import job_out
 from cartera.jobs.schemas import JobOut
 from cartera.plugins.registry import current_host
 from cartera.strategies import explain, schemas, service
+from cartera.strategies import simulate as simulation
 from cartera.strategies.jobs import queue_plan
 from cartera.strategies.models import Action, Enrollment, Strategy
 
@@ -113,6 +114,18 @@ class StrategyController(Controller):
         await session.flush()
         await session.refresh(job_row)
         return job_out(job_row)
+
+    @post("/{strategy_id:int}/simulate", summary="Simulate the next days",
+          operation_id="SimulateStrategy", status_code=200, **WRITE)
+    async def simulate(self, strategy_id: Id, session: AsyncSession, actor: Actor,
+                       data: schemas.SimulateIn | None = None) -> schemas.SimulationOut:
+        """A dry run of ``days`` days (1 to 90) of the whole configuration, day by day
+        (days past due grow, stages and segments move, windows and compliance packs
+        apply), reporting this strategy's actions per day: per channel, and those deferred
+        or denied with their reason codes. Nothing is sent and no row changes."""
+        await service.get(session, strategy_id)
+        return await simulation.simulate(session, current_host(), actor.tenant_id, strategy_id,
+                                       (data or schemas.SimulateIn()).days)
 
     @get("/settings", summary="Get the planner settings",
          operation_id="GetStrategySettings", **READ)

@@ -230,3 +230,22 @@ class NextActionOut(Struct):
     debtor_id: int
     as_of: datetime
     actions: list[NextAction]
+
+
+class SimulateIn(Struct, forbid_unknown_fields=True):
+    days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 30
+
+
+class SimulatedDay(Struct):
+    day: date
+    actions_per_channel: dict[str, int]
+    """Contacts that would fire that day per channel (other kinds under their kind)."""
+    statuses: dict[str, int]
+    reasons: dict[str, int]
+    """``deferred:<code>`` / ``denied:<code>``: how many actions each reason held back."""
+
+
+class SimulationOut(Struct):
+    strategy_id: int | None
+    start: date
+    days: list[SimulatedDay]
