@@ -34,8 +34,8 @@ async def late_debtor(t: TenantClient, ref: str, days_late: int = 10,
                       phone: bool = True) -> int:
     extra: dict[str, Any] = {}
     if phone:
-        extra["contact_points"] = [{"kind": "phone", "value": f"+519990{abs(hash(ref)) % 10**5:05d}",
-                                    "consent": "granted"}]
+        number = f"+519990{abs(hash(ref)) % 10**5:05d}"
+        extra["contact_points"] = [{"kind": "phone", "value": number, "consent": "granted"}]
     return await debtor(t, ref, ("PEN", "100.00", days_late), **extra)
 
 
