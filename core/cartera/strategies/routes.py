@@ -6,7 +6,7 @@ from datetime import date
 from typing import Any
 
 from litestar import Controller, Request, get, patch, post, put
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
@@ -25,6 +25,14 @@ from cartera.strategies.models import Action, Enrollment, Strategy
 READ = secured("strategies:read")
 WRITE = secured("strategies:write")
 Number = Id
+
+
+def _equal(stmt: Select[Any], *filters: tuple[Any, Any]) -> Select[Any]:
+    """``stmt`` where each column equals its value, for the values given (not None)."""
+    for column, value in filters:
+        if value is not None:
+            stmt = stmt.where(column == value)
+    return stmt
 
 
 class StrategyController(Controller):
@@ -153,12 +161,8 @@ class EnrollmentController(Controller):
                     status: schemas.EnrollmentStatus | None = None,
                     ) -> Page[schemas.EnrollmentOut]:
         """Enrollments in id order."""
-        stmt = select(Enrollment)
-        for column, value in ((Enrollment.debtor_id, debtor_id),
-                              (Enrollment.strategy_id, strategy_id),
-                              (Enrollment.status, status)):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        stmt = _equal(select(Enrollment), (Enrollment.debtor_id, debtor_id),
+                      (Enrollment.strategy_id, strategy_id), (Enrollment.status, status))
         rows = (await session.scalars(paginate(stmt, Enrollment.id, limit,
                                                starting_after))).all()
         page = page_of(rows, limit, lambda e: e)
@@ -210,11 +214,9 @@ class ActionController(Controller):
         order; ``due_from``/``due_to`` bound the debtor's local day (inclusive)."""
         if due_from is not None and due_to is not None and due_from > due_to:
             raise Invalid("due_from is after due_to", code="invalid_range", param="due_from")
-        stmt = select(Action)
-        for column, value in ((Action.debtor_id, debtor_id), (Action.strategy_id, strategy_id),
-                              (Action.status, status), (Action.channel, channel)):
-            if value is not None:
-                stmt = stmt.where(column == value)
+        stmt = _equal(select(Action), (Action.debtor_id, debtor_id),
+                      (Action.strategy_id, strategy_id), (Action.status, status),
+                      (Action.channel, channel))
         if due_from is not None:
             stmt = stmt.where(Action.due_on >= due_from)
         if due_to is not None:
