@@ -26,8 +26,9 @@ depends on the tenant's strategy versions, never on its debtors:
    next step (``last_step_on`` = its day); past the last step they are ``completed``.
 6. **gate**: the messages just planned pass the contact gate
    (:func:`cartera.messaging.gate.decide`) with everything it reads loaded by a few ``IN``
-   queries; the channel fallback moves to the next channel when one is denied; the
-   verdicts are written by one executemany UPDATE.
+   queries; the channel fallback moves to the next channel when one is denied; a deferral
+   moves to the earliest lawful instant inside the step's window (or is denied with the
+   reasons, :func:`fit_to_window`); the verdicts are written by one executemany UPDATE.
 
 Not done here (see the report of issue 12): a minimum gap between contacts and weekly caps
 per tenant; the anchors ``obligation_due_date``, ``promise_date`` and
@@ -467,6 +468,35 @@ def judge_channels(host: PluginHost, loaded: Loaded, debtor_id: int,
     return judged
 
 
+MAX_REFITS = 7
+"""Window openings tried for a deferred contact before it is denied."""
+
+
+def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
+                  judged: Judged) -> tuple[Judged, datetime]:
+    """A deferral's instant moved to the earliest lawful instant inside the step's window
+    (the first opening at or after the gate's ``until`` that the gate does not defer
+    again), or a denial with the reasons when :data:`MAX_REFITS` openings do not do."""
+    zone = loaded.debtors[row.debtor_id].timezone
+    at = judged.until
+    assert at is not None
+    for _ in range(MAX_REFITS):
+        _, opening = next_opening(at, zone, step["window"])
+        if opening == at:
+            return judged, at
+        again = judge_channels(host, loaded, row.debtor_id, step["channels"], opening,
+                               row.due_on)
+        if again.decision != "defer" or again.until is None:
+            return (judged if again.decision == "allow" else again), opening
+        at = again.until
+    reason = {"code": "no_lawful_instant_in_window", "source": "planner", "rule_ref": None,
+              "message": f"no instant inside the step's window is lawful in the next "
+                         f"{MAX_REFITS} openings"}
+    verdict = {**judged.verdict, "decision": "deny",
+               "reasons": [*judged.verdict.get("reasons", []), reason]}
+    return Judged("deny", judged.channel, judged.contact_point_id, verdict, None), at
+
+
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
                        now: datetime, result: PlanResult) -> None:
     a = table_of(Action)
@@ -482,10 +512,12 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
         step = cfg.versions[r.version_id].steps[r.step_index]
         judged = judge_channels(host, loaded, r.debtor_id, step["channels"], r.planned_at,
                                 r.due_on)
+        at = r.planned_at
+        if judged.decision == "defer" and judged.until is not None:
+            judged, at = fit_to_window(host, loaded, r, step, judged)
         status = {"allow": "planned", "defer": "deferred", "deny": "denied"}[judged.decision]
         changes.append({"b_id": r.id, "b_status": status, "b_channel": judged.channel,
-                        "b_verdict": judged.verdict,
-                        "b_at": judged.until if judged.until else r.planned_at})
+                        "b_verdict": judged.verdict, "b_at": at})
         result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + 1
     await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
         status=bindparam("b_status"), channel=bindparam("b_channel"),
