@@ -137,3 +137,27 @@ async def test_entry_rule_limits_enrollment(tenant: TenantClient, run_jobs: Any)
                    entry_rule={"feature": "days_past_due", "op": "gte", "value": 15})
     await plan(tenant, run_jobs)
     assert [e["debtor_id"] for e in await enrollments(tenant)] == [old]
+
+
+async def test_next_action_predicts_the_plan_and_lists_filter(tenant: TenantClient,
+                                                               run_jobs: Any) -> None:
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    d = await late_debtor(tenant, "N", days_late=4)
+    s = await strategy(tenant, "s", [seg["late"]], [
+        message_step("first", sms, anchor="segment_entry"),
+        message_step("second", sms, anchor="oldest_unpaid_due_date", offset=10)])
+    await plan(tenant, run_jobs)
+    predicted = (await tenant.api.get(f"/v1/debtors/{d}/next-action")).json()["actions"]
+    [n] = predicted
+    assert (n["step_key"], n["offset_days"]) == ("second", 10)
+    assert n["step_date"] > n["anchor_on"]  # due in six days: not planned yet
+    [first] = await actions(tenant, debtor_id=d)
+    assert first["step_key"] == "first" and first["channel"] == "sms"
+    day = first["due_on"]
+    assert await actions(tenant, due_from=day, due_to=day, status="planned",
+                         strategy_id=s["id"], channel="sms") == [first]
+    assert await actions(tenant, status="denied") == []
+    r = await tenant.api.get("/v1/actions", params={"due_from": "2026-02-02",
+                                                    "due_to": "2026-02-01"})
+    assert r.status_code == 422 and r.json()["param"] == "due_from"
