@@ -216,6 +216,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "InstallmentIn": ("Installment",), "Cancel": ("Promise", "Arrangement"),
     "SettingsUpdate": ("ComplianceSettings",),
     "ClientCreate": ("OAuthClient",), "TenantCreate": ("Tenant",),
+    "StrategyCreate": ("Strategy",), "StrategyUpdate": ("Strategy",),
+    "Activate": ("StrategyVersion",), "EnrollmentChange": ("Enrollment",),
+    "PlannerSettingsIn": ("PlannerSettings",),
 }
 NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn"}
 """Bodies that are judged and answered, never written (``POST /v1/compliance/check``)."""
@@ -270,7 +273,8 @@ def test_every_body_instant_needs_its_offset(app: Litestar) -> None:
 
 def test_every_body_struct_is_mapped_or_stored_as_json(app: Litestar) -> None:
     json_documents = {"RuleSetIn", "StagesIn", "WhatsAppTemplateSpec", "WhatsAppParameter",
-                      "PreviewRequest"}
+                      "PreviewRequest", "VersionIn", "StepIn", "ChannelIn", "WindowIn",
+                      "TaskIn", "SimulateIn"}
     unmapped = ({cls.__name__ for cls in _body_structs(app)} - set(TABLES) - json_documents
                 - NOT_STORED)
     assert not unmapped

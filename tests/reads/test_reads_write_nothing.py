@@ -98,6 +98,17 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
     pinned = await t.api.post(f"/v1/stages/debtors/{due_later}",
                               json={"stage_code": "extrajudicial", "reason": "asked for it"})
     assert pinned.status_code == 200, pinned.text
+    segments = (await t.api.get("/v1/segments")).json()["segments"]
+    ids["strategy_id"] = await created(t, "/v1/strategies", {
+        "code": "reads", "name": "Reads", "version": {
+            "segment_ids": [s["id"] for s in segments], "steps": [{
+                "key": "one", "kind": "message", "window": {
+                    "start_hour": 0, "end_hour": 24, "weekdays": [1, 2, 3, 4, 5, 6, 7]},
+                "channels": [{"channel": "sms", "template_id": ids["template_id"]}]}]}})
+    await created(t, f"/v1/strategies/{ids['strategy_id']}/versions/1/activate", {})
+    await created(t, "/v1/strategies/plan", {})
+    await run_jobs()
+    ids["action_id"] = (await t.api.get("/v1/actions")).json()["data"][0]["id"]
     return ids
 
 

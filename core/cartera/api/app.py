@@ -128,21 +128,22 @@ def cors_config(settings: Settings) -> CORSConfig | None:
 
 def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
-    from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
     from cartera.auth.client_routes import ClientController
+    from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
+    from cartera.strategies.routes import ROUTES as STRATEGY_ROUTES
     from cartera.tenants.routes import TenantController
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, audit_entries, *COMPLIANCE_ROUTES,
-            ClientController, TenantController, docs_assets()]
+            StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
+            *COMPLIANCE_ROUTES, ClientController, TenantController, docs_assets()]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

@@ -24,6 +24,9 @@ SCOPES: dict[str, str] = {
     "clients:read": "List the tenant's OAuth clients (never their secrets)",
     "clients:write": "Create, disable, rotate and delete the tenant's OAuth clients",
     "platform:admin": "Platform operators: manage tenants (granted only by the CLI)",
+    "strategies:read": "Read strategies, enrollments, planned actions and explanations",
+    "strategies:write": "Manage strategies and their versions, run the planner, pause, "
+                        "resume and stop enrollments",
 }
 PLATFORM_SCOPES = frozenset({"platform:admin"})
 """Scopes only ``cartera clients create --platform`` grants: never via the API, never by

@@ -32,9 +32,17 @@ from cartera.segmentation.models import (
     SegmentRun,
     Stage,
 )
+from cartera.strategies.models import (
+    Action,
+    Enrollment,
+    PlannerSettings,
+    Strategy,
+    StrategyVersion,
+)
 from cartera.tenants.models import Tenant
 
 __all__ = [
+    "Action",
     "Allocation",
     "Arrangement",
     "AuditEntry",
@@ -44,6 +52,7 @@ __all__ = [
     "Debtor",
     "DebtorBalance",
     "DebtorTag",
+    "Enrollment",
     "IdempotencyRecord",
     "ImportRowError",
     "ImportRun",
@@ -59,6 +68,7 @@ __all__ = [
     "Payment",
     "Placement",
     "PlacementMove",
+    "PlannerSettings",
     "Portfolio",
     "Promise",
     "RelatedParty",
@@ -67,6 +77,8 @@ __all__ = [
     "SegmentRun",
     "SigningKey",
     "Stage",
+    "Strategy",
+    "StrategyVersion",
     "Tenant",
     "UsedAssertion",
     "WebhookDelivery",

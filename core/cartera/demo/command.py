@@ -40,6 +40,8 @@ async def prepare(database_url: str, debtors: int, seed: int) -> DemoSetup:
     from cartera.clock import today_in
     from cartera.db.engine import make_engine, make_sessionmaker
     from cartera.demo.generator import load_demo_portfolio
+    from cartera.demo.strategies import configure as configure_strategies
+    from cartera.plugins.registry import current_host
     from cartera.portfolio.models import Debtor
     from cartera.tenants.models import Tenant
     from cartera.tenants.service import create_tenant
@@ -64,6 +66,7 @@ async def prepare(database_url: str, debtors: int, seed: int) -> DemoSetup:
                 client.disabled = False
             summary = await load_demo_portfolio(session, tenant.id, debtors, seed,
                                                 today_in(tenant.timezone))
+            await configure_strategies(session, current_host(), tenant.id)
             count = await session.scalar(
                 select(func.count()).select_from(Debtor).where(Debtor.tenant_id == tenant.id))
             await session.commit()
@@ -117,6 +120,10 @@ def _banner(base: str, setup: DemoSetup) -> str:
           | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/aging
   curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/debtors?zone=Lima&dpd_min=30&limit=5"
+  curl -s -H "Authorization: Bearer $TOKEN" "{base}/v1/actions?status=planned&limit=5"
+  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/debtors/1/next-action
+  curl -s -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \
+       -d '{{"days": 30}}' {base}/v1/strategies/1/simulate
 """
 
 

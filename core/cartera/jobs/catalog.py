@@ -17,6 +17,8 @@ HANDLER_MODULES = (
     "cartera.segmentation.events",
     "cartera.segmentation.jobs",
     "cartera.segmentation.schedule",
+    "cartera.strategies.dispatch",
+    "cartera.strategies.jobs",
 )
 
 

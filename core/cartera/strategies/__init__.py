@@ -1,0 +1,1 @@
+"""Strategies: versions, steps, enrollment, the planner, actions and their dispatch."""

@@ -1,0 +1,138 @@
+"""``GET /v1/debtors/{id}/next-action``: what the planner would plan for one debtor, now,
+computed in Python over the debtor's rows (the same rules as :mod:`.planner`'s SQL: anchor,
+offset, the next window opening in the debtor's zone, the gate with the channel fallback,
+the contact policy), writing nothing.
+
+It covers the debtor's active enrollments; a debtor the next pass would enroll first is not
+shown until then.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.plugins.host import PluginHost
+from cartera.portfolio.models import DebtorBalance
+from cartera.portfolio.service import get_debtor
+from cartera.segmentation.models import Placement
+from cartera.strategies import schemas
+from cartera.strategies.models import Action, Enrollment
+from cartera.strategies.planner import (
+    COMPETING,
+    CONTACT_KINDS,
+    earliest_opening,
+    judge_channels,
+    load_config,
+    load_for_gate,
+    next_opening,
+)
+
+
+async def _anchors(session: AsyncSession, debtor_id: int, zone: str) -> dict[str, date | None]:
+    oldest = await session.scalar(select(func.min(DebtorBalance.oldest_unpaid_due_date))
+                                  .where(DebtorBalance.debtor_id == debtor_id))
+    placement = await session.get(Placement, debtor_id)
+    stage_on = None
+    if placement is not None and placement.stage_set_at is not None:
+        from zoneinfo import ZoneInfo
+
+        stage_on = placement.stage_set_at.astimezone(ZoneInfo(zone)).date()
+    return {"oldest_unpaid_due_date": oldest, "stage_entry": stage_on}
+
+
+def _anchor_on(step: dict[str, Any], e: Enrollment, anchors: dict[str, date | None]
+               ) -> date | None:
+    kind = step["anchor"]
+    if kind == "segment_entry":
+        return e.entered_on
+    if kind == "previous_step":
+        return e.last_step_on or e.entered_on
+    return anchors[kind]
+
+
+def _due(step: dict[str, Any], anchor_on: date | None, zone: str,
+         now: datetime) -> tuple[date | None, date | None, datetime | None]:
+    """(step date, due day, instant): the next window opening when the step is due by
+    then, else the first opening on or after its date."""
+    if anchor_on is None:
+        return None, None, None
+    step_date = anchor_on + timedelta(days=step["offset_days"])
+    day, at = next_opening(now, zone, step["window"])
+    if step_date > day:
+        day, at = earliest_opening(step_date, zone, step["window"])
+    return step_date, day, at
+
+
+async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
+                       now: datetime) -> schemas.NextActionOut:
+    debtor = await get_debtor(session, debtor_id)
+    cfg = await load_config(session, debtor.tenant_id)
+    enrollments = (await session.scalars(select(Enrollment).where(
+        Enrollment.debtor_id == debtor.id, Enrollment.status == "active")
+        .order_by(Enrollment.id))).all()
+    anchors = await _anchors(session, debtor.id, debtor.timezone)
+    loaded = await load_for_gate(session, [debtor.id], now - timedelta(days=7))
+    found: list[schemas.NextAction] = []
+    for e in enrollments:
+        v = cfg.versions.get(e.version_id)
+        if v is None or e.step_index >= len(v.steps):
+            continue
+        step = v.steps[e.step_index]
+        anchor_on = _anchor_on(step, e, anchors)
+        step_date, due_on, at = _due(step, anchor_on, debtor.timezone, now)
+        existing = None
+        if due_on is not None:
+            existing = await session.scalar(select(Action.id).where(
+                Action.enrollment_id == e.id, Action.step_index == e.step_index,
+                Action.due_on == due_on))
+        channels = step.get("channels") or []
+        verdict, channel = None, channels[0]["channel"] if channels else None
+        if step["kind"] in CONTACT_KINDS and at is not None and due_on is not None:
+            judged = judge_channels(host, loaded, debtor.id, channels, at, due_on)
+            verdict, channel = judged.verdict, judged.channel
+        found.append(schemas.NextAction(
+            enrollment_id=e.id, strategy_id=v.strategy_id,
+            strategy_code=cfg.strategies[v.strategy_id].code, version=v.number,
+            step_index=e.step_index, step_key=step["key"], kind=step["kind"],
+            anchor=step["anchor"], anchor_on=anchor_on, offset_days=step["offset_days"],
+            step_date=step_date, window=msgspec.convert(step["window"], schemas.WindowIn),
+            due_on=due_on, planned_at=at, channel=channel, verdict=verdict,
+            superseded_by=None, already_planned=existing))
+    await _apply_contact_policy(session, debtor.id, found, cfg)
+    return schemas.NextActionOut(debtor_id=debtor.id, as_of=now, actions=found)
+
+
+async def _apply_contact_policy(session: AsyncSession, debtor_id: int,
+                                found: list[schemas.NextAction], cfg: Any) -> None:
+    """Mark each contact that another one beats on its day (dispatched first, then the
+    lower strategy priority, then the older action or enrollment), as the planner does."""
+    days = {n.due_on for n in found if n.kind in CONTACT_KINDS and n.due_on is not None}
+    if not days:
+        return
+    stored = (await session.execute(select(Action.id, Action.enrollment_id, Action.step_index,
+                                           Action.due_on, Action.status, Action.priority)
+                                    .where(Action.debtor_id == debtor_id,
+                                           Action.due_on.in_(days),
+                                           Action.kind.in_(CONTACT_KINDS),
+                                           Action.status.in_(COMPETING)))).all()
+    contenders: list[tuple[tuple[int, int, int, int], str, Any]] = []
+    for s in stored:
+        contenders.append(((0 if s.status == "dispatched" else 1, s.priority, 0, s.id),
+                           f"action:{s.id}", (s.due_on, s.enrollment_id, s.step_index)))
+    for n in found:
+        if n.kind in CONTACT_KINDS and n.due_on is not None and n.already_planned is None:
+            priority = cfg.strategies[n.strategy_id].priority
+            contenders.append(((1, priority, 1, n.enrollment_id), f"enrollment:{n.enrollment_id}",
+                               (n.due_on, n.enrollment_id, n.step_index)))
+    for n in found:
+        if n.kind not in CONTACT_KINDS or n.due_on is None:
+            continue
+        same_day = sorted(c for c in contenders if c[2][0] == n.due_on)
+        mine = (n.due_on, n.enrollment_id, n.step_index)
+        if same_day and same_day[0][2] != mine:
+            n.superseded_by = same_day[0][1]

@@ -1,0 +1,547 @@
+"""The planner: one set-based pass per tenant over every enrollment.
+
+A pass, in the caller's transaction and under the tenant's strategy lock
+(:func:`~cartera.strategies.service.lock_tenant`), runs a few statements whose number
+depends on the tenant's strategy versions, never on its debtors:
+
+1. **exit**: live enrollments whose debtor is no longer in the version's segments (and
+   stages) become ``exited``.
+2. **enroll**: per active version, by strategy priority, one ``INSERT ... SELECT`` of the
+   placed debtors in its segments (and stages) matching its entry rule, with no live
+   enrollment in that strategy and none finished since they entered the segment; then
+   **stop**: per version with a stop rule (segment rule language, compiled by
+   :class:`cartera.segmentation.rules.CompiledRules`), one UPDATE stops those whose debtor
+   matches it; the actions of ended enrollments not yet dispatched are cancelled.
+3. **plan**: one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` of the current step of
+   every active enrollment whose anchor date plus offset has come by the next opening of
+   the step's window in the debtor's zone. That opening (the local day ``due_on`` and the
+   instant) depends only on (zone, step, now), so it is computed in Python for the few
+   distinct pairs and joined as a small literal table. The unique key ``(enrollment,
+   step, due_on)`` makes a re-run, or two runs at once, plan each action once.
+4. **contact policy**: at most one message per debtor and local day across strategies:
+   one UPDATE marks every planned message that has a better one that day (dispatched
+   first, then the lower strategy priority, then the older action) ``superseded`` with the
+   winner's id.
+5. **advance**: enrollments whose current step got a (not superseded) action move to the
+   next step (``last_step_on`` = its day); past the last step they are ``completed``.
+6. **gate**: the messages just planned pass the contact gate
+   (:func:`cartera.messaging.gate.decide`) with everything it reads loaded by a few ``IN``
+   queries; the channel fallback moves to the next channel when one is denied; a deferral
+   moves to the earliest lawful instant inside the step's window (or is denied with the
+   reasons, :func:`fit_to_window`); the verdicts are written by one executemany UPDATE.
+
+Not done here (see the report of issue 12): a minimum gap between contacts and weekly caps
+per tenant; the anchors ``obligation_due_date``, ``promise_date`` and
+``next_installment_date``; replanning one debtor in the transaction of an event.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera import clock
+from cartera.db.base import UtcDateTime, table_of
+from cartera.messaging import gate
+from cartera.messaging.models import Interaction
+from cartera.plugins.host import PluginHost
+from cartera.portfolio import aging
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.segmentation import rules
+from cartera.segmentation.models import Placement, Stage
+from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion
+from cartera.strategies.service import LIVE, lock_tenant
+from cartera.tenants.models import Tenant
+
+CONTACT_KINDS = ("message",)
+"""Step kinds that contact the debtor (the contact policy and the gate apply)."""
+GATE_CHUNK = 1000
+
+
+@dataclass
+class PlanResult:
+    exited: int = 0
+    stopped: int = 0
+    enrolled: int = 0
+    planned: int = 0
+    superseded: int = 0
+    completed: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exited": self.exited, "stopped": self.stopped, "enrolled": self.enrolled,
+                "planned": self.planned, "superseded": self.superseded,
+                "completed": self.completed, "verdicts": dict(self.verdicts)}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The tenant's versions in use (active, or retired with live enrollments) and their
+    strategies."""
+
+    versions: dict[int, StrategyVersion]
+    strategies: dict[int, Strategy]
+    stage_ids: dict[str, int]
+
+    @property
+    def active(self) -> list[StrategyVersion]:
+        """Active versions by strategy priority (then id)."""
+        found = [v for v in self.versions.values() if v.status == "active"]
+        return sorted(found, key=lambda v: (self.strategies[v.strategy_id].priority,
+                                            v.strategy_id))
+
+
+async def load_config(session: AsyncSession, tenant_id: int) -> Config:
+    e = table_of(Enrollment)
+    in_use = select(e.c.version_id).where(e.c.tenant_id == tenant_id, e.c.status.in_(LIVE))
+    versions = {v.id: v for v in (await session.scalars(select(StrategyVersion).where(
+        StrategyVersion.tenant_id == tenant_id,
+        or_(StrategyVersion.status == "active", StrategyVersion.id.in_(in_use))))).all()}
+    ids = {v.strategy_id for v in versions.values()}
+    strategies = {s.id: s for s in (await session.scalars(select(Strategy).where(
+        Strategy.id.in_(ids)))).all()} if ids else {}
+    stages = {code: sid for code, sid in (await session.execute(select(Stage.code, Stage.id)
+              .where(Stage.tenant_id == tenant_id, Stage.active))).all()}
+    return Config(versions, strategies, stages)
+
+
+def bound(v: StrategyVersion, pl: Any) -> Any:
+    """The placement ``pl`` is in the version's segments (and stages)."""
+    cond = pl.c.segment_id.in_(list(v.segment_ids))
+    if v.stage_ids:
+        cond = and_(cond, pl.c.stage_id.in_(list(v.stage_ids)))
+    return cond
+
+
+def _rule_matches(session: AsyncSession, tenant_id: int, raw: dict[str, Any], as_of: date,
+                  cfg: Config, path: str) -> Any:
+    """The debtor ids matching the rule ``raw`` (one set-based select)."""
+    compiled = rules.CompiledRules([rules.parse_rule(raw, path)], tenant_id, as_of,
+                                   session.get_bind().dialect.name, stage_ids=cfg.stage_ids)
+    sel = compiled.select([1]).subquery("m")
+    return select(sel.c.debtor_id).where(sel.c.outcome == 1)
+
+
+# --- 1. exit and stop ---------------------------------------------------------------------
+
+async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
+                       result: PlanResult) -> None:
+    """Live enrollments whose debtor left the version's segments (or stages) exit."""
+    if not cfg.versions:
+        return
+    e, pl = table_of(Enrollment), table_of(Placement)
+    still_bound = exists().where(pl.c.debtor_id == e.c.debtor_id, or_(*[
+        and_(e.c.version_id == v.id, bound(v, pl)) for v in cfg.versions.values()]))
+    exited = await session.execute(update(e).where(
+        e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound)).values(
+        status="exited", reason="left the strategy's segments or stages", ended_at=now,
+        updated_at=now))
+    result.exited += int(exited.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
+                       now: datetime, result: PlanResult) -> None:
+    """Live enrollments whose debtor matches their version's stop rule stop (also those
+    enrolled by this pass); the actions of ended enrollments not yet dispatched are
+    cancelled."""
+    e = table_of(Enrollment)
+    for v in cfg.versions.values():
+        if v.stop_rule is None:
+            continue
+        stopped = await session.execute(update(e).where(
+            e.c.tenant_id == tenant_id, e.c.version_id == v.id, e.c.status.in_(LIVE),
+            e.c.debtor_id.in_(_rule_matches(session, tenant_id, v.stop_rule, today, cfg,
+                                            "stop_rule"))).values(
+            status="stopped", reason="the stop rule matched", ended_at=now, updated_at=now))
+        result.stopped += int(stopped.rowcount or 0)  # type: ignore[attr-defined]
+    if result.exited or result.stopped:
+        a = table_of(Action)
+        ended = select(e.c.id).where(e.c.tenant_id == tenant_id,
+                                     e.c.status.in_(("exited", "stopped")))
+        await session.execute(update(a).where(
+            a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
+            a.c.enrollment_id.in_(ended)).values(status="cancelled", updated_at=now))
+
+
+# --- 2. enroll ----------------------------------------------------------------------------
+
+def _dialect_insert(session: AsyncSession, table: Any) -> Any:
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
+                 now: datetime, result: PlanResult) -> None:
+    e, pl = table_of(Enrollment), table_of(Placement)
+    for v in cfg.active:
+        x = e.alias("x")
+        taken = exists().where(
+            x.c.tenant_id == tenant_id, x.c.strategy_id == v.strategy_id,
+            x.c.debtor_id == pl.c.debtor_id,
+            or_(x.c.status.in_(LIVE),
+                and_(x.c.status.in_(("completed", "stopped")),
+                     or_(pl.c.segment_entered_at.is_(None),
+                         x.c.ended_at >= pl.c.segment_entered_at))))
+        rows = select(literal(tenant_id, BigInteger), pl.c.debtor_id,
+                      literal(v.strategy_id, BigInteger), literal(v.id, BigInteger),
+                      literal(0, Integer), literal("active", String),
+                      literal("entered the strategy's segment", String),
+                      literal(today, Date), literal(now, UtcDateTime()),
+                      literal(now, UtcDateTime())).where(
+            pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken))
+        if v.entry_rule is not None:
+            rows = rows.where(pl.c.debtor_id.in_(_rule_matches(
+                session, tenant_id, v.entry_rule, today, cfg, "entry_rule")))
+        stmt = _dialect_insert(session, e).from_select(
+            ["tenant_id", "debtor_id", "strategy_id", "version_id", "step_index", "status",
+             "reason", "entered_on", "created_at", "updated_at"], rows.order_by(pl.c.debtor_id)
+        ).on_conflict_do_nothing().returning(e.c.id)
+        result.enrolled += len((await session.execute(stmt)).all())
+
+
+# --- 3. plan ------------------------------------------------------------------------------
+
+def next_opening(now: datetime, zone: str, window: dict[str, Any]) -> tuple[date, datetime]:
+    """The local day and the first instant, at or after ``now``, inside ``window`` in
+    ``zone`` (windows always open within a week: validation requires a weekday and
+    ``start_hour < end_hour``)."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    for add in range(8):
+        day = local.date() + timedelta(days=add)
+        if day.isoweekday() not in window["weekdays"]:
+            continue
+        start = datetime.combine(day, time(), tz) + timedelta(hours=window["start_hour"])
+        end = datetime.combine(day, time(), tz) + timedelta(hours=window["end_hour"])
+        if now < end:
+            return day, max(now, start.astimezone(UTC))
+    raise AssertionError("a validated window opens within a week")
+
+
+def earliest_opening(day: date, zone: str, window: dict[str, Any]) -> tuple[date, datetime]:
+    """The first opening of ``window`` on ``day`` or later."""
+    start = datetime.combine(day, time(), ZoneInfo(zone))
+    return next_opening(start.astimezone(UTC), zone, window)
+
+
+async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
+                   now: datetime) -> Any:
+    """The literal table of (zone, version, step) → anchor, due day, instant, latest
+    anchor date that makes the step due, for the pairs in use; None when there are none."""
+    e, d = table_of(Enrollment), table_of(Debtor)
+    pairs = (await session.execute(select(d.c.timezone, e.c.version_id, e.c.step_index)
+                                   .distinct().select_from(e.join(d, d.c.id == e.c.debtor_id))
+                                   .where(e.c.tenant_id == tenant_id,
+                                          e.c.status == "active"))).all()
+    rows = []
+    for zone, version_id, index in pairs:
+        v = cfg.versions.get(version_id)
+        if v is None or index >= len(v.steps):
+            continue
+        step = v.steps[index]
+        day, at = next_opening(now, zone, step["window"])
+        channels = step.get("channels") or []
+        rows.append(select(
+            literal(zone, String).label("zone"), literal(version_id, BigInteger)
+            .label("version_id"), literal(index, Integer).label("step_index"),
+            literal(step["key"], String).label("step_key"),
+            literal(step["kind"], String).label("kind"),
+            literal(channels[0]["channel"] if channels else None, String).label("channel"),
+            literal(step["anchor"], String).label("anchor"),
+            literal(cfg.strategies[v.strategy_id].priority, Integer).label("priority"),
+            literal(day, Date).label("due_on"), literal(at, UtcDateTime()).label("planned_at"),
+            literal(day - timedelta(days=step["offset_days"]), Date).label("latest_anchor")))
+    if not rows:
+        return None
+    return (rows[0] if len(rows) == 1 else union_all(*rows)).subquery("w")
+
+
+def oldest_unpaid(tenant_id: int) -> Any:
+    b = table_of(DebtorBalance)
+    return (select(b.c.debtor_id, func.min(b.c.oldest_unpaid_due_date).label("oldest"))
+            .where(b.c.tenant_id == tenant_id).group_by(b.c.debtor_id).subquery("b"))
+
+
+def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
+    """The local day (debtor's zone on PostgreSQL; UTC on SQLite) the stage last changed."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone(d.c.timezone, pl.c.stage_set_at), Date)
+    return func.date(pl.c.stage_set_at)
+
+
+async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
+                       result: PlanResult) -> None:
+    w = await _windows(session, tenant_id, cfg, now)
+    if w is None:
+        return
+    e, d, pl = table_of(Enrollment), table_of(Debtor), table_of(Placement)
+    b = oldest_unpaid(tenant_id)
+    anchor = case((w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
+                  (w.c.anchor == "segment_entry", e.c.entered_on),
+                  (w.c.anchor == "stage_entry", stage_entered(session, pl, d)),
+                  else_=func.coalesce(e.c.last_step_on, e.c.entered_on))
+    rows = (select(
+        e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id, e.c.version_id, w.c.priority,
+        w.c.step_index, w.c.step_key, w.c.kind, w.c.channel, anchor, w.c.due_on,
+        w.c.planned_at, case((w.c.kind == "wait", "done"), else_="planned"),
+        literal(now, UtcDateTime()), literal(now, UtcDateTime()))
+        .select_from(e.join(d, d.c.id == e.c.debtor_id)
+                     .join(w, and_(w.c.version_id == e.c.version_id,
+                                   w.c.step_index == e.c.step_index,
+                                   w.c.zone == d.c.timezone))
+                     .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
+                     .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+        .where(e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
+               anchor <= w.c.latest_anchor)
+        .order_by(e.c.id))
+    stmt = _dialect_insert(session, table_of(Action)).from_select(
+        ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id", "priority",
+         "step_index", "step_key", "kind", "channel", "anchor_on", "due_on", "planned_at",
+         "status", "created_at", "updated_at"], rows).on_conflict_do_nothing().returning(
+        table_of(Action).c.id)
+    # RETURNING: the asyncpg driver reports no row count for INSERT ... SELECT.
+    result.planned += len((await session.execute(stmt)).all())
+
+
+# --- 4. contact policy --------------------------------------------------------------------
+
+COMPETING = ("planned", "deferred", "dispatched")
+
+
+def better_than(w: Any, a: Any) -> Any:
+    """``w`` wins the debtor's day over ``a``: already dispatched, a higher-priority
+    strategy (lower number), or the same priority and planned first."""
+    return or_(and_(w.c.status == "dispatched", a.c.status != "dispatched"),
+               and_(or_(w.c.status == "dispatched", a.c.status != "dispatched"),
+                    or_(w.c.priority < a.c.priority,
+                        and_(w.c.priority == a.c.priority, w.c.id < a.c.id))))
+
+
+async def supersede(session: AsyncSession, tenant_id: int, since: date, now: datetime,
+                    result: PlanResult) -> None:
+    a = table_of(Action)
+    w = a.alias("w")
+    rivals = and_(w.c.tenant_id == tenant_id, w.c.debtor_id == a.c.debtor_id,
+                  w.c.due_on == a.c.due_on, w.c.kind.in_(CONTACT_KINDS),
+                  w.c.status.in_(COMPETING), w.c.id != a.c.id)
+    winner = (select(w.c.id).where(rivals).order_by(
+        case((w.c.status == "dispatched", 0), else_=1), w.c.priority, w.c.id)
+        .limit(1).scalar_subquery())
+    done = await session.execute(update(a).where(
+        a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
+        a.c.due_on >= since, exists().where(rivals, better_than(w, a)))
+        .values(status="superseded", superseded_by=winner, updated_at=now))
+    result.superseded += int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- 5. advance ---------------------------------------------------------------------------
+
+async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
+                  result: PlanResult) -> None:
+    e, a = table_of(Enrollment), table_of(Action)
+    taken = and_(a.c.enrollment_id == e.c.id, a.c.step_index == e.c.step_index,
+                 a.c.version_id == e.c.version_id,
+                 a.c.status.not_in(("superseded", "cancelled")))
+    await session.execute(update(e).where(
+        e.c.tenant_id == tenant_id, e.c.status == "active", exists().where(taken)).values(
+        step_index=e.c.step_index + 1,
+        last_step_on=select(func.max(a.c.due_on)).where(taken).scalar_subquery(),
+        updated_at=now))
+    if not cfg.versions:
+        return
+    steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
+                 else_=10**6)
+    done = await session.execute(update(e).where(
+        e.c.tenant_id == tenant_id, e.c.status == "active", e.c.step_index >= steps).values(
+        status="completed", reason="every step was planned", ended_at=now, updated_at=now))
+    result.completed += int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# --- 6. gate ------------------------------------------------------------------------------
+
+@dataclass
+class Loaded:
+    """What the gate reads for a set of debtors, loaded by a few IN queries."""
+
+    debtors: dict[int, Debtor]
+    contacts: dict[int, list[ContactPoint]]
+    oldest: dict[int, date | None]
+    recent: dict[int, list[Any]]
+
+
+def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
+    for i in range(0, len(ids), GATE_CHUNK):
+        yield list(ids[i:i + GATE_CHUNK])
+
+
+async def load_for_gate(session: AsyncSession, debtor_ids: Sequence[int],
+                        since: datetime) -> Loaded:
+    from cartera_sdk.compliance import PriorContact
+
+    found = Loaded({}, defaultdict(list), {}, defaultdict(list))
+    debtor_id: Any
+    for ids in _chunks(sorted(set(debtor_ids))):
+        for debtor in await session.scalars(select(Debtor).where(Debtor.id.in_(ids))):
+            found.debtors[debtor.id] = debtor
+        for cp in await session.scalars(select(ContactPoint).where(
+                ContactPoint.debtor_id.in_(ids)).order_by(ContactPoint.preferred.desc(),
+                                                          ContactPoint.id)):
+            found.contacts[cp.debtor_id].append(cp)
+        for debtor_id, oldest in (await session.execute(select(
+                DebtorBalance.debtor_id, func.min(DebtorBalance.oldest_unpaid_due_date))
+                .where(DebtorBalance.debtor_id.in_(ids))
+                .group_by(DebtorBalance.debtor_id))).all():
+            found.oldest[int(debtor_id)] = oldest
+        for debtor_id, channel, at in (await session.execute(select(
+                Interaction.debtor_id, Interaction.channel, Interaction.created_at).where(
+                Interaction.debtor_id.in_(ids), Interaction.direction == "outbound",
+                Interaction.created_at >= since,
+                Interaction.status.in_(gate.COUNTED_STATUSES)))).all():
+            found.recent[debtor_id].append(PriorContact(channel=channel, at=at))  # type: ignore[arg-type]
+    return found
+
+
+def pick_contact_point(points: list[ContactPoint], channel: str) -> ContactPoint | None:
+    """The preferred usable contact point of the channel's kinds (else the first of those
+    kinds, for the gate to explain why it is unusable), as ``POST /v1/messages`` picks."""
+    kinds = gate.CONTACT_KINDS[channel]
+    candidates = [cp for cp in points if cp.kind in kinds]
+    usable = [cp for cp in candidates if gate.check_contact_point(cp, channel) is None]
+    ranked = usable or candidates
+    return ranked[0] if ranked else None
+
+
+@dataclass(frozen=True)
+class Judged:
+    decision: str  # allow | defer | deny
+    channel: str
+    contact_point_id: int | None
+    verdict: dict[str, Any]
+    until: datetime | None
+
+
+def judge_channels(host: PluginHost, loaded: Loaded, debtor_id: int,
+                   channels: list[dict[str, Any]], at: datetime,
+                   today: date) -> Judged:
+    """The gate's verdict for the first channel it does not deny (the fallback chain);
+    the last denial when it denies them all. The verdict lists the channels tried."""
+    debtor = loaded.debtors[debtor_id]
+    dpd = aging.days_past_due(loaded.oldest.get(debtor_id), today)
+    tried: list[dict[str, Any]] = []
+    judged: Judged | None = None
+    for ch in channels:
+        channel = ch["channel"]
+        cp = pick_contact_point(loaded.contacts.get(debtor_id, []), channel)
+        verdict = gate.decide(host, debtor, cp, channel, at, dpd, loaded.recent[debtor_id])
+        body = gate.as_json(verdict)
+        judged = Judged(verdict.decision, channel, cp.id if cp else None,
+                        {**body, "channel": channel, "tried": list(tried)}, verdict.until)
+        if verdict.decision != "deny":
+            return judged
+        tried.append({"channel": channel, "reasons": [r.code for r in verdict.reasons]})
+    assert judged is not None
+    return judged
+
+
+MAX_REFITS = 7
+"""Window openings tried for a deferred contact before it is denied."""
+
+
+def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
+                  judged: Judged) -> tuple[Judged, datetime]:
+    """A deferral's instant moved to the earliest lawful instant inside the step's window
+    (the first opening at or after the gate's ``until`` that the gate does not defer
+    again), or a denial with the reasons when :data:`MAX_REFITS` openings do not do."""
+    zone = loaded.debtors[row.debtor_id].timezone
+    at = judged.until
+    assert at is not None
+    for _ in range(MAX_REFITS):
+        _, opening = next_opening(at, zone, step["window"])
+        if opening == at:
+            return judged, at
+        again = judge_channels(host, loaded, row.debtor_id, step["channels"], opening,
+                               row.due_on)
+        if again.decision != "defer" or again.until is None:
+            return (judged if again.decision == "allow" else again), opening
+        at = again.until
+    reason = {"code": "no_lawful_instant_in_window", "source": "planner", "rule_ref": None,
+              "message": f"no instant inside the step's window is lawful in the next "
+                         f"{MAX_REFITS} openings"}
+    verdict = {**judged.verdict, "decision": "deny",
+               "reasons": [*judged.verdict.get("reasons", []), reason]}
+    return Judged("deny", judged.channel, judged.contact_point_id, verdict, None), at
+
+
+async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
+                       now: datetime, result: PlanResult) -> None:
+    a = table_of(Action)
+    rows = (await session.execute(select(a.c.id, a.c.debtor_id, a.c.version_id,
+                                         a.c.step_index, a.c.planned_at, a.c.due_on).where(
+        a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
+        a.c.verdict.is_(None)))).all()
+    if not rows:
+        return
+    loaded = await load_for_gate(session, [r.debtor_id for r in rows], now - timedelta(days=7))
+    changes = []
+    for r in rows:
+        step = cfg.versions[r.version_id].steps[r.step_index]
+        judged = judge_channels(host, loaded, r.debtor_id, step["channels"], r.planned_at,
+                                r.due_on)
+        at = r.planned_at
+        if judged.decision == "defer" and judged.until is not None:
+            judged, at = fit_to_window(host, loaded, r, step, judged)
+        status = {"allow": "planned", "defer": "deferred", "deny": "denied"}[judged.decision]
+        changes.append({"b_id": r.id, "b_status": status, "b_channel": judged.channel,
+                        "b_verdict": judged.verdict, "b_at": at})
+        result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + 1
+    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+        status=bindparam("b_status"), channel=bindparam("b_channel"),
+        verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+        planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), changes)
+
+
+# --- the pass -----------------------------------------------------------------------------
+
+async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
+                      now: datetime | None = None) -> PlanResult:
+    """One planner pass over the tenant's whole portfolio, in the caller's transaction."""
+    now = now or clock.now()
+    await lock_tenant(session, tenant_id)
+    result = PlanResult()
+    zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    today = now.astimezone(ZoneInfo(zone or "UTC")).date()
+    cfg = await load_config(session, tenant_id)
+    await exit_unbound(session, tenant_id, cfg, now, result)
+    await enroll(session, tenant_id, cfg, today, now, result)
+    cfg = await load_config(session, tenant_id)
+    await stop_matched(session, tenant_id, cfg, today, now, result)
+    await plan_actions(session, tenant_id, cfg, now, result)
+    await supersede(session, tenant_id, today - timedelta(days=1), now, result)
+    await advance(session, tenant_id, cfg, now, result)
+    await gate_planned(session, host, tenant_id, cfg, now, result)
+    return result

@@ -1,0 +1,87 @@
+"""Dispatch: due allowed message actions become queued interactions in bulk, each action
+once; the channel fallback skips channels without an integration or denied by the gate;
+messaging's batch job then sends them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
+from litestar import Litestar
+
+from cartera.db.engine import tenant_session
+from cartera.plugins.registry import current_host
+from cartera.strategies.dispatch import dispatch_due, queue_due_dispatches
+from tests.conftest import TenantClient
+from tests.segmentation.test_segments import debtor
+from tests.strategies.helpers import (
+    ALWAYS,
+    actions,
+    late_debtor,
+    plan,
+    segments,
+    strategy,
+    template,
+)
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeHTTPServer]:
+    counter = iter(range(1, 10_000))
+
+    def messages(req: RecordedRequest) -> FakeResponse:
+        return FakeResponse(201, {"id": f"s-{next(counter)}"})
+
+    with FakeHTTPServer() as server:
+        server.route("POST", "/messages", messages)
+        yield server
+
+
+async def _sms_integration(t: TenantClient, server: FakeHTTPServer) -> int:
+    r = await t.api.post("/v1/integrations", json={
+        "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
+        "config": {"base_url": server.base_url, "sender": "ACME"},
+        "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+async def test_due_actions_are_dispatched_once_with_fallback(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any) -> None:
+    seg = await segments(tenant)
+    integration = await _sms_integration(tenant, provider)
+    sms, mail = await template(tenant), await template(tenant, "email", "mail")
+    ok = await late_debtor(tenant, "OK")
+    revoked = await debtor(tenant, "REV", ("PEN", "50.00", 9), contact_points=[
+        {"kind": "phone", "value": "+51999111222", "consent": "granted"}])
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "email", "template_id": mail},
+                     {"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    # Consent revoked after planning: the gate at dispatch denies it.
+    [cp] = (await tenant.api.get(f"/v1/debtors/{revoked}")).json()["contact_points"]
+    r = await tenant.api.patch(f"/v1/debtors/{revoked}/contact-points/{cp['id']}",
+                               json={"consent": "revoked"})
+    assert r.status_code == 200, r.text
+    await queue_due_dispatches(app.state.ctx.sessionmaker, app.state.ctx.jobs)
+    await run_jobs()
+    got = {a["debtor_id"]: a for a in await actions(tenant)}
+    assert got[ok]["status"] == "dispatched"
+    outcome = got[ok]["outcome"]
+    assert (outcome["channel"], outcome["integration_id"]) == ("sms", integration)
+    assert outcome["skipped"] == [{"channel": "email", "reasons": ["no_integration"]}]
+    assert got[revoked]["status"] == "denied"
+    assert "consent_revoked" in {c for t in got[revoked]["verdict"]["tried"]
+                                 for c in t["reasons"]}
+    interaction = (await tenant.api.get(f"/v1/interactions/{outcome['interaction_id']}")).json()
+    assert (interaction["status"], interaction["trigger"]["action_id"]) == (
+        "sent", got[ok]["id"])
+    assert len(provider.requests) == 1
+    # Nothing is dispatched twice.
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert await dispatch_due(session, current_host(), app.state.ctx.jobs,
+                                  tenant.tenant_id) == {}
+    assert len((await tenant.api.get("/v1/interactions")).json()["data"]) == 1
