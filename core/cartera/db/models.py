@@ -4,6 +4,7 @@ from cartera.api.models import IdempotencyRecord
 from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, SigningKey
 from cartera.db.base import Base
+from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import (
     Integration,
@@ -42,6 +43,8 @@ __all__ = [
     "Debtor",
     "DebtorBalance",
     "DebtorTag",
+    "DeliveryAttempt",
+    "EventDelivery",
     "IdempotencyRecord",
     "ImportRowError",
     "ImportRun",
@@ -54,6 +57,7 @@ __all__ = [
     "OAuthClient",
     "Obligation",
     "OptOutKeyword",
+    "OutboxEvent",
     "Payment",
     "Placement",
     "PlacementMove",
@@ -66,6 +70,7 @@ __all__ = [
     "Stage",
     "Tenant",
     "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookRejection",
 ]
