@@ -86,6 +86,7 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
 
 def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
+    from cartera.events.routes import ROUTES as EVENT_ROUTES
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
@@ -96,7 +97,7 @@ def route_handlers() -> list[Any]:
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, audit_entries]
+            StageController, *NEGOTIATION_ROUTES, audit_entries, *EVENT_ROUTES]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

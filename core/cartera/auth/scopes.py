@@ -19,6 +19,9 @@ SCOPES: dict[str, str] = {
     "messaging:write": "Manage templates, send messages, record interactions",
     "negotiation:read": "Read promises to pay and installment plans",
     "negotiation:write": "Record and cancel promises to pay and installment plans",
+    "events:read": "Read the events of the last 30 days",
+    "webhook-endpoints:read": "Read webhook endpoints and their delivery logs",
+    "webhook-endpoints:write": "Manage webhook endpoints, rotate their secrets, redeliver events",
 }
 DEFAULT_CLIENT_SCOPES = tuple(SCOPES)
 
