@@ -212,6 +212,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "InteractionRecord": ("Interaction",), "KeywordIn": ("OptOutKeyword",),
     "PromiseCreate": ("Promise",), "ArrangementCreate": ("Arrangement",),
     "InstallmentIn": ("Installment",), "Cancel": ("Promise", "Arrangement"),
+    "EndpointCreate": ("WebhookEndpoint",), "EndpointUpdate": ("WebhookEndpoint",),
+    "RotateSecret": ("WebhookEndpoint",), "RedeliverIn": ("EventDelivery",),
 }
 ALIASES = {("PaymentReverse", "reason"): "reversal_reason",
            ("Cancel", "reason"): "cancel_reason", ("StageSet", "stage_code"): "code"}

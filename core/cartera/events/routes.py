@@ -52,6 +52,7 @@ class EventController(Controller):
     @get("/{event_id:str}", summary="Get an event", operation_id="GetEvent", **EVENTS_READ)
     async def retrieve(self, event_id: EventIdPath, session: AsyncSession,
                        actor: Actor) -> schemas.EventOut:
+        """One event of the last 30 days, as its webhook deliveries carry it."""
         return queries.event_out(await queries.get_event(session, actor.tenant_id, event_id))
 
     @post("/{event_id:str}/redeliver", summary="Redeliver an event",
@@ -84,6 +85,7 @@ class WebhookEndpointController(Controller):
     @get("/", summary="List webhook endpoints", operation_id="ListWebhookEndpoints", **READ)
     async def index(self, session: AsyncSession, actor: Actor, limit: Limit = 20,
                     starting_after: StartingAfter = None) -> Page[schemas.EndpointOut]:
+        """The tenant's webhook endpoints in id order (secrets are never listed)."""
         rows = (await session.scalars(paginate(
             queries.endpoints_of(actor.tenant_id), queries.endpoint_id_column(), limit,
             starting_after))).all()
@@ -93,6 +95,7 @@ class WebhookEndpointController(Controller):
          operation_id="GetWebhookEndpoint", **READ)
     async def retrieve(self, endpoint_id: int, session: AsyncSession,
                        actor: Actor) -> schemas.EndpointOut:
+        """One webhook endpoint, with ``failing_since`` when its deliveries fail."""
         return endpoints.out(await endpoints.get(session, actor.tenant_id, endpoint_id))
 
     @patch("/{endpoint_id:int}", summary="Update a webhook endpoint",
