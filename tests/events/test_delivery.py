@@ -99,7 +99,8 @@ async def test_a_failed_delivery_is_retried_after_a_backoff(
 async def test_a_debtors_events_arrive_in_order(
         app: Litestar, tenant: TenantClient, receiver: FakeHTTPServer) -> None:
     receiver.route("POST", "/hook", [FakeResponse(status=503), OK])
-    _, secret = await endpoint(tenant, f"{receiver.base_url}/hook")
+    _, secret = await endpoint(tenant, f"{receiver.base_url}/hook",
+                               ["debtor.created", "debtor.updated"])
     d = await new_debtor(tenant)
     r = await tenant.api.patch(f"/v1/debtors/{d}", json={"name": "Rosa María"})
     assert r.status_code == 200, r.text

@@ -27,8 +27,6 @@ AUDIT_EVENTS: dict[str, str] = {
     "debtor.created": "debtor.created",
     "debtor.updated": "debtor.updated",
     "debtor.deleted": "debtor.deleted",
-    "debtor.stage_set": "debtor.stage_set",
-    "debtor.stage_released": "debtor.stage_released",
     "contact_point.created": "contact_point.created",
     "contact_point.updated": "contact_point.updated",
     "contact_point.deleted": "contact_point.deleted",
