@@ -33,3 +33,17 @@ async def test_a_run_and_a_manual_stage_write_move_events(tenant: TenantClient,
     assert (last["data"]["previous_stage"], last["data"]["stage"], last["data"]["manual"],
             last["data"]["reason"]) == ("administrative", "judicial", True,
                                         "refused three offers")
+
+
+async def test_settled_promises_are_events(tenant: TenantClient) -> None:
+    from tests.negotiation.test_promises import debtor as promise_debtor
+    from tests.negotiation.test_promises import pay, promise, reverse
+
+    d = await promise_debtor(tenant)
+    p = (await promise(tenant, d, "50.00"))["id"]
+    payment = await pay(tenant, d, "50.00")
+    await reverse(tenant, payment)
+    found = await events(tenant, type="promise.*")
+    assert [(e["type"], e["resource"]["id"], e["debtor_id"]) for e in found] == [
+        ("promise.created", str(p), d), ("promise.kept", str(p), d),
+        ("promise.reopened", str(p), d)]

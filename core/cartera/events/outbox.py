@@ -10,7 +10,7 @@ events with :func:`insert_from_select`, one ``INSERT ... SELECT`` per statement.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Select, String, cast, func, insert, literal
@@ -51,7 +51,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "interaction.queued", "interaction.sent", "interaction.delivered", "interaction.read",
     "interaction.failed", "interaction.replied", "interaction.opted_out",
     "interaction.suppressed", "interaction.blocked",
-    "promise.kept", "promise.broken",
+    "promise.kept", "promise.broken", "promise.reopened",
+    "arrangement.completed", "arrangement.broken", "arrangement.reopened",
     "debtor.stage_changed", "debtor.segment_changed",
     "webhook_endpoint.disabled",
 )
@@ -109,6 +110,26 @@ def from_audit(session: AsyncSession | Session, tenant_id: int, action: str,
     debtor_id = _debtor_of(resource_type, resource_id, changes)
     kind, own_id = _resource_of(event_type, resource_type, resource_id, changes)
     emit(session, tenant_id, event_type, kind, own_id, debtor_id=debtor_id, data=changes)
+
+
+REOPENED = {"pending", "active"}
+"""A settled promise or plan whose status goes back to these (a payment reversed) is
+``reopened``."""
+
+
+async def emit_settled(session: AsyncSession, kind: str,
+                       rows: Sequence[Mapping[str, Any]]) -> None:
+    """One ``promise.*`` / ``arrangement.*`` event per row a set-based settlement changed
+    (rows with ``id``, ``tenant_id``, ``debtor_id``, ``status``), in one INSERT."""
+    if not rows:
+        return
+    now = clock.now()
+    await session.execute(insert(table_of(OutboxEvent)), [{
+        "id": new_event_id(), "tenant_id": int(r["tenant_id"]),
+        "type": f"{kind}.{'reopened' if r['status'] in REOPENED else r['status']}",
+        "created_at": now, "resource_type": kind, "resource_id": str(r["id"]),
+        "debtor_id": int(r["debtor_id"]), "data": {"status": str(r["status"])},
+        "dispatched": False} for r in rows])
 
 
 def random_id_sql(session: AsyncSession) -> Any:
