@@ -119,7 +119,7 @@ async def settle_promises(session: AsyncSession, where: Sequence[ColumnElement[b
         .values(status=derived, kept_at=_when(derived == "kept", now),
                 broken_at=_when(derived == "broken", now), updated_at=literal(now, UtcDateTime()))
         .returning(*[pr.c[c] for c in _PROMISE_COLUMNS]))
-    rows = [dict(r) for r in changed.mappings()]
+    rows: list[Mapping[str, Any]] = [dict(r) for r in changed.mappings()]
     await emit_settled(session, "promise", rows)
     return rows
 
