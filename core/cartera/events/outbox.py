@@ -101,6 +101,15 @@ def emit(session: AsyncSession | Session, tenant_id: int, event_type: str,
     return event
 
 
+def emit_interaction(session: AsyncSession | Session, interaction: Any, status: str) -> None:
+    """``interaction.<status>`` for a status an interaction reached outside an audited
+    write (provider receipts, replies, opt-outs by keyword)."""
+    emit(session, interaction.tenant_id, f"interaction.{status}", "interaction",
+         interaction.id, debtor_id=interaction.debtor_id,
+         data={"status": status, "channel": interaction.channel,
+               "direction": interaction.direction})
+
+
 def from_audit(session: AsyncSession | Session, tenant_id: int, action: str,
                resource_type: str, resource_id: str, changes: Mapping[str, Any]) -> None:
     """The event of an audited change, if ISVs are sent one (see :data:`AUDIT_EVENTS`)."""
