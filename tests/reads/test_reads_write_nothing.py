@@ -49,14 +49,14 @@ async def created(t: TenantClient, path: str, body: dict[str, Any]) -> int:
     return int(r.json()["id"])
 
 
-async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int]:
+async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | str]:
     """A tenant with one of everything the GETs read, as the path parameters name them."""
     due_later = await debtor(t, "READ-LATER", ("PEN", "900.00", -20))
     late = await debtor(t, "READ-LATE", ("PEN", "2000.00", 45), ("USD", "300.00", 5),
                         tags=["vip"],
                         contact_points=[{"kind": "phone", "value": "987654321",
                                          "consent": "granted"}])
-    ids: dict[str, int] = {"debtor_id": late}
+    ids: dict[str, int | str] = {"debtor_id": late}
     ids["portfolio_id"] = await created(t, "/v1/portfolios", {"code": "RD", "name": "Reads"})
     ids["obligation_id"] = await created(t, "/v1/obligations", {
         "external_ref": "READ-O", "debtor_id": due_later, "portfolio_id": ids["portfolio_id"],
@@ -94,6 +94,11 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int]:
     pinned = await t.api.post(f"/v1/stages/debtors/{due_later}",
                               json={"stage_code": "extrajudicial", "reason": "asked for it"})
     assert pinned.status_code == 200, pinned.text
+    integration = (await t.api.get(f"/v1/integrations/{ids['integration_id']}")).json()
+    ids["token"] = str(integration["webhook_url"]).rsplit("/", 1)[1]
+    ids["endpoint_id"] = int((await t.api.post("/v1/webhook-endpoints", json={
+        "url": "https://isv.example.com/hook", "event_types": ["*"]})).json()["endpoint"]["id"])
+    ids["event_id"] = str((await t.api.get("/v1/events")).json()["data"][0]["id"])
     return ids
 
 
@@ -106,7 +111,7 @@ def _required_query(op: dict[str, Any]) -> dict[str, str]:
     return {n: fixed[n] for n in wanted}
 
 
-def calls(doc: dict[str, Any], ids: dict[str, int],
+def calls(doc: dict[str, Any], ids: dict[str, int | str],
           need_ids: bool = True) -> list[tuple[str, str, dict[str, str]]]:
     """(operation id, URL, query) for every GET, once per ``as_of`` it accepts (with
     ``need_ids=False``, the path parameters without an id are left in the URL)."""
