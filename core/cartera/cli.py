@@ -254,7 +254,10 @@ from cartera.demo.command import add_demo_command  # noqa: E402
 
 _extra_commands.append(add_demo_command)
 
+from cartera.events.cli import add_events_command  # noqa: E402
 from cartera.imports import cli as _imports_cli  # noqa: E402, F401  (adds `cartera import`)
+
+_extra_commands.append(add_events_command)
 
 if __name__ == "__main__":
     raise SystemExit(main())

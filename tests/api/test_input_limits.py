@@ -219,6 +219,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     "StrategyCreate": ("Strategy",), "StrategyUpdate": ("Strategy",),
     "Activate": ("StrategyVersion",), "EnrollmentChange": ("Enrollment",),
     "PlannerSettingsIn": ("PlannerSettings",),
+    "EndpointCreate": ("WebhookEndpoint",), "EndpointUpdate": ("WebhookEndpoint",),
+    "RotateSecret": ("WebhookEndpoint",), "RedeliverIn": ("EventDelivery",),
 }
 NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn"}
 """Bodies that are judged and answered, never written (``POST /v1/compliance/check``)."""

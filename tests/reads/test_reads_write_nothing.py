@@ -109,6 +109,9 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
     await created(t, "/v1/strategies/plan", {})
     await run_jobs()
     ids["action_id"] = (await t.api.get("/v1/actions")).json()["data"][0]["id"]
+    ids["endpoint_id"] = int((await t.api.post("/v1/webhook-endpoints", json={
+        "url": "https://isv.example.com/hook", "event_types": ["*"]})).json()["endpoint"]["id"])
+    ids["event_id"] = str((await t.api.get("/v1/events")).json()["data"][0]["id"])
     return ids
 
 

@@ -130,6 +130,7 @@ def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
     from cartera.auth.client_routes import ClientController
     from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
+    from cartera.events.routes import ROUTES as EVENT_ROUTES
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
@@ -143,7 +144,8 @@ def route_handlers() -> list[Any]:
             ObligationController, PaymentController, ImportController, JobController, aging,
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
             StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
-            *COMPLIANCE_ROUTES, ClientController, TenantController, docs_assets()]
+            *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
+            docs_assets()]
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,

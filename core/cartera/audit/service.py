@@ -13,6 +13,7 @@ from cartera.api.context import Actor
 from cartera.audit import schemas
 from cartera.audit.models import AuditEntry
 from cartera.errors import Invalid
+from cartera.events.outbox import from_audit
 
 
 def record(
@@ -23,7 +24,8 @@ def record(
     resource_id: object,
     changes: dict[str, Any] | None = None,
 ) -> None:
-    """Add an audit entry to the session; it commits (or rolls back) with the change itself."""
+    """Add an audit entry to the session; it commits (or rolls back) with the change itself,
+    and so does the outbound event the action gives ISVs, if any (:mod:`cartera.events`)."""
     session.add(
         AuditEntry(
             tenant_id=actor.tenant_id,
@@ -36,6 +38,7 @@ def record(
             changes=changes or {},
         )
     )
+    from_audit(session, actor.tenant_id, action, resource_type, str(resource_id), changes or {})
 
 
 @dataclass(frozen=True)

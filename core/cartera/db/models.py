@@ -5,6 +5,7 @@ from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, RevokedToken, SigningKey, UsedAssertion
 from cartera.compliance.models import ComplianceSettings
 from cartera.db.base import Base
+from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import (
     Integration,
@@ -52,7 +53,9 @@ __all__ = [
     "Debtor",
     "DebtorBalance",
     "DebtorTag",
+    "DeliveryAttempt",
     "Enrollment",
+    "EventDelivery",
     "IdempotencyRecord",
     "ImportRowError",
     "ImportRun",
@@ -65,6 +68,7 @@ __all__ = [
     "OAuthClient",
     "Obligation",
     "OptOutKeyword",
+    "OutboxEvent",
     "Payment",
     "Placement",
     "PlacementMove",
@@ -82,6 +86,7 @@ __all__ = [
     "Tenant",
     "UsedAssertion",
     "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
     "WebhookRejection",
 ]

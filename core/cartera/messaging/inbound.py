@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
 from cartera.audit.models import AuditEntry
+from cartera.events.outbox import emit_interaction
 from cartera.integrations.models import Integration
 from cartera.integrations.webhooks import on_event
 from cartera.messaging import suppression
@@ -115,6 +116,8 @@ async def delivery_status(session: AsyncSession, integration: Integration, provi
         return  # not sent (yet): refused, deferred... a stray status does not change that
     await session.flush()
     status, detail = derive_status(await _delivery_story(session, interaction))
+    if status != interaction.status:
+        emit_interaction(session, interaction, status)
     interaction.status = status
     interaction.failure_code = detail.get("code") if status == "failed" else None
     interaction.failure_reason = detail.get("reason") if status == "failed" else None
@@ -171,8 +174,11 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
     session.add(interaction)
     await session.flush()
     add_event(session, interaction, "received", "webhook", occurred_at=_at(payload))
+    emit_interaction(session, interaction, "replied")
     await publish_interaction(session, interaction)
     if normalise(text) in await _keywords(session, integration.tenant_id):
         applied = await _opt_out(session, integration, address, channel, f"keyword {text!r}")
         add_event(session, interaction, "opted_out" if applied else "unmatched", "keyword",
                   keyword=normalise(text), contact_point_ids=[cp.id for cp in applied])
+        if applied:
+            emit_interaction(session, interaction, "opted_out")

@@ -99,7 +99,8 @@ async def _cancel(session: AsyncSession, actor: Actor, row: _Row, *, open_status
     await session.flush()
     await resegment_debtor(session, actor.tenant_id, row.debtor_id)
     await session.refresh(row)
-    audit.record(session, actor, f"{kind}.cancelled", kind, row.id, {"reason": reason})
+    audit.record(session, actor, f"{kind}.cancelled", kind, row.id,
+                 {"debtor_id": row.debtor_id, "reason": reason})
     return row
 
 

@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import money
 from cartera.db.base import UtcDateTime, table_of
+from cartera.events.outbox import emit_settled
 from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.payments.models import Payment
 from cartera.plugins import events as plugin_events
@@ -118,7 +119,9 @@ async def settle_promises(session: AsyncSession, where: Sequence[ColumnElement[b
         .values(status=derived, kept_at=_when(derived == "kept", now),
                 broken_at=_when(derived == "broken", now), updated_at=literal(now, UtcDateTime()))
         .returning(*[pr.c[c] for c in _PROMISE_COLUMNS]))
-    return [dict(r) for r in changed.mappings()]
+    rows: list[Mapping[str, Any]] = [dict(r) for r in changed.mappings()]
+    await emit_settled(session, "promise", rows)
+    return rows
 
 
 async def settle_arrangements(session: AsyncSession, where: Sequence[ColumnElement[bool]],
@@ -139,6 +142,7 @@ async def settle_arrangements(session: AsyncSession, where: Sequence[ColumnEleme
                 updated_at=literal(now, UtcDateTime()))
         .returning(a.c.id, a.c.tenant_id, a.c.debtor_id, a.c.status))
     rows: list[Mapping[str, Any]] = [dict(r) for r in changed.mappings()]
+    await emit_settled(session, "arrangement", rows)
     upcoming = (select(func.min(i.c.deadline))
                 .where(i.c.arrangement_id == a.c.id, i.c.deadline >= today).scalar_subquery())
     await session.execute(update(a).where(*scope, a.c.status == "active")

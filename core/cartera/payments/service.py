@@ -141,7 +141,8 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
     await session.flush()
     await refresh_debtor(session, actor.tenant_id, payment.debtor_id)
     await session.refresh(payment)
-    audit.record(session, actor, "payment.reversed", "payment", payment.id, {"reason": reason})
+    audit.record(session, actor, "payment.reversed", "payment", payment.id,
+                 {"debtor_id": payment.debtor_id, "reason": reason})
     return payment
 
 

@@ -8,6 +8,9 @@ committed, reads the rows in id order and emits one event per part that changed:
 part as :class:`~cartera_sdk.events.DebtorStageChanged`, the segment part as
 :class:`~cartera_sdk.events.SegmentChanged`. Event ids derive from the history row, so a
 retried job redelivers the same events (plugins may de-duplicate on ``event_id``).
+The outbound events ISVs see (``debtor.stage_changed``, ``debtor.segment_changed``) are
+written by the pass itself, set-based (:mod:`cartera.events.moves`), whether or not a
+plugin listens.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from cartera.db.engine import tenant_session
+from cartera.events.moves import record_moves
 from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.plugins.events import observed
 from cartera.plugins.registry import current_host
@@ -31,12 +35,9 @@ HOOKS = ("on_debtor_stage_changed", "on_segment_changed")
 PAGE = 1000
 
 
-async def before_moves(session: AsyncSession) -> int | None:
+async def before_moves(session: AsyncSession) -> int:
     """Call before a pass writes its history: the highest history id this transaction sees
-    (0 for none; the pass's rows get higher ids), or None when no plugin observes either
-    hook (then there is nothing to publish)."""
-    if not any(observed(h) for h in HOOKS):
-        return None
+    (0 for none; the pass's rows get higher ids)."""
     return await _last_move_id(session)
 
 
@@ -46,13 +47,17 @@ async def _last_move_id(session: AsyncSession) -> int:
 
 async def publish_moves(session: AsyncSession, tenant_id: int, after_id: int | None,
                         at: datetime, actor: str) -> None:
-    """Queue the events of the history rows written by the pass of ``at`` and ``actor``
-    with ids above ``after_id`` (from :func:`before_moves`; None: nobody listens)."""
+    """Write the outbound events of the history rows written by the pass of ``at`` and
+    ``actor`` with ids above ``after_id`` (from :func:`before_moves`), and queue their
+    plugin hooks if a plugin observes them."""
     if after_id is None:
         return
     await session.flush()
     last = await _last_move_id(session)
     if last <= after_id:
+        return
+    await record_moves(session, tenant_id, after_id, last, at, actor)
+    if not any(observed(h) for h in HOOKS):
         return
     await current_runner().enqueue(session, tenant_id, KIND, {
         "after_id": after_id, "last_id": last, "at": at.isoformat(), "actor": actor})

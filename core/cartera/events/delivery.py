@@ -1,0 +1,322 @@
+"""Delivering events to webhook endpoints: fan-out, claims, signed POSTs, retries.
+
+Each round of a :class:`DeliveryWorker` runs three short transactions and no HTTP call
+inside any of them:
+
+1. **dispatch**: new outbox events become one ``event_deliveries`` row per enabled endpoint
+   whose filters match (one dispatcher at a time: a PostgreSQL advisory lock, so delivery
+   ids follow event order);
+2. **claim**: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`` marks
+   due deliveries ``delivering`` with a lease (``next_attempt_at``); two workers never take
+   the same row, and a crashed worker's rows are due again when the lease lapses;
+3. after the POSTs, **record**: attempts logged, deliveries done or rescheduled with
+   exponential backoff, endpoints failing for :data:`RETRY_HORIZON` disabled (with a
+   ``webhook_endpoint.disabled`` event).
+
+At-least-once: a delivery is marked done only after a 2xx, so a crash between the POST and
+the record sends it again (receivers de-duplicate on ``webhook-id``, the event id).
+In order per debtor and endpoint: a delivery is not claimed while an earlier open delivery
+of the same debtor to the same endpoint exists, so a debtor's events reach an endpoint one
+at a time in event order (a failing one holds the debtor's later ones back until it is
+delivered or given up). Events without a debtor are not ordered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from cartera import clock
+from cartera.db.base import table_of
+from cartera.events import endpoints as endpoint_service
+from cartera.events import signing
+from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
+from cartera.events.outbox import emit
+from cartera.events.queries import event_out
+from cartera.integrations.service import SharedTransport
+
+log = logging.getLogger("cartera.events")
+
+RETRY_HORIZON = timedelta(days=3)
+"""A delivery is retried for this long; an endpoint failing this long is disabled."""
+LEASE = timedelta(seconds=60)
+FIRST_RETRY_SECONDS = 30.0
+MAX_RETRY_SECONDS = 6 * 3600.0
+EXCERPT_CHARS = 200
+OPEN = ("pending", "delivering")
+_DISPATCH_LOCK = 0x63617274_65767473  # "cartevts": one dispatcher at a time (PostgreSQL)
+
+
+def backoff(attempt: int) -> timedelta:
+    """Delay after failed attempt number ``attempt`` (from 1): 30 s doubling, at most 6 h,
+    with ±20 % jitter so a recovering receiver is not hit by every retry at once."""
+    base = min(FIRST_RETRY_SECONDS * 2 ** (attempt - 1), MAX_RETRY_SECONDS)
+    return timedelta(seconds=base * random.uniform(0.8, 1.2))
+
+
+async def _take_dispatch_lock(session: AsyncSession) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite serialises writers
+    return bool(await session.scalar(select(func.pg_try_advisory_xact_lock(_DISPATCH_LOCK))))
+
+
+async def dispatch(session: AsyncSession, limit: int = 1000) -> int:
+    """Fan out up to ``limit`` new events to their endpoints' deliveries; how many events."""
+    if not await _take_dispatch_lock(session):
+        return 0
+    e = OutboxEvent
+    events = (await session.execute(
+        select(e.seq, e.tenant_id, e.type, e.debtor_id, e.created_at)
+        .where(e.dispatched.is_(False)).order_by(e.seq).limit(limit))).all()
+    if not events:
+        return 0
+    w = WebhookEndpoint
+    targets = (await session.execute(
+        select(w.id, w.tenant_id, w.event_types, w.created_at)
+        .where(w.enabled.is_(True), w.tenant_id.in_({ev.tenant_id for ev in events})))).all()
+    now = clock.now()
+    rows = [{"tenant_id": ev.tenant_id, "event_seq": ev.seq, "endpoint_id": t.id,
+             "debtor_id": ev.debtor_id, "status": "pending", "attempts": 0,
+             "next_attempt_at": now, "created_at": now}
+            for ev in events for t in targets
+            if t.tenant_id == ev.tenant_id and t.created_at <= ev.created_at
+            and endpoint_service.matches(list(t.event_types), ev.type)]
+    if rows:
+        await session.execute(insert(table_of(EventDelivery)), rows)
+    await session.execute(update(e).where(e.seq.in_([ev.seq for ev in events]))
+                          .values(dispatched=True))
+    return len(events)
+
+
+@dataclass(frozen=True)
+class Claim:
+    delivery_id: int
+    tenant_id: int
+    attempt: int
+    created_at: datetime
+    endpoint_id: int
+    url: str
+    secrets: list[str]
+    event_id: str
+    event_type: str
+    body: bytes
+
+
+async def claim(session: AsyncSession, limit: int) -> list[Claim]:
+    """Take up to ``limit`` due deliveries (see the module docstring for the guarantees)."""
+    now = clock.now()
+    d, earlier = EventDelivery, aliased(EventDelivery)
+    held_back = (select(earlier.id).where(
+        earlier.endpoint_id == d.endpoint_id, earlier.debtor_id == d.debtor_id,
+        earlier.id < d.id, earlier.status.in_(OPEN)).exists())
+    pick = (select(d.id).where(d.status.in_(OPEN), d.next_attempt_at <= now, ~held_back)
+            .order_by(d.id).limit(limit).with_for_update(skip_locked=True))
+    taken = (await session.execute(
+        update(d).where(d.id.in_(pick.scalar_subquery()))
+        .values(status="delivering", attempts=d.attempts + 1, next_attempt_at=now + LEASE)
+        .returning(d.id, d.tenant_id, d.attempts, d.created_at, d.endpoint_id, d.event_seq)
+        .execution_options(synchronize_session=False))).all()
+    if not taken:
+        return []
+    events = {ev.seq: ev for ev in (await session.scalars(
+        select(OutboxEvent).where(OutboxEvent.seq.in_({t.event_seq for t in taken})))).all()}
+    targets = {ep.id: ep for ep in (await session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.id.in_({t.endpoint_id for t in taken})))
+    ).all()}
+    bodies = {seq: msgspec.json.encode(event_out(ev)) for seq, ev in events.items()}
+    secrets = {i: endpoint_service.signing_secrets(ep) for i, ep in targets.items()}
+    return [Claim(t.id, t.tenant_id, t.attempts, t.created_at, t.endpoint_id,
+                  targets[t.endpoint_id].url, secrets[t.endpoint_id], events[t.event_seq].id,
+                  events[t.event_seq].type, bodies[t.event_seq])
+            for t in sorted(taken, key=lambda t: t.id)]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claim: Claim
+    at: datetime
+    succeeded: bool
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    excerpt: str | None
+
+
+async def _read_excerpt(response: httpx.Response) -> str:
+    chunk = b""
+    async for part in response.aiter_bytes():
+        chunk += part
+        if len(chunk) >= EXCERPT_CHARS * 4:
+            break
+    return chunk.decode("utf-8", "replace")[:EXCERPT_CHARS]
+
+
+async def send(client: httpx.AsyncClient, c: Claim) -> Outcome:
+    """POST one delivery, signed; never raises (a failure is an :class:`Outcome`)."""
+    at = clock.now()
+    headers = signing.headers(c.secrets, c.event_id, int(at.timestamp()), c.body)
+    started = time.perf_counter()
+    try:
+        async with client.stream("POST", c.url, content=c.body, headers=headers) as response:
+            excerpt = await _read_excerpt(response)
+            code = response.status_code
+        ok, error = 200 <= code < 300, None if 200 <= code < 300 else f"HTTP {code}"
+    except Exception as exc:  # every failure is retried: the log says what it was
+        code, ok, excerpt = None, False, None
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    latency = int((time.perf_counter() - started) * 1000)
+    return Outcome(c, at, ok, code, latency, error, excerpt or None)
+
+
+async def record(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Log the attempts and move each delivery on; disable endpoints failing too long."""
+    now = clock.now()
+    # an endpoint deleted meanwhile took its deliveries with it
+    alive = set((await session.scalars(select(EventDelivery.id).where(
+        EventDelivery.id.in_([o.claim.delivery_id for o in outcomes])))).all())
+    outcomes = [o for o in outcomes if o.claim.delivery_id in alive]
+    if not outcomes:
+        return
+    await session.execute(insert(table_of(DeliveryAttempt)), [
+        {"tenant_id": o.claim.tenant_id, "delivery_id": o.claim.delivery_id,
+         "endpoint_id": o.claim.endpoint_id,
+         "event_id": o.claim.event_id, "event_type": o.claim.event_type,
+         "attempt": o.claim.attempt, "at": o.at, "succeeded": o.succeeded,
+         "status_code": o.status_code, "latency_ms": o.latency_ms, "error": o.error,
+         "response_excerpt": o.excerpt} for o in outcomes])
+    t = table_of(EventDelivery)
+    await session.execute(
+        update(t).where(t.c.id == bindparam("b_id"), t.c.attempts == bindparam("b_attempt"),
+                        t.c.status == "delivering")
+        .values(status=bindparam("b_status"), next_attempt_at=bindparam("b_next"),
+                last_status_code=bindparam("b_code"), last_error=bindparam("b_error"),
+                delivered_at=bindparam("b_delivered")),
+        [_moved_on(o, now) for o in outcomes])
+    await _track_endpoints(session, outcomes, now)
+
+
+def _moved_on(o: Outcome, now: datetime) -> dict[str, Any]:
+    if o.succeeded:
+        status, next_at, delivered = "succeeded", now, now
+    else:
+        next_at, delivered = now + backoff(o.claim.attempt), None
+        status = "failed" if next_at > o.claim.created_at + RETRY_HORIZON else "pending"
+    return {"b_id": o.claim.delivery_id, "b_attempt": o.claim.attempt, "b_status": status,
+            "b_next": next_at, "b_code": o.status_code, "b_error": o.error,
+            "b_delivered": delivered}
+
+
+async def _track_endpoints(session: AsyncSession, outcomes: Sequence[Outcome],
+                           now: datetime) -> None:
+    w = WebhookEndpoint
+    ok = {o.claim.endpoint_id for o in outcomes if o.succeeded}
+    failed = {o.claim.endpoint_id for o in outcomes if not o.succeeded} - ok
+    if ok:
+        await session.execute(update(w).where(w.id.in_(ok), w.failing_since.is_not(None))
+                              .values(failing_since=None))
+    if not failed:
+        return
+    await session.execute(update(w).where(w.id.in_(failed), w.failing_since.is_(None))
+                          .values(failing_since=now))
+    gone = (await session.execute(
+        update(w).where(w.id.in_(failed), w.enabled.is_(True),
+                        w.failing_since <= now - RETRY_HORIZON)
+        .values(enabled=False, disabled_reason="failing", updated_at=now)
+        .returning(w.id, w.tenant_id, w.url, w.failing_since)
+        .execution_options(synchronize_session=False))).all()
+    for row in gone:
+        emit(session, row.tenant_id, "webhook_endpoint.disabled", "webhook_endpoint", row.id,
+             data={"url": row.url, "reason": "failing",
+                   "failing_since": row.failing_since.isoformat()})
+    if gone:
+        d = EventDelivery
+        await session.execute(
+            update(d).where(d.endpoint_id.in_([g.id for g in gone]), d.status == "pending")
+            .values(status="failed", last_error="endpoint disabled after failing")
+            .execution_options(synchronize_session=False))
+
+
+async def purge(session: AsyncSession, older_than: timedelta = timedelta(days=30),
+                limit: int = 10_000) -> int:
+    """Delete up to ``limit`` events older than ``older_than`` (and, by cascade, their
+    deliveries and attempts)."""
+    e = OutboxEvent
+    old = (select(e.seq).where(e.created_at < clock.now() - older_than)
+           .order_by(e.seq).limit(limit))
+    result = await session.execute(delete(e).where(e.seq.in_(old.scalar_subquery()))
+                                   .execution_options(synchronize_session=False))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+class DeliveryWorker:
+    """Delivers due events in rounds: ``async with DeliveryWorker(sm) as w: await w.drain()``.
+
+    Several may run at once (processes or tasks): claims never overlap."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, batch: int = 200,
+                 concurrency: int = 64, timeout: float = 10.0) -> None:
+        self._sessionmaker = sessionmaker
+        self._batch = batch
+        self._limit = asyncio.Semaphore(concurrency)
+        self._transport = SharedTransport(max_connections=concurrency)
+        self._client = httpx.AsyncClient(transport=self._transport, timeout=timeout,
+                                         follow_redirects=False,
+                                         headers={"user-agent": "cartera-webhooks/0.1"})
+
+    async def __aenter__(self) -> DeliveryWorker:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._client.aclose()
+        await self._transport.close()
+
+    async def run_once(self) -> int:
+        """One round (dispatch, claim, send, record); how many deliveries were attempted."""
+        async with self._sessionmaker() as session:
+            await dispatch(session)
+            await session.commit()
+        async with self._sessionmaker() as session:
+            claims = await claim(session, self._batch)
+            await session.commit()
+        if not claims:
+            return 0
+        outcomes = await asyncio.gather(*(self._send(c) for c in claims))
+        async with self._sessionmaker() as session:
+            await record(session, outcomes)
+            await session.commit()
+        return len(claims)
+
+    async def _send(self, c: Claim) -> Outcome:
+        async with self._limit:
+            return await send(self._client, c)
+
+    async def drain(self, max_seconds: float = 20.0) -> int:
+        """Rounds until nothing is due or ``max_seconds`` passed; how many deliveries."""
+        done, deadline = 0, time.monotonic() + max_seconds
+        while time.monotonic() < deadline and (n := await self.run_once()):
+            done += n
+        return done
+
+    async def run_forever(self, poll_seconds: float = 1.0) -> None:
+        while True:
+            try:
+                busy = await self.run_once()
+            except Exception:  # a database hiccup must not stop the worker
+                log.exception("webhook delivery round failed")
+                busy = 0
+            if not busy:
+                await asyncio.sleep(poll_seconds)
+
+

@@ -1,0 +1,37 @@
+"""Periodic delivery and retention of outbound events.
+
+About once a minute (``every_minute``: procrastinate's maintenance task on PostgreSQL, the
+in-process runner on SQLite) a :class:`~cartera.events.delivery.DeliveryWorker` drains what
+is due (new events, retries whose backoff passed, leases of crashed workers) for at most
+:data:`DRAIN_SECONDS`, and events older than :data:`RETENTION` are deleted. For delivery
+within a second instead of a minute, run ``cartera events deliver`` (one or more).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cartera.events.delivery import DeliveryWorker, purge
+from cartera.jobs.registry import every_minute
+
+RETENTION = timedelta(days=30)
+DRAIN_SECONDS = 20.0
+
+
+@every_minute
+async def deliver_due_events(sessionmaker: async_sessionmaker[AsyncSession],
+                             runner: Any) -> None:
+    """Idempotent: claims make a second caller at the same time take other rows."""
+    async with DeliveryWorker(sessionmaker) as worker:
+        await worker.drain(DRAIN_SECONDS)
+
+
+@every_minute
+async def purge_old_events(sessionmaker: async_sessionmaker[AsyncSession],
+                           runner: Any) -> None:
+    async with sessionmaker() as session:
+        await purge(session, RETENTION)
+        await session.commit()
