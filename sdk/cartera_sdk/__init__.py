@@ -10,6 +10,7 @@ import pluggy
 
 from . import hookspecs
 from .channels import (
+    DELIVERY_STATES,
     BaseChannelProvider,
     ChannelEvent,
     ChannelKind,
@@ -20,8 +21,10 @@ from .channels import (
     DeliveryState,
     DeliveryStatusEvent,
     EmailContent,
+    InboundFragment,
     InboundMessage,
     LetterContent,
+    MessagePart,
     OutboundMessage,
     QuickReplyButton,
     SendFailure,
@@ -36,6 +39,7 @@ from .channels import (
     VoiceContent,
     WhatsAppTemplateContent,
     WhatsAppTextContent,
+    delivery_state,
 )
 from .compliance import (
     Allow,
@@ -91,7 +95,7 @@ from .integration import (
     load_config,
     secret_fields,
 )
-from .money import CurrencyMismatchError, Money
+from .money import CurrencyMismatchError, Money, Price
 from .payments import (
     BasePaymentProvider,
     Payer,
@@ -106,15 +110,23 @@ from .payments import (
 )
 from .registry import (
     ENTRY_POINT_GROUP,
+    PluginLoadFailure,
     RegisterChannel,
     RegisterCompliancePack,
     RegisterErpConnector,
     RegisterPaymentProvider,
     await_me_maybe,
     collect,
+    load_entry_point_plugins,
     make_plugin_manager,
 )
-from .webhooks import WebhookRequest, WebhookResponse
+from .webhooks import (
+    SignatureLocation,
+    WebhookEncoding,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSignature,
+)
 
 __version__ = "0.1.0"
 
@@ -123,6 +135,7 @@ hookimpl = pluggy.HookimplMarker("cartera")
 hookspec = hookspecs.hookspec
 
 __all__ = [
+    "DELIVERY_STATES",
     "ENTRY_POINT_GROUP",
     "Allow",
     "BaseChannelProvider",
@@ -161,9 +174,11 @@ __all__ = [
     "FailureKind",
     "Holiday",
     "HttpClientFactory",
+    "InboundFragment",
     "InboundMessage",
     "InteractionRecorded",
     "LetterContent",
+    "MessagePart",
     "Money",
     "NoConfig",
     "NoSecrets",
@@ -178,6 +193,8 @@ __all__ = [
     "PaymentStatus",
     "PermanentError",
     "PlannedContact",
+    "PluginLoadFailure",
+    "Price",
     "PriorContact",
     "PromiseBroken",
     "ProviderContext",
@@ -200,6 +217,7 @@ __all__ = [
     "SendFailure",
     "SendResult",
     "Sent",
+    "SignatureLocation",
     "SmsContent",
     "SuppressionReason",
     "SystemClock",
@@ -208,18 +226,22 @@ __all__ = [
     "TextParameter",
     "UrlButton",
     "VoiceContent",
+    "WebhookEncoding",
     "WebhookRequest",
     "WebhookResponse",
+    "WebhookSignature",
     "WebhookVerificationError",
     "WhatsAppTemplateContent",
     "WhatsAppTextContent",
     "__version__",
     "await_me_maybe",
     "collect",
+    "delivery_state",
     "hookimpl",
     "hookspec",
     "integration_schema",
     "load_config",
+    "load_entry_point_plugins",
     "make_client",
     "make_plugin_manager",
     "secret_fields",

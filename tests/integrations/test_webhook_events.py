@@ -14,7 +14,7 @@ from litestar import Litestar
 from sqlalchemy import select
 
 from cartera.integrations.models import WebhookEvent
-from tests.conftest import TenantClient
+from tests.conftest import TenantClient, hook_path
 from tests.integrations.test_integrations import create
 from tests.integrations.test_webhooks import BODY, signed
 
@@ -31,7 +31,7 @@ async def test_payment_events_are_ignored_with_a_reason(
 
     monkeypatch.setattr(cartera_fixture_plugin.FixtureSms, "parse_webhook", with_a_payment)
     integ = await create(tenant)
-    r = await http.post(f"/v1/hooks/{integ['id']}", content=BODY, headers=signed(BODY))
+    r = await http.post(await hook_path(http, integ["id"]), content=BODY, headers=signed(BODY))
     assert r.status_code == 200, r.text
     await run_jobs()
     async with app.state.ctx.sessionmaker() as session:

@@ -30,6 +30,7 @@ from cartera.jobs.registry import JobContext, current_runner, job
 from cartera.jobs.runner import RetryLater
 from cartera.messaging import batch, gate, rendering, schemas, suppression, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
+from cartera.messaging.parts import sent_detail
 from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio import aging
@@ -233,7 +234,7 @@ async def _record_outcome(session: AsyncSession, interaction: Interaction,
             interaction.cost_minor = money.to_minor(outcome.cost.amount, outcome.cost.currency)
             interaction.cost_currency = outcome.cost.currency
         add_event(session, interaction, "sent", "provider",
-                  provider_message_id=outcome.provider_message_id)
+                  provider_message_id=outcome.provider_message_id, **sent_detail(outcome))
         return "sent"
     if outcome.kind == "permanent":
         interaction.status = "failed"
