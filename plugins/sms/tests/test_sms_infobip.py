@@ -23,7 +23,14 @@ from cartera_sdk import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from cartera_sdk.testkit import ChannelConformance, FakeHost, FakeHTTPServer, FakeResponse, run
+from cartera_sdk.testkit import (
+    ChannelConformance,
+    FakeHost,
+    FakeHTTPServer,
+    FakeResponse,
+    json_response,
+    run,
+)
 from sms_testing_fakes import InfobipFake, send_checked, sms_message
 
 import cartera_sms
@@ -140,6 +147,13 @@ class _InfobipConformance(ChannelConformance):
     @pytest.fixture
     def send_route(self) -> tuple[str, str]:
         return ("POST", InfobipFake.SEND_PATH)
+
+    @pytest.fixture
+    def error_in_ok_response(self) -> FakeResponse:
+        """Infobip answers 200 and puts a refusal in the message's status group."""
+        return json_response({"messages": [{"messageId": "ib-1", "status": {
+            "groupId": 5, "groupName": "REJECTED", "id": 12, "name": "REJECTED_NOT_ENOUGH_CREDITS",
+            "description": "Not enough credits"}}]})
 
     @pytest.fixture
     def plugin(self) -> object:
