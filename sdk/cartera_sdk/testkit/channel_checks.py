@@ -152,3 +152,12 @@ class ChannelRequestChecks:
         keep = where.name if where.location == "query" else None
         with pytest.raises(WebhookVerificationError):
             run(provider.verify_webhook(tamper_query(signed_webhook, keep), ctx))
+
+    def test_verify_rejects_tampered_body(
+        self, provider: Any, signed_webhook: WebhookRequest, ctx: Any
+    ) -> None:
+        where: WebhookSignature | None = getattr(provider, "webhook_signature", None)
+        if where is not None and "body" not in where.covers:
+            pytest.skip(f"this provider's signature covers {', '.join(where.covers)}, not the body")
+        super().test_verify_rejects_tampered_body(  # type: ignore[misc]
+            provider, signed_webhook, ctx)
