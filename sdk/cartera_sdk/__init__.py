@@ -128,7 +128,7 @@ from .webhooks import (
     WebhookSignature,
 )
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")
