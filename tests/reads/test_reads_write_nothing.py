@@ -79,6 +79,8 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int]:
         "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
         "config": {"base_url": "http://127.0.0.1:9"},
         "secrets": {"api_key": "key", "webhook_secret": "whsec", "verify_token": "tok"}})
+    hook = (await t.api.get(f"/v1/integrations/{ids['integration_id']}")).json()["webhook_url"]
+    ids["token"] = hook.rsplit("/", 1)[-1]  # type: ignore[assignment]
     ids["interaction_id"] = await created(t, "/v1/interactions", {
         "debtor_id": late, "channel": "voice", "outcome": "no_answer", "note": "rang"})
     r = await t.api.post("/v1/imports", content=(
