@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # httpcore is httpx's own core (the egress transport pins connections through it)
-SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx", "httpcore", "holidays"}
+SDK_ALLOWED = {"cartera_sdk", "msgspec", "pluggy", "httpx", "httpcore", "holidays", "cryptography"}
 SDK_TESTKIT_ALLOWED = SDK_ALLOWED | {"pytest", "_pytest"}
 PLUGIN_ROOTS = [*sorted((ROOT / "plugins").glob("*/")),
                 *sorted((ROOT / "tests" / "plugins").glob("*/"))]

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 from cartera.settings import get_settings
@@ -208,6 +209,34 @@ def _add_plugins(sub: Any) -> None:
 
 
 _extra_commands.append(_add_plugins)
+
+
+def cmd_plugin_new(args: argparse.Namespace) -> int:
+    from cartera.scaffold import ScaffoldError, new_plugin
+
+    try:
+        root = new_plugin(args.name, args.kind, Path(args.directory))
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}; run its tests with: cd {root} && PYTHONPATH=. python -m pytest")
+    return 0
+
+
+def _add_plugin_new(sub: Any) -> None:
+    from cartera.scaffold.templates import KINDS
+
+    plugin = sub.add_parser("plugin", help="plugin development tools")
+    actions = plugin.add_subparsers(dest="plugin_command", required=True)
+    new = actions.add_parser("new", help="write a new plugin distribution that passes the "
+                             "SDK's conformance suite against a strict fake")
+    new.add_argument("name", help="entry-point name, lower case: acme_sms")
+    new.add_argument("--kind", required=True, choices=sorted(KINDS))
+    new.add_argument("--directory", default=".", help="where to create cartera-NAME/")
+    new.set_defaults(fn=cmd_plugin_new)
+
+
+_extra_commands.append(_add_plugin_new)
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:

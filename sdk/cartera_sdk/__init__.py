@@ -10,6 +10,7 @@ import pluggy
 
 from . import hookspecs
 from .channels import (
+    DELIVERY_STATES,
     BaseChannelProvider,
     ChannelEvent,
     ChannelKind,
@@ -20,8 +21,10 @@ from .channels import (
     DeliveryState,
     DeliveryStatusEvent,
     EmailContent,
+    InboundFragment,
     InboundMessage,
     LetterContent,
+    MessagePart,
     OutboundMessage,
     QuickReplyButton,
     SendFailure,
@@ -36,6 +39,7 @@ from .channels import (
     VoiceContent,
     WhatsAppTemplateContent,
     WhatsAppTextContent,
+    delivery_state,
 )
 from .compliance import (
     Allow,
@@ -100,7 +104,7 @@ from .integration import (
     load_config,
     secret_fields,
 )
-from .money import CurrencyMismatchError, Money
+from .money import CurrencyMismatchError, Money, Price
 from .payments import (
     BasePaymentProvider,
     Payer,
@@ -115,23 +119,32 @@ from .payments import (
 )
 from .registry import (
     ENTRY_POINT_GROUP,
+    PluginLoadFailure,
     RegisterChannel,
     RegisterCompliancePack,
     RegisterErpConnector,
     RegisterPaymentProvider,
     await_me_maybe,
     collect,
+    load_entry_point_plugins,
     make_plugin_manager,
 )
-from .webhooks import WebhookRequest, WebhookResponse
+from .webhooks import (
+    SignatureLocation,
+    WebhookEncoding,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSignature,
+)
 
-__version__ = "0.1.1"
+__version__ = "1.0.0"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")
 hookspec = hookspecs.hookspec
 
 __all__ = [
+    "DELIVERY_STATES",
     "ENTRY_POINT_GROUP",
     "Allow",
     "BaseChannelProvider",
@@ -178,10 +191,12 @@ __all__ = [
     "FailureKind",
     "Holiday",
     "HttpClientFactory",
+    "InboundFragment",
     "InboundMessage",
     "InteractionRecorded",
     "InvalidContact",
     "LetterContent",
+    "MessagePart",
     "Money",
     "NoConfig",
     "NoSecrets",
@@ -196,6 +211,8 @@ __all__ = [
     "PaymentStatus",
     "PermanentError",
     "PlannedContact",
+    "PluginLoadFailure",
+    "Price",
     "PriorContact",
     "PromiseBroken",
     "ProviderContext",
@@ -218,6 +235,7 @@ __all__ = [
     "SendFailure",
     "SendResult",
     "Sent",
+    "SignatureLocation",
     "SmsContent",
     "SuppressionReason",
     "SystemClock",
@@ -226,18 +244,22 @@ __all__ = [
     "TextParameter",
     "UrlButton",
     "VoiceContent",
+    "WebhookEncoding",
     "WebhookRequest",
     "WebhookResponse",
+    "WebhookSignature",
     "WebhookVerificationError",
     "WhatsAppTemplateContent",
     "WhatsAppTextContent",
     "__version__",
     "await_me_maybe",
     "collect",
+    "delivery_state",
     "hookimpl",
     "hookspec",
     "integration_schema",
     "load_config",
+    "load_entry_point_plugins",
     "make_client",
     "make_plugin_manager",
     "secret_fields",

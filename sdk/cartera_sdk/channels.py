@@ -11,18 +11,26 @@ so delivery webhooks can be matched even when the provider never returned an id.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, get_args, runtime_checkable
 
 import msgspec
 
 from .context import ProviderContext
 from .errors import FailureKind
 from .integration import ConnectionCheck, NoConfig, NoSecrets
-from .money import Money
-from .webhooks import WebhookRequest, WebhookResponse
+from .money import Money, Price
+from .webhooks import (
+    DEFAULT_WEBHOOK_ENCODINGS,
+    WebhookEncoding,
+    WebhookRequest,
+    WebhookResponse,
+    WebhookSignature,
+)
 
 __all__ = [
+    "DELIVERY_STATES",
     "BaseChannelProvider",
     "ChannelEvent",
     "ChannelKind",
@@ -33,8 +41,10 @@ __all__ = [
     "DeliveryState",
     "DeliveryStatusEvent",
     "EmailContent",
+    "InboundFragment",
     "InboundMessage",
     "LetterContent",
+    "MessagePart",
     "OutboundMessage",
     "QuickReplyButton",
     "SendFailure",
@@ -49,6 +59,7 @@ __all__ = [
     "VoiceContent",
     "WhatsAppTemplateContent",
     "WhatsAppTextContent",
+    "delivery_state",
 ]
 
 #: The kinds of channel a provider can implement.
@@ -207,12 +218,50 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
 SuppressionReason = Literal["hard_bounce", "spam_complaint", "carrier_opt_out"]
 
 
+class MessagePart(msgspec.Struct, frozen=True, kw_only=True):
+    """One part of a long SMS the provider split (concatenated SMS).
+
+    ``index`` is 1-based, ``count`` the number of parts, ``provider_message_id`` the id
+    the provider gave this part (Vonage gives each part its own ``message-id``).
+
+    .. versionadded:: 1.0
+    """
+
+    index: int
+    count: int
+    provider_message_id: str
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise ValueError(f"part {self.index} of {self.count} is out of range")
+
+
 class Sent(msgspec.Struct, frozen=True, kw_only=True, tag="sent", tag_field="result"):
-    """The provider accepted the message. ``cost`` only when the provider reports it."""
+    """The provider accepted the message. ``cost`` only when the provider reports it.
+
+    For a long SMS split into several parts, ``parts`` lists each part the provider
+    accepted with its own id (``provider_message_id`` is the first part's), and
+    ``parts_rejected`` counts parts it refused: a partial acceptance is still ``Sent``
+    (something reached the provider) but says so. ``price`` is the provider's charge at
+    its own precision (1.0); ``cost`` keeps only whole minor units.
+    """
 
     provider_message_id: str
     cost: Money | None = None
     segments: int | None = None
+    price: Price | None = None
+    parts: list[MessagePart] = msgspec.field(default_factory=list)
+    parts_rejected: int = 0
+
+    @property
+    def partially_accepted(self) -> bool:
+        """True when some parts of a long SMS were refused (``parts_rejected > 0``)."""
+        return self.parts_rejected > 0
+
+    def part_ids(self) -> list[str]:
+        """The provider's id of every accepted part (just ``provider_message_id`` when the
+        message went in one part)."""
+        return [p.provider_message_id for p in self.parts] or [self.provider_message_id]
 
 
 class SendFailure(msgspec.Struct, frozen=True, kw_only=True, tag="failed", tag_field="result"):
@@ -241,10 +290,27 @@ SendResult = Sent | SendFailure
 # ---------------------------------------------------------------------------- webhook events
 
 #: Normalised delivery states. A late ``sent`` must never overwrite ``delivered``/``read``.
+#: Since 1.0 also: ``accepted`` (the provider took it, not yet handed to a carrier),
+#: ``buffered`` (the carrier holds it until the handset is reachable), ``expired`` (its
+#: validity period ran out undelivered), ``rejected`` (the provider or carrier refused it:
+#: blocked, invalid sender, filtered), ``undeliverable`` (the address cannot be reached:
+#: unknown or barred number) and ``unknown`` (the provider said something the plugin does
+#: not map; still an event, with the raw value in ``provider_status``).
 DeliveryState = Literal[
     "queued", "sent", "delivered", "read", "failed", "undelivered",
     "bounced", "deferred", "opened", "clicked", "complained", "unsubscribed",
+    "accepted", "buffered", "expired", "rejected", "undeliverable", "unknown",
 ]  # fmt: skip
+DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryState)
+
+
+def delivery_state(raw: str, mapping: Mapping[str, DeliveryState]) -> DeliveryState:
+    """``mapping[raw]`` (looked up as given, then lower-cased), else ``"unknown"``: a status
+    the plugin does not know still produces an event (keep ``raw`` in ``provider_status``).
+
+    .. versionadded:: 1.0
+    """
+    return mapping.get(raw) or mapping.get(raw.lower()) or "unknown"
 
 
 class DeliveryStatusEvent(
@@ -270,6 +336,15 @@ class DeliveryStatusEvent(
     suppress: SuppressionReason | None = None
     """Set when the event means the address must not be used for this channel again
     (a hard bounce, a spam complaint, a carrier opt-out)."""
+    provider_status: str | None = None
+    """The provider's own status value exactly as received (``"DELIVRD"``, ``"expired"``),
+    kept by the host next to the normalised ``status``. (1.0)"""
+    price: Price | None = None
+    """What the provider charged, at the provider's precision (``0.0333 EUR``); use it
+    rather than ``cost``, which only holds amounts in whole minor units. (1.0)"""
+    part: MessagePart | None = None
+    """Which part of a long (concatenated) SMS this receipt is for; ``None`` for a
+    message sent in one part. (1.0)"""
 
 
 class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, tag="inbound", tag_field="type"):
@@ -284,6 +359,25 @@ class InboundMessage(msgspec.Struct, frozen=True, kw_only=True, tag="inbound", t
     button_payload: str | None = None
     in_reply_to: str | None = None
     media_urls: list[str] = msgspec.field(default_factory=list)
+    fragment: InboundFragment | None = None
+    """Set when this is one part of a long SMS the handset split: the host joins the
+    parts sharing ``fragment.reference`` (and sender) in ``index`` order. (1.0)"""
+
+
+class InboundFragment(msgspec.Struct, frozen=True, kw_only=True):
+    """Which part of a concatenated inbound SMS a message is (Vonage ``concat-ref``,
+    ``concat-part``, ``concat-total``). ``index`` is 1-based.
+
+    .. versionadded:: 1.0
+    """
+
+    reference: str
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.index <= self.count:
+            raise ValueError(f"fragment {self.index} of {self.count} is out of range")
 
 
 ChannelEvent = DeliveryStatusEvent | InboundMessage
@@ -347,6 +441,10 @@ class BaseChannelProvider(ABC):
     channel: ClassVar[ChannelKind]
     Config: ClassVar[type[msgspec.Struct]] = NoConfig
     Secrets: ClassVar[type[msgspec.Struct]] = NoSecrets
+    #: How webhooks arrive; add ``"query"`` when the provider sends events on GET.
+    webhook_encodings: ClassVar[tuple[WebhookEncoding, ...]] = DEFAULT_WEBHOOK_ENCODINGS
+    #: Where the webhook signature lives; ``None``: somewhere in the headers.
+    webhook_signature: ClassVar[WebhookSignature | None] = None
 
     @abstractmethod
     async def send(

@@ -13,7 +13,7 @@ from typing import Self
 
 import msgspec
 
-__all__ = ["CurrencyMismatchError", "Money", "minor_units"]
+__all__ = ["PRICE_DECIMALS", "CurrencyMismatchError", "Money", "Price", "minor_units"]
 
 _CODE = re.compile(r"^[A-Z]{3}$")
 
@@ -110,6 +110,65 @@ class Money(msgspec.Struct, frozen=True):
     def is_zero(self) -> bool:
         """True when the amount is zero."""
         return self.amount == 0
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"
+
+
+#: The most decimal places a :class:`Price` keeps (provider prices such as 0.033325 EUR).
+PRICE_DECIMALS = 6
+
+
+class Price(msgspec.Struct, frozen=True):
+    """What a provider charged for a message, at the provider's precision.
+
+    Kept apart from :class:`Money` (debts and payments, never finer than the currency's
+    minor unit): an SMS at ``0.0333 EUR`` is a valid ``Price`` and an invalid ``Money``.
+    ``amount`` is a ``Decimal`` (a JSON string on the wire) of at most
+    :data:`PRICE_DECIMALS` decimals, never negative; ``currency`` an ISO 4217 code. Prices
+    add up within one currency; nothing converts them into ``Money`` implicitly.
+
+    .. versionadded:: 1.0
+    """
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not _CODE.match(self.currency):
+            raise ValueError(f"currency must be an ISO 4217 code, got {self.currency!r}")
+        if not self.amount.is_finite() or self.amount < 0:
+            raise ValueError("a price must be a finite amount of zero or more")
+        exponent = self.amount.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if -exponent > PRICE_DECIMALS and self.amount != self.amount.quantize(
+            Decimal(1).scaleb(-PRICE_DECIMALS)
+        ):
+            raise ValueError(f"a price keeps at most {PRICE_DECIMALS} decimals, got {self.amount}")
+
+    @classmethod
+    def of(cls, amount: str | int | Decimal, currency: str) -> Self:
+        """Build from a string, int or Decimal as the provider reported it (no floats)."""
+        if isinstance(amount, float):  # pragma: no cover - guarded by typing too
+            raise TypeError("floats are inexact; pass the provider's string")
+        try:
+            value = Decimal(amount)
+        except InvalidOperation as exc:
+            raise ValueError(f"not a decimal amount: {amount!r}") from exc
+        return cls(value, currency)
+
+    def __add__(self, other: Price) -> Price:
+        if other.currency != self.currency:
+            raise CurrencyMismatchError(f"{self.currency} vs {other.currency}")
+        return Price(self.amount + other.amount, self.currency)
+
+    def to_money(self) -> Money | None:
+        """The same amount as :class:`Money` when it is a whole number of minor units,
+        else ``None`` (never rounds)."""
+        try:
+            return Money(self.amount, self.currency)
+        except ValueError:
+            return None
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"

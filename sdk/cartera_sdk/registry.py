@@ -8,9 +8,13 @@ what a partner needs in a unit test; :func:`make_plugin_manager` builds a real
 from __future__ import annotations
 
 import inspect
+import logging
+import traceback
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any, Protocol, TypeVar
 
+import msgspec
 import pluggy
 
 from . import hookspecs
@@ -22,6 +26,7 @@ from .payments import PaymentProvider
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PROJECT_NAME",
+    "PluginLoadFailure",
     "RegisterChannel",
     "RegisterCompliancePack",
     "RegisterErpConnector",
@@ -32,6 +37,7 @@ __all__ = [
     "collect_compliance_packs",
     "collect_erp_connectors",
     "collect_payment_providers",
+    "load_entry_point_plugins",
     "make_plugin_manager",
 ]
 
@@ -40,6 +46,19 @@ PROJECT_NAME = "cartera"
 ENTRY_POINT_GROUP = "cartera"
 
 T = TypeVar("T")
+log = logging.getLogger("cartera_sdk.registry")
+
+
+class PluginLoadFailure(msgspec.Struct, frozen=True, kw_only=True):
+    """A plugin that could not be loaded: its entry-point ``plugin`` name, the ``stage``
+    that failed (``import`` or ``register``) and the one-line ``error``.
+
+    .. versionadded:: 1.0
+    """
+
+    plugin: str
+    stage: str
+    error: str
 
 
 class RegisterChannel(Protocol):
@@ -125,17 +144,49 @@ def collect_compliance_packs(plugin: object) -> list[CompliancePack]:
     return _typed(plugin, "register_compliance_packs", CompliancePack)  # type: ignore[type-abstract]
 
 
+def load_entry_point_plugins(
+    pm: pluggy.PluginManager, group: str = ENTRY_POINT_GROUP
+) -> list[PluginLoadFailure]:
+    """Register every plugin of entry-point ``group`` that loads; return the others.
+
+    Unlike ``pm.load_setuptools_entrypoints``, a plugin that fails to import (even with
+    ``SystemExit``) or that misspells a hook is reported and skipped, and the next one still
+    loads. Already registered names are left alone.
+
+    .. versionadded:: 1.0
+    """
+    failures: list[PluginLoadFailure] = []
+    for ep in entry_points(group=group):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        stage = "import"
+        try:
+            plugin = ep.load()
+            stage = "register"
+            pm.register(plugin, name=ep.name)
+            pm.check_pending()
+        except (Exception, SystemExit) as exc:
+            if stage == "register" and pm.get_plugin(ep.name) is not None:
+                pm.unregister(name=ep.name)
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            log.warning("plugin %s failed at %s: %s", ep.name, stage, error)
+            failures.append(PluginLoadFailure(plugin=ep.name, stage=stage, error=error))
+    return failures
+
+
 def make_plugin_manager(*plugins: object, load_entrypoints: bool = False) -> pluggy.PluginManager:
     """A ``PluginManager`` with Cartera's hook specs and ``plugins`` registered.
 
-    ``check_pending()`` runs last, so a misspelt ``@hookimpl`` fails here instead of being
-    silently ignored.
+    ``check_pending()`` runs after registering ``plugins``, so a misspelt ``@hookimpl`` in
+    one of them fails here instead of being silently ignored. With ``load_entrypoints``,
+    installed plugins are added through :func:`load_entry_point_plugins`: broken ones are
+    logged and skipped (use that function directly to get the failures).
     """
     pm = pluggy.PluginManager(PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     for plugin in plugins:
         pm.register(plugin)
-    if load_entrypoints:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
     pm.check_pending()
+    if load_entrypoints:
+        load_entry_point_plugins(pm)
     return pm

@@ -8,7 +8,10 @@ Verify over the raw body bytes, never over re-serialised JSON. Provider schemes 
 * Mercado Pago: ``x-signature: ts=..,v1=..`` over the manifest
   ``id:<data.id>;request-id:<x-request-id>;ts:<ts>;`` (Stripe-style header parser included).
 * SendGrid Signed Event Webhook: ECDSA P-256/SHA-256 over ``timestamp + body``, verified
-  here in pure Python (public data only, so timing is not a concern).
+  with ``cryptography``.
+* Sorted-parameter schemes (Vonage signed webhooks and requests): ``sig`` over the
+  parameters sorted by name, as an HMAC (MD5, SHA-1, SHA-256, SHA-512) or as the legacy
+  ``md5hash`` (MD5 of the string followed by the secret).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from datetime import datetime
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from .errors import WebhookVerificationError
 
 __all__ = [
@@ -32,12 +39,15 @@ __all__ = [
     "meta_signature",
     "parse_signature_header",
     "sendgrid_verify",
+    "sorted_params_signature",
+    "sorted_params_string",
     "twilio_signature",
     "twilio_verify",
     "twilio_verify_json",
     "verify_hmac",
     "verify_mercadopago_signature",
     "verify_meta_signature",
+    "verify_sorted_params_signature",
 ]
 
 Algorithm = Literal["sha256", "sha1", "sha512"]
@@ -186,6 +196,56 @@ def twilio_verify_json(auth_token: str, url: str, body: bytes, signature: str | 
     return twilio_verify(auth_token, url, None, signature)
 
 
+# ------------------------------------------------------------------------------ sorted params
+
+#: ``md5hash`` is MD5(parameter string + secret); the others are HMACs under the secret.
+ParamsAlgorithm = Literal["md5hash", "md5", "sha1", "sha256", "sha512"]
+
+
+def sorted_params_string(params: Mapping[str, str], *, exclude: Iterable[str] = ("sig",)) -> str:
+    """``&name=value`` for every parameter but ``exclude``, sorted by name, with ``&`` and
+    ``=`` inside values replaced by ``_`` (Vonage's canonical form)."""
+    skipped = set(exclude)
+    return "".join(
+        f"&{name}={str(params[name]).replace('&', '_').replace('=', '_')}"
+        for name in sorted(params)
+        if name not in skipped
+    )
+
+
+def sorted_params_signature(
+    secret: str,
+    params: Mapping[str, str],
+    *,
+    algorithm: ParamsAlgorithm = "sha256",
+    exclude: Iterable[str] = ("sig",),
+) -> str:
+    """The lowercase hex signature of ``params`` (a flat name -> value mapping, e.g.
+    :meth:`WebhookRequest.params`) under ``secret``: HMAC-``algorithm`` of
+    :func:`sorted_params_string`, or for ``md5hash`` the MD5 of that string followed by the
+    secret. ``exclude`` names parameters left out (the signature itself)."""
+    payload = sorted_params_string(params, exclude=exclude)
+    if algorithm == "md5hash":
+        return hashlib.md5(_b(payload + secret), usedforsecurity=False).hexdigest()
+    return hmac.new(_b(secret), _b(payload), algorithm).hexdigest()
+
+
+def verify_sorted_params_signature(
+    secret: str,
+    params: Mapping[str, str],
+    signature: str | None,
+    *,
+    algorithm: ParamsAlgorithm = "sha256",
+    exclude: Iterable[str] = ("sig",),
+) -> bool:
+    """True if ``signature`` (hex, any case) is :func:`sorted_params_signature` of
+    ``params``. Check the signed ``timestamp`` parameter with :func:`check_timestamp`."""
+    if not signature:
+        return False
+    expected = sorted_params_signature(secret, params, algorithm=algorithm, exclude=exclude)
+    return constant_time_equals(expected, signature.strip().lower())
+
+
 # ------------------------------------------------------------------------------ ts=,v1=
 
 
@@ -245,67 +305,8 @@ def verify_mercadopago_signature(
 
 # ------------------------------------------------------------------------------ ECDSA P-256
 
-_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-_A = _P - 3
-_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_G = (
-    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
-)
-_Point = tuple[int, int] | None
-# DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1, 65-byte point).
-_SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
 
-
-def _add(p: _Point, q: _Point) -> _Point:
-    if p is None:
-        return q
-    if q is None:
-        return p
-    if p[0] == q[0] and (p[1] + q[1]) % _P == 0:
-        return None
-    if p == q:
-        lam = (3 * p[0] * p[0] + _A) * pow(2 * p[1], -1, _P) % _P
-    else:
-        lam = (q[1] - p[1]) * pow(q[0] - p[0], -1, _P) % _P
-    x = (lam * lam - p[0] - q[0]) % _P
-    return x, (lam * (p[0] - x) - p[1]) % _P
-
-
-def _mul(k: int, p: _Point) -> _Point:
-    result: _Point = None
-    while k:
-        if k & 1:
-            result = _add(result, p)
-        p = _add(p, p)
-        k >>= 1
-    return result
-
-
-def _der_len(data: bytes, i: int) -> tuple[int, int]:
-    length = data[i]
-    if length < 0x80:
-        return length, i + 1
-    count = length & 0x7F
-    return int.from_bytes(data[i + 1 : i + 1 + count], "big"), i + 1 + count
-
-
-def _der_signature(sig: bytes) -> tuple[int, int]:
-    if not sig or sig[0] != 0x30:
-        raise ValueError("not a DER sequence")
-    _, i = _der_len(sig, 1)
-    values = []
-    for _ in range(2):
-        if sig[i] != 0x02:
-            raise ValueError("not a DER integer")
-        length, i = _der_len(sig, i + 1)
-        values.append(int.from_bytes(sig[i : i + length], "big"))
-        i += length
-    return values[0], values[1]
-
-
-def _public_point(public_key: str | bytes) -> tuple[int, int]:
+def _p256_public_key(public_key: str | bytes) -> ec.EllipticCurvePublicKey:
     if isinstance(public_key, str):
         text = "".join(
             line for line in public_key.strip().splitlines() if not line.startswith("-----")
@@ -313,30 +314,22 @@ def _public_point(public_key: str | bytes) -> tuple[int, int]:
         # Strict: lenient decoding ignores whatever follows the padding, so a tampered
         # key would still verify.
         public_key = base64.b64decode(text, validate=True)
-    if not public_key.startswith(_SPKI_PREFIX) or len(public_key) != len(_SPKI_PREFIX) + 65:
+    key = serialization.load_der_public_key(public_key)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise ValueError("not a P-256 SubjectPublicKeyInfo")
-    point = public_key[len(_SPKI_PREFIX) :]
-    if point[0] != 0x04:
-        raise ValueError("compressed points are not supported")
-    x, y = int.from_bytes(point[1:33], "big"), int.from_bytes(point[33:], "big")
-    if (y * y - (x * x * x + _A * x + _B)) % _P:
-        raise ValueError("point is not on P-256")
-    return x, y
+    return key
 
 
 def ecdsa_p256_verify(public_key: str | bytes, message: bytes, signature_der: bytes) -> bool:
-    """Verify an ECDSA P-256/SHA-256 DER signature with a DER or base64/PEM SPKI key."""
+    """Verify an ECDSA P-256/SHA-256 DER signature with a DER or base64/PEM SPKI key
+    (``public_key``: the SubjectPublicKeyInfo as DER bytes, or its base64, with or without
+    PEM armour). Any malformed key or signature is ``False``, never an exception."""
     try:
-        q = _public_point(public_key)
-        r, s = _der_signature(signature_der)
-    except (ValueError, IndexError):
+        key = _p256_public_key(public_key)
+        key.verify(signature_der, message, ec.ECDSA(hashes.SHA256()))
+    except (ValueError, TypeError, UnsupportedAlgorithm, InvalidSignature):
         return False
-    if not (1 <= r < _N and 1 <= s < _N):
-        return False
-    z = int.from_bytes(hashlib.sha256(message).digest(), "big")
-    w = pow(s, -1, _N)
-    point = _add(_mul(z * w % _N, _G), _mul(r * w % _N, q))
-    return point is not None and point[0] % _N == r
+    return True
 
 
 def sendgrid_verify(

@@ -31,14 +31,14 @@ from cartera_sdk import (
 from cartera_sdk.http import parse_retry_after
 
 
-class AcmeConfig(msgspec.Struct, frozen=True, kw_only=True):
+class AcmeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     base_url: str = "https://api.acme-sms.example"
     sender: str = "CARTERA"
 
 
-class AcmeSecrets(msgspec.Struct, frozen=True, kw_only=True):
-    api_key: str = ""
-    webhook_secret: str = ""
+class AcmeSecrets(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    api_key: str
+    webhook_secret: str
 
 
 class _Status(msgspec.Struct):

@@ -98,3 +98,70 @@ def test_sample_send_reaches_fake_with_correlation(fake_host, fake_http_server) 
     (recorded,) = fake_http_server.requests
     assert recorded.json()["client_ref"] == "out_9"
     assert recorded.headers["x-request-id"]
+
+
+LAX_FAKE = """
+from collections.abc import Iterator
+import pytest
+from cartera_sdk.testkit import FakeHTTPServer, json_response
+from test_sdk_channel_conformance import TestAcmeSms as Strict
+
+
+class TestAlwaysOk(Strict):
+    @pytest.fixture
+    def fake_server(self) -> Iterator[FakeHTTPServer]:
+        with FakeHTTPServer() as server:
+            server.route("POST", "/v1/messages", json_response({"id": "acme-1"}, 201))
+            yield server
+"""
+
+IGNORES_200_ERRORS = """
+import pytest
+from cartera_sdk.testkit import json_response
+from test_sdk_channel_conformance import TestAcmeSms as Strict
+
+
+class TestTrustsEvery200(Strict):
+    @pytest.fixture
+    def error_in_ok_response(self):
+        return json_response({"id": "acme-1", "error": {"code": "blocked"}}, 200)
+"""
+
+
+def _failed(pytester: pytest.Pytester, source: str) -> set[str]:
+    pytester.syspathinsert(str(__import__("pathlib").Path(__file__).parent))
+    pytester.makepyfile(test_variant=source)
+    result = pytester.runpytest("-q", "-p", "no:cacheprovider", "test_variant.py")
+    return {line.split("::")[-1].split(" ")[0] for line in result.outlines if "FAILED" in line}
+
+
+def test_a_fake_that_always_answers_ok_fails_the_suite(pytester: pytest.Pytester) -> None:
+    assert _failed(pytester, LAX_FAKE) == {"test_send_with_wrong_credentials_is_refused"}
+
+
+def test_a_provider_that_trusts_every_200_fails_the_suite(pytester: pytest.Pytester) -> None:
+    assert _failed(pytester, IGNORES_200_ERRORS) == {
+        "test_send_error_inside_http_200_is_a_failure"}
+
+
+def test_a_provider_that_drops_the_correlation_id_fails_the_suite(
+    pytester: pytest.Pytester,
+) -> None:
+    source = """
+import msgspec
+import pytest
+import sdk_sample_channel
+from test_sdk_channel_conformance import TestAcmeSms as Strict
+
+
+class NoRef(sdk_sample_channel.AcmeSms):
+    async def send(self, message, ctx):
+        return await super().send(msgspec.structs.replace(message, message_id="zz"), ctx)
+
+
+class TestNoRef(Strict):
+    @pytest.fixture
+    def provider(self):
+        return NoRef()
+"""
+    assert _failed(pytester, source) == {"test_send_request_reached_the_fake"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from cartera_sdk.integration import ConnectionCheck
 from cartera_sdk.webhooks import WebhookRequest
 from litestar import Controller, Request, Response, get, patch, post
@@ -125,13 +126,19 @@ async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
                           headers=dict(request.headers.items()), body=await request.body())
 
 
-@get("/v1/hooks/{token:str}", summary="Webhook handshake",
+@get("/v1/hooks/{token:str}", summary="Webhook handshake or query-string webhook",
      operation_id="WebhookHandshake", tags=["Webhooks"])
 async def hook_handshake(request: Request[Any, Any, Any], token: str) -> Response[bytes]:
     """Public. Answers the provider's verification request (WhatsApp ``hub.challenge``).
+    For a provider whose webhooks arrive as GET query strings (Vonage's delivery receipts
+    and inbound SMS), a GET the handshake does not claim is a delivery: signature-checked
+    and stored like a POST, answering ``{"received": true, "delivery_id": ...}``.
     ``token`` is the integration's webhook token (its ``webhook_url``)."""
-    answer = await webhooks.handshake(app_context(request), current_host(), token,
-                                      await _webhook_request(request))
+    answer = await webhooks.on_get(app_context(request), current_host(), token,
+                                   await _webhook_request(request))
+    if isinstance(answer, int):
+        return Response(msgspec.json.encode({"received": True, "delivery_id": answer}),
+                        media_type="application/json")
     return Response(answer.body, status_code=answer.status, media_type=answer.content_type,
                     headers=answer.headers)
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import msgspec
 from cartera_sdk.errors import WebhookVerificationError
-from cartera_sdk.webhooks import WebhookRequest, WebhookResponse
+from cartera_sdk.webhooks import DEFAULT_WEBHOOK_ENCODINGS, WebhookRequest, WebhookResponse
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -104,20 +104,31 @@ def _provider(host: PluginHost, integration: Integration) -> Any:
     return registered.provider
 
 
-async def handshake(ctx: AppContext, host: PluginHost, token: str,
-                    request: WebhookRequest) -> WebhookResponse:
-    """Answer a provider's GET verification (e.g. WhatsApp's ``hub.challenge``)."""
+def webhook_encodings(provider: Any) -> tuple[str, ...]:
+    """How the provider's webhooks arrive (the SDK's default when it declares nothing)."""
+    return tuple(getattr(provider, "webhook_encodings", DEFAULT_WEBHOOK_ENCODINGS))
+
+
+async def on_get(ctx: AppContext, host: PluginHost, token: str,
+                 request: WebhookRequest) -> WebhookResponse | int:
+    """A GET to the webhook URL: the provider's handshake answer (WhatsApp's
+    ``hub.challenge``) when it claims the request, else, for a provider that declares
+    ``"query"`` webhooks (Vonage's receipts), a delivery verified and stored like a POST
+    (returns its id). Anything else is a refused handshake (401 ``handshake_refused``)."""
     async with ctx.sessionmaker() as session:
         integration = await _integration(session, token)
     provider = _provider(host, integration)
+    if hasattr(provider, "handshake"):
+        pctx = service.context_for(integration, provider, ctx.settings.public_base,
+                                   host.timeout_seconds)
+        answer = await host.call(provider.handshake(request, pctx), what="webhook handshake")
+        if answer is not None:
+            return answer  # type: ignore[no-any-return]
+    if "query" in webhook_encodings(provider) and urlsplit(request.url).query:
+        return await receive(ctx, host, token, request)
     if not hasattr(provider, "handshake"):
         raise NotFound("this provider has no webhook handshake")
-    pctx = service.context_for(integration, provider, ctx.settings.public_base,
-                               host.timeout_seconds)
-    answer = await host.call(provider.handshake(request, pctx), what="webhook handshake")
-    if answer is None:
-        raise Unauthorized("handshake refused", code="handshake_refused")
-    return answer  # type: ignore[no-any-return]
+    raise Unauthorized("handshake refused", code="handshake_refused")
 
 
 async def receive(ctx: AppContext, host: PluginHost, token: str,

@@ -65,6 +65,7 @@ from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
 from cartera.messaging import gate, rendering, schemas, suppression, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
+from cartera.messaging.parts import sent_detail
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
@@ -634,7 +635,7 @@ def outcome_values(outcome: Sent | SendFailure | PluginCallError,
             values["cost_minor"] = money.to_minor(outcome.cost.amount, outcome.cost.currency)
             values["cost_currency"] = outcome.cost.currency
         return values, {"status": "sent", "source": "provider", "detail": {
-            "provider_message_id": outcome.provider_message_id}}
+            "provider_message_id": outcome.provider_message_id, **sent_detail(outcome)}}
     if isinstance(outcome, PluginCallError):
         code, reason, after, source = outcome.code, outcome.detail, None, "job"
         detail: dict[str, Any] = {"code": code}

@@ -20,10 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock, money
 from cartera.audit.models import AuditEntry
 from cartera.events.outbox import emit_interaction
-from cartera.integrations.models import Integration
+from cartera.integrations.models import Integration, WebhookEvent
 from cartera.integrations.webhooks import on_event
 from cartera.messaging import suppression
 from cartera.messaging.models import Interaction, InteractionEvent, OptOutKeyword
+from cartera.messaging.parts import part_of
 from cartera.messaging.sending import add_event, publish_interaction
 from cartera.portfolio.models import ContactPoint
 from cartera.portfolio.service import resegment_debtor
@@ -34,7 +35,11 @@ DEFAULT_OPT_OUT = ("BAJA", "STOP", "NO MAS", "CANCELAR")
 # Provider states mapped onto our interaction statuses.
 STATUS_MAP = {"queued": "queued", "accepted": "queued", "sent": "sent", "delivered": "delivered",
               "read": "read", "opened": "read", "clicked": "read", "failed": "failed",
-              "undelivered": "failed", "bounced": "failed", "dropped": "failed"}
+              "undelivered": "failed", "bounced": "failed", "dropped": "failed",
+              "buffered": "sent", "expired": "failed", "rejected": "failed",
+              "undeliverable": "failed"}
+"""``unknown`` (a provider status the plugin does not map) is kept in the timeline with the
+raw ``provider_status`` but, being outside :data:`PRECEDENCE`, never moves the status."""
 PRECEDENCE = {"queued": 0, "sent": 1, "failed": 2, "delivered": 3, "read": 4}
 """Which status an interaction's delivery story ends in: the highest here, and among equals
 the latest by the provider's event time. A receipt (delivered, read) outranks a failure
@@ -88,21 +93,56 @@ async def _delivery_story(session: AsyncSession,
             for e in story_order(list(events))]
 
 
-@on_event("DeliveryStatusEvent")
-async def delivery_status(session: AsyncSession, integration: Integration, provider: Any,
-                          payload: dict[str, Any]) -> None:
-    """Record the event in the timeline, then re-derive the interaction's status (and its
-    failure code, which only a ``failed`` status carries) from the whole ordered story."""
+def derive_parts_status(story: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]]:
+    """Like :func:`derive_status`, for a long SMS whose receipts come per part: each part's
+    story is derived on its own (a part without a receipt yet is ``sent``) and the message
+    is as far as its least advanced part: delivered once every part is, failed when a part
+    failed and none is behind it. A story without part receipts is :func:`derive_status`."""
+    count = max((int(d["part"]["count"]) for _, d in story if d.get("part")), default=0)
+    if count <= 1:
+        return derive_status(story)
+    whole = [(status, d) for status, d in story if not d.get("part")]
+    per_part = [derive_status(whole + [(status, d) for status, d in story
+                                      if d.get("part") and d["part"]["index"] == index])
+                for index in range(1, count + 1)]
+    return min(per_part, key=lambda result: PRECEDENCE[result[0]])
+
+
+async def _interaction_for(session: AsyncSession, integration: Integration,
+                           payload: dict[str, Any]) -> Interaction | None:
+    """The interaction an event is about: by the provider's message id, else (receipts for
+    parts 2..n of a long SMS carry their own ids) by our outbox id ``int_<id>`` the plugin
+    passed through the provider's correlation field, within the same integration."""
     interaction = await session.scalar(select(Interaction).where(
         Interaction.integration_id == integration.id,
         Interaction.provider_message_id == payload["provider_message_id"]))
+    ours = str(payload.get("message_id") or "")
+    if interaction is None and ours.startswith("int_") and ours[4:].isdigit():
+        interaction = await session.scalar(select(Interaction).where(
+            Interaction.integration_id == integration.id, Interaction.id == int(ours[4:])))
+    return interaction
+
+
+@on_event("DeliveryStatusEvent")
+async def delivery_status(session: AsyncSession, integration: Integration, provider: Any,
+                          payload: dict[str, Any]) -> None:
+    """Record the event in the timeline (with the provider's raw status, the part of a long
+    SMS it is about and the provider's price at its own precision), then re-derive the
+    interaction's status (and its failure code, which only a ``failed`` status carries)
+    from the whole ordered story."""
+    interaction = await _interaction_for(session, integration, payload)
     if interaction is None:
         log.info("status for an unknown message", extra={"integration_id": integration.id})
         return
+    if not payload.get("part"):
+        payload = {**payload, "part": await _part(session, interaction,
+                                                  str(payload["provider_message_id"]))}
     state = str(payload["status"])
     occurred = _at(payload)
+    extra = {key: payload[key] for key in ("provider_status", "part", "price")
+             if payload.get(key) is not None}
     add_event(session, interaction, state, "webhook", occurred_at=occurred,
-              code=payload.get("error_code"), reason=payload.get("error_reason"))
+              code=payload.get("error_code"), reason=payload.get("error_reason"), **extra)
     if state == "unsubscribed":
         await _opt_out(session, integration, interaction.address or "", interaction.channel,
                        "provider unsubscribe event")
@@ -111,11 +151,12 @@ async def delivery_status(session: AsyncSession, integration: Integration, provi
             session, interaction.tenant_id, interaction.address, interaction.channel,
             str(payload["suppress"]), code=payload.get("error_code"),
             interaction_id=interaction.id, at=occurred)
-    _record_cost(interaction, payload.get("cost"))
+    if not payload.get("part"):
+        _record_cost(interaction, payload.get("cost") or payload.get("price"))
     if interaction.status not in PRECEDENCE:
         return  # not sent (yet): refused, deferred... a stray status does not change that
     await session.flush()
-    status, detail = derive_status(await _delivery_story(session, interaction))
+    status, detail = derive_parts_status(await _delivery_story(session, interaction))
     if status != interaction.status:
         emit_interaction(session, interaction, status)
     interaction.status = status
@@ -123,10 +164,49 @@ async def delivery_status(session: AsyncSession, integration: Integration, provi
     interaction.failure_reason = detail.get("reason") if status == "failed" else None
 
 
+async def _part(session: AsyncSession, interaction: Interaction,
+                provider_message_id: str) -> dict[str, Any] | None:
+    """The part of a long SMS a receipt names by its part id (from the ``sent`` event)."""
+    sent = await session.scalar(select(InteractionEvent.detail).where(
+        InteractionEvent.interaction_id == interaction.id, InteractionEvent.status == "sent",
+        InteractionEvent.source == "provider").order_by(InteractionEvent.id.desc()).limit(1))
+    return part_of(dict(sent), provider_message_id) if sent else None
+
+
 def _record_cost(interaction: Interaction, cost: dict[str, Any] | None) -> None:
-    if cost:
+    """Keep the cost in whole minor units; a finer provider price (0.0333 EUR) stays in the
+    event's detail only, since ``cost_minor`` cannot hold it without rounding."""
+    if not cost:
+        return
+    try:
         interaction.cost_minor = money.to_minor(Decimal(str(cost["amount"])), cost["currency"])
-        interaction.cost_currency = cost["currency"]
+    except money.MoneyError:
+        return
+    interaction.cost_currency = cost["currency"]
+
+
+async def _joined_fragments(session: AsyncSession, integration: Integration,
+                            payload: dict[str, Any]) -> str | None:
+    """The whole text of a long inbound SMS once every part sharing this fragment's
+    concatenation reference (and sender) has arrived, joined in part order; ``None`` while
+    parts are missing, and for every part but the last stored (so the message is recorded
+    once). The parts are the integration's stored webhook events (this one included), so
+    they may come in any order and in different deliveries."""
+    fragment = payload["fragment"]
+    rows = (await session.execute(select(WebhookEvent.id, WebhookEvent.event_id,
+                                         WebhookEvent.payload).where(
+        WebhookEvent.integration_id == integration.id,
+        WebhookEvent.event_type == "InboundMessage",
+        WebhookEvent.payload[("fragment", "reference")].as_string()
+        == str(fragment["reference"])).order_by(WebhookEvent.id))).all()
+    mine = [row for row in rows if row.payload.get("from_address") == payload["from_address"]]
+    parts = {int(row.payload["fragment"]["index"]): row.payload.get("text") or ""
+             for row in mine}
+    if set(parts) != set(range(1, int(fragment["count"]) + 1)):
+        return None
+    if mine[-1].event_id != payload["event_id"]:
+        return None  # complete, but a later-stored part of the same delivery records it
+    return "".join(parts[index] for index in sorted(parts))
 
 
 async def _keywords(session: AsyncSession, tenant_id: int) -> set[str]:
@@ -164,6 +244,11 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
     address = str(payload["from_address"])
     channel = str(getattr(provider, "channel", "sms"))
     text = payload.get("text") or payload.get("button_payload") or ""
+    if payload.get("fragment"):
+        joined = await _joined_fragments(session, integration, payload)
+        if joined is None:
+            return  # more parts to come: the last one to arrive records the message
+        text = joined
     points = await suppression.matching_points(session, integration.tenant_id, address)
     interaction = Interaction(
         tenant_id=integration.tenant_id, debtor_id=points[0].debtor_id if points else None,

@@ -2,8 +2,11 @@
 
 Plugins are distributions with an entry point in the ``cartera`` group. ``CARTERA_PLUGINS``
 (comma-separated entry-point names) restricts which load; set it empty to load none. A
-plugin that fails to import, or whose registration hook raises, is recorded in
-:attr:`PluginHost.errors` and skipped: it never takes the API down. Every call into a
+plugin that fails to import (even with ``SystemExit``), misspells a hook, or whose
+registration hook raises, is async, or registers something that is not a provider of that
+kind (no name, a duplicate name, missing methods, a ``Config``/``Secrets`` without a JSON
+Schema) is recorded in :attr:`PluginHost.errors` and skipped: it never takes the API down
+and never stops the next plugin, or the plugin's other hooks, from loading. Every call into a
 provider goes through :meth:`PluginHost.call`, which bounds it with a timeout and turns any
 failure into a :class:`PluginCallError`.
 """
@@ -11,6 +14,7 @@ failure into a :class:`PluginCallError`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import traceback
@@ -19,9 +23,15 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal, TypeVar
 
+import msgspec
 import pluggy
 from cartera_sdk import hookspecs
+from cartera_sdk.channels import ChannelProvider
+from cartera_sdk.compliance import CompliancePack
 from cartera_sdk.egress import EgressRefused
+from cartera_sdk.erp import ErpConnector
+from cartera_sdk.integration import NoConfig, NoSecrets
+from cartera_sdk.payments import PaymentProvider
 from cartera_sdk.registry import ENTRY_POINT_GROUP, PROJECT_NAME, await_me_maybe
 
 from cartera.errors import CarteraError
@@ -36,6 +46,13 @@ REGISTRATION_HOOKS: dict[ProviderKind, str] = {
     "erp": "register_erp_connectors",
     "compliance": "register_compliance_packs",
 }
+PROTOCOLS: dict[ProviderKind, type] = {
+    "channel": ChannelProvider, "payment": PaymentProvider, "erp": ErpConnector,
+    "compliance": CompliancePack,
+}
+#: What a plugin may raise while loading without stopping the host: ``SystemExit`` too
+#: (a plugin calling ``sys.exit`` at import), but never ``KeyboardInterrupt``.
+_LOAD_FAILURES = (Exception, SystemExit)
 
 
 class PluginCallError(CarteraError):
@@ -107,22 +124,26 @@ class PluginHost:
 
     def load_entry_points(self) -> None:
         for ep in _selected(entry_points(group=ENTRY_POINT_GROUP)):
-            dist = ep.dist
             try:
                 module = ep.load()
-            except Exception as exc:  # a broken plugin must not stop the host
+                dist = ep.dist
+                distribution, version = (dist.name, dist.version) if dist else (None, None)
+            except _LOAD_FAILURES as exc:  # a broken plugin must not stop the host
                 self._error(ep.name, "import", exc)
                 continue
-            self.add_plugin(module, ep.name, dist.name if dist else None,
-                            dist.version if dist else None)
+            self.add_plugin(module, ep.name, distribution, version)
 
     def add_plugin(self, plugin: object, name: str, distribution: str | None = None,
                    version: str | None = None) -> None:
-        """Register one plugin object/module and collect what it registers."""
+        """Register one plugin object/module and collect what it registers.
+
+        Never raises for the plugin's faults: they land in :attr:`errors`. Each
+        registration hook is collected on its own, so a failing ``register_channels``
+        does not lose the plugin's payment providers."""
         try:
             self.pm.register(plugin, name=name)
             self.pm.check_pending()
-        except Exception as exc:
+        except _LOAD_FAILURES as exc:
             self._error(name, "register", exc)
             if self.pm.is_registered(plugin):
                 self.pm.unregister(plugin)
@@ -135,23 +156,29 @@ class PluginHost:
                     self._collect(info, kind, hook, impl.function)
 
     def _collect(self, info: PluginInfo, kind: ProviderKind, hook: str, fn: Any) -> None:
+        """Call one registration hook; keep what it registered only if it returned
+        cleanly (a hook that raises half-way registers nothing)."""
         found: list[Any] = []
         try:
-            fn(register=found.append)
-        except Exception as exc:
+            result = fn(register=found.append)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError(f"{hook} must be a plain function, not async")
+        except _LOAD_FAILURES as exc:
             self._error(info.name, hook, exc)
             return
         for provider in found:
-            name = getattr(provider, "name", None)
-            if not isinstance(name, str) or not name:
-                self._error(info.name, hook, ValueError(f"{provider!r} has no name"))
-            elif name in self.providers[kind]:
-                self._error(info.name, hook,
-                            ValueError(f"{kind} provider {name!r} is already registered"))
-            else:
-                entry = RegisteredProvider(kind, name, info.name, provider)
-                self.providers[kind][name] = entry
-                info.providers.append(entry)
+            try:
+                name = _checked_name(kind, provider)
+                if name in self.providers[kind]:
+                    raise ValueError(f"{kind} provider {name!r} is already registered")
+            except _LOAD_FAILURES as exc:
+                self._error(info.name, hook, exc)
+                continue
+            entry = RegisteredProvider(kind, name, info.name, provider)
+            self.providers[kind][name] = entry
+            info.providers.append(entry)
 
     def _error(self, plugin: str, stage: str, exc: BaseException) -> None:
         message = "".join(traceback.format_exception_only(exc)).strip()
@@ -191,6 +218,22 @@ class PluginHost:
             except Exception as exc:
                 log.warning("observer hook failed", extra={
                     "hook": hook_name, "plugin": impl.plugin_name, "error": type(exc).__name__})
+
+
+def _checked_name(kind: ProviderKind, provider: Any) -> str:
+    """The provider's name, once it is shown to be a usable provider of ``kind``."""
+    name = getattr(provider, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{provider!r} has no name")
+    if not isinstance(provider, PROTOCOLS[kind]):
+        raise TypeError(f"{kind} provider {name!r} lacks methods of the "
+                        f"{PROTOCOLS[kind].__name__} protocol")
+    for attribute, default in (("Config", NoConfig), ("Secrets", NoSecrets)):
+        declared = getattr(provider, attribute, default)
+        if not (isinstance(declared, type) and issubclass(declared, msgspec.Struct)):
+            raise TypeError(f"{kind} provider {name!r}: {attribute} is not a msgspec Struct")
+        msgspec.json.schema(declared)  # raises when the API could not describe it
+    return name
 
 
 def load_host(timeout_seconds: float = 10.0) -> PluginHost:

@@ -38,6 +38,7 @@ from cartera_sdk import (
     Sent,
     WebhookRequest,
     WebhookVerificationError,
+    delivery_state,
     signatures,
 )
 from cartera_sdk.http import parse_retry_after
@@ -66,9 +67,9 @@ WebhookAuth = Literal["basic", "header", "url_token"]
 _GROUPS: dict[str, DeliveryState] = {
     "PENDING": "queued",
     "DELIVERED": "delivered",
-    "UNDELIVERABLE": "undelivered",
-    "EXPIRED": "undelivered",
-    "REJECTED": "failed",
+    "UNDELIVERABLE": "undeliverable",
+    "EXPIRED": "expired",
+    "REJECTED": "rejected",
 }
 #: ``PENDING`` statuses meaning the message already left Infobip for the operator.
 _PENDING_SENT = frozenset({"PENDING_ENROUTE", "PENDING_WAITING_DELIVERY"})
@@ -229,9 +230,7 @@ def _report(item: dict[str, Any], when: datetime) -> DeliveryStatusEvent | None:
         return None
     group = str(status.get("groupName") or "").upper()
     name = str(status.get("name") or group)
-    state = _GROUPS.get(group)
-    if state is None:
-        return None
+    state = delivery_state(group, _GROUPS)  # "unknown" for a group Infobip adds later
     if group == "PENDING" and name in _PENDING_SENT:
         state = "sent"
     error = item.get("error") if isinstance(item.get("error"), dict) else {}
@@ -248,6 +247,7 @@ def _report(item: dict[str, Any], when: datetime) -> DeliveryStatusEvent | None:
         event_id=f"{message_id}:{name}",
         provider_message_id=str(message_id),
         status=state,
+        provider_status=name,
         occurred_at=occurred,
         message_id=str(callback) if callback else None,
         error_code=error_code,

@@ -33,6 +33,7 @@ from cartera_sdk import (
     Sent,
     WebhookRequest,
     WebhookVerificationError,
+    delivery_state,
     signatures,
 )
 from cartera_sdk.http import parse_retry_after
@@ -328,9 +329,7 @@ class TwilioSmsProvider(BaseChannelProvider):
                     media_urls=media,
                 )
             ]
-        state = _STATES.get(status)
-        if state is None:
-            return []
+        state = delivery_state(status, _STATES)  # "unknown" for a status Twilio adds later
         error_code = _first(params, "ErrorCode") or None
         if status == "canceled":
             error_code = error_code or "canceled"
@@ -339,6 +338,7 @@ class TwilioSmsProvider(BaseChannelProvider):
                 event_id=f"{sid}:{status}",
                 provider_message_id=sid,
                 status=state,
+                provider_status=status,
                 occurred_at=when,
                 message_id=request.query_param(MESSAGE_ID_PARAM),
                 error_code=error_code,

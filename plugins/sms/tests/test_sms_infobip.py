@@ -23,7 +23,14 @@ from cartera_sdk import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from cartera_sdk.testkit import ChannelConformance, FakeHost, FakeHTTPServer, FakeResponse, run
+from cartera_sdk.testkit import (
+    ChannelConformance,
+    FakeHost,
+    FakeHTTPServer,
+    FakeResponse,
+    json_response,
+    run,
+)
 from sms_testing_fakes import InfobipFake, send_checked, sms_message
 
 import cartera_sms
@@ -140,6 +147,13 @@ class _InfobipConformance(ChannelConformance):
     @pytest.fixture
     def send_route(self) -> tuple[str, str]:
         return ("POST", InfobipFake.SEND_PATH)
+
+    @pytest.fixture
+    def error_in_ok_response(self) -> FakeResponse:
+        """Infobip answers 200 and puts a refusal in the message's status group."""
+        return json_response({"messages": [{"messageId": "ib-1", "status": {
+            "groupId": 5, "groupName": "REJECTED", "id": 12, "name": "REJECTED_NOT_ENOUGH_CREDITS",
+            "description": "Not enough credits"}}]})
 
     @pytest.fixture
     def plugin(self) -> object:
@@ -377,6 +391,7 @@ def test_protocol_delivery_report_parses() -> None:
         status="delivered",
         occurred_at=datetime(2023, 8, 1, 10, 40, tzinfo=UTC),
         cost=Money(Decimal("0.01"), "EUR"),
+        provider_status="DELIVERED_TO_HANDSET",
     )
 
 
@@ -391,16 +406,18 @@ def _result(message_id: str, group: str, name: str, **extra: Any) -> dict[str, A
     [("PENDING", "PENDING_ACCEPTED", "queued", None),
      ("PENDING", "PENDING_ENROUTE", "sent", None),
      ("DELIVERED", "DELIVERED_TO_HANDSET", "delivered", None),
-     ("UNDELIVERABLE", "UNDELIVERABLE_NOT_DELIVERED", "undelivered",
+     ("UNDELIVERABLE", "UNDELIVERABLE_NOT_DELIVERED", "undeliverable",
       "UNDELIVERABLE_NOT_DELIVERED"),
-     ("EXPIRED", "EXPIRED_EXPIRED", "undelivered", "EXPIRED_EXPIRED"),
-     ("REJECTED", "REJECTED_DESTINATION", "failed", "REJECTED_DESTINATION")],
+     ("EXPIRED", "EXPIRED_EXPIRED", "expired", "EXPIRED_EXPIRED"),
+     ("REJECTED", "REJECTED_DESTINATION", "rejected", "REJECTED_DESTINATION"),
+     ("SOMETHING_NEW", "SOMETHING_NEW_X", "unknown", None)],
 )  # fmt: skip
 def test_status_groups_map_to_states(
     group: str, name: str, state: str, error_code: str | None
 ) -> None:
     (event,) = _parse(_webhook({"results": [_result("m1", group, name)]}))
     assert (event.status, event.error_code, event.message_id) == (state, error_code, "out_1")
+    assert event.provider_status == name
     assert event.event_id == f"m1:{name}"
     assert event.occurred_at == datetime(2026, 3, 2, 15, 0, 5, tzinfo=UTC)
 
@@ -426,7 +443,9 @@ def test_batches_dedupe_and_redeliveries_keep_ids() -> None:
     events = _parse(_webhook(body))
     assert [e.event_id for e in events] == [
         "m1:DELIVERED_TO_HANDSET", "m2:PENDING_ENROUTE", "m2:DELIVERED_TO_HANDSET",
+        "m3:MYSTERY",  # an unknown group is still an event, with the raw status kept
     ]  # fmt: skip
+    assert (events[-1].status, events[-1].provider_status) == ("unknown", "MYSTERY")
     again = msgspec.structs.replace(_webhook(body), received_at=datetime(2030, 1, 1, tzinfo=UTC))
     assert [e.event_id for e in _parse(again)] == [e.event_id for e in events]
 

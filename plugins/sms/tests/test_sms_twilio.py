@@ -515,9 +515,11 @@ def test_duplicates_share_ids_and_statuses_differ() -> None:
     assert _parse(later)[0].event_id == _parse(sent)[0].event_id
 
 
-def test_unknown_status_and_empty_requests_yield_nothing() -> None:
-    assert _parse(form_request(WEBHOOK_URL, _status_params(SID, "weird"),
-                               TwilioFake.AUTH_TOKEN)) == []  # fmt: skip
+def test_unknown_status_is_an_unknown_event_and_empty_requests_yield_nothing() -> None:
+    (event,) = _parse(form_request(WEBHOOK_URL, _status_params(SID, "weird"),
+                                   TwilioFake.AUTH_TOKEN))  # fmt: skip
+    assert isinstance(event, DeliveryStatusEvent)
+    assert (event.status, event.provider_status) == ("unknown", "weird")
     assert _parse(form_request(WEBHOOK_URL, [("Foo", "bar")], TwilioFake.AUTH_TOKEN)) == []
 
 

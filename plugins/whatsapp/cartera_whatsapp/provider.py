@@ -26,6 +26,7 @@ from cartera_sdk import (
     WebhookVerificationError,
     WhatsAppTemplateContent,
     WhatsAppTextContent,
+    delivery_state,
     signatures,
 )
 from cartera_sdk.http import parse_retry_after
@@ -300,9 +301,7 @@ class WhatsAppCloud(BaseChannelProvider):
 
     @staticmethod
     def _status_event(status: _wire.Status) -> DeliveryStatusEvent | None:
-        state = _STATUS_MAP.get(status.status)
-        if state is None:
-            return None  # unknown status values are ignored, as the contract asks
+        state = delivery_state(status.status, _STATUS_MAP)  # "unknown" if Meta adds one
         error_code: str | None = None
         error_reason: str | None = None
         if status.errors:
@@ -314,6 +313,7 @@ class WhatsAppCloud(BaseChannelProvider):
             event_id=f"{status.id}:{status.status}:{status.timestamp}",
             provider_message_id=status.id,
             status=state,
+            provider_status=status.status,
             occurred_at=_timestamp(status.timestamp),
             message_id=status.biz_opaque_callback_data or None,
             error_code=error_code,

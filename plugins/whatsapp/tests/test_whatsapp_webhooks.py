@@ -191,6 +191,7 @@ def test_sent_status_verbatim(ctx: Any) -> None:
         event_id="wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=:sent:1750030073",
         provider_message_id="wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQUFERjg0NDEzNDdFODU3MUMxMAA=",
         status="sent",
+        provider_status="sent",
         occurred_at=datetime(2025, 6, 15, 23, 27, 53, tzinfo=UTC),
     )
 
@@ -223,8 +224,10 @@ def test_status_values(ctx: Any) -> None:
         for i, name in enumerate(["sent", "delivered", "read", "played", "deleted", "warning"])
     ]
     events = parse(samples.envelope([samples.change(statuses=statuses)]), ctx)
-    assert [e.status for e in events] == ["sent", "delivered", "read", "read"]
+    assert [e.status for e in events] == ["sent", "delivered", "read", "read", "unknown",
+                                          "unknown"]
     assert events[3].event_id.split(":")[1] == "played"
+    assert [e.provider_status for e in events[3:]] == ["played", "deleted", "warning"]
 
 
 # ---------------------------------------------------------------------------- inbound

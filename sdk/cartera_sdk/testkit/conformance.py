@@ -44,6 +44,7 @@ from ..errors import WebhookVerificationError
 from ..integration import integration_schema
 from ..registry import collect
 from ..webhooks import WebhookRequest
+from .channel_checks import ChannelRequestChecks
 from .fakeserver import FakeHTTPServer, json_response
 from .host import FakeHost, run
 
@@ -176,15 +177,18 @@ class _ProviderChecks:
         )
 
 
-class ChannelConformance(_ProviderChecks):
+class ChannelConformance(ChannelRequestChecks, _ProviderChecks):
     """Contract tests for a :class:`~cartera_sdk.channels.ChannelProvider`.
 
     Fixtures to define: ``provider``, ``config``, ``secrets``, ``sample_message``
     (an :class:`OutboundMessage` your fake accepts), ``signed_webhook`` (a genuinely signed
     :class:`WebhookRequest` with at least one event) and ``fake_server`` (the
     :class:`FakeHTTPServer` your ``config`` points at). Optional: ``send_route``
-    (``("POST", "/path")`` of the send endpoint, enables failure-classification tests) and
-    ``plugin``.
+    (``("POST", "/path")`` of the send endpoint, enables failure-classification tests),
+    ``error_in_ok_response`` (the HTTP 200 your provider answers when it refuses a message)
+    and ``plugin``. Your fake must be strict: it refuses wrong credentials, and the suite
+    checks the request it received carries the recipient, the text and ``message_id``.
+    Declare ``webhook_signature`` on the provider when the signature is not in a header.
     """
 
     @pytest.fixture

@@ -5,16 +5,28 @@ handler. A handler is a :class:`FakeResponse`, a callable ``(RecordedRequest) ->
 FakeResponse``, or a list of either consumed in order (the last one repeats), which makes
 "429 then 200" scenarios one line. Every request is recorded. Unrouted requests get 404
 with a JSON body naming the route, so a wrong path fails loudly. Loopback only.
+
+It needs nothing of pytest: bind a chosen port with ``FakeHTTPServer(port=8099)`` and use
+it as a context manager from any script, or run it from a shell (Ctrl-C stops it; each
+request is printed as one JSON line)::
+
+    python -m cartera_sdk.testkit.fakeserver --port 8099 --routes routes.json
+
+where ``routes.json`` maps ``"METHOD /path"`` to a response ``{"status": 200, "body": ...,
+"headers": {...}}`` or a list of them (consumed in order, the last repeats).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -79,13 +91,14 @@ class FakeHTTPServer:
             ... server.base_url ... server.requests
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind ``host`` (loopback only) on ``port`` (0: any free port; see ``base_url``)."""
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("the fake server binds to loopback only")
         self._routes: list[tuple[str, str | re.Pattern[str], list[Any]]] = []
         self._lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -187,3 +200,50 @@ class FakeHTTPServer:
 
     def __iter__(self) -> Iterator[RecordedRequest]:
         return iter(list(self.requests))
+
+    def route_all(self, routes: Mapping[str, Any]) -> None:
+        """Add routes from a mapping ``{"POST /path": {"status": .., "body": .., "headers":
+        {..}} or a list of them}`` (the ``--routes`` file of the command line)."""
+        for key, spec in routes.items():
+            method, _, path = key.partition(" ")
+            if not path.startswith("/"):
+                raise ValueError(f"route {key!r} must be 'METHOD /path'")
+            specs = spec if isinstance(spec, list) else [spec]
+            self.route(method, path, [_response_of(item) for item in specs])
+
+
+def _response_of(spec: Mapping[str, Any]) -> FakeResponse:
+    return FakeResponse(status=int(spec.get("status", 200)), body=spec.get("body", b""),
+                        headers=dict(spec.get("headers", {})))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cartera_sdk.testkit.fakeserver``: serve routes on a chosen port until
+    interrupted, printing every request as a JSON line."""
+    parser = argparse.ArgumentParser(prog="python -m cartera_sdk.testkit.fakeserver",
+                                     description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0, help="port to bind (0: any free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--routes", type=Path, help="JSON file of routes (see module doc)")
+    args = parser.parse_args(argv)
+    server = FakeHTTPServer(args.host, args.port)
+    if args.routes:
+        server.route_all(json.loads(args.routes.read_text(encoding="utf-8")))
+    printed = 0
+    with server:
+        print(f"serving on {server.base_url}", flush=True)
+        try:
+            while True:
+                time.sleep(0.1)
+                for request in server.requests[printed:]:
+                    print(json.dumps({"method": request.method, "path": request.path,
+                                      "query": request.query,
+                                      "body": request.body.decode("utf-8", "replace")}),
+                          flush=True)
+                    printed += 1
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

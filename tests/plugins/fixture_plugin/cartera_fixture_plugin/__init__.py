@@ -4,7 +4,9 @@
 answers 200 when the key is right. Webhooks are JSON ``{"events": [...]}`` signed with
 ``X-Fixture-Signature: sha256=<hmac of the raw body under webhook_secret>``; the GET
 handshake echoes ``challenge`` when ``verify_token`` matches. ``fixture_slow`` never
-answers its connection test, to prove the host's timeout. It imports only ``cartera_sdk``.
+answers its connection test, to prove the host's timeout. ``fixture_query_sms`` receives
+Vonage-style webhooks: receipts and inbound SMS as GET query strings signed with ``sig``
+(sorted-parameter HMAC-SHA256 under ``webhook_secret``). It imports only ``cartera_sdk``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from cartera_sdk import (
     DeliveryStatusEvent,
     Deny,
     Holiday,
+    InboundFragment,
     InboundMessage,
     OutboundMessage,
     PlannedContact,
+    Price,
     ProviderContext,
     Reason,
     RuleDescription,
@@ -38,7 +42,9 @@ from cartera_sdk import (
     SmsContent,
     WebhookRequest,
     WebhookResponse,
+    WebhookSignature,
     WebhookVerificationError,
+    delivery_state,
     hookimpl,
     signatures,
 )
@@ -152,6 +158,48 @@ class FixtureSlow(FixtureSms):
         raise AssertionError("unreachable")
 
 
+class FixtureQuerySms(FixtureSms):
+    """Receipts ``?messageId=..&status=..&err-code=..&message-timestamp=..&sig=..`` and
+    inbound SMS ``?msisdn=..&to=..&messageId=..&text=..&sig=..`` on GET."""
+
+    name = "fixture_query_sms"
+    webhook_encodings = ("query",)
+    webhook_signature = WebhookSignature(location="query", name="sig", covers=("query",))
+    STATES: Any = {"delivered": "delivered", "expired": "expired", "rejected": "rejected",
+                   "buffered": "buffered", "accepted": "accepted", "failed": "failed"}
+
+    async def verify_webhook(self, request: WebhookRequest,
+                             ctx: ProviderContext[Any, Any]) -> None:
+        params = request.params()
+        if "sig" not in params:
+            raise WebhookVerificationError("missing_signature")
+        if not signatures.verify_sorted_params_signature(ctx.secrets.webhook_secret, params,
+                                                         params["sig"]):
+            raise WebhookVerificationError("bad_signature")
+
+    def parse_webhook(self, request: WebhookRequest,
+                      ctx: ProviderContext[Any, Any]) -> list[ChannelEvent]:
+        params = request.params()
+        at = datetime.fromisoformat(params.get("message-timestamp", "2026-01-01T00:00:00+00:00"))
+        if "text" in params:
+            fragment = None
+            if "concat-ref" in params:
+                fragment = InboundFragment(reference=params["concat-ref"],
+                                           index=int(params["concat-part"]),
+                                           count=int(params["concat-total"]))
+            return [InboundMessage(event_id=f"in:{params['messageId']}",
+                                   provider_message_id=params["messageId"],
+                                   from_address=params.get("msisdn", ""),
+                                   to_address=params.get("to", ""), text=params["text"],
+                                   occurred_at=at, fragment=fragment)]
+        raw = params.get("status", "")
+        return [DeliveryStatusEvent(
+            event_id=f"{params['messageId']}:{raw}", provider_message_id=params["messageId"],
+            status=delivery_state(raw, self.STATES), provider_status=raw, occurred_at=at,
+            error_code=params.get("err-code") or None, message_id=params.get("client-ref"),
+            price=Price.of(params["price"], params["currency"]) if "price" in params else None)]
+
+
 class FixtureArgentina(BaseCompliancePack):
     """A toy compliance pack for AR: calls denied, no contact outside 08:00-20:00 local."""
 
@@ -186,6 +234,7 @@ class FixtureArgentina(BaseCompliancePack):
 def register_channels(register: Any) -> None:
     register(FixtureSms())
     register(FixtureSlow())
+    register(FixtureQuerySms())
 
 
 @hookimpl
