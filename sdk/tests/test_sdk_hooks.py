@@ -112,7 +112,8 @@ def test_await_me_maybe() -> None:
 
 def test_sdk_imports_nothing_of_ours() -> None:
     package = Path(__file__).resolve().parent.parent / "cartera_sdk"
-    allowed = {"msgspec", "pluggy", "httpx", "httpcore", "holidays", "cryptography", "pytest", "cartera_sdk"}
+    allowed = {"msgspec", "pluggy", "httpx", "httpcore", "holidays", "cryptography", "pytest",
+               "cartera_sdk"}
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
