@@ -29,6 +29,7 @@ def interleaved(monkeypatch: pytest.MonkeyPatch) -> None:
     mixed = [ep for pair in zip_longest(broken, real) for ep in pair if ep is not None]
     assert mixed[0] in broken and len(real) > len(broken)
     monkeypatch.setattr(host_module, "entry_points", lambda group: mixed)
+    monkeypatch.delenv("CARTERA_PLUGINS", raising=False)  # the suite's own selection
 
 
 def _errors(host: PluginHost) -> dict[tuple[str, str], list[str]]:

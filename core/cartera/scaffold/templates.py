@@ -356,6 +356,15 @@ class ${Class}Payments(BasePaymentProvider):
             headers["Idempotency-Key"] = key
         return ctx.http(ctx.config.base_url, headers=headers)
 
+    async def _call(self, client: httpx.AsyncClient, method: str, path: str,
+                    **kwargs: Any) -> Any:
+        """One request: transport failures are retryable, answers go through _checked."""
+        try:
+            response = await client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RetryableError("unreachable", type(exc).__name__) from exc
+        return self._checked(response)
+
     @staticmethod
     def _checked(response: httpx.Response) -> Any:
         if response.status_code >= 500:
@@ -370,21 +379,21 @@ class ${Class}Payments(BasePaymentProvider):
         body = {"reference": request.reference, "amount": str(request.amount.amount),
                 "currency": request.amount.currency, "description": request.description}
         async with self._client(ctx, request.idempotency_key) as client:
-            answer = self._checked(await client.post("/links", json=body))
+            answer = await self._call(client, "POST", "/links", json=body)
         return PaymentLink(provider_link_id=str(answer["id"]), url=str(answer["url"]))
 
     async def fetch_payment(self, provider_payment_id: str,
                             ctx: ProviderContext[Any, Any]) -> ProviderPayment:
         async with self._client(ctx) as client:
-            answer = self._checked(await client.get(f"/payments/{provider_payment_id}"))
+            answer = await self._call(client, "GET", f"/payments/{provider_payment_id}")
         return ProviderPayment(provider_payment_id=str(answer["id"]), status=answer["status"],
                                amount=Money.of(answer["amount"], answer["currency"]))
 
     async def refund(self, request: RefundRequest, ctx: ProviderContext[Any, Any]) -> Refund:
         body = {"amount": str(request.amount.amount)} if request.amount else {}
         async with self._client(ctx, request.idempotency_key) as client:
-            answer = self._checked(await client.post(
-                f"/payments/{request.provider_payment_id}/refunds", json=body))
+            answer = await self._call(
+                client, "POST", f"/payments/{request.provider_payment_id}/refunds", json=body)
         return Refund(provider_refund_id=str(answer["id"]),
                       provider_payment_id=request.provider_payment_id,
                       amount=Money.of(answer["amount"], answer["currency"]),
