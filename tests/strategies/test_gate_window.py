@@ -44,7 +44,7 @@ async def test_a_deferral_lands_inside_the_window(tenant: TenantClient, run_jobs
     until = datetime.combine(day, time(21), AR)
     next_9 = datetime.combine(day + timedelta(days=1), time(9), AR)
 
-    def fake(pack: Any, planned: Any) -> Any:
+    def fake(pack: Any, planned: Any, config: Any = None) -> Any:
         if planned.planned_at < until:
             return Defer(until=until, reasons=[Reason(code="quiet_hours", message="wait",
                                                       rule_ref="AR-1")])
@@ -65,7 +65,7 @@ async def test_a_window_that_never_becomes_lawful_is_denied(
     sms = await template(tenant)
     d = await _ar_debtor(tenant)
 
-    def fake(pack: Any, planned: Any) -> Any:  # always 22:00 local: outside the window
+    def fake(pack: Any, planned: Any, config: Any = None) -> Any:  # 22:00 local: outside
         night = datetime.combine(planned.planned_at.astimezone(AR).date(), time(22), AR)
         return Defer(until=night, reasons=[Reason(code="quiet_hours", message="wait")])
 

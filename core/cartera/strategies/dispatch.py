@@ -98,7 +98,8 @@ def _route(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
             tried.append({"channel": channel, "reasons": ["no_integration"]})
             continue
         cp = pick_contact_point(loaded.contacts.get(row.debtor_id, []), channel)
-        verdict = gate.decide(host, debtor, cp, channel, now, dpd, loaded.recent[row.debtor_id])
+        verdict = gate.decide(host, debtor, cp, channel, now, dpd, loaded.recent[row.debtor_id],
+                              policy=loaded.policy)
         last = {"verdict": {**gate.as_json(verdict), "channel": channel, "tried": list(tried)},
                 "decision": verdict.decision, "until": verdict.until}
         if verdict.decision == "deny":
@@ -119,7 +120,8 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         return {}
     steps = {v.id: v.steps for v in (await session.scalars(select(StrategyVersion).where(
         StrategyVersion.id.in_({r.version_id for r in rows})))).all()}
-    loaded = await load_for_gate(session, [r.debtor_id for r in rows], now - timedelta(days=7))
+    loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
+                                 now - timedelta(days=7))
     integrations = await channel_integrations(session, host, tenant_id)
     sends, back = [], []
     for r in rows:

@@ -76,7 +76,8 @@ async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
         Enrollment.debtor_id == debtor.id, Enrollment.status == "active")
         .order_by(Enrollment.id))).all()
     anchors = await _anchors(session, debtor.id, debtor.timezone)
-    loaded = await load_for_gate(session, [debtor.id], now - timedelta(days=7))
+    loaded = await load_for_gate(session, host, debtor.tenant_id, [debtor.id],
+                                 now - timedelta(days=7))
     found: list[schemas.NextAction] = []
     for e in enrollments:
         v = cfg.versions.get(e.version_id)

@@ -66,6 +66,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
+from cartera.compliance.service import GatePolicy, load_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.messaging import gate
 from cartera.messaging.models import Interaction
@@ -392,6 +393,8 @@ class Loaded:
     contacts: dict[int, list[ContactPoint]]
     oldest: dict[int, date | None]
     recent: dict[int, list[Any]]
+    policy: GatePolicy | None = None
+    """The tenant's pack configs and settings, as the send path judges with them."""
 
 
 def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
@@ -399,11 +402,12 @@ def _chunks(ids: Sequence[int]) -> Iterable[list[int]]:
         yield list(ids[i:i + GATE_CHUNK])
 
 
-async def load_for_gate(session: AsyncSession, debtor_ids: Sequence[int],
-                        since: datetime) -> Loaded:
+async def load_for_gate(session: AsyncSession, host: PluginHost, tenant_id: int,
+                        debtor_ids: Sequence[int], since: datetime) -> Loaded:
     from cartera_sdk.compliance import PriorContact
 
-    found = Loaded({}, defaultdict(list), {}, defaultdict(list))
+    found = Loaded({}, defaultdict(list), {}, defaultdict(list),
+                   await load_policy(session, host, tenant_id))
     debtor_id: Any
     for ids in _chunks(sorted(set(debtor_ids))):
         for debtor in await session.scalars(select(Debtor).where(Debtor.id.in_(ids))):
@@ -417,12 +421,12 @@ async def load_for_gate(session: AsyncSession, debtor_ids: Sequence[int],
                 .where(DebtorBalance.debtor_id.in_(ids))
                 .group_by(DebtorBalance.debtor_id))).all():
             found.oldest[int(debtor_id)] = oldest
-        for debtor_id, channel, at in (await session.execute(select(
-                Interaction.debtor_id, Interaction.channel, Interaction.created_at).where(
-                Interaction.debtor_id.in_(ids), Interaction.direction == "outbound",
-                Interaction.created_at >= since,
-                Interaction.status.in_(gate.COUNTED_STATUSES)))).all():
-            found.recent[debtor_id].append(PriorContact(channel=channel, at=at))  # type: ignore[arg-type]
+        for debtor_id, channel, at, status in (await session.execute(select(
+                Interaction.debtor_id, Interaction.channel, Interaction.created_at,
+                Interaction.status).where(
+                Interaction.debtor_id.in_(ids), *gate.counted_contacts(since)))).all():
+            found.recent[debtor_id].append(PriorContact(
+                channel=channel, at=at, outcome=status))  # type: ignore[arg-type]
     return found
 
 
@@ -457,7 +461,8 @@ def judge_channels(host: PluginHost, loaded: Loaded, debtor_id: int,
     for ch in channels:
         channel = ch["channel"]
         cp = pick_contact_point(loaded.contacts.get(debtor_id, []), channel)
-        verdict = gate.decide(host, debtor, cp, channel, at, dpd, loaded.recent[debtor_id])
+        verdict = gate.decide(host, debtor, cp, channel, at, dpd, loaded.recent[debtor_id],
+                              policy=loaded.policy)
         body = gate.as_json(verdict)
         judged = Judged(verdict.decision, channel, cp.id if cp else None,
                         {**body, "channel": channel, "tried": list(tried)}, verdict.until)
@@ -506,7 +511,8 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
         a.c.verdict.is_(None)))).all()
     if not rows:
         return
-    loaded = await load_for_gate(session, [r.debtor_id for r in rows], now - timedelta(days=7))
+    loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
+                                 now - timedelta(days=7))
     changes = []
     for r in rows:
         step = cfg.versions[r.version_id].steps[r.step_index]
