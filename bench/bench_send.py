@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -135,6 +137,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
+    # PostgreSQL needs an explicit master key (this process seals the integration's secrets,
+    # the workers open them), and the workers may reach only the loopback fake provider.
+    os.environ.setdefault("CARTERA_MASTER_KEY",
+                          base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+    os.environ.setdefault("CARTERA_EGRESS_ALLOW", f"127.0.0.1:{args.port}")
     url = recreate_postgres(args.database_url)
     migrate.upgrade(url)
     with tempfile.TemporaryDirectory() as tmp:
