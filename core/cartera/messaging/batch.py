@@ -60,6 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import clock
 from cartera.compliance.service import GatePolicy, contact_content, load_policy
 from cartera.errors import CarteraError
+from cartera.events import outbox
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
@@ -584,14 +585,16 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
             # of a second of outcomes (those messages are then sent again, at least once);
             # a worker crash loses none.
             await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        held = {i: (attempt, channel) for i, attempt, channel in (await session.execute(select(
-            Interaction.id, Interaction.attempts, Interaction.channel).where(
+        held = {r.id: r for r in (await session.execute(select(
+            Interaction.id, Interaction.tenant_id, Interaction.attempts, Interaction.channel,
+            Interaction.debtor_id).where(
             Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
             Interaction.status == "sending").with_for_update())).all()}
-        rows, events = [], []
+        rows, events, moved = [], [], []
         for claimed, outcome in outcomes:
-            attempt, channel = held.get(claimed.interaction_id, (None, ""))
-            if attempt != claimed.attempt:
+            current = held.get(claimed.interaction_id)
+            attempt, channel = (current.attempts, current.channel) if current else (None, "")
+            if current is None or attempt != claimed.attempt:
                 counts["stale"] += 1
                 continue
             await _suppress_if_told(session, claimed, channel, outcome, now)
@@ -605,9 +608,12 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
                                                {"interaction_id": claimed.interaction_id},
                                                run_after=values["not_before"])
             counts["retrying" if values["status"] == "queued" else values["status"]] += 1
+            if values["status"] != "queued":
+                moved.append((current, current.debtor_id, values["status"]))
         if rows:
             await session.execute(update(Interaction), rows)
             await session.execute(insert(InteractionEvent), events)
+            await outbox.emit_interactions(session, moved)
         await session.commit()
     return dict(counts)
 
