@@ -141,6 +141,18 @@ class ChargeFindingOut(Struct):
     lawful_from: date | None
 
 
+class PrescriptionOut(Struct):
+    """When judicial collection is time-barred, per pack: ``time_barred_from`` is ``None``
+    when the pack knows no limitation period for the country (it never guesses a date)."""
+
+    source: str
+    time_barred_from: date | None
+    code: str
+    message: str
+    rule_ref: str | None
+    verification: str
+
+
 class ChargesCheckOut(Struct):
     debtor_id: int
     today: date
@@ -148,6 +160,7 @@ class ChargesCheckOut(Struct):
     overdue: str | None
     currency: str | None
     findings: list[ChargeFindingOut]
+    prescription: list[PrescriptionOut] = []
 
 
 class TemplateCheckIn(Struct, forbid_unknown_fields=True):
