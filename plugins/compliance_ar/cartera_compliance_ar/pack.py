@@ -13,6 +13,8 @@ Readings (compliance.md §2.5):
   (art. 8 bis, CNACAF Sala III 2022); co-debtors and guarantors are obligors. In CABA, no
   messages to anyone other than the debtor.
 * Any means giving an extrajudicial claim the appearance of a judicial one is forbidden.
+* CABA's law applies to debtors domiciled there and to collection agents domiciled there
+  (``agent_in_caba``: the tenant's agent is, so CABA's rules apply to every debtor).
 * CABA: the debtor must be told the claim was handed to an agent, with the agent's name;
   an agency's notice must name the creditor and the agency.
 * CABA: no notifying through work phones, work e-mail or workplaces, nor contacting
@@ -63,10 +65,13 @@ BUREAU_YEARS = 5
 
 class ArConfig(PackConfig, frozen=True, kw_only=True):
     """``hours_nationwide``: apply the CABA window outside CABA too (conservative);
-    ``work_contact_ban_nationwide``: refuse work contact points outside CABA too."""
+    ``work_contact_ban_nationwide``: refuse work contact points outside CABA too;
+    ``agent_in_caba``: the collection agent is domiciled in CABA (Ley 6171 then applies
+    to every debtor)."""
 
     hours_nationwide: bool = True
     work_contact_ban_nationwide: bool = True
+    agent_in_caba: bool = False
 
 
 class ArgentinaPack(RulePack):
@@ -94,7 +99,8 @@ class ArgentinaPack(RulePack):
         rule("third_party_forbidden", "Third party", f"{ART}; {CABA}",
              "Disclosing the debt to third parties (family, employer, references) puts the "
              "debtor in a shameful situation (CNACAF Sala III, 2022). Co-debtors and "
-             "guarantors are obligors, except in CABA, where only the debtor may be "
+             "guarantors are obligors, except under CABA's law (a debtor or, with "
+             "agent_in_caba, an agent domiciled in CABA), where only the debtor may be "
              "contacted.", verification="secondary"),
         rule("court_document_lookalike", "Appearance of a judicial claim", ART,
              "No means that gives an extrajudicial claim the appearance of a judicial one."),
@@ -142,7 +148,7 @@ class ArgentinaPack(RulePack):
     )
 
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
-        in_caba = contact.debtor_subdivision == "AR-C"
+        in_caba = contact.debtor_subdivision == "AR-C" or config.agent_in_caba
         out = self.role_denial(contact, frozenset({"debtor"}) if in_caba else OBLIGORS)
         if contact.contact_point_use == "work" and (
                 in_caba or config.work_contact_ban_nationwide):
@@ -156,7 +162,7 @@ class ArgentinaPack(RulePack):
         return out
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
-        in_caba = contact.debtor_subdivision == "AR-C"
+        in_caba = contact.debtor_subdivision == "AR-C" or config.agent_in_caba
         if contact.channel not in TIMED or not (in_caba or config.hours_nationwide):
             return []
         return [self.hours_rule(contact, config, HOURS)]

@@ -167,3 +167,14 @@ def test_no_bureau_report_of_data_older_than_five_years() -> None:
     prescription = PACK.prescription(old)
     assert (prescription.time_barred_from, prescription.reason.code) == (
         None, "prescription_period_unknown")
+
+
+def test_an_agent_domiciled_in_caba_brings_caba_law_to_every_debtor() -> None:
+    cordoba = contact(TUESDAY, "voice", sub="AR-X", recipient_role="guarantor")
+    assert isinstance(PACK.judge(cordoba, ArConfig()), Allow)
+    caba_agent = ArConfig(agent_in_caba=True, work_contact_ban_nationwide=False)
+    verdict = PACK.judge(cordoba, caba_agent)
+    assert isinstance(verdict, Deny)
+    assert [r.code for r in verdict.reasons] == ["third_party_forbidden"]
+    work = contact(TUESDAY, "voice", sub="AR-X", contact_point_use="work")
+    assert isinstance(PACK.judge(work, caba_agent), Deny)

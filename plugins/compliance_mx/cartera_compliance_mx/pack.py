@@ -27,6 +27,8 @@ Readings (compliance.md §2.2):
   exterior shows it is a collection: a letter whose subject (what the envelope shows)
   mentions a debt or collection is refused. Its hours (no visits or calls 22:01-06:59)
   fit inside the CONDUSEF window, so one profile judges both.
+* An agency may not receive payment directly: a message asking to pay the agency (a
+  payment verb followed within a few words by the agency's name) is refused.
 * Money: fees must be registered under the LTOSF and no collection-fee cap was found, so
   no fee is reported lawful; no interest cap is known. Bureau reports: no prior-notice
   period found; records are kept 72 months (LRSIC art. 23, secondary).
@@ -151,6 +153,9 @@ class MexicoPack(RulePack):
              "legally possible consequences is not intimidation."),
         rule("creditor_name_missing", "Creditor not named", DISPOSICIONES,
              "An agency's notice or formal letter must name the creditor entity."),
+        rule("agency_takes_payment", "Asks to pay the agency", DISPOSICIONES,
+             "A collection agency may not receive payment directly, by any means: payments "
+             "go only to the creditor entity."),
         rule("minor_recipient", "Recipient is a minor", DISPOSICIONES,
              "No collection, negotiation or restructuring with minors (under 18), whatever "
              "their role."),
@@ -209,6 +214,9 @@ class MexicoPack(RulePack):
             found = findings(contact.content.text, AUTHORITY)
             if found:
                 out.append(self.reason("authority_impersonation", ", ".join(found)))
+            agency = contact.creditor.agency_name if contact.creditor else None
+            if agency and _pays_agency(contact.content.text, agency):
+                out.append(self.reason("agency_takes_payment", agency))
             if contact.channel == "letter" and contact.content.subject:
                 found = findings(contact.content.subject, _VISIBLE_COLLECTION)
                 if found:
@@ -251,6 +259,16 @@ class MexicoPack(RulePack):
     def prescription(self, query: ChargeQuery) -> Prescription:
         return Prescription(time_barred_from=None,
                             reason=self.reason("prescription_period_unknown"))
+
+
+_PAY = r"\b(pague|paga|pagar|pagarle|deposite|deposita|depositar|transfiera|transfiere|" \
+    r"transferir|abone|abonar|entregue)\b(\s+[^\s.;:!?]+){0,6}?\s+"
+
+
+def _pays_agency(text: str, agency: str) -> bool:
+    """Whether ``text`` asks to pay ``agency`` ("deposite a la cuenta de <agency>")."""
+    name = re.escape(normalise(agency).strip())
+    return bool(name) and re.search(_PAY + name, normalise(text)) is not None
 
 
 def _add_months(day: date, months: int) -> date:

@@ -259,3 +259,18 @@ def test_charges_check_for_mexico() -> None:
     prescription = PACK.prescription(query)
     assert prescription.time_barred_from is None
     assert prescription.reason.code == "prescription_period_unknown"
+
+
+@pytest.mark.parametrize(("text", "denied"), [
+    ("Deposite hoy a la cuenta de Despacho Legal Orión.", True),
+    ("Pague directamente a Despacho Legal Orión su adeudo.", True),
+    ("Pague en Banco Azteca Norte. Despacho Legal Orión le atiende.", False),
+])
+def test_the_agency_may_not_receive_payment(text: str, denied: bool) -> None:
+    verdict = PACK.judge(contact(datetime(2026, 3, 3, 10, tzinfo=CDMX), creditor=BANK,
+                                 content=ContactContent(text=text)), MxConfig())
+    if denied:
+        assert isinstance(verdict, Deny)
+        assert [r.code for r in verdict.reasons] == ["agency_takes_payment"]
+    else:
+        assert isinstance(verdict, Allow)
