@@ -124,3 +124,24 @@ async def test_the_gate_reads_a_work_contact_point_for_caba(app: Litestar,
         home = await gate.judge(session, host, debtor, phone("casa"), "voice", tuesday)
     assert (work.decision, work.reasons[0].code) == ("deny", "work_contact_point")
     assert home.decision == "allow"
+
+
+async def test_a_hypothetical_contact_carries_age_and_work_use(tenant: TenantClient,
+                                                               host: PluginHost) -> None:
+    mx = {"country": "MX", "timezone": "America/Mexico_City", "recipient_age": 15}
+    r = await tenant.api.post("/v1/compliance/check", json={
+        "channel": "sms", "planned_at": "2026-03-03T10:00:00-06:00", "contact": mx})
+    assert r.status_code == 200, r.text
+    verdict = r.json()["verdict"]
+    assert (verdict["decision"], verdict["reasons"][0]["code"]) == ("deny", "minor_recipient")
+    caba = {"country": "AR", "timezone": "America/Argentina/Buenos_Aires",
+            "subdivision": "AR-C", "contact_point_use": "work"}
+    r = await tenant.api.post("/v1/compliance/check", json={
+        "channel": "email", "planned_at": "2026-03-03T11:00:00-03:00", "contact": caba})
+    verdict = r.json()["verdict"]
+    assert (verdict["decision"], verdict["reasons"][0]["code"]) == ("deny",
+                                                                    "work_contact_point")
+    bad = await tenant.api.post("/v1/compliance/check", json={
+        "channel": "sms", "planned_at": "2026-03-03T10:00:00-06:00",
+        "contact": {**mx, "recipient_age": -1}})
+    assert bad.status_code in (400, 422), bad.text

@@ -135,7 +135,8 @@ def _explicit_contact(data: schemas.CheckIn, at: datetime, policy: GatePolicy) -
         consumer=c.consumer, stage=c.stage, days_past_due=c.days_past_due,
         is_first_contact=c.is_first_contact, in_litigation=c.in_litigation,
         authorized_channels=c.authorized_channels, contact_origin=c.contact_origin,
-        content=_content(data), creditor=policy.creditor,
+        content=_content(data), creditor=policy.creditor, recipient_age=c.recipient_age,
+        contact_point_use=c.contact_point_use,
         recent_contacts=[PriorContact(channel=p.channel, at=p.at, direct=p.direct,
                                       outcome=p.outcome) for p in c.recent_contacts])
 
