@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from calendar import monthrange
 from datetime import date
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from cartera_sdk import (
@@ -232,8 +233,7 @@ class MexicoPack(RulePack):
         if creditor is None:
             return []
         out = []
-        named = [n for n in (creditor.agency_name, creditor.name) if n]
-        found = [f for n in named for f in findings(n, AUTHORITY)]
+        found = _impersonating(creditor.agency_name, creditor.name)
         if found:
             out.append(self.reason("authority_impersonation",
                                    "name resembles a public institution: " + ", ".join(found)))
@@ -259,6 +259,13 @@ class MexicoPack(RulePack):
     def prescription(self, query: ChargeQuery) -> Prescription:
         return Prescription(time_barred_from=None,
                             reason=self.reason("prescription_period_unknown"))
+
+
+@lru_cache(maxsize=1024)
+def _impersonating(*names: str | None) -> tuple[str, ...]:
+    """What in the agency's or creditor's name resembles a public institution (cached:
+    a tenant has one creditor, judged for every contact)."""
+    return tuple(f for n in names if n for f in findings(n, AUTHORITY))
 
 
 _PAY = r"\b(pague|paga|pagar|pagarle|deposite|deposita|depositar|transfiera|transfiere|" \
