@@ -137,7 +137,7 @@ class DebtorController(Controller):
     @post("/{debtor_id:int}/contact-points", summary="Add a contact point",
           operation_id="CreateContactPoint", **WRITE)
     async def add_contact_point(self, debtor_id: Id, data: schemas.ContactPointIn,
-                                session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
+                                session: AsyncSession, actor: Actor) -> None:
         """Add a phone, email, WhatsApp number or postal address, with consent and origin."""
         await service.add_contact_point(session, actor, debtor_id, data)
         debtor = await service.get_debtor(session, debtor_id)
@@ -163,21 +163,18 @@ class DebtorController(Controller):
 
     @delete("/{debtor_id:int}/contact-points/{contact_point_id:int}/suppressions/{channel:str}",
             summary="Lift a contact point's suppression", operation_id="LiftSuppression",
-            status_code=200, **WRITE)
+            **WRITE)
     async def lift_suppression(self, debtor_id: Id, contact_point_id: Id,
                                channel: Annotated[ChannelKind, Parameter(
                                    description="The suppressed channel: whatsapp, sms, email, "
                                                "voice or letter.")],
-                               session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
+                               session: AsyncSession, actor: Actor) -> None:
         """Make a contact point usable again for a channel a provider suppressed (hard
         bounce, spam complaint, carrier opt-out), e.g. once the debtor fixed the mailbox.
         Only this contact point; audited (``contact_point.suppression_lifted``). A channel
         that is not suppressed here answers 404 ``suppression_not_found``. A new provider
         suppression suppresses it again."""
         await service.lift_suppression(session, actor, debtor_id, contact_point_id, channel)
-        debtor = await service.get_debtor(session, debtor_id)
-        out = (await service.debtor_out(session, [debtor]))[0].contact_points
-        return next(cp for cp in out if cp.id == contact_point_id)
 
     @post("/{debtor_id:int}/related-parties", summary="Add a related party",
           operation_id="CreateRelatedParty", **WRITE)
