@@ -251,9 +251,18 @@ async def _joined_fragments(session: AsyncSession, integration: Integration,
         return None
     if mine[-1].event_id != payload["event_id"]:
         return None  # complete, but a later-stored part of the same delivery records it
-    await session.execute(update(WebhookEvent).where(
-        WebhookEvent.id.in_([row.id for row in mine])).values(reason=FRAGMENT_JOINED))
+    if not await _claim_fragments(session, [row.id for row in mine], FRAGMENT_JOINED):
+        return None  # the expiry took them meanwhile: it records the message
     return _joined_text(parts, int(fragment["count"]))
+
+
+async def _claim_fragments(session: AsyncSession, ids: list[int], reason: str) -> bool:
+    """Mark waiting fragments as used (``reason``); ``False`` when some already were: a
+    concurrent join or expiry took them (the row locks make the second one wait, then see
+    them taken), so each message is recorded once."""
+    result = await session.execute(update(WebhookEvent).where(
+        WebhookEvent.id.in_(ids), WebhookEvent.reason.is_(None)).values(reason=reason))
+    return int(getattr(result, "rowcount", 0) or 0) == len(ids)
 
 
 async def expire_fragments(session: AsyncSession, now: datetime,
@@ -282,8 +291,8 @@ async def expire_fragments(session: AsyncSession, now: datetime,
         count = max(int(row.payload["fragment"]["count"]) for row in rows)
         parts = {int(row.payload["fragment"]["index"]): row.payload.get("text") or ""
                  for row in rows}
-        await session.execute(update(WebhookEvent).where(
-            WebhookEvent.id.in_([row.id for row in rows])).values(reason=FRAGMENT_EXPIRED))
+        if not await _claim_fragments(session, [row.id for row in rows], FRAGMENT_EXPIRED):
+            continue  # joined or expired by someone else meanwhile
         await _record_inbound(session, integration,
                               channels.get(integration.provider_name, "sms"),
                               rows[0].payload, _joined_text(parts, count),
