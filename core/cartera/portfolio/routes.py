@@ -137,7 +137,7 @@ class DebtorController(Controller):
     @post("/{debtor_id:int}/contact-points", summary="Add a contact point",
           operation_id="CreateContactPoint", **WRITE)
     async def add_contact_point(self, debtor_id: Id, data: schemas.ContactPointIn,
-                                session: AsyncSession, actor: Actor) -> None:
+                                session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
         """Add a phone, email, WhatsApp number or postal address, with consent and origin."""
         await service.add_contact_point(session, actor, debtor_id, data)
         debtor = await service.get_debtor(session, debtor_id)
