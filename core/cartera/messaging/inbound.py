@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock, money
@@ -205,6 +205,9 @@ arrive, marked incomplete (``content.incomplete``, ``parts_received``, ``parts_e
 a missing part shows as ``[...]`` in the text): a debtor's reply is never lost to a
 dropped part. A part arriving after its message expired is recorded on its own, the same
 way, once its window ends."""
+FRAGMENT_WAITING = "fragment_waiting"
+"""The reason on a fragment's webhook event until its message is recorded (a partial
+index finds the waiting ones without scanning every event)."""
 FRAGMENT_JOINED, FRAGMENT_EXPIRED = "fragment_joined", "fragment_expired"
 """Reasons kept on a fragment's webhook event once its message was recorded (whole, or
 incomplete after :data:`FRAGMENT_WINDOW`): such a part never joins a later message
@@ -216,7 +219,7 @@ def _fragment_rows(integration_id: int, reference: str) -> Any:
     return select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.payload).where(
         WebhookEvent.integration_id == integration_id,
         WebhookEvent.event_type == "InboundMessage",
-        WebhookEvent.reason.is_(None),
+        WebhookEvent.reason == FRAGMENT_WAITING,
         WebhookEvent.payload[("fragment", "reference")].as_string() == reference,
     ).order_by(WebhookEvent.id)
 
@@ -242,6 +245,10 @@ async def _joined_fragments(session: AsyncSession, integration: Integration,
     they may come in any order and in different deliveries; once joined they are marked
     (:data:`FRAGMENT_JOINED`)."""
     fragment = payload["fragment"]
+    await session.execute(update(WebhookEvent).where(
+        WebhookEvent.integration_id == integration.id,
+        WebhookEvent.event_id == payload["event_id"], WebhookEvent.reason.is_(None))
+        .values(reason=FRAGMENT_WAITING))
     rows = (await session.execute(_fragment_rows(integration.id,
                                                  str(fragment["reference"])))).all()
     mine = [row for row in rows if row.payload.get("from_address") == payload["from_address"]]
@@ -261,7 +268,8 @@ async def _claim_fragments(session: AsyncSession, ids: list[int], reason: str) -
     concurrent join or expiry took them (the row locks make the second one wait, then see
     them taken), so each message is recorded once."""
     result = await session.execute(update(WebhookEvent).where(
-        WebhookEvent.id.in_(ids), WebhookEvent.reason.is_(None)).values(reason=reason))
+        WebhookEvent.id.in_(ids), WebhookEvent.reason == FRAGMENT_WAITING)
+        .values(reason=reason))
     return int(getattr(result, "rowcount", 0) or 0) == len(ids)
 
 
@@ -273,8 +281,8 @@ async def expire_fragments(session: AsyncSession, now: datetime,
     name (``sms`` when unknown). All tenants; returns how many messages were recorded."""
     old = (await session.execute(select(
         WebhookEvent.integration_id, WebhookEvent.payload).where(
-        WebhookEvent.event_type == "InboundMessage", WebhookEvent.reason.is_(None),
-        WebhookEvent.payload[("fragment", "reference")].as_string().is_not(None),
+        # a literal, not a bound value, so the planner matches the partial index
+        WebhookEvent.reason == literal_column(f"'{FRAGMENT_WAITING}'"),
         WebhookEvent.received_at < now - FRAGMENT_WINDOW))).all()
     groups = sorted({(row.integration_id, str(row.payload["fragment"]["reference"]),
                       str(row.payload.get("from_address"))) for row in old})

@@ -3,6 +3,8 @@
 * ``message_part_ids``: one row per accepted part of a message sent in several parts
   (integration, interaction, the part's provider id, its index and the part count), so a
   receipt naming only its part's id (no outbox id) is matched to its message.
+* ``webhook_events``: a partial index on ``received_at`` of the inbound SMS fragments
+  still waiting for their other parts (``reason = 'fragment_waiting'``), for the expiry.
 
 Revision ID: 0029
 Revises: 0021
@@ -20,6 +22,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+WAITING = sa.text("reason = 'fragment_waiting'")
 
 
 def _fk(table: str, column: str, target: str) -> sa.Column[int]:
@@ -43,8 +46,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_message_part_ids_provider", "message_part_ids",
                     ["integration_id", "provider_message_id"])
+    op.create_index("ix_webhook_events_fragments_waiting", "webhook_events", ["received_at"],
+                    postgresql_where=WAITING, sqlite_where=WAITING)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_webhook_events_fragments_waiting", table_name="webhook_events")
     op.drop_index("ix_message_part_ids_provider", table_name="message_part_ids")
     op.drop_table("message_part_ids")
