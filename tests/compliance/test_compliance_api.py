@@ -195,38 +195,6 @@ async def test_debtor_data_outside_the_country_is_denied_not_allowed(
     assert "debtor_timezone" in verdict.reasons[0].message
 
 
-async def test_report_counts_verdicts_per_rule_with_median_deferral(
-        tenant: TenantClient, host: PluginHost, app: Litestar) -> None:
-    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-    reason = {"code": "outside_hours", "message": "m", "source": "compliance_pe",
-              "rule_ref": "Ley 29571 art. 62.b"}
-    rows = [("defer", timedelta(hours=1)), ("defer", timedelta(hours=3)),
-            ("defer", timedelta(hours=10)), ("allow", None)]
-    async with app.state.ctx.sessionmaker() as session:
-        for i, (decision, wait) in enumerate(rows):
-            at = start + timedelta(minutes=i)
-            session.add(Interaction(
-                tenant_id=tenant.tenant_id, direction="outbound", channel="sms",
-                status="deferred" if wait else "sent", created_at=at,
-                not_before=at + wait if wait else None,
-                verdict={"decision": decision, "reasons": [
-                    reason if wait else {**reason, "code": "allowed"}]}))
-        await session.commit()
-    r = await tenant.api.get("/v1/compliance/report", params={
-        "period_start": "2026-03-02T00:00:00Z", "period_end": "2026-03-03T00:00:00Z"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["contacts"] == 4
-    by_code = {row["code"]: row for row in body["rules"]}
-    assert by_code["outside_hours"] == {
-        "source": "compliance_pe", "code": "outside_hours", "allowed": 0, "deferred": 3,
-        "denied": 0, "median_deferral_seconds": 3 * 3600}
-    assert by_code["allowed"]["allowed"] == 1
-    bad = await tenant.api.get("/v1/compliance/report", params={
-        "period_start": "2026-03-03T00:00:00Z", "period_end": "2026-03-02T00:00:00Z"})
-    assert bad.status_code == 422
-
-
 async def test_charges_check_caps_chilean_collection_fees(make_tenant: Any,
                                                           host: PluginHost) -> None:
     from cartera import clock

@@ -1,13 +1,12 @@
 """The read side of /v1/compliance: installed packs, hypothetical checks, the report.
 
 Nothing here writes: a check runs the gate's own code on a debtor (or on explicit fields)
-and returns its verdict.
+and returns its verdict. (The report is computed from the recorded decisions:
+:mod:`cartera.compliance.decisions`.)
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -32,7 +31,6 @@ from cartera.compliance import schemas
 from cartera.compliance.service import INVALID_CONFIG, GatePolicy, load_policy
 from cartera.errors import Invalid
 from cartera.messaging import gate
-from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost, RegisteredProvider
 from cartera.portfolio.models import DebtorBalance
 
@@ -156,35 +154,6 @@ def _judge_explicit(host: PluginHost, policy: GatePolicy, data: schemas.CheckIn,
         param = _FIELDS.get(exc.field, f"contact.{exc.field}")
         raise Invalid(str(exc), code="invalid_contact", param=param) from None
     return gate.combine(verdicts)
-
-
-async def report(session: AsyncSession, start: datetime, end: datetime) -> schemas.ReportOut:
-    """Per pack (``source``) and rule: contacts allowed, deferred and denied in
-    ``[start, end)`` (by creation), from each outbound interaction's last recorded verdict,
-    and the median deferral (``not_before`` minus creation) of the deferred ones."""
-    rows = (await session.execute(select(
-        Interaction.verdict, Interaction.created_at, Interaction.not_before).where(
-        Interaction.direction == "outbound", Interaction.verdict.is_not(None),
-        Interaction.created_at >= start, Interaction.created_at < end))).all()
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
-        lambda: {"allow": 0, "defer": 0, "deny": 0})
-    waits: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for verdict, created_at, not_before in rows:
-        decision = verdict.get("decision")
-        if decision not in ("allow", "defer", "deny"):
-            continue
-        keys = {(r.get("source", "gate"), r.get("code", "")) for r in verdict.get("reasons", [])}
-        for key in keys:
-            counts[key][decision] += 1
-            if decision == "defer" and not_before is not None:
-                waits[key].append((not_before - created_at).total_seconds())
-    rules = [schemas.RuleCount(
-        source=source, code=code, allowed=c["allow"], deferred=c["defer"], denied=c["deny"],
-        median_deferral_seconds=int(statistics.median(waits[(source, code)]))
-        if waits.get((source, code)) else None)
-        for (source, code), c in sorted(counts.items())]
-    return schemas.ReportOut(period_start=start, period_end=end, contacts=len(rows),
-                             rules=rules)
 
 
 async def charges(session: AsyncSession, host: PluginHost, debtor_id: int,
