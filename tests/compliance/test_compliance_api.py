@@ -36,7 +36,8 @@ def host(monkeypatch: pytest.MonkeyPatch) -> PluginHost:
     packs = PluginHost()
     for name, module in PACKS.items():
         packs.add_plugin(module, name, f"cartera-{name.replace('_', '-')}", "0.1.0")
-    for where in ("cartera.compliance.routes", "cartera.integrations.routes"):
+    for where in ("cartera.compliance.routes", "cartera.integrations.routes",
+                  "cartera.messaging.routes"):
         monkeypatch.setattr(f"{where}.current_host", lambda: packs)
     return packs
 
@@ -234,23 +235,53 @@ async def test_charges_check_refuses_a_bad_uf_value(tenant: TenantClient,
 
 async def test_a_template_is_checked_for_content_rules_only(tenant: TenantClient,
                                                             host: PluginHost) -> None:
+    # Saved with what the packs find (a missing creditor name is listed, not refused):
     r = await tenant.api.post("/v1/templates", json={
-        "code": "judicial", "channel": "sms", "locale": "es-PE", "name": "j",
-        "body": "NOTIFICACIÓN JUDICIAL: {{ debtor.first_name }}, pague {{ balance.overdue }}."})
+        "code": "notice", "channel": "sms", "locale": "es-PE", "name": "n",
+        "body": "{{ debtor.first_name }}, pague {{ balance.overdue }} a su acreedor."})
     assert r.status_code == 201, r.text
+    assert r.json()["compliance"] == {"country": "PE", "packs": ["compliance_pe"],
+                                      "findings": []}
     template_id = r.json()["id"]
     r = await tenant.api.post(f"/v1/templates/{template_id}/compliance", json={})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["country"], body["packs"]) == ("PE", ["compliance_pe"])
-    assert [(f["code"], f["source"], f["rule_ref"]) for f in body["findings"]] == [
-        ("court_document_lookalike", "compliance_pe", "Ley 29571 art. 62.a")]
+    assert (body["country"], body["packs"], body["findings"]) == ("PE", ["compliance_pe"], [])
     r = await tenant.api.post(f"/v1/templates/{template_id}/compliance",
                               json={"country": "BR"})
     codes = {f["code"] for f in r.json()["findings"]}
-    assert codes == {"creditor_identification_missing"}  # Spanish court words aren't BR's
+    assert codes == {"creditor_identification_missing"}  # CDC 42-A: name, address, CNPJ
+    got = await tenant.api.get(f"/v1/templates/{template_id}")
+    assert got.json()["compliance"] is None  # reads do not judge
+
+
+async def test_a_template_that_reads_like_a_court_document_is_refused_on_save(
+        tenant: TenantClient, host: PluginHost) -> None:
     r = await tenant.api.post("/v1/templates", json={
-        "code": "plain", "channel": "sms", "locale": "es-PE", "name": "p",
-        "body": "Hola {{ debtor.first_name }}, su cuota vence mañana."})
-    r = await tenant.api.post(f"/v1/templates/{r.json()['id']}/compliance", json={})
-    assert r.json()["findings"] == []
+        "code": "judicial", "channel": "sms", "locale": "es-PE", "name": "j",
+        "body": "NOTIFICACIÓN JUDICIAL: {{ debtor.first_name }}, pague {{ balance.overdue }}."})
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert (problem["code"], problem["param"]) == ("template_unlawful", "body")
+    assert [(f["code"], f["source"], f["rule_ref"]) for f in problem["findings"]] == [
+        ("court_document_lookalike", "compliance_pe", "Ley 29571 art. 62.a")]
+    r = await tenant.api.post("/v1/templates", json={
+        "code": "plain", "channel": "email", "locale": "es-PE", "name": "p",
+        "body": "Hola {{ debtor.first_name }}, su cuota vence mañana.",
+        "subject": "Recordatorio", "html": "<p>Hola</p>"})
+    assert r.status_code == 201, r.text
+    template_id = r.json()["id"]
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"subject": "Orden de embargo"})
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["param"]) == ("template_unlawful", "subject")
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"body": "Sabemos donde trabaja: avisaremos a su jefe."})
+    assert (r.status_code, r.json()["code"]) == (422, "template_unlawful")
+    assert r.json()["findings"][0]["code"] == "threat"
+    stored = (await tenant.api.get(f"/v1/templates/{template_id}")).json()
+    assert (stored["version"], stored["subject"]) == (1, "Recordatorio")  # nothing saved
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"body": "Hola {{ debtor.first_name }}, gracias."})
+    assert r.status_code == 200, r.text
+    assert r.json()["compliance"]["findings"] == []

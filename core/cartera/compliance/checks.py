@@ -7,6 +7,7 @@ and returns its verdict. (The report is computed from the recorded decisions:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -198,6 +199,66 @@ class ChargeParams:
     small_debt: bool = False
 
 
+#: Content findings no rendering can cure (what the template says in so many words): a
+#: template showing one is refused on save. The others (a missing creditor name, CNPJ,
+#: first-contact disclosure) may be filled in by placeholders or the tenant's creditor
+#: settings at render time, and the gate checks the rendered message before every send:
+#: on save they are reported, not refused.
+REFUSED_ON_SAVE = frozenset({"court_document_lookalike", "threat", "authority_impersonation",
+                             "asks_reason_for_default", "bureau_threat"})
+_PLACEHOLDERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def content_findings(host: PluginHost, policy: GatePolicy, country: str, channel: str,
+                     text: str, subject: str | None, kind: Any = "notice",
+                     first_contact: bool = False) -> tuple[list[str], list[Any]]:
+    """The packs of ``country`` that judged the text, and their content findings (only
+    content rules, whatever the hour or recipient)."""
+    content = ContactContent(text=text, subject=subject, kind=kind)
+    found, names = [], []
+    for pack in gate._packs(host, country):
+        zones = list(getattr(pack, "timezones", None) or ["UTC"])
+        planned = PlannedContact(
+            channel=channel, planned_at=clock.now(),  # type: ignore[arg-type]
+            debtor_country=country, debtor_timezone=zones[0], content=content,
+            is_first_contact=first_contact, creditor=policy.creditor,
+            authorized_channels=[channel])  # type: ignore[list-item]
+        config = policy.config_for(pack)
+        verdict = gate._judge_one(pack, planned, pack.Config() if config is INVALID_CONFIG
+                                  else config)
+        names.append(pack.name)
+        found += [gate._reason(r.code, r.message, pack.name, r.rule_ref)
+                  for r in verdict.reasons if r.code in CONTENT_CODES]
+    return names, found
+
+
+async def check_on_save(session: AsyncSession, host: PluginHost, tenant_id: int,
+                        channel: str, body: str, subject: str | None
+                        ) -> tuple[str, list[str], list[Any]]:
+    """The content check of a template being saved, with the tenant's country packs:
+    raises :class:`Invalid` (``template_unlawful``, naming ``body`` or ``subject``) on a
+    finding of :data:`REFUSED_ON_SAVE` in the template's own words (placeholders
+    removed), else returns the country, the packs and every finding."""
+    from cartera.tenants.models import Tenant
+
+    country = await session.scalar(select(Tenant.country).where(Tenant.id == tenant_id)) or ""
+    if not gate._packs(host, country):
+        return country, [], []
+    policy = await load_policy(session, host, tenant_id)
+    for param, text in (("body", body), ("subject", subject)):
+        if not text:
+            continue
+        _, found = content_findings(host, policy, country, channel,
+                                    _PLACEHOLDERS.sub(" ", text), None)
+        refused = [f for f in found if f.code in REFUSED_ON_SAVE]
+        if refused:
+            raise Invalid("; ".join(f"{f.source} {f.code} ({f.rule_ref}): {f.message}"
+                                    for f in refused), code="template_unlawful", param=param,
+                          extra={"findings": [msgspec.to_builtins(f) for f in refused]})
+    names, found = content_findings(host, policy, country, channel, body, subject)
+    return country, names, found
+
+
 async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: int,
                             template_id: int, data: schemas.TemplateCheckIn
                             ) -> schemas.TemplateCheckOut:
@@ -210,20 +271,7 @@ async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: 
     country = data.country or await session.scalar(
         select(Tenant.country).where(Tenant.id == tenant_id)) or ""
     policy = await load_policy(session, host, tenant_id)
-    content = ContactContent(text=template.body, subject=template.subject, kind=data.kind)
-    found, names = [], []
-    for pack in gate._packs(host, country):
-        zones = list(getattr(pack, "timezones", None) or ["UTC"])
-        planned = PlannedContact(
-            channel=template.channel, planned_at=clock.now(),  # type: ignore[arg-type]
-            debtor_country=country, debtor_timezone=zones[0], content=content,
-            is_first_contact=data.first_contact, creditor=policy.creditor,
-            authorized_channels=[template.channel])  # type: ignore[list-item]
-        config = policy.config_for(pack)
-        verdict = gate._judge_one(pack, planned, pack.Config() if config is INVALID_CONFIG
-                                  else config)
-        names.append(pack.name)
-        found += [gate._reason(r.code, r.message, pack.name, r.rule_ref)
-                  for r in verdict.reasons if r.code in CONTENT_CODES]
+    names, found = content_findings(host, policy, country, template.channel, template.body,
+                                    template.subject, data.kind, data.first_contact)
     return schemas.TemplateCheckOut(template_id=template.id, country=country, packs=names,
                                     findings=found)
