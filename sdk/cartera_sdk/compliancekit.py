@@ -876,7 +876,9 @@ class RulePack(BaseCompliancePack):
         if contact.debtor_country != self.country:
             raise InvalidContact("debtor_country",
                                  f"{contact.debtor_country!r} is not {self.country}")
-        if contact.timezone_known and contact.debtor_timezone not in self._zone_names:
+        # Even a guessed zone (``timezone_known=False``) must be one of the country's: the
+        # verdict's instants are given in it.
+        if contact.debtor_timezone not in self._zone_names:
             raise InvalidContact("debtor_timezone",
                                  f"{contact.debtor_timezone!r} is not a zone of {self.country}")
         sub = contact.debtor_subdivision

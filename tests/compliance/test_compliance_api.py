@@ -105,6 +105,22 @@ async def test_check_a_debtor_on_a_national_holiday(tenant: TenantClient,
     ({"planned_at": SUNDAY_NIGHT, "contact": explicit(subdivision="PE-XXX")},
      "contact.subdivision"),
     ({"planned_at": SUNDAY_NIGHT}, "debtor_id"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(subdivision="BR-SP")},
+     "contact.subdivision"),  # a real subdivision, of another country
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(tz="Europe/Madrid",
+                                                      timezone_known=False)},
+     "contact.timezone"),  # a guess must still be a zone of the country
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(
+        recent_contacts=[{"channel": "sms", "at": "2026-03-01T10:00:00"}])},
+     "contact.recent_contacts[0].at"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="CL", tz="America/Lima")},
+     "contact.timezone"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="AR", tz="Mars/Base")},
+     "contact.timezone"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="BR", tz="America/Sao_Paulo",
+                                                      subdivision="BR-XX")},
+     "contact.subdivision"),
+    ({"planned_at": "2026-03-01T21:30", "contact": explicit()}, "planned_at"),
 ])
 async def test_bad_input_is_a_precise_422(tenant: TenantClient, host: PluginHost,
                                           body: dict[str, Any], param: str) -> None:
