@@ -137,7 +137,7 @@ from .webhooks import (
     WebhookSignature,
 )
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")

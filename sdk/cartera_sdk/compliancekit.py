@@ -17,9 +17,13 @@
   patterns).
 * **Config**: :class:`PackConfig`, whose ``legal_limits`` refuse a tenant value looser
   than the law, naming the field (:class:`LooserThanLaw`).
-* **Pack**: :class:`RulePack`, the judging skeleton the shipped packs fill in.
+* **Pack**: :class:`RulePack`, the judging skeleton the shipped packs fill in
+  (:meth:`RulePack.judge_many` for a portfolio, :meth:`RulePack.judge_reference`, the
+  plain reading the precomputed calendars are tested against).
 
 .. versionadded:: 0.1.1
+.. versionchanged:: 1.1.0 precomputed calendars (:data:`CHUNK_SECONDS`),
+   ``judge_many``, ``judge_reference``; a guessed zone outside the country is refused.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from .money import Money
 __all__ = [
     "ALL_CHANNELS",
     "CALENDAR_VERSION",
+    "CHUNK_SECONDS",
     "CONTENT_CODES",
     "COURT_DOCUMENT_ES",
     "COURT_DOCUMENT_PT",
