@@ -774,6 +774,7 @@ class RulePack(BaseCompliancePack):
         self._rules = {r.code: r for r in (*self.RULES, *KIT_RULES)}
         self._zones = tuple(ZoneInfo(z) for z in self.timezones)
         self._reasons: dict[tuple[str, str], Reason] = {}
+        self._plain_reasons: dict[str, Reason] = {}
         self._hours_rules: dict[tuple[Any, ...], HoursRule] = {}
         self._versions = {"pack_version": self.version, "calendar_version": CALENDAR_VERSION}
         self._zone_names = frozenset(self.timezones)
@@ -867,6 +868,10 @@ class RulePack(BaseCompliancePack):
     # -- helpers --------------------------------------------------------------
     def reason(self, code: str, detail: str | None = None) -> Reason:
         """A :class:`Reason` for a listed rule, citing its legal reference."""
+        if detail is None:
+            plain = self._plain_reasons.get(code)
+            if plain is not None:
+                return plain
         key = (code, detail or "")
         found = self._reasons.get(key)
         if found is None:
@@ -874,6 +879,8 @@ class RulePack(BaseCompliancePack):
             message = rule.title if detail is None else f"{rule.title}: {detail}"
             found = Reason(code=code, message=message, rule_ref=rule.legal_ref)
             self._reasons[key] = found
+            if detail is None:
+                self._plain_reasons[code] = found
         return found
 
     def validate(self, contact: PlannedContact) -> None:
