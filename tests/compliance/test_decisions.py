@@ -169,3 +169,28 @@ def test_rows_one_per_reason_the_first_counted() -> None:
         "reasons": [{"source": "p", "code": "a"}]}, "sms", 7, 9,
         judged_at=at + timedelta(hours=1))
     assert planned[0]["deferral_seconds"] == 3600
+
+
+async def test_the_batch_judges_the_words_it_is_about_to_send(
+        app: Litestar, tenant: TenantClient, provider: FakeHTTPServer, run_jobs: RunJobs,
+        seen: list[PlannedContact]) -> None:
+    """A message queued without content (as a strategy's dispatch queues them) is judged
+    on its rendered text, first contact included (MX disclosures, BR CNPJ...)."""
+    from sqlalchemy import update
+
+    from cartera.messaging.models import Interaction
+
+    integration, template = await _setup(tenant, provider)
+    [debtor] = await _debtors(tenant, 1, country="AR")
+    [queued] = await _send(tenant, [debtor], integration, template)
+    async with app.state.ctx.sessionmaker() as session:
+        await session.execute(update(Interaction).where(Interaction.id == queued).values(
+            content=None))
+        await session.commit()
+    seen.clear()
+    await run_jobs()
+    [judged] = seen
+    assert judged.is_first_contact
+    assert judged.content is not None and judged.content.text.startswith("Hola Ana, debes")
+    sent = (await tenant.api.get(f"/v1/interactions/{queued}")).json()
+    assert sent["status"] == "sent" and sent["content"]["text"] == judged.content.text

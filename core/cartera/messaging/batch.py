@@ -314,20 +314,14 @@ async def take(session: AsyncSession, host: PluginHost, tenant_id: int, integrat
 async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
                    interaction: Interaction, now: datetime,
                    from_address: str) -> OutboundMessage | str:
-    """Gate and render one message: the message to send, or the status it ended in."""
+    """Render and gate one message: the message to send, or the status it ended in. The
+    gate judges the content about to be sent (rendered as of now), so a message queued
+    without content (a strategy's dispatch) is checked on its words too."""
     debtor = loaded.debtors.get(interaction.debtor_id or 0)
     template = loaded.templates.get(interaction.template_id or 0)
     cp = loaded.contact_points.get(interaction.contact_point_id or 0)
     if debtor is None or template is None:
         return _fail(session, interaction, "configuration_gone")
-    verdict = gate.decide(host, debtor, cp, interaction.channel, now,
-                          _days_past_due(loaded, debtor), loaded.recent.get(debtor.id, []),
-                          policy=loaded.policy, content=contact_content(interaction.content),
-                          facts=loaded.facts.get(debtor.id))
-    loaded.decisions += decisions.rows(interaction.tenant_id, "batch", now, verdict,
-                                       interaction.channel, debtor.id, interaction.id)
-    if verdict.decision != "allow":
-        return await _not_allowed(session, interaction, verdict)
     try:
         content = await templates.render_message(
             template, context(loaded, debtor, template.locale,
@@ -336,6 +330,15 @@ async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
     except CarteraError as exc:
         # The template cannot render for this debtor: retrying would not help.
         return _fail(session, interaction, exc.code, str(exc))
+    verdict = gate.decide(host, debtor, cp, interaction.channel, now,
+                          _days_past_due(loaded, debtor), loaded.recent.get(debtor.id, []),
+                          policy=loaded.policy,
+                          content=contact_content(content, template.body),
+                          facts=loaded.facts.get(debtor.id))
+    loaded.decisions += decisions.rows(interaction.tenant_id, "batch", now, verdict,
+                                       interaction.channel, debtor.id, interaction.id)
+    if verdict.decision != "allow":
+        return await _not_allowed(session, interaction, verdict)
     interaction.content = msgspec.to_builtins(content)
     return OutboundMessage(message_id=f"int_{interaction.id}",
                            idempotency_key=f"cartera-interaction-{interaction.id}",
