@@ -17,15 +17,20 @@
   patterns).
 * **Config**: :class:`PackConfig`, whose ``legal_limits`` refuse a tenant value looser
   than the law, naming the field (:class:`LooserThanLaw`).
-* **Pack**: :class:`RulePack`, the judging skeleton the shipped packs fill in.
+* **Pack**: :class:`RulePack`, the judging skeleton the shipped packs fill in
+  (:meth:`RulePack.judge_many` for a portfolio, :meth:`RulePack.judge_reference`, the
+  plain reading the precomputed calendars are tested against).
 
 .. versionadded:: 0.1.1
+.. versionchanged:: 1.1.0 precomputed calendars (:data:`CHUNK_SECONDS`),
+   ``judge_many``, ``judge_reference``; a guessed zone outside the country is refused.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -60,6 +65,7 @@ from .money import Money
 __all__ = [
     "ALL_CHANNELS",
     "CALENDAR_VERSION",
+    "CHUNK_SECONDS",
     "CONTENT_CODES",
     "COURT_DOCUMENT_ES",
     "COURT_DOCUMENT_PT",
@@ -277,30 +283,80 @@ class Reasons:
     holiday: Reason
 
 
+#: Seconds of UTC time one precomputed timeline chunk covers (30 days).
+CHUNK_SECONDS = 30 * 86_400
+_HORIZON_SECONDS = HORIZON.total_seconds()
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The state of an :class:`HoursRule` over ``[start, start + CHUNK_SECONDS)``: segment
+    ``i`` starts at ``starts[i]`` (epoch seconds) and is closed for ``reasons[i]`` (``None``
+    open) until the next; ``next_open[i]`` is the index of the first open segment at or
+    after ``i`` (``-1``: none in this chunk)."""
+
+    starts: list[int]
+    reasons: list[Reason | None]
+    next_open: list[int]
+
+
 @dataclass(frozen=True)
 class HoursRule:
-    """Open when every zone's local time is inside ``hours`` and not a holiday there."""
+    """Open when every zone's local time is inside ``hours`` and not a holiday there.
+
+    Judging reads a precomputed calendar: per 30-day chunk of UTC time, the sorted
+    instants at which the rule's state can change (every local midnight, window start and
+    end of every zone, each zone's offset changes) with the state just after each one,
+    computed once by :meth:`reference_closed_reason` (the plain wall-clock reading). Between
+    two such instants the state is constant, so :meth:`closed_reason` is one bisection and
+    :meth:`earliest` a lookup."""
 
     hours: WeeklyHours
     calendar: HolidayCalendar
     zones: tuple[ZoneInfo, ...]
     reasons: Reasons
-    _earliest: dict[datetime, datetime | None] = field(
+    _chunks: dict[int, _Chunk] = field(
         default_factory=dict, compare=False, repr=False, hash=False)
 
-    def earliest(self, at: datetime) -> datetime | None:
-        """:func:`earliest_lawful` for this rule alone, memoised per UTC minute: windows
-        open on whole local minutes (every zone here has a whole-minute offset), so every
-        instant of one minute has the same answer unless it is open itself."""
-        minute = at.astimezone(UTC).replace(second=0, microsecond=0)
-        if minute not in self._earliest:
-            if len(self._earliest) > 100_000:
-                self._earliest.clear()
-            self._earliest[minute] = _search(minute, [self])
-        found = self._earliest[minute]
-        return at.astimezone(UTC) if found == minute else found
+    def earliest(self, at: datetime, horizon: timedelta = HORIZON) -> datetime | None:
+        """:func:`earliest_lawful` for this rule alone (``None`` beyond ``horizon``)."""
+        ts = at.timestamp()
+        found = self._earliest_ts(ts, ts + horizon.total_seconds())
+        if found is None:
+            return None
+        if found == ts:
+            return at.astimezone(UTC)
+        return datetime.fromtimestamp(found, UTC)
+
+    def _earliest_ts(self, ts: float, limit: float) -> float | None:
+        k = int(ts // CHUNK_SECONDS)
+        chunk = self._chunks.get(k) or self._chunk(k)
+        i = bisect_right(chunk.starts, ts) - 1
+        if chunk.reasons[i] is None:
+            return ts
+        return self._next_open(chunk, k, i, limit)
+
+    def _next_open(self, chunk: _Chunk, k: int, i: int, limit: float) -> int | None:
+        """The start of the first open segment after segment ``i`` of chunk ``k``."""
+        j = chunk.next_open[i]
+        while j < 0:
+            k += 1
+            if k * CHUNK_SECONDS > limit:
+                return None
+            chunk = self._chunks.get(k) or self._chunk(k)
+            j = chunk.next_open[0]
+        found = chunk.starts[j]
+        return found if found <= limit else None
 
     def closed_reason(self, at: datetime) -> Reason | None:
+        ts = at.timestamp()
+        k = int(ts // CHUNK_SECONDS)
+        chunk = self._chunks.get(k) or self._chunk(k)
+        return chunk.reasons[bisect_right(chunk.starts, ts) - 1]
+
+    def reference_closed_reason(self, at: datetime) -> Reason | None:
+        """The plain reading: each zone's local date and minute at ``at`` against the
+        windows and the calendar (what the precomputed calendar is built from)."""
         for zone in self.zones:
             local = _in_zone(at, zone)
             if self.hours.closed_on_holidays and self.calendar.is_holiday(local.date()):
@@ -313,6 +369,33 @@ class HoursRule:
                 return self.reasons.outside_hours
         return None
 
+    def _chunk(self, k: int) -> _Chunk:
+        if len(self._chunks) > 256:
+            self._chunks.clear()
+        start, end = k * CHUNK_SECONDS, (k + 1) * CHUNK_SECONDS
+        first = datetime.fromtimestamp(start, UTC)
+        last = datetime.fromtimestamp(end, UTC)
+        instants = {start}
+        for zone in self.zones:
+            instants.update(_state_changes(self.hours, zone, first, last))
+        starts: list[int] = []
+        reasons: list[Reason | None] = []
+        for ts in sorted(u for u in instants if start <= u < end):
+            reason = self.reference_closed_reason(datetime.fromtimestamp(ts, UTC))
+            if reasons and reasons[-1] == reason:
+                continue
+            starts.append(ts)
+            reasons.append(reason)
+        next_open = [-1] * len(starts)
+        following = -1
+        for i in range(len(starts) - 1, -1, -1):
+            if reasons[i] is None:
+                following = i
+            next_open[i] = following
+        chunk = _Chunk(starts, reasons, next_open)
+        self._chunks[k] = chunk
+        return chunk
+
     def openings(self, start: datetime, end: datetime) -> Iterator[datetime]:
         for zone in self.zones:
             day, last = start.astimezone(zone).date(), end.astimezone(zone).date()
@@ -320,6 +403,54 @@ class HoursRule:
                 for s, _e in self.hours.days.get(day.weekday(), ()):
                     yield from wall_openings(day, time(s // 60, s % 60), zone)
                 day += _DAY
+
+
+def _epoch(instant: datetime) -> int:
+    return int(instant.timestamp())
+
+
+def _state_changes(hours: WeeklyHours, zone: ZoneInfo, first: datetime,
+                   last: datetime) -> set[int]:
+    """Every instant in about ``[first, last]`` at which an hours rule in ``zone`` may
+    change state: the clock entering each local midnight and each window's start and end
+    (both times when a fall-back repeats it, the gap's end when it is skipped), and each
+    change of the zone's UTC offset (the clock jumps)."""
+    out: set[int] = set()
+    day = first.astimezone(zone).date() - _DAY
+    stop = last.astimezone(zone).date() + _DAY
+    edges = sorted({m for spans in hours.days.values() for s, e in spans
+                    for m in (s, e) if 0 < m < 1440})
+    midnight = to_instant(day, time(0), zone)
+    while day <= stop:
+        out.update(_epoch(u) for u in wall_openings(day, time(0), zone))
+        for m in edges:
+            out.update(_epoch(u) for u in wall_openings(day, time(m // 60, m % 60), zone))
+        nxt = to_instant(day + _DAY, time(0), zone)
+        out.update(_transitions(midnight, nxt, zone))
+        midnight = nxt
+        day += _DAY
+    return out
+
+
+def _transitions(lo: datetime, hi: datetime, zone: ZoneInfo) -> list[int]:
+    """The instants (whole seconds) in ``(lo, hi]`` at which ``zone``'s offset changes
+    (probed hourly, then bisected)."""
+    out = []
+    a = lo.astimezone(UTC)
+    end = hi.astimezone(UTC)
+    while a < end:
+        b = min(a + timedelta(hours=1), end)
+        if a.astimezone(zone).utcoffset() != b.astimezone(zone).utcoffset():
+            x, y = a, b
+            while y - x > _SECOND:
+                mid = x + (y - x) / 2
+                if mid.astimezone(zone).utcoffset() == x.astimezone(zone).utcoffset():
+                    x = mid
+                else:
+                    y = mid
+            out.append(_epoch(y))  # the change is on a whole second in (x, y]
+        a = b
+    return out
 
 
 @dataclass(frozen=True)
@@ -341,9 +472,32 @@ def earliest_lawful(at: datetime, rules: Sequence[TimeRule],
     """The first instant ``>= at`` at which every rule is open (``None`` beyond
     ``horizon``). Exact: the answer is ``at`` or an instant where some rule opens.
     Instants are compared in UTC (same-zone aware datetimes compare by wall time)."""
-    if len(rules) == 1 and isinstance(rules[0], HoursRule):
-        return rules[0].earliest(at)
-    return _search(at, rules, horizon)
+    hours = None
+    releases: list[NotBefore] = []
+    for r in rules:
+        if type(r) is NotBefore:
+            releases.append(r)
+        elif type(r) is HoursRule and hours is None:
+            hours = r
+        else:  # another kind of rule: the general search
+            return _search(at, rules, horizon)
+    # Releases only open, once: the answer is the hours' first opening at or after the
+    # latest release (or ``at``).
+    ts = at.timestamp()
+    limit = ts + horizon.total_seconds()
+    start, source = ts, at
+    for release in releases:
+        released = release.instant.timestamp()
+        if released > start:
+            start, source = released, release.instant
+    if start > limit:
+        return None
+    found = start if hours is None else hours._earliest_ts(start, limit)
+    if found is None:
+        return None
+    if found == start:
+        return source.astimezone(UTC)
+    return datetime.fromtimestamp(found, UTC)
 
 
 def _search(at: datetime, rules: Sequence[TimeRule],
@@ -384,6 +538,8 @@ def calendar_cap(contact: PlannedContact, zone: ZoneInfo, limit: int,
                  keep: Callable[[PriorContact], bool] = lambda _c: True) -> NotBefore | None:
     """At most ``limit`` kept contacts per local calendar day or ISO week: when reached,
     closed until the next period starts (local midnight, DST-safe)."""
+    if limit > 0 and not contact.recent_contacts:
+        return None
     current = period_start(contact.planned_at.astimezone(zone).date(), period)
     made = [c for c in _made_before(contact, keep)
             if period_start(c.at.astimezone(zone).date(), period) == current]
@@ -397,6 +553,8 @@ def rolling_cap(contact: PlannedContact, limit: int, window: timedelta, reason: 
                 keep: Callable[[PriorContact], bool] = lambda _c: True) -> NotBefore | None:
     """At most ``limit`` kept contacts in any ``window`` (a contact made at ``t`` stops
     counting at ``t + window``)."""
+    if limit > 0 and not contact.recent_contacts:
+        return None
     inside = sorted(c.at for c in _made_before(contact, keep)
                     if c.at > contact.planned_at - window)
     if len(inside) < limit:
@@ -408,6 +566,8 @@ def spacing(contact: PlannedContact, zone: ZoneInfo, days: int, reason: Reason,
             keep: Callable[[PriorContact], bool] = lambda _c: True) -> NotBefore | None:
     """Kept contacts at least ``days`` local calendar days apart (``days=3``: Tuesday, then
     Friday at the earliest)."""
+    if not contact.recent_contacts:
+        return None
     made = _made_before(contact, keep)
     if not made:
         return None
@@ -614,8 +774,14 @@ class RulePack(BaseCompliancePack):
         self._rules = {r.code: r for r in (*self.RULES, *KIT_RULES)}
         self._zones = tuple(ZoneInfo(z) for z in self.timezones)
         self._reasons: dict[tuple[str, str], Reason] = {}
+        self._plain_reasons: dict[str, Reason] = {}
         self._hours_rules: dict[tuple[Any, ...], HoursRule] = {}
         self._versions = {"pack_version": self.version, "calendar_version": CALENDAR_VERSION}
+        self._zone_names = frozenset(self.timezones)
+        self._known_subdivisions = (self.subdivisions if self.subdivisions is not None
+                                    else holiday_subdivisions(self.country))
+        self._by_identity: dict[tuple[Any, ...], tuple[Any, WeeklyHours, HoursRule]] = {}
+        self._allowed = self.reason("allowed") if "allowed" in self._rules else None
 
     # -- contract -------------------------------------------------------------
     def rules(self) -> list[RuleDescription]:
@@ -626,20 +792,65 @@ class RulePack(BaseCompliancePack):
 
     def judge(self, contact: PlannedContact, config: Any) -> ContactVerdict:
         self.validate(contact)
-        versions = self._versions
         denied = self.denials(contact, config)
         if denied:
-            return Deny(reasons=denied, **versions)
+            return Deny(reasons=denied, pack_version=self.version,
+                        calendar_version=CALENDAR_VERSION)
         rules = self.time_rules(contact, config)
+        at = contact.planned_at
+        if len(rules) == 1 and type(rules[0]) is HoursRule:  # the common case, inlined
+            hours = rules[0]
+            ts = at.timestamp()
+            k = int(ts // CHUNK_SECONDS)
+            chunk = hours._chunks.get(k) or hours._chunk(k)
+            i = bisect_right(chunk.starts, ts) - 1
+            reason = chunk.reasons[i]
+            if reason is None:
+                return Allow(reasons=self.allowed(contact, config),
+                             pack_version=self.version, calendar_version=CALENDAR_VERSION)
+            found = hours._next_open(chunk, k, i, ts + _HORIZON_SECONDS)
+            if found is None:
+                return Deny(reasons=[reason, self.reason("no_lawful_instant")],
+                            pack_version=self.version, calendar_version=CALENDAR_VERSION)
+            return Defer(until=_local(found, contact.debtor_timezone), reasons=[reason],
+                         pack_version=self.version, calendar_version=CALENDAR_VERSION)
+        closed = [r for rule in rules if (r := rule.closed_reason(at)) is not None]
+        if not closed:
+            return Allow(reasons=self.allowed(contact, config), pack_version=self.version,
+                         calendar_version=CALENDAR_VERSION)
+        until = earliest_lawful(at, rules)
+        if until is None:
+            return Deny(reasons=[*closed, self.reason("no_lawful_instant")],
+                        pack_version=self.version, calendar_version=CALENDAR_VERSION)
+        return Defer(until=_in_zone(until, _zone(contact.debtor_timezone)), reasons=closed,
+                     pack_version=self.version, calendar_version=CALENDAR_VERSION)
+
+    def judge_many(self, contacts: Iterable[PlannedContact], config: Any
+                   ) -> list[ContactVerdict]:
+        """:meth:`judge` for many contacts with one config (a planner's portfolio): the
+        same verdicts, in order; an invalid contact raises as in :meth:`judge`."""
+        judge = self.judge
+        return [judge(c, config) for c in contacts]
+
+    def judge_reference(self, contact: PlannedContact, config: Any) -> ContactVerdict:
+        """:meth:`judge` without the precomputed calendars: every hours rule read on the
+        wall clock and the earliest lawful instant found by the general search. Slow; what
+        the fast path is tested against."""
+        self.validate(contact)
+        denied = self.denials(contact, config)
+        if denied:
+            return Deny(reasons=denied, **self._versions)
+        rules = [_Plain(r) if isinstance(r, HoursRule) else r
+                 for r in self.time_rules(contact, config)]
         at = contact.planned_at
         closed = [r for rule in rules if (r := rule.closed_reason(at)) is not None]
         if not closed:
-            return Allow(reasons=self.allowed(contact, config), **versions)
-        until = earliest_lawful(contact.planned_at, rules)
+            return Allow(reasons=self.allowed(contact, config), **self._versions)
+        until = _search(at, rules)
         if until is None:
-            return Deny(reasons=[*closed, self.reason("no_lawful_instant")], **versions)
-        zone = ZoneInfo(contact.debtor_timezone)
-        return Defer(until=_in_zone(until, zone), reasons=closed, **versions)
+            return Deny(reasons=[*closed, self.reason("no_lawful_instant")], **self._versions)
+        return Defer(until=_in_zone(until, ZoneInfo(contact.debtor_timezone)), reasons=closed,
+                     **self._versions)
 
     # -- for subclasses -------------------------------------------------------
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
@@ -652,11 +863,15 @@ class RulePack(BaseCompliancePack):
 
     def allowed(self, contact: PlannedContact, config: Any) -> list[Reason]:
         """Reasons given with an allow (override to cite what was checked)."""
-        return [self.reason("allowed")]
+        return [self._allowed] if self._allowed is not None else [self.reason("allowed")]
 
     # -- helpers --------------------------------------------------------------
     def reason(self, code: str, detail: str | None = None) -> Reason:
         """A :class:`Reason` for a listed rule, citing its legal reference."""
+        if detail is None:
+            plain = self._plain_reasons.get(code)
+            if plain is not None:
+                return plain
         key = (code, detail or "")
         found = self._reasons.get(key)
         if found is None:
@@ -664,6 +879,8 @@ class RulePack(BaseCompliancePack):
             message = rule.title if detail is None else f"{rule.title}: {detail}"
             found = Reason(code=code, message=message, rule_ref=rule.legal_ref)
             self._reasons[key] = found
+            if detail is None:
+                self._plain_reasons[code] = found
         return found
 
     def validate(self, contact: PlannedContact) -> None:
@@ -671,22 +888,22 @@ class RulePack(BaseCompliancePack):
         if contact.debtor_country != self.country:
             raise InvalidContact("debtor_country",
                                  f"{contact.debtor_country!r} is not {self.country}")
-        if contact.timezone_known and contact.debtor_timezone not in self.timezones:
+        # Even a guessed zone (``timezone_known=False``) must be one of the country's: the
+        # verdict's instants are given in it.
+        if contact.debtor_timezone not in self._zone_names:
             raise InvalidContact("debtor_timezone",
                                  f"{contact.debtor_timezone!r} is not a zone of {self.country}")
-        known = self.subdivisions if self.subdivisions is not None else \
-            holiday_subdivisions(self.country)
-        if contact.debtor_subdivision is not None and contact.debtor_subdivision not in known:
+        sub = contact.debtor_subdivision
+        if sub is not None and sub not in self._known_subdivisions:
             raise InvalidContact("debtor_subdivision",
-                                 f"{contact.debtor_subdivision!r} is not a subdivision of "
-                                 f"{self.country}")
+                                 f"{sub!r} is not a subdivision of {self.country}")
 
     def zones(self, contact: PlannedContact) -> tuple[ZoneInfo, ...]:
         """The debtor's zone, or every zone of the country when it is not known."""
-        return (ZoneInfo(contact.debtor_timezone),) if contact.timezone_known else self._zones
+        return (_zone(contact.debtor_timezone),) if contact.timezone_known else self._zones
 
     def primary_zone(self, contact: PlannedContact) -> ZoneInfo:
-        return self.zones(contact)[0]
+        return _zone(contact.debtor_timezone) if contact.timezone_known else self._zones[0]
 
     def hours_rule(self, contact: PlannedContact, config: PackConfig, hours: WeeklyHours,
                    codes: tuple[str, str, str] = ("outside_hours", "closed_day",
@@ -694,6 +911,12 @@ class RulePack(BaseCompliancePack):
         """``hours`` narrowed by ``config``, on the debtor's calendar, as a rule (built once
         per windows, subdivision, zone and config: judging a portfolio reuses it)."""
         zone_key = contact.debtor_timezone if contact.timezone_known else None
+        # First by identity (the same config object judging a portfolio: no hashing of
+        # the config), then by value.
+        fast = (id(hours), contact.debtor_subdivision, zone_key, id(config), codes)
+        hit = self._by_identity.get(fast)
+        if hit is not None and hit[0] is config and hit[1] is hours:
+            return hit[2]
         key = (_ByIdentity(hours), contact.debtor_subdivision, zone_key, config, codes)
         built = self._hours_rules.get(key)
         if built is None:
@@ -705,6 +928,9 @@ class RulePack(BaseCompliancePack):
                               zones=self.zones(contact),
                               reasons=Reasons(*(self.reason(c) for c in codes)))
             self._hours_rules[key] = built
+        if len(self._by_identity) > 4096:
+            self._by_identity.clear()
+        self._by_identity[fast] = (config, hours, built)  # held: their ids stay theirs
         return built
 
     def content_denials(self, contact: PlannedContact,
@@ -741,6 +967,30 @@ class RulePack(BaseCompliancePack):
         if contact.recipient_role in allowed:
             return []
         return [self.reason(code, f"recipient role {contact.recipient_role}")]
+
+
+class _Plain:
+    """An :class:`HoursRule` read on the wall clock (:meth:`RulePack.judge_reference`)."""
+
+    def __init__(self, rule: HoursRule) -> None:
+        self.rule = rule
+
+    def closed_reason(self, at: datetime) -> Reason | None:
+        return self.rule.reference_closed_reason(at)
+
+    def openings(self, start: datetime, end: datetime) -> Iterator[datetime]:
+        return self.rule.openings(start, end)
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@lru_cache(maxsize=65536)
+def _local(ts: int, zone: str) -> datetime:
+    """The instant ``ts`` (epoch seconds, a window opening) in the IANA ``zone``."""
+    return datetime.fromtimestamp(ts, _zone(zone))
 
 
 @lru_cache(maxsize=1024)

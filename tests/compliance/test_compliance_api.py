@@ -36,7 +36,8 @@ def host(monkeypatch: pytest.MonkeyPatch) -> PluginHost:
     packs = PluginHost()
     for name, module in PACKS.items():
         packs.add_plugin(module, name, f"cartera-{name.replace('_', '-')}", "0.1.0")
-    for where in ("cartera.compliance.routes", "cartera.integrations.routes"):
+    for where in ("cartera.compliance.routes", "cartera.integrations.routes",
+                  "cartera.messaging.routes"):
         monkeypatch.setattr(f"{where}.current_host", lambda: packs)
     return packs
 
@@ -104,6 +105,22 @@ async def test_check_a_debtor_on_a_national_holiday(tenant: TenantClient,
     ({"planned_at": SUNDAY_NIGHT, "contact": explicit(subdivision="PE-XXX")},
      "contact.subdivision"),
     ({"planned_at": SUNDAY_NIGHT}, "debtor_id"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(subdivision="BR-SP")},
+     "contact.subdivision"),  # a real subdivision, of another country
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(tz="Europe/Madrid",
+                                                      timezone_known=False)},
+     "contact.timezone"),  # a guess must still be a zone of the country
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(
+        recent_contacts=[{"channel": "sms", "at": "2026-03-01T10:00:00"}])},
+     "contact.recent_contacts[0].at"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="CL", tz="America/Lima")},
+     "contact.timezone"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="AR", tz="Mars/Base")},
+     "contact.timezone"),
+    ({"planned_at": SUNDAY_NIGHT, "contact": explicit(country="BR", tz="America/Sao_Paulo",
+                                                      subdivision="BR-XX")},
+     "contact.subdivision"),
+    ({"planned_at": "2026-03-01T21:30", "contact": explicit()}, "planned_at"),
 ])
 async def test_bad_input_is_a_precise_422(tenant: TenantClient, host: PluginHost,
                                           body: dict[str, Any], param: str) -> None:
@@ -195,38 +212,6 @@ async def test_debtor_data_outside_the_country_is_denied_not_allowed(
     assert "debtor_timezone" in verdict.reasons[0].message
 
 
-async def test_report_counts_verdicts_per_rule_with_median_deferral(
-        tenant: TenantClient, host: PluginHost, app: Litestar) -> None:
-    start = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-    reason = {"code": "outside_hours", "message": "m", "source": "compliance_pe",
-              "rule_ref": "Ley 29571 art. 62.b"}
-    rows = [("defer", timedelta(hours=1)), ("defer", timedelta(hours=3)),
-            ("defer", timedelta(hours=10)), ("allow", None)]
-    async with app.state.ctx.sessionmaker() as session:
-        for i, (decision, wait) in enumerate(rows):
-            at = start + timedelta(minutes=i)
-            session.add(Interaction(
-                tenant_id=tenant.tenant_id, direction="outbound", channel="sms",
-                status="deferred" if wait else "sent", created_at=at,
-                not_before=at + wait if wait else None,
-                verdict={"decision": decision, "reasons": [
-                    reason if wait else {**reason, "code": "allowed"}]}))
-        await session.commit()
-    r = await tenant.api.get("/v1/compliance/report", params={
-        "period_start": "2026-03-02T00:00:00Z", "period_end": "2026-03-03T00:00:00Z"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["contacts"] == 4
-    by_code = {row["code"]: row for row in body["rules"]}
-    assert by_code["outside_hours"] == {
-        "source": "compliance_pe", "code": "outside_hours", "allowed": 0, "deferred": 3,
-        "denied": 0, "median_deferral_seconds": 3 * 3600}
-    assert by_code["allowed"]["allowed"] == 1
-    bad = await tenant.api.get("/v1/compliance/report", params={
-        "period_start": "2026-03-03T00:00:00Z", "period_end": "2026-03-02T00:00:00Z"})
-    assert bad.status_code == 422
-
-
 async def test_charges_check_caps_chilean_collection_fees(make_tenant: Any,
                                                           host: PluginHost) -> None:
     from cartera import clock
@@ -267,23 +252,53 @@ async def test_charges_check_refuses_a_bad_uf_value(tenant: TenantClient,
 
 async def test_a_template_is_checked_for_content_rules_only(tenant: TenantClient,
                                                             host: PluginHost) -> None:
+    # Saved with what the packs find (a missing creditor name is listed, not refused):
     r = await tenant.api.post("/v1/templates", json={
-        "code": "judicial", "channel": "sms", "locale": "es-PE", "name": "j",
-        "body": "NOTIFICACIÓN JUDICIAL: {{ debtor.first_name }}, pague {{ balance.overdue }}."})
+        "code": "notice", "channel": "sms", "locale": "es-PE", "name": "n",
+        "body": "{{ debtor.first_name }}, pague {{ balance.overdue }} a su acreedor."})
     assert r.status_code == 201, r.text
+    assert r.json()["compliance"] == {"country": "PE", "packs": ["compliance_pe"],
+                                      "findings": []}
     template_id = r.json()["id"]
     r = await tenant.api.post(f"/v1/templates/{template_id}/compliance", json={})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert (body["country"], body["packs"]) == ("PE", ["compliance_pe"])
-    assert [(f["code"], f["source"], f["rule_ref"]) for f in body["findings"]] == [
-        ("court_document_lookalike", "compliance_pe", "Ley 29571 art. 62.a")]
+    assert (body["country"], body["packs"], body["findings"]) == ("PE", ["compliance_pe"], [])
     r = await tenant.api.post(f"/v1/templates/{template_id}/compliance",
                               json={"country": "BR"})
     codes = {f["code"] for f in r.json()["findings"]}
-    assert codes == {"creditor_identification_missing"}  # Spanish court words aren't BR's
+    assert codes == {"creditor_identification_missing"}  # CDC 42-A: name, address, CNPJ
+    got = await tenant.api.get(f"/v1/templates/{template_id}")
+    assert got.json()["compliance"] is None  # reads do not judge
+
+
+async def test_a_template_that_reads_like_a_court_document_is_refused_on_save(
+        tenant: TenantClient, host: PluginHost) -> None:
     r = await tenant.api.post("/v1/templates", json={
-        "code": "plain", "channel": "sms", "locale": "es-PE", "name": "p",
-        "body": "Hola {{ debtor.first_name }}, su cuota vence mañana."})
-    r = await tenant.api.post(f"/v1/templates/{r.json()['id']}/compliance", json={})
-    assert r.json()["findings"] == []
+        "code": "judicial", "channel": "sms", "locale": "es-PE", "name": "j",
+        "body": "NOTIFICACIÓN JUDICIAL: {{ debtor.first_name }}, pague {{ balance.overdue }}."})
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert (problem["code"], problem["param"]) == ("template_unlawful", "body")
+    assert [(f["code"], f["source"], f["rule_ref"]) for f in problem["findings"]] == [
+        ("court_document_lookalike", "compliance_pe", "Ley 29571 art. 62.a")]
+    r = await tenant.api.post("/v1/templates", json={
+        "code": "plain", "channel": "email", "locale": "es-PE", "name": "p",
+        "body": "Hola {{ debtor.first_name }}, su cuota vence mañana.",
+        "subject": "Recordatorio", "html": "<p>Hola</p>"})
+    assert r.status_code == 201, r.text
+    template_id = r.json()["id"]
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"subject": "Orden de embargo"})
+    assert r.status_code == 422, r.text
+    assert (r.json()["code"], r.json()["param"]) == ("template_unlawful", "subject")
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"body": "Sabemos donde trabaja: avisaremos a su jefe."})
+    assert (r.status_code, r.json()["code"]) == (422, "template_unlawful")
+    assert r.json()["findings"][0]["code"] == "threat"
+    stored = (await tenant.api.get(f"/v1/templates/{template_id}")).json()
+    assert (stored["version"], stored["subject"]) == (1, "Recordatorio")  # nothing saved
+    r = await tenant.api.patch(f"/v1/templates/{template_id}",
+                               json={"body": "Hola {{ debtor.first_name }}, gracias."})
+    assert r.status_code == 200, r.text
+    assert r.json()["compliance"]["findings"] == []

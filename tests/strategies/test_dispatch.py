@@ -80,6 +80,11 @@ async def test_due_actions_are_dispatched_once_with_fallback(
     assert (interaction["status"], interaction["trigger"]["action_id"]) == (
         "sent", got[ok]["id"])
     assert len(provider.requests) == 1
+    # Every gate decision is in the compliance report: the planner's two, the dispatcher's
+    # two (the allow, the revoked consent), the batch sender's one.
+    report = (await tenant.api.get("/v1/compliance/report")).json()
+    assert {p["path"]: (p["allowed"], p["denied"]) for p in report["paths"]} == {
+        "planner": (2, 0), "dispatch": (1, 1), "batch": (1, 0)}
     # Nothing is dispatched twice.
     async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
         assert await dispatch_due(session, current_host(), app.state.ctx.jobs,

@@ -57,6 +57,12 @@ async def test_a_deferral_lands_inside_the_window(tenant: TenantClient, run_jobs
     assert a["status"] == "deferred", a
     assert datetime.fromisoformat(a["planned_at"]) == next_9
     assert a["verdict"]["reasons"][0]["rule_ref"] == "AR-1"
+    # The planner's decision is in the compliance report, deferred by the planned move.
+    report = (await tenant.api.get("/v1/compliance/report", params={
+        "period_end": (clock.now() + timedelta(days=1)).isoformat()})).json()
+    assert {p["path"]: p["deferred"] for p in report["paths"]} == {"planner": 1}
+    [rule] = [r for r in report["rules"] if r["code"] == "quiet_hours"]
+    assert rule["deferred"] == 1 and rule["median_deferral_seconds"] > 0
 
 
 async def test_a_window_that_never_becomes_lawful_is_denied(

@@ -1,14 +1,14 @@
 """The read side of /v1/compliance: installed packs, hypothetical checks, the report.
 
 Nothing here writes: a check runs the gate's own code on a debtor (or on explicit fields)
-and returns its verdict.
+and returns its verdict. (The report is computed from the recorded decisions:
+:mod:`cartera.compliance.decisions`.)
 """
 
 from __future__ import annotations
 
 import inspect
-import statistics
-from collections import defaultdict
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -33,7 +33,6 @@ from cartera.compliance import schemas
 from cartera.compliance.service import INVALID_CONFIG, GatePolicy, load_policy
 from cartera.errors import Invalid
 from cartera.messaging import gate
-from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost, RegisteredProvider
 from cartera.portfolio.models import DebtorBalance
 
@@ -160,35 +159,6 @@ def _judge_explicit(host: PluginHost, policy: GatePolicy, data: schemas.CheckIn,
     return gate.combine(verdicts)
 
 
-async def report(session: AsyncSession, start: datetime, end: datetime) -> schemas.ReportOut:
-    """Per pack (``source``) and rule: contacts allowed, deferred and denied in
-    ``[start, end)`` (by creation), from each outbound interaction's last recorded verdict,
-    and the median deferral (``not_before`` minus creation) of the deferred ones."""
-    rows = (await session.execute(select(
-        Interaction.verdict, Interaction.created_at, Interaction.not_before).where(
-        Interaction.direction == "outbound", Interaction.verdict.is_not(None),
-        Interaction.created_at >= start, Interaction.created_at < end))).all()
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
-        lambda: {"allow": 0, "defer": 0, "deny": 0})
-    waits: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for verdict, created_at, not_before in rows:
-        decision = verdict.get("decision")
-        if decision not in ("allow", "defer", "deny"):
-            continue
-        keys = {(r.get("source", "gate"), r.get("code", "")) for r in verdict.get("reasons", [])}
-        for key in keys:
-            counts[key][decision] += 1
-            if decision == "defer" and not_before is not None:
-                waits[key].append((not_before - created_at).total_seconds())
-    rules = [schemas.RuleCount(
-        source=source, code=code, allowed=c["allow"], deferred=c["defer"], denied=c["deny"],
-        median_deferral_seconds=int(statistics.median(waits[(source, code)]))
-        if waits.get((source, code)) else None)
-        for (source, code), c in sorted(counts.items())]
-    return schemas.ReportOut(period_start=start, period_end=end, contacts=len(rows),
-                             rules=rules)
-
-
 async def charges(session: AsyncSession, host: PluginHost, debtor_id: int,
                   params: ChargeParams) -> schemas.ChargesCheckOut:
     """Which fees, interest and bureau reports the creditor may add or make today for the
@@ -252,6 +222,66 @@ class ChargeParams:
     small_debt: bool = False
 
 
+#: Content findings no rendering can cure (what the template says in so many words): a
+#: template showing one is refused on save. The others (a missing creditor name, CNPJ,
+#: first-contact disclosure) may be filled in by placeholders or the tenant's creditor
+#: settings at render time, and the gate checks the rendered message before every send:
+#: on save they are reported, not refused.
+REFUSED_ON_SAVE = frozenset({"court_document_lookalike", "threat", "authority_impersonation",
+                             "asks_reason_for_default", "bureau_threat"})
+_PLACEHOLDERS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+
+
+def content_findings(host: PluginHost, policy: GatePolicy, country: str, channel: str,
+                     text: str, subject: str | None, kind: Any = "notice",
+                     first_contact: bool = False) -> tuple[list[str], list[Any]]:
+    """The packs of ``country`` that judged the text, and their content findings (only
+    content rules, whatever the hour or recipient)."""
+    content = ContactContent(text=text, subject=subject, kind=kind)
+    found, names = [], []
+    for pack in gate._packs(host, country):
+        zones = list(getattr(pack, "timezones", None) or ["UTC"])
+        planned = PlannedContact(
+            channel=channel, planned_at=clock.now(),  # type: ignore[arg-type]
+            debtor_country=country, debtor_timezone=zones[0], content=content,
+            is_first_contact=first_contact, creditor=policy.creditor,
+            authorized_channels=[channel])  # type: ignore[list-item]
+        config = policy.config_for(pack)
+        verdict = gate._judge_one(pack, planned, pack.Config() if config is INVALID_CONFIG
+                                  else config)
+        names.append(pack.name)
+        found += [gate._reason(r.code, r.message, pack.name, r.rule_ref)
+                  for r in verdict.reasons if r.code in CONTENT_CODES]
+    return names, found
+
+
+async def check_on_save(session: AsyncSession, host: PluginHost, tenant_id: int,
+                        channel: str, body: str, subject: str | None
+                        ) -> tuple[str, list[str], list[Any]]:
+    """The content check of a template being saved, with the tenant's country packs:
+    raises :class:`Invalid` (``template_unlawful``, naming ``body`` or ``subject``) on a
+    finding of :data:`REFUSED_ON_SAVE` in the template's own words (placeholders
+    removed), else returns the country, the packs and every finding."""
+    from cartera.tenants.models import Tenant
+
+    country = await session.scalar(select(Tenant.country).where(Tenant.id == tenant_id)) or ""
+    if not gate._packs(host, country):
+        return country, [], []
+    policy = await load_policy(session, host, tenant_id)
+    for param, text in (("body", body), ("subject", subject)):
+        if not text:
+            continue
+        _, found = content_findings(host, policy, country, channel,
+                                    _PLACEHOLDERS.sub(" ", text), None)
+        refused = [f for f in found if f.code in REFUSED_ON_SAVE]
+        if refused:
+            raise Invalid("; ".join(f"{f.source} {f.code} ({f.rule_ref}): {f.message}"
+                                    for f in refused), code="template_unlawful", param=param,
+                          extra={"findings": [msgspec.to_builtins(f) for f in refused]})
+    names, found = content_findings(host, policy, country, channel, body, subject)
+    return country, names, found
+
+
 async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: int,
                             template_id: int, data: schemas.TemplateCheckIn
                             ) -> schemas.TemplateCheckOut:
@@ -264,20 +294,7 @@ async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: 
     country = data.country or await session.scalar(
         select(Tenant.country).where(Tenant.id == tenant_id)) or ""
     policy = await load_policy(session, host, tenant_id)
-    content = ContactContent(text=template.body, subject=template.subject, kind=data.kind)
-    found, names = [], []
-    for pack in gate._packs(host, country):
-        zones = list(getattr(pack, "timezones", None) or ["UTC"])
-        planned = PlannedContact(
-            channel=template.channel, planned_at=clock.now(),  # type: ignore[arg-type]
-            debtor_country=country, debtor_timezone=zones[0], content=content,
-            is_first_contact=data.first_contact, creditor=policy.creditor,
-            authorized_channels=[template.channel])  # type: ignore[list-item]
-        config = policy.config_for(pack)
-        verdict = gate._judge_one(pack, planned, pack.Config() if config is INVALID_CONFIG
-                                  else config)
-        names.append(pack.name)
-        found += [gate._reason(r.code, r.message, pack.name, r.rule_ref)
-                  for r in verdict.reasons if r.code in CONTENT_CODES]
+    names, found = content_findings(host, policy, country, template.channel, template.body,
+                                    template.subject, data.kind, data.first_contact)
     return schemas.TemplateCheckOut(template_id=template.id, country=country, packs=names,
                                     findings=found)

@@ -14,7 +14,7 @@ from cartera import clock
 from cartera.api.context import Actor
 from cartera.api.security import secured
 from cartera.audit import service as audit
-from cartera.compliance import checks, schemas
+from cartera.compliance import checks, decisions, schemas
 from cartera.compliance.models import ComplianceSettings
 from cartera.compliance.service import settings_row
 from cartera.errors import Invalid
@@ -85,11 +85,16 @@ class ComplianceController(Controller):
         return _settings_out(row)
 
     @get("/report", summary="Compliance report", operation_id="GetComplianceReport", **READ)
-    async def get_report(self, session: AsyncSession, period_start: datetime | None = None,
+    async def get_report(self, session: AsyncSession, actor: Actor,
+                         period_start: datetime | None = None,
                          period_end: datetime | None = None) -> schemas.ReportOut:
-        """Per pack and rule: outbound contacts allowed, deferred and denied, created in
-        ``[period_start, period_end)`` (default the last 30 days), counted on each
-        contact's last recorded verdict, with the median deferral in seconds."""
+        """Per pack and rule: how many gate decisions in ``[period_start, period_end)``
+        (default the last 30 days) allowed, deferred and denied a contact, with the median
+        deferral in seconds; and the decisions per path (the single send, the batch sender,
+        the strategy planner and dispatcher). Every decision counts, not only each
+        contact's last: a message deferred at night and sent in the morning counts once
+        deferred and once allowed. Contacts to a country with no pack show as
+        ``gate``/``no_compliance_pack``."""
         for name, value in (("period_start", period_start), ("period_end", period_end)):
             if value is not None and value.tzinfo is None:
                 raise Invalid(f"{name} must carry a UTC offset", code="naive_instant",
@@ -103,7 +108,7 @@ class ComplianceController(Controller):
         if not start < end or end - start > MAX_REPORT_PERIOD:
             raise Invalid("the period must be positive and at most 400 days",
                           code="invalid_period", param="period_start")
-        return await checks.report(session, start, end)
+        return await decisions.report(session, actor.tenant_id, start, end)
 
 
 @get("/v1/debtors/{debtor_id:int}/charges-check", summary="Check fees and reports",

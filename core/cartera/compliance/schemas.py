@@ -119,6 +119,10 @@ class SettingsUpdate(Struct, forbid_unknown_fields=True):
 
 
 class RuleCount(Struct):
+    """Gate decisions that gave this reason (``source`` the pack, or ``gate``), by outcome;
+    the median deferral of the deferred ones (earliest lawful instant minus the instant
+    judged)."""
+
     source: str
     code: str
     allowed: int
@@ -127,11 +131,25 @@ class RuleCount(Struct):
     median_deferral_seconds: int | None
 
 
+class PathCount(Struct):
+    """Gate decisions by where they were made: ``send`` (``POST /v1/messages``), ``batch``
+    (the sender, just before the provider call), ``planner``, ``dispatch`` (strategies)."""
+
+    path: str
+    allowed: int
+    deferred: int
+    denied: int
+
+
 class ReportOut(Struct):
+    """``contacts``: gate decisions in the period (a message deferred, then sent, was
+    decided twice and counts twice)."""
+
     period_start: datetime
     period_end: datetime
     contacts: int
     rules: list[RuleCount]
+    paths: list[PathCount] = []
 
 
 class ChargeFindingOut(Struct):

@@ -117,17 +117,34 @@ def authorised_channels(debtor: Debtor, points: list[ContactPoint]) -> list[str]
 async def contact_facts(session: AsyncSession, debtor: Debtor) -> ContactFacts:
     """Stage (the placement's stage code), litigation (``attributes.in_litigation``), first
     contact (no outbound contact ever made) and authorised channels of ``debtor``."""
-    stage = await session.scalar(select(Stage.code).join(
-        Placement, Placement.stage_id == Stage.id).where(Placement.debtor_id == debtor.id))
-    made = await session.scalar(select(Interaction.id).where(
-        Interaction.debtor_id == debtor.id, Interaction.direction == "outbound",
-        Interaction.status.in_(MADE_STATUSES)).limit(1))
-    points = list((await session.scalars(select(ContactPoint).where(
-        ContactPoint.debtor_id == debtor.id))).all())
-    return ContactFacts(stage=stage,
-                        in_litigation=(debtor.attributes or {}).get("in_litigation") is True,
-                        is_first_contact=made is None,
-                        authorized_channels=authorised_channels(debtor, points))
+    return (await contact_facts_many(session, [debtor]))[debtor.id]
+
+
+async def contact_facts_many(session: AsyncSession, debtors: list[Debtor],
+                             exclude: list[int] | None = None) -> dict[int, ContactFacts]:
+    """:func:`contact_facts` for many debtors with three queries (stages, whether any
+    contact was ever made, contact points), for the batch sender. ``exclude``: interactions
+    not to count as contacts made (the ones being judged)."""
+    ids = [d.id for d in debtors]
+    if not ids:
+        return {}
+    stages = dict((await session.execute(select(Placement.debtor_id, Stage.code).join(
+        Stage, Placement.stage_id == Stage.id).where(Placement.debtor_id.in_(ids)))).all())
+    made_query = select(Interaction.debtor_id).where(
+        Interaction.debtor_id.in_(ids), Interaction.direction == "outbound",
+        Interaction.status.in_(MADE_STATUSES)).distinct()
+    if exclude:
+        made_query = made_query.where(Interaction.id.not_in(exclude))
+    made = set((await session.scalars(made_query)).all())
+    points: dict[int, list[ContactPoint]] = {}
+    for cp in await session.scalars(select(ContactPoint).where(
+            ContactPoint.debtor_id.in_(ids))):
+        points.setdefault(cp.debtor_id, []).append(cp)
+    return {d.id: ContactFacts(
+        stage=stages.get(d.id), in_litigation=(d.attributes or {}).get("in_litigation") is True,
+        is_first_contact=d.id not in made,
+        authorized_channels=authorised_channels(d, points.get(d.id, [])))
+        for d in debtors}
 
 
 def contact_content(content: Any, fallback_text: str | None = None) -> ContactContent | None:

@@ -3,7 +3,7 @@
 from cartera.api.models import IdempotencyRecord
 from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, RevokedToken, SigningKey, UsedAssertion
-from cartera.compliance.models import ComplianceSettings
+from cartera.compliance.models import ComplianceDecision, ComplianceSettings
 from cartera.db.base import Base
 from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
 from cartera.imports.models import ImportRowError, ImportRun
@@ -54,6 +54,7 @@ __all__ = [
     "Arrangement",
     "AuditEntry",
     "Base",
+    "ComplianceDecision",
     "ComplianceSettings",
     "ContactPoint",
     "Debtor",

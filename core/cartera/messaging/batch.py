@@ -46,7 +46,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -58,7 +58,14 @@ from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
-from cartera.compliance.service import GatePolicy, contact_content, load_policy
+from cartera.compliance import decisions
+from cartera.compliance.service import (
+    ContactFacts,
+    GatePolicy,
+    contact_content,
+    contact_facts_many,
+    load_policy,
+)
 from cartera.errors import CarteraError
 from cartera.events import outbox
 from cartera.integrations import service as integrations
@@ -296,25 +303,26 @@ async def take(session: AsyncSession, host: PluginHost, tenant_id: int, integrat
             if interaction.debtor_id is not None:  # the next one in this batch counts it
                 loaded.recent.setdefault(interaction.debtor_id, []).append(
                     PriorContact(channel=interaction.channel, at=now))  # type: ignore[arg-type]
+                facts = loaded.facts.get(interaction.debtor_id)
+                if facts is not None and facts.is_first_contact:  # no longer the first
+                    loaded.facts[interaction.debtor_id] = replace(facts, is_first_contact=False)
         else:
             claim.counts[outcome] += 1
+    await decisions.record(session, loaded.decisions)  # one INSERT for the whole batch
     return claim
 
 
 async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
                    interaction: Interaction, now: datetime,
                    from_address: str) -> OutboundMessage | str:
-    """Gate and render one message: the message to send, or the status it ended in."""
+    """Render and gate one message: the message to send, or the status it ended in. The
+    gate judges the content about to be sent (rendered as of now), so a message queued
+    without content (a strategy's dispatch) is checked on its words too."""
     debtor = loaded.debtors.get(interaction.debtor_id or 0)
     template = loaded.templates.get(interaction.template_id or 0)
     cp = loaded.contact_points.get(interaction.contact_point_id or 0)
     if debtor is None or template is None:
         return _fail(session, interaction, "configuration_gone")
-    verdict = gate.decide(host, debtor, cp, interaction.channel, now,
-                          _days_past_due(loaded, debtor), loaded.recent.get(debtor.id, []),
-                          policy=loaded.policy, content=contact_content(interaction.content))
-    if verdict.decision != "allow":
-        return await _not_allowed(session, interaction, verdict)
     try:
         content = await templates.render_message(
             template, context(loaded, debtor, template.locale,
@@ -323,6 +331,15 @@ async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
     except CarteraError as exc:
         # The template cannot render for this debtor: retrying would not help.
         return _fail(session, interaction, exc.code, str(exc))
+    verdict = gate.decide(host, debtor, cp, interaction.channel, now,
+                          _days_past_due(loaded, debtor), loaded.recent.get(debtor.id, []),
+                          policy=loaded.policy,
+                          content=contact_content(content, template.body),
+                          facts=loaded.facts.get(debtor.id))
+    loaded.decisions += decisions.rows(interaction.tenant_id, "batch", now, verdict,
+                                       interaction.channel, debtor.id, interaction.id)
+    if verdict.decision != "allow":
+        return await _not_allowed(session, interaction, verdict)
     interaction.content = msgspec.to_builtins(content)
     return OutboundMessage(message_id=f"int_{interaction.id}",
                            idempotency_key=f"cartera-interaction-{interaction.id}",
@@ -386,6 +403,10 @@ class _Loaded:
     today: dict[int, date] = field(default_factory=dict)
     """Each debtor's local date at the send instant."""
     policy: GatePolicy | None = None
+    facts: dict[int, ContactFacts] = field(default_factory=dict)
+    """Each debtor's stage, litigation, first contact and authorised channels."""
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    """The gate decisions of this batch, written with one INSERT."""
 
 
 async def _load(session: AsyncSession, host: PluginHost, batch: list[Interaction],
@@ -430,6 +451,8 @@ async def _load(session: AsyncSession, host: PluginHost, batch: list[Interaction
             loaded.recent.setdefault(contacted or 0, []).append(
                 PriorContact(channel=channel, at=at, outcome=status))  # type: ignore[arg-type]
         loaded.policy = await load_policy(session, host, tenant_id)
+        loaded.facts = await contact_facts_many(session, list(loaded.debtors.values()),
+                                                exclude=[i.id for i in batch])
     return loaded
 
 

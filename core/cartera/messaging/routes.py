@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, patch, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,8 +37,15 @@ class TemplateController(Controller):
         rules when saved: SMS encoding and segments are reported; a WhatsApp template names
         an approved provider template, its language and ordered parameters; an e-mail has a
         subject, a text and an HTML part. Sandboxed Jinja2; money and dates are formatted
-        for the locale."""
-        return templates.out(await templates.create(session, actor, data))
+        for the locale. The tenant's country packs check the content on save
+        (``compliance``): wording no rendering can make lawful (a court-document lookalike,
+        a threat, posing as an authority, asking why the debtor did not pay, a bureau
+        threat) refuses the save (``template_unlawful``, 422, naming ``body`` or
+        ``subject``); a missing creditor name, CNPJ or disclosure is listed but saved,
+        since placeholders may supply it and the gate checks every rendered message."""
+        compliance = await templates.check_compliance(
+            session, current_host(), actor.tenant_id, data.channel, data.body, data.subject)
+        return templates.out(await templates.create(session, actor, data), compliance)
 
     @get("/", summary="List templates", operation_id="ListTemplates", **READ)
     async def index(self, session: AsyncSession, limit: Limit = 20,
@@ -64,8 +72,15 @@ class TemplateController(Controller):
            **WRITE)
     async def update(self, template_id: int, data: schemas.TemplateUpdate,
                      session: AsyncSession, actor: Actor) -> schemas.TemplateOut:
-        """Change a template (its version increases); rules are checked again."""
-        return templates.out(await templates.update(session, actor, template_id, data))
+        """Change a template (its version increases); rules and content are checked again,
+        as on create."""
+        saved = await templates.get(session, template_id)
+        compliance = await templates.check_compliance(
+            session, current_host(), actor.tenant_id, saved.channel,
+            saved.body if data.body is msgspec.UNSET else data.body,
+            saved.subject if data.subject is msgspec.UNSET else data.subject)
+        return templates.out(await templates.update(session, actor, template_id, data),
+                             compliance)
 
     @post("/{template_id:int}/preview", summary="Preview a template for a debtor",
           operation_id="PreviewTemplate", status_code=200, **READ)

@@ -75,6 +75,20 @@ class TemplateOut(Struct):
     sms: SmsInfo | None
     created_at: datetime
     updated_at: datetime
+    compliance: TemplateCompliance | None = None
+    """On create and update: what the tenant's country packs found in the saved text
+    (``null`` on reads; ``POST /v1/templates/{id}/compliance`` checks on demand)."""
+
+
+class TemplateCompliance(Struct):
+    """The content check of a saved template: ``packs`` that judged it and their
+    ``findings`` (court-document lookalikes and threats refuse the save; a missing
+    creditor name, CNPJ or first-contact disclosure is only reported, since placeholders
+    and the creditor settings may supply it and the gate checks each rendered message)."""
+
+    country: str
+    packs: list[str]
+    findings: list[VerdictReason]
 
 
 class PreviewRequest(Struct, forbid_unknown_fields=True):

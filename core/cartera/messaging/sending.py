@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock
 from cartera.api.context import Actor, AppContext
 from cartera.audit import service as audit
+from cartera.compliance import decisions
 from cartera.compliance.service import contact_content
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.integrations.models import Integration
@@ -120,7 +121,8 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
                                          data.obligation_ids, dict(data.variables))
     content = await templates.render_message(template, ctx)  # fail fast on template errors
-    verdict = await gate.judge(session, host, debtor, cp, template.channel, clock.now(),
+    judged_at = clock.now()
+    verdict = await gate.judge(session, host, debtor, cp, template.channel, judged_at,
                                await _days_past_due(session, debtor),
                                content=contact_content(content, template.body))
     status = {"allow": "queued", "defer": "deferred", "deny": "refused"}[verdict.decision]
@@ -134,6 +136,9 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
         trigger={"source": "api", "client_id": actor.client_id})
     session.add(interaction)
     await session.flush()
+    await decisions.record(session, decisions.rows(
+        actor.tenant_id, "send", judged_at, verdict, template.channel, debtor.id,
+        interaction.id))
     add_event(session, interaction, status, "gate", reasons=[r.code for r in verdict.reasons])
     if status == "queued":  # sent by the integration's batch job, with its neighbours
         await batch.ensure_batch_job(session, app.jobs, actor.tenant_id, integration.id)

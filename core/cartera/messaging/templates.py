@@ -26,6 +26,7 @@ from cartera.audit import service as audit
 from cartera.errors import Invalid, NotFound
 from cartera.messaging import rendering, sandbox, schemas, sms
 from cartera.messaging.models import MessageTemplate
+from cartera.plugins.host import PluginHost
 from cartera.portfolio.models import Debtor
 from cartera.portfolio.service import _flush_unique, get_debtor
 
@@ -60,12 +61,26 @@ def sms_info(text: str) -> schemas.SmsInfo:
     return schemas.SmsInfo(a.encoding, a.characters, a.units, a.segments, a.non_gsm_characters)
 
 
-def out(t: MessageTemplate) -> schemas.TemplateOut:
+def out(t: MessageTemplate, compliance: schemas.TemplateCompliance | None = None
+        ) -> schemas.TemplateOut:
     return schemas.TemplateOut(
         id=t.id, code=t.code, channel=t.channel, locale=t.locale, name=t.name, body=t.body,
         subject=t.subject, html=t.html, whatsapp=t.whatsapp, version=t.version,
         sms=sms_info(t.body) if t.channel == "sms" else None, created_at=t.created_at,
-        updated_at=t.updated_at)
+        updated_at=t.updated_at, compliance=compliance)
+
+
+async def check_compliance(session: AsyncSession, host: PluginHost, tenant_id: int,
+                           channel: str, body: str, subject: str | None
+                           ) -> schemas.TemplateCompliance:
+    """The content check of a template about to be saved
+    (:func:`cartera.compliance.checks.check_on_save`): refuses one whose own words break a
+    content rule (``template_unlawful``), else lists what the packs found."""
+    from cartera.compliance.checks import check_on_save
+
+    country, packs, found = await check_on_save(session, host, tenant_id, channel, body,
+                                                subject)
+    return schemas.TemplateCompliance(country=country, packs=packs, findings=found)
 
 
 async def create(session: AsyncSession, actor: Actor,

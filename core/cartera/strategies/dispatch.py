@@ -27,6 +27,7 @@ from sqlalchemy import and_, bindparam, exists, insert, not_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
+from cartera.compliance import decisions
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
@@ -124,14 +125,23 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
                                  now - timedelta(days=7))
     integrations = await channel_integrations(session, host, tenant_id)
     sends, back = [], []
+    found: list[dict[str, Any]] = []
     for r in rows:
         routed = _route(host, loaded, r, steps[r.version_id][r.step_index], integrations, now)
+        verdict = routed.get("verdict") or {}
+        if verdict.get("reasons"):  # the gate judged (not only: no integration)
+            found += decisions.rows(tenant_id, "dispatch", now,
+                                    {**verdict, "decision": routed["decision"],
+                                     "until": routed.get("until")},
+                                    str(verdict.get("channel") or routed.get("channel") or ""),
+                                    r.debtor_id, r.id)
         if routed["decision"] == "allow":
             sends.append((r, routed))
         else:
             back.append({"b_id": r.id, "b_status": "denied" if routed["decision"] == "deny"
                          else "deferred", "b_verdict": routed["verdict"],
                          "b_at": routed.get("until") or now})
+    await decisions.record(session, found)  # one INSERT for the whole batch
     a = table_of(Action)
     if back:
         await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(

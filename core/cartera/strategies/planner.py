@@ -66,6 +66,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
+from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy, load_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.messaging import gate
@@ -514,6 +515,7 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
     loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
                                  now - timedelta(days=7))
     changes = []
+    found: list[dict[str, Any]] = []
     for r in rows:
         step = cfg.versions[r.version_id].steps[r.step_index]
         judged = judge_channels(host, loaded, r.debtor_id, step["channels"], r.planned_at,
@@ -524,7 +526,11 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
         status = {"allow": "planned", "defer": "deferred", "deny": "denied"}[judged.decision]
         changes.append({"b_id": r.id, "b_status": status, "b_channel": judged.channel,
                         "b_verdict": judged.verdict, "b_at": at})
+        found += decisions.rows(tenant_id, "planner", now,
+                                {**judged.verdict, "until": at if status == "deferred" else None},
+                                judged.channel, r.debtor_id, r.id, judged_at=r.planned_at)
         result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + 1
+    await decisions.record(session, found)  # one INSERT for the whole pass
     await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
         status=bindparam("b_status"), channel=bindparam("b_channel"),
         verdict=bindparam("b_verdict", type_=a.c.verdict.type),
