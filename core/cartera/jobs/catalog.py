@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 HANDLER_MODULES = (
+    "cartera.erpsync.jobs",
     "cartera.events.jobs",
     "cartera.imports.jobs",
     "cartera.integrations.webhooks",
