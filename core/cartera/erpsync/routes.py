@@ -15,6 +15,7 @@ from cartera.api.context import Actor, app_context
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.audit import service as audit
+from cartera.erpsync import jobs as _jobs  # noqa: F401  (registers the job kinds)
 from cartera.erpsync import schemas, sync
 from cartera.erpsync.models import ErpPosting, ErpSyncRowError, ErpSyncRun, ErpSyncSettings
 from cartera.errors import Conflict, Invalid

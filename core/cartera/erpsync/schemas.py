@@ -19,7 +19,7 @@ class SyncSettingsIn(Struct, forbid_unknown_fields=True):
 
     every_minutes: Annotated[int, msgspec.Meta(ge=5, le=1440)] | None = None
     at_times: Annotated[list[LocalTime], msgspec.Meta(max_length=48)] = []
-    page_size: Annotated[int, msgspec.Meta(ge=10, le=10_000)] = 1000
+    page_size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1000
     write_back: bool = False
 
 

@@ -526,6 +526,7 @@ async def _prepare(sessionmaker: async_sessionmaker[AsyncSession], run_id: int,
         run.status = "running"
         run.started_at = run.started_at or clock.now()
         run.error = None
+        await session.flush()
         session.expunge_all()
     registered = current_host().provider("erp", integration.provider_name)
     if registered is None or not integration.enabled:
