@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
-import pytest
 from cartera_sdk.erp import ErpRowError
 from litestar import Litestar
 from sqlalchemy import func, select, update
@@ -15,22 +14,11 @@ from sqlalchemy import func, select, update
 from cartera.erpsync import sync
 from cartera.erpsync.models import ErpSyncCursor, ErpSyncRun
 from cartera.jobs.models import Job
-from cartera.plugins.registry import current_host
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
 from tests.conftest import TenantClient
-from tests.erpsync.fake_erp import FakeErpConnector, Ledger, debtor, install, item
+from tests.erpsync.fake_erp import FakeErpConnector, Ledger, debtor, item
 
 RunJobs = Callable[[], Awaitable[int]]
-
-
-@pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync, "PULL_BACKOFF_SECONDS", 0.0)
-
-
-@pytest.fixture
-def fake(app: Litestar) -> FakeErpConnector:
-    return install(current_host())
 
 
 async def erp_integration(t: TenantClient, **settings: Any) -> int:

@@ -143,9 +143,9 @@ def route_handlers() -> list[Any]:
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
-            list_plugins, *INTEGRATION_ROUTES, *ERPSYNC_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
-            *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
+            list_plugins, *INTEGRATION_ROUTES, *ERPSYNC_ROUTES, SegmentController,
+            *MESSAGING_ROUTES, StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES,
+            audit_entries, *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
             docs_assets()]
 
 

@@ -17,7 +17,8 @@
   backoff (:data:`BACKOFF_SECONDS`, doubled per attempt, at most :data:`MAX_BACKOFF_SECONDS`).
 * A successful posting records its allocations in ``erp_item_payments``: when the ERP's
   paid-to-date of those items comes back in a sync, that part is Cartera's payment and is
-  not counted again (see :mod:`cartera.erpsync.sync`).
+  not counted again (see :mod:`cartera.erpsync.sync`). The posted allocations become
+  explicit: the ERP applied the payment to those items, so Cartera keeps it there.
 """
 
 from __future__ import annotations
@@ -195,6 +196,10 @@ async def _settle(sessionmaker: async_sessionmaker[AsyncSession], posting: ErpPo
             status=status, erp_document_id=document, message=message, claimed_until=None,
             posted_at=clock.now() if status == "posted" else None))
         if allocations:
+            # What the ERP booked is where the payment stays applied (see the module doc).
+            await session.execute(update(Allocation).where(
+                Allocation.tenant_id == posting.tenant_id,
+                Allocation.payment_id == posting.payment_id).values(explicit=True))
             await session.execute(insert(ErpItemPayment), [
                 {"integration_id": posting.integration_id, "source_key": f"posted:{posting.id}",
                  "external_ref": ref, "amount_minor": amount} for ref, amount in allocations])

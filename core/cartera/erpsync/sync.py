@@ -202,6 +202,19 @@ WHERE import_id = :stage AND prior_paid_minor > 0 AND EXISTS (
 """
 """The ERP's paid-to-date less what Cartera knows as its own payments on the item."""
 
+_EXPLICIT_ALLOCATION = """
+INSERT INTO allocations (tenant_id, debtor_id, currency, obligation_id, payment_id,
+                         amount_minor, explicit)
+SELECT p.tenant_id, p.debtor_id, p.currency, o.id, p.id,
+       CASE WHEN p.amount_minor < :amount THEN p.amount_minor ELSE :amount END, :true
+FROM payments p JOIN obligations o
+  ON o.tenant_id = p.tenant_id AND o.external_ref = :oref AND o.debtor_id = p.debtor_id
+     AND o.currency = p.currency
+WHERE p.tenant_id = :t AND p.external_ref = :pref AND :amount > 0
+  AND NOT EXISTS (SELECT 1 FROM allocations a WHERE a.payment_id = p.id AND a.explicit)
+"""
+"""An ERP payment applied to the item the ERP cleared with it."""
+
 _SEE = """
 INSERT INTO erp_sync_seen (integration_id, external_ref, run_id)
 SELECT :i, external_ref, :seen FROM import_stage_obligations WHERE import_id = :stage
@@ -331,27 +344,35 @@ async def _matched_payments(session: AsyncSession, iid: int,
 
 
 async def _link_pulled(session: AsyncSession, r: _Run, items: list[ErpPayment]) -> None:
-    """Remember the ERP payments imported as Cartera payments per item, and take them out of
-    the paid-to-date already stored for those items (see the module doc)."""
+    """Remember the ERP payments imported as Cartera payments per item, take them out of the
+    paid-to-date already stored for those items, and keep each applied to the item the ERP
+    cleared with it (an explicit allocation; see the module doc)."""
     iid, t = r.integration.id, r.integration.tenant_id
-    keys = [f"pulled:{p.external_id}"[:200] for p in items]
+    keyed = {f"pulled:{p.external_id}"[:200]: p for p in items}
     known = set((await session.scalars(select(ErpItemPayment.source_key).where(
-        ErpItemPayment.integration_id == iid, ErpItemPayment.source_key.in_(keys)))).all())
-    new: list[dict[str, Any]] = []
-    for key, p in zip(keys, items, strict=True):
+        ErpItemPayment.integration_id == iid,
+        ErpItemPayment.source_key.in_(list(keyed))))).all())
+    new: list[tuple[str, ErpPayment, int]] = []
+    for key, p in keyed.items():
         if key in known:
             continue
         try:
             amount = rowmod.minor(_decimal(p.amount.amount), p.amount.currency, "amount")
         except Exception:  # reported as the payment row's error already
             continue
-        new.append({"integration_id": iid, "source_key": key,
-                    "external_ref": p.open_item_external_id, "amount_minor": amount})
+        new.append((key, p, amount))
     if not new:
         return
-    await session.execute(insert(ErpItemPayment), new)
+    await session.execute(insert(ErpItemPayment), [
+        {"integration_id": iid, "source_key": key, "external_ref": p.open_item_external_id,
+         "amount_minor": amount} for key, p, amount in new])
     await reduce_paid(session, t, _touch_key(r.run.id),
-                      [(str(n["external_ref"]), int(n["amount_minor"])) for n in new])
+                      [(p.open_item_external_id, amount) for _, p, amount in new])
+    conn = await session.connection()
+    for _, p, amount in new:
+        await conn.execute(text(_EXPLICIT_ALLOCATION), {
+            "t": t, "pref": payment_ref(iid, p), "oref": p.open_item_external_id,
+            "amount": amount, "true": True})
 
 
 async def reduce_paid(session: AsyncSession, t: int, touch_key: int | None,
