@@ -75,7 +75,9 @@ WHERE s.write_back AND s.write_back_since IS NOT NULL {only}
               JOIN erp_sync_seen n ON n.integration_id = s.integration_id
                                    AND n.external_ref = o.external_ref
               WHERE o.tenant_id = p.tenant_id AND o.debtor_id = p.debtor_id)
+ON CONFLICT (integration_id, payment_id) DO NOTHING
 """
+"""Concurrent sweeps (two workers' housekeeping) may find the same payment: one adds it."""
 
 
 async def sweep(sessionmaker: async_sessionmaker[AsyncSession], *,
