@@ -14,7 +14,7 @@ import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -248,7 +248,7 @@ def item(key: str, debtor_key: str, amount: str, *, open_amount: str | None = No
          status: str = "open") -> ErpOpenItem:
     return ErpOpenItem(external_id=key, debtor_external_id=debtor_key, document_number=key,
                        kind=kind,  # type: ignore[arg-type]
-                       issue_date=date(2026, 10, 1), due_date=due,
+                       issue_date=due - timedelta(days=30), due_date=due,
                        original_amount=Money(Decimal(amount), currency),
                        open_amount=Money(Decimal(open_amount if open_amount is not None
                                                  else amount), currency),

@@ -421,16 +421,26 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
         changed = 0
         seen = full_run_id if full_run_id is not None else run_id
 
+        load = r.load
+
         async def adjust(c: AsyncConnection, stage: int) -> None:
             nonlocal changed
             params = {"t": t, "i": iid, "stage": stage}
             if stream == "debtors":
                 await c.execute(text(_KEEP_DEBTOR_FIELDS), params)
             elif stream == "open_items":
-                await c.execute(text(_KEEP_COLLECTION_STATE), params)
-                await c.execute(text(_NOT_DOUBLE_PAID), params)
+                # A first load (the tenant had no obligations when the run began) has no
+                # collection state to keep and no Cartera payments to tell apart.
+                if not load.fresh_obligations:
+                    await c.execute(text(_KEEP_COLLECTION_STATE), params)
+                    await c.execute(text(_NOT_DOUBLE_PAID), params)
                 await c.execute(text(_SEE), {**params, "seen": seen})
-            changed = await pipeline.count_staged_changes(c, t, stage)
+            if stream == "open_items" and load.fresh_obligations:
+                changed = int((await c.execute(text(
+                    "SELECT count(*) FROM import_stage_obligations WHERE import_id = :stage"),
+                    params)).scalar() or 0)
+            else:
+                changed = await pipeline.count_staged_changes(c, t, stage)
 
         rejected = await pipeline.apply_chunk(
             conn, t, chunk, stage_key=_stage_key(run_id, r.pages), touched_key=_touch_key(run_id),
