@@ -135,7 +135,7 @@ async def bench(url: str, customers: int, items: int, page_size: int, changes: i
         print(f"{label}: {seconds:.1f}s end to end; rows in {done.rows_in:,}, changed "
               f"{done.rows_changed:,}, failed {done.rows_failed:,}, pages {done.pages:,} "
               f"({done.rows_in / seconds:,.0f} rows/s)")
-        for phase, spent in sorted(PHASES.items(), key=lambda kv: -kv[1])[:8]:
+        for phase, spent in sorted(PHASES.items(), key=lambda kv: -kv[1])[:14]:
             print(f"    {phase:<20} {spent:7.2f}s")
 
     await one_run(f"first sync (page size {page_size:,})")

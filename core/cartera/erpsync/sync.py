@@ -48,6 +48,7 @@ Who owns what (conflicts):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -395,7 +396,8 @@ async def reduce_paid(session: AsyncSession, t: int, touch_key: int | None,
 
 async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, stream: str,
                       cursor: str | None, resting: bool, full_run_id: int | None,
-                      page: Page[Any]) -> bool:
+                      page: Page[Any],
+                      mapped: tuple[rowmod.Chunk, list[str | None]] | None = None) -> bool:
     """Apply one page and advance the stream's cursor in one transaction. Returns ``False``
     (applying nothing) when the stored cursor is not the one the page was pulled from: some
     other run moved it meanwhile."""
@@ -417,13 +419,17 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
             own = await _matched_payments(session, iid, items)
             matched = sum(1 for p in items if p.document_id in own)
             items = [p for p in items if p.document_id not in own]
-        chunk, keys = _chunk(r, stream, Page(items=items))
+        chunk, keys = mapped if mapped is not None else _chunk(r, stream, Page(items=items))
         changed = 0
         seen = full_run_id if full_run_id is not None else run_id
 
         load = r.load
 
         async def adjust(c: AsyncConnection, stage: int) -> None:
+            async with pipeline.phase("erp_adjust"):
+                await _adjust(c, stage)
+
+        async def _adjust(c: AsyncConnection, stage: int) -> None:
             nonlocal changed
             params = {"t": t, "i": iid, "stage": stage}
             if stream == "debtors":
@@ -434,7 +440,8 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
                 if not load.fresh_obligations:
                     await c.execute(text(_KEEP_COLLECTION_STATE), params)
                     await c.execute(text(_NOT_DOUBLE_PAID), params)
-                await c.execute(text(_SEE), {**params, "seen": seen})
+                async with pipeline.phase("erp_seen"):
+                    await c.execute(text(_SEE), {**params, "seen": seen})
             if stream == "open_items" and load.fresh_obligations:
                 changed = int((await c.execute(text(
                     "SELECT count(*) FROM import_stage_obligations WHERE import_id = :stage"),
@@ -531,15 +538,37 @@ async def _pull_stream(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, 
     cursor, resting, full_run_id, done = await _stream_start(sessionmaker, r, stream)
     if done:
         return
-    while True:
-        page = await _pull(r, stream, cursor)
-        if not await _apply_page(sessionmaker, r, stream, cursor, resting, full_run_id, page):
-            raise _PullError(f"another run moved the {stream} cursor; this run stops",
-                             retry=False)
-        await progress(r.run.rows_in, 0)
-        if page.next_cursor is None:
-            return
-        cursor, resting = page.next_cursor, False
+    # The next page is pulled, and this one mapped (in a thread), while the page before is
+    # applied: the ERP, the mapping and the database work at once. A failed pull surfaces
+    # when its page's turn comes, after every page before it is applied.
+    pending: asyncio.Future[Page[Any]] = asyncio.ensure_future(_pull(r, stream, cursor))
+    following: asyncio.Future[Page[Any]] | None = None
+    try:
+        while True:
+            async with pipeline.phase("erp_pull_wait"):
+                page = await pending
+            following = (asyncio.ensure_future(_pull(r, stream, page.next_cursor))
+                         if page.next_cursor is not None else None)
+            mapped = None
+            if stream != "payments":  # payments are matched in the page's transaction first
+                async with pipeline.phase("erp_map_wait"):
+                    mapped = await asyncio.to_thread(_chunk, r, stream, page)
+            async with pipeline.phase("erp_page_tx"):
+                applied = await _apply_page(sessionmaker, r, stream, cursor, resting,
+                                            full_run_id, page, mapped)
+            if not applied:
+                raise _PullError(f"another run moved the {stream} cursor; this run stops",
+                                 retry=False)
+            await progress(r.run.rows_in, 0)
+            if following is None:
+                return
+            cursor, resting, pending, following = page.next_cursor, False, following, None
+    finally:
+        for task in (pending, following):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
 
 async def _prepare(sessionmaker: async_sessionmaker[AsyncSession], run_id: int,
@@ -627,7 +656,8 @@ async def run_sync(sessionmaker: async_sessionmaker[AsyncSession], run_id: int, 
                 await current_host().call(close(r.ctx), what="erp close")
             except Exception:
                 log.warning("erp connector close failed", extra={"run_id": run_id})
-    await _end(sessionmaker, r, actor, failure)
+    async with pipeline.phase("erp_end"):
+        await _end(sessionmaker, r, actor, failure)
     if failure is not None:
         raise failure
     from cartera.erpsync import postings

@@ -94,6 +94,10 @@ async def _phase(name: str) -> Any:
         PHASES[name] = PHASES.get(name, 0.0) + time.perf_counter() - started
 
 
+phase = _phase
+"""Time a block under ``name`` in :data:`PHASES` (for profiling)."""
+
+
 class ImportFailed(Exception):
     """The import did not succeed; ``str(exc)`` is the error recorded on it. ``retry``: the
     failure was transient and the import is ``queued`` for another attempt; otherwise it is
