@@ -58,6 +58,7 @@ from typing import Any
 from cartera_sdk.erp import ErpDebtor, ErpOpenItem, ErpPayment, ErpRowError, Page
 from cartera_sdk.errors import ProviderError
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -221,6 +222,21 @@ INSERT INTO erp_sync_seen (integration_id, external_ref, run_id)
 SELECT :i, external_ref, :seen FROM import_stage_obligations WHERE import_id = :stage
 ON CONFLICT (integration_id, external_ref) DO UPDATE SET run_id = excluded.run_id
 """
+
+
+
+async def _see(conn: AsyncConnection, params: dict[str, Any], *, fresh: bool) -> None:
+    """Record the staged items as seen by ``params["seen"]``; on a first load a plain
+    insert (no conflict arbitration), unless an item was seen before after all."""
+    if fresh:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(text(_SEE.split("ON CONFLICT")[0]), params)
+            return
+        except IntegrityError:
+            pass
+    await conn.execute(text(_SEE), params)
+
 
 _GONE = """
 SELECT s.external_ref FROM erp_sync_seen s WHERE s.integration_id = :i AND s.run_id <> :full
@@ -441,7 +457,7 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
                     await c.execute(text(_KEEP_COLLECTION_STATE), params)
                     await c.execute(text(_NOT_DOUBLE_PAID), params)
                 async with pipeline.phase("erp_seen"):
-                    await c.execute(text(_SEE), {**params, "seen": seen})
+                    await _see(c, {**params, "seen": seen}, fresh=load.fresh_obligations)
             if stream == "open_items" and load.fresh_obligations:
                 changed = int((await c.execute(text(
                     "SELECT count(*) FROM import_stage_obligations WHERE import_id = :stage"),
@@ -538,21 +554,24 @@ async def _pull_stream(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, 
     cursor, resting, full_run_id, done = await _stream_start(sessionmaker, r, stream)
     if done:
         return
-    # The next page is pulled, and this one mapped (in a thread), while the page before is
-    # applied: the ERP, the mapping and the database work at once. A failed pull surfaces
-    # when its page's turn comes, after every page before it is applied.
-    pending: asyncio.Future[Page[Any]] = asyncio.ensure_future(_pull(r, stream, cursor))
-    following: asyncio.Future[Page[Any]] | None = None
+    # The next page is pulled and mapped (in a thread) while this one is applied: the ERP,
+    # the mapping and the database work at once. A failed pull surfaces when its page's
+    # turn comes, after every page before it is applied.
+    async def fetch(at: str | None) -> tuple[Page[Any], tuple[rowmod.Chunk,
+                                                             list[str | None]] | None]:
+        page = await _pull(r, stream, at)
+        if stream == "payments":  # matched against postings in the page's transaction
+            return page, None
+        return page, await asyncio.to_thread(_chunk, r, stream, page)
+
+    pending: asyncio.Future[Any] = asyncio.ensure_future(fetch(cursor))
+    following: asyncio.Future[Any] | None = None
     try:
         while True:
-            async with pipeline.phase("erp_pull_wait"):
-                page = await pending
-            following = (asyncio.ensure_future(_pull(r, stream, page.next_cursor))
+            async with pipeline.phase("erp_fetch_wait"):
+                page, mapped = await pending
+            following = (asyncio.ensure_future(fetch(page.next_cursor))
                          if page.next_cursor is not None else None)
-            mapped = None
-            if stream != "payments":  # payments are matched in the page's transaction first
-                async with pipeline.phase("erp_map_wait"):
-                    mapped = await asyncio.to_thread(_chunk, r, stream, page)
             async with pipeline.phase("erp_page_tx"):
                 applied = await _apply_page(sessionmaker, r, stream, cursor, resting,
                                             full_run_id, page, mapped)
