@@ -221,6 +221,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "PlannerSettingsIn": ("PlannerSettings",),
     "EndpointCreate": ("WebhookEndpoint",), "EndpointUpdate": ("WebhookEndpoint",),
     "RotateSecret": ("WebhookEndpoint",), "RedeliverIn": ("EventDelivery",),
+    "SyncSettingsIn": ("ErpSyncSettings",), "SyncRequest": ("ErpSyncRun",),
 }
 NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn"}
 """Bodies that are judged and answered, never written (``POST /v1/compliance/check``)."""

@@ -130,6 +130,7 @@ def route_handlers() -> list[Any]:
     from cartera.audit.routes import audit_entries
     from cartera.auth.client_routes import ClientController
     from cartera.compliance.routes import ROUTES as COMPLIANCE_ROUTES
+    from cartera.erpsync.routes import ROUTES as ERPSYNC_ROUTES
     from cartera.events.routes import ROUTES as EVENT_ROUTES
     from cartera.imports.routes import ImportController
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
@@ -142,9 +143,9 @@ def route_handlers() -> list[Any]:
 
     return [*AUTH_ROUTES, *OPS_ROUTES, PortfolioController, DebtorController,
             ObligationController, PaymentController, ImportController, JobController, aging,
-            list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
-            StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
-            *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
+            list_plugins, *INTEGRATION_ROUTES, *ERPSYNC_ROUTES, SegmentController,
+            *MESSAGING_ROUTES, StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES,
+            audit_entries, *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
             docs_assets()]
 
 

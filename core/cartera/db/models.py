@@ -5,6 +5,15 @@ from cartera.audit.models import AuditEntry
 from cartera.auth.models import OAuthClient, RevokedToken, SigningKey, UsedAssertion
 from cartera.compliance.models import ComplianceDecision, ComplianceSettings
 from cartera.db.base import Base
+from cartera.erpsync.models import (
+    ErpItemPayment,
+    ErpPosting,
+    ErpSyncCursor,
+    ErpSyncRowError,
+    ErpSyncRun,
+    ErpSyncSeen,
+    ErpSyncSettings,
+)
 from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
 from cartera.imports.models import ImportRowError, ImportRun
 from cartera.integrations.models import (
@@ -62,6 +71,13 @@ __all__ = [
     "DebtorTag",
     "DeliveryAttempt",
     "Enrollment",
+    "ErpItemPayment",
+    "ErpPosting",
+    "ErpSyncCursor",
+    "ErpSyncRowError",
+    "ErpSyncRun",
+    "ErpSyncSeen",
+    "ErpSyncSettings",
     "EventDelivery",
     "IdempotencyRecord",
     "ImportRowError",

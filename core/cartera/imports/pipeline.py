@@ -94,6 +94,10 @@ async def _phase(name: str) -> Any:
         PHASES[name] = PHASES.get(name, 0.0) + time.perf_counter() - started
 
 
+phase = _phase
+"""Time a block under ``name`` in :data:`PHASES` (for profiling)."""
+
+
 class ImportFailed(Exception):
     """The import did not succeed; ``str(exc)`` is the error recorded on it. ``retry``: the
     failure was transient and the import is ``queued`` for another attempt; otherwise it is
@@ -872,3 +876,92 @@ def _recorded(run: ImportRun) -> ImportResult:
     if run.status != "succeeded":
         raise ImportFailed(run.error or "the import failed", retry=False)
     return ImportResult(run.rows_total, run.rows_applied, run.rows_failed)
+
+
+# --- applying one chunk in the caller's transaction (the ERP sync) -----------------------
+
+class ChunkLoad(_LoadState):
+    """What the chunks of one :func:`apply_chunk` caller share (staging statistics and the
+    first-load shortcuts, see :class:`_LoadState`)."""
+
+
+async def new_chunk_load(conn: AsyncConnection, t: int) -> ChunkLoad:
+    """A :class:`ChunkLoad` for a run of chunks into tenant ``t``."""
+    load = ChunkLoad()
+    if conn.dialect.name == "postgresql":
+        load.fresh_obligations = await _fresh(conn, "obligations", t)
+        load.fresh_payments = await _fresh(conn, "payments", t)
+    return load
+
+
+Adjust = Callable[[AsyncConnection, int], Awaitable[None]]
+
+
+async def apply_chunk(conn: AsyncConnection, t: int, chunk: rowmod.Chunk, *, stage_key: int,
+                      touched_key: int, load: ChunkLoad,
+                      adjust: Adjust | None = None) -> list[rowmod.RowError]:
+    """Apply one validated chunk with the import's upsert, inside the caller's transaction
+    (so the caller can commit something of its own with it, e.g. a sync cursor).
+
+    The same steps as an import's chunk, on one connection: stage, reject rows naming
+    unknown debtors or portfolios (returned, as the import's row errors), upsert debtors,
+    tags, contacts, obligations and payments, record the debtors whose money changed under
+    ``touched_key`` in ``import_touched_debtors`` (rebalance them with :func:`rebalance`
+    when the caller's run ends), unstage. ``stage_key`` must not be used by any other
+    running load (imports use ``import_id * 1024 + n``; give negative keys).
+
+    ``adjust(conn, stage_key)`` runs after the references are resolved and before anything
+    is written: the caller's chance to amend the staged rows set-based (the ERP sync keeps
+    Cartera's collection state and contact data there)."""
+    pg = conn.dialect.name == "postgresql"
+    parsed = _Parsed(chunk, stage_key, _copy_blocks(chunk, stage_key) if pg else None)
+    await _tune(conn)
+    await _stage_chunk(conn, parsed, load)
+    load.chunks_staged += 1
+    async with _phase("resolve_refs"):
+        await _sql(conn, _RESOLVE_REFS, t=t, stage=stage_key, true=True)
+    async with _phase("reject_refs"):
+        rejected = await _reject_unknown_refs(conn, t, stage_key)
+    if adjust is not None:
+        await adjust(conn, stage_key)
+    await _apply_debtors(conn, t, stage_key)
+    await _apply_money(conn, t, touched_key, stage_key, load)
+    async with _phase("clear_staging"):
+        await _clear_staging(conn, stage_key)
+    return rejected
+
+
+async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> None:
+    """The end of a run of :func:`apply_chunk`: rebalance the debtors recorded under
+    ``touched_key``, settle their promises and plans, forget them (as an import's end)."""
+    scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
+                        {"imp": touched_key})
+    today = await tenant_today(session, t)
+    async with _phase("rebalance"):
+        await rebalance(session, t, scope, today)
+    touched = select(touched_debtors.c.debtor_id).where(touched_debtors.c.import_id == touched_key)
+    await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
+    await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == touched_key))
+
+
+async def count_staged_changes(conn: AsyncConnection, t: int, stage: int) -> int:
+    """How many of a staged chunk's debtors, obligations and payments the upsert will insert
+    or change (run after the references are resolved: see :func:`apply_chunk`'s ``adjust``)."""
+    dialect = conn.dialect.name
+    debtor = _differs([(f"d.{c}", f"s.{c}") for c in _DEBTOR_COLS], dialect)
+    obligation = _obligation_changed(dialect, "o", dict(_OBLIGATION_VALUES), "s")
+    payment = _differs([(f"p.{c}", v) for c, v in _PAYMENT_VALUES], dialect)
+    total = 0
+    for sql in (
+        f"""SELECT count(*) FROM import_stage_debtors s
+            LEFT JOIN debtors d ON d.tenant_id = :t AND d.external_ref = s.external_ref
+            WHERE s.import_id = :stage AND (d.id IS NULL OR {debtor})""",
+        f"""SELECT count(*) {_OBLIGATION_FROM}
+            LEFT JOIN obligations o ON o.tenant_id = :t AND o.external_ref = s.external_ref
+            WHERE s.import_id = :stage AND (o.id IS NULL OR {obligation})""",
+        f"""SELECT count(*) {_PAYMENT_FROM}
+            LEFT JOIN payments p ON p.tenant_id = :t AND p.external_ref = s.external_ref
+            WHERE s.import_id = :stage AND (p.id IS NULL OR {payment})""",
+    ):
+        total += int((await conn.execute(text(sql), {"t": t, "stage": stage})).scalar() or 0)
+    return total

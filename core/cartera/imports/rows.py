@@ -693,3 +693,28 @@ def count_rows(path: str, fmt: str) -> int:
     if last != b"\n":
         count += 1
     return max(count - (1 if fmt == "csv" else 0), 0)
+
+
+def add_record(chunk: Chunk, line: int, record: dict[str, Any]) -> None:
+    """Validate one row given as an object (``type`` ``debtor``, ``obligation`` or
+    ``payment``, the NDJSON fields) into ``chunk`` exactly as a file's line is: a rejected
+    row becomes one of ``chunk.errors``, a dropped optional field one of its warnings. The
+    ERP sync (:mod:`cartera.erpsync`) builds its pages' chunks with it."""
+    chunk.rows += 1
+    chunk.last_line = line
+    warnings: list[RowError] = []
+    try:
+        row: Row = msgspec.convert(record, Row)
+    except msgspec.ValidationError:
+        # What a file's line gets: bad optional fields dropped with warnings, else rejected.
+        salvaged = _json_slow_path(line, msgspec.json.encode(record), warnings)
+        if isinstance(salvaged, RowError):
+            chunk.errors.append(salvaged)
+            return
+        row = salvaged
+    try:
+        _add(chunk, line, row, warnings, False, ".")
+    except Invalid as exc:
+        chunk.errors.append(RowError(line, exc.param, exc.code, exc.detail))
+        return
+    chunk.warnings.extend(warnings)

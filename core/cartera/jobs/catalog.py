@@ -8,6 +8,7 @@ import importlib
 
 HANDLER_MODULES = (
     "cartera.api.idempotency",
+    "cartera.erpsync.jobs",
     "cartera.events.jobs",
     "cartera.imports.jobs",
     "cartera.integrations.webhooks",
