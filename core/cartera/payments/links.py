@@ -14,6 +14,7 @@ amount, replaces it (cancelled, ``superseded``) when it asks for another, else m
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from decimal import Decimal
 from cartera_sdk.errors import ProviderError
 from cartera_sdk.money import Money
 from cartera_sdk.payments import Payer, PaymentLinkRequest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -259,6 +260,15 @@ async def get_or_create_link(sessionmaker: async_sessionmaker[AsyncSession], hos
         link = reserved.link
         if not reserved.needs_call:
             return link, reserved.reused
+        lease = _call_lease(host)
+        taken = (await session.execute(update(PaymentLink).where(
+            PaymentLink.id == link.id, PaymentLink.url.is_(None),
+            or_(PaymentLink.calling_until.is_(None), PaymentLink.calling_until < clock.now()))
+            .values(calling_until=clock.now() + lease))).rowcount  # type: ignore[attr-defined]
+        await session.commit()
+        if not taken:
+            # Another request is calling the provider for this link: wait for its URL.
+            return await _wait_for_url(sessionmaker, actor, link.id, lease), True
         integration = await session.get(Integration, link.integration_id)
         debtor = await session.get(Debtor, link.debtor_id)
         await session.commit()  # nothing is held while the provider answers
@@ -279,15 +289,18 @@ async def get_or_create_link(sessionmaker: async_sessionmaker[AsyncSession], hos
                                what="payment link")
     except PluginCallError as exc:
         cause = exc.__cause__
-        if isinstance(cause, ProviderError) and cause.kind == "permanent":
-            async with sessionmaker() as session:
-                session.info["tenant_id"] = actor.tenant_id
-                await session.execute(update(PaymentLink).where(
-                    PaymentLink.id == link.id, PaymentLink.status == "open",
-                    PaymentLink.url.is_(None)).values(
-                    status="cancelled", status_reason=f"provider_refused: {cause.code}"[:200],
-                    ended_at=clock.now()))
-                await session.commit()
+        refused = isinstance(cause, ProviderError) and cause.kind == "permanent"
+        async with sessionmaker() as session:
+            session.info["tenant_id"] = actor.tenant_id
+            values: dict[str, object] = {"calling_until": None}
+            if refused:
+                values.update(status="cancelled", ended_at=clock.now(),
+                              status_reason=f"provider_refused: {getattr(cause, 'code', '')}"[
+                                  :200])
+            await session.execute(update(PaymentLink).where(
+                PaymentLink.id == link.id, PaymentLink.status == "open",
+                PaymentLink.url.is_(None)).values(**values))
+            await session.commit()
         raise
     async with sessionmaker() as session:
         session.info["tenant_id"] = actor.tenant_id
@@ -296,12 +309,35 @@ async def get_or_create_link(sessionmaker: async_sessionmaker[AsyncSession], hos
         if row.url is None:
             row.url = made.url
             row.provider_link_id = made.provider_link_id
+            row.calling_until = None
             audit.record(session, actor, "payment_link.created", "payment_link", row.id, {
                 "debtor_id": row.debtor_id, "purpose": row.purpose,
                 "amount": money.from_minor(row.amount_minor, row.currency),
                 "currency": row.currency, "obligation_ids": list(row.obligation_ids or [])})
         await session.commit()
         return row, reserved.reused
+
+
+def _call_lease(host: PluginHost) -> timedelta:
+    """How long one request may hold a reserved link's provider call: the host's timeout
+    and a margin."""
+    return timedelta(seconds=host.timeout_seconds * 2 + 1)
+
+
+async def _wait_for_url(sessionmaker: async_sessionmaker[AsyncSession], actor: Actor,
+                        link_id: int, lease: timedelta) -> PaymentLink:
+    deadline = clock.now() + lease
+    while True:
+        async with sessionmaker() as session:
+            session.info["tenant_id"] = actor.tenant_id
+            row = await session.get(PaymentLink, link_id)
+            assert row is not None
+            if row.url is not None or row.status != "open":
+                return row
+            if row.calling_until is None or clock.now() > deadline:
+                raise Conflict("the payment link is being made by another request; retry",
+                               code="link_in_progress")
+        await asyncio.sleep(0.05)
 
 
 async def get_link(session: AsyncSession, link_id: int) -> PaymentLink:

@@ -122,6 +122,10 @@ class PaymentLink(DebtorOwned, Base):
     payment_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("payments.id", ondelete="SET NULL", use_alter=True))
     checked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    calling_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """While a request is calling the provider for this reserved link: the others wait for
+    its URL instead of calling too (a second call with the same key would carry another
+    body); after this instant the call counts as abandoned and the next request makes it."""
     status_reason: Mapped[str | None] = mapped_column(String(200))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

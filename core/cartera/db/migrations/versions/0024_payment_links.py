@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("provider_payment_id", sa.String(64), nullable=True),
         sa.Column("payment_id", _ID, nullable=True),
         sa.Column("checked_at", Instant, nullable=True),
+        sa.Column("calling_until", Instant, nullable=True),
         sa.Column("status_reason", sa.String(200), nullable=True),
         sa.Column("created_by", sa.String(200), nullable=False),
         sa.Column("created_at", Instant, nullable=False),
