@@ -164,7 +164,15 @@ async def test_templates_see_the_open_link_as_links_payment(
     await integration(tenant, mercadopago)
     debtor_id, _ = await debt(tenant, "L-8", "80.00")
     other_id, _ = await debt(tenant, "L-9", "20.00")
+    template = (await tenant.api.post("/v1/templates", json={
+        "code": "pay-link", "channel": "sms", "locale": "es-PE", "name": "Pague",
+        "body": "Pague aqui: {{ links.payment }}"})).json()
+    preview = f"/v1/templates/{template['id']}/preview"
+    before = await tenant.api.post(preview, json={"debtor_id": debtor_id})
+    assert before.json()["content"]["text"] == "Pague aqui: "
     made = await link(tenant, debtor_id=debtor_id)
-    async with app.state.ctx.sessionmaker() as session:
+    after = await tenant.api.post(preview, json={"debtor_id": debtor_id})
+    assert after.json()["content"]["text"] == f"Pague aqui: {made['url']}"
+    async with app.state.ctx.sessionmaker() as session:  # what the batch sender loads
         urls = await open_urls(session, tenant.tenant_id, [debtor_id, other_id])
     assert urls == {debtor_id: made["url"]}
