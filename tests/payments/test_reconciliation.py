@@ -273,3 +273,43 @@ async def test_a_payment_keeps_a_promise(tenant: TenantClient, http: Any, run_jo
     await run_jobs()
     got = (await tenant.api.get(f"/v1/promises/{promise['id']}")).json()
     assert (got["status"], got["paid_amount"]) == ("kept", "100.00")
+
+
+async def test_a_reconciled_payment_stops_the_strategy_at_once(
+        tenant: TenantClient, http: Any, run_jobs: RunJobs, mercadopago: Any) -> None:
+    """Replanned in the payment's transaction: the enrollment whose stop rule ("nothing
+    owed") now matches stops and its planned message is cancelled, before any planner
+    pass."""
+    from tests.strategies.helpers import (
+        actions,
+        enrollments,
+        late_debtor,
+        message_step,
+        plan,
+        segments,
+        strategy,
+        template,
+    )
+
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    d = await late_debtor(tenant, "S-PAY", days_late=40)
+    await strategy(tenant, "paid-stops", [seg["late"]], [
+        message_step("one", sms, anchor="oldest_unpaid_due_date", offset=3),
+        message_step("two", sms, offset=2)],
+                   stop_rule={"feature": "outstanding_amount", "op": "lte", "value": "0.00",
+                              "currency": "PEN"})
+    await plan(tenant, run_jobs)
+    [e] = await enrollments(tenant, debtor_id=d)
+    assert e["status"] == "active"
+    assert [a["status"] for a in await actions(tenant, debtor_id=d)] == ["planned"]
+    integ = await integration(tenant, mercadopago)
+    link = (await tenant.api.post("/v1/payment-links", json={
+        "debtor_id": d, "currency": "PEN"})).json()
+    mercadopago.add_payment("9900", link["amount"], external_reference=f"plink_{link['id']}")
+    await notify(http, integ["id"], "9900", notification_id=99)
+    await run_jobs()
+    [e] = await enrollments(tenant, debtor_id=d)
+    assert (e["status"], e["reason"]) == ("stopped", "the stop rule matched")
+    assert [a["status"] for a in await actions(tenant, debtor_id=d, status="cancelled")] == [
+        "cancelled"]

@@ -23,7 +23,9 @@ A notification is only a hint. For each new payment event of a delivery the webh
 
    Then the debtor is refreshed as every payment write does
    (:func:`cartera.portfolio.service.refresh_debtor`: promises and plans settled,
-   allocation, summary, re-segmentation).
+   allocation, summary, re-segmentation) and replanned
+   (:func:`cartera.strategies.planner.stop_debtor`: an enrollment whose stop rule now
+   matches, "paid" or "promise kept", stops and its planned actions are cancelled).
 
 Because every view is the provider's current one and the payment row is unique, duplicates,
 redeliveries and out-of-order notifications (pending, approved, refunded in any order) end
@@ -59,8 +61,9 @@ from cartera.payments.models import Allocation, Payment, PaymentLink, Reconcilia
 from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio.models import Obligation
-from cartera.portfolio.service import refresh_debtor
+from cartera.portfolio.service import refresh_debtor, tenant_today
 from cartera.settings import get_settings
+from cartera.strategies.planner import stop_debtor
 from cartera.tenants.models import Tenant
 
 log = logging.getLogger("cartera.reconcile")
@@ -265,6 +268,8 @@ async def apply_view(session: AsyncSession, integration: Integration,
     if outcome in ("recorded", "held", "refunded", "reversed"):
         await session.flush()
         await refresh_debtor(session, tenant_id, debtor_id)
+        await stop_debtor(session, tenant_id, debtor_id,
+                          await tenant_today(session, tenant_id), clock.now())
     return outcome
 
 
