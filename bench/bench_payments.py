@@ -31,6 +31,7 @@ import random
 import secrets
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,11 @@ from cartera.db import migrate
 from cartera.integrations.models import Integration
 from cartera.integrations.service import webhook_url
 from cartera.jobs.runner import InProcessRunner
+from cartera.negotiation.models import Promise
+from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.payments.models import Payment
+from cartera.portfolio.models import ContactPoint, Debtor, Obligation
+from cartera.portfolio.service import tenant_today
 from cartera.settings import Settings
 from cartera.tenants.service import create_tenant
 
@@ -107,23 +112,42 @@ async def setup(http: Any, app: Any, mp: Any, fake: Any, debtors: int) -> tuple[
                       for k in ("one", "two")]}}))
     await ok(await http.post(f"/v1/strategies/{strategy['id']}/versions/1/activate",
                              json={}), 200)
-    today = time.strftime("%Y-%m-%d")
-    for i in range(debtors):
-        d = await ok(await http.post("/v1/debtors", json={
-            "external_ref": f"B{i}", "name": f"Deudor {i}", "country": "PE",
-            "contact_points": [{"kind": "phone", "value": f"+5199{i:07d}",
-                                "consent": "granted"}]}))
-        await ok(await http.post("/v1/obligations", json={
-            "debtor_id": d["id"], "external_ref": f"B{i}-F", "kind": "invoice",
-            "currency": "PEN", "original_amount": "150.00", "due_date": "2026-10-01"}))
-        await ok(await http.post("/v1/promises", json={
-            "debtor_id": d["id"], "currency": "PEN", "amount": "150.00",
-            "promised_date": today}))
+    # Debtors, obligations and promises in bulk (the API would take minutes on a loaded
+    # machine), then the tenant's allocation and segmentation as an import leaves them.
+    async with app.state.ctx.sessionmaker() as session:
+        session.info["tenant_id"] = tenant.id
+        today = await tenant_today(session, tenant.id)
+        rows = [Debtor(tenant_id=tenant.id, external_ref=f"B{i}", name=f"Deudor {i}",
+                       country="PE", timezone="America/Lima", kind="person", attributes={})
+                for i in range(debtors)]
+        session.add_all(rows)
+        await session.flush()
+        for i, d in enumerate(rows):
+            session.add(ContactPoint(tenant_id=tenant.id, debtor_id=d.id, kind="phone",
+                                     value=f"+5199{i:07d}", consent="granted"))
+            session.add(Obligation(tenant_id=tenant.id, debtor_id=d.id,
+                                   external_ref=f"B{i}-F", kind="invoice", currency="PEN",
+                                   original_minor=15000, prior_paid_minor=0,
+                                   outstanding_minor=15000, due_date=date(2026, 10, 1)))
+            session.add(Promise(tenant_id=tenant.id, debtor_id=d.id, currency="PEN",
+                                amount_minor=15000, paid_minor=0, promised_date=today,
+                                created_on=today, created_by="bench"))
+        await session.flush()
+        await rebalance(session, tenant.id, DebtorScope.tenant(tenant.id), today)
+        await session.commit()
+        ids = [d.id for d in rows]
+    await ok(await http.post("/v1/segments/runs", json={}), 202)
+    await app.state.ctx.jobs.run_pending()
+
+    async def one(i: int, debtor_id: int) -> None:
         link = await ok(await http.post("/v1/payment-links", json={
-            "debtor_id": d["id"], "currency": "PEN"}))
+            "debtor_id": debtor_id, "currency": "PEN"}))
         mp.add_payment(str(5_000_000 + i), "150.00", external_reference=f"plink_{link['id']}")
         mp.payments[str(5_000_000 + i)]["date_approved"] = \
             time.strftime("%Y-%m-%dT%H:%M:%S.000-05:00")
+
+    for start in range(0, len(ids), 8):
+        await asyncio.gather(*(one(i, ids[i]) for i in range(start, min(start + 8, len(ids)))))
     await ok(await http.post("/v1/strategies/plan", json={}), 202)
     await app.state.ctx.jobs.run_pending()
     async with app.state.ctx.sessionmaker() as session:
