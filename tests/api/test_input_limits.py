@@ -222,10 +222,15 @@ TABLES: dict[str, tuple[str, ...]] = {
     "EndpointCreate": ("WebhookEndpoint",), "EndpointUpdate": ("WebhookEndpoint",),
     "RotateSecret": ("WebhookEndpoint",), "RedeliverIn": ("EventDelivery",),
     "SyncSettingsIn": ("ErpSyncSettings",), "SyncRequest": ("ErpSyncRun",),
+    "PaymentLinkCreate": ("PaymentLink",), "PaymentLinkCancel": ("PaymentLink",),
+    "ReconciliationResolve": ("ReconciliationException",),
 }
-NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn"}
-"""Bodies that are judged and answered, never written (``POST /v1/compliance/check``)."""
+NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn",
+              "PaymentRefund"}
+"""Bodies that are judged and answered, never written (``POST /v1/compliance/check``), or
+passed on to a provider and kept only in the audit trail (a refund's reason)."""
 ALIASES = {("PaymentReverse", "reason"): "reversal_reason",
+           ("PaymentLinkCancel", "reason"): "status_reason",
            ("Cancel", "reason"): "cancel_reason", ("StageSet", "stage_code"): "code"}
 # ``StageSet.reason`` lands in ``placements.stage_reason`` and ``placement_moves.reason``.
 EXTRA_COLUMNS = {("StageSet", "reason"): (("Placement", "stage_reason"),),

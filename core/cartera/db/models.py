@@ -31,7 +31,12 @@ from cartera.messaging.models import (
     OptOutKeyword,
 )
 from cartera.negotiation.models import Arrangement, Installment, Promise
-from cartera.payments.models import Allocation, Payment
+from cartera.payments.models import (
+    Allocation,
+    Payment,
+    PaymentLink,
+    ReconciliationException,
+)
 from cartera.portfolio.models import (
     ContactPoint,
     Debtor,
@@ -94,11 +99,13 @@ __all__ = [
     "OptOutKeyword",
     "OutboxEvent",
     "Payment",
+    "PaymentLink",
     "Placement",
     "PlacementMove",
     "PlannerSettings",
     "Portfolio",
     "Promise",
+    "ReconciliationException",
     "RelatedParty",
     "RevokedToken",
     "Segment",
