@@ -39,6 +39,7 @@ from cartera.strategies.models import (
     PlannerSettings,
     Strategy,
     StrategyVersion,
+    Task,
 )
 from cartera.tenants.models import Tenant
 
@@ -83,6 +84,7 @@ __all__ = [
     "Stage",
     "Strategy",
     "StrategyVersion",
+    "Task",
     "Tenant",
     "UsedAssertion",
     "WebhookDelivery",

@@ -30,9 +30,13 @@ depends on the tenant's strategy versions, never on its debtors:
    moves to the earliest lawful instant inside the step's window (or is denied with the
    reasons, :func:`fit_to_window`); the verdicts are written by one executemany UPDATE.
 
-Not done here (see the report of issue 12): a minimum gap between contacts and weekly caps
-per tenant; the anchors ``obligation_due_date``, ``promise_date`` and
-``next_installment_date``; replanning one debtor in the transaction of an event.
+7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
+   (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
+   deferred to the first instant they allow inside its window, with the reason.
+
+Not done here (see the report of issue 12): the anchors ``obligation_due_date``,
+``promise_date`` and ``next_installment_date``; replanning one debtor in the transaction
+of an event.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
 from cartera.segmentation import rules
 from cartera.segmentation.models import Placement, Stage
+from cartera.strategies import policy
 from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion
 from cartera.strategies.service import LIVE, lock_tenant
 from cartera.tenants.models import Tenant
@@ -550,4 +555,19 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     await supersede(session, tenant_id, today - timedelta(days=1), now, result)
     await advance(session, tenant_id, cfg, now, result)
     await gate_planned(session, host, tenant_id, cfg, now, result)
+    await hold_by_policy(session, tenant_id, now, result)
     return result
+
+
+def window_fit(at: datetime, zone: str, window: dict[str, Any]) -> datetime:
+    """The first instant at or after ``at`` inside ``window`` in ``zone``."""
+    return next_opening(at, zone, window)[1]
+
+
+async def hold_by_policy(session: AsyncSession, tenant_id: int, now: datetime,
+                         result: PlanResult) -> None:
+    """7. contact policy beyond one a day (:mod:`.policy`): minimum gap, weekly cap."""
+    found = await policy.load_policy(session, tenant_id)
+    for key, n in (await policy.hold_planned(session, tenant_id, found, window_fit,
+                                             now)).items():
+        result.verdicts[key] = result.verdicts.get(key, 0) + n
