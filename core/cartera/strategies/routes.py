@@ -145,8 +145,9 @@ class StrategyController(Controller):
         (priorities and the contact policy decide who wins a debtor's day), as a job:
         follow its progress (simulated days) at ``/v1/jobs/{id}`` and read the result at
         ``/v1/strategies/simulations/{simulation_id}`` (the job's id). Per day: the
-        actions that would fire per channel and strategy, those deferred, denied or superseded and why, and the
-        projected cost per channel (each unit price with its source). Nothing is sent and
+        actions that would fire per channel and strategy, those deferred, denied or
+        superseded and why, and the projected cost per channel (each unit price with its
+        source). Nothing is sent and
         no row of the tenant changes."""
         job_row = await simulation.queue_simulation(
             session, app_context(request).jobs, actor.tenant_id, None,
