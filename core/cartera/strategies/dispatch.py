@@ -64,10 +64,14 @@ async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int
     step); rows another transaction holds are skipped on PostgreSQL."""
     a = table_of(Action)
     due = _due(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
+    ids: Any = due.scalar_subquery()
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # materialised: inside IN the locking subquery may be rescanned, each rescan
+        # skipping to other rows, so more than ``limit`` would be claimed
+        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        ids = select(picked.c.id)
     result = await session.execute(update(a).where(
-        a.c.id.in_(due.scalar_subquery()), a.c.status.in_(DISPATCHABLE))
+        a.c.id.in_(ids), a.c.status.in_(DISPATCHABLE))
         .values(status="dispatched", updated_at=now)
         .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
                    a.c.due_on))

@@ -66,9 +66,15 @@ async def claim_steps(session: AsyncSession, tenant_id: int, now: datetime,
     a = table_of(Action)
     due = due_steps(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
+        # A materialised CTE: the locking subquery runs once (inside IN it may be rescanned,
+        # and each rescan skips to other rows, claiming more than ``limit``).
         due = due.with_for_update(skip_locked=True)
+        picked = due.cte("due").prefix_with("MATERIALIZED")
+        ids: Any = select(picked.c.id)
+    else:
+        ids = due.scalar_subquery()
     result = await session.execute(update(a).where(
-        a.c.id.in_(due.scalar_subquery()), a.c.status == "planned")
+        a.c.id.in_(ids), a.c.status == "planned")
         .values(status="dispatched", updated_at=now)
         .returning(a.c.id, a.c.debtor_id, a.c.enrollment_id, a.c.version_id, a.c.step_index,
                    a.c.step_key, a.c.strategy_id, a.c.kind, a.c.due_on, a.c.planned_at))
@@ -165,4 +171,4 @@ async def execute_due(session: AsyncSession, tenant_id: int, now: datetime | Non
         "resource_id": str(r.debtor_id),
         "changes": {"action_id": r.id, "kind": r.kind, "strategy_id": r.strategy_id,
                     "step_key": r.step_key, **outcomes.get(r.id, {})}} for r in rows])
-    return {kind: len(found) for kind, found in by_kind.items()}
+    return {kind: len(found) for kind, found in by_kind.items() if found}
