@@ -48,6 +48,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import (
     BigInteger,
     Date,
@@ -63,6 +64,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     union_all,
     update,
 )
@@ -507,6 +509,58 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
     return Judged("deny", judged.channel, judged.contact_point_id, verdict, None), at
 
 
+def gate_key(loaded: Loaded, debtor_id: int, channels: list[dict[str, Any]], at: datetime,
+             today: date) -> tuple[Any, ...]:
+    """Everything :func:`judge_channels` reads about one debtor's contact, but the contact
+    point ids: two contacts with the same key get the same verdict (the gate and the packs
+    are pure functions of it), so the packs are called once per distinct key (in a
+    portfolio: per country, zone, day, days past due and contact state), not per debtor."""
+    debtor = loaded.debtors[debtor_id]
+    points = loaded.contacts.get(debtor_id, [])
+    state = []
+    for ch in channels:
+        cp = pick_contact_point(points, ch["channel"])
+        denied = gate.check_contact_point(cp, ch["channel"])
+        state.append((ch["channel"], denied.reasons[0].code if denied else None,
+                      cp.origin if cp is not None else None))
+    recent = tuple((c.channel, c.at, c.outcome) for c in loaded.recent.get(debtor_id, ()))
+    return (tuple(state), at, aging.days_past_due(loaded.oldest.get(debtor_id), today),
+            debtor.country, debtor.subdivision, debtor.timezone, debtor.kind,
+            msgspec.json.encode(debtor.attributes or {}, order="sorted"), recent)
+
+
+async def bulk_update_actions(session: AsyncSession, changes: list[dict[str, Any]],
+                              now: datetime) -> None:
+    """Write the gate's outcome on many actions (``b_id``, ``b_status``, ``b_channel``,
+    ``b_verdict``, ``b_at``): on PostgreSQL one ``UPDATE ... FROM unnest(...)`` per
+    :data:`UPDATE_CHUNK` rows (an executemany is one statement per row), else an
+    executemany."""
+    a = table_of(Action)
+    if session.get_bind().dialect.name != "postgresql":
+        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+            status=bindparam("b_status"), channel=bindparam("b_channel"),
+            verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+            planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), changes)
+        return
+    for i in range(0, len(changes), UPDATE_CHUNK):
+        part = changes[i:i + UPDATE_CHUNK]
+        await session.execute(text(
+            "UPDATE actions AS a SET status = v.status, channel = v.channel, "
+            "verdict = v.verdict::jsonb, planned_at = v.at, updated_at = :now "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), "
+            "CAST(:channels AS text[]), CAST(:verdicts AS text[]), "
+            "CAST(:ats AS timestamptz[])) AS v(id, status, channel, verdict, at) "
+            "WHERE a.id = v.id"), {
+            "now": now, "ids": [c["b_id"] for c in part],
+            "statuses": [c["b_status"] for c in part],
+            "channels": [c["b_channel"] for c in part],
+            "verdicts": [msgspec.json.encode(c["b_verdict"]).decode() for c in part],
+            "ats": [c["b_at"] for c in part]})
+
+
+UPDATE_CHUNK = 10_000
+
+
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
                        now: datetime, result: PlanResult) -> None:
     a = table_of(Action)
@@ -519,21 +573,26 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
     loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
                                  now - timedelta(days=7))
     changes = []
+    memo: dict[tuple[Any, ...], tuple[Judged, datetime]] = {}
     for r in rows:
         step = cfg.versions[r.version_id].steps[r.step_index]
-        judged = judge_channels(host, loaded, r.debtor_id, step["channels"], r.planned_at,
-                                r.due_on)
-        at = r.planned_at
-        if judged.decision == "defer" and judged.until is not None:
-            judged, at = fit_to_window(host, loaded, r, step, judged)
+        key = (r.version_id, r.step_index, *gate_key(loaded, r.debtor_id, step["channels"],
+                                                     r.planned_at, r.due_on))
+        found = memo.get(key)
+        if found is None:
+            judged = judge_channels(host, loaded, r.debtor_id, step["channels"],
+                                    r.planned_at, r.due_on)
+            at = r.planned_at
+            if judged.decision == "defer" and judged.until is not None:
+                judged, at = fit_to_window(host, loaded, r, step, judged)
+            memo[key] = found = (judged, at)
+        judged, at = found
         status = {"allow": "planned", "defer": "deferred", "deny": "denied"}[judged.decision]
         changes.append({"b_id": r.id, "b_status": status, "b_channel": judged.channel,
                         "b_verdict": judged.verdict, "b_at": at})
         result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + 1
-    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-        status=bindparam("b_status"), channel=bindparam("b_channel"),
-        verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-        planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), changes)
+    result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(memo)
+    await bulk_update_actions(session, changes, now)
 
 
 # --- the pass -----------------------------------------------------------------------------

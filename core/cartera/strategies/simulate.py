@@ -35,7 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
@@ -110,8 +110,9 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
             await plan_tenant(session, host, tenant_id, at)
             end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
             await execute_due(session, tenant_id, end, limit=10**9)
-            out.append(await _figures(session, tenant_id, strategy_id, day, prices, codes))
-            await _take_as_sent(session, tenant_id, day)
+            out.append(await _figures(session, tenant_id, strategy_id, day, end, prices,
+                                      codes))
+            await _take_as_sent(session, tenant_id, day, end)
             if progress is not None:
                 await progress(offset + 1, days)
     finally:
@@ -138,19 +139,23 @@ def _totals(days: list[schemas.SimulatedDay]) -> dict[str, schemas.PriceOut]:
 
 
 async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | None,
-                   day: date, prices: dict[str, schemas.UnitPrice],
+                   day: date, end: datetime, prices: dict[str, schemas.UnitPrice],
                    codes: dict[int, str]) -> schemas.SimulatedDay:
+    """The day's actions; a contact deferred to a later instant of the same day (the
+    law's morning hour, say) fires that day."""
     a = table_of(Action)
-    stmt = select(a.c.status, a.c.channel, a.c.kind, a.c.strategy_id, a.c.verdict).where(
-        a.c.tenant_id == tenant_id, a.c.due_on == day)
+    stmt = select(a.c.status, a.c.channel, a.c.kind, a.c.strategy_id, a.c.verdict,
+                  a.c.planned_at).where(a.c.tenant_id == tenant_id, a.c.due_on == day)
     if strategy_id is not None:
         stmt = stmt.where(a.c.strategy_id == strategy_id)
     per_channel: Counter[str] = Counter()
     per_strategy: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for status, channel, kind, sid, verdict in (await session.execute(stmt)).all():
+    for status, channel, kind, sid, verdict, at in (await session.execute(stmt)).all():
         statuses[status] += 1
+        if status == "deferred" and at < end:
+            status = "planned"
         if status in ("planned", "dispatched", "done") and kind != "wait":
             per_channel[channel or kind] += 1
             per_strategy[codes.get(sid, str(sid))] += 1
@@ -173,14 +178,17 @@ async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | Non
                                 unpriced=sorted(unpriced))
 
 
-async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any) -> None:
-    """The day's allowed contacts become dispatched without an interaction (``outcome``
-    stays null: the contact policy counts them as contacts made, see
-    :func:`.policy.planned_instants`)."""
+async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any,
+                        end: datetime) -> None:
+    """The day's allowed contacts (and those deferred to later that day) become dispatched
+    without an interaction (``outcome`` stays null: the contact policy counts them as
+    contacts made, see :func:`.policy.planned_instants`)."""
     a = table_of(Action)
     await session.execute(update(a).where(
-        a.c.tenant_id == tenant_id, a.c.due_on == day, a.c.status == "planned",
-        a.c.kind == "message", a.c.verdict.is_not(None)).values(status="dispatched"))
+        a.c.tenant_id == tenant_id, a.c.due_on == day, a.c.kind == "message",
+        a.c.verdict.is_not(None),
+        or_(a.c.status == "planned", and_(a.c.status == "deferred", a.c.planned_at < end)))
+        .values(status="dispatched"))
 
 
 async def queue_simulation(session: AsyncSession, runner: Any, tenant_id: int,
