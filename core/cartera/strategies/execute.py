@@ -43,6 +43,8 @@ from cartera.audit.models import AuditEntry
 from cartera.db.base import table_of
 from cartera.events.models import OutboxEvent
 from cartera.events.outbox import new_event_id
+from cartera.segmentation import schemas as seg_schemas
+from cartera.segmentation import stages
 from cartera.strategies.models import Action, Enrollment, StrategyVersion, Task
 
 EXECUTED_KINDS = ("task", "stage_change", "webhook")
@@ -124,9 +126,6 @@ async def _webhooks(session: AsyncSession, tenant_id: int,
 async def _stage_changes(session: AsyncSession, tenant_id: int,
                          rows: list[tuple[Any, dict[str, Any]]]) -> dict[int, dict[str, Any]]:
     """Each debtor's stage set through the placement writer; action id → outcome."""
-    from cartera.segmentation import schemas as seg_schemas
-    from cartera.segmentation import stages
-
     actor = Actor(tenant_id=tenant_id, client_id=None, request_id=None)
     done: dict[int, dict[str, Any]] = {}
     for r, step in rows:

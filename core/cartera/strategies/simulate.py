@@ -45,6 +45,7 @@ from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext, job
 from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
+from cartera.plugins.registry import current_host
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
 from cartera.strategies.execute import execute_due
@@ -202,8 +203,6 @@ async def queue_simulation(session: AsyncSession, runner: Any, tenant_id: int,
 async def simulate_job(ctx: JobContext) -> dict[str, Any]:
     """Run a simulation; progress counts the simulated days; the result is the
     simulation (``GET /v1/strategies/simulations/{simulation_id}``, the job's id)."""
-    from cartera.plugins.registry import current_host
-
     days = int(ctx.payload["days"])
     await ctx.progress(0, days)
     async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
