@@ -23,7 +23,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, not_, or_, select, update
+import msgspec
+from sqlalchemy import and_, bindparam, exists, insert, not_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -199,14 +200,28 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
          "detail": {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}}
         for i, (r, x) in zip(ids, sends, strict=True)])
     a = table_of(Action)
-    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-        channel=bindparam("b_channel"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-        outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
+    changes = [
         {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
          "b_outcome": {"interaction_id": i, "channel": x["channel"],
                        "integration_id": x["integration_id"],
                        "skipped": x["verdict"].get("tried", [])}}
-        for i, (r, x) in zip(ids, sends, strict=True)])
+        for i, (r, x) in zip(ids, sends, strict=True)]
+    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
+        await session.execute(text(
+            "UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb, "
+            "outcome = v.outcome::jsonb, updated_at = :now FROM unnest(CAST(:ids AS "
+            "bigint[]), CAST(:channels AS text[]), CAST(:verdicts AS text[]), "
+            "CAST(:outcomes AS text[])) AS v(id, channel, verdict, outcome) "
+            "WHERE a.id = v.id"), {
+            "now": now, "ids": [c["b_id"] for c in changes],
+            "channels": [c["b_channel"] for c in changes],
+            "verdicts": [msgspec.json.encode(c["b_verdict"]).decode() for c in changes],
+            "outcomes": [msgspec.json.encode(c["b_outcome"]).decode() for c in changes]})
+    else:
+        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+            channel=bindparam("b_channel"),
+            verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+            outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), changes)
     for integration_id in sorted({x["integration_id"] for _, x in sends}):
         await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
 
