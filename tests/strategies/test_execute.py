@@ -165,3 +165,23 @@ async def test_a_crash_before_commit_leaves_the_action_for_the_next_run(
     async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
         assert await execute_due(session, tenant.tenant_id) == {"task": 1}
     assert len((await tenant.api.get("/v1/tasks")).json()["data"]) == 1
+
+
+async def test_many_tasks_are_inserted_in_chunks(
+        tenant: TenantClient, app: Litestar, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement takes at most 65,535 values: the task rows go in chunks (a 30-day
+    simulation of 10,000 debtors once sent them in one)."""
+    from cartera.strategies import execute
+
+    monkeypatch.setattr(execute, "TASK_CHUNK", 2)
+    seg = await segments(tenant)
+    for ref in ("K1", "K2", "K3"):
+        await late_debtor(tenant, ref)
+    await strategy(tenant, "calls", [seg["late"]], [task_step()])
+    await plan(tenant, run_jobs)
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert await execute_due(session, tenant.tenant_id) == {"task": 3}
+    tasks = (await tenant.api.get("/v1/tasks")).json()["data"]
+    assert len(tasks) == 3 and len({t["action_id"] for t in tasks}) == 3
+    assert {a["outcome"]["task_id"] for a in await actions(tenant)} == {t["id"] for t in tasks}

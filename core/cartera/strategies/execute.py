@@ -100,11 +100,18 @@ async def _tasks(session: AsyncSession, tenant_id: int, rows: list[tuple[Any, di
                "due_at": r.planned_at + timedelta(hours=step["task"].get("due_hours", 24)),
                "status": "open", "note": None, "created_at": now, "updated_at": now}
               for r, step in rows]
-    await session.execute(_insert(session, t).values(values).on_conflict_do_nothing(
-        index_elements=["action_id"]))
-    found = await session.execute(select(t.c.action_id, t.c.id).where(
-        t.c.action_id.in_([r.id for r, _ in rows])))
-    return {int(action_id): int(task_id) for action_id, task_id in found.all()}
+    found: dict[int, int] = {}
+    for i in range(0, len(values), TASK_CHUNK):  # a statement takes at most 65,535 values
+        part = values[i:i + TASK_CHUNK]
+        await session.execute(_insert(session, t).values(part).on_conflict_do_nothing(
+            index_elements=["action_id"]))
+        for action_id, task_id in (await session.execute(select(t.c.action_id, t.c.id).where(
+                t.c.action_id.in_([v["action_id"] for v in part])))).all():
+            found[int(action_id)] = int(task_id)
+    return found
+
+
+TASK_CHUNK = 2000
 
 
 async def _webhooks(session: AsyncSession, tenant_id: int,
