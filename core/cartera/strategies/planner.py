@@ -28,7 +28,10 @@ depends on the tenant's strategy versions, never on its debtors:
    (:func:`cartera.messaging.gate.decide`) with everything it reads loaded by a few ``IN``
    queries; the channel fallback moves to the next channel when one is denied; a deferral
    moves to the earliest lawful instant inside the step's window (or is denied with the
-   reasons, :func:`fit_to_window`); the verdicts are written by one executemany UPDATE.
+   reasons, :func:`fit_to_window`). The packs are pure, so the gate runs once per distinct
+   contact key (:func:`gate_key`: country, zone, instant, days past due, contact state),
+   not per debtor; the verdicts are written by one ``UPDATE ... FROM unnest`` per 10,000
+   actions on PostgreSQL (:func:`bulk_update_actions`).
 
 7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
    (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
