@@ -223,7 +223,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "RotateSecret": ("WebhookEndpoint",), "RedeliverIn": ("EventDelivery",),
     "SyncSettingsIn": ("ErpSyncSettings",), "SyncRequest": ("ErpSyncRun",),
     "PaymentLinkCreate": ("PaymentLink",), "PaymentLinkCancel": ("PaymentLink",),
-    "ReconciliationResolve": ("ReconciliationException",),
+    "ReconciliationResolve": ("ReconciliationException",), "TaskClose": ("Task",),
 }
 NOT_STORED = {"CheckIn", "ContentIn", "ExplicitContact", "PriorContactIn", "TemplateCheckIn",
               "PaymentRefund"}
@@ -282,7 +282,7 @@ def test_every_body_instant_needs_its_offset(app: Litestar) -> None:
 def test_every_body_struct_is_mapped_or_stored_as_json(app: Litestar) -> None:
     json_documents = {"RuleSetIn", "StagesIn", "WhatsAppTemplateSpec", "WhatsAppParameter",
                       "PreviewRequest", "VersionIn", "StepIn", "ChannelIn", "WindowIn",
-                      "TaskIn", "SimulateIn"}
+                      "TaskIn", "SimulateIn", "PriceIn"}
     unmapped = ({cls.__name__ for cls in _body_structs(app)} - set(TABLES) - json_documents
                 - NOT_STORED)
     assert not unmapped

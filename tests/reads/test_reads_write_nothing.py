@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import inspect, text
 
 from cartera.auth.scopes import SCOPES
+from cartera.strategies.dispatch import queue_due_dispatches
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import RULES, debtor, run, today
 
@@ -50,7 +51,8 @@ async def created(t: TenantClient, path: str, body: dict[str, Any]) -> int:
     return int(r.json()["id"])
 
 
-async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | str]:
+async def a_full_tenant(t: TenantClient, run_jobs: RunJobs,
+                        app: Litestar) -> dict[str, int | str]:
     """A tenant with one of everything the GETs read, as the path parameters name them."""
     due_later = await debtor(t, "READ-LATER", ("PEN", "900.00", -20))
     late = await debtor(t, "READ-LATE", ("PEN", "2000.00", 45), ("USD", "300.00", 5),
@@ -106,9 +108,20 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
                     "start_hour": 0, "end_hour": 24, "weekdays": [1, 2, 3, 4, 5, 6, 7]},
                 "channels": [{"channel": "sms", "template_id": ids["template_id"]}]}]}})
     await created(t, f"/v1/strategies/{ids['strategy_id']}/versions/1/activate", {})
+    calls_id = await created(t, "/v1/strategies", {
+        "code": "calls", "name": "Calls", "version": {
+            "segment_ids": [s["id"] for s in segments], "steps": [{
+                "key": "call", "kind": "task", "task": {"queue": "calls"}, "window": {
+                    "start_hour": 0, "end_hour": 24, "weekdays": [1, 2, 3, 4, 5, 6, 7]}}]}})
+    await created(t, f"/v1/strategies/{calls_id}/versions/1/activate", {})
     await created(t, "/v1/strategies/plan", {})
     await run_jobs()
+    await queue_due_dispatches(app.state.ctx.sessionmaker, app.state.ctx.jobs)
+    await run_jobs()
     ids["action_id"] = (await t.api.get("/v1/actions")).json()["data"][0]["id"]
+    ids["task_id"] = (await t.api.get("/v1/tasks")).json()["data"][0]["id"]
+    ids["simulation_id"] = await created(t, "/v1/strategies/simulate", {"days": 2})
+    await run_jobs()
     ids["endpoint_id"] = int((await t.api.post("/v1/webhook-endpoints", json={
         "url": "https://isv.example.com/hook", "event_types": ["*"]})).json()["endpoint"]["id"])
     ids["event_id"] = str((await t.api.get("/v1/events")).json()["data"][0]["id"])
@@ -187,7 +200,7 @@ async def test_no_get_and_no_what_if_changes_a_row(
         make_tenant: Any, run_jobs: RunJobs, app: Litestar,
         http: AsyncTestClient[Litestar]) -> None:
     tenant = await make_tenant(scopes=list(SCOPES))  # platform:admin too (/v1/tenants)
-    ids = await a_full_tenant(tenant, run_jobs)
+    ids = await a_full_tenant(tenant, run_jobs, app)
     ids["link_id"] = await a_payment_link(app, tenant, ids)
     doc = (await http.get("/docs/openapi.json")).json()
     gets = calls(doc, ids)

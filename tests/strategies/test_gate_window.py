@@ -75,8 +75,9 @@ async def test_a_window_that_never_becomes_lawful_is_denied(
         night = datetime.combine(planned.planned_at.astimezone(AR).date(), time(22), AR)
         return Defer(until=night, reasons=[Reason(code="quiet_hours", message="wait")])
 
-    monkeypatch.setattr(gate, "_judge_one", fake)
+    # activation refuses such a window (test_lawful_windows); here the law changes after it
     await strategy(tenant, "s", [seg["late"]], [_window_step(sms)])
+    monkeypatch.setattr(gate, "_judge_one", fake)
     await plan(tenant, run_jobs)
     [a] = await actions(tenant, debtor_id=d)
     assert a["status"] == "denied"

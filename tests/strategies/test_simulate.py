@@ -5,10 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Litestar
+from sqlalchemy import update
 
+from cartera import clock
+from cartera.db.engine import tenant_session
+from cartera.messaging.models import Interaction
+from cartera.strategies.simulate import unit_prices
 from tests.conftest import TenantClient
 from tests.reads.test_reads_write_nothing import changed, snapshot
-from tests.strategies.helpers import late_debtor, message_step, segments, strategy, template
+from tests.strategies.helpers import (
+    ALWAYS,
+    late_debtor,
+    message_step,
+    segments,
+    strategy,
+    template,
+)
 
 
 async def test_simulation_advances_day_by_day_and_writes_nothing(
@@ -33,3 +45,77 @@ async def test_simulation_advances_day_by_day_and_writes_nothing(
     assert changed(before, await snapshot(app)) == {}
     r = await tenant.api.post(f"/v1/strategies/{s['id']}/simulate", json={"days": 91})
     assert r.status_code == 422 and r.json()["param"] == "days", r.text
+
+
+async def test_the_whole_configuration_simulates_as_a_job_with_costs(
+        tenant: TenantClient, app: Litestar, run_jobs: Any) -> None:
+    """Every active strategy at once, priorities applied (the lower one's contact is
+    superseded), the task steps counted, the cost per channel from the tenant's price hint
+    (no provider price observed), progress per day on the job; no row of the tenant
+    changes (only the job's own row)."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await late_debtor(tenant, "A")
+    await late_debtor(tenant, "B")
+    await strategy(tenant, "first", [seg["late"]], [message_step("one", sms)], priority=1)
+    await strategy(tenant, "second", [seg["late"]], [message_step("one", sms)], priority=2)
+    await strategy(tenant, "calls", [seg["late"]], [
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS}])
+    r = await tenant.api.put("/v1/strategies/settings", json={
+        "plan_hour": 6, "channel_prices": {"sms": {"amount": "0.0333", "currency": "EUR"}}})
+    assert r.status_code == 200, r.text
+    await run_jobs()
+    before = await snapshot(app)
+    r = await tenant.api.post("/v1/strategies/simulate", json={"days": 3})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    early = await tenant.api.get(f"/v1/strategies/simulations/{job_id}")
+    assert (early.status_code, early.json()["code"]) == (409, "simulation_not_ready")
+    await run_jobs()
+    job = (await tenant.api.get(f"/v1/jobs/{job_id}")).json()
+    assert job["status"] == "succeeded", job
+    assert (job["progress_done"], job["progress_total"]) == (3, 3), job
+    r = await tenant.api.get(f"/v1/strategies/simulations/{job_id}")
+    assert r.status_code == 200, r.text
+    sim = r.json()
+    day = sim["days"][0]
+    assert day["per_strategy"] == {"first": 2, "calls": 2}, day
+    assert day["actions_per_channel"] == {"sms": 2, "task": 2}
+    assert day["reasons"] == {"superseded:one_contact_a_day": 2}
+    assert day["cost_per_channel"] == {"sms": {"amount": "0.0666", "currency": "EUR"}}
+    assert sim["prices"]["sms"] == {"amount": "0.0333", "currency": "EUR",
+                                    "source": "setting", "observed": None}
+    assert sim["total_cost"]["sms"]["currency"] == "EUR"
+    assert sim["unpriced"] == []
+    assert set(changed(before, await snapshot(app))) <= {"jobs"}
+    other = await make_other_simulation_id(tenant)
+    assert (await tenant.api.get(f"/v1/strategies/simulations/{other}")).status_code == 404
+
+
+async def make_other_simulation_id(t: TenantClient) -> int:
+    """A job of another kind is not a simulation."""
+    r = await t.api.post("/v1/strategies/plan")
+    assert r.status_code == 202, r.text
+    return int(r.json()["id"])
+
+
+async def test_observed_provider_prices_come_before_the_hint(
+        tenant: TenantClient, app: Litestar) -> None:
+    d = await late_debtor(tenant, "P")
+    for cost in (3, 5):
+        r = await tenant.api.post("/v1/interactions", json={
+            "debtor_id": d, "channel": "voice", "outcome": "no_answer", "note": "rang"})
+        assert r.status_code == 201, r.text
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            await session.execute(update(Interaction).where(
+                Interaction.id == r.json()["id"]).values(cost_minor=cost, cost_currency="PEN"))
+    r = await tenant.api.put("/v1/strategies/settings", json={
+        "plan_hour": 6, "channel_prices": {"voice": {"amount": "9", "currency": "PEN"},
+                                           "email": {"amount": "0.001", "currency": "USD"}}})
+    assert r.status_code == 200, r.text
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        prices = await unit_prices(session, tenant.tenant_id, clock.now())
+    assert (prices["voice"].amount, prices["voice"].currency, prices["voice"].source,
+            prices["voice"].observed) == ("0.04", "PEN", "observed", 2)
+    assert (prices["email"].amount, prices["email"].source) == ("0.001", "setting")
+    assert "sms" not in prices

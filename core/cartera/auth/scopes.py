@@ -27,6 +27,8 @@ SCOPES: dict[str, str] = {
     "strategies:read": "Read strategies, enrollments, planned actions and explanations",
     "strategies:write": "Manage strategies and their versions, run the planner, pause, "
                         "resume and stop enrollments",
+    "tasks:read": "Read collector tasks",
+    "tasks:write": "Complete and cancel collector tasks",
     "events:read": "Read the events of the last 30 days",
     "webhook-endpoints:read": "Read webhook endpoints and their delivery logs",
     "webhook-endpoints:write": "Manage webhook endpoints, rotate their secrets, redeliver events",

@@ -59,6 +59,7 @@ from cartera.strategies.models import (
     PlannerSettings,
     Strategy,
     StrategyVersion,
+    Task,
 )
 from cartera.tenants.models import Tenant
 
@@ -114,6 +115,7 @@ __all__ = [
     "Stage",
     "Strategy",
     "StrategyVersion",
+    "Task",
     "Tenant",
     "UsedAssertion",
     "WebhookDelivery",

@@ -84,7 +84,7 @@ async def configure(session: AsyncSession, host: PluginHost,
         strategy = await service.create(session, actor, schemas.StrategyCreate(
             code=code, name=f"{code.title()} delinquency", priority=priority,
             version=schemas.VersionIn(segment_ids=[ids[code]], steps=steps)))
-        await service.activate(session, actor, strategy.id, 1, schemas.Activate())
+        await service.activate(session, actor, strategy.id, 1, schemas.Activate(), host)
     zone = str(await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)))
     await evaluate(session, tenant_id, today_in(zone), actor="demo")
     return await plan_tenant(session, host, tenant_id)

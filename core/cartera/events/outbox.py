@@ -60,6 +60,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "arrangement.completed", "arrangement.broken", "arrangement.reopened",
     "debtor.stage_changed", "debtor.segment_changed",
     "webhook_endpoint.disabled",
+    "action.requested",
 )
 """Every type an event can have (the documented catalogue; filters are checked against it)."""
 

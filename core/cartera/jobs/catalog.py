@@ -23,6 +23,7 @@ HANDLER_MODULES = (
     "cartera.segmentation.schedule",
     "cartera.strategies.dispatch",
     "cartera.strategies.jobs",
+    "cartera.strategies.simulate",
 )
 
 

@@ -216,3 +216,15 @@ def combine(verdicts: list[tuple[str, Allow | Defer | Deny]]) -> schemas.Verdict
 
 def as_json(verdict: schemas.Verdict) -> dict[str, Any]:
     return msgspec.to_builtins(verdict)  # type: ignore[no-any-return]
+
+
+def judge_planned(host: PluginHost, planned: PlannedContact,
+                  policy: GatePolicy) -> schemas.Verdict:
+    """The installed packs' combined verdict on a contact the caller describes itself (no
+    debtor row: the strategy engine probes whether a step's window ever opens lawfully in
+    a country, :mod:`cartera.strategies.lawful`)."""
+    packs = _packs(host, planned.debtor_country)
+    if not packs:
+        return _no_pack(planned.debtor_country, policy)
+    return combine([(pack.name, _judge_one(pack, planned, policy.config_for(pack)))
+                    for pack in packs])

@@ -13,8 +13,8 @@ and their first timeline events with one multi-row INSERT each, and makes sure t
 send job of each integration used waits (:func:`cartera.messaging.batch.ensure_batch_job`),
 all in one transaction. Sending, retries and claim-before-send are messaging's.
 
-Actions of paused enrollments wait. Non-message steps (task, stage change, webhook) are
-listed at ``/v1/actions`` for the ISV; Cartera does not execute them yet.
+Actions of paused enrollments wait. The same job executes the due task, stage change and
+webhook steps (:mod:`.execute`), also claimed at most once per action.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, insert, not_, select, update
+import msgspec
+from sqlalchemy import and_, bindparam, exists, insert, not_, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
@@ -36,8 +37,16 @@ from cartera.messaging import batch, gate
 from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
+from cartera.strategies import policy
+from cartera.strategies.execute import EXECUTED_KINDS, execute_due
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
-from cartera.strategies.planner import CONTACT_KINDS, Loaded, load_for_gate, pick_contact_point
+from cartera.strategies.planner import (
+    CONTACT_KINDS,
+    Loaded,
+    load_for_gate,
+    pick_contact_point,
+    window_fit,
+)
 
 KIND = "strategies.dispatch"
 BATCH = 1000
@@ -57,10 +66,14 @@ async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int
     step); rows another transaction holds are skipped on PostgreSQL."""
     a = table_of(Action)
     due = _due(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
+    ids: Any = due.scalar_subquery()
     if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # materialised: inside IN the locking subquery may be rescanned, each rescan
+        # skipping to other rows, so more than ``limit`` would be claimed
+        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
+        ids = select(picked.c.id)
     result = await session.execute(update(a).where(
-        a.c.id.in_(due.scalar_subquery()), a.c.status.in_(DISPATCHABLE))
+        a.c.id.in_(ids), a.c.status.in_(DISPATCHABLE))
         .values(status="dispatched", updated_at=now)
         .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
                    a.c.due_on))
@@ -112,6 +125,22 @@ def _route(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
     return {"decision": "deny", "verdict": {**denied, "tried": tried}}
 
 
+def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], loaded: Loaded,
+          row: Any, step: dict[str, Any], routed: dict[str, Any],
+          now: datetime) -> dict[str, Any]:
+    """The contact policy again at dispatch, over the contacts made (and those of this
+    batch): a contact it holds back goes back deferred inside the step's window."""
+    mine = sorted(made.get(row.debtor_id, []))
+    zone = loaded.debtors[row.debtor_id].timezone
+    at, held = policy.place(rules, mine, now, lambda t: window_fit(t, zone, step["window"]))
+    if not held:
+        made.setdefault(row.debtor_id, []).append(now)
+        return routed
+    denied = policy.check(rules, mine, at) is not None
+    return {"decision": "deny" if denied else "defer", "until": None if denied else at,
+            "verdict": policy.held_verdict(routed["verdict"], held, at, denied)}
+
+
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
                        now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
     """One batch of due actions, in the caller's transaction; counts per outcome."""
@@ -124,10 +153,15 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
     loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
                                  now - timedelta(days=7))
     integrations = await channel_integrations(session, host, tenant_id)
+    rules = await policy.load_policy(session, tenant_id)
+    made = await policy.contacts_made(
+        session, [r.debtor_id for r in rows],
+        now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
     sends, back = [], []
     found: list[dict[str, Any]] = []
     for r in rows:
-        routed = _route(host, loaded, r, steps[r.version_id][r.step_index], integrations, now)
+        step = steps[r.version_id][r.step_index]
+        routed = _route(host, loaded, r, step, integrations, now)
         verdict = routed.get("verdict") or {}
         if verdict.get("reasons"):  # the gate judged (not only: no integration)
             found += decisions.rows(tenant_id, "dispatch", now,
@@ -135,6 +169,8 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
                                      "until": routed.get("until")},
                                     str(verdict.get("channel") or routed.get("channel") or ""),
                                     r.debtor_id, r.id)
+        if routed["decision"] == "allow" and rules.active:
+            routed = _hold(rules, made, loaded, r, step, routed, now)
         if routed["decision"] == "allow":
             sends.append((r, routed))
         else:
@@ -174,14 +210,28 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
          "detail": {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}}
         for i, (r, x) in zip(ids, sends, strict=True)])
     a = table_of(Action)
-    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-        channel=bindparam("b_channel"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-        outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
+    changes = [
         {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
          "b_outcome": {"interaction_id": i, "channel": x["channel"],
                        "integration_id": x["integration_id"],
                        "skipped": x["verdict"].get("tried", [])}}
-        for i, (r, x) in zip(ids, sends, strict=True)])
+        for i, (r, x) in zip(ids, sends, strict=True)]
+    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
+        await session.execute(text(
+            "UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb, "
+            "outcome = v.outcome::jsonb, updated_at = :now FROM unnest(CAST(:ids AS "
+            "bigint[]), CAST(:channels AS text[]), CAST(:verdicts AS text[]), "
+            "CAST(:outcomes AS text[])) AS v(id, channel, verdict, outcome) "
+            "WHERE a.id = v.id"), {
+            "now": now, "ids": [c["b_id"] for c in changes],
+            "channels": [c["b_channel"] for c in changes],
+            "verdicts": [msgspec.json.encode(c["b_verdict"]).decode() for c in changes],
+            "outcomes": [msgspec.json.encode(c["b_outcome"]).decode() for c in changes]})
+    else:
+        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+            channel=bindparam("b_channel"),
+            verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+            outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), changes)
     for integration_id in sorted({x["integration_id"] for _, x in sends}):
         await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
 
@@ -193,6 +243,13 @@ async def dispatch_job(ctx: JobContext) -> dict[str, Any]:
     from cartera.plugins.registry import current_host
 
     totals: dict[str, int] = defaultdict(int)
+    while True:
+        async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
+            executed = await execute_due(session, ctx.tenant_id)
+        for key, n in executed.items():
+            totals[f"executed_{key}"] += n
+        if sum(executed.values()) < BATCH:
+            break
     while True:
         async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
             done = await dispatch_due(session, current_host(), current_runner(), ctx.tenant_id)
@@ -210,9 +267,11 @@ async def queue_due_dispatches(sessionmaker: async_sessionmaker[AsyncSession],
     a = table_of(Action)
     now = clock.now()
     async with sessionmaker() as session:
-        tenants = (await session.scalars(select(a.c.tenant_id).distinct().where(and_(
-            a.c.kind.in_(CONTACT_KINDS), a.c.status.in_(DISPATCHABLE),
-            a.c.verdict.is_not(None), a.c.planned_at <= now)))).all()
+        tenants = (await session.scalars(select(a.c.tenant_id).distinct().where(or_(
+            and_(a.c.kind.in_(CONTACT_KINDS), a.c.status.in_(DISPATCHABLE),
+                 a.c.verdict.is_not(None), a.c.planned_at <= now),
+            and_(a.c.kind.in_(EXECUTED_KINDS), a.c.status == "planned",
+                 a.c.planned_at <= now))))).all()
         for tenant_id in tenants:
             await runner.enqueue_once(session, tenant_id, KIND, {},
                                       key=f"{KIND}:{tenant_id}")

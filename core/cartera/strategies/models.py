@@ -168,3 +168,45 @@ class PlannerSettings(Base):
                                            primary_key=True)
     plan_hour: Mapped[int] = mapped_column(Integer, default=6)
     last_planned_on: Mapped[date | None] = mapped_column(Date)
+    min_gap_hours: Mapped[int | None] = mapped_column(Integer)
+    """The contact policy: at least this many hours between two contacts of a debtor
+    (None: no gap beyond the one contact a day)."""
+    weekly_cap: Mapped[int | None] = mapped_column(Integer)
+    """The contact policy: at most this many contacts of a debtor in any 7 days (None: no
+    cap beyond the one contact a day)."""
+    channel_prices: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    """The tenant's price hints per channel (``{"sms": {"amount": "0.05", "currency":
+    "EUR"}}``), used by simulation where no provider price was observed."""
+
+
+TASK_STATUSES = ("open", "done", "cancelled")
+
+
+class Task(DebtorOwned, Base):
+    """A collector task: work for a person in a queue (a call, a visit, a review), created
+    by a strategy's ``task`` step (``action_id``: at most one task per action) or, later,
+    by other work queues."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("action_id"),
+        Index("ix_tasks_tenant_queue", "tenant_id", "status", "queue", "due_at"),
+        Index("ix_tasks_tenant_debtor", "tenant_id", "debtor_id"),
+        CheckConstraint("status IN ('open', 'done', 'cancelled')", name="status_known"),
+        debtor_fk(),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    debtor_id: Mapped[int] = mapped_column(BigId)
+    action_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("actions.id",
+                                                                    ondelete="SET NULL"))
+    strategy_id: Mapped[int | None] = mapped_column(BigId)
+    queue: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    note: Mapped[str | None] = mapped_column(String(500))
+    """Why the task ends (given on complete or cancel)."""
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, get, patch, post, put
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,14 +14,15 @@ from cartera import clock
 from cartera.api.context import Actor, app_context
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
-from cartera.errors import Invalid, NotFound
+from cartera.errors import Conflict, Invalid, NotFound
+from cartera.jobs.models import Job
 from cartera.jobs.routes import job_out
 from cartera.jobs.schemas import JobOut
 from cartera.plugins.registry import current_host
 from cartera.strategies import explain, schemas, service
 from cartera.strategies import simulate as simulation
 from cartera.strategies.jobs import queue_plan
-from cartera.strategies.models import Action, Enrollment, Strategy
+from cartera.strategies.models import Action, Enrollment, Strategy, Task
 
 READ = secured("strategies:read")
 WRITE = secured("strategies:write")
@@ -102,7 +104,7 @@ class StrategyController(Controller):
         version, move to the step with the same key (``same_key``), or ``restart``. Waits
         for a planner pass under way, so a pass sees either version, never a mix."""
         return service.version_out(await service.activate(
-            session, actor, strategy_id, number, data or schemas.Activate()))
+            session, actor, strategy_id, number, data or schemas.Activate(), current_host()))
 
     @post("/{strategy_id:int}/versions/{number:int}/retire", summary="Retire a version",
           operation_id="RetireStrategyVersion", status_code=200, **WRITE)
@@ -135,6 +137,40 @@ class StrategyController(Controller):
         return await simulation.simulate(session, current_host(), actor.tenant_id, strategy_id,
                                        (data or schemas.SimulateIn()).days)
 
+    @post("/simulate", summary="Simulate the whole configuration",
+          operation_id="SimulateStrategies", status_code=202, **WRITE)
+    async def simulate_all(self, request: Request[Any, Any, Any], session: AsyncSession,
+                           actor: Actor, data: schemas.SimulateIn | None = None) -> JobOut:
+        """A dry run of ``days`` days (1 to 90) of every active strategy together
+        (priorities and the contact policy decide who wins a debtor's day), as a job:
+        follow its progress (simulated days) at ``/v1/jobs/{id}`` and read the result at
+        ``/v1/strategies/simulations/{simulation_id}`` (the job's id). Per day: the
+        actions that would fire per channel and strategy, those deferred, denied or
+        superseded and why, and the projected cost per channel (each unit price with its
+        source). Nothing is sent and
+        no row of the tenant changes."""
+        job_row = await simulation.queue_simulation(
+            session, app_context(request).jobs, actor.tenant_id, None,
+            (data or schemas.SimulateIn()).days)
+        await session.flush()
+        await session.refresh(job_row)
+        return job_out(job_row)
+
+    @get("/simulations/{simulation_id:int}", summary="Get a simulation's result",
+         operation_id="GetStrategySimulation", **READ)
+    async def simulation(self, simulation_id: Id,
+                         session: AsyncSession) -> schemas.SimulationOut:
+        """The result of a ``POST /v1/strategies/simulate`` job (``simulation_id`` is the
+        job's id; 409 ``simulation_not_ready`` until the job succeeded, its progress is on
+        the job)."""
+        row = await session.get(Job, simulation_id)
+        if row is None or row.tenant_id != session.info["tenant_id"] \
+                or row.kind != simulation.KIND:
+            raise NotFound(f"simulation {simulation_id} not found")
+        if row.status != "succeeded" or row.result is None:
+            raise Conflict(f"the simulation is {row.status}", code="simulation_not_ready")
+        return msgspec.convert(row.result, schemas.SimulationOut)
+
     @get("/settings", summary="Get the planner settings",
          operation_id="GetStrategySettings", **READ)
     async def settings(self, session: AsyncSession,
@@ -142,11 +178,15 @@ class StrategyController(Controller):
         """The local hour of the daily planning job and the last day it was queued."""
         return await service.planner_settings(session, actor.tenant_id)
 
-    @put("/settings", summary="Set the planning hour", operation_id="SetStrategySettings",
-         **WRITE)
+    @put("/settings", summary="Set the planning hour and the contact policy",
+         operation_id="SetStrategySettings", **WRITE)
     async def set_settings(self, data: schemas.PlannerSettingsIn, session: AsyncSession,
                            actor: Actor) -> schemas.PlannerSettingsOut:
-        """The daily pass is queued from this hour of the tenant's time zone."""
+        """The daily pass is queued from ``plan_hour`` of the tenant's time zone. The
+        contact policy beyond one contact a day: ``min_gap_hours`` between two contacts of
+        a debtor and ``weekly_cap`` contacts in any 7 days, applied by the planner and again
+        at dispatch (a contact held back is deferred with the reason, never dropped).
+        ``channel_prices``: price hints for simulation's projected cost."""
         return await service.set_planner_settings(session, actor, data)
 
 
@@ -233,6 +273,48 @@ class ActionController(Controller):
         return service.action_out(row)
 
 
+class TaskController(Controller):
+    path = "/v1/tasks"
+    tags = ["Tasks"]
+
+    @get("/", summary="List tasks", operation_id="ListTasks", **secured("tasks:read"))
+    async def index(self, session: AsyncSession, limit: Limit = 20,
+                    starting_after: StartingAfter = None, queue: str | None = None,
+                    status: schemas.TaskStatus | None = None, debtor_id: IdFilter = None,
+                    strategy_id: IdFilter = None, due_before: datetime | None = None,
+                    ) -> Page[schemas.TaskOut]:
+        """Collector tasks in id order (the ones strategies' ``task`` steps create), by
+        queue, status, debtor, strategy, or due before an instant."""
+        stmt = _equal(select(Task), (Task.queue, queue), (Task.status, status),
+                      (Task.debtor_id, debtor_id), (Task.strategy_id, strategy_id))
+        if due_before is not None:
+            stmt = stmt.where(Task.due_at < due_before)
+        rows = (await session.scalars(paginate(stmt, Task.id, limit, starting_after))).all()
+        return page_of(rows, limit, service.task_out)
+
+    @get("/{task_id:int}", summary="Get a task", operation_id="GetTask",
+         **secured("tasks:read"))
+    async def retrieve(self, task_id: Id, session: AsyncSession) -> schemas.TaskOut:
+        """One task."""
+        return service.task_out(await service.get_task(session, task_id))
+
+    @post("/{task_id:int}/complete", summary="Complete a task", operation_id="CompleteTask",
+          status_code=200, **secured("tasks:write"))
+    async def complete(self, task_id: Id, session: AsyncSession, actor: Actor,
+                       data: schemas.TaskClose | None = None) -> schemas.TaskOut:
+        """The task is done (409 ``task_not_open`` unless open)."""
+        return service.task_out(await service.close_task(
+            session, actor, task_id, "done", data.note if data else None))
+
+    @post("/{task_id:int}/cancel", summary="Cancel a task", operation_id="CancelTask",
+          status_code=200, **secured("tasks:write"))
+    async def cancel(self, task_id: Id, session: AsyncSession, actor: Actor,
+                     data: schemas.TaskClose | None = None) -> schemas.TaskOut:
+        """The task will not be done (409 ``task_not_open`` unless open)."""
+        return service.task_out(await service.close_task(
+            session, actor, task_id, "cancelled", data.note if data else None))
+
+
 @get("/v1/debtors/{debtor_id:int}/next-action", summary="Explain a debtor's next action",
      operation_id="GetDebtorNextAction", tags=["Strategies"], **READ)
 async def next_action(debtor_id: Id, session: AsyncSession) -> schemas.NextActionOut:
@@ -243,4 +325,5 @@ async def next_action(debtor_id: Id, session: AsyncSession) -> schemas.NextActio
     return await explain.next_actions(session, current_host(), debtor_id, clock.now())
 
 
-ROUTES = [StrategyController, EnrollmentController, ActionController, next_action]
+ROUTES = [StrategyController, EnrollmentController, ActionController, TaskController,
+          next_action]

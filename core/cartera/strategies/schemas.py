@@ -190,14 +190,35 @@ class ActionOut(Struct):
     updated_at: datetime
 
 
+class PriceIn(Struct, forbid_unknown_fields=True):
+    """A price at the provider's precision (at most 6 decimals), as a decimal string."""
+
+    amount: Annotated[str, msgspec.Meta(max_length=32, examples=["0.0333"])]
+    currency: Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", examples=["EUR"])]
+
+
 class PlannerSettingsIn(Struct, forbid_unknown_fields=True):
+    """The whole settings (a field left out is cleared)."""
+
     plan_hour: Annotated[int, msgspec.Meta(ge=0, le=23)]
     """The local hour (tenant's time zone) from which the daily planning job runs."""
+    min_gap_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] | None = None
+    """Contact policy: at least this many hours between two contacts of a debtor (beyond
+    the one contact a day); None: no gap."""
+    weekly_cap: Annotated[int, msgspec.Meta(ge=1, le=50)] | None = None
+    """Contact policy: at most this many contacts of a debtor in any 7 days; None: no cap.
+    Contacts made count as the contact gate counts them (sent or attempted)."""
+    channel_prices: dict[ContactChannel, PriceIn] | None = None
+    """Price hints per channel for simulation, used where no provider price was observed
+    in the last 90 days."""
 
 
 class PlannerSettingsOut(Struct):
     plan_hour: int
     last_planned_on: date | None
+    min_gap_hours: int | None = None
+    weekly_cap: int | None = None
+    channel_prices: dict[str, PriceIn] | None = None
 
 
 class NextAction(Struct):
@@ -236,16 +257,76 @@ class SimulateIn(Struct, forbid_unknown_fields=True):
     days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 30
 
 
+CHANNELS: tuple[str, ...] = ("sms", "whatsapp", "email", "voice", "letter", "visit")
+
+
+class PriceOut(Struct):
+    amount: str
+    """A decimal string at the provider's precision (up to 6 decimals)."""
+    currency: str
+
+
+class UnitPrice(Struct):
+    """What one contact on a channel is projected to cost, and where that comes from."""
+
+    amount: str
+    currency: str
+    source: Literal["observed", "setting"]
+    """``observed``: the mean of what the providers charged the tenant on that channel in
+    the last 90 days (``observed`` interactions); ``setting``: the tenant's price hint
+    (``PUT /v1/strategies/settings``)."""
+    observed: int | None = None
+
+
 class SimulatedDay(Struct):
     day: date
     actions_per_channel: dict[str, int]
     """Contacts that would fire that day per channel (other kinds under their kind)."""
     statuses: dict[str, int]
     reasons: dict[str, int]
-    """``deferred:<code>`` / ``denied:<code>``: how many actions each reason held back."""
+    """``deferred:<code>`` / ``denied:<code>``: how many actions each reason held back;
+    ``superseded:one_contact_a_day``: contacts that lost the debtor's day to a
+    higher-priority one."""
+    per_strategy: dict[str, int] = msgspec.field(default_factory=dict)
+    """Actions that would fire that day per strategy code."""
+    cost_per_channel: dict[str, PriceOut] = msgspec.field(default_factory=dict)
+    """The contacts that would fire times the channel's unit price."""
+    unpriced: list[str] = msgspec.field(default_factory=list)
+    """Channels with contacts that day and no unit price."""
 
 
 class SimulationOut(Struct):
     strategy_id: int | None
     start: date
     days: list[SimulatedDay]
+    prices: dict[str, UnitPrice] = msgspec.field(default_factory=dict)
+    """The unit price used per channel, with its source."""
+    total_cost: dict[str, PriceOut] = msgspec.field(default_factory=dict)
+    unpriced: list[str] = msgspec.field(default_factory=list)
+
+
+TaskStatus = Literal["open", "done", "cancelled"]
+
+
+class TaskOut(Struct):
+    """A collector task: work for a person in a queue, due by ``due_at``."""
+
+    id: int
+    debtor_id: int
+    queue: str
+    priority: int
+    """0 to 100; higher comes first in a work queue."""
+    due_at: datetime
+    status: TaskStatus
+    action_id: int | None
+    """The strategy action that created it."""
+    strategy_id: int | None
+    note: str | None
+    created_at: datetime
+    updated_at: datetime
+    closed_at: datetime | None
+
+
+class TaskClose(Struct, forbid_unknown_fields=True):
+    note: Text500 | None = None
+    """What was done (complete) or why not (cancel)."""

@@ -10,10 +10,11 @@ entirely or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
+from cartera_sdk.money import Price
 from sqlalchemy import case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,16 +24,19 @@ from cartera.audit import service as audit
 from cartera.db.base import table_of
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.messaging.models import MessageTemplate
+from cartera.plugins.host import PluginHost
+from cartera.plugins.registry import current_host
 from cartera.portfolio.service import _flush_unique, tenant_today
 from cartera.segmentation import rules
 from cartera.segmentation.models import Segment, Stage
-from cartera.strategies import schemas
+from cartera.strategies import lawful, schemas
 from cartera.strategies.models import (
     Action,
     Enrollment,
     PlannerSettings,
     Strategy,
     StrategyVersion,
+    Task,
 )
 
 _LOCK_SPACE = 0x57A7  # first key of the two-key advisory lock: "strategies"
@@ -81,6 +85,11 @@ async def validate_version(session: AsyncSession, tenant_id: int,
     seen: set[str] = set()
     for i, step in enumerate(data.steps):
         _validate_step(step, f"steps[{i}]", i, seen, templates, set(stages.values()))
+        if (i and step.kind == "message" and step.anchor == "previous_step"
+                and step.offset_days == 0 and data.steps[i - 1].kind == "message"):
+            raise _fail("a message step 0 days after a previous message would contact the "
+                        "debtor twice the same day (one contact a day): give it an offset "
+                        "of 1 or more", "zero_offset", f"steps[{i}].offset_days")
 
 
 def _validate_step(step: schemas.StepIn, path: str, index: int, seen: set[str],
@@ -237,19 +246,29 @@ def _steps(version: StrategyVersion) -> list[schemas.StepIn]:
 
 
 async def activate(session: AsyncSession, actor: Actor, strategy_id: int, number: int,
-                   data: schemas.Activate) -> StrategyVersion:
+                   data: schemas.Activate, host: PluginHost | None = None) -> StrategyVersion:
     """Make a draft the strategy's active version; the previous active version is retired
     and its live enrollments follow ``data.in_flight``. The version is validated again
-    (templates or segments may have gone since it was saved)."""
+    (templates or segments may have gone since it was saved), and each message step's
+    window must open lawfully for the tenant's debtors (:mod:`.lawful`)."""
     await lock_tenant(session, actor.tenant_id)
     version = await get_version(session, strategy_id, number, lock=True)
     if version.status != "draft":
         raise Conflict(f"version {number} is {version.status}; only a draft is activated",
                        code="version_not_draft")
+    steps = _steps(version)
     await validate_version(session, actor.tenant_id, schemas.VersionIn(
-        segment_ids=version.segment_ids, stage_ids=version.stage_ids, steps=_steps(version),
+        segment_ids=version.segment_ids, stage_ids=version.stage_ids, steps=steps,
         entry_rule=version.entry_rule, stop_rule=version.stop_rule))
     now = clock.now()
+    closed = await lawful.never_lawful(session, host or current_host(), actor.tenant_id,
+                                       steps, now)
+    if closed is not None:
+        index, country, codes = closed
+        raise _fail(f"the window of steps[{index}] never opens lawfully for debtors in "
+                    f"{country} in the next {lawful.PROBE_DAYS} days (the compliance packs "
+                    f"answer: {', '.join(codes) or 'no allowed instant'})",
+                    "window_never_lawful", f"steps[{index}].window")
     previous = (await session.scalars(select(StrategyVersion).where(
         StrategyVersion.strategy_id == strategy_id, StrategyVersion.status == "active")
         .with_for_update())).first()
@@ -406,21 +425,75 @@ def action_out(a: Action) -> schemas.ActionOut:
 
 async def planner_settings(session: AsyncSession, tenant_id: int) -> schemas.PlannerSettingsOut:
     row = await session.get(PlannerSettings, tenant_id)
-    return schemas.PlannerSettingsOut(plan_hour=row.plan_hour if row else DEFAULT_PLAN_HOUR,
-                                      last_planned_on=row.last_planned_on if row else None)
+    if row is None:
+        return schemas.PlannerSettingsOut(plan_hour=DEFAULT_PLAN_HOUR, last_planned_on=None)
+    prices = ({k: msgspec.convert(v, schemas.PriceIn) for k, v in row.channel_prices.items()}
+              if row.channel_prices else None)
+    return schemas.PlannerSettingsOut(plan_hour=row.plan_hour,
+                                      last_planned_on=row.last_planned_on,
+                                      min_gap_hours=row.min_gap_hours,
+                                      weekly_cap=row.weekly_cap, channel_prices=prices)
+
+
+def _check_prices(prices: Mapping[Any, schemas.PriceIn] | None) -> dict[str, Any] | None:
+    """The price hints as the SDK's ``Price`` keeps them (422 naming the channel)."""
+    if prices is None:
+        return None
+    found: dict[str, Any] = {}
+    for channel, p in prices.items():
+        try:
+            price = Price.of(p.amount, p.currency)
+        except ValueError as exc:
+            raise _fail(str(exc), "invalid_price", f"channel_prices.{channel}.amount") from exc
+        found[channel] = {"amount": str(price.amount), "currency": price.currency}
+    return found
 
 
 async def set_planner_settings(session: AsyncSession, actor: Actor,
                                data: schemas.PlannerSettingsIn) -> schemas.PlannerSettingsOut:
+    prices = _check_prices(data.channel_prices)
     row = await session.get(PlannerSettings, actor.tenant_id, with_for_update=True)
     if row is None:
         row = PlannerSettings(tenant_id=actor.tenant_id, plan_hour=data.plan_hour)
         session.add(row)
     row.plan_hour = data.plan_hour
+    row.min_gap_hours, row.weekly_cap = data.min_gap_hours, data.weekly_cap
+    row.channel_prices = prices
     await session.flush()
     audit.record(session, actor, "strategy.settings_updated", "tenant", actor.tenant_id,
-                 {"plan_hour": data.plan_hour})
+                 {"plan_hour": data.plan_hour, "min_gap_hours": data.min_gap_hours,
+                  "weekly_cap": data.weekly_cap, "channel_prices": prices})
     return await planner_settings(session, actor.tenant_id)
 
 
+# --- tasks --------------------------------------------------------------------------------
 
+def task_out(t: Task) -> schemas.TaskOut:
+    return schemas.TaskOut(
+        id=t.id, debtor_id=t.debtor_id, queue=t.queue, priority=t.priority, due_at=t.due_at,
+        status=t.status, action_id=t.action_id,  # type: ignore[arg-type]
+        strategy_id=t.strategy_id, note=t.note, created_at=t.created_at,
+        updated_at=t.updated_at, closed_at=t.closed_at)
+
+
+async def get_task(session: AsyncSession, task_id: int, *, lock: bool = False) -> Task:
+    row = await session.get(Task, task_id, with_for_update=lock or None,
+                            populate_existing=lock)
+    if row is None or row.tenant_id != session.info["tenant_id"]:
+        raise NotFound(f"task {task_id} not found")
+    return row
+
+
+async def close_task(session: AsyncSession, actor: Actor, task_id: int, to: str,
+                     note: str | None) -> Task:
+    """Complete (``done``) or cancel an open task; 409 ``task_not_open`` otherwise."""
+    row = await get_task(session, task_id, lock=True)
+    if row.status != "open":
+        raise Conflict(f"the task is {row.status}", code="task_not_open")
+    now = clock.now()
+    row.status, row.note, row.closed_at = to, note, now
+    await session.flush()
+    audit.record(session, actor, "task.completed" if to == "done" else "task.cancelled",
+                 "debtor", row.debtor_id, {"task_id": row.id, "queue": row.queue,
+                                           "note": note})
+    return row

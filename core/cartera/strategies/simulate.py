@@ -8,43 +8,98 @@ that day's planning hour in the tenant's zone:
    and stages move: :func:`cartera.segmentation.service.evaluate`, reading the balance
    summary computed for that day);
 2. the planner pass runs (:func:`.planner.plan_tenant` with that instant: enrollment,
-   exits and stops, planning, contact policy, the gate with its compliance packs);
+   exits and stops, planning, contact policy with strategy priorities, the gate with its
+   compliance packs, so holidays and windows apply);
 3. the contacts planned and allowed for that day are taken as sent (marked dispatched, no
-   interaction, nothing sent), so that the next days see the sequence advance.
+   interaction, nothing sent), and the task, stage change and webhook steps due that day
+   are executed (:func:`.execute.execute_due`, inside the savepoint: stages move), so that
+   the next days see the sequences advance.
 
-The figures per day are the actions due that day by status and channel, with the reason
-codes of the deferred and denied ones. Holidays apply through the compliance packs the
-gate calls. Not done: projected cost per channel (no price source yet).
+The figures per day are the actions due that day by status, channel and strategy, with
+the reason codes of the deferred and denied ones, and the projected cost per channel:
+the contacts that would fire times the channel's unit price (:func:`unit_prices`; each
+price says its source).
+
+``POST /v1/strategies/simulate`` runs the whole configuration as a job
+(``strategies.simulate``) with progress per simulated day (on PostgreSQL; SQLite has one
+writer, so the progress moves at the end) and keeps the result on the job.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, time, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+import msgspec
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import clock
+from cartera import clock, money
 from cartera.db.base import table_of
+from cartera.db.engine import tenant_session
+from cartera.jobs.models import Job
+from cartera.jobs.registry import JobContext, job
+from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
+from cartera.plugins.registry import current_host
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
-from cartera.strategies.models import Action
+from cartera.strategies.execute import execute_due
+from cartera.strategies.models import Action, PlannerSettings, Strategy
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.service import planner_settings
 from cartera.tenants.models import Tenant
 
+KIND = "strategies.simulate"
+OBSERVED_DAYS = 90
+"""How far back the providers' charges are averaged into a unit price."""
+PRICE_PLACES = Decimal("0.000001")
+Progress = Callable[[int, int], Awaitable[None]]
+
+
+async def unit_prices(session: AsyncSession, tenant_id: int,
+                      now: datetime) -> dict[str, schemas.UnitPrice]:
+    """A unit price per channel: the mean of what the providers charged the tenant on
+    that channel over the last :data:`OBSERVED_DAYS` days (``observed``: interactions'
+    recorded cost, in the channel's most used currency), else the tenant's price hint
+    (``setting``, ``PUT /v1/strategies/settings``). A channel with neither is unpriced."""
+    it = table_of(Interaction)
+    found: dict[str, schemas.UnitPrice] = {}
+    rows = (await session.execute(select(
+        it.c.channel, it.c.cost_currency, func.count(), func.sum(it.c.cost_minor)).where(
+        it.c.tenant_id == tenant_id, it.c.direction == "outbound",
+        it.c.cost_minor.is_not(None), it.c.cost_currency.is_not(None),
+        it.c.created_at >= now - timedelta(days=OBSERVED_DAYS))
+        .group_by(it.c.channel, it.c.cost_currency))).all()
+    for channel, currency, n, total in sorted(rows, key=lambda r: (r[0], -r[2], r[1])):
+        if channel in found:
+            continue
+        mean = (Decimal(int(total)).scaleb(-money.exponent(currency)) / int(n))
+        found[channel] = schemas.UnitPrice(
+            amount=str(mean.quantize(PRICE_PLACES).normalize()), currency=currency,
+            source="observed", observed=int(n))
+    hints = await session.scalar(select(PlannerSettings.channel_prices).where(
+        PlannerSettings.tenant_id == tenant_id))
+    for channel, p in (hints or {}).items():
+        found.setdefault(channel, schemas.UnitPrice(amount=p["amount"],
+                                                    currency=p["currency"], source="setting"))
+    return found
+
 
 async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
-                   strategy_id: int | None, days: int) -> schemas.SimulationOut:
+                   strategy_id: int | None, days: int,
+                   progress: Progress | None = None) -> schemas.SimulationOut:
     """Simulate ``days`` days from today for the whole configuration; the figures cover
     ``strategy_id``'s actions (all strategies when None). Writes nothing."""
     zone = str(await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id)))
     hour = (await planner_settings(session, tenant_id)).plan_hour
     start = clock.now().astimezone(ZoneInfo(zone)).date()
+    prices = await unit_prices(session, tenant_id, clock.now())
+    codes = {s.id: s.code for s in (await session.scalars(select(Strategy))).all()}
     out: list[schemas.SimulatedDay] = []
     savepoint = await session.begin_nested()
     try:
@@ -54,36 +109,109 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
             if offset:
                 await evaluate(session, tenant_id, day, actor="simulation")
             await plan_tenant(session, host, tenant_id, at)
-            out.append(await _figures(session, tenant_id, strategy_id, day))
-            await _take_as_sent(session, tenant_id, day)
+            end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
+            await execute_due(session, tenant_id, end, limit=10**9)
+            out.append(await _figures(session, tenant_id, strategy_id, day, end, prices,
+                                      codes))
+            await _take_as_sent(session, tenant_id, day, end)
+            if progress is not None:
+                await progress(offset + 1, days)
     finally:
         await savepoint.rollback()
-    return schemas.SimulationOut(strategy_id=strategy_id, start=start, days=out)
+    totals = _totals(out)
+    return schemas.SimulationOut(strategy_id=strategy_id, start=start, days=out,
+                                 prices=prices, total_cost=totals,
+                                 unpriced=sorted({c for d in out for c in d.unpriced}))
+
+
+def _cost(n: int, price: schemas.UnitPrice) -> schemas.PriceOut:
+    return schemas.PriceOut(amount=str((Decimal(price.amount) * n).quantize(PRICE_PLACES)
+                                       .normalize()), currency=price.currency)
+
+
+def _totals(days: list[schemas.SimulatedDay]) -> dict[str, schemas.PriceOut]:
+    sums: dict[str, tuple[Decimal, str]] = {}
+    for d in days:
+        for channel, c in d.cost_per_channel.items():
+            amount, _ = sums.get(channel, (Decimal(0), c.currency))
+            sums[channel] = (amount + Decimal(c.amount), c.currency)
+    return {ch: schemas.PriceOut(amount=str(a.normalize()), currency=cur)
+            for ch, (a, cur) in sorted(sums.items())}
 
 
 async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | None,
-                   day: Any) -> schemas.SimulatedDay:
+                   day: date, end: datetime, prices: dict[str, schemas.UnitPrice],
+                   codes: dict[int, str]) -> schemas.SimulatedDay:
+    """The day's actions; a contact deferred to a later instant of the same day (the
+    law's morning hour, say) fires that day."""
     a = table_of(Action)
-    stmt = select(a.c.status, a.c.channel, a.c.kind, a.c.verdict).where(
-        a.c.tenant_id == tenant_id, a.c.due_on == day)
+    stmt = select(a.c.status, a.c.channel, a.c.kind, a.c.strategy_id, a.c.verdict,
+                  a.c.planned_at).where(a.c.tenant_id == tenant_id, a.c.due_on == day)
     if strategy_id is not None:
         stmt = stmt.where(a.c.strategy_id == strategy_id)
     per_channel: Counter[str] = Counter()
+    per_strategy: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for status, channel, kind, verdict in (await session.execute(stmt)).all():
+    for status, channel, kind, sid, verdict, at in (await session.execute(stmt)).all():
         statuses[status] += 1
-        if status in ("planned", "dispatched"):
+        if status == "deferred" and at < end:
+            status = "planned"
+        if status in ("planned", "dispatched", "done") and kind != "wait":
             per_channel[channel or kind] += 1
-        if status in ("deferred", "denied") and verdict:
-            for r in verdict.get("reasons", []):
+            per_strategy[codes.get(sid, str(sid))] += 1
+        if status in ("deferred", "denied", "superseded"):
+            if status == "superseded":
+                reasons["superseded:one_contact_a_day"] += 1
+            for r in (verdict or {}).get("reasons", []) if status != "superseded" else []:
                 reasons[f"{status}:{r['code']}"] += 1
+    cost: dict[str, schemas.PriceOut] = {}
+    unpriced = []
+    for channel, n in per_channel.items():
+        if channel in schemas.CHANNELS:
+            if channel in prices:
+                cost[channel] = _cost(n, prices[channel])
+            else:
+                unpriced.append(channel)
     return schemas.SimulatedDay(day=day, actions_per_channel=dict(per_channel),
-                                statuses=dict(statuses), reasons=dict(reasons))
+                                statuses=dict(statuses), reasons=dict(reasons),
+                                per_strategy=dict(per_strategy), cost_per_channel=cost,
+                                unpriced=sorted(unpriced))
 
 
-async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any) -> None:
+async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any,
+                        end: datetime) -> None:
+    """The day's allowed contacts (and those deferred to later that day) become dispatched
+    without an interaction (``outcome`` stays null: the contact policy counts them as
+    contacts made, see :func:`.policy.planned_instants`)."""
     a = table_of(Action)
     await session.execute(update(a).where(
-        a.c.tenant_id == tenant_id, a.c.due_on == day, a.c.status == "planned",
-        a.c.verdict.is_not(None)).values(status="dispatched"))
+        a.c.tenant_id == tenant_id, a.c.due_on == day, a.c.kind == "message",
+        a.c.verdict.is_not(None),
+        or_(a.c.status == "planned", and_(a.c.status == "deferred", a.c.planned_at < end)))
+        .values(status="dispatched"))
+
+
+async def queue_simulation(session: AsyncSession, runner: Any, tenant_id: int,
+                           strategy_id: int | None, days: int) -> Job:
+    job_row: Job = await runner.enqueue(session, tenant_id, KIND,
+                                        {"strategy_id": strategy_id, "days": days})
+    return job_row
+
+
+@job(KIND)
+async def simulate_job(ctx: JobContext) -> dict[str, Any]:
+    """Run a simulation; progress counts the simulated days; the result is the
+    simulation (``GET /v1/strategies/simulations/{simulation_id}``, the job's id)."""
+    days = int(ctx.payload["days"])
+    await ctx.progress(0, days)
+    async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        result = await simulate(session, current_host(), ctx.tenant_id,
+                                ctx.payload.get("strategy_id"), days,
+                                ctx.progress if postgres else None)
+        await session.rollback()
+    await ctx.progress(days, days)
+    found: dict[str, Any] = msgspec.to_builtins(result)
+    return found
+
