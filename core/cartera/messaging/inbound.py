@@ -231,7 +231,7 @@ async def _opt_out(session: AsyncSession, integration: Integration, address: str
                                    changes={"contact_point_id": cp.id, "channel": channel,
                                             "why": why}))
     for debtor_id in sorted(changed):  # consent is a segmentation feature
-        await resegment_debtor(session, integration.tenant_id, debtor_id)
+        await resegment_debtor(session, integration.tenant_id, debtor_id, "opt_out")
     return points
 
 

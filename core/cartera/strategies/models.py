@@ -91,11 +91,14 @@ class StrategyVersion(TenantScoped, Base):
 
 class Enrollment(DebtorOwned, Base):
     """A debtor's journey through one strategy version: ``step_index`` is the next step
-    to plan. At most one live (active or paused) enrollment per debtor and strategy."""
+    to plan. At most one live (active or paused) enrollment per debtor, whatever the
+    strategy (migration 0025): a debtor is worked by one strategy at a time, the one of
+    the best priority among those binding their segment when they enter it; the index
+    makes it hold when a pass and a replan enroll them at once."""
 
     __tablename__ = "enrollments"
     __table_args__ = (
-        Index("uq_enrollments_live", "strategy_id", "debtor_id", unique=True,
+        Index("uq_enrollments_live", "debtor_id", unique=True,
               postgresql_where=text(LIVE_ENROLLMENT), sqlite_where=text(LIVE_ENROLLMENT)),
         Index("ix_enrollments_tenant_status", "tenant_id", "status"),
         Index("ix_enrollments_tenant_debtor", "tenant_id", "debtor_id"),

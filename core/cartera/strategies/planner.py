@@ -8,7 +8,8 @@ depends on the tenant's strategy versions, never on its debtors:
    stages) become ``exited``.
 2. **enroll**: per active version, by strategy priority, one ``INSERT ... SELECT`` of the
    placed debtors in its segments (and stages) matching its entry rule, with no live
-   enrollment in that strategy and none finished since they entered the segment; then
+   enrollment (in any strategy: one per debtor, the best priority first) and none
+   finished since they entered the segment; then
    **stop**: per version with a stop rule (segment rule language, compiled by
    :class:`cartera.segmentation.rules.CompiledRules`), one UPDATE stops those whose debtor
    matches it; the actions of ended enrollments not yet dispatched are cancelled.
@@ -73,6 +74,7 @@ from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.portfolio.summary import Debtors, only
 from cartera.segmentation import rules
 from cartera.segmentation.models import Placement, Stage
 from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion
@@ -140,18 +142,18 @@ def bound(v: StrategyVersion, pl: Any) -> Any:
 
 
 def _rule_matches(session: AsyncSession, tenant_id: int, raw: dict[str, Any], as_of: date,
-                  cfg: Config, path: str) -> Any:
-    """The debtor ids matching the rule ``raw`` (one set-based select)."""
+                  cfg: Config, path: str, debtors: Debtors = None) -> Any:
+    """The debtor ids (among ``debtors``) matching the rule ``raw`` (one set-based select)."""
     compiled = rules.CompiledRules([rules.parse_rule(raw, path)], tenant_id, as_of,
                                    session.get_bind().dialect.name, stage_ids=cfg.stage_ids)
-    sel = compiled.select([1]).subquery("m")
+    sel = compiled.select([1], debtors).subquery("m")
     return select(sel.c.debtor_id).where(sel.c.outcome == 1)
 
 
 # --- 1. exit and stop ---------------------------------------------------------------------
 
 async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult) -> None:
+                       result: PlanResult, debtors: Debtors = None) -> None:
     """Live enrollments whose debtor left the version's segments (or stages) exit."""
     if not cfg.versions:
         return
@@ -159,14 +161,15 @@ async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     still_bound = exists().where(pl.c.debtor_id == e.c.debtor_id, or_(*[
         and_(e.c.version_id == v.id, bound(v, pl)) for v in cfg.versions.values()]))
     exited = await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound)).values(
+        e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound),
+        *only(e.c.debtor_id, debtors)).values(
         status="exited", reason="left the strategy's segments or stages", ended_at=now,
         updated_at=now))
     result.exited += int(exited.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                       now: datetime, result: PlanResult) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     """Live enrollments whose debtor matches their version's stop rule stop (also those
     enrolled by this pass); the actions of ended enrollments not yet dispatched are
     cancelled."""
@@ -176,16 +179,19 @@ async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today
             continue
         stopped = await session.execute(update(e).where(
             e.c.tenant_id == tenant_id, e.c.version_id == v.id, e.c.status.in_(LIVE),
+            *only(e.c.debtor_id, debtors),
             e.c.debtor_id.in_(_rule_matches(session, tenant_id, v.stop_rule, today, cfg,
-                                            "stop_rule"))).values(
+                                            "stop_rule", debtors))).values(
             status="stopped", reason="the stop rule matched", ended_at=now, updated_at=now))
         result.stopped += int(stopped.rowcount or 0)  # type: ignore[attr-defined]
     if result.exited or result.stopped:
         a = table_of(Action)
         ended = select(e.c.id).where(e.c.tenant_id == tenant_id,
-                                     e.c.status.in_(("exited", "stopped")))
+                                     e.c.status.in_(("exited", "stopped")),
+                                     *only(e.c.debtor_id, debtors))
         await session.execute(update(a).where(
             a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
+            *only(a.c.debtor_id, debtors),
             a.c.enrollment_id.in_(ended)).values(status="cancelled", updated_at=now))
 
 
@@ -197,13 +203,14 @@ def _dialect_insert(session: AsyncSession, table: Any) -> Any:
 
 
 async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                 now: datetime, result: PlanResult) -> None:
+                 now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     e, pl = table_of(Enrollment), table_of(Placement)
     for v in cfg.active:
         x = e.alias("x")
+        # One strategy works a debtor at a time (the unique index of migration 0025) and,
+        # once it has finished with them, none other until they enter a segment again.
         taken = exists().where(
-            x.c.tenant_id == tenant_id, x.c.strategy_id == v.strategy_id,
-            x.c.debtor_id == pl.c.debtor_id,
+            x.c.tenant_id == tenant_id, x.c.debtor_id == pl.c.debtor_id,
             or_(x.c.status.in_(LIVE),
                 and_(x.c.status.in_(("completed", "stopped")),
                      or_(pl.c.segment_entered_at.is_(None),
@@ -214,10 +221,11 @@ async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date
                       literal("entered the strategy's segment", String),
                       literal(today, Date), literal(now, UtcDateTime()),
                       literal(now, UtcDateTime())).where(
-            pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken))
+            pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken),
+            *only(pl.c.debtor_id, debtors))
         if v.entry_rule is not None:
             rows = rows.where(pl.c.debtor_id.in_(_rule_matches(
-                session, tenant_id, v.entry_rule, today, cfg, "entry_rule")))
+                session, tenant_id, v.entry_rule, today, cfg, "entry_rule", debtors)))
         stmt = _dialect_insert(session, e).from_select(
             ["tenant_id", "debtor_id", "strategy_id", "version_id", "step_index", "status",
              "reason", "entered_on", "created_at", "updated_at"], rows.order_by(pl.c.debtor_id)
@@ -251,14 +259,15 @@ def earliest_opening(day: date, zone: str, window: dict[str, Any]) -> tuple[date
 
 
 async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
-                   now: datetime) -> Any:
+                   now: datetime, debtors: Debtors = None) -> Any:
     """The literal table of (zone, version, step) → anchor, due day, instant, latest
     anchor date that makes the step due, for the pairs in use; None when there are none."""
     e, d = table_of(Enrollment), table_of(Debtor)
     pairs = (await session.execute(select(d.c.timezone, e.c.version_id, e.c.step_index)
                                    .distinct().select_from(e.join(d, d.c.id == e.c.debtor_id))
                                    .where(e.c.tenant_id == tenant_id,
-                                          e.c.status == "active"))).all()
+                                          e.c.status == "active",
+                                          *only(e.c.debtor_id, debtors)))).all()
     rows = []
     for zone, version_id, index in pairs:
         v = cfg.versions.get(version_id)
@@ -282,10 +291,11 @@ async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
     return (rows[0] if len(rows) == 1 else union_all(*rows)).subquery("w")
 
 
-def oldest_unpaid(tenant_id: int) -> Any:
+def oldest_unpaid(tenant_id: int, debtors: Debtors = None) -> Any:
     b = table_of(DebtorBalance)
     return (select(b.c.debtor_id, func.min(b.c.oldest_unpaid_due_date).label("oldest"))
-            .where(b.c.tenant_id == tenant_id).group_by(b.c.debtor_id).subquery("b"))
+            .where(b.c.tenant_id == tenant_id, *only(b.c.debtor_id, debtors))
+            .group_by(b.c.debtor_id).subquery("b"))
 
 
 def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
@@ -296,12 +306,12 @@ def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
 
 
 async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult) -> None:
-    w = await _windows(session, tenant_id, cfg, now)
+                       result: PlanResult, debtors: Debtors = None) -> None:
+    w = await _windows(session, tenant_id, cfg, now, debtors)
     if w is None:
         return
     e, d, pl = table_of(Enrollment), table_of(Debtor), table_of(Placement)
-    b = oldest_unpaid(tenant_id)
+    b = oldest_unpaid(tenant_id, debtors)
     anchor = case((w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
                   (w.c.anchor == "segment_entry", e.c.entered_on),
                   (w.c.anchor == "stage_entry", stage_entered(session, pl, d)),
@@ -318,7 +328,7 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
                      .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
                      .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
         .where(e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
-               anchor <= w.c.latest_anchor)
+               anchor <= w.c.latest_anchor, *only(e.c.debtor_id, debtors))
         .order_by(e.c.id))
     stmt = _dialect_insert(session, table_of(Action)).from_select(
         ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id", "priority",
@@ -344,7 +354,7 @@ def better_than(w: Any, a: Any) -> Any:
 
 
 async def supersede(session: AsyncSession, tenant_id: int, since: date, now: datetime,
-                    result: PlanResult) -> None:
+                    result: PlanResult, debtors: Debtors = None) -> None:
     a = table_of(Action)
     w = a.alias("w")
     rivals = and_(w.c.tenant_id == tenant_id, w.c.debtor_id == a.c.debtor_id,
@@ -355,7 +365,8 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
         .limit(1).scalar_subquery())
     done = await session.execute(update(a).where(
         a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.due_on >= since, exists().where(rivals, better_than(w, a)))
+        a.c.due_on >= since, *only(a.c.debtor_id, debtors),
+        exists().where(rivals, better_than(w, a)))
         .values(status="superseded", superseded_by=winner, updated_at=now))
     result.superseded += int(done.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -363,13 +374,14 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
 # --- 5. advance ---------------------------------------------------------------------------
 
 async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                  result: PlanResult) -> None:
+                  result: PlanResult, debtors: Debtors = None) -> None:
     e, a = table_of(Enrollment), table_of(Action)
     taken = and_(a.c.enrollment_id == e.c.id, a.c.step_index == e.c.step_index,
                  a.c.version_id == e.c.version_id,
                  a.c.status.not_in(("superseded", "cancelled")))
     await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status == "active", exists().where(taken)).values(
+        e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
+        exists().where(taken)).values(
         step_index=e.c.step_index + 1,
         last_step_on=select(func.max(a.c.due_on)).where(taken).scalar_subquery(),
         updated_at=now))
@@ -378,7 +390,8 @@ async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datet
     steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
                  else_=10**6)
     done = await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status == "active", e.c.step_index >= steps).values(
+        e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
+        e.c.step_index >= steps).values(
         status="completed", reason="every step was planned", ended_at=now, updated_at=now))
     result.completed += int(done.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -503,12 +516,12 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
 
 
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
-                       now: datetime, result: PlanResult) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     a = table_of(Action)
     rows = (await session.execute(select(a.c.id, a.c.debtor_id, a.c.version_id,
                                          a.c.step_index, a.c.planned_at, a.c.due_on).where(
         a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.verdict.is_(None)))).all()
+        a.c.verdict.is_(None), *only(a.c.debtor_id, debtors)))).all()
     if not rows:
         return
     loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
@@ -534,20 +547,24 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
 # --- the pass -----------------------------------------------------------------------------
 
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
-                      now: datetime | None = None) -> PlanResult:
-    """One planner pass over the tenant's whole portfolio, in the caller's transaction."""
+                      now: datetime | None = None, *, debtors: Debtors = None) -> PlanResult:
+    """One planner pass over the tenant's whole portfolio (or only ``debtors``: the
+    replanning of :mod:`cartera.strategies.replan`), in the caller's transaction."""
     now = now or clock.now()
-    await lock_tenant(session, tenant_id)
+    await lock_tenant(session, tenant_id, shared=debtors is not None)
     result = PlanResult()
     zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
     today = now.astimezone(ZoneInfo(zone or "UTC")).date()
     cfg = await load_config(session, tenant_id)
-    await exit_unbound(session, tenant_id, cfg, now, result)
-    await enroll(session, tenant_id, cfg, today, now, result)
-    cfg = await load_config(session, tenant_id)
-    await stop_matched(session, tenant_id, cfg, today, now, result)
-    await plan_actions(session, tenant_id, cfg, now, result)
-    await supersede(session, tenant_id, today - timedelta(days=1), now, result)
-    await advance(session, tenant_id, cfg, now, result)
-    await gate_planned(session, host, tenant_id, cfg, now, result)
+    if debtors is not None and not cfg.versions:
+        return result
+    await exit_unbound(session, tenant_id, cfg, now, result, debtors)
+    await enroll(session, tenant_id, cfg, today, now, result, debtors)
+    if debtors is None:
+        cfg = await load_config(session, tenant_id)
+    await stop_matched(session, tenant_id, cfg, today, now, result, debtors)
+    await plan_actions(session, tenant_id, cfg, now, result, debtors)
+    await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
+    await advance(session, tenant_id, cfg, now, result, debtors)
+    await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
     return result

@@ -40,11 +40,14 @@ LIVE = ("active", "paused")
 DEFAULT_PLAN_HOUR = 6
 
 
-async def lock_tenant(session: AsyncSession, tenant_id: int) -> None:
+async def lock_tenant(session: AsyncSession, tenant_id: int, *, shared: bool = False) -> None:
     """Until the transaction ends, on PostgreSQL: activations and planner passes of the
-    tenant exclude each other (SQLite has one writer at a time already)."""
+    tenant exclude each other (SQLite has one writer at a time already). ``shared``: a
+    replanning of a few debtors (:mod:`cartera.strategies.replan`), which runs beside the
+    others of the tenant but never during an activation or a whole-portfolio pass."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await session.execute(text(f"SELECT {fn}(:space, :tenant)"),
                               {"space": _LOCK_SPACE, "tenant": tenant_id})
 
 
