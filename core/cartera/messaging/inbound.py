@@ -267,3 +267,8 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
                   keyword=normalise(text), contact_point_ids=[cp.id for cp in applied])
         if applied:
             emit_interaction(session, interaction, "opted_out")
+        return  # the opt-out re-derived the debtors it reached
+    for debtor_id in sorted({cp.debtor_id for cp in points}):
+        # A reply: the stop conditions (say, "replied" or a promise it leads to) and the
+        # plan of the debtor are evaluated at once.
+        await resegment_debtor(session, integration.tenant_id, debtor_id, "reply")

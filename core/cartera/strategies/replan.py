@@ -8,8 +8,12 @@ each limited to the debtor): they exit a strategy whose segments they left, ente
 their new segment is bound to, stop when a stop rule now matches (paid, promise pending,
 opted out everywhere...), and their next due step is planned and gated now.
 
-It holds the tenant's strategy lock *shared*: replannings of different debtors run side by
-side, and none runs during an activation or a whole-portfolio pass (it waits for it).
+It takes the debtor's row lock (:func:`cartera.portfolio.locks.lock_debtor_rows`, which a
+money write or a summary refresh of the chain holds already), so two events of one debtor
+replan one after the other, the second seeing what the first did; then the tenant's
+strategy lock *shared*: replannings of different debtors run side by side, and none runs
+during an activation or a whole-portfolio pass (it waits for it; a pass takes no debtor
+row lock, so the two orders cannot deadlock).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import changes
 from cartera.plugins.registry import current_host
+from cartera.portfolio.locks import lock_debtor_rows
 from cartera.strategies.models import StrategyVersion
 from cartera.strategies.planner import PlanResult, plan_tenant
 
@@ -27,6 +32,7 @@ async def replan_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -
     """Replan one debtor in the caller's transaction (nothing when the tenant has no
     strategy in use). The pass's instant is taken now, after the chain's earlier steps:
     an enrollment ended by it is not older than the segment entry they just recorded."""
+    await lock_debtor_rows(session, [debtor_id])
     return await plan_tenant(session, current_host(), tenant_id, debtors=debtor_id)
 
 
