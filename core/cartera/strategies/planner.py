@@ -31,9 +31,16 @@ depends on the tenant's strategy versions, never on its debtors:
    moves to the earliest lawful instant inside the step's window (or is denied with the
    reasons, :func:`fit_to_window`); the verdicts are written by one executemany UPDATE.
 
+Anchors: each is one column of the plan statement; the oldest unpaid due date, a product's
+obligation due date, the pending promise's date and the next installment's due date come
+from one ``GROUP BY debtor_id`` aggregate each, joined only when a step in use needs it.
+
+A pass may cover only some debtors (``debtors``: one id or an id range): every statement
+above is then limited to them — the replanning of one debtor in the transaction of an
+event (:mod:`cartera.strategies.replan`).
+
 Not done here (see the report of issue 12): a minimum gap between contacts and weekly caps
-per tenant; the anchors ``obligation_due_date``, ``promise_date`` and
-``next_installment_date``; replanning one debtor in the transaction of an event.
+per tenant.
 """
 
 from __future__ import annotations
@@ -71,9 +78,10 @@ from cartera.compliance.service import GatePolicy, load_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.messaging import gate
 from cartera.messaging.models import Interaction
+from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
-from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
 from cartera.portfolio.summary import Debtors, only
 from cartera.segmentation import rules
 from cartera.segmentation.models import Placement, Stage
@@ -283,6 +291,7 @@ async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
             literal(step["kind"], String).label("kind"),
             literal(channels[0]["channel"] if channels else None, String).label("channel"),
             literal(step["anchor"], String).label("anchor"),
+            literal(step.get("obligation_product"), String).label("product"),
             literal(cfg.strategies[v.strategy_id].priority, Integer).label("priority"),
             literal(day, Date).label("due_on"), literal(at, UtcDateTime()).label("planned_at"),
             literal(day - timedelta(days=step["offset_days"]), Date).label("latest_anchor")))
@@ -296,6 +305,37 @@ def oldest_unpaid(tenant_id: int, debtors: Debtors = None) -> Any:
     return (select(b.c.debtor_id, func.min(b.c.oldest_unpaid_due_date).label("oldest"))
             .where(b.c.tenant_id == tenant_id, *only(b.c.debtor_id, debtors))
             .group_by(b.c.debtor_id).subquery("b"))
+
+
+def pending_promise(tenant_id: int, debtors: Debtors = None) -> Any:
+    """The ``promise_date`` anchor: each debtor's earliest pending promise date."""
+    pr = table_of(Promise)
+    return (select(pr.c.debtor_id, func.min(pr.c.promised_date).label("on"))
+            .where(pr.c.tenant_id == tenant_id, pr.c.status == "pending",
+                   *only(pr.c.debtor_id, debtors))
+            .group_by(pr.c.debtor_id).subquery("pr"))
+
+
+def next_installment(tenant_id: int, debtors: Debtors = None) -> Any:
+    """The ``next_installment_date`` anchor: the due date of the first installment of each
+    debtor's active plans that what was paid does not cover."""
+    ar, i = table_of(Arrangement), table_of(Installment)
+    return (select(ar.c.debtor_id, func.min(i.c.due_date).label("on"))
+            .select_from(ar.join(i, i.c.arrangement_id == ar.c.id))
+            .where(ar.c.tenant_id == tenant_id, ar.c.status == "active",
+                   i.c.cumulative_minor > ar.c.paid_minor, *only(ar.c.debtor_id, debtors))
+            .group_by(ar.c.debtor_id).subquery("ni"))
+
+
+def obligation_due(tenant_id: int, products: list[str], debtors: Debtors = None) -> Any:
+    """The ``obligation_due_date`` anchor: per debtor and product (of those the steps
+    name), the earliest due date of their open obligations of that product."""
+    o = table_of(Obligation)
+    return (select(o.c.debtor_id, o.c.product, func.min(o.c.due_date).label("on"))
+            .where(o.c.tenant_id == tenant_id, o.c.status == "open",
+                   o.c.kind != "credit_note", o.c.outstanding_minor > 0,
+                   o.c.product.in_(products), *only(o.c.debtor_id, debtors))
+            .group_by(o.c.debtor_id, o.c.product).subquery("ob"))
 
 
 def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
@@ -312,21 +352,41 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
         return
     e, d, pl = table_of(Enrollment), table_of(Debtor), table_of(Placement)
     b = oldest_unpaid(tenant_id, debtors)
-    anchor = case((w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
-                  (w.c.anchor == "segment_entry", e.c.entered_on),
-                  (w.c.anchor == "stage_entry", stage_entered(session, pl, d)),
-                  else_=func.coalesce(e.c.last_step_on, e.c.entered_on))
+    # The anchors the steps in use need, and only those joined (one aggregate each).
+    steps = [s for v in cfg.versions.values() for s in v.steps]
+    used = {s["anchor"] for s in steps}
+    whens: list[tuple[Any, Any]] = [
+        (w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
+        (w.c.anchor == "segment_entry", e.c.entered_on),
+        (w.c.anchor == "stage_entry", stage_entered(session, pl, d))]
+    joined = (e.join(d, d.c.id == e.c.debtor_id)
+              .join(w, and_(w.c.version_id == e.c.version_id,
+                            w.c.step_index == e.c.step_index, w.c.zone == d.c.timezone))
+              .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
+              .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+    if "promise_date" in used:
+        pr = pending_promise(tenant_id, debtors)
+        joined = joined.outerjoin(pr, pr.c.debtor_id == e.c.debtor_id)
+        whens.append((w.c.anchor == "promise_date", pr.c.on))
+    if "next_installment_date" in used:
+        ni = next_installment(tenant_id, debtors)
+        joined = joined.outerjoin(ni, ni.c.debtor_id == e.c.debtor_id)
+        whens.append((w.c.anchor == "next_installment_date", ni.c.on))
+    if "obligation_due_date" in used:
+        products = sorted({s["obligation_product"] for s in steps
+                           if s["anchor"] == "obligation_due_date"})
+        ob = obligation_due(tenant_id, products, debtors)
+        joined = joined.outerjoin(ob, and_(ob.c.debtor_id == e.c.debtor_id,
+                                           ob.c.product == w.c.product))
+        whens.append((w.c.anchor == "obligation_due_date", ob.c.on))
+    anchor = case(*whens, (w.c.anchor == "previous_step",
+                           func.coalesce(e.c.last_step_on, e.c.entered_on)), else_=None)
     rows = (select(
         e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id, e.c.version_id, w.c.priority,
         w.c.step_index, w.c.step_key, w.c.kind, w.c.channel, anchor, w.c.due_on,
         w.c.planned_at, case((w.c.kind == "wait", "done"), else_="planned"),
         literal(now, UtcDateTime()), literal(now, UtcDateTime()))
-        .select_from(e.join(d, d.c.id == e.c.debtor_id)
-                     .join(w, and_(w.c.version_id == e.c.version_id,
-                                   w.c.step_index == e.c.step_index,
-                                   w.c.zone == d.c.timezone))
-                     .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
-                     .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+        .select_from(joined)
         .where(e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
                anchor <= w.c.latest_anchor, *only(e.c.debtor_id, debtors))
         .order_by(e.c.id))

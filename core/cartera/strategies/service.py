@@ -91,9 +91,14 @@ def _validate_step(step: schemas.StepIn, path: str, index: int, seen: set[str],
     if step.key in seen:
         raise _fail(f"step key {step.key!r} is used twice", "duplicate_step_key", f"{path}.key")
     seen.add(step.key)
-    if step.offset_days < 0 and step.anchor != "oldest_unpaid_due_date":
-        raise _fail("only an oldest_unpaid_due_date anchor takes a negative offset (a "
-                    "reminder before the due date)", "negative_offset", f"{path}.offset_days")
+    if step.offset_days < 0 and step.anchor not in schemas.DATE_ANCHORS:
+        raise _fail(f"only the anchors {', '.join(schemas.DATE_ANCHORS)} take a negative "
+                    "offset (a reminder before the date)", "negative_offset",
+                    f"{path}.offset_days")
+    if (step.anchor == "obligation_due_date") != (step.obligation_product is not None):
+        raise _fail("an obligation_due_date anchor names its obligation_product, and only "
+                    "it does", "obligation_product_required" if step.obligation_product is None
+                    else "obligation_product_unused", f"{path}.obligation_product")
     w = step.window
     if w.start_hour >= w.end_hour:
         raise _fail("the window never opens: start_hour must be before end_hour",
