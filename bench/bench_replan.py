@@ -6,9 +6,10 @@
 Drops and recreates the database, fills it as ``bench_segmentation.py`` does (debtors,
 three obligations each, balances, its 10-segment rule set), runs one segmentation pass,
 configures two active strategies (one bound to the big-debt segments, priority 1; one to
-every overdue segment, priority 2; two message steps each, a stop rule), runs one planner
-pass (which enrolls the overdue debtors) and prints, over random enrolled debtors, one
-transaction each, committed:
+every overdue segment, priority 2; two message steps each), runs one planner pass (which
+enrolls the overdue debtors), activates a version 2 of each with a stop rule (enrollments
+move by step key) and prints, over random enrolled debtors, one transaction each,
+committed:
 
 * the replanning of the debtor alone (``cartera.strategies.replan.replan_debtor``: exit,
   enroll, stop rule, plan, contact policy, advance, gate — the chain's last step);
@@ -62,7 +63,7 @@ def _steps(template_id: int) -> list[dict[str, Any]]:
              "channels": sms}]
 
 
-async def configure(url: str, tenant_id: int) -> None:
+async def configure(url: str, tenant_id: int) -> list[tuple[int, Any]]:
     engine = _engine(url)
     try:
         async with make_sessionmaker(engine)() as session:
@@ -75,14 +76,36 @@ async def configure(url: str, tenant_id: int) -> None:
             ids = {c: i for c, i in (await session.execute(select(Segment.code, Segment.id)
                    .where(Segment.tenant_id == tenant_id, Segment.active))).all()}
             actor = Actor(tenant_id, None, None)
-            stop = {"feature": "days_past_due", "op": "gte", "value": 3000}
+            made = []
             for code, segs, priority in (("big", BIG, 1), ("collect", OVERDUE, 2)):
+                version = {"segment_ids": [ids[c] for c in segs if c in ids],
+                           "steps": _steps(template.id)}
                 s = await service.create(session, actor, msgspec.convert({
-                    "code": code, "name": code, "priority": priority,
-                    "version": {"segment_ids": [ids[c] for c in segs if c in ids],
-                                "steps": _steps(template.id), "stop_rule": stop}},
+                    "code": code, "name": code, "priority": priority, "version": version},
                     schemas.StrategyCreate))
                 await service.activate(session, actor, s.id, 1, schemas.Activate())
+                made.append((s.id, version))
+            await session.commit()
+        return made
+    finally:
+        await engine.dispose()
+
+
+async def add_stop_rules(url: str, tenant_id: int, made: list[tuple[int, Any]]) -> None:
+    """Version 2 of each strategy, with a stop rule, activated after the first pass (the
+    enrollments move to it by step key): the replanning evaluates the rule for its debtor.
+    The whole-portfolio stop-rule statement is the planning bench's concern."""
+    engine = _engine(url)
+    stop = {"feature": "days_past_due", "op": "gte", "value": 3000}
+    try:
+        async with make_sessionmaker(engine)() as session:
+            session.info["tenant_id"] = tenant_id
+            actor = Actor(tenant_id, None, None)
+            for strategy_id, version in made:
+                await service.add_version(session, actor, strategy_id, msgspec.convert(
+                    {**version, "stop_rule": stop}, schemas.VersionIn))
+                await service.activate(session, actor, strategy_id, 2,
+                                       schemas.Activate(in_flight="same_key"))
             await session.commit()
     finally:
         await engine.dispose()
@@ -159,9 +182,10 @@ def main() -> int:
         migrate.upgrade(url)
         tenant_id = asyncio.run(build(url, args.debtors, args.debtors * 3, as_of))
         asyncio.run(full_runs(url, tenant_id, as_of, runs=1))
-        asyncio.run(configure(url, tenant_id))
+        made = asyncio.run(configure(url, tenant_id))
         took, result = asyncio.run(first_pass(url, tenant_id))
         print(f"  first planner pass: {took:.1f} s, {result.as_dict()}", flush=True)
+        asyncio.run(add_stop_rules(url, tenant_id, made))
     replans, chains, enrolled = asyncio.run(samples(url, tenant_id, args.samples))
     print(f"\nresults ({enrolled:,} enrolled debtors; load average "
           f"{os.getloadavg()[0]:.1f})")

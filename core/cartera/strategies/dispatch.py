@@ -36,7 +36,13 @@ from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
-from cartera.strategies.planner import CONTACT_KINDS, Loaded, load_for_gate, pick_contact_point
+from cartera.strategies.planner import (
+    CONTACT_KINDS,
+    Loaded,
+    chain_of,
+    load_for_gate,
+    pick_contact_point,
+)
 
 KIND = "strategies.dispatch"
 BATCH = 1000
@@ -62,7 +68,7 @@ async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int
         a.c.id.in_(due.scalar_subquery()), a.c.status.in_(DISPATCHABLE))
         .values(status="dispatched", updated_at=now)
         .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
-                   a.c.due_on))
+                   a.c.due_on, a.c.attempt))
     return list(result.all())
 
 
@@ -87,7 +93,7 @@ def _route(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
     dpd = aging.days_past_due(loaded.oldest.get(row.debtor_id), row.due_on)
     tried: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
-    for ch in step["channels"]:
+    for ch in chain_of(step, row.attempt):
         channel = ch["channel"]
         integration = ch.get("integration_id")
         if integration is None and integrations.get(channel):

@@ -130,7 +130,7 @@ class Action(DebtorOwned, Base):
 
     __tablename__ = "actions"
     __table_args__ = (
-        UniqueConstraint("enrollment_id", "step_index", "due_on"),
+        UniqueConstraint("enrollment_id", "step_index", "due_on", "attempt"),
         Index("ix_actions_tenant_due", "tenant_id", "due_on", "status"),
         Index("ix_actions_tenant_debtor", "tenant_id", "debtor_id", "due_on"),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
@@ -157,7 +157,12 @@ class Action(DebtorOwned, Base):
     superseded_by: Mapped[int | None] = mapped_column(BigId)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
-    """What dispatch did: the interaction, the channel used, the channels skipped and why."""
+    """What dispatch did: the interaction, the channel used, the channels skipped and why;
+    then what came of it when it fell back (:mod:`cartera.strategies.feedback`)."""
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Where in the step's channel fallback this action starts: 0, or the index of the
+    next channel when the action ``fallback_of`` failed or was not delivered in time."""
+    fallback_of: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -562,8 +562,8 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
         _, opening = next_opening(at, zone, step["window"])
         if opening == at:
             return judged, at
-        again = judge_channels(host, loaded, row.debtor_id, step["channels"], opening,
-                               row.due_on)
+        again = judge_channels(host, loaded, row.debtor_id,
+                               chain_of(step, getattr(row, "attempt", 0)), opening, row.due_on)
         if again.decision != "defer" or again.until is None:
             return (judged if again.decision == "allow" else again), opening
         at = again.until
@@ -575,11 +575,17 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
     return Judged("deny", judged.channel, judged.contact_point_id, verdict, None), at
 
 
+def chain_of(step: dict[str, Any], attempt: int) -> list[dict[str, Any]]:
+    """The channels an action of ``step`` may use: its fallback from ``attempt`` on."""
+    return list(step.get("channels") or [])[attempt:]
+
+
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
                        now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     a = table_of(Action)
     rows = (await session.execute(select(a.c.id, a.c.debtor_id, a.c.version_id,
-                                         a.c.step_index, a.c.planned_at, a.c.due_on).where(
+                                         a.c.step_index, a.c.planned_at, a.c.due_on,
+                                         a.c.attempt).where(
         a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
         a.c.verdict.is_(None), *only(a.c.debtor_id, debtors)))).all()
     if not rows:
@@ -589,8 +595,8 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
     changes = []
     for r in rows:
         step = cfg.versions[r.version_id].steps[r.step_index]
-        judged = judge_channels(host, loaded, r.debtor_id, step["channels"], r.planned_at,
-                                r.due_on)
+        judged = judge_channels(host, loaded, r.debtor_id, chain_of(step, r.attempt),
+                                r.planned_at, r.due_on)
         at = r.planned_at
         if judged.decision == "defer" and judged.until is not None:
             judged, at = fit_to_window(host, loaded, r, step, judged)

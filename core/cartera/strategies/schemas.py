@@ -43,6 +43,9 @@ class ChannelIn(Struct, forbid_unknown_fields=True):
     channel: ContactChannel
     template_id: Id
     integration_id: Id | None = None
+    fallback_after_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] | None = None
+    """No delivery this many hours after the message was queued: the next channel is
+    tried (a failure tries it at once). Not on the last channel."""
 
 
 class WindowIn(Struct, forbid_unknown_fields=True):
@@ -199,6 +202,11 @@ class ActionOut(Struct):
     outcome: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    attempt: int = 0
+    """0; for an action planned because the one before failed or was not delivered in
+    time, the index of its first channel in the step's fallback."""
+    fallback_of: int | None = None
+    """The action this one falls back from."""
 
 
 class PlannerSettingsIn(Struct, forbid_unknown_fields=True):

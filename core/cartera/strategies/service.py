@@ -138,6 +138,9 @@ def _validate_action(step: schemas.StepIn, path: str, templates: dict[int, str],
             if found != ch.channel:
                 raise _fail(f"template {ch.template_id} is for {found}, not {ch.channel}",
                             "template_channel_mismatch", f"{cpath}.template_id")
+            if ch.fallback_after_hours is not None and j == len(step.channels) - 1:
+                raise _fail("the last channel has no next channel to fall back to",
+                            "no_fallback_channel", f"{cpath}.fallback_after_hours")
     elif step.kind == "task" and step.task is None:
         raise _fail("a task step needs a task (queue, priority, due_hours)", "missing_task",
                     f"{path}.task")
@@ -407,7 +410,8 @@ def action_out(a: Action) -> schemas.ActionOut:
         step_key=a.step_key, kind=a.kind, channel=a.channel, anchor_on=a.anchor_on,
         due_on=a.due_on, planned_at=a.planned_at, status=a.status,  # type: ignore[arg-type]
         superseded_by=a.superseded_by, verdict=a.verdict, outcome=a.outcome,
-        created_at=a.created_at, updated_at=a.updated_at)
+        created_at=a.created_at, updated_at=a.updated_at, attempt=a.attempt,
+        fallback_of=a.fallback_of)
 
 
 # --- planner settings ---------------------------------------------------------------------
