@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgspec
 from _common import median, percentile, recreate_postgres
 from bench_segmentation import _engine, build, full_runs
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from cartera import changes
 from cartera.api.context import Actor
@@ -134,12 +134,23 @@ async def samples(url: str, tenant_id: int, n: int) -> tuple[list[float], list[f
         async with make_sessionmaker(engine)() as session:
             enrolled = list((await session.scalars(select(Enrollment.debtor_id).where(
                 Enrollment.tenant_id == tenant_id, Enrollment.status == "active"))).all())
+        seen: list[int] = [0]
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def _count(*args: Any) -> None:
+            seen[0] += 1
+
         rng = random.Random(12)
-        replans, chains = [], []
+        replans, chains, pings, statements = [], [], [], []
         for i in range(2 * n + 10):
             debtor_id = rng.choice(enrolled)
+            async with engine.connect() as conn:
+                started = time.perf_counter()
+                await conn.execute(text("SELECT 1"))
+                pings.append(time.perf_counter() - started)
             async with make_sessionmaker(engine)() as session:
                 session.info["tenant_id"] = tenant_id
+                seen[0] = 0
                 started = time.perf_counter()
                 if i % 2 == 0:
                     await replan_debtor(session, tenant_id, debtor_id)
@@ -149,8 +160,12 @@ async def samples(url: str, tenant_id: int, n: int) -> tuple[list[float], list[f
                 took = time.perf_counter() - started
             if i >= 10:  # the first few warm the caches and the pool
                 (replans if i % 2 == 0 else chains).append(took)
+                if i % 2 == 0:
+                    statements.append(seen[0])
     finally:
         await engine.dispose()
+    print(f"  statements per replanning: median {median(statements):.0f}; one SELECT 1 "
+          f"round trip: median {median(pings) * 1000:.2f} ms", flush=True)
     return replans, chains, len(enrolled)
 
 

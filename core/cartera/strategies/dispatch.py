@@ -30,10 +30,11 @@ from cartera import clock
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
-from cartera.jobs.registry import JobContext, every_minute, job
+from cartera.jobs.registry import JobContext, current_runner, every_minute, job
 from cartera.messaging import batch, gate
 from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
+from cartera.plugins.registry import current_host
 from cartera.portfolio import aging
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
 from cartera.strategies.planner import (
@@ -185,9 +186,6 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
 @job(KIND)
 async def dispatch_job(ctx: JobContext) -> dict[str, Any]:
     """Dispatch the tenant's due actions a batch (one transaction) at a time."""
-    from cartera.jobs.registry import current_runner
-    from cartera.plugins.registry import current_host
-
     totals: dict[str, int] = defaultdict(int)
     while True:
         async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:

@@ -89,7 +89,7 @@ def _due(step: dict[str, Any], anchor_on: date | None, zone: str,
 async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
                        now: datetime) -> schemas.NextActionOut:
     debtor = await get_debtor(session, debtor_id)
-    cfg = await load_config(session, debtor.tenant_id)
+    cfg = await load_config(session, debtor.tenant_id, debtor.id)
     enrollments = (await session.scalars(select(Enrollment).where(
         Enrollment.debtor_id == debtor.id, Enrollment.status == "active")
         .order_by(Enrollment.id))).all()

@@ -127,9 +127,12 @@ class Config:
                                             v.strategy_id))
 
 
-async def load_config(session: AsyncSession, tenant_id: int) -> Config:
+async def load_config(session: AsyncSession, tenant_id: int,
+                      debtors: Debtors = None) -> Config:
+    """The config (the versions the live enrollments of ``debtors`` use, when given)."""
     e = table_of(Enrollment)
-    in_use = select(e.c.version_id).where(e.c.tenant_id == tenant_id, e.c.status.in_(LIVE))
+    in_use = select(e.c.version_id).where(e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
+                                          *only(e.c.debtor_id, debtors))
     versions = {v.id: v for v in (await session.scalars(select(StrategyVersion).where(
         StrategyVersion.tenant_id == tenant_id,
         or_(StrategyVersion.status == "active", StrategyVersion.id.in_(in_use))))).all()}
@@ -177,13 +180,14 @@ async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: 
 
 
 async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None,
+                       versions: set[int] | None = None) -> None:
     """Live enrollments whose debtor matches their version's stop rule stop (also those
     enrolled by this pass); the actions of ended enrollments not yet dispatched are
     cancelled."""
     e = table_of(Enrollment)
     for v in cfg.versions.values():
-        if v.stop_rule is None:
+        if v.stop_rule is None or (versions is not None and v.id not in versions):
             continue
         stopped = await session.execute(update(e).where(
             e.c.tenant_id == tenant_id, e.c.version_id == v.id, e.c.status.in_(LIVE),
@@ -621,16 +625,29 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     result = PlanResult()
     zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
     today = now.astimezone(ZoneInfo(zone or "UTC")).date()
-    cfg = await load_config(session, tenant_id)
+    cfg = await load_config(session, tenant_id, debtors)
     if debtors is not None and not cfg.versions:
         return result
     await exit_unbound(session, tenant_id, cfg, now, result, debtors)
-    await enroll(session, tenant_id, cfg, today, now, result, debtors)
+    live: set[int] | None = None
+    if debtors is not None:
+        # A few debtors (an event's): those still enrolled need no enroll statements, and
+        # only their versions' stop rules are evaluated.
+        e = table_of(Enrollment)
+        live = set((await session.scalars(select(e.c.version_id).where(
+            e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
+            *only(e.c.debtor_id, debtors)))).all())
+    if not live or not isinstance(debtors, int):
+        await enroll(session, tenant_id, cfg, today, now, result, debtors)
     if debtors is None:
         cfg = await load_config(session, tenant_id)
-    await stop_matched(session, tenant_id, cfg, today, now, result, debtors)
+    await stop_matched(session, tenant_id, cfg, today, now, result, debtors,
+                       None if result.enrolled or not isinstance(debtors, int) else live)
     await plan_actions(session, tenant_id, cfg, now, result, debtors)
-    await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
-    await advance(session, tenant_id, cfg, now, result, debtors)
-    await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
+    if debtors is None or result.planned:
+        # Nothing planned for an event's debtors: no new rival, no step to advance past,
+        # nothing to gate.
+        await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
+        await advance(session, tenant_id, cfg, now, result, debtors)
+        await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
     return result

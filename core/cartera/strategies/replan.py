@@ -46,6 +46,6 @@ async def rederive_plan(session: AsyncSession, change: changes.Change) -> None:
     in_use = await session.scalar(select(StrategyVersion.id).where(
         StrategyVersion.tenant_id == change.tenant_id,
         StrategyVersion.status.in_(("active", "retired"))).limit(1))
-    if in_use is None:
+    if in_use is None:  # a tenant without strategies pays one indexed look-up
         return
     await replan_debtor(session, change.tenant_id, change.debtor_id)
