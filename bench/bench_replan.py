@@ -51,7 +51,7 @@ from cartera.strategies.models import Enrollment
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.replan import replan_debtor
 
-OVERDUE = ("late_big", "late", "mid_big", "mid", "early_lima", "early_big", "early")
+OVERDUE = ("judicial", "late_big", "late", "mid_big", "mid", "early_lima", "early_big", "early")
 BIG = ("late_big", "mid_big", "early_big")
 
 
