@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import secrets
 
+from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
 from sqlalchemy import select
 
+from cartera.api.idempotency import body_context
+from cartera.api.models import IdempotencyRecord
 from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
 from cartera.crypto import Keyring
+from cartera.events.endpoints import secret_context
+from cartera.events.models import WebhookEndpoint
 from cartera.integrations.models import Integration
 from cartera.integrations.service import secrets_context
 from cartera.secrets_rotation import reseal_all
@@ -31,6 +36,11 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
     from cartera import crypto
 
     await create(tenant)
+    with FakeHTTPServer() as receiver:
+        endpoint = await tenant.api.post("/v1/webhook-endpoints", json={
+            "url": f"{receiver.base_url}/hook", "event_types": ["*"]},
+            headers={"Idempotency-Key": "rotation-endpoint"})
+    assert endpoint.status_code == 201, endpoint.text
     current = crypto.keyring()
     new_key = secrets.token_bytes(32)
     rotated = Keyring(new_key, [current._primary])
@@ -38,6 +48,7 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
         counts = await reseal_all(session, rotated)
         await session.commit()
         assert counts["signing_keys"] >= 1 and counts["integrations"] >= 1
+        assert counts["webhook_endpoints"] >= 1 and counts["idempotent_responses"] >= 1
         only_new = Keyring(new_key)
         for key in await session.scalars(select(SigningKey)):
             only_new.open(key.private_key_encrypted, context=SIGNING_KEY_CONTEXT)
@@ -47,6 +58,12 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
             assert integ.webhook_token_sealed is not None
             only_new.open(integ.webhook_token_sealed,
                           context=f"webhook-token:{integ.tenant_id}".encode())
+        for hook in await session.scalars(select(WebhookEndpoint)):
+            only_new.open(hook.secret_sealed, context=secret_context(hook.tenant_id))
+        for stored in await session.scalars(select(IdempotencyRecord).where(
+                IdempotencyRecord.body.is_not(None))):
+            assert stored.body is not None
+            only_new.open(stored.body, context=body_context(stored))
         # Put things back for the rest of the session's tests.
         await reseal_all(session, Keyring(current._primary, [new_key]))
         await session.commit()

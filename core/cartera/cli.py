@@ -175,8 +175,8 @@ def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     from cartera.secrets_rotation import reseal_all
 
     counts = _run(_with_session(lambda session: reseal_all(session, keyring())))
-    print(f"re-sealed {counts['signing_keys']} signing keys and {counts['integrations']} "
-          "integrations under the current master key; CARTERA_OLD_MASTER_KEYS can go now")
+    done = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items())
+    print(f"re-sealed {done} under the current master key; CARTERA_OLD_MASTER_KEYS can go now")
     return 0
 
 

@@ -50,6 +50,7 @@ from .compliance import (
     ContactChannel,
     ContactContent,
     ContactOrigin,
+    ContactPointUse,
     ContactVerdict,
     ContentKind,
     Creditor,
@@ -58,6 +59,7 @@ from .compliance import (
     Holiday,
     InvalidContact,
     PlannedContact,
+    Prescription,
     PriorContact,
     Reason,
     RecipientRole,
@@ -137,7 +139,7 @@ from .webhooks import (
     WebhookSignature,
 )
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 #: Marker for hook implementations: ``@hookimpl def register_channels(register): ...``
 hookimpl = pluggy.HookimplMarker("cartera")
@@ -164,6 +166,7 @@ __all__ = [
     "ContactChannel",
     "ContactContent",
     "ContactOrigin",
+    "ContactPointUse",
     "ContactVerdict",
     "Content",
     "ContentKind",
@@ -212,6 +215,7 @@ __all__ = [
     "PermanentError",
     "PlannedContact",
     "PluginLoadFailure",
+    "Prescription",
     "Price",
     "PriorContact",
     "PromiseBroken",

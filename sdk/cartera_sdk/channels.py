@@ -296,10 +296,13 @@ SendResult = Sent | SendFailure
 #: blocked, invalid sender, filtered), ``undeliverable`` (the address cannot be reached:
 #: unknown or barred number) and ``unknown`` (the provider said something the plugin does
 #: not map; still an event, with the raw value in ``provider_status``).
+#: Since 1.1 also: ``resubscribed`` (the recipient subscribed again to a list or group they
+#: had left, SendGrid ``group_resubscribe``; recorded, it restores no consent by itself).
 DeliveryState = Literal[
     "queued", "sent", "delivered", "read", "failed", "undelivered",
     "bounced", "deferred", "opened", "clicked", "complained", "unsubscribed",
     "accepted", "buffered", "expired", "rejected", "undeliverable", "unknown",
+    "resubscribed",
 ]  # fmt: skip
 DELIVERY_STATES: tuple[str, ...] = get_args(DeliveryState)
 

@@ -33,6 +33,7 @@ __all__ = [
     "ContactChannel",
     "ContactContent",
     "ContactOrigin",
+    "ContactPointUse",
     "ContactVerdict",
     "ContentKind",
     "Creditor",
@@ -42,6 +43,7 @@ __all__ = [
     "Holiday",
     "InvalidContact",
     "PlannedContact",
+    "Prescription",
     "PriorContact",
     "Reason",
     "RecipientRole",
@@ -61,6 +63,9 @@ RecipientRole = Literal[
 ContentKind = Literal["reminder", "notice", "formal_letter"]
 #: Where a contact point came from: given by the debtor, or found (skip tracing, a bureau).
 ContactOrigin = Literal["debtor_provided", "found"]
+#: What a contact point is for: the debtor's ``personal`` one, or a ``work`` phone, e-mail
+#: or address (CABA Ley 6171 forbids collection through work contact points).
+ContactPointUse = Literal["personal", "work"]
 #: How sure the legal reading is (compliance.md legend: ✅ / ◑ / ❓).
 Verification = Literal["verified", "secondary", "unverified"]
 
@@ -101,15 +106,18 @@ class ContactContent(msgspec.Struct, frozen=True, kw_only=True):
 class Creditor(msgspec.Struct, frozen=True, kw_only=True):
     """Who is owed, and who collects. ``agency_name`` is set when a collection agency
     (despacho, gestor) contacts on the creditor's behalf; ``tax_id`` is the creditor's
-    RUC/RFC/NIT/RUT/CUIT/CNPJ.
+    RUC/RFC/NIT/RUT/CUIT/CNPJ. ``agency_registered`` says whether the agency is in the
+    regulator's registry of collection agencies (MX: REDECO), ``None`` unknown.
 
     .. versionadded:: 0.1.1
+    .. versionchanged:: 1.1.0 ``agency_registered`` added.
     """
 
     name: str
     tax_id: str | None = None
     address: str | None = None
     agency_name: str | None = None
+    agency_registered: bool | None = None
 
 
 class PriorContact(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,9 +156,15 @@ class PlannedContact(msgspec.Struct, frozen=True, kw_only=True):
     * ``contact_origin``: where the contact point came from (``None`` unknown).
     * ``content``: the rendered content (``None`` when there is none to check).
     * ``creditor``: who is owed and who collects (disclosure and identification checks).
+    * ``recipient_age``: the recipient's age in whole years at ``planned_at`` (``None``
+      unknown; MX forbids collection with minors and with older adults who are not the
+      debtor).
+    * ``contact_point_use``: whether the contact point is the debtor's ``personal`` one or
+      a ``work`` one (``None`` unknown; CABA forbids work phones, e-mail and workplaces).
 
     .. versionchanged:: 0.1.1 ``timezone_known``, ``contact_origin``, ``content``,
        ``creditor`` added.
+    .. versionchanged:: 1.1.0 ``recipient_age``, ``contact_point_use`` added.
     """
 
     channel: ContactChannel
@@ -171,9 +185,13 @@ class PlannedContact(msgspec.Struct, frozen=True, kw_only=True):
     contact_origin: ContactOrigin | None = None
     content: ContactContent | None = None
     creditor: Creditor | None = None
+    recipient_age: int | None = None
+    contact_point_use: ContactPointUse | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.planned_at, "planned_at")
+        if self.recipient_age is not None and not 0 <= self.recipient_age <= 150:
+            raise InvalidContact("recipient_age", f"{self.recipient_age} is not an age")
         try:
             ZoneInfo(self.debtor_timezone)
         except (ValueError, ZoneInfoNotFoundError):
@@ -337,6 +355,20 @@ class ChargeFinding(msgspec.Struct, frozen=True, kw_only=True):
     lawful_from: date | None = None
 
 
+class Prescription(msgspec.Struct, frozen=True, kw_only=True):
+    """When judicial collection of the debt becomes time-barred (prescription, statute of
+    limitations), as information on the debtor. ``time_barred_from`` is the first day on
+    which a collection suit is barred, ``None`` when the pack knows no period for the
+    country (it never guesses a date); ``verification`` is how sure that reading is.
+
+    .. versionadded:: 1.1.0
+    """
+
+    time_barred_from: date | None
+    reason: Reason
+    verification: Verification = "unverified"
+
+
 @runtime_checkable
 class CompliancePack(Protocol):
     """What ``register_compliance_packs`` registers (one per country).
@@ -376,10 +408,21 @@ class BaseCompliancePack(ABC):
     @abstractmethod
     def rules(self) -> list[RuleDescription]: ...
 
-    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+    def charges(self, query: ChargeQuery, config: Any = None) -> list[ChargeFinding]:
         """Fees, interest and bureau reports the creditor may add or make today, and why
         (``[]``: the pack knows no rule). Reason codes are listed in :meth:`rules`.
+        ``config`` is the tenant's pack config (``None``: ``Config()``).
 
         .. versionadded:: 0.1.1
+        .. versionchanged:: 1.1.0 optional ``config``.
         """
         return []
+
+    def prescription(self, query: ChargeQuery) -> Prescription | None:
+        """When judicial collection of the debt is time-barred (``None``: the pack says
+        nothing). The debt is read as due since ``query.today - query.days_past_due``.
+        The reason's code is listed in :meth:`rules`.
+
+        .. versionadded:: 1.1.0
+        """
+        return None

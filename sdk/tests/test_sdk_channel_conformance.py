@@ -165,3 +165,28 @@ class TestNoRef(Strict):
         return NoRef()
 """
     assert _failed(pytester, source) == {"test_send_request_reached_the_fake"}
+
+
+def test_a_refusal_inside_a_202_is_expressible(pytester: pytest.Pytester) -> None:
+    """Providers that accept with 202 (Plivo) refuse inside a 202 body too (1.1)."""
+    source = """
+import pytest
+from cartera_sdk.testkit import json_response
+from test_sdk_channel_conformance import TestAcmeSms as Strict
+
+
+class TestRefusesIn202(Strict):
+    @pytest.fixture
+    def error_in_ok_response(self):
+        return json_response({"error": {"code": "blocked", "message": "no"}}, 202)
+"""
+    assert _failed(pytester, source) == set()
+
+
+def test_as_received_stamps_a_fixed_instant_once() -> None:
+    from cartera_sdk.testkit import RECEIVED_AT, as_received
+
+    bare = WebhookRequest(method="POST", url="https://x/h", body=b"{}")
+    assert as_received(bare).received_at == RECEIVED_AT
+    stamped = as_received(bare, at=RECEIVED_AT.replace(hour=9))
+    assert as_received(stamped) is stamped

@@ -160,3 +160,14 @@ def test_fake_server_runs_from_the_command_line(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=5)
+
+
+def test_sdk_1_1_adds_resubscribed_and_keeps_every_1_0_state() -> None:
+    import cartera_sdk
+
+    assert cartera_sdk.__version__ == "1.1.0"
+    assert "resubscribed" in DELIVERY_STATES
+    assert DELIVERY_STATES[:-1] == (
+        "queued", "sent", "delivered", "read", "failed", "undelivered", "bounced", "deferred",
+        "opened", "clicked", "complained", "unsubscribed", "accepted", "buffered", "expired",
+        "rejected", "undeliverable", "unknown")  # 1.0's states, in order, unchanged

@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 import pytest
 from litestar import Litestar
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from cartera.api.idempotency import purge_expired
 from cartera.api.models import IdempotencyRecord
 from cartera.db.base import utcnow
 from tests.api.test_bad_input import DEBTOR, assert_problem
@@ -164,3 +165,36 @@ async def test_concurrent_requests_with_one_key_write_once(tenant: TenantClient)
         assert after.status_code == 201 and after.json() == created[0].json()
     listed = (await tenant.api.get("/v1/debtors", params={"limit": 100})).json()["data"]
     assert sorted(d["external_ref"] for d in listed) == sorted(f"S-{i}" for i in range(10))
+
+
+async def test_stored_responses_are_sealed_and_still_replay(app: Litestar,
+                                                            tenant: TenantClient) -> None:
+    """A stored response may hold a one-time secret: it is sealed at rest, bound to its key."""
+    created = await tenant.api.post("/v1/clients", json={"name": "reporting"},
+                                    headers={"Idempotency-Key": "sealed-secret"})
+    assert created.status_code == 201, created.text
+    secret = created.json()["client_secret"]
+    async with app.state.ctx.sessionmaker() as session:
+        stored = await session.scalar(select(IdempotencyRecord).where(
+            IdempotencyRecord.tenant_id == tenant.tenant_id,
+            IdempotencyRecord.key == "sealed-secret"))
+    assert stored is not None and stored.body
+    assert secret.encode() not in stored.body and b"client_secret" not in stored.body
+    replay = await tenant.api.post("/v1/clients", json={"name": "reporting"},
+                                   headers={"Idempotency-Key": "sealed-secret"})
+    assert replay.headers.get("idempotent-replayed") == "true"
+    assert replay.json()["client_secret"] == secret
+
+
+async def test_expired_keys_are_purged_without_being_reused(app: Litestar,
+                                                           tenant: TenantClient) -> None:
+    for key in ("old-one", "new-one"):
+        r = await tenant.api.post("/v1/debtors", json={**DEBTOR, "external_ref": key},
+                                  headers={"Idempotency-Key": key})
+        assert r.status_code == 201
+    await _age(app, tenant, "old-one", timedelta(hours=25))
+    await purge_expired(app.state.ctx.sessionmaker, None)
+    async with app.state.ctx.sessionmaker() as session:
+        left = set(await session.scalars(select(IdempotencyRecord.key).where(
+            IdempotencyRecord.tenant_id == tenant.tenant_id)))
+    assert "old-one" not in left and "new-one" in left

@@ -98,3 +98,96 @@ async def test_inbound_fragments_are_joined_once_all_arrive_in_any_order(
             Interaction.integration_id == integ["id"],
             Interaction.direction == "inbound"))).all()
     assert [i.content for i in inbound] == [{"text": "Hola, pagaré el viernes sin falta."}]
+
+
+async def test_part_receipts_without_an_outbox_id_find_their_message_by_part_ids(
+    tenant: TenantClient, app: Litestar, http: Any, run_jobs: Callable[[], Awaitable[int]],
+) -> None:
+    """The provider's receipts name only each part's own id (no ``client-ref``): the part
+    ids recorded with the ``sent`` outcome attribute them to the message."""
+    from cartera_sdk import OutboundMessage, SmsContent
+
+    from cartera.messaging import batch
+
+    integ = await create(tenant, provider_name="fixture_query_sms")
+    url = await hook_path(http, integ["id"])
+    sessionmaker = app.state.ctx.sessionmaker
+    async with sessionmaker() as session:
+        session.info["tenant_id"] = tenant.tenant_id
+        interaction = Interaction(tenant_id=tenant.tenant_id, direction="outbound",
+                                  channel="sms", status="sending", attempts=1,
+                                  integration_id=integ["id"], address="+5491100000000")
+        session.add(interaction)
+        await session.commit()
+        interaction_id = interaction.id
+    message = OutboundMessage(message_id=f"int_{interaction_id}", idempotency_key="k",
+                              to="+5491100000000", content=SmsContent(text="x" * 400))
+    claimed = batch.Claimed(tenant_id=tenant.tenant_id, interaction_id=interaction_id,
+                            attempt=1, message=message)
+    assert await batch.record(sessionmaker, [(claimed, SENT)]) == {"sent": 1}
+    for part in ("p-3", "p-2", "p-1"):
+        assert (await http.get(url, params=receipt(part, "delivered"))).status_code == 200
+    await run_jobs()
+    assert await _status(app, interaction_id) == "delivered"
+    async with sessionmaker() as session:
+        details = (await session.scalars(select(InteractionEvent.detail).where(
+            InteractionEvent.interaction_id == interaction_id,
+            InteractionEvent.source == "webhook").order_by(InteractionEvent.id))).all()
+    assert [d["part"]["index"] for d in details] == [3, 2, 1]
+
+
+async def test_fragments_missing_parts_after_the_window_are_recorded_incomplete(
+    tenant: TenantClient, app: Litestar, http: Any, run_jobs: Callable[[], Awaitable[int]],
+) -> None:
+    """Parts 1 and 3 of 3 arrive, part 2 never does: nothing is recorded within the window;
+    after it the reply is recorded with the parts that came, marked incomplete, once; a
+    late part 2 is then recorded on its own (never joined to another message)."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from cartera import clock
+    from cartera.integrations.models import WebhookEvent
+    from cartera.messaging.inbound import FRAGMENT_WINDOW, expire_fragments
+
+    integ = await create(tenant, provider_name="fixture_query_sms")
+    url = await hook_path(http, integ["id"])
+    texts = {1: "Pago el ", 2: "lunes ", 3: "sin falta."}
+
+    async def fragment(index: int) -> None:
+        params = signed(msisdn="5491100000000", to="CARTERA", messageId=f"g-{index}",
+                        text=texts[index], **{"concat-ref": "9", "concat-part": str(index),
+                                              "concat-total": "3"})
+        assert (await http.get(url, params=params)).status_code == 200
+        await run_jobs()
+
+    async def inbound() -> list[dict[str, Any]]:
+        async with app.state.ctx.sessionmaker() as session:
+            rows = (await session.scalars(select(Interaction).where(
+                Interaction.integration_id == integ["id"],
+                Interaction.direction == "inbound").order_by(Interaction.id))).all()
+        return [dict(i.content or {}) for i in rows]
+
+    async def age_everything() -> int:
+        async with app.state.ctx.sessionmaker() as session:
+            await session.execute(update(WebhookEvent).where(
+                WebhookEvent.integration_id == integ["id"]).values(
+                received_at=clock.now() - FRAGMENT_WINDOW - timedelta(minutes=1)))
+            recorded = await expire_fragments(session, clock.now(), {})
+            await session.commit()
+        return recorded
+
+    for index in (1, 3):
+        await fragment(index)
+    async with app.state.ctx.sessionmaker() as session:
+        assert await expire_fragments(session, clock.now(), {}) == 0  # still in the window
+    assert await inbound() == []
+    assert await age_everything() == 1
+    assert await inbound() == [{"text": "Pago el [...] sin falta.", "incomplete": True,
+                                "parts_received": [1, 3], "parts_expected": 3}]
+    assert await age_everything() == 0  # idempotent
+    await fragment(2)
+    assert len(await inbound()) == 1  # not joined to the expired parts
+    assert await age_everything() == 1
+    assert (await inbound())[-1] == {"text": "[...] lunes [...]", "incomplete": True,
+                                     "parts_received": [2], "parts_expected": 3}

@@ -187,3 +187,22 @@ async def test_channel_mismatch_and_wrong_contact_kind(tenant: TenantClient,
     r = await tenant.api.post("/v1/messages", json={
         "debtor_id": debtor, "integration_id": integration, "template_id": email["id"]})
     assert (r.status_code, r.json()["code"]) == (422, "channel_mismatch")
+
+
+async def test_the_batch_sender_emits_sent_and_failed_events(tenant: TenantClient,
+                                                             provider: FakeHTTPServer,
+                                                             run_jobs: RunJobs) -> None:
+    """ISVs follow a message through ``interaction.*`` events, not only through receipts."""
+    debtor, integration, template = await setup(tenant, provider)
+    sent = (await tenant.api.post("/v1/messages", json={
+        "debtor_id": debtor, "integration_id": integration, "template_id": template})).json()
+    await run_jobs()
+    provider.route("POST", "/messages", FakeResponse(400, {"error": "invalid number"}))
+    failed = (await tenant.api.post("/v1/messages", json={
+        "debtor_id": debtor, "integration_id": integration, "template_id": template})).json()
+    await run_jobs()
+    found = (await tenant.api.get("/v1/events", params={
+        "type": ["interaction.sent", "interaction.failed"]})).json()["data"]
+    story = sorted((e["type"], e["resource"]["id"], e["debtor_id"]) for e in found)
+    assert story == sorted([("interaction.sent", str(sent["id"]), debtor),
+                            ("interaction.failed", str(failed["id"]), debtor)])

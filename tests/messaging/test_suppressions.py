@@ -254,3 +254,28 @@ async def test_a_late_delivered_after_undelivered_clears_the_failure(
     assert (row["status"], row["failure_code"], row["failure_reason"]) == (
         "delivered", None, None)
     assert [e["status"] for e in row["timeline"]][-2:] == ["undelivered", "delivered"]
+
+
+async def test_a_suppression_can_be_lifted_audited_and_only_by_its_tenant(
+        tenant: TenantClient, make_tenant: Callable[..., Awaitable[TenantClient]],
+        twilio: FakeHTTPServer, run_jobs: RunJobs) -> None:
+    integration, template, debtor = await _sms_setup(tenant, twilio, "987654000")
+    await _send(tenant, debtor, integration, template)
+    await run_jobs()
+    point = (await tenant.api.get(f"/v1/debtors/{debtor}")).json()["contact_points"][0]
+    assert point["suppressions"]["sms"]["reason"] == "carrier_opt_out"
+    path = f"/v1/debtors/{debtor}/contact-points/{point['id']}/suppressions"
+    other = await make_tenant()
+    assert (await other.api.delete(f"{path}/sms")).status_code == 404  # not theirs
+    missing = await tenant.api.delete(f"{path}/email")
+    assert (missing.status_code, missing.json()["code"], missing.json()["param"]) == (
+        404, "suppression_not_found", "channel")
+    lifted = await tenant.api.delete(f"{path}/sms")
+    assert lifted.status_code == 204, lifted.text
+    again = (await tenant.api.get(f"/v1/debtors/{debtor}")).json()["contact_points"][0]
+    assert again["suppressions"] == {}
+    audit = (await tenant.api.get("/v1/audit", params={
+        "resource_type": "debtor", "resource_id": str(debtor), "limit": 100})).json()["data"]
+    assert [a["changes"]["lifted"]["code"] for a in audit
+            if a["action"] == "contact_point.suppression_lifted"] == ["21610"]
+    assert (await _send(tenant, debtor, integration, template)).status_code == 202

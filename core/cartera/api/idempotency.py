@@ -7,9 +7,14 @@ reuse the key. The body is fingerprinted as it streams, so large uploads are nev
 here; the response (small JSON) is held back until it is stored and committed, so a client
 that has seen the response always gets its replay.
 
-Keys live for ``idempotency_ttl_seconds`` (24 h by default). A request holds its key with a
-lease: one in flight for longer than ``idempotency_lease_seconds`` was abandoned (its process
-died) and the next request with that key takes it over.
+Keys live for ``idempotency_ttl_seconds`` (24 h by default); a job removes expired ones
+about once a minute. A request holds its key with a lease: one in flight for longer than
+``idempotency_lease_seconds`` was abandoned (its process died) and the next request with that
+key takes it over.
+
+Stored responses are sealed under the master key (:mod:`cartera.crypto`), bound to the
+tenant, client and key: a response may carry a one-time secret (a new client's secret, a
+webhook endpoint's signing secret), which must not sit in plain text for a day.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera.api.asgi import ASGIApp, Message, Receive, Scope, Send
 from cartera.api.models import IdempotencyRecord
 from cartera.api.problems import PROBLEM_JSON
+from cartera.crypto import keyring
 from cartera.db.base import utcnow
+from cartera.jobs.registry import every_minute
+from cartera.settings import get_settings
 
 NOT_STORED = {400, 401, 403, 413, 415, 422, 429}
 MAX_KEY_LENGTH = 255
@@ -37,6 +45,11 @@ KEY_PATTERN = rf"^[\x21-\x7e]{{1,{MAX_KEY_LENGTH}}}$"
 """Printable ASCII without spaces, 1 to 255 characters (e.g. a UUID)."""
 _KEY = re.compile(KEY_PATTERN)
 log = logging.getLogger("cartera.api.idempotency")
+
+
+def body_context(record: IdempotencyRecord) -> bytes:
+    """What a stored response is bound to: a sealed body moved to another key opens not."""
+    return f"idempotency:{record.tenant_id}:{record.client_id}:{record.key}".encode()
 
 
 async def _send_json(send: Send, status: int, body: bytes, content_type: str,
@@ -174,9 +187,11 @@ class _Key:
         """Store a replayable outcome, or release the key; a no-op if the lease was lost."""
         async with self._sessionmaker() as session:
             if response.storable:
+                sealed = keyring().seal(bytes(response.body), context=body_context(
+                    IdempotencyRecord(**self._ids)))
                 await session.execute(update(IdempotencyRecord).where(*self._ours()).values(
                     fingerprint=fingerprint, status_code=response.status,
-                    content_type=response.content_type, body=bytes(response.body)))
+                    content_type=response.content_type, body=sealed))
             else:
                 await session.execute(delete(IdempotencyRecord).where(*self._ours()))
             await session.commit()
@@ -195,9 +210,22 @@ async def _answer_existing(send: Send, existing: IdempotencyRecord, digest: str)
         await _problem(send, 422, "idempotency_key_reused",
                        "this Idempotency-Key was used with a different request")
     else:
-        await _send_json(send, existing.status_code, existing.body or b"",
+        body = keyring().open(existing.body, context=body_context(existing)) \
+            if existing.body else b""
+        await _send_json(send, existing.status_code, body,
                          existing.content_type or "application/json",
                          [(b"idempotent-replayed", b"true")])
+
+
+@every_minute
+async def purge_expired(sessionmaker: async_sessionmaker[AsyncSession], runner: Any) -> None:
+    """Remove keys past their time to live (index on ``created_at``): a key nobody reuses
+    is otherwise never deleted."""
+    cutoff = utcnow() - timedelta(seconds=get_settings().idempotency_ttl_seconds)
+    async with sessionmaker() as session:
+        await session.execute(delete(IdempotencyRecord).where(
+            IdempotencyRecord.created_at < cutoff))
+        await session.commit()
 
 
 async def _handle(app: ASGIApp, scope: Scope, receive: Receive, send: Send,

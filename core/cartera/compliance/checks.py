@@ -6,6 +6,7 @@ and returns its verdict.
 
 from __future__ import annotations
 
+import inspect
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -134,7 +135,8 @@ def _explicit_contact(data: schemas.CheckIn, at: datetime, policy: GatePolicy) -
         consumer=c.consumer, stage=c.stage, days_past_due=c.days_past_due,
         is_first_contact=c.is_first_contact, in_litigation=c.in_litigation,
         authorized_channels=c.authorized_channels, contact_origin=c.contact_origin,
-        content=_content(data), creditor=policy.creditor,
+        content=_content(data), creditor=policy.creditor, recipient_age=c.recipient_age,
+        contact_point_use=c.contact_point_use,
         recent_contacts=[PriorContact(channel=p.channel, at=p.at, direct=p.direct,
                                       outcome=p.outcome) for p in c.recent_contacts])
 
@@ -202,19 +204,40 @@ async def charges(session: AsyncSession, host: PluginHost, debtor_id: int,
                         overdue=overdue, creditor_kind=params.creditor_kind,
                         uf_value=params.uf_value, notices=params.notices,
                         written_notice=params.written_notice, small_debt=params.small_debt)
-    findings = [
-        schemas.ChargeFindingOut(
-            source=pack.name, kind=f.kind, allowed=f.allowed, code=f.reason.code,
-            message=f.reason.message, rule_ref=f.reason.rule_ref,
-            max_amount=str(f.max_amount.amount) if f.max_amount else None,
-            currency=f.max_amount.currency if f.max_amount else None,
-            lawful_from=f.lawful_from)
-        for pack in gate._packs(host, debtor.country) if hasattr(pack, "charges")
-        for f in pack.charges(query)]
+    policy = await load_policy(session, host, debtor.tenant_id)
+    findings, prescriptions = [], []
+    for pack in gate._packs(host, debtor.country):
+        if hasattr(pack, "charges"):
+            findings += [schemas.ChargeFindingOut(
+                source=pack.name, kind=f.kind, allowed=f.allowed, code=f.reason.code,
+                message=f.reason.message, rule_ref=f.reason.rule_ref,
+                max_amount=str(f.max_amount.amount) if f.max_amount else None,
+                currency=f.max_amount.currency if f.max_amount else None,
+                lawful_from=f.lawful_from) for f in _pack_charges(pack, query, policy)]
+        found = pack.prescription(query) if hasattr(pack, "prescription") else None
+        if found is not None:
+            prescriptions.append(schemas.PrescriptionOut(
+                source=pack.name, time_barred_from=found.time_barred_from,
+                code=found.reason.code, message=found.reason.message,
+                rule_ref=found.reason.rule_ref, verification=found.verification))
     return schemas.ChargesCheckOut(
         debtor_id=debtor.id, today=today, days_past_due=dpd,
         overdue=str(overdue.amount) if overdue else None,
-        currency=overdue.currency if overdue else None, findings=findings)
+        currency=overdue.currency if overdue else None, findings=findings,
+        prescription=prescriptions)
+
+
+def _pack_charges(pack: Any, query: ChargeQuery, policy: GatePolicy) -> list[Any]:
+    """``pack.charges`` with the tenant's config when the pack takes one (SDK 1.1); a
+    stored config the pack no longer accepts falls back to the lawful ``Config()``."""
+    try:
+        takes_config = len(inspect.signature(pack.charges).parameters) >= 2
+    except (TypeError, ValueError):
+        takes_config = False
+    if not takes_config:
+        return list(pack.charges(query))
+    config = policy.config_for(pack)
+    return list(pack.charges(query, pack.Config() if config is INVALID_CONFIG else config))
 
 
 @dataclass(frozen=True)

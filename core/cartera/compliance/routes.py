@@ -119,7 +119,9 @@ async def charges_check(
     finding says allowed or not, the cap when the law sets one (CL: 9/6/3 % by UF band,
     with ``uf_value`` pesos per UF), the date from which it becomes lawful (CL fees after
     day 20, CO reports 20 days after the last of ``notices``, BR after a written notice)
-    and the article. Nothing is written."""
+    and the article. ``prescription`` says, per pack, from which day judicial collection
+    is time-barred, or that the pack knows no period (never a guessed date). Nothing is
+    written."""
     if uf_value is not None and not (uf_value.is_finite() and uf_value > 0):
         raise Invalid("uf_value must be a positive number of pesos", code="invalid_uf_value",
                       param="uf_value")

@@ -70,6 +70,11 @@ class ExplicitContact(Struct, forbid_unknown_fields=True):
     authorized_channels: list[Channel] | None = None
     contact_origin: Literal["debtor_provided", "found"] | None = None
     recent_contacts: Annotated[list[PriorContactIn], msgspec.Meta(max_length=500)] = []
+    #: The recipient's age in whole years (MX: no collection with minors, nor with older
+    #: adults who are not the debtor); ``contact_point_use``: ``work`` for a work phone,
+    #: e-mail or address (CABA forbids them).
+    recipient_age: Annotated[int, msgspec.Meta(ge=0, le=150)] | None = None
+    contact_point_use: Literal["personal", "work"] | None = None
 
 
 class CheckIn(Struct, forbid_unknown_fields=True):
@@ -141,6 +146,18 @@ class ChargeFindingOut(Struct):
     lawful_from: date | None
 
 
+class PrescriptionOut(Struct):
+    """When judicial collection is time-barred, per pack: ``time_barred_from`` is ``None``
+    when the pack knows no limitation period for the country (it never guesses a date)."""
+
+    source: str
+    time_barred_from: date | None
+    code: str
+    message: str
+    rule_ref: str | None
+    verification: str
+
+
 class ChargesCheckOut(Struct):
     debtor_id: int
     today: date
@@ -148,6 +165,7 @@ class ChargesCheckOut(Struct):
     overdue: str | None
     currency: str | None
     findings: list[ChargeFindingOut]
+    prescription: list[PrescriptionOut] = []
 
 
 class TemplateCheckIn(Struct, forbid_unknown_fields=True):

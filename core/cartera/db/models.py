@@ -14,7 +14,13 @@ from cartera.integrations.models import (
     WebhookRejection,
 )
 from cartera.jobs.models import Job
-from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
+from cartera.messaging.models import (
+    Interaction,
+    InteractionEvent,
+    MessagePartId,
+    MessageTemplate,
+    OptOutKeyword,
+)
 from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.payments.models import Allocation, Payment
 from cartera.portfolio.models import (
@@ -64,6 +70,7 @@ __all__ = [
     "Interaction",
     "InteractionEvent",
     "Job",
+    "MessagePartId",
     "MessageTemplate",
     "OAuthClient",
     "Obligation",

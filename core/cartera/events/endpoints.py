@@ -23,22 +23,22 @@ from cartera.integrations.service import egress_policy
 RESOLVE_TIMEOUT = 3.0
 
 
-def _context(tenant_id: int) -> bytes:
+def secret_context(tenant_id: int) -> bytes:
     return f"webhook-endpoint-secret:{tenant_id}".encode()
 
 
 def seal(tenant_id: int, secret: str) -> bytes:
-    return keyring().seal(secret.encode(), context=_context(tenant_id))
+    return keyring().seal(secret.encode(), context=secret_context(tenant_id))
 
 
 def signing_secrets(endpoint: WebhookEndpoint) -> list[str]:
     """The secrets a delivery is signed with now: the current one, and the previous one
     during its grace period."""
-    found = [keyring().open(endpoint.secret_sealed, context=_context(endpoint.tenant_id))]
+    found = [keyring().open(endpoint.secret_sealed, context=secret_context(endpoint.tenant_id))]
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret_sealed and expires and expires > clock.now():
         found.append(keyring().open(endpoint.previous_secret_sealed,
-                                    context=_context(endpoint.tenant_id)))
+                                    context=secret_context(endpoint.tenant_id)))
     return [s.decode() for s in found]
 
 

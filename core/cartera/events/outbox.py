@@ -110,6 +110,22 @@ def emit_interaction(session: AsyncSession | Session, interaction: Any, status: 
                "direction": interaction.direction})
 
 
+async def emit_interactions(session: AsyncSession,
+                            changes: Sequence[tuple[Any, int, str]]) -> None:
+    """``interaction.<status>`` for each ``(interaction, debtor_id, status)`` a set-based
+    writer moved (the batch sender's ``sent`` and ``failed``), in one INSERT; each
+    ``interaction`` has ``tenant_id``, ``id`` and ``channel``."""
+    if not changes:
+        return
+    now = clock.now()
+    await session.execute(insert(table_of(OutboxEvent)), [{
+        "id": new_event_id(), "tenant_id": i.tenant_id, "type": f"interaction.{status}",
+        "created_at": now, "resource_type": "interaction", "resource_id": str(i.id),
+        "debtor_id": debtor_id, "dispatched": False,
+        "data": {"status": status, "channel": i.channel, "direction": "outbound"},
+    } for i, debtor_id, status in changes])
+
+
 def from_audit(session: AsyncSession | Session, tenant_id: int, action: str,
                resource_type: str, resource_id: str, changes: Mapping[str, Any]) -> None:
     """The event of an audited change, if ISVs are sent one (see :data:`AUDIT_EVENTS`)."""

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
@@ -62,6 +72,9 @@ class WebhookEvent(TenantScoped, Base):
     __tablename__ = "webhook_events"
     __table_args__ = (
         Index("uq_webhook_events_integration_event", "integration_id", "event_id", unique=True),
+        Index("ix_webhook_events_fragments_waiting", "received_at",
+              postgresql_where=text("reason = 'fragment_waiting'"),
+              sqlite_where=text("reason = 'fragment_waiting'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera import clock
 from cartera.api.context import Actor, app_context
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
@@ -123,7 +124,8 @@ def _test_detail(check: ConnectionCheck) -> str:
 async def _webhook_request(request: Request[Any, Any, Any]) -> WebhookRequest:
     public = webhooks.public_url(app_context(request).settings.public_base, str(request.url))
     return WebhookRequest(method=request.method, url=public,
-                          headers=dict(request.headers.items()), body=await request.body())
+                          headers=dict(request.headers.items()), body=await request.body(),
+                          received_at=clock.now())
 
 
 @get("/v1/hooks/{token:str}", summary="Webhook handshake or query-string webhook",

@@ -213,10 +213,11 @@ async def dispatch(session: AsyncSession, integration: Integration, provider: An
     marks: list[tuple[str, str | None, list[str]]] = [
         ("processed", None, handled), *[("ignored", r, ids) for r, ids in ignored.items()]]
     for status, reason, ids in marks:
-        if ids:
+        if ids:  # a handler may have set a processed event's reason (inbound fragments)
+            keep = {"reason": reason} if status == "ignored" else {}
             await session.execute(update(WebhookEvent).where(
                 WebhookEvent.integration_id == integration.id, WebhookEvent.event_id.in_(ids))
-                .values(status=status, reason=reason, processed_at=now))
+                .values(status=status, processed_at=now, **keep))
 
 
 def _insert_ignore(dialect: str) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 
 HANDLER_MODULES = (
+    "cartera.api.idempotency",
     "cartera.events.jobs",
     "cartera.imports.jobs",
     "cartera.integrations.webhooks",

@@ -60,13 +60,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import clock
 from cartera.compliance.service import GatePolicy, contact_content, load_policy
 from cartera.errors import CarteraError
+from cartera.events import outbox
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
 from cartera.messaging import gate, rendering, schemas, suppression, templates
-from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
+from cartera.messaging.models import Interaction, InteractionEvent, MessagePartId, MessageTemplate
 from cartera.messaging.parts import sent_detail
-from cartera.plugins.host import PluginCallError, PluginHost
+from cartera.plugins.host import EgressRefusedError, PluginCallError, PluginHost
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
 from cartera.settings import get_settings
@@ -584,32 +585,51 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
             # of a second of outcomes (those messages are then sent again, at least once);
             # a worker crash loses none.
             await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-        held = {i: (attempt, channel) for i, attempt, channel in (await session.execute(select(
-            Interaction.id, Interaction.attempts, Interaction.channel).where(
+        held = {r.id: r for r in (await session.execute(select(
+            Interaction.id, Interaction.tenant_id, Interaction.attempts, Interaction.channel,
+            Interaction.debtor_id, Interaction.integration_id).where(
             Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
             Interaction.status == "sending").with_for_update())).all()}
-        rows, events = [], []
+        rows, events, moved, part_ids = [], [], [], []
         for claimed, outcome in outcomes:
-            attempt, channel = held.get(claimed.interaction_id, (None, ""))
-            if attempt != claimed.attempt:
+            current = held.get(claimed.interaction_id)
+            if current is None or current.attempts != claimed.attempt:
                 counts["stale"] += 1
                 continue
-            await _suppress_if_told(session, claimed, channel, outcome, now)
+            await _suppress_if_told(session, claimed, current.channel, outcome, now)
             values, event = outcome_values(outcome, claimed.attempt)
             rows.append({**_OUTCOME_COLUMNS, **values, "id": claimed.interaction_id,
                          "updated_at": now})
             events.append({"tenant_id": claimed.tenant_id,
                            "interaction_id": claimed.interaction_id, "at": now, **event})
+            part_ids.extend(part_id_rows(claimed, current.integration_id, outcome))
             if values["status"] == "queued":
                 await current_runner().enqueue(session, claimed.tenant_id, WAKE_KIND,
                                                {"interaction_id": claimed.interaction_id},
                                                run_after=values["not_before"])
             counts["retrying" if values["status"] == "queued" else values["status"]] += 1
+            if values["status"] != "queued":
+                moved.append((current, current.debtor_id, values["status"]))
         if rows:
             await session.execute(update(Interaction), rows)
             await session.execute(insert(InteractionEvent), events)
+            await outbox.emit_interactions(session, moved)
+        if part_ids:
+            await session.execute(insert(MessagePartId), part_ids)
         await session.commit()
     return dict(counts)
+
+
+def part_id_rows(claimed: Claimed, integration_id: int | None,
+                 outcome: Outcome) -> list[dict[str, Any]]:
+    """The ``message_part_ids`` rows of a message the provider accepted in several parts
+    (none for one part: its receipts carry the message's own provider id)."""
+    if not isinstance(outcome, Sent) or len(outcome.parts) < 2 or integration_id is None:
+        return []
+    return [{"tenant_id": claimed.tenant_id, "integration_id": integration_id,
+             "interaction_id": claimed.interaction_id,
+             "provider_message_id": part.provider_message_id, "part_index": part.index,
+             "part_count": part.count} for part in outcome.parts]
 
 
 async def _suppress_if_told(session: AsyncSession, claimed: Claimed, channel: str,
@@ -636,6 +656,14 @@ def outcome_values(outcome: Sent | SendFailure | PluginCallError,
             values["cost_currency"] = outcome.cost.currency
         return values, {"status": "sent", "source": "provider", "detail": {
             "provider_message_id": outcome.provider_message_id, **sent_detail(outcome)}}
+    if isinstance(outcome, EgressRefusedError):
+        # The provider's address is one the egress rules refuse (a private address): no
+        # retry can change that, only the operator's allow-list or the integration's
+        # configuration, so the message fails now instead of after every retry.
+        return ({"status": "failed", "failure_code": "egress_refused",
+                 "failure_reason": outcome.detail},
+                {"status": "failed", "source": "job",
+                 "detail": {"code": "egress_refused", "reason": outcome.detail}})
     if isinstance(outcome, PluginCallError):
         code, reason, after, source = outcome.code, outcome.detail, None, "job"
         detail: dict[str, Any] = {"code": code}

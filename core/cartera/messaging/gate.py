@@ -140,6 +140,11 @@ def decide(host: PluginHost, debtor: Debtor, cp: ContactPoint | None, channel: s
                     for pack in packs])
 
 
+#: Contact-point labels read as a work phone, e-mail or address (CABA Ley 6171).
+WORK_LABELS = frozenset({"work", "trabajo", "laboral", "oficina", "office", "empresa",
+                         "business", "trabalho"})
+
+
 def _no_pack(country: str, policy: GatePolicy) -> schemas.Verdict:
     if policy.unknown_country == "deny":
         return _deny("no_compliance_pack", f"no compliance pack is installed for {country}; "
@@ -173,7 +178,9 @@ def planned_contact(debtor: Debtor, cp: ContactPoint | None, channel: str,
             authorized_channels=facts.authorized_channels,  # type: ignore[arg-type]
             contact_origin=cp.origin if cp is not None and cp.origin in (
                 "debtor_provided", "found") else None,  # type: ignore[arg-type]
-            content=content, creditor=policy.creditor)
+            content=content, creditor=policy.creditor,
+            contact_point_use="work" if cp is not None and (cp.label or "").strip().lower()
+            in WORK_LABELS else None)
     except InvalidContact as exc:
         return _deny("invalid_contact_data", f"the debtor's {exc}")
 

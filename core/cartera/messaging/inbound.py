@@ -10,20 +10,26 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import literal_column, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock, money
 from cartera.audit.models import AuditEntry
 from cartera.events.outbox import emit_interaction
 from cartera.integrations.models import Integration, WebhookEvent
 from cartera.integrations.webhooks import on_event
+from cartera.jobs.registry import every_minute
 from cartera.messaging import suppression
-from cartera.messaging.models import Interaction, InteractionEvent, OptOutKeyword
+from cartera.messaging.models import (
+    Interaction,
+    InteractionEvent,
+    MessagePartId,
+    OptOutKeyword,
+)
 from cartera.messaging.parts import part_of
 from cartera.messaging.sending import add_event, publish_interaction
 from cartera.portfolio.models import ContactPoint
@@ -112,7 +118,9 @@ async def _interaction_for(session: AsyncSession, integration: Integration,
                            payload: dict[str, Any]) -> Interaction | None:
     """The interaction an event is about: by the provider's message id, else (receipts for
     parts 2..n of a long SMS carry their own ids) by our outbox id ``int_<id>`` the plugin
-    passed through the provider's correlation field, within the same integration."""
+    passed through the provider's correlation field, else by the part ids the provider gave
+    when it accepted the message (receipts without any outbox id), within the same
+    integration."""
     interaction = await session.scalar(select(Interaction).where(
         Interaction.integration_id == integration.id,
         Interaction.provider_message_id == payload["provider_message_id"]))
@@ -120,6 +128,11 @@ async def _interaction_for(session: AsyncSession, integration: Integration,
     if interaction is None and ours.startswith("int_") and ours[4:].isdigit():
         interaction = await session.scalar(select(Interaction).where(
             Interaction.integration_id == integration.id, Interaction.id == int(ours[4:])))
+    if interaction is None:  # a part's own id only: the part ids stored at send
+        interaction = await session.scalar(select(Interaction).join(
+            MessagePartId, MessagePartId.interaction_id == Interaction.id).where(
+            MessagePartId.integration_id == integration.id,
+            MessagePartId.provider_message_id == payload["provider_message_id"]).limit(1))
     return interaction
 
 
@@ -185,20 +198,59 @@ def _record_cost(interaction: Interaction, cost: dict[str, Any] | None) -> None:
     interaction.cost_currency = cost["currency"]
 
 
+FRAGMENT_WINDOW = timedelta(hours=1)
+"""How long the parts of a long inbound SMS may take to arrive, from the first one
+received. A message still missing parts after that is recorded with the parts that did
+arrive, marked incomplete (``content.incomplete``, ``parts_received``, ``parts_expected``;
+a missing part shows as ``[...]`` in the text): a debtor's reply is never lost to a
+dropped part. A part arriving after its message expired is recorded on its own, the same
+way, once its window ends."""
+FRAGMENT_WAITING = "fragment_waiting"
+"""The reason on a fragment's webhook event until its message is recorded (a partial
+index finds the waiting ones without scanning every event)."""
+FRAGMENT_JOINED, FRAGMENT_EXPIRED = "fragment_joined", "fragment_expired"
+"""Reasons kept on a fragment's webhook event once its message was recorded (whole, or
+incomplete after :data:`FRAGMENT_WINDOW`): such a part never joins a later message
+(concatenation references are small numbers providers reuse)."""
+GAP = "[...]"
+
+
+def _fragment_rows(integration_id: int, reference: str) -> Any:
+    return select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.payload).where(
+        WebhookEvent.integration_id == integration_id,
+        WebhookEvent.event_type == "InboundMessage",
+        WebhookEvent.reason == FRAGMENT_WAITING,
+        WebhookEvent.payload[("fragment", "reference")].as_string() == reference,
+    ).order_by(WebhookEvent.id)
+
+
+def _joined_text(parts: dict[int, str], count: int) -> str:
+    """The parts in index order, missing ones as one :data:`GAP` per run of them."""
+    text, gap = "", False
+    for index in range(1, count + 1):
+        if index in parts:
+            text, gap = text + parts[index], False
+        elif not gap:
+            text = text + ("" if not text or text.endswith(" ") else " ") + GAP + " "
+            gap = True
+    return text.strip()
+
+
 async def _joined_fragments(session: AsyncSession, integration: Integration,
                             payload: dict[str, Any]) -> str | None:
     """The whole text of a long inbound SMS once every part sharing this fragment's
     concatenation reference (and sender) has arrived, joined in part order; ``None`` while
     parts are missing, and for every part but the last stored (so the message is recorded
     once). The parts are the integration's stored webhook events (this one included), so
-    they may come in any order and in different deliveries."""
+    they may come in any order and in different deliveries; once joined they are marked
+    (:data:`FRAGMENT_JOINED`)."""
     fragment = payload["fragment"]
-    rows = (await session.execute(select(WebhookEvent.id, WebhookEvent.event_id,
-                                         WebhookEvent.payload).where(
+    await session.execute(update(WebhookEvent).where(
         WebhookEvent.integration_id == integration.id,
-        WebhookEvent.event_type == "InboundMessage",
-        WebhookEvent.payload[("fragment", "reference")].as_string()
-        == str(fragment["reference"])).order_by(WebhookEvent.id))).all()
+        WebhookEvent.event_id == payload["event_id"], WebhookEvent.reason.is_(None))
+        .values(reason=FRAGMENT_WAITING))
+    rows = (await session.execute(_fragment_rows(integration.id,
+                                                 str(fragment["reference"])))).all()
     mine = [row for row in rows if row.payload.get("from_address") == payload["from_address"]]
     parts = {int(row.payload["fragment"]["index"]): row.payload.get("text") or ""
              for row in mine}
@@ -206,7 +258,69 @@ async def _joined_fragments(session: AsyncSession, integration: Integration,
         return None
     if mine[-1].event_id != payload["event_id"]:
         return None  # complete, but a later-stored part of the same delivery records it
-    return "".join(parts[index] for index in sorted(parts))
+    if not await _claim_fragments(session, [row.id for row in mine], FRAGMENT_JOINED):
+        return None  # the expiry took them meanwhile: it records the message
+    return _joined_text(parts, int(fragment["count"]))
+
+
+async def _claim_fragments(session: AsyncSession, ids: list[int], reason: str) -> bool:
+    """Mark waiting fragments as used (``reason``); ``False`` when some already were: a
+    concurrent join or expiry took them (the row locks make the second one wait, then see
+    them taken), so each message is recorded once."""
+    result = await session.execute(update(WebhookEvent).where(
+        WebhookEvent.id.in_(ids), WebhookEvent.reason == FRAGMENT_WAITING)
+        .values(reason=reason))
+    return int(getattr(result, "rowcount", 0) or 0) == len(ids)
+
+
+async def expire_fragments(session: AsyncSession, now: datetime,
+                           channels: dict[str, str]) -> int:
+    """Record every long inbound SMS whose first waiting part arrived more than
+    :data:`FRAGMENT_WINDOW` before ``now`` with the parts it has, marked incomplete, and
+    mark those parts :data:`FRAGMENT_EXPIRED`. ``channels`` gives a provider's channel by
+    name (``sms`` when unknown). All tenants; returns how many messages were recorded."""
+    old = (await session.execute(select(
+        WebhookEvent.integration_id, WebhookEvent.payload).where(
+        # a literal, not a bound value, so the planner matches the partial index
+        WebhookEvent.reason == literal_column(f"'{FRAGMENT_WAITING}'"),
+        WebhookEvent.received_at < now - FRAGMENT_WINDOW))).all()
+    groups = sorted({(row.integration_id, str(row.payload["fragment"]["reference"]),
+                      str(row.payload.get("from_address"))) for row in old})
+    recorded = 0
+    for integration_id, reference, sender in groups:
+        integration = await session.get(Integration, integration_id)
+        if integration is None:
+            continue
+        rows = [row for row in (await session.execute(
+            _fragment_rows(integration_id, reference))).all()
+            if str(row.payload.get("from_address")) == sender]
+        if not rows:
+            continue
+        count = max(int(row.payload["fragment"]["count"]) for row in rows)
+        parts = {int(row.payload["fragment"]["index"]): row.payload.get("text") or ""
+                 for row in rows}
+        if not await _claim_fragments(session, [row.id for row in rows], FRAGMENT_EXPIRED):
+            continue  # joined or expired by someone else meanwhile
+        await _record_inbound(session, integration,
+                              channels.get(integration.provider_name, "sms"),
+                              rows[0].payload, _joined_text(parts, count),
+                              {"incomplete": True, "parts_received": sorted(parts),
+                               "parts_expected": count})
+        recorded += 1
+    return recorded
+
+
+@every_minute
+async def expire_inbound_fragments(sessionmaker: async_sessionmaker[AsyncSession],
+                                   runner: Any) -> None:
+    """Housekeeping: :func:`expire_fragments` (idempotent: expired parts are marked)."""
+    from cartera.plugins.registry import current_host
+
+    channels = {name: str(getattr(entry.provider, "channel", "sms"))
+                for name, entry in current_host().providers["channel"].items()}
+    async with sessionmaker() as session:
+        await expire_fragments(session, clock.now(), channels)
+        await session.commit()
 
 
 async def _keywords(session: AsyncSession, tenant_id: int) -> set[str]:
@@ -238,10 +352,7 @@ async def _opt_out(session: AsyncSession, integration: Integration, address: str
 @on_event("InboundMessage")
 async def inbound_message(session: AsyncSession, integration: Integration, provider: Any,
                           payload: dict[str, Any]) -> None:
-    """Record a reply; an opt-out keyword opts the sender's contact points out of the
-    channel, and the timeline says ``opted_out`` only when some contact point matched
-    (``unmatched`` otherwise: nothing was applied)."""
-    address = str(payload["from_address"])
+    """Record a reply (a long SMS once its parts are joined, see :data:`FRAGMENT_WINDOW`)."""
     channel = str(getattr(provider, "channel", "sms"))
     text = payload.get("text") or payload.get("button_payload") or ""
     if payload.get("fragment"):
@@ -249,16 +360,27 @@ async def inbound_message(session: AsyncSession, integration: Integration, provi
         if joined is None:
             return  # more parts to come: the last one to arrive records the message
         text = joined
+    await _record_inbound(session, integration, channel, payload, text, {})
+
+
+async def _record_inbound(session: AsyncSession, integration: Integration, channel: str,
+                          payload: dict[str, Any], text: str,
+                          content: dict[str, Any]) -> None:
+    """Record a reply; an opt-out keyword opts the sender's contact points out of the
+    channel, and the timeline says ``opted_out`` only when some contact point matched
+    (``unmatched`` otherwise: nothing was applied)."""
+    address = str(payload["from_address"])
     points = await suppression.matching_points(session, integration.tenant_id, address)
     interaction = Interaction(
         tenant_id=integration.tenant_id, debtor_id=points[0].debtor_id if points else None,
         direction="inbound", channel=channel, status="received",
         integration_id=integration.id, contact_point_id=points[0].id if points else None,
         address=address, provider_message_id=payload.get("provider_message_id"),
-        content={"text": text}, trigger={"source": "webhook"})
+        content={"text": text, **content}, trigger={"source": "webhook"})
     session.add(interaction)
     await session.flush()
-    add_event(session, interaction, "received", "webhook", occurred_at=_at(payload))
+    marks: dict[str, Any] = {"incomplete": True} if content.get("incomplete") else {}
+    add_event(session, interaction, "received", "webhook", occurred_at=_at(payload), **marks)
     emit_interaction(session, interaction, "replied")
     await publish_interaction(session, interaction)
     if normalise(text) in await _keywords(session, integration.tenant_id):

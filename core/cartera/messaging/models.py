@@ -102,3 +102,23 @@ class OptOutKeyword(TenantScoped, Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     keyword: Mapped[str] = mapped_column(String(64))
+
+
+class MessagePartId(TenantScoped, Base):
+    """The provider's id of one part of a long SMS we sent, so a receipt that names only
+    its part (no outbox id: Vonage gives each part its own ``message-id``) finds its
+    message. Written with the ``sent`` outcome, for messages sent in several parts."""
+
+    __tablename__ = "message_part_ids"
+    __table_args__ = (
+        Index("ix_message_part_ids_provider", "integration_id", "provider_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    integration_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("integrations.id", ondelete="CASCADE"))
+    interaction_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("interactions.id", ondelete="CASCADE"))
+    provider_message_id: Mapped[str] = mapped_column(String(255))
+    part_index: Mapped[int] = mapped_column(Integer)
+    part_count: Mapped[int] = mapped_column(Integer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
+from cartera_sdk.channels import ChannelKind
 from litestar import Controller, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy import select
@@ -159,6 +160,21 @@ class DebtorController(Controller):
                                    session: AsyncSession, actor: Actor) -> None:
         """Remove a contact point."""
         await service.delete_contact_point(session, actor, debtor_id, contact_point_id)
+
+    @delete("/{debtor_id:int}/contact-points/{contact_point_id:int}/suppressions/{channel:str}",
+            summary="Lift a contact point's suppression", operation_id="LiftSuppression",
+            **WRITE)
+    async def lift_suppression(self, debtor_id: Id, contact_point_id: Id,
+                               channel: Annotated[ChannelKind, Parameter(
+                                   description="The suppressed channel: whatsapp, sms, email, "
+                                               "voice or letter.")],
+                               session: AsyncSession, actor: Actor) -> None:
+        """Make a contact point usable again for a channel a provider suppressed (hard
+        bounce, spam complaint, carrier opt-out), e.g. once the debtor fixed the mailbox.
+        Only this contact point; audited (``contact_point.suppression_lifted``). A channel
+        that is not suppressed here answers 404 ``suppression_not_found``. A new provider
+        suppression suppresses it again."""
+        await service.lift_suppression(session, actor, debtor_id, contact_point_id, channel)
 
     @post("/{debtor_id:int}/related-parties", summary="Add a related party",
           operation_id="CreateRelatedParty", **WRITE)

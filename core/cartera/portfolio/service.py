@@ -243,6 +243,25 @@ async def delete_contact_point(session: AsyncSession, actor: Actor, debtor_id: i
                  {"contact_point_id": contact_point_id})
 
 
+async def lift_suppression(session: AsyncSession, actor: Actor, debtor_id: int,
+                           contact_point_id: int, channel: str) -> ContactPoint:
+    """Make the contact point usable again for ``channel`` after a provider suppressed it
+    (the debtor fixed the mailbox, the number changed hands). Only this contact point:
+    other points reaching the same address keep theirs. Audited with the suppression that
+    was lifted; 404 ``suppression_not_found`` when the channel is not suppressed there."""
+    cp = await _contact_point_of(session, debtor_id, contact_point_id)
+    current = dict(cp.suppressions or {})
+    lifted = current.pop(channel, None)
+    if lifted is None:
+        raise NotFound(f"contact point {contact_point_id} is not suppressed for {channel!r}",
+                       code="suppression_not_found", param="channel")
+    cp.suppressions = current
+    await resegment_debtor(session, actor.tenant_id, debtor_id)
+    audit.record(session, actor, "contact_point.suppression_lifted", "debtor", debtor_id,
+                 {"contact_point_id": cp.id, "channel": channel, "lifted": lifted})
+    return cp
+
+
 async def _contact_point_of(session: AsyncSession, debtor_id: int, cp_id: int) -> ContactPoint:
     await get_debtor(session, debtor_id)
     cp = await session.get(ContactPoint, cp_id)

@@ -87,10 +87,13 @@ from cartera_sdk import (
     hookimpl,
     signatures,
 )
+from cartera_sdk.http import parse_retry_after
 
 
 class ${Class}Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    base_url: str
+    base_url: str = "https://api.$name.example"
+    """The provider's production API root (put the real one here); tests point it at the
+    strict fake."""
 
 
 class ${Class}Secrets(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -127,8 +130,10 @@ class ${Class}Sms(BaseChannelProvider):
         if not isinstance(message.content, SmsContent):
             return SendFailure(kind="permanent", code="unsupported_content", reason="sms only")
         body = {"to": message.to, "text": message.content.text, "client_ref": message.message_id}
-        headers = {"Authorization": f"Bearer {ctx.secrets.api_key}",
-                   "Idempotency-Key": message.idempotency_key}
+        # No Idempotency-Key here: with one, the host's client re-sends a POST after a 5xx
+        # or a dropped connection, which doubles the SMS at a provider that ignores the key.
+        # Add it back only if your provider documents that it honours one.
+        headers = {"Authorization": f"Bearer {ctx.secrets.api_key}"}
         try:
             async with ctx.http(ctx.config.base_url, headers=headers) as client:
                 response = await client.post("/messages", json=body)
@@ -136,7 +141,7 @@ class ${Class}Sms(BaseChannelProvider):
             return SendFailure(kind="retryable", code="transport", reason=type(exc).__name__)
         if response.status_code == 429:
             return SendFailure(kind="rate_limited", code="429", reason="rate limited",
-                               retry_after_seconds=float(response.headers.get("Retry-After", 1)))
+                               retry_after_seconds=parse_retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 400:
             kind = "retryable" if response.status_code >= 500 else "permanent"
             return SendFailure(kind=kind, code=str(response.status_code), reason="refused")
@@ -201,12 +206,25 @@ def _messages(request: RecordedRequest) -> FakeResponse:
     return json_response({"id": f"m-{body['client_ref']}"}, 201)
 
 
-def start() -> FakeHTTPServer:
-    """A started fake (stop it when done)."""
-    server = FakeHTTPServer().start()
+def start(port: int = 0) -> FakeHTTPServer:
+    """A started fake on ``port`` (0: any free one); stop it when done."""
+    server = FakeHTTPServer(port=port).start()
     server.route("POST", "/messages", _messages)
     server.route("GET", "/me", json_response({"ok": True}))
     return server
+
+
+if __name__ == "__main__":  # python tests/${name}_fake.py 8099: serve until Ctrl-C
+    import sys
+    import time
+
+    fake = start(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(f"fake $name listening on {fake.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        fake.stop()
 '''
 
 CHANNEL_TESTS = '''"""The SDK's channel conformance suite against the strict fake."""
@@ -329,7 +347,9 @@ from cartera_sdk import (
 
 
 class ${Class}Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    base_url: str
+    base_url: str = "https://api.$name.example"
+    """The provider's production API root (put the real one here); tests point it at the
+    strict fake."""
 
 
 class ${Class}Secrets(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -590,7 +610,9 @@ from cartera_sdk import (
 
 
 class ${Class}Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    base_url: str
+    base_url: str = "https://api.$name.example"
+    """The provider's production API root (put the real one here); tests point it at the
+    strict fake."""
 
 
 class ${Class}Secrets(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -3,15 +3,17 @@ bridge holidays, CABA's debtor-only rule, judicial appearance, agent identificat
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import cartera_compliance_ar
+import msgspec
 import pytest
 from cartera_compliance_ar import ArConfig, ArgentinaPack
 from cartera_sdk import (
     Allow,
+    ChargeQuery,
     ContactContent,
     Creditor,
     Defer,
@@ -114,3 +116,65 @@ def test_caba_agency_notice_names_creditor_and_agent() -> None:
                                "011 4000 0000) la gestión de su deuda.", kind="notice")
     assert isinstance(PACK.judge(contact(TUESDAY, creditor=creditor, content=full), ArConfig()),
                       Allow)
+
+
+@pytest.mark.parametrize("channel", ["voice", "email", "sms", "visit", "letter"])
+def test_caba_forbids_work_contact_points(channel: str) -> None:
+    verdict = PACK.judge(contact(TUESDAY, channel, contact_point_use="work"), ArConfig())
+    assert isinstance(verdict, Deny)
+    assert [r.code for r in verdict.reasons] == ["work_contact_point"]
+    assert "Ley 6171" in (verdict.reasons[0].rule_ref or "")
+    personal = PACK.judge(contact(TUESDAY, channel, contact_point_use="personal"), ArConfig())
+    assert isinstance(personal, Allow)
+
+
+def test_work_contact_points_outside_caba_follow_the_conservative_default() -> None:
+    cordoba = contact(TUESDAY, "voice", sub="AR-X", contact_point_use="work")
+    assert isinstance(PACK.judge(cordoba, ArConfig()), Deny)
+    relaxed = msgspec.convert({"work_contact_ban_nationwide": False}, ArConfig)
+    assert isinstance(PACK.judge(cordoba, relaxed), Allow)
+    # In CABA the ban is the law's, whatever the tenant sets.
+    caba = contact(TUESDAY, "voice", contact_point_use="work")
+    assert isinstance(PACK.judge(caba, relaxed), Deny)
+
+
+def test_charges_check_for_argentina() -> None:
+    query = ChargeQuery(debtor_country="AR", today=date(2026, 3, 10), days_past_due=40)
+    found = {f.kind: f for f in PACK.charges(query)}
+    assert set(found) == {"collection_fee", "late_penalty", "moratory_interest",
+                          "bureau_report"}
+    assert found["collection_fee"].reason.code == "only_actual_expenses"
+    assert "BCRA" in (found["collection_fee"].reason.rule_ref or "")
+    assert not found["late_penalty"].allowed
+    assert not found["moratory_interest"].allowed
+    assert found["bureau_report"].allowed
+    assert found["bureau_report"].reason.code == "no_bureau_notice_rule"
+    other = {f.kind: f for f in PACK.charges(msgspec.structs.replace(
+        query, creditor_kind="other"))}
+    assert other["collection_fee"].reason.code == "fee_rules_unknown"
+    listed = {r.code for r in PACK.rules()}
+    assert all(f.reason.code in listed for f in [*found.values(), *other.values()])
+
+
+def test_no_bureau_report_of_data_older_than_five_years() -> None:
+    # In default since 2021-03-10: five years later, 2026-03-10, it may not be reported.
+    old = ChargeQuery(debtor_country="AR", today=date(2026, 3, 10),
+                      days_past_due=(date(2026, 3, 10) - date(2021, 3, 10)).days)
+    bureau = {f.kind: f for f in PACK.charges(old)}["bureau_report"]
+    assert (bureau.allowed, bureau.reason.code) == (False, "bureau_data_expired")
+    day_before = msgspec.structs.replace(old, days_past_due=old.days_past_due - 1)
+    assert {f.kind: f for f in PACK.charges(day_before)}["bureau_report"].allowed
+    prescription = PACK.prescription(old)
+    assert (prescription.time_barred_from, prescription.reason.code) == (
+        None, "prescription_period_unknown")
+
+
+def test_an_agent_domiciled_in_caba_brings_caba_law_to_every_debtor() -> None:
+    cordoba = contact(TUESDAY, "voice", sub="AR-X", recipient_role="guarantor")
+    assert isinstance(PACK.judge(cordoba, ArConfig()), Allow)
+    caba_agent = ArConfig(agent_in_caba=True, work_contact_ban_nationwide=False)
+    verdict = PACK.judge(cordoba, caba_agent)
+    assert isinstance(verdict, Deny)
+    assert [r.code for r in verdict.reasons] == ["third_party_forbidden"]
+    work = contact(TUESDAY, "voice", sub="AR-X", contact_point_use="work")
+    assert isinstance(PACK.judge(work, caba_agent), Deny)

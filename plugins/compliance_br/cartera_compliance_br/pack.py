@@ -14,12 +14,16 @@ Readings (compliance.md §2.6):
   refused.
 * Arts. 42 and 71: no ridicule, constraint, threats or false statements (a fake court
   document is one); exposing the debtor to third parties is vexatious.
+* Bureau reports: prior written notice (art. 43 §2); no negative information older than
+  five years (art. 43 §1, secondary).
+* Prescription: the law file gives no limitation period; the pack gives no date.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from calendar import monthrange
+from datetime import date, timedelta
 from typing import Any, ClassVar
 
 from cartera_sdk import (
@@ -27,6 +31,7 @@ from cartera_sdk import (
     ChargeQuery,
     ContactChannel,
     PlannedContact,
+    Prescription,
     Reason,
     RuleDescription,
 )
@@ -73,7 +78,7 @@ class BrConfig(PackConfig, frozen=True, kw_only=True):
 class BrazilPack(RulePack):
     name = "compliance_br"
     country = "BR"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = BrConfig
     timezones = tuple(f"America/{z}" for z in (
         "Sao_Paulo", "Noronha", "Belem", "Fortaleza", "Recife", "Araguaina", "Maceio", "Bahia",
@@ -113,6 +118,14 @@ class BrazilPack(RulePack):
              "lawful from the day after it.", verification="secondary"),
         rule("creditor_name_missing", "Creditor not named", CDC + "42-A",
              "An agency's notice or formal letter must name the creditor."),
+        rule("bureau_five_year_limit", "Older than five years", CDC + "43 §1",
+             "Bureaus may hold no negative information older than five years: a default "
+             "older than that is not reported.", verification="secondary"),
+        rule("prescription_period_unknown", "Limitation period not researched",
+             "none in compliance.md §2.6",
+             "The law file states no limitation period for judicial collection in Brazil: "
+             "the pack gives no date after which collection is time-barred (never a "
+             "guessed one). Counsel must supply the period.", verification="unverified"),
     )
 
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
@@ -124,13 +137,21 @@ class BrazilPack(RulePack):
                 out.append(self.reason("creditor_identification_missing", ", ".join(gaps)))
         return out
 
-    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+    def charges(self, query: ChargeQuery, config: Any = None) -> list[ChargeFinding]:
+        defaulted = query.today - timedelta(days=max(query.days_past_due, 0))
+        if _add_years(defaulted, 5) <= query.today:
+            return [self.finding("bureau_report", False, "bureau_five_year_limit",
+                                 f"in default since {defaulted.isoformat()}")]
         if not query.notices or not query.written_notice:
             return [self.finding("bureau_report", False, "bureau_written_notice",
                                  "no written notice sent")]
         start = min(query.notices) + timedelta(days=1)
         return [self.finding("bureau_report", query.today >= start, "bureau_written_notice",
                              lawful_from=start)]
+
+    def prescription(self, query: ChargeQuery) -> Prescription:
+        return Prescription(time_barred_from=None,
+                            reason=self.reason("prescription_period_unknown"))
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         hours = STATE_HOURS.get(contact.debtor_subdivision or "")
@@ -160,3 +181,9 @@ def identification_gaps(contact: PlannedContact) -> list[str]:
     if not has_id:
         gaps.append("CPF/CNPJ")
     return gaps if normalise(text) else ["empty content"]
+
+
+def _add_years(day: date, years: int) -> date:
+    """``day`` plus ``years`` (29 February becomes 28 February)."""
+    year = day.year + years
+    return date(year, day.month, min(day.day, monthrange(year, day.month)[1]))

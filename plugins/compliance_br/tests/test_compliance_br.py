@@ -137,3 +137,14 @@ def test_negativacao_needs_prior_written_notice() -> None:
     assert not PACK.charges(base)[0].allowed  # not written
     (finding,) = PACK.charges(msgspec.structs.replace(base, written_notice=True))
     assert (finding.allowed, finding.lawful_from) == (True, date(2026, 3, 21))
+
+
+def test_no_negativacao_of_a_default_older_than_five_years() -> None:
+    old = ChargeQuery(debtor_country="BR", today=date(2026, 3, 25), days_past_due=1827,
+                      notices=[date(2026, 3, 20)], written_notice=True)
+    (finding,) = PACK.charges(old)
+    assert (finding.allowed, finding.reason.code) == (False, "bureau_five_year_limit")
+    recent = msgspec.structs.replace(old, days_past_due=1825)  # since 2021-03-26
+    assert PACK.charges(recent)[0].reason.code == "bureau_written_notice"
+    found = PACK.prescription(old)
+    assert (found.time_barred_from, found.reason.code) == (None, "prescription_period_unknown")

@@ -14,6 +14,8 @@ Readings (compliance.md §2.4):
 * Collection stops once the consumer is served in a collection suit or insolvency starts.
 * Nothing that is, looks like or refers to a judicial writ or action; no mention of
   judicial consequences not begun or of a bureau registration (SERNAC).
+* Bureau reports: no statutory prior notice was found (Ley 19.628, unverified).
+* Prescription: the law file gives no limitation period; the pack gives no date.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cartera_sdk import (
     ContactChannel,
     Money,
     PlannedContact,
+    Prescription,
     PriorContact,
     Reason,
     RuleDescription,
@@ -104,7 +107,7 @@ def _is_message(c: PriorContact) -> bool:
 class ChilePack(RulePack):
     name = "compliance_cl"
     country = "CL"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = ClConfig
     timezones = ("America/Santiago", "America/Punta_Arenas", "Pacific/Easter")
     RULES: ClassVar[tuple[RuleDescription, ...]] = (
@@ -159,6 +162,14 @@ class ChilePack(RulePack):
         rule("creditor_name_missing", "Creditor not named", f"{ART_37}; SERNAC",
              "An agency's notice or formal letter must identify the creditor.",
              verification="secondary"),
+        rule("bureau_notice_not_found", "No prior-notice period found", "Ley 19.628",
+             "No statutory prior notice before a report to DICOM or the Boletín Comercial "
+             "was found (unverified): the pack sets none.", verification="unverified"),
+        rule("prescription_period_unknown", "Limitation period not researched",
+             "none in compliance.md §2.4",
+             "The law file states no limitation period for judicial collection in Chile: "
+             "the pack gives no date after which collection is time-barred (never a "
+             "guessed one). Counsel must supply the period.", verification="unverified"),
     )
 
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
@@ -172,17 +183,25 @@ class ChilePack(RulePack):
                 out.append(self.reason("bureau_threat", ", ".join(found)))
         return out
 
-    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+    def charges(self, query: ChargeQuery, config: Any = None) -> list[ChargeFinding]:
+        return [self._fee(query), self.finding("bureau_report", True,
+                                               "bureau_notice_not_found")]
+
+    def _fee(self, query: ChargeQuery) -> ChargeFinding:
         if query.days_past_due <= FEE_GRACE_DAYS:
             start = query.today + timedelta(days=FEE_GRACE_DAYS + 1 - query.days_past_due)
-            return [self.finding("collection_fee", False, "no_fee_first_20_days",
-                                 lawful_from=start)]
+            return self.finding("collection_fee", False, "no_fee_first_20_days",
+                                lawful_from=start)
         overdue = query.overdue
         if overdue is None or overdue.currency != "CLP" or not query.uf_value:
-            return [self.finding("collection_fee", False, "uf_value_required")]
+            return self.finding("collection_fee", False, "uf_value_required")
         cap = fee_cap(overdue.amount, query.uf_value)
-        return [self.finding("collection_fee", True, "collection_fee_cap",
-                             max_amount=Money(amount=cap, currency="CLP"))]
+        return self.finding("collection_fee", True, "collection_fee_cap",
+                            max_amount=Money(amount=cap, currency="CLP"))
+
+    def prescription(self, query: ChargeQuery) -> Prescription:
+        return Prescription(time_barred_from=None,
+                            reason=self.reason("prescription_period_unknown"))
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         rules: list[TimeRule] = []

@@ -14,6 +14,7 @@ import pytest
 from cartera_compliance_cl import ChilePack, ClConfig
 from cartera_sdk import (
     Allow,
+    ChargeFinding,
     ChargeQuery,
     ContactContent,
     Defer,
@@ -169,7 +170,7 @@ def test_employer_and_references_are_denied() -> None:
 def test_no_collection_fee_in_the_first_20_days() -> None:
     query = ChargeQuery(debtor_country="CL", today=date(2026, 3, 10), days_past_due=15,
                         overdue=Money.of("100000", "CLP"), uf_value=Decimal("40000"))
-    (finding,) = PACK.charges(query)
+    finding = _fee(query)
     assert (finding.kind, finding.allowed) == ("collection_fee", False)
     assert finding.lawful_from == date(2026, 3, 16)  # day 21 of delay
     assert finding.reason.rule_ref == "Ley 19.496 art. 37"
@@ -184,8 +185,21 @@ def test_collection_fee_cap_by_uf_band(overdue_uf: int, cap: int) -> None:
     query = ChargeQuery(debtor_country="CL", today=date(2026, 3, 10), days_past_due=45,
                         overdue=Money.of(str(overdue_uf * 40_000), "CLP"),
                         uf_value=Decimal("40000"))
-    (finding,) = PACK.charges(query)
+    finding = _fee(query)
     assert finding.allowed
     assert finding.max_amount == Money.of(str(cap), "CLP")
     no_uf = msgspec.structs.replace(query, uf_value=None)
-    assert not PACK.charges(no_uf)[0].allowed
+    assert not _fee(no_uf).allowed
+
+
+def _fee(query: ChargeQuery) -> ChargeFinding:
+    (finding,) = [f for f in PACK.charges(query) if f.kind == "collection_fee"]
+    return finding
+
+
+def test_bureau_report_and_prescription_state_what_the_law_file_lacks() -> None:
+    query = ChargeQuery(debtor_country="CL", today=date(2026, 3, 10), days_past_due=45)
+    (bureau,) = [f for f in PACK.charges(query) if f.kind == "bureau_report"]
+    assert bureau.allowed and bureau.reason.code == "bureau_notice_not_found"
+    found = PACK.prescription(query)
+    assert (found.time_barred_from, found.reason.code) == (None, "prescription_period_unknown")

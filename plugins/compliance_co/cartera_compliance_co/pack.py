@@ -16,15 +16,29 @@ Readings (compliance.md §2.3):
 * Art. 4: references never; co-debtors and guarantors under the same rules.
 * Art. 6: no collection visits (the microcredit/agro exception is not modelled).
 * Art. 7: never ask why the consumer defaulted.
+* Money: collection charges only for a real, documented collection effort, reasonable and
+  previously informed (SFC Circular Externa 048/2008, secondary); the pack cannot see
+  those facts, so no fee is reported lawful. Bureau reports: 20 calendar days after a prior
+  communication (two for small debts), and at most 18 months after default (Ley 1266 art.
+  12; Ley 2157/2021).
+* Prescription: the law file gives no limitation period; the pack gives no date.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from calendar import monthrange
+from datetime import date, timedelta
 from typing import Any, ClassVar, Literal
 
-from cartera_sdk import ChargeFinding, ChargeQuery, PlannedContact, Reason, RuleDescription
+from cartera_sdk import (
+    ChargeFinding,
+    ChargeQuery,
+    PlannedContact,
+    Prescription,
+    Reason,
+    RuleDescription,
+)
 from cartera_sdk.compliancekit import (
     OBLIGORS,
     AtMost,
@@ -43,6 +57,8 @@ from cartera_sdk.compliancekit import (
 HOURS = WeeklyHours.of({range(5): ("07:00", "19:00"), 5: ("08:00", "15:00")})
 ART = "Ley 2300 de 2023 art. "
 BUREAU_NOTICE_DAYS = 20
+BUREAU_MAX_MONTHS = 18
+SFC_048 = "SFC Circular Externa 048 de 2008"
 ASKS_WHY = (
     re.compile(r"\bpor ?que no (ha|has|han|habia|habias) (pagado|cancelado|abonado)\b"),
     re.compile(r"\b(motivo|razon|causa)s? (de|del|de su|de tu) (no pago|impago|"
@@ -65,7 +81,7 @@ class CoConfig(PackConfig, frozen=True, kw_only=True):
 class ColombiaPack(RulePack):
     name = "compliance_co"
     country = "CO"
-    version = "0.1.0"
+    version = "0.2.0"
     Config = CoConfig
     timezones = ("America/Bogota",)
     subdivisions = frozenset(f"CO-{s}" for s in (
@@ -120,6 +136,20 @@ class ColombiaPack(RulePack):
         rule("creditor_name_missing", "Creditor not named", "Ley 1480 de 2011 art. 23",
              "An agency's notice or formal letter must name the creditor (truthful "
              "information).", verification="unverified"),
+        rule("bureau_report_too_late", "Too late for a bureau report", "Ley 2157 de 2021",
+             "A negative report may be made at most 18 months after the default.",
+             verification="secondary"),
+        rule("collection_fee_conditions", "Collection fee not known lawful", SFC_048,
+             "A collection charge needs a real, documented collection effort, must be "
+             "reasonable and proportionate and match amounts informed to the debtor "
+             "beforehand; never pre-legal fees on housing loans, no lawyer's fees for mere "
+             "default. The pack cannot see those facts: no fee is reported lawful.",
+             verification="secondary"),
+        rule("prescription_period_unknown", "Limitation period not researched",
+             "none in compliance.md §2.3",
+             "The law file states no limitation period for judicial collection in Colombia: "
+             "the pack gives no date after which collection is time-barred (never a "
+             "guessed one). Counsel must supply the period.", verification="unverified"),
     )
 
     def denials(self, contact: PlannedContact, config: Any) -> list[Reason]:
@@ -138,15 +168,27 @@ class ColombiaPack(RulePack):
                 out.append(self.reason("asks_reason_for_default", ", ".join(found)))
         return out
 
-    def charges(self, query: ChargeQuery) -> list[ChargeFinding]:
+    def charges(self, query: ChargeQuery, config: Any = None) -> list[ChargeFinding]:
+        return [self.finding("collection_fee", False, "collection_fee_conditions"),
+                self._bureau(query)]
+
+    def _bureau(self, query: ChargeQuery) -> ChargeFinding:
+        defaulted = query.today - timedelta(days=max(query.days_past_due, 0))
+        if _add_months(defaulted, BUREAU_MAX_MONTHS) < query.today:
+            return self.finding("bureau_report", False, "bureau_report_too_late",
+                                f"in default since {defaulted.isoformat()}")
         needed = 2 if query.small_debt else 1
         days = sorted(set(query.notices))
         if len(days) < needed:
             detail = f"{needed} notice(s) on different days needed, {len(days)} sent"
-            return [self.finding("bureau_report", False, "bureau_notice_required", detail)]
+            return self.finding("bureau_report", False, "bureau_notice_required", detail)
         start = days[-1] + timedelta(days=BUREAU_NOTICE_DAYS)
-        return [self.finding("bureau_report", query.today >= start, "bureau_notice_required",
-                             lawful_from=start)]
+        return self.finding("bureau_report", query.today >= start, "bureau_notice_required",
+                            lawful_from=start)
+
+    def prescription(self, query: ChargeQuery) -> Prescription:
+        return Prescription(time_barred_from=None,
+                            reason=self.reason("prescription_period_unknown"))
 
     def time_rules(self, contact: PlannedContact, config: Any) -> list[TimeRule]:
         rules: list[TimeRule] = [self.hours_rule(contact, config, HOURS)]
@@ -173,3 +215,9 @@ class ColombiaPack(RulePack):
         if config.week == "rolling":
             return rolling_cap(contact, 1, timedelta(days=7), reason, keep=other)
         return calendar_cap(contact, self.primary_zone(contact), 1, "week", reason, keep=other)
+
+
+def _add_months(day: date, months: int) -> date:
+    """``day`` plus ``months`` calendar months (the last day of a shorter month)."""
+    year, month = divmod(day.year * 12 + day.month - 1 + months, 12)
+    return date(year, month + 1, min(day.day, monthrange(year, month + 1)[1]))

@@ -13,6 +13,7 @@ import pytest
 from cartera_compliance_co import CoConfig, ColombiaPack
 from cartera_sdk import (
     Allow,
+    ChargeFinding,
     ChargeQuery,
     ContactContent,
     Defer,
@@ -155,13 +156,37 @@ def test_a_looser_daily_cap_is_refused() -> None:
         msgspec.convert({"contacts_per_day": 2}, CoConfig)
 
 
+def _bureau(query: ChargeQuery) -> ChargeFinding:
+    (finding,) = [f for f in PACK.charges(query) if f.kind == "bureau_report"]
+    return finding
+
+
 def test_bureau_report_twenty_days_after_the_last_notice() -> None:
     base = ChargeQuery(debtor_country="CO", today=date(2026, 3, 25), days_past_due=60)
-    assert not PACK.charges(base)[0].allowed
+    assert not _bureau(base).allowed
     noticed = msgspec.structs.replace(base, notices=[date(2026, 3, 1)])
-    (finding,) = PACK.charges(noticed)
+    finding = _bureau(noticed)
     assert (finding.allowed, finding.lawful_from) == (True, date(2026, 3, 21))
     small = msgspec.structs.replace(noticed, small_debt=True)
-    assert not PACK.charges(small)[0].allowed  # two notices on different days needed
+    assert not _bureau(small).allowed  # two notices on different days needed
     two = msgspec.structs.replace(small, notices=[date(2026, 3, 1), date(2026, 3, 10)])
-    assert PACK.charges(two)[0].lawful_from == date(2026, 3, 30)
+    assert _bureau(two).lawful_from == date(2026, 3, 30)
+
+
+def test_no_bureau_report_more_than_18_months_after_default() -> None:
+    # In default since 2024-09-24; 18 months later is 2026-03-24.
+    late = ChargeQuery(debtor_country="CO", today=date(2026, 3, 25), days_past_due=547,
+                       notices=[date(2026, 3, 1)])
+    finding = _bureau(late)
+    assert (finding.allowed, finding.reason.code) == (False, "bureau_report_too_late")
+    in_time = msgspec.structs.replace(late, today=date(2026, 3, 24), days_past_due=546)
+    assert _bureau(in_time).reason.code == "bureau_notice_required"
+
+
+def test_collection_fee_and_prescription() -> None:
+    query = ChargeQuery(debtor_country="CO", today=date(2026, 3, 25), days_past_due=60)
+    (fee,) = [f for f in PACK.charges(query) if f.kind == "collection_fee"]
+    assert (fee.allowed, fee.reason.code) == (False, "collection_fee_conditions")
+    assert fee.reason.rule_ref == "SFC Circular Externa 048 de 2008"
+    found = PACK.prescription(query)
+    assert (found.time_barred_from, found.reason.code) == (None, "prescription_period_unknown")

@@ -123,4 +123,52 @@ def test_supervised_lenders_add_no_collection_fee_only_moratory_interest() -> No
     assert not found["collection_fee"].allowed
     assert not found["late_penalty"].allowed
     assert found["collection_fee"].reason.rule_ref.startswith("Ley 28587 art. 6")
-    assert found["moratory_interest"].allowed
+    # The BCRP figure is not in the law file: until the tenant configures it, moratory
+    # interest is not reported lawful (the conservative default).
+    assert not found["moratory_interest"].allowed
+    assert found["moratory_interest"].reason.code == "moratory_rate_unknown"
+    config = msgspec.convert({"moratory_rate_cap_percent": "14.5"}, PeConfig)
+    capped = {f.kind: f for f in PACK.charges(query, config)}
+    assert capped["moratory_interest"].allowed
+    assert capped["moratory_interest"].reason.code == "moratory_interest_only"
+    assert "14.5 %" in capped["moratory_interest"].reason.message
+    assert not capped["collection_fee"].allowed
+
+
+def test_a_negative_rate_cap_is_refused() -> None:
+    with pytest.raises(msgspec.ValidationError, match="moratory_rate_cap_percent"):
+        msgspec.convert({"moratory_rate_cap_percent": "-1"}, PeConfig)
+
+
+def test_other_creditors_get_no_fee_or_interest_reported_lawful() -> None:
+    query = ChargeQuery(debtor_country="PE", today=date(2026, 3, 10), days_past_due=40,
+                        creditor_kind="other")
+    found = {f.kind: f for f in PACK.charges(query)}
+    assert {k for k, f in found.items() if not f.allowed} == {
+        "collection_fee", "late_penalty", "moratory_interest"}
+    assert {f.reason.code for k, f in found.items() if k != "bureau_report"} == {
+        "fee_rules_unknown"}
+
+
+def test_bureau_report_has_no_notice_period_and_prescription_has_no_date() -> None:
+    query = ChargeQuery(debtor_country="PE", today=date(2026, 3, 10), days_past_due=40)
+    bureau = {f.kind: f for f in PACK.charges(query)}["bureau_report"]
+    assert bureau.allowed and bureau.reason.code == "bureau_notice_not_found"
+    found = PACK.prescription(query)
+    assert found.time_barred_from is None
+    assert found.verification == "unverified"
+    assert found.reason.code == "prescription_period_unknown"
+    codes = {r.code: r for r in PACK.rules()}
+    assert codes["prescription_period_unknown"].verification == "unverified"
+
+
+@pytest.mark.parametrize("channel", ["visit", "letter"])
+def test_a_visit_or_letter_to_an_address_found_elsewhere_is_denied(channel: str) -> None:
+    at = datetime(2026, 3, 3, 10, 0, tzinfo=LIMA)
+    verdict = PACK.judge(contact(at, channel, contact_origin="found"), PeConfig())
+    assert isinstance(verdict, Deny)
+    assert [r.code for r in verdict.reasons] == ["unauthorised_address"]
+    assert isinstance(PACK.judge(contact(at, channel, contact_origin="debtor_provided"),
+                                 PeConfig()), Allow)
+    # A phone number found elsewhere is not an address: 62.f's guide speaks of domicilios.
+    assert isinstance(PACK.judge(contact(at, "sms", contact_origin="found"), PeConfig()), Allow)

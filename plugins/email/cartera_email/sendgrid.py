@@ -33,6 +33,7 @@ from cartera_sdk import (
     SuppressionReason,
     WebhookRequest,
     WebhookVerificationError,
+    delivery_state,
     signatures,
 )
 from cartera_sdk.http import parse_retry_after
@@ -174,17 +175,22 @@ def _smtp_id_local(smtp_id: str) -> str:
 
 
 _STATES: dict[str, DeliveryState] = {
+    # delivery events
     "processed": "queued",
     "deferred": "deferred",
     "delivered": "delivered",
     "bounce": "bounced",
     "dropped": "failed",
+    # engagement events
     "open": "opened",
     "click": "clicked",
     "spamreport": "complained",
     "unsubscribe": "unsubscribed",
     "group_unsubscribe": "unsubscribed",
+    "group_resubscribe": "resubscribed",
 }
+"""Every documented Event Webhook type; any other becomes an ``unknown`` event (with the
+raw type in ``provider_status``), never dropped."""
 
 
 def _our_message_id(item: dict[str, Any]) -> str | None:
@@ -199,9 +205,10 @@ def _our_message_id(item: dict[str, Any]) -> str | None:
 
 
 def _event(item: dict[str, Any]) -> DeliveryStatusEvent | None:
-    state = _STATES.get(str(item.get("event", "")))
+    raw_state = str(item.get("event", ""))
+    state = delivery_state(raw_state, _STATES)
     timestamp = item.get("timestamp")
-    if state is None or not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
+    if not raw_state or not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
         return None
     sg_message_id = str(item.get("sg_message_id") or "")
     provider_id = provider_id_from_sg_message_id(sg_message_id) if sg_message_id else ""
@@ -231,6 +238,7 @@ def _event(item: dict[str, Any]) -> DeliveryStatusEvent | None:
         error_code=error_code,
         error_reason=error_reason,
         suppress=suppress,
+        provider_status=raw_state,
     )
 
 

@@ -421,14 +421,21 @@ def test_parses_every_event_type_and_drops_duplicates() -> None:
          "response": "250 OK"},  # the same event delivered twice in one batch
         {**base, "event": "group_resubscribe", "timestamp": 1772463609, "sg_event_id": "e10"},
         {**base, "event": "brand_new_event", "timestamp": 1772463610, "sg_event_id": "e11"},
+        {**base, "event": "group_unsubscribe", "timestamp": 1772463611, "sg_event_id": "e12",
+         "asm_group_id": 42},
         "not an object",
     ]  # fmt: skip
     events = _parse(json.dumps(items).encode())
     assert [(e.event_id, e.status) for e in events] == [
         ("e1", "queued"), ("e2", "deferred"), ("e3", "delivered"), ("e4", "opened"),
         ("e5", "clicked"), ("e6", "complained"), ("e7", "unsubscribed"), ("e8", "bounced"),
-        ("e9", "failed"),
+        ("e9", "failed"), ("e10", "resubscribed"), ("e11", "unknown"),
+        ("e12", "unsubscribed"),
     ]  # fmt: skip
+    # every documented type is mapped, an unknown one is kept: the raw type on every event
+    assert [e.provider_status for e in events] == [
+        "processed", "deferred", "delivered", "open", "click", "spamreport", "unsubscribe",
+        "bounce", "dropped", "group_resubscribe", "brand_new_event", "group_unsubscribe"]
     assert all(isinstance(e, DeliveryStatusEvent) for e in events)
     assert {e.provider_message_id for e in events} == {X_MESSAGE_ID}
     assert {e.message_id for e in events} == {"out_01J9ZK"}
@@ -438,7 +445,8 @@ def test_parses_every_event_type_and_drops_duplicates() -> None:
     assert events[1].error_reason == "400 try again later"
     assert events[8].error_reason == "Bounced Address"
     assert [e.suppress for e in events] == [
-        None, None, None, None, None, "spam_complaint", None, "hard_bounce", "hard_bounce"]
+        None, None, None, None, None, "spam_complaint", None, "hard_bounce", "hard_bounce",
+        None, None, None]
 
 
 def test_blocked_and_soft_bounces_do_not_suppress_the_address() -> None:
@@ -462,6 +470,7 @@ def test_parses_the_reference_vector_and_legacy_ids() -> None:
         occurred_at=datetime.fromtimestamp(1600112492, UTC),
         error_reason="Bounced Address",
         suppress="hard_bounce",  # dropped: SendGrid already suppresses a bounced address
+        provider_status="dropped",
     )
     legacy = (b'[{"timestamp":1519267261,"event":"processed","sg_message_id":'
               b'"14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0","smtp-id":'

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -30,12 +31,13 @@ from cartera_sdk import (
     DeliveryState,
     DeliveryStatusEvent,
     InboundMessage,
-    Money,
     OutboundMessage,
+    Price,
     ProviderContext,
     SendFailure,
     SendResult,
     Sent,
+    SuppressionReason,
     WebhookRequest,
     WebhookVerificationError,
     delivery_state,
@@ -210,17 +212,49 @@ def _timestamp(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def _cost(item: dict[str, Any]) -> Money | None:
+def _price(item: dict[str, Any]) -> Price | None:
+    """What Infobip charged for the message, at its precision: ``price.pricePerMessage``
+    (per SMS part) times ``messageCount`` (the parts it was split into) when given."""
     price = item.get("price")
     if not isinstance(price, dict) or not price.get("currency"):
         return None
     amount = price.get("pricePerMessage")
     if not isinstance(amount, int | float | str) or isinstance(amount, bool):
         return None
-    try:  # sub-cent prices (0.0053 EUR) do not fit Money's minor units: report none
-        return Money.of(str(amount), str(price["currency"]))
-    except ValueError:
+    count = item.get("messageCount")
+    parts = count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+    try:  # JSON numbers arrive as floats: their shortest repr is what Infobip wrote
+        return Price.of(str(Decimal(str(amount)) * parts), str(price["currency"]).upper())
+    except (ValueError, TypeError, ArithmeticError):
         return None
+
+
+#: Handset errors (Infobip error group 1, ``permanent: true``) saying the number itself
+#: cannot receive SMS: unknown, unidentified or illegal subscriber, no SMS service, barred.
+#: A report carrying one suppresses the number for SMS (``hard_bounce``); transient handset
+#: errors (absent subscriber, memory full) do not.
+SUPPRESSING_ERRORS: dict[str, SuppressionReason] = {
+    "EC_UNKNOWN_SUBSCRIBER": "hard_bounce",  # 1
+    "EC_UNIDENTIFIED_SUBSCRIBER": "hard_bounce",  # 5
+    "EC_ILLEGAL_SUBSCRIBER": "hard_bounce",  # 9
+    "EC_TELESERVICE_NOT_PROVISIONED": "hard_bounce",  # 11
+    "EC_CALL_BARRED": "hard_bounce",  # 13
+}
+_SUPPRESSING_IDS = {1: "EC_UNKNOWN_SUBSCRIBER", 5: "EC_UNIDENTIFIED_SUBSCRIBER",
+                    9: "EC_ILLEGAL_SUBSCRIBER", 11: "EC_TELESERVICE_NOT_PROVISIONED",
+                    13: "EC_CALL_BARRED"}
+_HANDSET_ERRORS = 1
+
+
+def _suppression(error: dict[str, Any]) -> SuppressionReason | None:
+    """The suppression a report's ``error`` object means (by name, else by id within the
+    handset-error group); ``None`` unless Infobip also marks it permanent (when it says)."""
+    if not error or error.get("permanent") is False:
+        return None
+    name = str(error.get("name") or "")
+    if name not in SUPPRESSING_ERRORS and error.get("groupId") == _HANDSET_ERRORS:
+        name = _SUPPRESSING_IDS.get(error.get("id"), name)
+    return SUPPRESSING_ERRORS.get(name)
 
 
 def _report(item: dict[str, Any], when: datetime) -> DeliveryStatusEvent | None:
@@ -243,6 +277,7 @@ def _report(item: dict[str, Any], when: datetime) -> DeliveryStatusEvent | None:
         error_reason = str(status.get("description") or "")[:500] or None
     occurred = _timestamp(item.get("doneAt")) or _timestamp(item.get("sentAt")) or when
     callback = item.get("callbackData")
+    price = _price(item)
     return DeliveryStatusEvent(
         event_id=f"{message_id}:{name}",
         provider_message_id=str(message_id),
@@ -252,7 +287,9 @@ def _report(item: dict[str, Any], when: datetime) -> DeliveryStatusEvent | None:
         message_id=str(callback) if callback else None,
         error_code=error_code,
         error_reason=error_reason,
-        cost=_cost(item),
+        cost=price.to_money() if price is not None else None,
+        price=price,
+        suppress=_suppression(error) if state in ("undeliverable", "rejected") else None,
     )
 
 

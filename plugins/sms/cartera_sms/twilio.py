@@ -14,6 +14,7 @@ part of the signed URL.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -27,6 +28,7 @@ from cartera_sdk import (
     DeliveryStatusEvent,
     InboundMessage,
     OutboundMessage,
+    Price,
     ProviderContext,
     SendFailure,
     SendResult,
@@ -177,6 +179,17 @@ def _error_body(response: httpx.Response) -> tuple[int | None, str]:
     return (code if isinstance(code, int) and not isinstance(code, bool) else None), str(message)
 
 
+def twilio_price(amount: Any, unit: Any) -> Price | None:
+    """Twilio's ``price``/``price_unit`` (``"-0.00750"``, ``"USD"``: a charge, written
+    negative; ``null`` until Twilio has priced the message) as a :class:`Price`."""
+    if amount in (None, "") or not isinstance(unit, str) or not unit:
+        return None
+    try:
+        return Price.of(str(abs(Decimal(str(amount)))), unit.upper())
+    except (ValueError, TypeError, ArithmeticError):
+        return None
+
+
 def classify_error(response: httpx.Response) -> SendFailure:
     """Map a non-2xx Twilio answer to a :class:`SendFailure`."""
     status = response.status_code
@@ -273,9 +286,12 @@ class TwilioSmsProvider(BaseChannelProvider):
                 )
             segments = body.get("num_segments")
             ctx.logger.info("twilio accepted: message_id=%s sid=%s", message.message_id, sid)
+            price = twilio_price(body.get("price"), body.get("price_unit"))
             return Sent(
                 provider_message_id=sid,
                 segments=int(segments) if str(segments or "").isdigit() else None,
+                price=price,
+                cost=price.to_money() if price is not None else None,
             )
         failure = classify_error(response)
         ctx.logger.warning("twilio rejected: message_id=%s status=%d code=%s",

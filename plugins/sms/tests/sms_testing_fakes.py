@@ -130,6 +130,9 @@ class TwilioFake:
         self.violations: list[str] = []
         self.messages: list[dict[str, str]] = []
         self.account_status = "active"
+        #: ``price``/``price_unit`` of the create answer (Twilio: null until priced).
+        self.price: str | None = None
+        self.price_unit: str | None = None
         self._ids = itertools.count(1)
         self.send_path = f"/2010-04-01/Accounts/{self.ACCOUNT_SID}/Messages.json"
         self.account_path = f"/2010-04-01/Accounts/{self.ACCOUNT_SID}.json"
@@ -209,7 +212,8 @@ class TwilioFake:
                 "date_created": date, "date_sent": None, "date_updated": date,
                 "direction": "outbound-api", "error_code": None, "error_message": None,
                 "from": form.get("From"), "num_media": "0",
-                "num_segments": str(sms_segments(body)), "price": None, "price_unit": None,
+                "num_segments": str(sms_segments(body)), "price": self.price,
+                "price_unit": self.price_unit,
                 "messaging_service_sid": service, "sid": sid,
                 "status": "accepted" if service else "queued",
                 "subresource_uris": {"media": f"{account_uri}/Messages/{sid}/Media.json"},

@@ -17,6 +17,7 @@ from cartera_sdk import (
     InboundMessage,
     Money,
     OutboundMessage,
+    Price,
     SendFailure,
     Sent,
     SmsContent,
@@ -391,8 +392,36 @@ def test_protocol_delivery_report_parses() -> None:
         status="delivered",
         occurred_at=datetime(2023, 8, 1, 10, 40, tzinfo=UTC),
         cost=Money(Decimal("0.01"), "EUR"),
+        price=Price.of("0.01", "EUR"),
         provider_status="DELIVERED_TO_HANDSET",
     )
+
+
+def test_sub_cent_prices_are_kept_at_infobip_precision_for_every_part() -> None:
+    item = _result("m1", "DELIVERED", "DELIVERED_TO_HANDSET", messageCount=3,
+                   price={"pricePerMessage": 0.0333, "currency": "EUR"})
+    (event,) = _parse(_webhook({"results": [item]}))
+    assert (event.price, event.cost) == (Price.of("0.0999", "EUR"), None)
+
+
+@pytest.mark.parametrize(("error", "suppress"), [
+    ({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER",
+      "permanent": True}, "hard_bounce"),
+    ({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 13, "permanent": True}, "hard_bounce"),
+    ({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 9, "name": "EC_ILLEGAL_SUBSCRIBER"},
+     "hard_bounce"),
+    ({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 27, "name": "EC_ABSENT_SUBSCRIBER",
+      "permanent": False}, None),
+    ({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER",
+      "permanent": False}, None),
+])  # fmt: skip
+def test_unusable_number_errors_suppress_the_number(
+    error: dict[str, Any], suppress: str | None
+) -> None:
+    body = {"results": [_result("m1", "UNDELIVERABLE", "UNDELIVERABLE_NOT_DELIVERED",
+                                error=error)]}  # fmt: skip
+    (event,) = _parse(_webhook(body))
+    assert (event.status, event.suppress) == ("undeliverable", suppress)
 
 
 def _result(message_id: str, group: str, name: str, **extra: Any) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from cartera_sdk import (
     DeliveryStatusEvent,
     EmailContent,
     InboundMessage,
+    Money,
     OutboundMessage,
+    Price,
     SendFailure,
     Sent,
     SmsContent,
@@ -146,6 +148,16 @@ def test_send_posts_the_exact_form(fake: TwilioFake) -> None:
         "Body": ["Hola Ana, su cuota de S/ 150.00 vence mañana."],
         "StatusCallback": [f"{WEBHOOK_URL}?cartera_message_id=out_1"],
     }
+
+
+def test_a_priced_answer_reports_the_price_at_twilio_precision(fake: TwilioFake) -> None:
+    fake.price, fake.price_unit = "-0.00750", "USD"  # Twilio writes a charge negative
+    result = _send(fake)
+    assert isinstance(result, Sent)
+    assert (result.price, result.cost) == (Price.of("0.0075", "USD"), None)
+    fake.price = "-0.05"
+    result = _send(fake)
+    assert isinstance(result, Sent) and result.cost == Money.of("0.05", "USD")
 
 
 def test_send_with_messaging_service_and_api_key(fake: TwilioFake) -> None:

@@ -17,6 +17,7 @@ from cartera_sdk import (
     DateTimeParameter,
     FailureKind,
     QuickReplyButton,
+    SuppressionReason,
     TemplateButton,
     TemplateParameter,
     TextParameter,
@@ -224,6 +225,22 @@ PERMANENT_CODES: dict[int, str] = {
     132016: "template is disabled",
     133010: "phone number not registered",
 }
+
+#: Failures meaning the recipient's number cannot receive WhatsApp messages at all:
+#: 131026 "message undeliverable" (not a WhatsApp number, or the user has not accepted
+#: WhatsApp's terms). A send or status failing with one suppresses the number for
+#: WhatsApp (``hard_bounce``). 131050 (the user stopped *marketing* messages) and 131049
+#: (ecosystem engagement) are not suppressions: the number still takes other templates.
+SUPPRESSING_CODES: dict[int, SuppressionReason] = {
+    131026: "hard_bounce",
+}
+
+
+def suppression(code: int | str | None) -> SuppressionReason | None:
+    """The suppression a Graph error code means, if any (:data:`SUPPRESSING_CODES`)."""
+    number = _int_code(code)
+    return SUPPRESSING_CODES.get(number) if number is not None else None
+
 
 _TABLES: tuple[tuple[dict[int, str], FailureKind], ...] = (
     (RATE_LIMITED_CODES, "rate_limited"),

@@ -238,7 +238,8 @@ class WhatsAppCloud(BaseChannelProvider):
                 "fbtrace_id": error.fbtrace_id if error else None,
             },
         )
-        return SendFailure(kind=kind, code=code, reason=reason, retry_after_seconds=retry_after)
+        return SendFailure(kind=kind, code=code, reason=reason, retry_after_seconds=retry_after,
+                           suppress=_wire.suppression(code) if kind == "permanent" else None)
 
     # ------------------------------------------------------------------ webhooks
 
@@ -318,6 +319,7 @@ class WhatsAppCloud(BaseChannelProvider):
             message_id=status.biz_opaque_callback_data or None,
             error_code=error_code,
             error_reason=error_reason,
+            suppress=_wire.suppression(error_code) if state == "failed" else None,
         )
 
     @staticmethod

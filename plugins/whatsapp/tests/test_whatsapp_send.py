@@ -372,6 +372,8 @@ def test_graph_errors_are_classified(
     assert (result.kind, result.code, result.retry_after_seconds) == (kind, code, retry_after)
     assert result.reason
     assert len(server.requests) == 1  # a POST without idempotency is not re-sent
+    # only "not a WhatsApp number" makes the number unusable for the channel
+    assert result.suppress == ("hard_bounce" if code == "131026" else None)
 
 
 def test_failure_reason_carries_no_phone_number(

@@ -205,6 +205,17 @@ def test_failed_status_carries_the_error(ctx: Any) -> None:
     assert event.occurred_at == datetime.fromtimestamp(1751142888, UTC)
 
 
+def test_a_failed_status_for_a_number_off_whatsapp_suppresses_it(ctx: Any) -> None:
+    failed = {**samples.FAILED_STATUS, "errors": [
+        {"code": 131026, "title": "Message undeliverable",
+         "error_data": {"details": "Message Undeliverable."}}]}
+    [event] = parse(samples.envelope([samples.change(statuses=[failed])]), ctx)
+    assert (event.status, event.error_code, event.suppress) == ("failed", "131026",
+                                                                "hard_bounce")
+    [other] = parse(samples.envelope([samples.change(statuses=[samples.FAILED_STATUS])]), ctx)
+    assert other.suppress is None  # 131049 (ecosystem engagement) is no suppression
+
+
 def test_compact_delivered_body(ctx: Any) -> None:
     [event] = parse(samples.COMPACT_STATUS_BODY, ctx)
     assert isinstance(event, DeliveryStatusEvent)

@@ -14,10 +14,11 @@ from .conformance import (
     ErpConnectorConformance,
 )
 from .fakeserver import FakeHTTPServer, FakeResponse, RecordedRequest, json_response
-from .host import FakeHost, FrozenClock, run
+from .host import RECEIVED_AT, FakeHost, FrozenClock, as_received, run
 from .payment_conformance import PaymentProviderConformance
 
 __all__ = [
+    "RECEIVED_AT",
     "ChannelConformance",
     "CompliancePackConformance",
     "ErpConnectorConformance",
@@ -27,6 +28,7 @@ __all__ = [
     "FrozenClock",
     "PaymentProviderConformance",
     "RecordedRequest",
+    "as_received",
     "json_response",
     "run",
 ]

@@ -36,8 +36,9 @@ from ..http import make_client
 from ..integration import Configurable
 from ..payments import PaymentProvider
 from ..registry import await_me_maybe, make_plugin_manager
+from ..webhooks import WebhookRequest
 
-__all__ = ["CapturingHandler", "FakeHost", "FrozenClock", "run"]
+__all__ = ["RECEIVED_AT", "CapturingHandler", "FakeHost", "FrozenClock", "as_received", "run"]
 
 T = TypeVar("T")
 _counter = itertools.count(1)
@@ -51,6 +52,19 @@ _EVENT_HOOKS: dict[type[DomainEvent], str] = {
     InteractionRecorded: "on_interaction_recorded",
     DebtorStageChanged: "on_debtor_stage_changed",
 }
+
+
+RECEIVED_AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+"""The instant :func:`as_received` stamps on a test request."""
+
+
+def as_received(request: WebhookRequest, at: datetime = RECEIVED_AT) -> WebhookRequest:
+    """``request`` as the host hands it to ``parse_webhook``: the host always sets
+    ``received_at`` (when the delivery reached its webhook route); a request built in a test
+    gets a fixed instant, so parsing stays deterministic."""
+    if request.received_at is not None:
+        return request
+    return msgspec.structs.replace(request, received_at=at)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -29,7 +29,7 @@ from ..payments import (
 from ..webhooks import WebhookRequest
 from .conformance import _CURRENCY, _ProviderChecks
 from .fakeserver import FakeHTTPServer, RecordedRequest, json_response
-from .host import FakeHost, run
+from .host import FakeHost, as_received, run
 
 __all__ = ["PaymentProviderConformance"]
 
@@ -209,7 +209,7 @@ class PaymentProviderConformance(_ProviderChecks):
     def test_parse_returns_events_with_ids(
         self, provider: Any, signed_webhook: WebhookRequest, ctx: Any
     ) -> None:
-        events = provider.parse_webhook(signed_webhook, ctx)
+        events = provider.parse_webhook(as_received(signed_webhook), ctx)
         assert events, "the signed webhook must yield events"
         assert all(isinstance(e, PaymentEvent) and e.event_id for e in events)
         ids = [e.event_id for e in events]
@@ -225,7 +225,7 @@ class PaymentProviderConformance(_ProviderChecks):
     ) -> None:
         """Parsing does no I/O and believes nothing: no event is born confirmed."""
         before = len(fake_server.requests)
-        events = provider.parse_webhook(signed_webhook, ctx)
+        events = provider.parse_webhook(as_received(signed_webhook), ctx)
         assert len(fake_server.requests) == before, "parse_webhook must not call the provider"
         assert not any(e.confirmed for e in events)
         assert all(e.occurred_at is None or e.occurred_at.tzinfo for e in events)

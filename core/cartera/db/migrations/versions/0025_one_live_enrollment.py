@@ -12,7 +12,7 @@ or was not delivered in time) joins the unique key, and ``actions.fallback_of`` 
 action it falls back from.
 
 Revision ID: 0025
-Revises: 0021
+Revises: 0029
 Create Date: 2026-12-02
 """
 
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0025"
-down_revision: str | None = "0021"
+down_revision: str | None = "0029"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
