@@ -51,7 +51,10 @@ from cartera.strategies.models import Enrollment
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.replan import replan_debtor
 
-OVERDUE = ("judicial", "late_big", "late", "mid_big", "mid", "early_lima", "early_big", "early")
+OVERDUE = ("late_big", "late", "mid_big", "mid", "early_lima", "early_big", "early")
+"""Not "judicial" (43% of the portfolio): the first whole-portfolio pass's contact-policy
+statement grows with the square of the actions it plans in one go (see the issue 12
+report), which would make this bench's set-up, not its figure, take most of its time."""
 BIG = ("late_big", "mid_big", "early_big")
 
 
