@@ -62,3 +62,76 @@ def test_the_rule_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("from cartera.portfolio import service\nimport cartera_sdk\n")
     assert "cartera" in imported_roots(bad)
+
+
+# --- the layering of the domains (issue 12, item 10) --------------------------------------
+# A domain calls the behaviour of the domains below it only; what changes for a debtor is
+# re-derived upwards by the chain of cartera.changes, which the write paths call and each
+# domain contributes a step to. Tables (a domain's ``models``) are the shared schema: any
+# domain may read them (the balance summary reads payments, the debtor view their segment).
+
+CORE = ROOT / "core" / "cartera"
+
+
+def layers() -> tuple[str, ...]:
+    from cartera.changes import LAYERS
+
+    return LAYERS
+
+
+def cartera_imports(path: Path) -> list[tuple[int, str]]:
+    """Every ``cartera.*`` module ``path`` imports, at any depth (function-level too), as
+    (line, dotted name); ``from cartera.x import y`` also yields ``cartera.x.y``."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return [(line, name) for line, name in found if name.split(".")[0] == "cartera"]
+
+
+def upward_imports(domain: str, path: Path) -> list[str]:
+    order = layers()
+    bad = []
+    for line, name in cartera_imports(path):
+        parts = name.split(".")
+        if len(parts) < 2 or parts[1] not in order:
+            continue
+        if order.index(parts[1]) <= order.index(domain):
+            continue
+        if len(parts) >= 3 and parts[2] == "models":
+            continue  # the schema: readable by all
+        where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        bad.append(f"{where}:{line} imports {name}")
+    return bad
+
+
+@pytest.mark.parametrize("domain", layers()[:-1])
+def test_domains_call_no_domain_above_them(domain: str) -> None:
+    files = sorted((CORE / domain).rglob("*.py"))
+    assert files, f"no sources for the domain {domain}"
+    bad = [msg for f in files for msg in upward_imports(domain, f)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_chain_imports_no_domain() -> None:
+    """cartera.changes is called by every domain: importing one would be a cycle."""
+    names = {name for _, name in cartera_imports(CORE / "changes.py")}
+    assert not {n for n in names if n.split(".")[1:2] and n.split(".")[1] in layers()}, names
+
+
+def test_the_layering_catches_function_level_imports(tmp_path: Path) -> None:
+    bad = tmp_path / "service.py"
+    bad.write_text("from cartera.segmentation.models import Placement\n\n\n"
+                   "def f():\n    from cartera.segmentation.service import evaluate\n")
+    msgs = upward_imports("portfolio", bad)
+    assert len(msgs) == 2 and all("segmentation.service" in m for m in msgs), msgs
+    assert upward_imports("strategies", bad) == []
+
+
+def test_every_step_of_the_chain_is_registered() -> None:
+    from cartera import changes
+
+    assert len(changes.steps()) == len(changes.ORDER)

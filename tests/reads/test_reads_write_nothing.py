@@ -108,8 +108,10 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs,
                     "start_hour": 0, "end_hour": 24, "weekdays": [1, 2, 3, 4, 5, 6, 7]},
                 "channels": [{"channel": "sms", "template_id": ids["template_id"]}]}]}})
     await created(t, f"/v1/strategies/{ids['strategy_id']}/versions/1/activate", {})
+    # Ahead of the message strategy (one live journey per debtor), so the first pass
+    # gives the debtor a task to read.
     calls_id = await created(t, "/v1/strategies", {
-        "code": "calls", "name": "Calls", "version": {
+        "code": "calls", "name": "Calls", "priority": 1, "version": {
             "segment_ids": [s["id"] for s in segments], "steps": [{
                 "key": "call", "kind": "task", "task": {"queue": "calls"}, "window": {
                     "start_hour": 0, "end_hour": 24, "weekdays": [1, 2, 3, 4, 5, 6, 7]}}]}})

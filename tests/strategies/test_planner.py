@@ -44,19 +44,39 @@ async def test_plan_enrolls_plans_once_and_advances(tenant: TenantClient,
     assert len(await actions(tenant)) == 2
 
 
-async def test_one_contact_a_day_the_higher_priority_wins(tenant: TenantClient,
-                                                          run_jobs: Any) -> None:
+async def test_priority_picks_the_one_strategy_that_works_a_debtor(tenant: TenantClient,
+                                                                  run_jobs: Any) -> None:
     seg = await segments(tenant)
     sms = await template(tenant)
-    d = await late_debtor(tenant, "P")
     low = await strategy(tenant, "low", [seg["late"]], [message_step("x", sms)], priority=50)
     high = await strategy(tenant, "high", [seg["late"]], [message_step("y", sms)], priority=10)
+    d = await late_debtor(tenant, "P")
     await plan(tenant, run_jobs)
-    got = {x["strategy_id"]: x for x in await actions(tenant, debtor_id=d)}
-    assert got[high["id"]]["status"] == "planned"
-    assert got[low["id"]]["status"] == "superseded"
-    assert got[low["id"]]["superseded_by"] == got[high["id"]]["id"]
-    assert (await actions(tenant, status="superseded"))[0]["id"] == got[low["id"]]["id"]
+    # "high" (one step) took the debtor and is done with them; "low" does not take them
+    # until they enter a segment again.
+    mine = [e for e in await enrollments(tenant) if e["debtor_id"] == d]
+    assert [(e["strategy_id"], e["status"]) for e in mine] == [(high["id"], "completed")]
+    got = await actions(tenant, debtor_id=d)
+    assert [(x["strategy_id"], x["status"]) for x in got] == [(high["id"], "planned")]
+    assert low["id"] not in {e["strategy_id"] for e in await enrollments(tenant)}
+
+
+async def test_one_contact_a_day_the_first_step_wins(tenant: TenantClient,
+                                                     run_jobs: Any) -> None:
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    # Two steps due the same day from different anchors (activation refuses a message 0
+    # days after the previous one, so the collision comes from the anchors).
+    await strategy(tenant, "s", [seg["late"]], [
+        message_step("x", sms), message_step("y", sms, anchor="segment_entry")])
+    d = await late_debtor(tenant, "Q")
+    await plan(tenant, run_jobs)
+    await plan(tenant, run_jobs)  # "y" is due the same day: superseded, not dropped
+    got = {x["step_key"]: x for x in await actions(tenant, debtor_id=d)}
+    assert got["x"]["status"] == "planned"
+    assert got["y"]["status"] == "superseded"
+    assert got["y"]["superseded_by"] == got["x"]["id"]
+    assert (await actions(tenant, status="superseded"))[0]["id"] == got["y"]["id"]
 
 
 async def test_next_action_explains_without_writing(tenant: TenantClient,
@@ -67,9 +87,9 @@ async def test_next_action_explains_without_writing(tenant: TenantClient,
     await strategy(tenant, "s", [seg["late"]], [
         message_step("first", sms, anchor="oldest_unpaid_due_date", offset=3)])
     await plan(tenant, run_jobs)  # enrolls and plans "first"
-    other = await late_debtor(tenant, "F", days_late=1)
     await strategy(tenant, "t", [seg["late"]], [
         message_step("later", sms, anchor="oldest_unpaid_due_date", offset=30)], priority=1)
+    other = await late_debtor(tenant, "F", days_late=1)  # enrolled in "t" at once
     await plan(tenant, run_jobs)
     before = await actions(tenant)
     r = await tenant.api.get(f"/v1/debtors/{other}/next-action")

@@ -49,18 +49,21 @@ async def test_simulation_advances_day_by_day_and_writes_nothing(
 
 async def test_the_whole_configuration_simulates_as_a_job_with_costs(
         tenant: TenantClient, app: Litestar, run_jobs: Any) -> None:
-    """Every active strategy at once, priorities applied (the lower one's contact is
-    superseded), the task steps counted, the cost per channel from the tenant's price hint
+    """Every active strategy at once, priorities applied (the lower one never takes the
+    debtors: one live journey each), the task steps counted, the cost per channel from the tenant's price hint
     (no provider price observed), progress per day on the job; no row of the tenant
     changes (only the job's own row)."""
     seg = await segments(tenant)
     sms = await template(tenant)
     await late_debtor(tenant, "A")
     await late_debtor(tenant, "B")
-    await strategy(tenant, "first", [seg["late"]], [message_step("one", sms)], priority=1)
+    # One live journey per debtor: the best-priority strategy takes them, the other never
+    # does; inside it, two contacts due the same day (from different anchors) compete.
+    await strategy(tenant, "first", [seg["late"]], [
+        message_step("one", sms), message_step("two", sms, anchor="segment_entry"),
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS,
+         "anchor": "segment_entry", "offset_days": 0}], priority=1)
     await strategy(tenant, "second", [seg["late"]], [message_step("one", sms)], priority=2)
-    await strategy(tenant, "calls", [seg["late"]], [
-        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS}])
     r = await tenant.api.put("/v1/strategies/settings", json={
         "plan_hour": 6, "channel_prices": {"sms": {"amount": "0.0333", "currency": "EUR"}}})
     assert r.status_code == 200, r.text
@@ -79,9 +82,10 @@ async def test_the_whole_configuration_simulates_as_a_job_with_costs(
     assert r.status_code == 200, r.text
     sim = r.json()
     day = sim["days"][0]
-    assert day["per_strategy"] == {"first": 2, "calls": 2}, day
-    assert day["actions_per_channel"] == {"sms": 2, "task": 2}
-    assert day["reasons"] == {"superseded:one_contact_a_day": 2}
+    assert day["per_strategy"] == {"first": 2}, day
+    assert day["actions_per_channel"] == {"sms": 2}
+    assert [d["actions_per_channel"] for d in sim["days"]] == [
+        {"sms": 2}, {"sms": 2}, {"task": 2}]
     assert day["cost_per_channel"] == {"sms": {"amount": "0.0666", "currency": "EUR"}}
     assert sim["prices"]["sms"] == {"amount": "0.0333", "currency": "EUR",
                                     "source": "setting", "observed": None}

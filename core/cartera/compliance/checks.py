@@ -32,9 +32,12 @@ from cartera import clock, money
 from cartera.compliance import schemas
 from cartera.compliance.service import INVALID_CONFIG, GatePolicy, load_policy
 from cartera.errors import Invalid
-from cartera.messaging import gate
+from cartera.messaging import gate, templates
+from cartera.messaging.sending import _contact_point, _days_past_due
 from cartera.plugins.host import PluginHost, RegisteredProvider
 from cartera.portfolio.models import DebtorBalance
+from cartera.portfolio.service import get_debtor, tenant_today
+from cartera.tenants.models import Tenant
 
 #: Years a check may plan in: holiday calendars and the 40-day search need real dates.
 PLANNABLE_YEARS = (1990, 2200)
@@ -98,9 +101,6 @@ async def check(session: AsyncSession, host: PluginHost, tenant_id: int,
                       param="debtor_id")
     at = _planned_at(data)
     if data.debtor_id is not None:
-        from cartera.messaging.sending import _contact_point, _days_past_due
-        from cartera.portfolio.service import get_debtor
-
         debtor = await get_debtor(session, data.debtor_id, param="debtor_id")
         cp = await _contact_point(session, debtor, data.channel, None)
         verdict = await gate.judge(session, host, debtor, cp, data.channel, at,
@@ -163,9 +163,6 @@ async def charges(session: AsyncSession, host: PluginHost, debtor_id: int,
                   params: ChargeParams) -> schemas.ChargesCheckOut:
     """Which fees, interest and bureau reports the creditor may add or make today for the
     debtor, per installed pack of its country, and why. Reads only."""
-    from cartera.messaging.sending import _days_past_due
-    from cartera.portfolio.service import get_debtor, tenant_today
-
     debtor = await get_debtor(session, debtor_id)
     today = await tenant_today(session, debtor.tenant_id)
     dpd = await _days_past_due(session, debtor)
@@ -287,9 +284,6 @@ async def template_findings(session: AsyncSession, host: PluginHost, tenant_id: 
                             ) -> schemas.TemplateCheckOut:
     """What the country's packs object to in a template's text (its body and subject as
     written, placeholders included): only content rules, whatever the hour or recipient."""
-    from cartera.messaging import templates
-    from cartera.tenants.models import Tenant
-
     template = await templates.get(session, template_id)
     country = data.country or await session.scalar(
         select(Tenant.country).where(Tenant.id == tenant_id)) or ""

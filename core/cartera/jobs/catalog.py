@@ -22,6 +22,7 @@ HANDLER_MODULES = (
     "cartera.segmentation.jobs",
     "cartera.segmentation.schedule",
     "cartera.strategies.dispatch",
+    "cartera.strategies.feedback",
     "cartera.strategies.jobs",
     "cartera.strategies.simulate",
 )

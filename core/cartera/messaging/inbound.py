@@ -345,7 +345,7 @@ async def _opt_out(session: AsyncSession, integration: Integration, address: str
                                    changes={"contact_point_id": cp.id, "channel": channel,
                                             "why": why}))
     for debtor_id in sorted(changed):  # consent is a segmentation feature
-        await resegment_debtor(session, integration.tenant_id, debtor_id)
+        await resegment_debtor(session, integration.tenant_id, debtor_id, "opt_out")
     return points
 
 
@@ -389,3 +389,8 @@ async def _record_inbound(session: AsyncSession, integration: Integration, chann
                   keyword=normalise(text), contact_point_ids=[cp.id for cp in applied])
         if applied:
             emit_interaction(session, interaction, "opted_out")
+        return  # the opt-out re-derived the debtors it reached
+    for debtor_id in sorted({cp.debtor_id for cp in points}):
+        # A reply: the stop conditions (say, "replied" or a promise it leads to) and the
+        # plan of the debtor are evaluated at once.
+        await resegment_debtor(session, integration.tenant_id, debtor_id, "reply")

@@ -81,5 +81,5 @@ async def suppress(session: AsyncSession, tenant_id: int, address: str, channel:
                                changes={"contact_point_id": cp.id, "channel": channel,
                                         "reason": reason, "code": code}))
     for debtor_id in sorted({cp.debtor_id for cp in changed}):
-        await resegment_debtor(session, tenant_id, debtor_id)
+        await resegment_debtor(session, tenant_id, debtor_id, "delivery_failure")
     return changed

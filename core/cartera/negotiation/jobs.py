@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cartera import clock
+from cartera import changes, clock
 from cartera.jobs.registry import every_minute
 from cartera.negotiation.status import Settled, local_days, settle_due
 from cartera.tenants.models import Tenant
@@ -49,10 +49,8 @@ async def settle_and_resegment(session: AsyncSession) -> Settled:
 
 
 async def resegment(session: AsyncSession, settled: Settled, days: dict[str, Any]) -> None:
-    """Re-stage and re-segment the debtors whose promises or plans changed, each as of its
-    tenant's business day."""
-    from cartera.segmentation.service import evaluate, reevaluate_debtor
-
+    """Re-derive (:mod:`cartera.changes`: placement, strategy plan) the debtors whose
+    promises or plans changed, each as of its tenant's business day."""
     per_tenant: dict[int, list[int]] = defaultdict(list)
     for tenant_id, debtor_id in sorted(settled.debtors):
         per_tenant[tenant_id].append(debtor_id)
@@ -67,10 +65,11 @@ async def resegment(session: AsyncSession, settled: Settled, days: dict[str, Any
             session.info["tenant_id"] = tenant_id
             as_of = days.get(zones[tenant_id]) or clock.today_in(zones[tenant_id])
             if len(debtor_ids) > RESEGMENT_ONE_BY_ONE:
-                await evaluate(session, tenant_id, as_of, actor="negotiation settlement")
+                await changes.tenant_changed(session, tenant_id, "promise_settled", today=as_of)
                 continue
             for debtor_id in debtor_ids:
-                await reevaluate_debtor(session, tenant_id, debtor_id, as_of)
+                await changes.debtor_changed(session, tenant_id, debtor_id, "promise_settled",
+                                             today=as_of)
     finally:
         if scoped is None:
             session.info.pop("tenant_id", None)

@@ -15,18 +15,17 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import clock, money
+from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.negotiation import schemas
 from cartera.negotiation.models import Arrangement, Installment, Promise
-from cartera.negotiation.status import GRACE_DAYS, deadline, settle_debtor
+from cartera.negotiation.status import GRACE_DAYS, deadline
 from cartera.portfolio.service import (
     check_currency,
     get_debtor,
     parse_amount,
-    resegment_debtor,
     tenant_today,
 )
 
@@ -59,8 +58,7 @@ async def create_promise(session: AsyncSession, actor: Actor,
     session.add(promise)
     await session.flush()
     # A payment already recorded today counts: the promise may be kept at once.
-    await settle_debtor(session, actor.tenant_id, debtor.id, today, clock.now())
-    await resegment_debtor(session, actor.tenant_id, debtor.id)
+    await changes.debtor_changed(session, actor.tenant_id, debtor.id, "promise_made")
     await session.refresh(promise)
     audit.record(session, actor, "promise.created", "promise", promise.id,
                  {"debtor_id": debtor.id, "amount": data.amount, "currency": data.currency,
@@ -97,7 +95,7 @@ async def _cancel(session: AsyncSession, actor: Actor, row: _Row, *, open_status
                        f"{row.status}", code=code)
     row.status, row.cancelled_at, row.cancel_reason = "cancelled", clock.now(), reason
     await session.flush()
-    await resegment_debtor(session, actor.tenant_id, row.debtor_id)
+    await changes.debtor_changed(session, actor.tenant_id, row.debtor_id, f"{kind}_cancelled")
     await session.refresh(row)
     audit.record(session, actor, f"{kind}.cancelled", kind, row.id,
                  {"debtor_id": row.debtor_id, "reason": reason})
@@ -161,8 +159,7 @@ async def create_arrangement(session: AsyncSession, actor: Actor,
                                 cumulative_minor=cumulative,
                                 deadline=deadline(item.due_date, GRACE_DAYS)))
     await session.flush()
-    await settle_debtor(session, actor.tenant_id, debtor.id, today, clock.now())
-    await resegment_debtor(session, actor.tenant_id, debtor.id)
+    await changes.debtor_changed(session, actor.tenant_id, debtor.id, "arrangement_made")
     await session.refresh(plan)
     audit.record(session, actor, "arrangement.created", "arrangement", plan.id,
                  {"debtor_id": debtor.id, "currency": data.currency,

@@ -50,7 +50,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import money
+from cartera import changes, money
 from cartera.db.base import UtcDateTime, table_of
 from cartera.events.outbox import emit_settled
 from cartera.negotiation.models import Arrangement, Installment, Promise
@@ -163,6 +163,15 @@ async def settle_debtor(session: AsyncSession, tenant_id: int, debtor_id: int, t
     publish ``on_promise_broken`` for the promises it breaks. The caller re-segments."""
     await session.flush()
     return await settle_debtors(session, tenant_id, lambda col: col == debtor_id, today, now)
+
+
+@changes.step("promises")
+async def rederive_promises(session: AsyncSession, change: changes.Change) -> None:
+    """The chain's second step: after a money change or a promise or plan made, settle the
+    debtor's promises and plans (the segment rules read them)."""
+    if change.settle and change.debtor_id is not None:
+        await settle_debtor(session, change.tenant_id, change.debtor_id, change.today,
+                            change.now)
 
 
 async def settle_debtors(session: AsyncSession, tenant_id: int,

@@ -27,7 +27,8 @@ from typing import Any
 from sqlalchemy import Boolean, Date, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera.payments.locks import lock_debtor_rows, lock_debtors, lock_tenant_money
+from cartera import changes
+from cartera.portfolio.locks import lock_debtor_rows, lock_debtors, lock_tenant_money
 
 
 @dataclass(frozen=True)
@@ -297,3 +298,12 @@ async def refresh_balances(
         scope = DebtorScope(",".join(str(int(i)) for i in ids))
     await _run(session, _DELETE_BALANCES, scope, t=tenant_id)
     await _run(session, _INSERT_BALANCES, scope, t=tenant_id, as_of=as_of)
+
+
+@changes.step("balances")
+async def rederive_balances(session: AsyncSession, change: changes.Change) -> None:
+    """The chain's first step: after a money change, re-allocate and re-summarise the
+    debtor (the other changes leave their amounts as they are)."""
+    if change.money and change.debtor_id is not None:
+        await rebalance(session, change.tenant_id,
+                        DebtorScope.one(change.tenant_id, change.debtor_id), change.today)

@@ -1,88 +1,12 @@
-"""The money lock: every write that moves a debtor's money holds it until its transaction ends.
+"""The money lock, kept under its first name: it lives in :mod:`cartera.portfolio.locks`
+(obligations are money too, and the portfolio takes it before writing them; the domains
+below payments must not import payments)."""
 
-A money write is anything that changes what :func:`cartera.payments.allocation.rebalance`
-reads: a payment or its reversal, an obligation created or changed, an import's rebalance,
-a provider's payment webhook. Allocation deletes and re-derives the debtor's automatic
-allocations from what it reads, so two writers for one debtor that read before either
-commits both allocate the same debt (or the same payment) and both commit.
+from cartera.portfolio.locks import (
+    MONEY_LOCK_SPACE,
+    lock_debtor_rows,
+    lock_debtors,
+    lock_tenant_money,
+)
 
-Two levels, always taken in this order (tenant, then debtors by ascending id), so writers
-cannot deadlock on them:
-
-- **tenant**: a transaction-scoped advisory lock on ("money", tenant id). Writers of a few
-  debtors hold it *shared*, so they run side by side; a bulk rebalance (an import, a demo
-  load: a scope given as SQL over up to the whole tenant) holds it *exclusive*, which waits
-  for every in-flight writer of the tenant and holds new ones back until it commits. That
-  is one lock where locking each debtor's row would write hundreds of thousands of them.
-- **debtor**: the debtor's row, ``FOR NO KEY UPDATE``. That mode excludes itself (two writers
-  of one debtor run one after the other, and so does an update of the debtor's own row) and
-  ``FOR UPDATE`` (deleting the debtor waits), but not ``FOR KEY SHARE``, which is what the
-  foreign-key check takes when another transaction inserts a row that refers to the debtor
-  (an interaction, a contact point): those never wait for a money write. A row lock needs
-  no key encoding and is released with the transaction like the advisory lock.
-
-A refresh of one debtor's summary takes only their row (:func:`lock_debtor_rows`): it may
-come after its transaction updated the debtor's row, and a tenant lock requested then would
-queue behind a bulk rebalance that waits for a writer that waits for that row (a cycle
-PostgreSQL's deadlock check only untangles after ``deadlock_timeout``).
-
-Transactions run at READ COMMITTED, where every statement reads what was committed when it
-started: a writer that takes the lock *before reading anything the allocation depends on*
-sees everything the writer before it committed. Taking it again in the same transaction
-never waits. SQLite has one writer at a time and needs none of this: there these functions
-do nothing.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Iterable
-
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from cartera.errors import NotFound
-from cartera.portfolio.models import Debtor
-
-MONEY_LOCK_SPACE = 0x30E7
-"""The first key of the two-key advisory lock ("money"); the second is the tenant id."""
-
-
-def _postgresql(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterable[int]) -> None:
-    """Before a money write for these debtors: hold the tenant's money lock shared and each
-    debtor's row ``FOR NO KEY UPDATE``, in ascending id order, until the transaction ends.
-    Call it first, before reading the debtors' obligations, payments or allocations.
-
-    Raises :class:`~cartera.errors.NotFound` for a debtor deleted by a transaction that
-    committed while this one waited."""
-    if not _postgresql(session):
-        return
-    await session.execute(text("SELECT pg_advisory_xact_lock_shared(:space, :tenant)"),
-                          {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
-    await lock_debtor_rows(session, debtor_ids)
-
-
-async def lock_debtor_rows(session: AsyncSession, debtor_ids: Iterable[int]) -> None:
-    """The debtor level of :func:`lock_debtors` alone, for a refresh of their summary: it
-    may run after its transaction changed the debtor's row (a profile update re-segments
-    them), and taking the tenant lock after a row would invert the order. Same errors."""
-    ids = sorted(set(debtor_ids))
-    if not ids or not _postgresql(session):
-        return
-    # The sort runs below the row locking: rows are locked in id order.
-    locked = set((await session.scalars(
-        select(Debtor.id).where(Debtor.id.in_(ids)).order_by(Debtor.id)
-        .with_for_update(key_share=True))).all())
-    for missing in sorted(set(ids) - locked):
-        raise NotFound(f"debtor {missing} not found")
-
-
-async def lock_tenant_money(session: AsyncSession, tenant_id: int) -> None:
-    """Before a bulk money write (a rebalance of a scope given as SQL): hold the tenant's
-    money lock exclusive until the transaction ends; no debtor row is locked."""
-    if _postgresql(session):
-        await session.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
-                              {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
+__all__ = ["MONEY_LOCK_SPACE", "lock_debtor_rows", "lock_debtors", "lock_tenant_money"]

@@ -21,11 +21,11 @@ A notification is only a hint. For each new payment event of a delivery the webh
      the daily recovery (:func:`recover_open_links`) re-fetches it if its webhook is lost;
    * ``disputed``: the payment stays applied, with an exception for a person.
 
-   Then the debtor is refreshed as every payment write does
-   (:func:`cartera.portfolio.service.refresh_debtor`: promises and plans settled,
-   allocation, summary, re-segmentation) and replanned
-   (:func:`cartera.strategies.planner.stop_debtor`: an enrollment whose stop rule now
-   matches, "paid" or "promise kept", stops and its planned actions are cancelled).
+   Then the debtor goes through the chain every payment write does
+   (:func:`cartera.portfolio.service.refresh_debtor`, :mod:`cartera.changes`: allocation,
+   summary, promises and plans settled, re-segmentation, and the strategy replanned in
+   the same transaction: an enrollment whose stop rule now matches stops, a debtor who
+   left the bound segment exits, and their planned actions are cancelled).
 
 Because every view is the provider's current one and the payment row is unique, duplicates,
 redeliveries and out-of-order notifications (pending, approved, refunded in any order) end
@@ -61,9 +61,8 @@ from cartera.payments.models import Allocation, Payment, PaymentLink, Reconcilia
 from cartera.plugins import events as plugin_events
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio.models import Obligation
-from cartera.portfolio.service import refresh_debtor, tenant_today
+from cartera.portfolio.service import refresh_debtor
 from cartera.settings import get_settings
-from cartera.strategies.planner import stop_debtor
 from cartera.tenants.models import Tenant
 
 log = logging.getLogger("cartera.reconcile")
@@ -267,9 +266,8 @@ async def apply_view(session: AsyncSession, integration: Integration,
             link.provider_payment_id = ppid if settlement == "open" else None
     if outcome in ("recorded", "held", "refunded", "reversed"):
         await session.flush()
-        await refresh_debtor(session, tenant_id, debtor_id)
-        await stop_debtor(session, tenant_id, debtor_id,
-                          await tenant_today(session, tenant_id), clock.now())
+        await refresh_debtor(session, tenant_id, debtor_id,
+                             "reversal" if outcome in ("refunded", "reversed") else "payment")
     return outcome
 
 

@@ -15,9 +15,9 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
-from cartera.payments.locks import lock_debtors
 from cartera.payments.models import Allocation, Payment
 from cartera.plugins import events as plugin_events
+from cartera.portfolio.locks import lock_debtors
 from cartera.portfolio.models import Debtor, Obligation
 from cartera.portfolio.service import (
     _flush_unique,
@@ -106,7 +106,7 @@ async def create_payment(session: AsyncSession, actor: Actor,
                                currency=data.currency, obligation_id=obligation_id,
                                payment_id=payment.id, amount_minor=value, explicit=True))
     await session.flush()
-    await refresh_debtor(session, actor.tenant_id, debtor.id)
+    await refresh_debtor(session, actor.tenant_id, debtor.id, "payment")
     await session.refresh(payment)
     audit.record(session, actor, "payment.received", "payment", payment.id,
                  {"debtor_id": debtor.id, "amount": data.amount, "currency": data.currency})
@@ -139,7 +139,7 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
     payment.reversal_reason = reason
     await session.execute(delete(Allocation).where(Allocation.payment_id == payment.id))
     await session.flush()
-    await refresh_debtor(session, actor.tenant_id, payment.debtor_id)
+    await refresh_debtor(session, actor.tenant_id, payment.debtor_id, "reversal")
     await session.refresh(payment)
     audit.record(session, actor, "payment.reversed", "payment", payment.id,
                  {"debtor_id": payment.debtor_id, "reason": reason})

@@ -13,15 +13,16 @@ from sqlalchemy import ColumnElement, Select, delete, exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cartera import clock, money
+from cartera import changes, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.audit.models import AuditEntry
+from cartera.changes import tenant_today as tenant_today
 from cartera.errors import Conflict, Invalid, NotFound
-from cartera.payments.allocation import DebtorScope, rebalance
-from cartera.payments.locks import lock_debtors
+from cartera.messaging.models import Interaction
 from cartera.payments.models import Payment
 from cartera.portfolio import aging, schemas, summary, validation
+from cartera.portfolio.locks import lock_debtors
 from cartera.portfolio.models import (
     ContactPoint,
     Debtor,
@@ -32,42 +33,28 @@ from cartera.portfolio.models import (
     RelatedParty,
 )
 from cartera.segmentation.models import Placement, Segment, Stage
-from cartera.tenants.models import Tenant
 
 
 def _changes(struct: msgspec.Struct) -> dict[str, Any]:
     return {k: v for k, v in msgspec.to_builtins(struct).items() if v is not msgspec.UNSET}
 
 
-async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
-    from cartera.clock import today_in
-
-    tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
-    return today_in(tz or "UTC")
-
-
-async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
-    """After a change to the debtor or their contact points (not their money): re-stage and
-    re-segment them in the caller's transaction (rules read zone, tags, consent...)."""
-    from cartera.segmentation.service import reevaluate_debtor
-
-    await session.flush()
-    await reevaluate_debtor(session, tenant_id, debtor_id, await tenant_today(session, tenant_id))
+async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
+                          kind: str = "debtor") -> None:
+    """After a change to the debtor or their contact points (not their money): re-derive
+    what depends on them (:func:`cartera.changes.debtor_changed`) in the caller's
+    transaction."""
+    await changes.debtor_changed(session, tenant_id, debtor_id, kind)
 
 
-async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
-    """After a money change: settle the debtor's promises and installment plans (before the
-    re-segmentation: rules read them), re-allocate, re-summarise and re-segment them, in
-    the caller's transaction, which holds the debtor's money lock
-    (:func:`cartera.payments.locks.lock_debtors`) from before it read their money."""
-    from cartera.negotiation.status import settle_debtor
-    from cartera.segmentation.service import reevaluate_debtor
-
+async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
+                         kind: str = "obligation") -> None:
+    """After a money change: the whole chain of :mod:`cartera.changes` (balances, promises
+    and plans, placement, strategy plan) in the caller's transaction, which holds the
+    debtor's money lock (:func:`cartera.portfolio.locks.lock_debtors`) from before it read
+    their money."""
     await lock_debtors(session, tenant_id, [debtor_id])
-    today = await tenant_today(session, tenant_id)
-    await settle_debtor(session, tenant_id, debtor_id, today, clock.now())
-    await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
-    await reevaluate_debtor(session, tenant_id, debtor_id, today, refresh=False)
+    await changes.debtor_changed(session, tenant_id, debtor_id, kind)
 
 
 # --- portfolios -------------------------------------------------------------------------
@@ -217,9 +204,7 @@ async def delete_debtor(session: AsyncSession, actor: Actor, debtor_id: int) -> 
     has_money = await session.scalar(select(exists().where(Obligation.debtor_id == debtor.id)))
     if has_money:
         raise Conflict("a debtor with obligations cannot be deleted", code="debtor_has_obligations")
-    from cartera.segmentation.service import delete_debtor_placement
-
-    await delete_debtor_placement(session, actor.tenant_id, debtor.id)
+    await changes.debtor_changed(session, actor.tenant_id, debtor.id, "deleted")
     await session.delete(debtor)
     audit.record(session, actor, "debtor.deleted", "debtor", debtor_id, {})
 
@@ -572,8 +557,6 @@ async def timeline(session: AsyncSession, debtor_id: int,
             resource_type="payment", resource_id=str(p.id),
             summary=f"payment {money.from_minor(p.amount_minor, p.currency)} {p.currency} on "
                     f"{p.paid_on.isoformat()}", detail={"method": p.method}))
-    from cartera.messaging.models import Interaction
-
     for i in await session.scalars(select(Interaction).where(Interaction.debtor_id == debtor_id)
                                    .order_by(Interaction.id.desc()).limit(limit)):
         entries.append(schemas.TimelineEntry(

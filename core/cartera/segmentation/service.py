@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from cartera import clock, money
+from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit.service import record
 from cartera.errors import Invalid, NotFound
@@ -178,6 +178,21 @@ async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: in
     in the caller's transaction. Call it after a payment, reversal or obligation change;
     ``refresh=False`` when the caller has just rebuilt the debtor's balance summary."""
     return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh)
+
+
+@changes.step("placements")
+async def rederive_placement(session: AsyncSession, change: changes.Change) -> None:
+    """The chain's third step: re-stage and re-segment the debtor (the balances step has
+    rebuilt a money change's summary; any other change refreshes it here), or delete
+    their placement when they are being deleted."""
+    if change.debtor_id is None:
+        await evaluate(session, change.tenant_id, change.today, actor=f"change: {change.kind}")
+        return
+    if change.kind == "deleted":
+        await delete_debtor_placement(session, change.tenant_id, change.debtor_id)
+        return
+    await reevaluate_debtor(session, change.tenant_id, change.debtor_id, change.today,
+                            refresh=not change.money)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:

@@ -32,10 +32,11 @@ from cartera.compliance import decisions
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
-from cartera.jobs.registry import JobContext, every_minute, job
+from cartera.jobs.registry import JobContext, current_runner, every_minute, job
 from cartera.messaging import batch, gate
 from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
+from cartera.plugins.registry import current_host
 from cartera.portfolio import aging
 from cartera.strategies import policy
 from cartera.strategies.execute import EXECUTED_KINDS, execute_due
@@ -43,6 +44,7 @@ from cartera.strategies.models import Action, Enrollment, StrategyVersion
 from cartera.strategies.planner import (
     CONTACT_KINDS,
     Loaded,
+    chain_of,
     load_for_gate,
     pick_contact_point,
     window_fit,
@@ -76,7 +78,7 @@ async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int
         a.c.id.in_(ids), a.c.status.in_(DISPATCHABLE))
         .values(status="dispatched", updated_at=now)
         .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
-                   a.c.due_on))
+                   a.c.due_on, a.c.attempt))
     return list(result.all())
 
 
@@ -101,7 +103,7 @@ def _route(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
     dpd = aging.days_past_due(loaded.oldest.get(row.debtor_id), row.due_on)
     tried: list[dict[str, Any]] = []
     last: dict[str, Any] = {}
-    for ch in step["channels"]:
+    for ch in chain_of(step, row.attempt):
         channel = ch["channel"]
         integration = ch.get("integration_id")
         if integration is None and integrations.get(channel):
@@ -239,9 +241,6 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
 @job(KIND)
 async def dispatch_job(ctx: JobContext) -> dict[str, Any]:
     """Dispatch the tenant's due actions a batch (one transaction) at a time."""
-    from cartera.jobs.registry import current_runner
-    from cartera.plugins.registry import current_host
-
     totals: dict[str, int] = defaultdict(int)
     while True:
         async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:

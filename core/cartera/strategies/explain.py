@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import func, select
@@ -29,30 +30,47 @@ from cartera.strategies.planner import (
     judge_channels,
     load_config,
     load_for_gate,
+    next_installment,
     next_opening,
+    obligation_due,
+    pending_promise,
 )
 
 
-async def _anchors(session: AsyncSession, debtor_id: int, zone: str) -> dict[str, date | None]:
+async def _anchors(session: AsyncSession, debtor_id: int, zone: str) -> dict[str, Any]:
+    """The debtor's anchor dates, as the planner's aggregates compute them (one debtor)."""
     oldest = await session.scalar(select(func.min(DebtorBalance.oldest_unpaid_due_date))
                                   .where(DebtorBalance.debtor_id == debtor_id))
     placement = await session.get(Placement, debtor_id)
     stage_on = None
     if placement is not None and placement.stage_set_at is not None:
-        from zoneinfo import ZoneInfo
-
         stage_on = placement.stage_set_at.astimezone(ZoneInfo(zone)).date()
-    return {"oldest_unpaid_due_date": oldest, "stage_entry": stage_on}
+    t = session.info["tenant_id"]
+    promise = (await session.execute(select(pending_promise(t, debtor_id).c.on))).scalar()
+    installment = (await session.execute(select(next_installment(t, debtor_id).c.on))).scalar()
+    return {"oldest_unpaid_due_date": oldest, "stage_entry": stage_on,
+            "promise_date": promise, "next_installment_date": installment}
 
 
-def _anchor_on(step: dict[str, Any], e: Enrollment, anchors: dict[str, date | None]
+async def _obligation_due(session: AsyncSession, debtor_id: int,
+                          product: str) -> date | None:
+    ob = obligation_due(session.info["tenant_id"], [product], debtor_id)
+    found: date | None = (await session.execute(select(ob.c.on))).scalar()
+    return found
+
+
+def _anchor_on(step: dict[str, Any], e: Enrollment, anchors: dict[str, Any]
                ) -> date | None:
     kind = step["anchor"]
     if kind == "segment_entry":
         return e.entered_on
     if kind == "previous_step":
         return e.last_step_on or e.entered_on
-    return anchors[kind]
+    if kind == "obligation_due_date":
+        found: date | None = anchors.get(f"obligation:{step['obligation_product']}")
+        return found
+    found = anchors[kind]
+    return found
 
 
 def _due(step: dict[str, Any], anchor_on: date | None, zone: str,
@@ -71,7 +89,7 @@ def _due(step: dict[str, Any], anchor_on: date | None, zone: str,
 async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
                        now: datetime) -> schemas.NextActionOut:
     debtor = await get_debtor(session, debtor_id)
-    cfg = await load_config(session, debtor.tenant_id)
+    cfg = await load_config(session, debtor.tenant_id, debtor.id)
     enrollments = (await session.scalars(select(Enrollment).where(
         Enrollment.debtor_id == debtor.id, Enrollment.status == "active")
         .order_by(Enrollment.id))).all()
@@ -84,6 +102,10 @@ async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
         if v is None or e.step_index >= len(v.steps):
             continue
         step = v.steps[e.step_index]
+        if step["anchor"] == "obligation_due_date":
+            product = step["obligation_product"]
+            anchors[f"obligation:{product}"] = await _obligation_due(session, debtor.id,
+                                                                     product)
         anchor_on = _anchor_on(step, e, anchors)
         step_date, due_on, at = _due(step, anchor_on, debtor.timezone, now)
         existing = None

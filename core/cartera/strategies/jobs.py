@@ -14,7 +14,9 @@ from cartera import clock
 from cartera.db.engine import tenant_session
 from cartera.jobs.models import Job
 from cartera.jobs.registry import JobContext, every_minute, job
+from cartera.plugins.registry import current_host
 from cartera.strategies.models import Enrollment, PlannerSettings, StrategyVersion
+from cartera.strategies.planner import plan_tenant
 from cartera.strategies.service import DEFAULT_PLAN_HOUR, LIVE
 from cartera.tenants.models import Tenant
 
@@ -33,9 +35,6 @@ async def queue_plan(session: AsyncSession, runner: Any, tenant_id: int) -> Job:
 async def plan_job(ctx: JobContext) -> dict[str, Any]:
     """Plan the tenant's portfolio; progress goes from 0 to its live enrollments when the
     pass commits (it is one transaction)."""
-    from cartera.plugins.registry import current_host
-    from cartera.strategies.planner import plan_tenant
-
     async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
         live = int(await session.scalar(select(func.count()).select_from(Enrollment).where(
             Enrollment.tenant_id == ctx.tenant_id, Enrollment.status.in_(LIVE))) or 0)

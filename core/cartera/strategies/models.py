@@ -91,11 +91,14 @@ class StrategyVersion(TenantScoped, Base):
 
 class Enrollment(DebtorOwned, Base):
     """A debtor's journey through one strategy version: ``step_index`` is the next step
-    to plan. At most one live (active or paused) enrollment per debtor and strategy."""
+    to plan. At most one live (active or paused) enrollment per debtor, whatever the
+    strategy (migration 0025): a debtor is worked by one strategy at a time, the one of
+    the best priority among those binding their segment when they enter it; the index
+    makes it hold when a pass and a replan enroll them at once."""
 
     __tablename__ = "enrollments"
     __table_args__ = (
-        Index("uq_enrollments_live", "strategy_id", "debtor_id", unique=True,
+        Index("uq_enrollments_live", "debtor_id", unique=True,
               postgresql_where=text(LIVE_ENROLLMENT), sqlite_where=text(LIVE_ENROLLMENT)),
         Index("ix_enrollments_tenant_status", "tenant_id", "status"),
         Index("ix_enrollments_tenant_debtor", "tenant_id", "debtor_id"),
@@ -127,7 +130,7 @@ class Action(DebtorOwned, Base):
 
     __tablename__ = "actions"
     __table_args__ = (
-        UniqueConstraint("enrollment_id", "step_index", "due_on"),
+        UniqueConstraint("enrollment_id", "step_index", "due_on", "attempt"),
         Index("ix_actions_tenant_due", "tenant_id", "due_on", "status"),
         Index("ix_actions_tenant_debtor", "tenant_id", "debtor_id", "due_on"),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
@@ -154,7 +157,12 @@ class Action(DebtorOwned, Base):
     superseded_by: Mapped[int | None] = mapped_column(BigId)
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     outcome: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
-    """What dispatch did: the interaction, the channel used, the channels skipped and why."""
+    """What dispatch did: the interaction, the channel used, the channels skipped and why;
+    then what came of it when it fell back (:mod:`cartera.strategies.feedback`)."""
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Where in the step's channel fallback this action starts: 0, or the index of the
+    next channel when the action ``fallback_of`` failed or was not delivered in time."""
+    fallback_of: Mapped[int | None] = mapped_column(BigId)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

@@ -8,7 +8,8 @@ depends on the tenant's strategy versions, never on its debtors:
    stages) become ``exited``.
 2. **enroll**: per active version, by strategy priority, one ``INSERT ... SELECT`` of the
    placed debtors in its segments (and stages) matching its entry rule, with no live
-   enrollment in that strategy and none finished since they entered the segment; then
+   enrollment (in any strategy: one per debtor, the best priority first) and none
+   finished since they entered the segment; then
    **stop**: per version with a stop rule (segment rule language, compiled by
    :class:`cartera.segmentation.rules.CompiledRules`), one UPDATE stops those whose debtor
    matches it; the actions of ended enrollments not yet dispatched are cancelled.
@@ -35,11 +36,17 @@ depends on the tenant's strategy versions, never on its debtors:
 
 7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
    (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
-   deferred to the first instant they allow inside its window, with the reason.
+   deferred to the first instant they allow inside its window, with the reason. Applied by
+   the daily pass over the tenant; a one-debtor pass leaves it to dispatch, which checks
+   the same policy again before anything is sent.
 
-Not done here (see the report of issue 12): the anchors ``obligation_due_date``,
-``promise_date`` and ``next_installment_date``; replanning one debtor in the transaction
-of an event.
+Anchors: each is one column of the plan statement; the oldest unpaid due date, a product's
+obligation due date, the pending promise's date and the next installment's due date come
+from one ``GROUP BY debtor_id`` aggregate each, joined only when a step in use needs it.
+
+A pass may cover only some debtors (``debtors``: one id or an id range): every statement
+above is then limited to them — the replanning of one debtor in the transaction of an
+event (:mod:`cartera.strategies.replan`).
 """
 
 from __future__ import annotations
@@ -80,9 +87,11 @@ from cartera.compliance.service import GatePolicy, load_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.messaging import gate
 from cartera.messaging.models import Interaction
+from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.plugins.host import PluginHost
 from cartera.portfolio import aging
-from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
+from cartera.portfolio.summary import Debtors, only
 from cartera.segmentation import rules
 from cartera.segmentation.models import Placement, Stage
 from cartera.strategies import policy
@@ -128,9 +137,12 @@ class Config:
                                             v.strategy_id))
 
 
-async def load_config(session: AsyncSession, tenant_id: int) -> Config:
+async def load_config(session: AsyncSession, tenant_id: int,
+                      debtors: Debtors = None) -> Config:
+    """The config (the versions the live enrollments of ``debtors`` use, when given)."""
     e = table_of(Enrollment)
-    in_use = select(e.c.version_id).where(e.c.tenant_id == tenant_id, e.c.status.in_(LIVE))
+    in_use = select(e.c.version_id).where(e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
+                                          *only(e.c.debtor_id, debtors))
     versions = {v.id: v for v in (await session.scalars(select(StrategyVersion).where(
         StrategyVersion.tenant_id == tenant_id,
         or_(StrategyVersion.status == "active", StrategyVersion.id.in_(in_use))))).all()}
@@ -151,18 +163,18 @@ def bound(v: StrategyVersion, pl: Any) -> Any:
 
 
 def _rule_matches(session: AsyncSession, tenant_id: int, raw: dict[str, Any], as_of: date,
-                  cfg: Config, path: str) -> Any:
-    """The debtor ids matching the rule ``raw`` (one set-based select)."""
+                  cfg: Config, path: str, debtors: Debtors = None) -> Any:
+    """The debtor ids (among ``debtors``) matching the rule ``raw`` (one set-based select)."""
     compiled = rules.CompiledRules([rules.parse_rule(raw, path)], tenant_id, as_of,
                                    session.get_bind().dialect.name, stage_ids=cfg.stage_ids)
-    sel = compiled.select([1]).subquery("m")
+    sel = compiled.select([1], debtors).subquery("m")
     return select(sel.c.debtor_id).where(sel.c.outcome == 1)
 
 
 # --- 1. exit and stop ---------------------------------------------------------------------
 
 async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult) -> None:
+                       result: PlanResult, debtors: Debtors = None) -> None:
     """Live enrollments whose debtor left the version's segments (or stages) exit."""
     if not cfg.versions:
         return
@@ -170,33 +182,38 @@ async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     still_bound = exists().where(pl.c.debtor_id == e.c.debtor_id, or_(*[
         and_(e.c.version_id == v.id, bound(v, pl)) for v in cfg.versions.values()]))
     exited = await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound)).values(
+        e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound),
+        *only(e.c.debtor_id, debtors)).values(
         status="exited", reason="left the strategy's segments or stages", ended_at=now,
         updated_at=now))
     result.exited += int(exited.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                       now: datetime, result: PlanResult) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None,
+                       versions: set[int] | None = None) -> None:
     """Live enrollments whose debtor matches their version's stop rule stop (also those
     enrolled by this pass); the actions of ended enrollments not yet dispatched are
     cancelled."""
     e = table_of(Enrollment)
     for v in cfg.versions.values():
-        if v.stop_rule is None:
+        if v.stop_rule is None or (versions is not None and v.id not in versions):
             continue
         stopped = await session.execute(update(e).where(
             e.c.tenant_id == tenant_id, e.c.version_id == v.id, e.c.status.in_(LIVE),
+            *only(e.c.debtor_id, debtors),
             e.c.debtor_id.in_(_rule_matches(session, tenant_id, v.stop_rule, today, cfg,
-                                            "stop_rule"))).values(
+                                            "stop_rule", debtors))).values(
             status="stopped", reason="the stop rule matched", ended_at=now, updated_at=now))
         result.stopped += int(stopped.rowcount or 0)  # type: ignore[attr-defined]
     if result.exited or result.stopped:
         a = table_of(Action)
         ended = select(e.c.id).where(e.c.tenant_id == tenant_id,
-                                     e.c.status.in_(("exited", "stopped")))
+                                     e.c.status.in_(("exited", "stopped")),
+                                     *only(e.c.debtor_id, debtors))
         await session.execute(update(a).where(
             a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
+            *only(a.c.debtor_id, debtors),
             a.c.enrollment_id.in_(ended)).values(status="cancelled", updated_at=now))
 
 
@@ -247,13 +264,14 @@ def _dialect_insert(session: AsyncSession, table: Any) -> Any:
 
 
 async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                 now: datetime, result: PlanResult) -> None:
+                 now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     e, pl = table_of(Enrollment), table_of(Placement)
     for v in cfg.active:
         x = e.alias("x")
+        # One strategy works a debtor at a time (the unique index of migration 0025) and,
+        # once it has finished with them, none other until they enter a segment again.
         taken = exists().where(
-            x.c.tenant_id == tenant_id, x.c.strategy_id == v.strategy_id,
-            x.c.debtor_id == pl.c.debtor_id,
+            x.c.tenant_id == tenant_id, x.c.debtor_id == pl.c.debtor_id,
             or_(x.c.status.in_(LIVE),
                 and_(x.c.status.in_(("completed", "stopped")),
                      or_(pl.c.segment_entered_at.is_(None),
@@ -264,10 +282,11 @@ async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date
                       literal("entered the strategy's segment", String),
                       literal(today, Date), literal(now, UtcDateTime()),
                       literal(now, UtcDateTime())).where(
-            pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken))
+            pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken),
+            *only(pl.c.debtor_id, debtors))
         if v.entry_rule is not None:
             rows = rows.where(pl.c.debtor_id.in_(_rule_matches(
-                session, tenant_id, v.entry_rule, today, cfg, "entry_rule")))
+                session, tenant_id, v.entry_rule, today, cfg, "entry_rule", debtors)))
         stmt = _dialect_insert(session, e).from_select(
             ["tenant_id", "debtor_id", "strategy_id", "version_id", "step_index", "status",
              "reason", "entered_on", "created_at", "updated_at"], rows.order_by(pl.c.debtor_id)
@@ -301,14 +320,15 @@ def earliest_opening(day: date, zone: str, window: dict[str, Any]) -> tuple[date
 
 
 async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
-                   now: datetime) -> Any:
+                   now: datetime, debtors: Debtors = None) -> Any:
     """The literal table of (zone, version, step) → anchor, due day, instant, latest
     anchor date that makes the step due, for the pairs in use; None when there are none."""
     e, d = table_of(Enrollment), table_of(Debtor)
     pairs = (await session.execute(select(d.c.timezone, e.c.version_id, e.c.step_index)
                                    .distinct().select_from(e.join(d, d.c.id == e.c.debtor_id))
                                    .where(e.c.tenant_id == tenant_id,
-                                          e.c.status == "active"))).all()
+                                          e.c.status == "active",
+                                          *only(e.c.debtor_id, debtors)))).all()
     rows = []
     for zone, version_id, index in pairs:
         v = cfg.versions.get(version_id)
@@ -324,6 +344,7 @@ async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
             literal(step["kind"], String).label("kind"),
             literal(channels[0]["channel"] if channels else None, String).label("channel"),
             literal(step["anchor"], String).label("anchor"),
+            literal(step.get("obligation_product"), String).label("product"),
             literal(cfg.strategies[v.strategy_id].priority, Integer).label("priority"),
             literal(day, Date).label("due_on"), literal(at, UtcDateTime()).label("planned_at"),
             literal(day - timedelta(days=step["offset_days"]), Date).label("latest_anchor")))
@@ -332,10 +353,42 @@ async def _windows(session: AsyncSession, tenant_id: int, cfg: Config,
     return (rows[0] if len(rows) == 1 else union_all(*rows)).subquery("w")
 
 
-def oldest_unpaid(tenant_id: int) -> Any:
+def oldest_unpaid(tenant_id: int, debtors: Debtors = None) -> Any:
     b = table_of(DebtorBalance)
     return (select(b.c.debtor_id, func.min(b.c.oldest_unpaid_due_date).label("oldest"))
-            .where(b.c.tenant_id == tenant_id).group_by(b.c.debtor_id).subquery("b"))
+            .where(b.c.tenant_id == tenant_id, *only(b.c.debtor_id, debtors))
+            .group_by(b.c.debtor_id).subquery("b"))
+
+
+def pending_promise(tenant_id: int, debtors: Debtors = None) -> Any:
+    """The ``promise_date`` anchor: each debtor's earliest pending promise date."""
+    pr = table_of(Promise)
+    return (select(pr.c.debtor_id, func.min(pr.c.promised_date).label("on"))
+            .where(pr.c.tenant_id == tenant_id, pr.c.status == "pending",
+                   *only(pr.c.debtor_id, debtors))
+            .group_by(pr.c.debtor_id).subquery("pr"))
+
+
+def next_installment(tenant_id: int, debtors: Debtors = None) -> Any:
+    """The ``next_installment_date`` anchor: the due date of the first installment of each
+    debtor's active plans that what was paid does not cover."""
+    ar, i = table_of(Arrangement), table_of(Installment)
+    return (select(ar.c.debtor_id, func.min(i.c.due_date).label("on"))
+            .select_from(ar.join(i, i.c.arrangement_id == ar.c.id))
+            .where(ar.c.tenant_id == tenant_id, ar.c.status == "active",
+                   i.c.cumulative_minor > ar.c.paid_minor, *only(ar.c.debtor_id, debtors))
+            .group_by(ar.c.debtor_id).subquery("ni"))
+
+
+def obligation_due(tenant_id: int, products: list[str], debtors: Debtors = None) -> Any:
+    """The ``obligation_due_date`` anchor: per debtor and product (of those the steps
+    name), the earliest due date of their open obligations of that product."""
+    o = table_of(Obligation)
+    return (select(o.c.debtor_id, o.c.product, func.min(o.c.due_date).label("on"))
+            .where(o.c.tenant_id == tenant_id, o.c.status == "open",
+                   o.c.kind != "credit_note", o.c.outstanding_minor > 0,
+                   o.c.product.in_(products), *only(o.c.debtor_id, debtors))
+            .group_by(o.c.debtor_id, o.c.product).subquery("ob"))
 
 
 def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
@@ -346,29 +399,49 @@ def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
 
 
 async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult) -> None:
-    w = await _windows(session, tenant_id, cfg, now)
+                       result: PlanResult, debtors: Debtors = None) -> None:
+    w = await _windows(session, tenant_id, cfg, now, debtors)
     if w is None:
         return
     e, d, pl = table_of(Enrollment), table_of(Debtor), table_of(Placement)
-    b = oldest_unpaid(tenant_id)
-    anchor = case((w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
-                  (w.c.anchor == "segment_entry", e.c.entered_on),
-                  (w.c.anchor == "stage_entry", stage_entered(session, pl, d)),
-                  else_=func.coalesce(e.c.last_step_on, e.c.entered_on))
+    b = oldest_unpaid(tenant_id, debtors)
+    # The anchors the steps in use need, and only those joined (one aggregate each).
+    steps = [s for v in cfg.versions.values() for s in v.steps]
+    used = {s["anchor"] for s in steps}
+    whens: list[tuple[Any, Any]] = [
+        (w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
+        (w.c.anchor == "segment_entry", e.c.entered_on),
+        (w.c.anchor == "stage_entry", stage_entered(session, pl, d))]
+    joined = (e.join(d, d.c.id == e.c.debtor_id)
+              .join(w, and_(w.c.version_id == e.c.version_id,
+                            w.c.step_index == e.c.step_index, w.c.zone == d.c.timezone))
+              .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
+              .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+    if "promise_date" in used:
+        pr = pending_promise(tenant_id, debtors)
+        joined = joined.outerjoin(pr, pr.c.debtor_id == e.c.debtor_id)
+        whens.append((w.c.anchor == "promise_date", pr.c.on))
+    if "next_installment_date" in used:
+        ni = next_installment(tenant_id, debtors)
+        joined = joined.outerjoin(ni, ni.c.debtor_id == e.c.debtor_id)
+        whens.append((w.c.anchor == "next_installment_date", ni.c.on))
+    if "obligation_due_date" in used:
+        products = sorted({s["obligation_product"] for s in steps
+                           if s["anchor"] == "obligation_due_date"})
+        ob = obligation_due(tenant_id, products, debtors)
+        joined = joined.outerjoin(ob, and_(ob.c.debtor_id == e.c.debtor_id,
+                                           ob.c.product == w.c.product))
+        whens.append((w.c.anchor == "obligation_due_date", ob.c.on))
+    anchor = case(*whens, (w.c.anchor == "previous_step",
+                           func.coalesce(e.c.last_step_on, e.c.entered_on)), else_=None)
     rows = (select(
         e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id, e.c.version_id, w.c.priority,
         w.c.step_index, w.c.step_key, w.c.kind, w.c.channel, anchor, w.c.due_on,
         w.c.planned_at, case((w.c.kind == "wait", "done"), else_="planned"),
         literal(now, UtcDateTime()), literal(now, UtcDateTime()))
-        .select_from(e.join(d, d.c.id == e.c.debtor_id)
-                     .join(w, and_(w.c.version_id == e.c.version_id,
-                                   w.c.step_index == e.c.step_index,
-                                   w.c.zone == d.c.timezone))
-                     .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
-                     .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+        .select_from(joined)
         .where(e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
-               anchor <= w.c.latest_anchor)
+               anchor <= w.c.latest_anchor, *only(e.c.debtor_id, debtors))
         .order_by(e.c.id))
     stmt = _dialect_insert(session, table_of(Action)).from_select(
         ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id", "priority",
@@ -394,7 +467,7 @@ def better_than(w: Any, a: Any) -> Any:
 
 
 async def supersede(session: AsyncSession, tenant_id: int, since: date, now: datetime,
-                    result: PlanResult) -> None:
+                    result: PlanResult, debtors: Debtors = None) -> None:
     a = table_of(Action)
     w = a.alias("w")
     rivals = and_(w.c.tenant_id == tenant_id, w.c.debtor_id == a.c.debtor_id,
@@ -405,7 +478,8 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
         .limit(1).scalar_subquery())
     done = await session.execute(update(a).where(
         a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.due_on >= since, exists().where(rivals, better_than(w, a)))
+        a.c.due_on >= since, *only(a.c.debtor_id, debtors),
+        exists().where(rivals, better_than(w, a)))
         .values(status="superseded", superseded_by=winner, updated_at=now))
     result.superseded += int(done.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -413,13 +487,14 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
 # --- 5. advance ---------------------------------------------------------------------------
 
 async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                  result: PlanResult) -> None:
+                  result: PlanResult, debtors: Debtors = None) -> None:
     e, a = table_of(Enrollment), table_of(Action)
     taken = and_(a.c.enrollment_id == e.c.id, a.c.step_index == e.c.step_index,
                  a.c.version_id == e.c.version_id,
                  a.c.status.not_in(("superseded", "cancelled")))
     await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status == "active", exists().where(taken)).values(
+        e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
+        exists().where(taken)).values(
         step_index=e.c.step_index + 1,
         last_step_on=select(func.max(a.c.due_on)).where(taken).scalar_subquery(),
         updated_at=now))
@@ -428,7 +503,8 @@ async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datet
     steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
                  else_=10**6)
     done = await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status == "active", e.c.step_index >= steps).values(
+        e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
+        e.c.step_index >= steps).values(
         status="completed", reason="every step was planned", ended_at=now, updated_at=now))
     result.completed += int(done.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -539,8 +615,8 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
         _, opening = next_opening(at, zone, step["window"])
         if opening == at:
             return judged, at
-        again = judge_channels(host, loaded, row.debtor_id, step["channels"], opening,
-                               row.due_on)
+        again = judge_channels(host, loaded, row.debtor_id,
+                               chain_of(step, getattr(row, "attempt", 0)), opening, row.due_on)
         if again.decision != "defer" or again.until is None:
             return (judged if again.decision == "allow" else again), opening
         at = again.until
@@ -604,13 +680,19 @@ async def bulk_update_actions(session: AsyncSession, changes: list[dict[str, Any
 UPDATE_CHUNK = 10_000
 
 
+def chain_of(step: dict[str, Any], attempt: int) -> list[dict[str, Any]]:
+    """The channels an action of ``step`` may use: its fallback from ``attempt`` on."""
+    return list(step.get("channels") or [])[attempt:]
+
+
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
-                       now: datetime, result: PlanResult) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
     a = table_of(Action)
     rows = (await session.execute(select(a.c.id, a.c.debtor_id, a.c.version_id,
-                                         a.c.step_index, a.c.planned_at, a.c.due_on).where(
+                                         a.c.step_index, a.c.planned_at, a.c.due_on,
+                                         a.c.attempt).where(
         a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.verdict.is_(None)))).all()
+        a.c.verdict.is_(None), *only(a.c.debtor_id, debtors)))).all()
     if not rows:
         return
     loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
@@ -620,12 +702,13 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
     memo: dict[tuple[Any, ...], tuple[Judged, datetime]] = {}
     for r in rows:
         step = cfg.versions[r.version_id].steps[r.step_index]
-        key = (r.version_id, r.step_index, *gate_key(loaded, r.debtor_id, step["channels"],
-                                                     r.planned_at, r.due_on))
+        channels = chain_of(step, r.attempt)
+        key = (r.version_id, r.step_index, r.attempt,
+               *gate_key(loaded, r.debtor_id, channels, r.planned_at, r.due_on))
         found = memo.get(key)
         if found is None:
-            judged = judge_channels(host, loaded, r.debtor_id, step["channels"],
-                                    r.planned_at, r.due_on)
+            judged = judge_channels(host, loaded, r.debtor_id, channels, r.planned_at,
+                                    r.due_on)
             at = r.planned_at
             if judged.decision == "defer" and judged.until is not None:
                 judged, at = fit_to_window(host, loaded, r, step, judged)
@@ -647,24 +730,43 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
 # --- the pass -----------------------------------------------------------------------------
 
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
-                      now: datetime | None = None) -> PlanResult:
-    """One planner pass over the tenant's whole portfolio, in the caller's transaction."""
+                      now: datetime | None = None, *, debtors: Debtors = None) -> PlanResult:
+    """One planner pass over the tenant's whole portfolio (or only ``debtors``: the
+    replanning of :mod:`cartera.strategies.replan`), in the caller's transaction."""
     now = now or clock.now()
-    await lock_tenant(session, tenant_id)
+    await lock_tenant(session, tenant_id, shared=debtors is not None)
     result = PlanResult()
     zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
     today = now.astimezone(ZoneInfo(zone or "UTC")).date()
-    cfg = await load_config(session, tenant_id)
-    await exit_unbound(session, tenant_id, cfg, now, result)
-    await enroll(session, tenant_id, cfg, today, now, result)
-    cfg = await load_config(session, tenant_id)
-    await stop_matched(session, tenant_id, cfg, today, now, result)
-    await plan_actions(session, tenant_id, cfg, now, result)
-    await analyze_if_grown(session, result)
-    await supersede(session, tenant_id, today - timedelta(days=1), now, result)
-    await advance(session, tenant_id, cfg, now, result)
-    await gate_planned(session, host, tenant_id, cfg, now, result)
-    await hold_by_policy(session, tenant_id, now, result)
+    cfg = await load_config(session, tenant_id, debtors)
+    if debtors is not None and not cfg.versions:
+        return result
+    await exit_unbound(session, tenant_id, cfg, now, result, debtors)
+    live: set[int] | None = None
+    if debtors is not None:
+        # A few debtors (an event's): those still enrolled need no enroll statements, and
+        # only their versions' stop rules are evaluated.
+        e = table_of(Enrollment)
+        live = set((await session.scalars(select(e.c.version_id).where(
+            e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
+            *only(e.c.debtor_id, debtors)))).all())
+    if not live or not isinstance(debtors, int):
+        await enroll(session, tenant_id, cfg, today, now, result, debtors)
+    if debtors is None:
+        cfg = await load_config(session, tenant_id)
+    await stop_matched(session, tenant_id, cfg, today, now, result, debtors,
+                       None if result.enrolled or not isinstance(debtors, int) else live)
+    await plan_actions(session, tenant_id, cfg, now, result, debtors)
+    if debtors is None or result.planned:
+        # Nothing planned for an event's debtors: no new rival, no step to advance past,
+        # nothing to gate.
+        if debtors is None:
+            await analyze_if_grown(session, result)
+        await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
+        await advance(session, tenant_id, cfg, now, result, debtors)
+        await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
+    if debtors is None:
+        await hold_by_policy(session, tenant_id, now, result)
     return result
 
 

@@ -10,10 +10,17 @@ from msgspec import Struct
 
 from cartera.types import Code, Id, ShortName, Text64, Text500
 
-Anchor = Literal["oldest_unpaid_due_date", "segment_entry", "stage_entry", "previous_step"]
+Anchor = Literal["oldest_unpaid_due_date", "obligation_due_date", "segment_entry",
+                 "stage_entry", "previous_step", "promise_date", "next_installment_date"]
 """What a step's offset counts from: the debtor's oldest unpaid due date (any currency),
-the day they were enrolled (they enter the segment), the day their stage last changed, or
-the day the previous step was planned for (the enrollment day for the first step)."""
+the due date of their open obligation of the step's ``obligation_product`` (the earliest
+when several), the day they were enrolled (they enter the segment), the day their stage
+last changed, the day the previous step was planned for (the enrollment day for the first
+step), the date of their pending promise (the earliest), or the due date of the next
+unpaid installment of their active plan. A step whose anchor has no date waits."""
+DATE_ANCHORS = ("oldest_unpaid_due_date", "obligation_due_date", "promise_date",
+                "next_installment_date")
+"""Anchors that are dates the debtor owes by: a negative offset is a reminder before."""
 StepKind = Literal["message", "task", "stage_change", "webhook", "wait"]
 ContactChannel = Literal["sms", "whatsapp", "email", "voice", "letter", "visit"]
 InFlight = Literal["finish", "same_key", "restart"]
@@ -36,6 +43,9 @@ class ChannelIn(Struct, forbid_unknown_fields=True):
     channel: ContactChannel
     template_id: Id
     integration_id: Id | None = None
+    fallback_after_hours: Annotated[int, msgspec.Meta(ge=1, le=168)] | None = None
+    """No delivery this many hours after the message was queued: the next channel is
+    tried (a failure tries it at once). Not on the last channel."""
 
 
 class WindowIn(Struct, forbid_unknown_fields=True):
@@ -63,8 +73,11 @@ class StepIn(Struct, forbid_unknown_fields=True):
     kind: StepKind
     anchor: Anchor = "previous_step"
     offset_days: OffsetDays = 0
-    """Days after the anchor (negative only from ``oldest_unpaid_due_date``: a reminder
-    before the due date)."""
+    """Days after the anchor (negative only from a date the debtor owes by, see
+    :data:`DATE_ANCHORS`: a reminder before it)."""
+    obligation_product: Code | None = None
+    """``obligation_due_date``: required, the product of the obligation whose due date
+    anchors the step."""
     window: WindowIn = msgspec.field(default_factory=WindowIn)
     channels: list[ChannelIn] = msgspec.field(default_factory=list)
     """``message``: at least one, tried in order (no usable contact point, gate denial)."""
@@ -119,6 +132,7 @@ class StepOut(Struct):
     task: TaskIn | None
     stage_code: str | None
     event: str | None
+    obligation_product: str | None = None
 
 
 class VersionOut(Struct):
@@ -188,6 +202,11 @@ class ActionOut(Struct):
     outcome: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime
+    attempt: int = 0
+    """0; for an action planned because the one before failed or was not delivered in
+    time, the index of its first channel in the step's fallback."""
+    fallback_of: int | None = None
+    """The action this one falls back from."""
 
 
 class PriceIn(Struct, forbid_unknown_fields=True):

@@ -44,11 +44,14 @@ LIVE = ("active", "paused")
 DEFAULT_PLAN_HOUR = 6
 
 
-async def lock_tenant(session: AsyncSession, tenant_id: int) -> None:
+async def lock_tenant(session: AsyncSession, tenant_id: int, *, shared: bool = False) -> None:
     """Until the transaction ends, on PostgreSQL: activations and planner passes of the
-    tenant exclude each other (SQLite has one writer at a time already)."""
+    tenant exclude each other (SQLite has one writer at a time already). ``shared``: a
+    replanning of a few debtors (:mod:`cartera.strategies.replan`), which runs beside the
+    others of the tenant but never during an activation or a whole-portfolio pass."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        await session.execute(text(f"SELECT {fn}(:space, :tenant)"),
                               {"space": _LOCK_SPACE, "tenant": tenant_id})
 
 
@@ -97,9 +100,14 @@ def _validate_step(step: schemas.StepIn, path: str, index: int, seen: set[str],
     if step.key in seen:
         raise _fail(f"step key {step.key!r} is used twice", "duplicate_step_key", f"{path}.key")
     seen.add(step.key)
-    if step.offset_days < 0 and step.anchor != "oldest_unpaid_due_date":
-        raise _fail("only an oldest_unpaid_due_date anchor takes a negative offset (a "
-                    "reminder before the due date)", "negative_offset", f"{path}.offset_days")
+    if step.offset_days < 0 and step.anchor not in schemas.DATE_ANCHORS:
+        raise _fail(f"only the anchors {', '.join(schemas.DATE_ANCHORS)} take a negative "
+                    "offset (a reminder before the date)", "negative_offset",
+                    f"{path}.offset_days")
+    if (step.anchor == "obligation_due_date") != (step.obligation_product is not None):
+        raise _fail("an obligation_due_date anchor names its obligation_product, and only "
+                    "it does", "obligation_product_required" if step.obligation_product is None
+                    else "obligation_product_unused", f"{path}.obligation_product")
     w = step.window
     if w.start_hour >= w.end_hour:
         raise _fail("the window never opens: start_hour must be before end_hour",
@@ -139,6 +147,9 @@ def _validate_action(step: schemas.StepIn, path: str, templates: dict[int, str],
             if found != ch.channel:
                 raise _fail(f"template {ch.template_id} is for {found}, not {ch.channel}",
                             "template_channel_mismatch", f"{cpath}.template_id")
+            if ch.fallback_after_hours is not None and j == len(step.channels) - 1:
+                raise _fail("the last channel has no next channel to fall back to",
+                            "no_fallback_channel", f"{cpath}.fallback_after_hours")
     elif step.kind == "task" and step.task is None:
         raise _fail("a task step needs a task (queue, priority, due_hours)", "missing_task",
                     f"{path}.task")
@@ -418,7 +429,8 @@ def action_out(a: Action) -> schemas.ActionOut:
         step_key=a.step_key, kind=a.kind, channel=a.channel, anchor_on=a.anchor_on,
         due_on=a.due_on, planned_at=a.planned_at, status=a.status,  # type: ignore[arg-type]
         superseded_by=a.superseded_by, verdict=a.verdict, outcome=a.outcome,
-        created_at=a.created_at, updated_at=a.updated_at)
+        created_at=a.created_at, updated_at=a.updated_at, attempt=a.attempt,
+        fallback_of=a.fallback_of)
 
 
 # --- planner settings ---------------------------------------------------------------------

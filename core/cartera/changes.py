@@ -1,0 +1,140 @@
+"""One place for "this debtor changed": the re-derivation chain every write path calls.
+
+A write that touches a debtor (a payment or its reversal, an obligation, a promise made
+or broken, an installment plan, their profile or contact points, an inbound reply, an
+opt-out, a delivery failure) calls :func:`debtor_changed` in its own transaction, last.
+The chain then re-derives, in this order and in that same transaction, what depends on it:
+
+1. ``balances``   — allocations, outstanding amounts and the balance summary (payments);
+2. ``promises``   — promises and installment plans kept or broken (negotiation);
+3. ``placements`` — stage and segment (segmentation);
+4. ``plan``       — strategy enrollment and the debtor's next actions (strategies).
+
+Each domain contributes its step with :func:`step` (the name fixes its place in
+:data:`ORDER`). This module imports no domain: the domains below (portfolio, payments,
+negotiation) call it without importing the domains above them, and the steps are loaded
+by name from :data:`STEP_MODULES`, as :mod:`cartera.jobs.catalog` loads job handlers.
+``tests/test_architecture.py`` keeps the layering (:data:`LAYERS`) honest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera import clock
+from cartera.tenants.models import Tenant
+
+ORDER = ("balances", "promises", "placements", "plan")
+"""The chain's steps, in the order they run."""
+
+STEP_MODULES = (
+    "cartera.payments.allocation",
+    "cartera.negotiation.status",
+    "cartera.segmentation.service",
+    "cartera.strategies.replan",
+)
+"""The modules that register the steps of :data:`ORDER` (one each, in that order)."""
+
+LAYERS = ("portfolio", "payments", "negotiation", "messaging", "segmentation", "strategies")
+"""The domains, lowest first: a domain calls nothing of those after it (it may read their
+tables, their ``models``). Messaging sits below segmentation: the rules read contact
+kinds and consent; a reply or an opt-out re-segments through this chain."""
+
+MONEY = frozenset({"payment", "reversal", "obligation"})
+"""Changes to the debtor's money: the balances are recomputed under the money lock."""
+SETTLE = MONEY | {"promise_made", "arrangement_made"}
+"""Changes after which promises and plans are re-derived."""
+KINDS = SETTLE | {"promise_broken", "promise_settled", "promise_cancelled",
+                  "arrangement_cancelled", "debtor", "contact_point", "reply", "opt_out",
+                  "delivery_failure", "placement", "deleted"}
+"""Every kind of change. ``deleted``: the debtor is about to be deleted in the caller's
+transaction (each step removes what it keeps of them that nothing cascades to)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What changed for which debtor, and the tenant's business day and instant of it."""
+
+    tenant_id: int
+    debtor_id: int | None
+    """None: many of the tenant's debtors changed (:func:`tenant_changed`)."""
+    kind: str
+    today: date
+    now: datetime
+
+    @property
+    def money(self) -> bool:
+        return self.kind in MONEY
+
+    @property
+    def settle(self) -> bool:
+        return self.kind in SETTLE
+
+
+Step = Callable[[AsyncSession, Change], Awaitable[None]]
+_steps: dict[str, Step] = {}
+
+
+def step(name: str) -> Callable[[Step], Step]:
+    """Register the domain's step ``name`` (one of :data:`ORDER`) of the chain."""
+    if name not in ORDER:
+        raise ValueError(f"unknown step {name!r}; the chain's steps are {ORDER}")
+
+    def register(fn: Step) -> Step:
+        _steps[name] = fn
+        return fn
+
+    return register
+
+
+def steps() -> list[Step]:
+    """The registered steps in :data:`ORDER`, loading their modules the first time."""
+    if len(_steps) < len(ORDER):
+        for module in STEP_MODULES:
+            importlib.import_module(module)
+    missing = [name for name in ORDER if name not in _steps]
+    if missing:
+        raise RuntimeError(f"the chain's steps {missing} are not registered")
+    return [_steps[name] for name in ORDER]
+
+
+async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
+    tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    return clock.today_in(tz or "UTC")
+
+
+async def debtor_changed(session: AsyncSession, tenant_id: int, debtor_id: int,
+                         kind: str, *, today: date | None = None,
+                         now: datetime | None = None) -> Change:
+    """Run the chain for one debtor in the caller's transaction (a money change holds the
+    debtor's money lock from the balances step on; the caller takes it before reading
+    their money)."""
+    return await _run(session, tenant_id, debtor_id, kind, today, now)
+
+
+async def tenant_changed(session: AsyncSession, tenant_id: int, kind: str, *,
+                         today: date | None = None, now: datetime | None = None) -> Change:
+    """The chain for many debtors of the tenant at once (say, the promises a periodic job
+    broke): each step works set-based over the tenant (the strategy step leaves them to
+    the tenant's next planner pass)."""
+    if kind in MONEY or kind in SETTLE:
+        raise ValueError(f"a {kind!r} change names its debtor")
+    return await _run(session, tenant_id, None, kind, today, now)
+
+
+async def _run(session: AsyncSession, tenant_id: int, debtor_id: int | None, kind: str,
+               today: date | None, now: datetime | None) -> Change:
+    if kind not in KINDS:
+        raise ValueError(f"unknown change {kind!r}")
+    await session.flush()
+    change = Change(tenant_id, debtor_id, kind, today or await tenant_today(session, tenant_id),
+                    now or clock.now())
+    for fn in steps():
+        await fn(session, change)
+    return change
