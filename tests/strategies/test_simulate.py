@@ -50,9 +50,9 @@ async def test_simulation_advances_day_by_day_and_writes_nothing(
 async def test_the_whole_configuration_simulates_as_a_job_with_costs(
         tenant: TenantClient, app: Litestar, run_jobs: Any) -> None:
     """Every active strategy at once, priorities applied (the lower one never takes the
-    debtors: one live journey each), the task steps counted, the cost per channel from the tenant's price hint
-    (no provider price observed), progress per day on the job; no row of the tenant
-    changes (only the job's own row)."""
+    debtors: one live journey each), the task steps counted, the cost per channel from the
+    tenant's price hint (no provider price observed), progress per day on the job; no row
+    of the tenant changes (only the job's own row)."""
     seg = await segments(tenant)
     sms = await template(tenant)
     await late_debtor(tenant, "A")
