@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
 from cartera.api.idempotency import idempotency_middleware
+from cartera.api.location import location_middleware
 from cartera.api.openapi import install as complete_openapi
 from cartera.api.parameters import before_request as check_parameters
 from cartera.api.problems import EXCEPTION_HANDLERS
@@ -196,7 +197,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
-        middleware=[cast(Any, request_context_middleware), cast(Any, authentication_middleware),
+        middleware=[cast(Any, request_context_middleware), cast(Any, location_middleware),
+                    cast(Any, authentication_middleware),
                     *rate_limit_middleware(settings), cast(Any, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=before_request,

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
+from cartera.api.location import LOCATION
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import Invalid, NotFound
@@ -75,7 +76,7 @@ class StrategyController(Controller):
         return (await service.strategies_out(session, [strategy]))[0]
 
     @post("/{strategy_id:int}/versions", summary="Create a draft version",
-          operation_id="CreateStrategyVersion", **WRITE)
+          operation_id="CreateStrategyVersion", opt={LOCATION: "{path}/{number}"}, **WRITE)
     async def add_version(self, strategy_id: Id, data: schemas.VersionIn,
                           session: AsyncSession, actor: Actor) -> schemas.VersionOut:
         """A new draft numbered after the latest version, validated like a new strategy."""

@@ -249,3 +249,15 @@ class SimulationOut(Struct):
     strategy_id: int | None
     start: date
     days: list[SimulatedDay]
+
+
+def _typed_rules() -> None:
+    from cartera.api.openapi import register_schema
+    from cartera.segmentation.schemas import RULE_SCHEMAS
+
+    register_schema("SegmentRule", RULE_SCHEMAS["SegmentRule"],
+                    fields=((VersionIn, "entry_rule"), (VersionIn, "stop_rule"),
+                            (VersionOut, "entry_rule"), (VersionOut, "stop_rule")))
+
+
+_typed_rules()
