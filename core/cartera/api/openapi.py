@@ -131,6 +131,13 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
         "body_too_large": ("body_too_large", "Request body too large",
                            "the request body exceeds 1048576 bytes", None),
     }),
+    "PreconditionFailed": (412, "`If-Match` names a version the object no longer has: "
+                                "someone changed it since you read it.", {
+        "precondition_failed": ("precondition_failed", "Precondition failed",
+                                "the object changed since you read it (its ETag is not "
+                                "If-Match): read it again and reapply your change",
+                                "If-Match"),
+    }),
     "UnsupportedMediaType": (415, "The body is not in a media type the operation reads "
                                   "(JSON bodies: `application/json`).", {
         "unsupported_media_type": ("unsupported_media_type", "Unsupported media type",
@@ -262,7 +269,31 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
         for method, op in path_item.items():
             if method in {"get", "put", "post", "patch", "delete"}:
                 _complete_operation(path, method, op)
+        _entity_tags(path_item)
     return doc
+
+
+ETAG_HEADER: dict[str, Any] = {
+    "description": "The object's version, for `If-Match` on its updates (`cartera.api.etag`).",
+    "schema": {"type": "string", "examples": ['"63f2a1b4c5d6e"']}}
+
+
+def _entity_tags(path_item: dict[str, Any]) -> None:
+    """An operation taking ``If-Match`` answers 412 and tags its answer; so does the read of
+    the same object (and the create whose answer carries a tag, by ``opt``)."""
+    conditional = [op for op in path_item.values() if isinstance(op, dict) and any(
+        p.get("name") == "If-Match" and p.get("in") == "header"
+        for p in op.get("parameters", []))]
+    if not conditional:
+        return
+    for op in conditional:
+        responses = op["responses"]
+        responses["412"] = {"$ref": REF.format("responses", "PreconditionFailed")}
+        op["responses"] = dict(sorted(responses.items()))
+    for tagged in [*conditional, path_item.get("get") or {}]:
+        ok = tagged.get("responses", {}).get("200")
+        if ok is not None and "$ref" not in ok:
+            ok.setdefault("headers", {})["ETag"] = ETAG_HEADER
 
 
 def _shared_errors(path: str, method: str, op: dict[str, Any]) -> list[str]:
