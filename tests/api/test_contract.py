@@ -137,7 +137,9 @@ def test_enums_are_named_once(app: Litestar) -> None:
         assert None not in node.get("enum", []), node
     assert schemas["ObligationStatus"]["enum"] == ["open", "paid", "disputed", "written_off",
                                                    "cancelled"]
-    assert literal_names()[tuple(schemas["ObligationStatus"]["enum"])] == "ObligationStatus"
+    assert literal_names()[tuple(schemas["ObligationStatus"]["enum"])] == ["ObligationStatus"]
+    assert schemas["JobOut"]["properties"]["status"] == {"$ref": REF + "JobStatus"}
+    assert schemas["ImportOut"]["properties"]["status"] == {"$ref": REF + "ImportStatus"}
     channel = schemas["PromiseCreate"]["properties"]["channel"]
     assert channel == {"oneOf": [{"$ref": REF + "Channel"}, {"type": "null"}]}
 

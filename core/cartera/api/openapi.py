@@ -37,6 +37,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg
 from msgspec import inspect as mi
 
+from cartera.api import listing
 from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE, PUBLIC_WEBHOOK_PREFIX
 from cartera.api.ratelimit import group_of
@@ -478,6 +479,7 @@ def install(app: Litestar) -> None:
     _body_schemas(app, doc)
     _parameter_bounds(app, doc)
     _raw_bodies(app, doc)
+    _list_parameters(app, doc)
     _typed_fields(doc)
     rename_schemas(doc)
     named_enums(doc)
@@ -534,6 +536,40 @@ BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
 MULTIPART_FILE: dict[str, Any] = {
     "type": "object", "required": ["file"],
     "properties": {"file": {**BINARY, "description": "The file, as its own part."}}}
+
+
+def _list_parameter(name: str) -> dict[str, Any]:
+    if name == "sort":
+        return {"name": "sort", "in": "query", "required": False,
+                "description": "Comma-separated `id`, `created`, `updated`, each optionally "
+                               "prefixed with `-` for descending; default `id` (oldest first). "
+                               "Ties are broken by id.",
+                "schema": {"type": "string", "pattern": r"^-?(id|created|updated)"
+                                                        r"(,-?(id|created|updated)){0,2}$",
+                           "examples": ["-created"]}}
+    if name == "ending_before":
+        return {"name": name, "in": "query", "required": False,
+                "description": "Cursor backwards: the items just before the item with this id "
+                               "(not with `starting_after`).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_ID}}
+    field_name, op = name[:-1].split("[")
+    word = {"gte": "at or after", "gt": "after", "lte": "at or before", "lt": "before"}[op]
+    return {"name": name, "in": "query", "required": False,
+            "description": f"Only objects {field_name} {word} this instant (RFC 3339; a date "
+                           "is midnight UTC).",
+            "schema": {"type": "string", "format": "date-time"}}
+
+
+def _list_parameters(app: Litestar, doc: dict[str, Any]) -> None:
+    """Every list takes :mod:`cartera.api.listing`'s parameters."""
+    for path, method, handler in _operations(app):
+        op = doc.get("paths", {}).get(path, {}).get(method)
+        if op is None or not listing.returns_page(handler):
+            continue
+        declared = {p.get("name") for p in op.get("parameters", [])}
+        op["parameters"] = [*op.get("parameters", []),
+                            *(_list_parameter(n) for n in sorted(listing.LIST_PARAMETERS)
+                              if n not in declared)]
 
 
 def _raw_bodies(app: Litestar, doc: dict[str, Any]) -> None:
@@ -649,11 +685,12 @@ def _split_enum(prop: dict[str, Any]) -> tuple[list[Any], bool, dict[str, Any]] 
     return [v for v in enums[0]["enum"] if v is not None], bool(others), rest
 
 
-def literal_names() -> dict[tuple[str, ...], str]:
+def literal_names() -> dict[tuple[str, ...], list[str]]:
     """Named ``Literal`` aliases of Cartera's modules (``ObligationStatus = Literal[...]`` in
-    :mod:`cartera.types`), by their values: an enum with exactly those values takes the
-    alias's name. Two aliases with the same values: the first name in sorted order."""
-    found: dict[tuple[str, ...], str] = {}
+    :mod:`cartera.types`), by their values, in sorted order: an enum with exactly those
+    values takes the alias's name (of several, the one its first use would give, else the
+    first)."""
+    found: dict[tuple[str, ...], list[str]] = {}
     for module_name, module in sorted(sys.modules.items()):
         if not (module_name == "cartera" or module_name.startswith("cartera.")) or module is None:
             continue
@@ -662,8 +699,10 @@ def literal_names() -> dict[tuple[str, ...], str]:
                 continue
             args = get_args(value)
             if args and all(isinstance(a, str) for a in args):
-                found.setdefault(tuple(args), attr)
-    return found
+                names = found.setdefault(tuple(args), [])
+                if attr not in names:
+                    names.append(attr)
+    return {values: sorted(names) for values, names in found.items()}
 
 
 def named_enums(doc: dict[str, Any]) -> None:
@@ -676,12 +715,17 @@ def named_enums(doc: dict[str, Any]) -> None:
     made: dict[str, dict[str, Any]] = {}
     aliases = literal_names()
     for owner, schema in list(schemas.items()):
-        for field_name, prop in schema.get("properties", {}).items():
+        for field_name, field_schema in schema.get("properties", {}).items():
+            prop = field_schema
+            if field_schema.get("type") == "array" and isinstance(field_schema.get("items"), dict):
+                prop = field_schema["items"]  # a list of enum values: its items
             found = _split_enum(prop)
             if found is None:
                 continue
             values, nullable, rest = found
-            name = aliases.get(tuple(values)) or _enum_name(owner, field_name)
+            name = _enum_name(owner, field_name)
+            named = aliases.get(tuple(values), [])
+            name = name if name in named else (named[0] if named else name)
             enum = {"title": name, "type": "string", "enum": values}
             if (name in schemas and name not in made) or made.get(name, enum) != enum:
                 name = f"{owner}{_camel(field_name)}"

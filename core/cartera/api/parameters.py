@@ -29,6 +29,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg
 from msgspec import inspect as mi
 
+from cartera.api import listing
 from cartera.errors import CarteraError, Invalid
 
 MAX_REPEATED = 20
@@ -129,6 +130,8 @@ def query_spec(handler: HTTPRouteHandler) -> QuerySpec:
         names.add(name)
         if _is_date(definition.annotation):
             dates.add(name)
+    if listing.returns_page(handler):
+        names |= listing.LIST_PARAMETERS
     spec = QuerySpec(frozenset(names), frozenset(dates),
                      "data" in handler.parsed_fn_signature.parameters, _body_dates(handler))
     handler.opt["_query_spec"] = spec
@@ -237,8 +240,11 @@ async def before_request(request: Request[Any, Any, Any]) -> None:
     if not isinstance(handler, HTTPRouteHandler):
         return
     spec = query_spec(handler)
+    listing.CURRENT.set(None)
     if not request.url.path.startswith(PUBLIC_WEBHOOK_PREFIX) and not _is_docs(request):
         check_query(request, spec)
+        if spec.names >= listing.LIST_PARAMETERS:
+            listing.CURRENT.set(listing.parse(request.query_params))
     if spec.json_body:
         check_content_type(request, handler)
         await check_json_body(request, spec)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import anyio
 from litestar import Controller, Request, get, post
@@ -22,7 +22,7 @@ from cartera.api.security import secured
 from cartera.errors import CarteraError, Invalid, NotFound
 from cartera.imports import jobs as _jobs  # noqa: F401  (registers the "import" job)
 from cartera.imports import rows
-from cartera.imports.models import ImportRowError, ImportRun
+from cartera.imports.models import ImportRowError, ImportRun, ImportStatus
 from cartera.imports.schemas import ImportOut, ImportRowErrorOut
 from cartera.jobs.models import Job
 from cartera.settings import Settings
@@ -190,7 +190,7 @@ def read_options(path: Path, fmt: str, reading: Reading) -> rows.ReadOptions:
 
 def import_out(run: ImportRun, processed: int | None) -> ImportOut:
     return ImportOut(
-        id=run.id, status=run.status, format=run.format, filename=run.filename,
+        id=run.id, status=cast(ImportStatus, run.status), format=run.format, filename=run.filename,
         size_bytes=run.size_bytes, job_id=run.job_id, rows_total=run.rows_total,
         rows_processed=processed or 0, rows_applied=run.rows_applied,
         rows_failed=run.rows_failed, error=run.error, encoding=run.encoding,

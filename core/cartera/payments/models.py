@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal, get_args
 
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, DebtorOwned, UtcDateTime, debtor_fk, utcnow
 
-PAYMENT_STATUSES = ("applied", "reversed")
+PaymentStatus = Literal["applied", "reversed"]
+PAYMENT_STATUSES = get_args(PaymentStatus)
 
 
 class Payment(DebtorOwned, Base):

@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 from msgspec import Struct
 
+from cartera.payments.models import PaymentStatus
 from cartera.types import Amount, Currency, ExternalRef, Id, Text32, Text128, Text200, Text500
 
 
@@ -49,7 +50,7 @@ class PaymentOut(Struct):
     paid_on: date
     method: str | None
     reference: str | None
-    status: str
+    status: PaymentStatus
     reversed_at: datetime | None
     reversal_reason: str | None
     allocations: list[AllocationOut]

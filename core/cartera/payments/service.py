@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
+from typing import cast
 
 from cartera_sdk.events import PaymentReceived
 from cartera_sdk.money import Money
@@ -16,7 +17,7 @@ from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
 from cartera.payments.locks import lock_debtors
-from cartera.payments.models import Allocation, Payment
+from cartera.payments.models import Allocation, Payment, PaymentStatus
 from cartera.plugins import events as plugin_events
 from cartera.portfolio.models import Debtor, Obligation
 from cartera.portfolio.service import (
@@ -161,7 +162,8 @@ async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[s
             id=p.id, external_ref=p.external_ref, debtor_id=p.debtor_id, currency=p.currency,
             amount=money.from_minor(p.amount_minor, p.currency),
             unapplied_amount=money.from_minor(p.unapplied_minor, p.currency), paid_on=p.paid_on,
-            method=p.method, reference=p.reference, status=p.status, reversed_at=p.reversed_at,
+            method=p.method, reference=p.reference, status=cast(PaymentStatus, p.status),
+            reversed_at=p.reversed_at,
             reversal_reason=p.reversal_reason, allocations=allocs[p.id], created_at=p.created_at)
         for p in payments
     ]

@@ -26,6 +26,7 @@ from cartera.api.pagination import (
 from cartera.api.security import secured
 from cartera.portfolio import schemas, service
 from cartera.portfolio.models import ContactPoint, Debtor, Obligation, Portfolio
+from cartera.tenants.models import Tenant
 from cartera.types import ObligationKind, ObligationStatus
 
 READ = secured("portfolio:read")
@@ -105,14 +106,22 @@ class DebtorController(Controller):
         stage: Annotated[str | None, Parameter(
             description="Collection stage code, e.g. judicial.")] = None,
         as_of: AsOf = None,
+        q: Annotated[str | None, Parameter(
+            min_length=1, max_length=200,
+            description="Search: part of the name, the national id, or an e-mail or phone "
+                        "of a contact point (`+51 987 654 321` and `987654321` are the same "
+                        "phone in a PE tenant).")] = None,
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
-        past due (from the oldest unpaid due date), segment and stage."""
+        past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
         day = as_of or await service.tenant_today(session, actor.tenant_id)
         stmt = service.debtor_filters(
             select(Debtor), as_of=day, tenant_id=actor.tenant_id, zone=zone, country=country,
             tag=tag, portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
             dpd_max=dpd_max, currency=currency)
+        if q is not None:
+            tenant = await session.get(Tenant, actor.tenant_id)
+            stmt = stmt.where(service.debtor_search(q, tenant.country if tenant else "PE"))
         placed = await service.placement_filter(session, actor.tenant_id, segment, stage)
         if placed is not None:
             stmt = stmt.where(placed)
