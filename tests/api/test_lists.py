@@ -109,3 +109,25 @@ async def test_search_misses_and_other_tenants(tenant: TenantClient, make_tenant
     assert (await tenant.api.get("/v1/debtors", params={"q": "100%"})).json()["data"] == []
     other = await make_tenant()
     assert (await other.api.get("/v1/debtors", params={"q": "987654321"})).json()["data"] == []
+
+
+async def test_expand_balance_saves_the_round_trip(tenant: TenantClient) -> None:
+    from tests.api.test_bad_input import OBLIGATION
+
+    debtor = (await tenant.api.post("/v1/debtors", json={
+        "external_ref": "D-1", "name": "Ana", "country": "PE"})).json()
+    other = (await tenant.api.post("/v1/debtors", json={
+        "external_ref": "D-2", "name": "Luis", "country": "PE"})).json()
+    await tenant.api.post("/v1/obligations", json=OBLIGATION)
+    params = {"expand": "balance", "as_of": "2024-07-30"}
+    alone = (await tenant.api.get(f"/v1/debtors/{debtor['id']}/balance",
+                                  params={"as_of": "2024-07-30"})).json()
+    one = (await tenant.api.get(f"/v1/debtors/{debtor['id']}", params=params)).json()
+    assert one["balance"] == alone and alone["balances"][0]["days_past_due"] == 30
+    listed = (await tenant.api.get("/v1/debtors", params=params)).json()["data"]
+    assert [d["balance"] for d in listed] == [alone, {
+        "debtor_id": other["id"], "as_of": "2024-07-30", "balances": []}]
+    plain = (await tenant.api.get(f"/v1/debtors/{debtor['id']}")).json()
+    assert "balance" not in plain
+    r = await tenant.api.get("/v1/debtors", params={"expand": "everything"})
+    assert_problem(r, 422, "validation_error", "expand")

@@ -4,7 +4,7 @@ timeline) and /v1/obligations."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
@@ -32,8 +32,19 @@ from cartera.types import ObligationKind, ObligationStatus
 READ = secured("portfolio:read")
 WRITE = secured("portfolio:write")
 
+Expand = Annotated[list[Literal["balance"]] | None, Parameter(
+    description="`balance`: each debtor with its balance per currency as of `as_of` (what "
+                "`GET /v1/debtors/{id}/balance` answers), in the same request.")]
 AsOf = Annotated[date | None, Parameter(description="Business date to compute days past due "
                                                     "at; default: today in the tenant's zone.")]
+
+
+async def _expand(session: AsyncSession, actor: Actor, debtors: list[schemas.DebtorOut],
+                  day: date) -> None:
+    balances = await service.debtor_balances(session, actor.tenant_id,
+                                             [d.id for d in debtors], day)
+    for d in debtors:
+        d.balance = balances[d.id]
 
 
 class PortfolioController(Controller):
@@ -111,6 +122,7 @@ class DebtorController(Controller):
             description="Search: part of the name, the national id, or an e-mail or phone "
                         "of a contact point (`+51 987 654 321` and `987654321` are the same "
                         "phone in a PE tenant).")] = None,
+        expand: Expand = None,
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
         past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
@@ -128,14 +140,22 @@ class DebtorController(Controller):
         rows = (await session.scalars(paginate(stmt, Debtor.id, limit, starting_after))).all()
         page = page_of(rows, limit, lambda d: d)
         page.data = await service.debtor_out(session, page.data)
+        if expand:
+            await _expand(session, actor, page.data, day)
         return page
 
     @get("/{debtor_id:int}", summary="Get a debtor", operation_id="GetDebtor", **READ)
-    async def retrieve(self, debtor_id: Id, session: AsyncSession) -> Response[schemas.DebtorOut]:
+    async def retrieve(self, debtor_id: Id, session: AsyncSession, actor: Actor,
+                       expand: Expand = None,
+                       as_of: AsOf = None) -> Response[schemas.DebtorOut]:
         """One debtor with contact points, related parties and tags (with its `ETag`)."""
         debtor = await service.get_debtor(session, debtor_id)
         stamp = debtor.updated_at
-        return with_etag((await service.debtor_out(session, [debtor]))[0], stamp)
+        out = (await service.debtor_out(session, [debtor]))[0]
+        if expand:
+            day = as_of or await service.tenant_today(session, actor.tenant_id)
+            await _expand(session, actor, [out], day)
+        return with_etag(out, stamp)
 
     @patch("/{debtor_id:int}", summary="Update a debtor", operation_id="UpdateDebtor", **WRITE)
     async def update(self, debtor_id: Id, data: schemas.DebtorUpdate, session: AsyncSession,

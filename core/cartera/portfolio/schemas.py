@@ -168,6 +168,8 @@ class DebtorOut(Struct):
     """The debtor's collection stage code (null before their first evaluation)."""
     created_at: datetime
     updated_at: datetime
+    balance: DebtorBalanceOut | UnsetType = UNSET
+    """With ``expand=balance`` only: what ``GET /v1/debtors/{id}/balance`` answers."""
 
 
 class ObligationCreate(Struct, forbid_unknown_fields=True):
