@@ -74,6 +74,11 @@ async def test_a_missing_field_is_named(tenant: TenantClient) -> None:
         {"kind": "phone"}]})
     assert_problem(r, 422, "validation_error", "contact_points[0].value")
     assert r.json()["errors"][0]["param"] == "contact_points[0].value"
+    r = await tenant.api.post("/v1/debtors", json={**DEBTOR, "nickname": "A"})
+    assert_problem(r, 422, "validation_error", "nickname")
+    r = await tenant.api.post("/v1/debtors", json={**DEBTOR, "contact_points": [
+        {"kind": "phone", "value": "987654321", "extra": 1}]})
+    assert_problem(r, 422, "validation_error", "contact_points[0].extra")
 
 
 async def test_a_wrong_media_type_is_415(tenant: TenantClient) -> None:

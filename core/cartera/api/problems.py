@@ -99,14 +99,15 @@ def cartera_error_handler(request: Request[Any, Any, Any], exc: CarteraError) ->
     )
 
 
-_MISSING = re.compile(r"missing required field `([^`]+)`")
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
 
 
 def _param_of(key: Any, message: Any) -> str | None:
-    """The field at fault as a path: a missing field is named itself (msgspec reports the
-    object that lacks it, the body being ``data``), and the body as a whole is no field."""
+    """The field at fault as a path: a missing or unknown field is named itself (msgspec
+    reports the object that lacks or has it, the body being ``data``), and the body as a
+    whole is no field."""
     path = None if key in (None, "", "data") else str(key).removeprefix("data.")
-    missing = _MISSING.search(str(message or ""))
+    missing = _NAMED_FIELD.search(str(message or ""))
     if missing:
         return f"{path}.{missing.group(1)}" if path else missing.group(1)
     return path
