@@ -123,3 +123,20 @@ def test_the_document_declares_tags(app: Litestar) -> None:
                  "/v1/portfolios/{portfolio_id}"):
         assert "ETag" in doc["paths"][path]["get"]["responses"]["200"]["headers"], path
         assert any(p["name"] == "If-Match" for p in doc["paths"][path]["patch"]["parameters"])
+
+
+async def test_integrations_and_webhook_endpoints_are_conditional(tenant: TenantClient) -> None:
+    created = await tenant.api.post("/v1/webhook-endpoints", json={
+        "url": "https://example.com/hook", "event_types": ["*"]})
+    assert created.status_code == 201, created.text
+    endpoint_id = created.json()["endpoint"]["id"]
+    assert created.headers["location"] == f"/v1/webhook-endpoints/{endpoint_id}"
+    await _conditional_update(tenant, f"/v1/webhook-endpoints/{endpoint_id}",
+                              {"description": "a"}, {"description": "b"})
+    integration = await tenant.api.post("/v1/integrations", json={
+        "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
+        "config": {"base_url": "https://sms.example.com", "sender": "ACME"},
+        "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
+    assert integration.status_code == 201, integration.text
+    await _conditional_update(tenant, f"/v1/integrations/{integration.json()['id']}",
+                              {"name": "SMS 2"}, {"name": "SMS 3"})

@@ -3,8 +3,8 @@
 By default the created object's ``id`` appended to the request path (``POST /v1/debtors`` ->
 ``/v1/debtors/42``). A handler whose object lives elsewhere names it with a template of the
 response's fields (and ``{path}``, the request path) in ``opt[LOCATION]``
-(``/v1/payments/{id}`` for a reversal). A handler that
-sets ``Location`` itself is left alone.
+(``/v1/payments/{id}`` for a reversal, ``{path}/{endpoint[id]}`` for a nested object).
+A handler that sets ``Location`` itself is left alone.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def location_of(scope: Scope, body: bytes) -> str | None:
     if template:
         try:
             return str(template).format(**{**created, "path": scope["path"].rstrip("/")})
-        except (KeyError, IndexError, ValueError):
+        except (KeyError, IndexError, TypeError, ValueError):
             return None
     if created.get("id") is None:
         return None
