@@ -18,6 +18,7 @@ from litestar.static_files import create_static_files_router
 from cartera import __version__
 from cartera.api.context import AppContext, provide_actor, provide_session
 from cartera.api.idempotency import idempotency_middleware
+from cartera.api.location import location_middleware
 from cartera.api.openapi import install as complete_openapi
 from cartera.api.parameters import before_request as check_parameters
 from cartera.api.problems import EXCEPTION_HANDLERS
@@ -47,8 +48,11 @@ from cartera.settings import Settings, get_settings, install_settings
 DESCRIPTION = """Cartera is a headless collections-management API (gestión de cobranzas).
 
 Conventions: every error is RFC 9457 `application/problem+json` with a stable `code` (and
-`param` when one field is at fault); lists use cursor pagination (`limit`, `starting_after`,
-`has_more`); POSTs accept an `Idempotency-Key`; money is an exact decimal string with its ISO
+`param` when one field is at fault, `instance` and `request_id` always); lists use cursor
+pagination (`limit`, `starting_after` or `ending_before`, `has_more`) and take `sort` and
+`created[gte]`-style ranges; a 201 names the new object in `Location`; single-object reads
+carry an `ETag` that updates take as `If-Match` (412 when stale); POSTs accept an
+`Idempotency-Key`; money is an exact decimal string with its ISO
 4217 currency; authenticate with OAuth 2.0 client credentials at `/oauth/token`. A query
 parameter an operation does not take is refused (400 `unknown_parameter`), and the token
 endpoint, the webhook route and expensive operations are rate-limited (429 with
@@ -199,7 +203,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         route_handlers=route_handlers(),
         lifespan=[lifespan],
         dependencies={"session": Provide(provide_session), "actor": Provide(provide_actor)},
-        middleware=[cast(Any, request_context_middleware), cast(Any, authentication_middleware),
+        middleware=[cast(Any, request_context_middleware), cast(Any, location_middleware),
+                    cast(Any, authentication_middleware),
                     *rate_limit_middleware(settings), cast(Any, idempotency_middleware)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=before_request,

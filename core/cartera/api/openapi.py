@@ -9,7 +9,9 @@ module adds what every operation shares, so no route has to repeat it:
   404 where a path names an object, 409 on writes, 500 everywhere;
 * 429 (with ``Retry-After`` and the RateLimit headers) on rate-limited operations, 401 on
   the signature-checked webhook route, 503 where a statement timeout can cancel the work;
-* the ``Idempotency-Key`` header on every authenticated POST;
+* the ``Idempotency-Key`` header on every authenticated POST, ``Location`` on every 201;
+* names generators can use (:func:`rename_schemas`, :func:`named_enums`), typed fields
+  msgspec leaves open (:func:`register_schema`) and bodies handlers stream (``RAW_BODY``);
 * what the handlers' signatures enforce and Litestar leaves out: ``additionalProperties:
   false`` on bodies that forbid unknown fields, exact integer bounds of parameters (``ge=0``
   included), ``maxItems`` on repeatable parameters and the accepted date range;
@@ -24,8 +26,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 from litestar import Litestar
@@ -34,6 +37,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg
 from msgspec import inspect as mi
 
+from cartera.api import listing
 from cartera.api.idempotency import KEY_PATTERN, MAX_KEY_LENGTH
 from cartera.api.parameters import MAX_DATE, MAX_REPEATED, MIN_DATE, PUBLIC_WEBHOOK_PREFIX
 from cartera.api.ratelimit import group_of
@@ -48,7 +52,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "An RFC 9457 problem. `code` is stable and machine-readable; `param` names "
                    "the field at fault when there is one.",
-    "required": ["type", "title", "status", "detail", "code"],
+    "required": ["type", "title", "status", "detail", "code", "instance", "request_id"],
     "properties": {
         "type": {"type": "string", "format": "uri",
                  "description": "A URI naming the problem type.",
@@ -127,6 +131,19 @@ _ERRORS: dict[str, tuple[int, str, dict[str, tuple[str, str, str, str | None]]]]
     "PayloadTooLarge": (413, "The request body is larger than the server accepts.", {
         "body_too_large": ("body_too_large", "Request body too large",
                            "the request body exceeds 1048576 bytes", None),
+    }),
+    "PreconditionFailed": (412, "`If-Match` names a version the object no longer has: "
+                                "someone changed it since you read it.", {
+        "precondition_failed": ("precondition_failed", "Precondition failed",
+                                "the object changed since you read it (its ETag is not "
+                                "If-Match): read it again and reapply your change",
+                                "If-Match"),
+    }),
+    "UnsupportedMediaType": (415, "The body is not in a media type the operation reads "
+                                  "(JSON bodies: `application/json`).", {
+        "unsupported_media_type": ("unsupported_media_type", "Unsupported media type",
+                                   "send the body as application/json, not 'text/plain'",
+                                   "Content-Type"),
     }),
     "UnprocessableContent": (422, "Well-formed input that breaks a rule: a wrong type, an "
                                   "unknown currency, too many decimals, an unknown reference.", {
@@ -211,6 +228,10 @@ IDEMPOTENCY_KEY: dict[str, Any] = {
                "pattern": KEY_PATTERN, "examples": ["a4c1e0f2-7b1d-4a59-9a53-5c2f"]},
 }
 
+LOCATION_HEADER: dict[str, Any] = {
+    "description": "The path of the created object (`cartera.api.location`).",
+    "schema": {"type": "string", "examples": ["/v1/debtors/42"]}}
+
 # Request examples of the main create operations, by operationId.
 REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "CreatePortfolio": {"code": "RETAIL-2024", "name": "Retail loans 2024",
@@ -249,7 +270,31 @@ def complete(doc: dict[str, Any]) -> dict[str, Any]:
         for method, op in path_item.items():
             if method in {"get", "put", "post", "patch", "delete"}:
                 _complete_operation(path, method, op)
+        _entity_tags(path_item)
     return doc
+
+
+ETAG_HEADER: dict[str, Any] = {
+    "description": "The object's version, for `If-Match` on its updates (`cartera.api.etag`).",
+    "schema": {"type": "string", "examples": ['"63f2a1b4c5d6e"']}}
+
+
+def _entity_tags(path_item: dict[str, Any]) -> None:
+    """An operation taking ``If-Match`` answers 412 and tags its answer; so does the read of
+    the same object (and the create whose answer carries a tag, by ``opt``)."""
+    conditional = [op for op in path_item.values() if isinstance(op, dict) and any(
+        p.get("name") == "If-Match" and p.get("in") == "header"
+        for p in op.get("parameters", []))]
+    if not conditional:
+        return
+    for op in conditional:
+        responses = op["responses"]
+        responses["412"] = {"$ref": REF.format("responses", "PreconditionFailed")}
+        op["responses"] = dict(sorted(responses.items()))
+    for tagged in [*conditional, path_item.get("get") or {}]:
+        ok = tagged.get("responses", {}).get("200")
+        if ok is not None and "$ref" not in ok:
+            ok.setdefault("headers", {})["ETag"] = ETAG_HEADER
 
 
 def _shared_errors(path: str, method: str, op: dict[str, Any]) -> list[str]:
@@ -275,6 +320,8 @@ def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
     wanted = ["InternalError", *_shared_errors(path, method, op)]
     if "requestBody" in op:
         wanted.append("PayloadTooLarge")
+        if "application/json" in op["requestBody"].get("content", {}):
+            wanted.append("UnsupportedMediaType")
         _optional_body(op["requestBody"])
     _bound_query_parameters(op.get("parameters", []))
     if op.get("operationId") not in OWN_ERRORS:
@@ -301,6 +348,8 @@ def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
         if int(status) >= 400 and "$ref" not in response and not response.get("content"):
             response["content"] = {PROBLEM_JSON: {"schema": {"$ref": REF.format("schemas",
                                                                                  "Problem")}}}
+    if "201" in responses and "$ref" not in responses["201"]:
+        responses["201"].setdefault("headers", {})["Location"] = LOCATION_HEADER
     op["responses"] = dict(sorted(responses.items()))
     example = REQUEST_EXAMPLES.get(op.get("operationId", ""))
     if example is not None:
@@ -314,6 +363,10 @@ def _bound_query_parameters(params: list[dict[str, Any]]) -> None:
         if param.get("in") != "query":
             continue
         schema = param.get("schema", {})
+        if None in schema.get("enum", ()):  # an optional parameter is left out, never null
+            schema["enum"] = [v for v in schema["enum"] if v is not None]
+            kinds = [k for k in schema.get("type", []) if k != "null"]
+            schema["type"] = kinds[0] if len(kinds) == 1 else kinds
         for variant in [schema, *schema.get("oneOf", [])]:
             if variant.get("type") == "array":
                 variant["maxItems"] = MAX_REPEATED
@@ -425,7 +478,271 @@ def install(app: Litestar) -> None:
     doc = complete(plugin.provide_openapi().to_schema())
     _body_schemas(app, doc)
     _parameter_bounds(app, doc)
+    _raw_bodies(app, doc)
+    _list_parameters(app, doc)
+    _typed_fields(doc)
+    rename_schemas(doc)
+    named_enums(doc)
     plugin._openapi_schema = doc
+
+
+# --- Names generators can use -------------------------------------------------------------
+
+RAW_BODY = "raw_body"
+"""Handler ``opt`` key: the media types of a body the handler reads itself (an upload); the
+document declares each as a binary body (``multipart/form-data``: a part named ``file``)."""
+
+EXTRA_SCHEMAS: dict[str, dict[str, Any]] = {}
+"""Named components a domain contributes (e.g. the recursive segment rule)."""
+TYPED_FIELDS: dict[tuple[str, str], str] = {}
+"""(struct qualified name, field) -> the component that types a field msgspec leaves open
+(a ``dict[str, Any]`` the service validates)."""
+
+
+def register_schema(name: str, schema: dict[str, Any],
+                    fields: tuple[tuple[type, str], ...] = ()) -> None:
+    """Add the component ``name`` and make each (struct, field) a reference to it."""
+    EXTRA_SCHEMAS[name] = schema
+    for cls, field_name in fields:
+        TYPED_FIELDS[(f"{cls.__module__}.{cls.__qualname__}", field_name)] = name
+
+
+def _schema_keys(qualified: str) -> list[str]:
+    """The keys Litestar may have given a struct: its name, or its module path + name when
+    two structs share a name (``messaging_schemas_PreviewOut``)."""
+    module, _, name = qualified.rpartition(".")
+    parts = module.split(".")
+    return [name, *("_".join([*parts[i:], name]) for i in range(len(parts) - 1, 0, -1))]
+
+
+def _typed_fields(doc: dict[str, Any]) -> None:
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in EXTRA_SCHEMAS.items():
+        schemas[name] = copy.deepcopy(schema)
+    for (qualified, field_name), name in TYPED_FIELDS.items():
+        for key in _schema_keys(qualified):
+            prop = schemas.get(key, {}).get("properties", {}).get(field_name)
+            if prop is not None:
+                kept = {k: v for k, v in prop.items() if k in {"description", "examples"}}
+                nullable = {"type": "null"} in prop.get("oneOf", []) or "null" in prop.get(
+                    "type", [])
+                ref = {"$ref": REF.format("schemas", name)}
+                prop.clear()
+                prop.update({"oneOf": [ref, {"type": "null"}]} if nullable else ref, **kept)
+                break
+
+
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+MULTIPART_FILE: dict[str, Any] = {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {**BINARY, "description": "The file, as its own part."}}}
+
+
+def _list_parameter(name: str) -> dict[str, Any]:
+    if name == "sort":
+        return {"name": "sort", "in": "query", "required": False,
+                "description": "Comma-separated `id`, `created`, `updated`, each optionally "
+                               "prefixed with `-` for descending; default `id` (oldest first). "
+                               "Ties are broken by id.",
+                "schema": {"type": "string", "pattern": r"^-?(id|created|updated)"
+                                                        r"(,-?(id|created|updated)){0,2}$",
+                           "examples": ["-created"]}}
+    if name == "ending_before":
+        return {"name": name, "in": "query", "required": False,
+                "description": "Cursor backwards: the items just before the item with this id "
+                               "(not with `starting_after`).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_ID}}
+    field_name, op = name[:-1].split("[")
+    word = {"gte": "at or after", "gt": "after", "lte": "at or before", "lt": "before"}[op]
+    return {"name": name, "in": "query", "required": False,
+            "description": f"Only objects {field_name} {word} this instant (RFC 3339; a date "
+                           "is midnight UTC).",
+            "schema": {"type": "string", "format": "date-time"}}
+
+
+def _list_parameters(app: Litestar, doc: dict[str, Any]) -> None:
+    """Every list takes :mod:`cartera.api.listing`'s parameters."""
+    for path, method, handler in _operations(app):
+        op = doc.get("paths", {}).get(path, {}).get(method)
+        if op is None or not listing.returns_page(handler):
+            continue
+        declared = {p.get("name") for p in op.get("parameters", [])}
+        op["parameters"] = [*op.get("parameters", []),
+                            *(_list_parameter(n) for n in sorted(listing.LIST_PARAMETERS)
+                              if n not in declared)]
+
+
+def _raw_bodies(app: Litestar, doc: dict[str, Any]) -> None:
+    """Declare the bodies handlers read as a stream (``opt[RAW_BODY]``: media types)."""
+    for path, method, handler in _operations(app):
+        media_types = handler.opt.get(RAW_BODY)
+        op = doc.get("paths", {}).get(path, {}).get(method)
+        if not media_types or op is None:
+            continue
+        op["requestBody"] = {"required": True, "content": {
+            media: {"schema": MULTIPART_FILE if media == "multipart/form-data" else BINARY}
+            for media in media_types}}
+        responses = op.setdefault("responses", {})
+        responses.setdefault("413", {"$ref": REF.format("responses", "PayloadTooLarge")})
+        op["responses"] = dict(sorted(responses.items()))
+
+
+_GENERIC = re.compile(r"^([A-Za-z0-9]+)_(?:[A-Za-z0-9_]+\.)*([A-Za-z0-9]+)_$")
+"""``Page_cartera.portfolio.schemas.DebtorOut_``: a generic struct and its argument."""
+_MODULE_PREFIXED = re.compile(r"^((?:[a-z0-9]+_)+)([A-Z][A-Za-z0-9]*)$")
+"""``messaging_schemas_PreviewOut``: Litestar's name for one of two structs sharing a name."""
+_ROLE_SUFFIXES = ("Out", "In")
+_MODULE_WORDS = frozenset({"cartera", "schemas", "schema", "api", "routes"})
+
+
+def schema_name(key: str) -> str:
+    """The component name generators see, from the key Litestar gave it. One rule for every
+    schema: a generic keeps its argument's name without the role suffix followed by its own
+    (``Page[DebtorOut]`` -> ``DebtorPage``), and a struct whose name another module also uses
+    is prefixed with its domain (``messaging.schemas.PreviewOut`` -> ``MessagingPreviewOut``).
+    Other names are kept."""
+    generic = _GENERIC.match(key)
+    if generic:
+        outer, arg = generic.groups()
+        for suffix in _ROLE_SUFFIXES:
+            if arg.endswith(suffix) and arg != suffix:
+                arg = arg.removesuffix(suffix)
+                break
+        return f"{arg}{outer}"
+    prefixed = _MODULE_PREFIXED.match(key)
+    if prefixed:
+        words = [w for w in prefixed.group(1).split("_") if w and w not in _MODULE_WORDS]
+        return "".join(w.capitalize() for w in words) + prefixed.group(2)
+    return key
+
+
+def _rewrite_refs(node: Any, renames: dict[str, str], kind: str = "schemas") -> None:
+    prefix = REF.format(kind, "")
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] in renames:
+            node["$ref"] = prefix + renames[ref[len(prefix):]]
+        for value in node.values():
+            _rewrite_refs(value, renames, kind)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_refs(value, renames, kind)
+
+
+def rename_schemas(doc: dict[str, Any]) -> None:
+    """Apply :func:`schema_name` to every component (and its ``title``, which generators use
+    as the class name); two schemas landing on one name is a build error."""
+    schemas: dict[str, Any] = doc.get("components", {}).get("schemas", {})
+    renames = {key: schema_name(key) for key in schemas}
+    seen: dict[str, str] = {}
+    for key, name in renames.items():
+        if name in seen:
+            raise RuntimeError(f"OpenAPI schemas {seen[name]!r} and {key!r} would both be "
+                               f"named {name!r}")
+        seen[name] = key
+    renamed = {renames[key]: schema for key, schema in schemas.items()}
+    for name, schema in renamed.items():
+        schema["title"] = name
+    doc["components"]["schemas"] = dict(sorted(renamed.items()))
+    _rewrite_refs(doc, {k: v for k, v in renames.items() if k != v})
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[_\W]+", name) if part)
+
+
+def _enum_name(owner: str, field_name: str) -> str:
+    """``ObligationOut.status`` -> ``ObligationStatus``; ``ChannelIn.channel`` -> ``Channel``."""
+    base = owner
+    for suffix in ("Create", "Update", *_ROLE_SUFFIXES):
+        if base.endswith(suffix) and base != suffix:
+            base = base.removesuffix(suffix)
+            break
+    word = _camel(field_name)
+    return base if base.endswith(word) else base + word
+
+
+def _split_enum(prop: dict[str, Any]) -> tuple[list[Any], bool, dict[str, Any]] | None:
+    """(values, nullable, other keywords) of a string enum property, in either form Litestar
+    writes it: ``{"enum": [..., null], "type": [...]}`` or ``{"oneOf": [{"enum": ...}, ...]}``."""
+    if "enum" in prop and "$ref" not in prop:
+        kinds = prop.get("type")
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        if not set(kinds) <= {"string", "null"}:
+            return None
+        values = [v for v in prop["enum"] if v is not None]
+        nullable = "null" in kinds or None in prop["enum"]
+        rest = {k: v for k, v in prop.items() if k not in {"enum", "type"}}
+        return (values, nullable, rest) if values else None
+    variants = prop.get("oneOf") or prop.get("anyOf")
+    if not variants:
+        return None
+    enums = [v for v in variants if "enum" in v and v.get("type") == "string"]
+    others = [v for v in variants if v not in enums]
+    if len(enums) != 1 or any(v != {"type": "null"} for v in others):
+        return None
+    rest = {k: v for k, v in prop.items() if k not in {"oneOf", "anyOf"}}
+    return [v for v in enums[0]["enum"] if v is not None], bool(others), rest
+
+
+def literal_names() -> dict[tuple[str, ...], list[str]]:
+    """Named ``Literal`` aliases of Cartera's modules (``ObligationStatus = Literal[...]`` in
+    :mod:`cartera.types`), by their values, in sorted order: an enum with exactly those
+    values takes the alias's name (of several, the one its first use would give, else the
+    first)."""
+    found: dict[tuple[str, ...], list[str]] = {}
+    for module_name, module in sorted(sys.modules.items()):
+        if not (module_name == "cartera" or module_name.startswith("cartera.")) or module is None:
+            continue
+        for attr, value in sorted(vars(module).items()):
+            if attr.startswith("_") or not attr[:1].isupper() or get_origin(value) is not Literal:
+                continue
+            args = get_args(value)
+            if args and all(isinstance(a, str) for a in args):
+                names = found.setdefault(tuple(args), [])
+                if attr not in names:
+                    names.append(attr)
+    return {values: sorted(names) for values, names in found.items()}
+
+
+def named_enums(doc: dict[str, Any]) -> None:
+    """Give every string enum of a component's properties a component of its own, referenced
+    once (``oneOf: [$ref, null]`` when nullable), so generators make one enum type per set
+    of values instead of an inline copy per use (three for a nullable one). It is named after
+    the ``Literal`` alias with those values (:func:`literal_names`), else after its first use
+    (:func:`_enum_name`)."""
+    schemas: dict[str, Any] = doc.get("components", {}).get("schemas", {})
+    made: dict[str, dict[str, Any]] = {}
+    aliases = literal_names()
+    for owner, schema in list(schemas.items()):
+        for field_name, field_schema in schema.get("properties", {}).items():
+            prop = field_schema
+            if field_schema.get("type") == "array" and isinstance(field_schema.get("items"), dict):
+                prop = field_schema["items"]  # a list of enum values: its items
+            found = _split_enum(prop)
+            if found is None:
+                continue
+            values, nullable, rest = found
+            name = _enum_name(owner, field_name)
+            named = aliases.get(tuple(values), [])
+            name = name if name in named else (named[0] if named else name)
+            enum = {"title": name, "type": "string", "enum": values}
+            if (name in schemas and name not in made) or made.get(name, enum) != enum:
+                name = f"{owner}{_camel(field_name)}"
+                enum = {**enum, "title": name}
+                if (name in schemas and name not in made) or made.get(name, enum) != enum:
+                    raise RuntimeError(f"OpenAPI enum {name!r} is defined twice")
+            made[name] = enum
+            ref = {"$ref": REF.format("schemas", name)}
+            prop.clear()
+            if nullable:
+                prop.update({"oneOf": [ref, {"type": "null"}], **rest})
+            elif rest:
+                prop.update({"allOf": [ref], **rest})
+            else:
+                prop.update(ref)
+    schemas.update(made)
+    doc["components"]["schemas"] = dict(sorted(schemas.items()))
 
 
 def document(app: Litestar) -> dict[str, Any]:

@@ -1,13 +1,16 @@
-"""Cursor pagination: ``limit`` (1-100), ``starting_after`` (an id), ``has_more``; id order."""
+"""Cursor pagination: ``limit`` (1-100), ``starting_after`` / ``ending_before`` (ids),
+``has_more``; id order unless ``sort`` says otherwise (:mod:`cartera.api.listing`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, cast
 
 import msgspec
 from litestar.params import Parameter
 from sqlalchemy import Select
+
+from cartera.api import listing
 
 T = TypeVar("T")
 
@@ -35,15 +38,21 @@ class Page(msgspec.Struct, Generic[T]):
     next_cursor: int | None = None
 
 
-def paginate(stmt: Select[Any], id_column: Any, limit: int,
-             starting_after: int | None) -> Select[Any]:
-    if starting_after is not None:
-        stmt = stmt.where(id_column > starting_after)
-    return stmt.order_by(id_column).limit(limit + 1)
+S = TypeVar("S", bound=Select[Any] | Any)
+
+
+def paginate(stmt: S, id_column: Any, limit: int, starting_after: int | None) -> S:
+    """``limit + 1`` rows after the cursor, in the list's order, within the request's
+    ``created``/``updated`` ranges (:mod:`cartera.api.listing`)."""
+    return cast(S, listing.paginate(stmt, id_column, limit, starting_after))
 
 
 def page_of(rows: Sequence[Any], limit: int, convert: Any) -> Page[Any]:
     has_more = len(rows) > limit
-    items = [convert(r) for r in rows[:limit]]
-    cursor = rows[limit - 1].id if has_more else None
+    kept, backwards = listing.in_order(list(rows[:limit]))
+    items = [convert(r) for r in kept]
+    if backwards:  # read with ending_before: the cursor of the page before is its first
+        cursor = kept[0].id if has_more and kept else None
+    else:
+        cursor = rows[limit - 1].id if has_more else None
     return Page(data=items, has_more=has_more, next_cursor=cursor)

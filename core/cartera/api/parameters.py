@@ -29,6 +29,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import ParameterKwarg
 from msgspec import inspect as mi
 
+from cartera.api import listing
 from cartera.errors import CarteraError, Invalid
 
 MAX_REPEATED = 20
@@ -129,6 +130,8 @@ def query_spec(handler: HTTPRouteHandler) -> QuerySpec:
         names.add(name)
         if _is_date(definition.annotation):
             dates.add(name)
+    if listing.returns_page(handler):
+        names |= listing.LIST_PARAMETERS
     spec = QuerySpec(frozenset(names), frozenset(dates),
                      "data" in handler.parsed_fn_signature.parameters, _body_dates(handler))
     handler.opt["_query_spec"] = spec
@@ -237,10 +240,43 @@ async def before_request(request: Request[Any, Any, Any]) -> None:
     if not isinstance(handler, HTTPRouteHandler):
         return
     spec = query_spec(handler)
+    listing.CURRENT.set(None)
     if not request.url.path.startswith(PUBLIC_WEBHOOK_PREFIX) and not _is_docs(request):
         check_query(request, spec)
+        if spec.names >= listing.LIST_PARAMETERS:
+            listing.CURRENT.set(listing.parse(request.query_params))
     if spec.json_body:
+        check_content_type(request, handler)
         await check_json_body(request, spec)
+
+
+class UnsupportedMediaType(CarteraError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+def _takes_json(handler: HTTPRouteHandler) -> bool:
+    data = handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return False
+    media = getattr(data.kwarg_definition, "media_type", None)
+    return media is None or str(getattr(media, "value", media)) == "application/json"
+
+
+def check_content_type(request: Request[Any, Any, Any], handler: HTTPRouteHandler) -> None:
+    """A JSON body sent as something else (a form, text) is 415 ``unsupported_media_type``;
+    ``application/json`` and any ``+json`` type are accepted, and so is a body without a
+    ``Content-Type``."""
+    given = request.headers.get("content-type")
+    if given is None or not _takes_json(handler):
+        return
+    media = given.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                        and media.endswith("+json")):
+        return
+    raise UnsupportedMediaType(f"send the body as application/json, not {media or 'nothing'!r}",
+                               param="Content-Type")
 
 
 def _is_docs(request: Request[Any, Any, Any]) -> bool:

@@ -4,6 +4,8 @@ at fault, ``param``. Stack traces never leave the process."""
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 from typing import Any
 
 from litestar import MediaType, Request, Response
@@ -62,8 +64,27 @@ def problem(
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-def _request_id(request: Request[Any, Any, Any]) -> str | None:
-    return request.scope.get("state", {}).get("request_id")
+_UNSENT = "request_id_unsent"
+
+
+def _request_id(request: Request[Any, Any, Any]) -> str:
+    """The request's id; one made here for an error answered before the request-context
+    middleware ran (an unknown route), which :func:`_with_request_id` then sends."""
+    state = request.scope.setdefault("state", {})
+    if state.get("request_id") is None:
+        state["request_id"] = uuid.uuid4().hex
+        state[_UNSENT] = True
+    return str(state["request_id"])
+
+
+def _with_request_id(handler: Any) -> Any:
+    def identified(request: Request[Any, Any, Any], exc: Any) -> Response[Any]:
+        response: Response[Any] = handler(request, exc)
+        if request.scope.get("state", {}).pop(_UNSENT, False):
+            response.headers["X-Request-ID"] = request.scope["state"]["request_id"]
+        return response
+
+    return identified
 
 
 def cartera_error_handler(request: Request[Any, Any, Any], exc: CarteraError) -> Response[Any]:
@@ -78,10 +99,25 @@ def cartera_error_handler(request: Request[Any, Any, Any], exc: CarteraError) ->
     )
 
 
+_NAMED_FIELD = re.compile(r"(?:missing required|contains unknown) field `([^`]+)`")
+
+
+def _param_of(key: Any, message: Any) -> str | None:
+    """The field at fault as a path: a missing or unknown field is named itself (msgspec
+    reports the object that lacks or has it, the body being ``data``), and the body as a
+    whole is no field."""
+    path = None if key in (None, "", "data") else str(key).removeprefix("data.")
+    missing = _NAMED_FIELD.search(str(message or ""))
+    if missing:
+        return f"{path}.{missing.group(1)}" if path else missing.group(1)
+    return path
+
+
 def _validation_problem(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     raw = exc.extra if isinstance(exc.extra, list) else []
     errors = [
-        {"param": e.get("key"), "source": e.get("source"), "reason": e.get("message")}
+        {"param": _param_of(e.get("key"), e.get("message")), "source": e.get("source"),
+         "reason": e.get("message")}
         for e in raw
         if isinstance(e, dict)
     ]
@@ -160,9 +196,9 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
-    CarteraError: cartera_error_handler,
-    HTTPException: http_exception_handler,
-    Exception: internal_error_handler,
+    CarteraError: _with_request_id(cartera_error_handler),
+    HTTPException: _with_request_id(http_exception_handler),
+    Exception: _with_request_id(internal_error_handler),
 }
 
 __all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "MediaType", "problem"]

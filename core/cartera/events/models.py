@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -20,7 +20,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
 
-DELIVERY_STATUSES = ("pending", "delivering", "succeeded", "failed")
+DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
+DELIVERY_STATUSES = get_args(DeliveryStatus)
 
 
 class OutboxEvent(TenantScoped, Base):

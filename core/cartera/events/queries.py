@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +14,13 @@ from cartera import clock
 from cartera.errors import Invalid, NotFound
 from cartera.events import schemas
 from cartera.events.endpoints import check_filters, matches
-from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
+from cartera.events.models import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    EventDelivery,
+    OutboxEvent,
+    WebhookEndpoint,
+)
 
 _FILTER = re.compile(r"^(\*|[a-z_]+\.(\*|[a-z_]+))$")
 
@@ -120,7 +126,7 @@ async def redeliver(session: AsyncSession, tenant_id: int, event: OutboxEvent,
 
 def delivery_out(d: EventDelivery, event_id: str) -> schemas.DeliveryOut:
     return schemas.DeliveryOut(id=d.id, event_id=event_id, endpoint_id=d.endpoint_id,
-                               status=d.status, attempts=d.attempts,
+                               status=cast(DeliveryStatus, d.status), attempts=d.attempts,
                                next_attempt_at=d.next_attempt_at)
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
+from cartera.api.etag import IfMatch, claim, tagged, with_etag
+from cartera.api.location import LOCATION
 from cartera.api.pagination import IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.events import endpoints, queries, schemas
-from cartera.events.models import DeliveryAttempt
+from cartera.events.models import DeliveryAttempt, WebhookEndpoint
 
 EVENTS_READ = secured("events:read")
 READ = secured("webhook-endpoints:read")
@@ -73,7 +75,7 @@ class WebhookEndpointController(Controller):
     tags = ["Webhook endpoints"]
 
     @post("/", summary="Create a webhook endpoint", operation_id="CreateWebhookEndpoint",
-          **WRITE)
+          opt={LOCATION: "{path}/{endpoint[id]}"}, **WRITE)
     async def create(self, data: schemas.EndpointCreate, session: AsyncSession,
                      actor: Actor) -> schemas.EndpointWithSecret:
         """Register a URL for the event types matching ``event_types``. The URL must be
@@ -94,17 +96,23 @@ class WebhookEndpointController(Controller):
     @get("/{endpoint_id:int}", summary="Get a webhook endpoint",
          operation_id="GetWebhookEndpoint", **READ)
     async def retrieve(self, endpoint_id: int, session: AsyncSession,
-                       actor: Actor) -> schemas.EndpointOut:
-        """One webhook endpoint, with ``failing_since`` when its deliveries fail."""
-        return endpoints.out(await endpoints.get(session, actor.tenant_id, endpoint_id))
+                       actor: Actor) -> Response[schemas.EndpointOut]:
+        """One webhook endpoint, with ``failing_since`` when its deliveries fail (and its
+        `ETag`)."""
+        endpoint = await endpoints.get(session, actor.tenant_id, endpoint_id)
+        return with_etag(endpoints.out(endpoint), endpoint.updated_at)
 
     @patch("/{endpoint_id:int}", summary="Update a webhook endpoint",
            operation_id="UpdateWebhookEndpoint", **WRITE)
     async def update(self, endpoint_id: int, data: schemas.EndpointUpdate,
-                     session: AsyncSession, actor: Actor) -> schemas.EndpointOut:
-        """Change the URL, filters or description, or disable/enable the endpoint."""
-        return endpoints.out(await endpoints.update(session, actor.tenant_id, endpoint_id,
-                                                    data))
+                     session: AsyncSession, actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.EndpointOut]:
+        """Change the URL, filters or description, or disable/enable the endpoint
+        (`If-Match`: only if unchanged since read, else 412)."""
+        this = WebhookEndpoint.id == endpoint_id
+        await claim(session, WebhookEndpoint, if_match, this)
+        out = endpoints.out(await endpoints.update(session, actor.tenant_id, endpoint_id, data))
+        return await tagged(session, WebhookEndpoint, out, this)
 
     @delete("/{endpoint_id:int}", summary="Delete a webhook endpoint",
             operation_id="DeleteWebhookEndpoint", **WRITE)

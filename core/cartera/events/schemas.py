@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
+from cartera.events.models import DeliveryStatus
 from cartera.types import Text500
 
 EventTypeFilter = Annotated[str, msgspec.Meta(
@@ -87,7 +88,7 @@ class DeliveryOut(Struct):
     id: int
     event_id: str
     endpoint_id: int
-    status: str
+    status: DeliveryStatus
     attempts: int
     next_attempt_at: datetime | None
 

@@ -10,6 +10,7 @@ exactly them even when the job is retried after a crash.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -26,7 +27,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
 
-IMPORT_STATUSES = ("queued", "running", "succeeded", "failed")
+ImportStatus = Literal["queued", "running", "succeeded", "failed"]
+IMPORT_STATUSES = get_args(ImportStatus)
 
 
 class ImportRun(TenantScoped, Base):

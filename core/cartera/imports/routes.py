@@ -5,22 +5,24 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import anyio
 from litestar import Controller, Request, get, post
+from litestar.datastructures import UploadFile
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor, app_context
+from cartera.api.openapi import RAW_BODY
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import CarteraError, Invalid, NotFound
 from cartera.imports import jobs as _jobs  # noqa: F401  (registers the "import" job)
 from cartera.imports import rows
-from cartera.imports.models import ImportRowError, ImportRun
+from cartera.imports.models import ImportRowError, ImportRun, ImportStatus
 from cartera.imports.schemas import ImportOut, ImportRowErrorOut
 from cartera.jobs.models import Job
 from cartera.settings import Settings
@@ -41,6 +43,11 @@ FORMAT_DESCRIPTION = """
 {"type":"obligation","external_ref":"F-1","debtor_external_ref":"C-1","kind":"invoice","currency":"PEN","original_amount":"120.50","due_date":"2025-01-31"}
 {"type":"payment","external_ref":"P-1","debtor_external_ref":"C-1","currency":"PEN","amount":"20.50","paid_on":"2025-02-03"}
 ```
+
+**Upload** the file as the body itself (`Content-Type: application/x-ndjson` or `text/csv`,
+streamed to disk), or as the part `file` of a `multipart/form-data` body (its media type, or
+else its name's suffix `.ndjson`, `.jsonl`, `.csv`, gives the format; its name is the
+import's `filename` unless that parameter is given).
 
 **CSV** (`Content-Type: text/csv`): a header row with a `type` column plus any of the flat
 fields above (names match case-insensitively); empty cells mean "not given". Contact points
@@ -108,6 +115,53 @@ async def save_upload(request: Request[Any, Any, Any], target: Path, limit: int)
     return size
 
 
+MULTIPART = "multipart/form-data"
+SUFFIXES = {".csv": "csv", ".ndjson": "ndjson", ".jsonl": "ndjson"}
+
+
+async def multipart_file(request: Request[Any, Any, Any]) -> UploadFile | None:
+    """The ``file`` part of a multipart upload (None when the body is the file itself)."""
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != MULTIPART:
+        return None
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise Invalid("send the file in a multipart part named 'file'", code="missing_file",
+                      param="file")
+    return upload
+
+
+def part_format(upload: UploadFile) -> str:
+    """A part's format: its media type, else its file name's suffix."""
+    media = (upload.content_type or "").split(";", 1)[0].strip().lower()
+    if media in CONTENT_TYPES:
+        return CONTENT_TYPES[media]
+    suffix = Path(upload.filename or "").suffix.lower()
+    if suffix in SUFFIXES:
+        return SUFFIXES[suffix]
+    raise UnsupportedMediaType(
+        "the 'file' part must be application/x-ndjson or text/csv (or named *.ndjson, "
+        f"*.jsonl or *.csv), not {media or 'nothing'!r}", param="file")
+
+
+async def save_part(upload: UploadFile, target: Path, limit: int) -> int:
+    """Copy a multipart file part to ``target`` in chunks; returns its size in bytes."""
+    size = 0
+    try:
+        async with await anyio.open_file(target, "wb") as f:
+            while part := await upload.read(1 << 20):
+                size += len(part)
+                if size > limit:
+                    raise BodyTooLarge(f"an import file may be at most {limit} bytes")
+                await f.write(part)
+    finally:
+        await upload.close()
+    if size == 0:
+        raise Invalid("the file is empty", code="empty_file")
+    return size
+
+
 Encoding = Literal["utf-8", "cp1252", "latin-1"]
 Delimiter = Literal[",", ";", "\t", "|"]
 DecimalMark = Literal[".", ","]
@@ -136,7 +190,7 @@ def read_options(path: Path, fmt: str, reading: Reading) -> rows.ReadOptions:
 
 def import_out(run: ImportRun, processed: int | None) -> ImportOut:
     return ImportOut(
-        id=run.id, status=run.status, format=run.format, filename=run.filename,
+        id=run.id, status=cast(ImportStatus, run.status), format=run.format, filename=run.filename,
         size_bytes=run.size_bytes, job_id=run.job_id, rows_total=run.rows_total,
         rows_processed=processed or 0, rows_applied=run.rows_applied,
         rows_failed=run.rows_failed, error=run.error, encoding=run.encoding,
@@ -160,12 +214,22 @@ async def create_import(request: Request[Any, Any, Any], session: AsyncSession, 
                         filename: str | None, reading: Reading = Reading()) -> ImportRun:
     """Save the upload, then create the import and its job in the caller's transaction."""
     ctx = app_context(request)
-    fmt = format_of(request.headers.get("content-type"))
+    upload = await multipart_file(request)
+    if upload is not None:
+        fmt = part_format(upload)
+        filename = filename or (upload.filename or None)
+        if filename is not None:
+            filename = filename[:300]
+    else:
+        fmt = format_of(request.headers.get("content-type"))
     folder = ctx.settings.home / "imports" / str(actor.tenant_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex}.{fmt}"
     try:
-        size = await save_upload(request, path, ctx.settings.max_import_bytes)
+        if upload is not None:
+            size = await save_part(upload, path, ctx.settings.max_import_bytes)
+        else:
+            size = await save_upload(request, path, ctx.settings.max_import_bytes)
         options = await anyio.to_thread.run_sync(read_options, path, fmt, reading)
         run = ImportRun(tenant_id=actor.tenant_id, format=fmt, filename=filename,
                         file_path=str(path), size_bytes=size, status="queued",
@@ -197,6 +261,7 @@ class ImportController(Controller):
           description=FORMAT_DESCRIPTION, request_max_body_size=MAX_IMPORT_BYTES,
           responses={415: ResponseSpec(None, description="The body is not NDJSON or CSV.",
                                        media_type="application/problem+json")},
+          opt={RAW_BODY: (MULTIPART, "application/x-ndjson", "text/csv")},
           **secured("imports:write"))
     async def create(
         self, request: Request[Any, Any, Any], session: AsyncSession, actor: Actor,

@@ -6,10 +6,12 @@ from datetime import datetime
 
 from msgspec import Struct
 
+from cartera.imports.models import ImportStatus
+
 
 class ImportOut(Struct):
     id: int
-    status: str
+    status: ImportStatus
     """queued (also between attempts after a transient failure, with its `error`), running,
     succeeded or failed; always what its job says."""
     format: str

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
+from cartera.api.etag import IfMatch, claim, tagged, with_etag
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import Conflict
@@ -53,18 +54,24 @@ class IntegrationController(Controller):
     @get("/{integration_id:int}", summary="Get an integration", operation_id="GetIntegration",
          **READ)
     async def retrieve(self, request: Request[Any, Any, Any], integration_id: int,
-                       session: AsyncSession) -> schemas.IntegrationOut:
-        """One integration (secrets are never returned)."""
-        return _out(request, await service.get(session, integration_id))
+                       session: AsyncSession) -> Response[schemas.IntegrationOut]:
+        """One integration (secrets are never returned), with its `ETag`."""
+        integration = await service.get(session, integration_id)
+        return with_etag(_out(request, integration), integration.updated_at)
 
     @patch("/{integration_id:int}", summary="Update an integration",
            operation_id="UpdateIntegration", **WRITE)
     async def update(self, request: Request[Any, Any, Any], integration_id: int,
                      data: schemas.IntegrationUpdate, session: AsyncSession,
-                     actor: Actor) -> schemas.IntegrationOut:
-        """Rename, replace the config, merge new secrets, or enable/disable."""
-        return _out(request, await service.update(session, current_host(), actor,
-                                                  integration_id, data))
+                     actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.IntegrationOut]:
+        """Rename, replace the config, merge new secrets, or enable/disable (`If-Match`:
+        only if unchanged since read, else 412)."""
+        this = Integration.id == integration_id
+        await claim(session, Integration, if_match, this)
+        out = _out(request, await service.update(session, current_host(), actor,
+                                                 integration_id, data))
+        return await tagged(session, Integration, out, this)
 
     @post("/{integration_id:int}/test", summary="Test an integration's connection",
           operation_id="TestIntegration", status_code=200, **WRITE)

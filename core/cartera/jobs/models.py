@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JOB_STATUSES = get_args(JobStatus)
 
 
 class Job(TenantScoped, Base):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from litestar import Controller, get
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -9,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera.api.pagination import Id, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import NotFound
-from cartera.jobs.models import Job
+from cartera.jobs.models import Job, JobStatus
 from cartera.jobs.schemas import JobOut
 
 
 def job_out(j: Job) -> JobOut:
-    return JobOut(id=j.id, kind=j.kind, status=j.status, progress_done=j.progress_done,
+    return JobOut(id=j.id, kind=j.kind, status=cast(JobStatus, j.status),
+                  progress_done=j.progress_done,
                   progress_total=j.progress_total, result=j.result, error=j.error,
                   attempts=j.attempts, created_at=j.created_at, started_at=j.started_at,
                   finished_at=j.finished_at)

@@ -7,11 +7,13 @@ from typing import Any
 
 from msgspec import Struct
 
+from cartera.jobs.models import JobStatus
+
 
 class JobOut(Struct):
     id: int
     kind: str
-    status: str
+    status: JobStatus
     progress_done: int
     progress_total: int | None
     result: dict[str, Any] | None

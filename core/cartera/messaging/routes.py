@@ -7,18 +7,24 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
 from cartera.api.context import Actor, app_context
+from cartera.api.etag import IfMatch, claim, tagged, with_etag
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.audit import service as audit
 from cartera.errors import Invalid, NotFound
 from cartera.messaging import inbound, schemas, sending, templates  # inbound: event handlers
-from cartera.messaging.models import Interaction, InteractionEvent, OptOutKeyword
+from cartera.messaging.models import (
+    Interaction,
+    InteractionEvent,
+    MessageTemplate,
+    OptOutKeyword,
+)
 from cartera.plugins.registry import current_host
 from cartera.portfolio.service import _flush_unique, get_debtor, tenant_today
 
@@ -64,23 +70,29 @@ class TemplateController(Controller):
         return page_of(rows, limit, templates.out)
 
     @get("/{template_id:int}", summary="Get a template", operation_id="GetTemplate", **READ)
-    async def retrieve(self, template_id: int, session: AsyncSession) -> schemas.TemplateOut:
-        """One template."""
-        return templates.out(await templates.get(session, template_id))
+    async def retrieve(self, template_id: int,
+                       session: AsyncSession) -> Response[schemas.TemplateOut]:
+        """One template (with its `ETag`)."""
+        template = await templates.get(session, template_id)
+        return with_etag(templates.out(template), template.updated_at)
 
     @patch("/{template_id:int}", summary="Update a template", operation_id="UpdateTemplate",
            **WRITE)
     async def update(self, template_id: int, data: schemas.TemplateUpdate,
-                     session: AsyncSession, actor: Actor) -> schemas.TemplateOut:
+                     session: AsyncSession, actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.TemplateOut]:
         """Change a template (its version increases); rules and content are checked again,
-        as on create."""
+        as on create. `If-Match`: only if unchanged since read, else 412."""
+        this = MessageTemplate.id == template_id
+        await claim(session, MessageTemplate, if_match, this)
         saved = await templates.get(session, template_id)
         compliance = await templates.check_compliance(
             session, current_host(), actor.tenant_id, saved.channel,
             saved.body if data.body is msgspec.UNSET else data.body,
             saved.subject if data.subject is msgspec.UNSET else data.subject)
-        return templates.out(await templates.update(session, actor, template_id, data),
-                             compliance)
+        out = templates.out(await templates.update(session, actor, template_id, data),
+                            compliance)
+        return await tagged(session, MessageTemplate, out, this)
 
     @post("/{template_id:int}/preview", summary="Preview a template for a debtor",
           operation_id="PreviewTemplate", status_code=200, **READ)

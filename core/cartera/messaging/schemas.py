@@ -64,7 +64,7 @@ class SmsInfo(Struct):
 class TemplateOut(Struct):
     id: int
     code: str
-    channel: str
+    channel: MessageChannel
     locale: str
     name: str
     body: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from cartera_sdk.channels import (
@@ -26,6 +26,7 @@ from cartera.audit import service as audit
 from cartera.errors import Invalid, NotFound
 from cartera.messaging import rendering, sandbox, schemas, sms
 from cartera.messaging.models import MessageTemplate
+from cartera.messaging.schemas import MessageChannel
 from cartera.plugins.host import PluginHost
 from cartera.portfolio.models import Debtor
 from cartera.portfolio.service import _flush_unique, get_debtor
@@ -64,7 +65,8 @@ def sms_info(text: str) -> schemas.SmsInfo:
 def out(t: MessageTemplate, compliance: schemas.TemplateCompliance | None = None
         ) -> schemas.TemplateOut:
     return schemas.TemplateOut(
-        id=t.id, code=t.code, channel=t.channel, locale=t.locale, name=t.name, body=t.body,
+        id=t.id, code=t.code, channel=cast(MessageChannel, t.channel), locale=t.locale,
+        name=t.name, body=t.body,
         subject=t.subject, html=t.html, whatsapp=t.whatsapp, version=t.version,
         sms=sms_info(t.body) if t.channel == "sms" else None, created_at=t.created_at,
         updated_at=t.updated_at, compliance=compliance)

@@ -7,11 +7,13 @@ import re
 import time
 import uuid
 
+import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from cartera.api.asgi import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("cartera.access")
+PROBLEM_JSON = b"application/problem+json"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 REGISTRY = CollectorRegistry()
@@ -27,7 +29,29 @@ def _route(scope: Scope) -> str:
     return sorted(paths)[0] if paths else "unmatched"
 
 
+def _is_problem(start: Message) -> bool:
+    return any(k.lower() == b"content-type" and v.split(b";")[0].strip() == PROBLEM_JSON
+               for k, v in start.get("headers", []))
+
+
+def _identified(body: bytes, path: str, request_id: str) -> bytes:
+    """A problem with its ``instance`` (the request path) and ``request_id``, whichever part
+    of the app wrote it (a handler, a middleware, the router)."""
+    try:
+        problem = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body
+    if not isinstance(problem, dict):
+        return body
+    problem.setdefault("instance", path)
+    problem.setdefault("request_id", request_id)
+    return msgspec.json.encode(problem)
+
+
 def request_context_middleware(app: ASGIApp) -> ASGIApp:
+    """Gives every request an id (``X-Request-ID``, the caller's when it is safe) that every
+    problem+json answer carries as ``request_id`` beside its ``instance``."""
+
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
@@ -39,12 +63,29 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         started = time.perf_counter()
         status = 500
 
+        problem_start: Message | None = None
+        chunks: list[bytes] = []
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, problem_start
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []),
                                       (b"x-request-id", request_id.encode())]
+                if _is_problem(message):
+                    problem_start = message
+                    return
+            elif message["type"] == "http.response.body" and problem_start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _identified(b"".join(chunks), scope["path"], request_id)
+                kept = [(k, v) for k, v in problem_start["headers"]
+                        if k.lower() != b"content-length"]
+                problem_start["headers"] = [*kept, (b"content-length", str(len(body)).encode())]
+                await send(problem_start)
+                await send({"type": "http.response.body", "body": body})
+                return
             await send(message)
 
         try:

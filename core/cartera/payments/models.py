@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -28,10 +28,11 @@ from cartera.db.base import (
     utcnow,
 )
 
-PAYMENT_STATUSES = ("applied", "held", "reversed")
+PaymentStatus = Literal["applied", "held", "reversed"]
 """``held``: received but not matched to the debt (an amount or currency a payment link did
 not ask for): kept as unapplied credit until a person resolves its reconciliation
 exception; allocation leaves it alone."""
+PAYMENT_STATUSES = get_args(PaymentStatus)
 
 
 class Payment(DebtorOwned, Base):

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
+from cartera.api.location import LOCATION
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.payments import schemas, service
@@ -60,7 +61,8 @@ class PaymentController(Controller):
             session, [await service.get_payment(session, payment_id)]))[0]
 
     @post("/{payment_id:int}/reverse", summary="Reverse a payment",
-          operation_id="ReversePayment", **secured("portfolio:write"))
+          operation_id="ReversePayment", opt={LOCATION: "/v1/payments/{id}"},
+          **secured("portfolio:write"))
     async def reverse(self, payment_id: Id, data: schemas.PaymentReverse,
                       session: AsyncSession, actor: Actor) -> schemas.PaymentOut:
         """Reverse a bounced or charged-back payment: its allocations are released and the

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
+from cartera.payments.models import PaymentStatus
 from cartera.types import Amount, Currency, ExternalRef, Id, Text32, Text128, Text200, Text500
 
 Purpose = Annotated[str, Meta(pattern=r"^[a-z0-9_:.-]{1,64}$",
@@ -54,7 +55,7 @@ class PaymentOut(Struct):
     paid_on: date
     method: str | None
     reference: str | None
-    status: str
+    status: PaymentStatus
     reversed_at: datetime | None
     reversal_reason: str | None
     allocations: list[AllocationOut]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
+from typing import cast
 
 from cartera_sdk.events import PaymentReceived
 from cartera_sdk.money import Money
@@ -15,7 +16,7 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
-from cartera.payments.models import Allocation, Payment
+from cartera.payments.models import Allocation, Payment, PaymentStatus
 from cartera.plugins import events as plugin_events
 from cartera.portfolio.locks import lock_debtors
 from cartera.portfolio.models import Debtor, Obligation
@@ -161,8 +162,9 @@ async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[s
             id=p.id, external_ref=p.external_ref, debtor_id=p.debtor_id, currency=p.currency,
             amount=money.from_minor(p.amount_minor, p.currency),
             unapplied_amount=money.from_minor(p.unapplied_minor, p.currency), paid_on=p.paid_on,
-            method=p.method, reference=p.reference, status=p.status, reversed_at=p.reversed_at,
-            reversal_reason=p.reversal_reason, allocations=allocs[p.id], created_at=p.created_at,
+            method=p.method, reference=p.reference, status=cast(PaymentStatus, p.status),
+            reversed_at=p.reversed_at, reversal_reason=p.reversal_reason,
+            allocations=allocs[p.id], created_at=p.created_at,
             refunded_amount=money.from_minor(p.refunded_minor or 0, p.currency),
             provider=p.provider, provider_payment_id=p.provider_payment_id,
             payment_link_id=p.payment_link_id)

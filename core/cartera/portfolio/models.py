@@ -72,6 +72,7 @@ class Debtor(TenantScoped, Base):
         UniqueConstraint("tenant_id", "external_ref"),
         UniqueConstraint("tenant_id", "id"),  # target of the (tenant_id, debtor_id) references
         Index("ix_debtors_tenant_zone", "tenant_id", "zone"),
+        Index("ix_debtors_tenant_national_id", "tenant_id", "national_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -105,6 +106,7 @@ class ContactPoint(TenantScoped, Base):
     __tablename__ = "contact_points"
     __table_args__ = (
         Index("ix_contact_points_debtor", "debtor_id"),
+        Index("ix_contact_points_tenant_value", "tenant_id", "value"),
         UniqueConstraint("debtor_id", "kind", "value"),
     )
 

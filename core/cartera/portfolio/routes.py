@@ -4,15 +4,16 @@ timeline) and /v1/obligations."""
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cartera_sdk.channels import ChannelKind
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor
+from cartera.api.etag import IfMatch, claim, tagged, with_etag
 from cartera.api.pagination import (
     Days,
     Id,
@@ -25,14 +26,26 @@ from cartera.api.pagination import (
 )
 from cartera.api.security import secured
 from cartera.portfolio import schemas, service
-from cartera.portfolio.models import Debtor, Obligation, Portfolio
+from cartera.portfolio.models import ContactPoint, Debtor, Obligation, Portfolio
+from cartera.tenants.models import Tenant
 from cartera.types import ObligationKind, ObligationStatus
 
 READ = secured("portfolio:read")
 WRITE = secured("portfolio:write")
 
+Expand = Annotated[list[Literal["balance"]] | None, Parameter(
+    description="`balance`: each debtor with its balance per currency as of `as_of` (what "
+                "`GET /v1/debtors/{id}/balance` answers), in the same request.")]
 AsOf = Annotated[date | None, Parameter(description="Business date to compute days past due "
                                                     "at; default: today in the tenant's zone.")]
+
+
+async def _expand(session: AsyncSession, actor: Actor, debtors: list[schemas.DebtorOut],
+                  day: date) -> None:
+    balances = await service.debtor_balances(session, actor.tenant_id,
+                                             [d.id for d in debtors], day)
+    for d in debtors:
+        d.balance = balances[d.id]
 
 
 class PortfolioController(Controller):
@@ -54,17 +67,22 @@ class PortfolioController(Controller):
         return page_of(rows, limit, service.portfolio_out)
 
     @get("/{portfolio_id:int}", summary="Get a portfolio", operation_id="GetPortfolio", **READ)
-    async def retrieve(self, portfolio_id: Id, session: AsyncSession) -> schemas.PortfolioOut:
-        """One portfolio by id."""
-        return service.portfolio_out(await service.get_portfolio(session, portfolio_id))
+    async def retrieve(self, portfolio_id: Id,
+                       session: AsyncSession) -> Response[schemas.PortfolioOut]:
+        """One portfolio by id (with its `ETag`)."""
+        portfolio = await service.get_portfolio(session, portfolio_id)
+        return with_etag(service.portfolio_out(portfolio), portfolio.updated_at)
 
     @patch("/{portfolio_id:int}", summary="Update a portfolio", operation_id="UpdatePortfolio",
            **WRITE)
     async def update(self, portfolio_id: Id, data: schemas.PortfolioUpdate,
-                     session: AsyncSession, actor: Actor) -> schemas.PortfolioOut:
-        """Change a portfolio's name or description."""
-        return service.portfolio_out(
+                     session: AsyncSession, actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.PortfolioOut]:
+        """Change a portfolio's name or description (`If-Match`: only if unchanged)."""
+        await claim(session, Portfolio, if_match, Portfolio.id == portfolio_id)
+        out = service.portfolio_out(
             await service.update_portfolio(session, actor, portfolio_id, data))
+        return await tagged(session, Portfolio, out, Portfolio.id == portfolio_id)
 
 
 class DebtorController(Controller):
@@ -100,34 +118,55 @@ class DebtorController(Controller):
         stage: Annotated[str | None, Parameter(
             description="Collection stage code, e.g. judicial.")] = None,
         as_of: AsOf = None,
+        q: Annotated[str | None, Parameter(
+            min_length=1, max_length=200,
+            description="Search: part of the name, the national id, or an e-mail or phone "
+                        "of a contact point (`+51 987 654 321` and `987654321` are the same "
+                        "phone in a PE tenant).")] = None,
+        expand: Expand = None,
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
-        past due (from the oldest unpaid due date), segment and stage."""
+        past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
         day = as_of or await service.tenant_today(session, actor.tenant_id)
         stmt = service.debtor_filters(
             select(Debtor), as_of=day, tenant_id=actor.tenant_id, zone=zone, country=country,
             tag=tag, portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
             dpd_max=dpd_max, currency=currency)
+        if q is not None:
+            tenant = await session.get(Tenant, actor.tenant_id)
+            stmt = stmt.where(service.debtor_search(q, tenant.country if tenant else "PE"))
         placed = await service.placement_filter(session, actor.tenant_id, segment, stage)
         if placed is not None:
             stmt = stmt.where(placed)
         rows = (await session.scalars(paginate(stmt, Debtor.id, limit, starting_after))).all()
         page = page_of(rows, limit, lambda d: d)
         page.data = await service.debtor_out(session, page.data)
+        if expand:
+            await _expand(session, actor, page.data, day)
         return page
 
     @get("/{debtor_id:int}", summary="Get a debtor", operation_id="GetDebtor", **READ)
-    async def retrieve(self, debtor_id: Id, session: AsyncSession) -> schemas.DebtorOut:
-        """One debtor with contact points, related parties and tags."""
+    async def retrieve(self, debtor_id: Id, session: AsyncSession, actor: Actor,
+                       expand: Expand = None,
+                       as_of: AsOf = None) -> Response[schemas.DebtorOut]:
+        """One debtor with contact points, related parties and tags (with its `ETag`)."""
         debtor = await service.get_debtor(session, debtor_id)
-        return (await service.debtor_out(session, [debtor]))[0]
+        stamp = debtor.updated_at
+        out = (await service.debtor_out(session, [debtor]))[0]
+        if expand:
+            day = as_of or await service.tenant_today(session, actor.tenant_id)
+            await _expand(session, actor, [out], day)
+        return with_etag(out, stamp)
 
     @patch("/{debtor_id:int}", summary="Update a debtor", operation_id="UpdateDebtor", **WRITE)
     async def update(self, debtor_id: Id, data: schemas.DebtorUpdate, session: AsyncSession,
-                     actor: Actor) -> schemas.DebtorOut:
-        """Change a debtor's fields; ``tags`` replaces the whole set."""
+                     actor: Actor, if_match: IfMatch = None) -> Response[schemas.DebtorOut]:
+        """Change a debtor's fields; ``tags`` replaces the whole set. With `If-Match` (the
+        `ETag` of your read) only if no one changed the debtor since: else 412."""
+        await claim(session, Debtor, if_match, Debtor.id == debtor_id)
         debtor = await service.update_debtor(session, actor, debtor_id, data)
-        return (await service.debtor_out(session, [debtor]))[0]
+        out = (await service.debtor_out(session, [debtor]))[0]
+        return await tagged(session, Debtor, out, Debtor.id == debtor_id)
 
     @delete("/{debtor_id:int}", summary="Delete a debtor", operation_id="DeleteDebtor", **WRITE)
     async def remove(self, debtor_id: Id, session: AsyncSession, actor: Actor) -> None:
@@ -137,22 +176,31 @@ class DebtorController(Controller):
     @post("/{debtor_id:int}/contact-points", summary="Add a contact point",
           operation_id="CreateContactPoint", **WRITE)
     async def add_contact_point(self, debtor_id: Id, data: schemas.ContactPointIn,
-                                session: AsyncSession, actor: Actor) -> schemas.ContactPointOut:
-        """Add a phone, email, WhatsApp number or postal address, with consent and origin."""
+                                session: AsyncSession,
+                                actor: Actor) -> Response[schemas.ContactPointOut]:
+        """Add a phone, email, WhatsApp number or postal address, with consent and origin
+        (its `ETag` is for `If-Match` on its updates)."""
         await service.add_contact_point(session, actor, debtor_id, data)
         debtor = await service.get_debtor(session, debtor_id)
-        return (await service.debtor_out(session, [debtor]))[0].contact_points[-1]
+        added = (await service.debtor_out(session, [debtor]))[0].contact_points[-1]
+        return await tagged(session, ContactPoint, added, ContactPoint.id == added.id,
+                            status_code=201)
 
     @patch("/{debtor_id:int}/contact-points/{contact_point_id:int}",
            summary="Update a contact point", operation_id="UpdateContactPoint", **WRITE)
     async def update_contact_point(self, debtor_id: Id, contact_point_id: Id,
                                    data: schemas.ContactPointUpdate, session: AsyncSession,
-                                   actor: Actor) -> schemas.ContactPointOut:
-        """Change consent, opt-outs, label or preference of a contact point."""
+                                   actor: Actor, if_match: IfMatch = None,
+                                   ) -> Response[schemas.ContactPointOut]:
+        """Change consent, opt-outs, label or preference of a contact point (`If-Match`: the
+        `ETag` of its last update, else 412)."""
+        this = (ContactPoint.id == contact_point_id, ContactPoint.debtor_id == debtor_id)
+        await claim(session, ContactPoint, if_match, *this)
         await service.update_contact_point(session, actor, debtor_id, contact_point_id, data)
         debtor = await service.get_debtor(session, debtor_id)
         out = (await service.debtor_out(session, [debtor]))[0].contact_points
-        return next(cp for cp in out if cp.id == contact_point_id)
+        found = next(cp for cp in out if cp.id == contact_point_id)
+        return await tagged(session, ContactPoint, found, *this)
 
     @delete("/{debtor_id:int}/contact-points/{contact_point_id:int}",
             summary="Remove a contact point", operation_id="DeleteContactPoint", **WRITE)
@@ -267,17 +315,22 @@ class ObligationController(Controller):
     @get("/{obligation_id:int}", summary="Get an obligation", operation_id="GetObligation",
          **READ)
     async def retrieve(self, obligation_id: Id, session: AsyncSession,
-                  actor: Actor) -> schemas.ObligationOut:
-        """One obligation by id."""
-        return service.obligation_out(await service.get_obligation(session, obligation_id),
-                                      await service.tenant_today(session, actor.tenant_id))
+                       actor: Actor) -> Response[schemas.ObligationOut]:
+        """One obligation by id (with its `ETag`)."""
+        obligation = await service.get_obligation(session, obligation_id)
+        stamp = obligation.updated_at
+        return with_etag(service.obligation_out(
+            obligation, await service.tenant_today(session, actor.tenant_id)), stamp)
 
     @patch("/{obligation_id:int}", summary="Update an obligation",
            operation_id="UpdateObligation", **WRITE)
     async def update(self, obligation_id: Id, data: schemas.ObligationUpdate,
-                     session: AsyncSession, actor: Actor) -> schemas.ObligationOut:
+                     session: AsyncSession, actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.ObligationOut]:
         """Move the due date, change product or portfolio, or mark it disputed, written off
-        or cancelled (and back to open)."""
+        or cancelled (and back to open). `If-Match`: only if unchanged since read, else 412."""
+        await claim(session, Obligation, if_match, Obligation.id == obligation_id)
         obligation = await service.update_obligation(session, actor, obligation_id, data)
-        return service.obligation_out(obligation,
-                                      await service.tenant_today(session, actor.tenant_id))
+        out = service.obligation_out(obligation,
+                                     await service.tenant_today(session, actor.tenant_id))
+        return await tagged(session, Obligation, out, Obligation.id == obligation_id)

@@ -88,11 +88,11 @@ class Suppression(Struct):
 
 class ContactPointOut(Struct):
     id: int
-    kind: str
+    kind: ContactKind
     value: str
     label: str | None
-    consent: str
-    opted_out_channels: list[str]
+    consent: Consent
+    opted_out_channels: list[Channel]
     origin: str
     preferred: bool
     suppressions: dict[str, Suppression] = {}
@@ -150,7 +150,7 @@ class DebtorUpdate(Struct, forbid_unknown_fields=True):
 class DebtorOut(Struct):
     id: int
     external_ref: str
-    kind: str
+    kind: DebtorKind
     name: str
     national_id: str | None
     country: str
@@ -168,6 +168,8 @@ class DebtorOut(Struct):
     """The debtor's collection stage code (null before their first evaluation)."""
     created_at: datetime
     updated_at: datetime
+    balance: DebtorBalanceOut | UnsetType = UNSET
+    """With ``expand=balance`` only: what ``GET /v1/debtors/{id}/balance`` answers."""
 
 
 class ObligationCreate(Struct, forbid_unknown_fields=True):
@@ -197,14 +199,14 @@ class ObligationOut(Struct):
     external_ref: str
     debtor_id: int
     portfolio_id: int | None
-    kind: str
+    kind: ObligationKind
     product: str | None
     currency: str
     original_amount: str
     outstanding_amount: str
     issue_date: date | None
     due_date: date
-    status: str
+    status: ObligationStatus
     days_past_due: int
     created_at: datetime
     updated_at: datetime

@@ -4,12 +4,14 @@ tenant-scoped session and audits its writes there."""
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, delete, exists, select
+import phonenumbers
+from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,6 +35,7 @@ from cartera.portfolio.models import (
     RelatedParty,
 )
 from cartera.segmentation.models import Placement, Segment, Stage
+from cartera.types import DebtorKind, ObligationKind, ObligationStatus
 
 
 def _changes(struct: msgspec.Struct) -> dict[str, Any]:
@@ -331,7 +334,7 @@ async def debtor_out(session: AsyncSession, debtors: list[Debtor]) -> list[schem
             tags[debtor_id].append(tag)
     return [
         schemas.DebtorOut(
-            id=d.id, external_ref=d.external_ref, kind=d.kind, name=d.name,
+            id=d.id, external_ref=d.external_ref, kind=cast(DebtorKind, d.kind), name=d.name,
             national_id=d.national_id, country=d.country, subdivision=d.subdivision,
             timezone=d.timezone, zone=d.zone, risk_score=d.risk_score, tags=tags[d.id],
             attributes=dict(d.attributes), contact_points=cps[d.id], related_parties=rps[d.id],
@@ -370,6 +373,46 @@ async def placement_filter(session: AsyncSession, tenant_id: int, segment: str |
                           param=param)
         cond.append(col == found)
     return exists().where(*cond)
+
+
+_NOT_ID = re.compile(r"[\s.\-]")
+
+
+def search_phones(text: str, country: str) -> list[str]:
+    """The E.164 forms a searched phone may be stored as: read in the tenant's country, and
+    as an international number (``+51 987 654 321`` and ``987654321`` give the same)."""
+    digits = re.sub(r"\D", "", text)
+    if len(digits) < 6:
+        return []
+    found = set()
+    for raw, region in ((text, country), ("+" + digits, None)):
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            found.add(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    return sorted(found)
+
+
+def debtor_search(q: str, country: str) -> ColumnElement[bool]:
+    """``q``: part of the name (case-insensitive), the national id (spaces, dots and dashes
+    ignored), an e-mail or a phone of a contact point (normalised), as one OR."""
+    text = q.strip()
+    conditions: list[ColumnElement[bool]] = [
+        func.lower(Debtor.name).contains(text.lower(), autoescape=True)]
+    ident = _NOT_ID.sub("", text)
+    if ident:
+        conditions.append(Debtor.national_id.in_(sorted({text, ident, ident.upper()})))
+    values = search_phones(text, country)
+    if "@" in text:
+        values.append(text.lower())
+        values.append(text)
+    if values:
+        conditions.append(exists().where(ContactPoint.tenant_id == Debtor.tenant_id,
+                                         ContactPoint.debtor_id == Debtor.id,
+                                         ContactPoint.value.in_(values)))
+    return or_(*conditions)
 
 
 def debtor_filters(stmt: Select[Any], *, as_of: date, tenant_id: int, zone: str | None = None,
@@ -505,10 +548,10 @@ def obligation_out(o: Obligation, as_of: date) -> schemas.ObligationOut:
     open_ = o.status == "open" and o.kind != "credit_note" and o.outstanding_minor > 0
     return schemas.ObligationOut(
         id=o.id, external_ref=o.external_ref, debtor_id=o.debtor_id, portfolio_id=o.portfolio_id,
-        kind=o.kind, product=o.product, currency=o.currency,
+        kind=cast(ObligationKind, o.kind), product=o.product, currency=o.currency,
         original_amount=money.from_minor(o.original_minor, o.currency),
         outstanding_amount=money.from_minor(o.outstanding_minor, o.currency),
-        issue_date=o.issue_date, due_date=o.due_date, status=o.status,
+        issue_date=o.issue_date, due_date=o.due_date, status=cast(ObligationStatus, o.status),
         days_past_due=aging.days_past_due(o.due_date, as_of) if open_ else 0,
         created_at=o.created_at, updated_at=o.updated_at)
 
@@ -522,18 +565,33 @@ async def debtor_balance(session: AsyncSession, debtor_id: int,
     debtor = await get_debtor(session, debtor_id)
     bt = summary.computed(debtor.tenant_id, as_of, debtor.id).subquery("bt")
     rows = (await session.execute(select(bt).order_by(bt.c.currency))).all()
-    balances = []
-    for b in rows:
-        dpd = aging.days_past_due(b.oldest_unpaid_due_date, as_of)
-        balances.append(schemas.CurrencyBalance(
-            currency=b.currency,
-            outstanding_amount=money.from_minor(b.outstanding_minor, b.currency),
-            overdue_amount=money.from_minor(b.overdue_minor, b.currency),
-            unapplied_credit=money.from_minor(b.unapplied_credit_minor, b.currency),
-            open_obligations=b.open_count, oldest_unpaid_due_date=b.oldest_unpaid_due_date,
-            days_past_due=dpd, aging_bucket=aging.bucket(dpd),
-            last_payment_date=b.last_payment_date))
-    return schemas.DebtorBalanceOut(debtor_id=debtor_id, as_of=as_of, balances=balances)
+    return schemas.DebtorBalanceOut(debtor_id=debtor_id, as_of=as_of,
+                                    balances=[_currency_balance(b, as_of) for b in rows])
+
+
+async def debtor_balances(session: AsyncSession, tenant_id: int, debtor_ids: list[int],
+                          as_of: date) -> dict[int, schemas.DebtorBalanceOut]:
+    """:func:`debtor_balance` of a page of debtors in one statement (``expand=balance``)."""
+    out = {i: schemas.DebtorBalanceOut(debtor_id=i, as_of=as_of, balances=[])
+           for i in debtor_ids}
+    if not debtor_ids:
+        return out
+    bt = summary.computed(tenant_id, as_of, within=debtor_ids).subquery("bt")
+    for b in (await session.execute(select(bt).order_by(bt.c.debtor_id, bt.c.currency))).all():
+        out[b.debtor_id].balances.append(_currency_balance(b, as_of))
+    return out
+
+
+def _currency_balance(b: Any, as_of: date) -> schemas.CurrencyBalance:
+    dpd = aging.days_past_due(b.oldest_unpaid_due_date, as_of)
+    return schemas.CurrencyBalance(
+        currency=b.currency,
+        outstanding_amount=money.from_minor(b.outstanding_minor, b.currency),
+        overdue_amount=money.from_minor(b.overdue_minor, b.currency),
+        unapplied_credit=money.from_minor(b.unapplied_credit_minor, b.currency),
+        open_obligations=b.open_count, oldest_unpaid_due_date=b.oldest_unpaid_due_date,
+        days_past_due=dpd, aging_bucket=aging.bucket(dpd),
+        last_payment_date=b.last_payment_date)
 
 
 async def timeline(session: AsyncSession, debtor_id: int,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Struct
 
+from cartera.api.openapi import register_schema
 from cartera.messaging.gate import CONTACT_KINDS
 
 RULE_DESCRIPTION = (
@@ -52,6 +53,49 @@ class SegmentOut(Struct):
     rule: dict[str, Any]
     version: int
     debtors: int
+
+
+def _rule_ref() -> dict[str, Any]:
+    return {"$ref": "#/components/schemas/SegmentRule"}
+
+
+def _group(key: str, description: str, items: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "description": description, "required": [key],
+            "additionalProperties": False, "properties": {key: items}}
+
+
+_SCALAR: list[dict[str, Any]] = [{"type": "string"}, {"type": "integer"}, {"type": "number"},
+                                 {"type": "boolean"}]
+RULE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "SegmentRule": {"description": RULE_DESCRIPTION, "oneOf": [
+        {"$ref": f"#/components/schemas/{name}"}
+        for name in ("RuleAll", "RuleAny", "RuleNot", "RuleComparison")]},
+    "RuleAll": _group("all", "Matches when every rule matches (`[]`: every debtor).",
+                      {"type": "array", "items": _rule_ref()}),
+    "RuleAny": _group("any", "Matches when some rule matches (at least one rule).",
+                      {"type": "array", "minItems": 1, "items": _rule_ref()}),
+    "RuleNot": _group("not", "Matches when the rule does not.", _rule_ref()),
+    "RuleComparison": {
+        "type": "object", "additionalProperties": False, "required": ["feature", "op"],
+        "description": "Compares one feature of the debtor with a value.",
+        "properties": {
+            "feature": {"type": "string", "examples": ["days_past_due", "attributes.segment"],
+                        "description": "A feature (`days_past_due`, `overdue_amount`, "
+                                       "`consent`, ...) or `attributes.<name>`."},
+            "op": {"type": "string", "enum": ["eq", "ne", "lt", "lte", "gt", "gte", "between",
+                                              "in", "not_in", "has_tag"]},
+            "value": {"description": "A number, a decimal string (amounts), a string, a "
+                                     "boolean, or a list of them (`between`, `in`).",
+                      "oneOf": [*_SCALAR, {"type": "array", "items": {"oneOf": _SCALAR}}]},
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$",
+                         "description": "ISO 4217 code; amount features need one."},
+            "days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                     "description": "The window of windowed counts (`payments_last_days`)."},
+            "channel": {"type": "string", "enum": list(CONTACT_KINDS),
+                        "description": "The channel of `consent`."},
+        },
+    },
+}
 
 
 class RuleSetOut(Struct):
@@ -231,3 +275,9 @@ class BracketsOut(Struct):
     """Debtors with a positive amount in the currency (those the brackets divide)."""
     without_amount: int
     """Debtors of the tenant with no such amount (left out)."""
+
+
+for _name, _schema in RULE_SCHEMAS.items():
+    register_schema(_name, _schema)
+register_schema("SegmentRule", RULE_SCHEMAS["SegmentRule"],
+                fields=((SegmentIn, "rule"), (SegmentOut, "rule")))

@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased
 
 from cartera import changes, clock, money
 from cartera.api.context import Actor
+from cartera.api.pagination import paginate
 from cartera.audit.service import record
 from cartera.errors import Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, refresh_balances
@@ -385,9 +386,7 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
             .where(h.tenant_id == tenant_id, h.to_segment_id.is_not(None)))
     if debtor_id is not None:
         stmt = stmt.where(h.debtor_id == debtor_id)
-    if starting_after is not None:
-        stmt = stmt.where(h.id > starting_after)
-    rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
+    rows = (await session.execute(paginate(stmt, h.id, limit, starting_after))).all()
     return [schemas.MoveOut(id=r[0], debtor_id=r[1], from_segment=r[2], to_segment=r[3],
                             run_id=r[4], at=r[5], left_at=r[6]) for r in rows]
 

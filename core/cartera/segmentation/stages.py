@@ -32,6 +32,7 @@ from sqlalchemy.orm import aliased
 
 from cartera import clock
 from cartera.api.context import Actor
+from cartera.api.pagination import paginate
 from cartera.audit.service import record
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.portfolio import aging, summary
@@ -313,8 +314,6 @@ async def history(session: AsyncSession, tenant_id: int, debtor_id: int | None, 
             .where(h.tenant_id == tenant_id, h.to_stage_id.is_not(None)))
     if debtor_id is not None:
         stmt = stmt.where(h.debtor_id == debtor_id)
-    if starting_after is not None:
-        stmt = stmt.where(h.id > starting_after)
-    rows = (await session.execute(stmt.order_by(h.id).limit(limit + 1))).all()
+    rows = (await session.execute(paginate(stmt, h.id, limit, starting_after))).all()
     return [schemas.StageMoveOut(id=r[0], debtor_id=r[1], from_stage=r[2], to_stage=r[3],
                                  at=r[4], manual=r[5], reason=r[6], actor=r[7]) for r in rows]

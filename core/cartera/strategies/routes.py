@@ -6,12 +6,14 @@ from datetime import date, datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, patch, post, put
+from litestar import Controller, Request, Response, get, patch, post, put
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
+from cartera.api.etag import IfMatch, claim, tagged, with_etag
+from cartera.api.location import LOCATION
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.errors import Conflict, Invalid, NotFound
@@ -22,7 +24,7 @@ from cartera.plugins.registry import current_host
 from cartera.strategies import explain, schemas, service
 from cartera.strategies import simulate as simulation
 from cartera.strategies.jobs import queue_plan
-from cartera.strategies.models import Action, Enrollment, Strategy, Task
+from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion, Task
 
 READ = secured("strategies:read")
 WRITE = secured("strategies:write")
@@ -63,35 +65,47 @@ class StrategyController(Controller):
         return page
 
     @get("/{strategy_id:int}", summary="Get a strategy", operation_id="GetStrategy", **READ)
-    async def retrieve(self, strategy_id: Id, session: AsyncSession) -> schemas.StrategyOut:
-        """One strategy with its versions."""
-        return (await service.strategies_out(session, [await service.get(session,
-                                                                         strategy_id)]))[0]
+    async def retrieve(self, strategy_id: Id,
+                       session: AsyncSession) -> Response[schemas.StrategyOut]:
+        """One strategy with its versions (with its `ETag`)."""
+        strategy = await service.get(session, strategy_id)
+        stamp = strategy.updated_at
+        return with_etag((await service.strategies_out(session, [strategy]))[0], stamp)
 
     @patch("/{strategy_id:int}", summary="Rename or reprioritise a strategy",
            operation_id="UpdateStrategy", **WRITE)
     async def update(self, strategy_id: Id, data: schemas.StrategyUpdate,
-                     session: AsyncSession, actor: Actor) -> schemas.StrategyOut:
-        """Change the name or the priority (lower wins a debtor's one contact of the day)."""
+                     session: AsyncSession, actor: Actor,
+                     if_match: IfMatch = None) -> Response[schemas.StrategyOut]:
+        """Change the name or the priority (lower wins a debtor's one contact of the day).
+        `If-Match`: only if unchanged since read, else 412."""
+        await claim(session, Strategy, if_match, Strategy.id == strategy_id)
         strategy = await service.update_strategy(session, actor, strategy_id, data)
-        return (await service.strategies_out(session, [strategy]))[0]
+        out = (await service.strategies_out(session, [strategy]))[0]
+        return await tagged(session, Strategy, out, Strategy.id == strategy_id)
 
     @post("/{strategy_id:int}/versions", summary="Create a draft version",
-          operation_id="CreateStrategyVersion", **WRITE)
+          operation_id="CreateStrategyVersion", opt={LOCATION: "{path}/{number}"}, **WRITE)
     async def add_version(self, strategy_id: Id, data: schemas.VersionIn,
-                          session: AsyncSession, actor: Actor) -> schemas.VersionOut:
-        """A new draft numbered after the latest version, validated like a new strategy."""
-        return service.version_out(await service.add_version(session, actor, strategy_id,
-                                                             data))
+                          session: AsyncSession, actor: Actor) -> Response[schemas.VersionOut]:
+        """A new draft numbered after the latest version, validated like a new strategy
+        (its `ETag` is for `If-Match` on the draft's replacement)."""
+        version = await service.add_version(session, actor, strategy_id, data)
+        return with_etag(service.version_out(version), version.updated_at, 201)
 
     @put("/{strategy_id:int}/versions/{number:int}", summary="Replace a draft version",
          operation_id="ReplaceStrategyVersion", **WRITE)
     async def replace(self, strategy_id: Id, number: Number, data: schemas.VersionIn,
-                      session: AsyncSession, actor: Actor) -> schemas.VersionOut:
+                      session: AsyncSession, actor: Actor,
+                      if_match: IfMatch = None) -> Response[schemas.VersionOut]:
         """Replace a draft's content; an active version is immutable and a retired one
-        history (409 ``version_not_draft``)."""
-        return service.version_out(await service.replace_draft(session, actor, strategy_id,
-                                                               number, data))
+        history (409 ``version_not_draft``). `If-Match`: the `ETag` of the draft's last
+        write (its creation or replacement), else 412."""
+        this = (StrategyVersion.strategy_id == strategy_id, StrategyVersion.number == number)
+        await claim(session, StrategyVersion, if_match, *this)
+        out = service.version_out(await service.replace_draft(session, actor, strategy_id,
+                                                              number, data))
+        return await tagged(session, StrategyVersion, out, *this)
 
     @post("/{strategy_id:int}/versions/{number:int}/activate",
           summary="Activate a draft version", operation_id="ActivateStrategyVersion",

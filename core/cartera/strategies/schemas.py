@@ -349,3 +349,15 @@ class TaskOut(Struct):
 class TaskClose(Struct, forbid_unknown_fields=True):
     note: Text500 | None = None
     """What was done (complete) or why not (cancel)."""
+
+
+def _typed_rules() -> None:
+    from cartera.api.openapi import register_schema
+    from cartera.segmentation.schemas import RULE_SCHEMAS
+
+    register_schema("SegmentRule", RULE_SCHEMAS["SegmentRule"],
+                    fields=((VersionIn, "entry_rule"), (VersionIn, "stop_rule"),
+                            (VersionOut, "entry_rule"), (VersionOut, "stop_rule")))
+
+
+_typed_rules()
