@@ -18,11 +18,12 @@ async def test_two_workers_execute_each_action_once(tenant: TenantClient, backen
                                                     pg_engine: AsyncEngine,
                                                     run_jobs: Any) -> None:
     seg = await segments(tenant)
-    for i in range(8):
+    for i in range(8):  # one live journey per debtor: 8 late ones get calls, 8 others letters
         await late_debtor(tenant, f"X{i}")
+        await late_debtor(tenant, f"Y{i}", days_late=0)
     await strategy(tenant, "calls", [seg["late"]], [
         {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS}])
-    await strategy(tenant, "letters", [seg["late"]], [
+    await strategy(tenant, "letters", [seg["rest"]], [
         {"key": "letter", "kind": "webhook", "event": "letter.requested", "window": ALWAYS}])
     await plan(tenant, run_jobs)
     async with backends(tenant.tenant_id, 2) as (a, b):
