@@ -4,12 +4,11 @@ once makes one payment."""
 
 from __future__ import annotations
 
-import pytest
-
 import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from cartera_sdk.payments import PaymentEvent
 from litestar import Litestar
 from sqlalchemy import func, select
