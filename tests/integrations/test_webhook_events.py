@@ -1,5 +1,6 @@
-"""Webhook events no domain handler takes (payment events, until payments from providers
-land) are marked ``ignored`` with the reason, never ``processed`` with no effect."""
+"""Webhook events no domain handler takes (a payment event from a channel integration: only
+a payment integration's are reconciled) are marked ``ignored`` with the reason, never
+``processed`` with no effect."""
 
 from __future__ import annotations
 
@@ -45,5 +46,5 @@ async def test_payment_events_are_ignored_with_a_reason(
         ("ev-2", DeliveryStatusEvent.__name__, "processed"),
         ("pay-1", "PaymentEvent", "ignored")]
     assert [r[3] for r in rows[:2]] == [None, None]
-    assert rows[2][3].startswith("payment_events_not_applied")
+    assert rows[2][3].startswith("not_a_payment_integration")
     assert all(r[4] is not None for r in rows)

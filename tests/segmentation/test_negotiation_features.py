@@ -192,3 +192,34 @@ async def test_the_debtor_is_resegmented_at_once(tenant: TenantClient, app: Lite
     r = await tenant.api.post(f"/v1/promises/{pending['id']}/cancel", json={})
     assert r.status_code == 200
     assert await segment_of(tenant, d) == "rest"
+
+
+async def test_kept_and_partly_kept_promises_reach_the_rules(
+        tenant: TenantClient, app: Litestar, run_jobs: RunJobs) -> None:
+    """A promise paid in part by its date is partly kept (not broken); one paid in full is
+    kept; both are features a segment (and so a strategy's entry or stop rule) reads, in SQL
+    and in explain alike."""
+    await tenant.api.put("/v1/segments", json={"segments": [
+        {"code": "kept", "name": "Kept one", "rule": {
+            "feature": "kept_promises", "op": "gte", "value": 1, "days": 30}},
+        {"code": "partly", "name": "Paid part", "rule": {
+            "feature": "partly_kept_promises", "op": "gte", "value": 1}},
+        {"code": "broke", "name": "Broke one", "rule": _broken()},
+        {"code": "rest", "name": "Everyone else", "rule": {"all": []}},
+    ]})
+    d = await debtor(tenant)
+    late = await broken_promise(tenant, app, d, 2, "100.00")
+    await pay(tenant, d, "40.00", -2)  # some of it, in its window
+    await settle_due(app)
+    got = (await tenant.api.get(f"/v1/promises/{late}")).json()
+    assert (got["status"], got["paid_amount"]) == ("partly_kept", "40.00")
+    assert got["broken_at"] is not None
+    assert await segment_of(tenant, d) == "partly"
+    await pay(tenant, d, "60.00", -2)  # the rest, dated in time (recorded late): kept
+    assert (await tenant.api.get(f"/v1/promises/{late}")).json()["status"] == "kept"
+    assert await segment_of(tenant, d) == "kept"
+    await run(tenant, run_jobs)  # the set-based run agrees
+    assert await segment_of(tenant, d) == "kept"
+    events = (await tenant.api.get("/v1/events", params={"type": "promise.partly_kept"})
+              ).json()["data"]
+    assert [e["resource"]["id"] for e in events] == [str(late)]

@@ -135,6 +135,7 @@ def route_handlers() -> list[Any]:
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
+    from cartera.payments.link_routes import ROUTES as PAYMENT_LINK_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
     from cartera.strategies.routes import ROUTES as STRATEGY_ROUTES
@@ -145,6 +146,7 @@ def route_handlers() -> list[Any]:
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
             StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
             *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
+            *PAYMENT_LINK_ROUTES,
             docs_assets()]
 
 

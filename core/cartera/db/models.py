@@ -16,7 +16,12 @@ from cartera.integrations.models import (
 from cartera.jobs.models import Job
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
 from cartera.negotiation.models import Arrangement, Installment, Promise
-from cartera.payments.models import Allocation, Payment
+from cartera.payments.models import (
+    Allocation,
+    Payment,
+    PaymentLink,
+    ReconciliationException,
+)
 from cartera.portfolio.models import (
     ContactPoint,
     Debtor,
@@ -70,11 +75,13 @@ __all__ = [
     "OptOutKeyword",
     "OutboxEvent",
     "Payment",
+    "PaymentLink",
     "Placement",
     "PlacementMove",
     "PlannerSettings",
     "Portfolio",
     "Promise",
+    "ReconciliationException",
     "RelatedParty",
     "RevokedToken",
     "Segment",

@@ -43,6 +43,10 @@ AUDIT_EVENTS: dict[str, str] = {
     "arrangement.created": "arrangement.created",
     "arrangement.cancelled": "arrangement.cancelled",
     "interaction.recorded": "interaction.created",
+    "payment_link.created": "payment_link.created",
+    "payment_link.cancelled": "payment_link.cancelled",
+    "payment.refund_requested": "payment.refund_requested",
+    "reconciliation_exception.resolved": "reconciliation_exception.resolved",
 }
 """Audit action -> event type. ``message.<status>`` becomes ``interaction.<status>``."""
 
@@ -51,7 +55,8 @@ EVENT_TYPES: tuple[str, ...] = (
     "interaction.queued", "interaction.sent", "interaction.delivered", "interaction.read",
     "interaction.failed", "interaction.replied", "interaction.opted_out",
     "interaction.suppressed", "interaction.blocked",
-    "promise.kept", "promise.broken", "promise.reopened",
+    "promise.kept", "promise.partly_kept", "promise.broken", "promise.reopened",
+    "payment_link.paid", "payment_link.expired",
     "arrangement.completed", "arrangement.broken", "arrangement.reopened",
     "debtor.stage_changed", "debtor.segment_changed",
     "webhook_endpoint.disabled",

@@ -186,10 +186,15 @@ def on_event(event_type: str) -> Callable[[EventHandler], EventHandler]:
 
 
 IGNORED: dict[str, str] = {
-    "PaymentEvent": "payment_events_not_applied: payments from providers are not supported "
-                    "yet; the event is kept as received",
+    "PaymentEvent": "not_a_payment_integration: payment events are applied only from a "
+                    "payment provider's integration; the event is kept as received",
 }
 """Why an event type without a domain handler is ignored (others: ``no_handler``)."""
+
+RECONCILED = "PaymentEvent"
+"""Events of a payment integration: left ``received`` by :func:`dispatch` and reconciled
+one by one after the delivery's transaction (:func:`reconcile_pending`), since each needs a
+provider call that must not run inside a transaction."""
 
 
 async def dispatch(session: AsyncSession, integration: Integration, provider: Any,
@@ -198,6 +203,8 @@ async def dispatch(session: AsyncSession, integration: Integration, provider: An
     mark it ``processed``; an event no handler takes is marked ``ignored`` with the reason
     (never ``processed`` with no effect)."""
     handled: list[str] = []
+    if integration.provider_kind == "payment":
+        rows = [r for r in rows if r["event_type"] != RECONCILED]
     for row in rows:
         handler = EVENT_HANDLERS.get(row["event_type"])
         if handler is not None:
@@ -264,7 +271,35 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
                               .values(status="processed", events_new=new,
                                       events_duplicate=len(rows) - new))
         await session.commit()
-    return {"events_new": new, "events_duplicate": len(rows) - new}
+        payment_integration = integration.provider_kind == "payment"
+    outcomes: dict[str, int] = {}
+    if payment_integration:
+        outcomes = await reconcile_pending(job_ctx.sessionmaker, host, integration.id, events)
+    return {"events_new": new, "events_duplicate": len(rows) - new, **outcomes}
+
+
+async def reconcile_pending(sessionmaker: Any, host: PluginHost, integration_id: int,
+                            events: list[Any]) -> dict[str, int]:
+    """Reconcile this delivery's payment events still ``received`` (new ones, and those a
+    crashed run left, whichever delivery stored them), each re-fetched outside any
+    transaction and applied in its own (:func:`cartera.payments.reconcile.reconcile_event`).
+    A duplicate of an event already processed is not applied again."""
+    from cartera.payments.reconcile import reconcile_event
+
+    async with sessionmaker() as session:
+        pending = set((await session.scalars(select(WebhookEvent.event_id).where(
+            WebhookEvent.integration_id == integration_id, WebhookEvent.event_type == RECONCILED,
+            WebhookEvent.event_id.in_([e.event_id for e in events]),
+            WebhookEvent.status == "received"))).all())
+    outcomes: dict[str, int] = {}
+    for event in events:
+        if type(event).__name__ != RECONCILED or event.event_id not in pending:
+            continue
+        pending.discard(event.event_id)
+        outcome = await reconcile_event(sessionmaker, host, integration_id, event,
+                                        event.event_id)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
 
 
 async def rejections(session: AsyncSession, integration_id: int) -> list[WebhookRejection]:

@@ -67,6 +67,7 @@ from cartera.jobs.registry import JobContext, current_runner, every_minute, job
 from cartera.messaging import gate, rendering, schemas, suppression, templates
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate
 from cartera.messaging.parts import sent_detail
+from cartera.payments.links import open_urls
 from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance, Obligation
@@ -386,6 +387,8 @@ class _Loaded:
     today: dict[int, date] = field(default_factory=dict)
     """Each debtor's local date at the send instant."""
     policy: GatePolicy | None = None
+    payment_links: dict[int, str] = field(default_factory=dict)
+    """Each debtor's open payment link URL (``links.payment``)."""
 
 
 async def _load(session: AsyncSession, host: PluginHost, batch: list[Interaction],
@@ -415,6 +418,7 @@ async def _load(session: AsyncSession, host: PluginHost, batch: list[Interaction
             or_(owed, Obligation.id.in_(wanted)) if wanted else owed)
             .order_by(Obligation.due_date, Obligation.id)):
         loaded.obligations.setdefault(o.debtor_id, []).append(o)
+    loaded.payment_links = await open_urls(session, tenant_id, sorted(debtor_ids))
     for debtor_id, today in loaded.today.items():
         loaded.balances[debtor_id] = balances_as_of(
             debtor_id, stored.get(debtor_id, []), loaded.obligations.get(debtor_id, []), today)
@@ -479,7 +483,8 @@ def context(loaded: _Loaded, debtor: Debtor, locale: str, obligation_ids: list[i
     assert loaded.tenant is not None
     return rendering.build_context(debtor, loaded.tenant, loaded.balances.get(debtor.id, []),
                                    loaded.obligations.get(debtor.id, []), locale,
-                                   loaded.today[debtor.id], obligation_ids, variables)
+                                   loaded.today[debtor.id], obligation_ids, variables,
+                                   payment_link=loaded.payment_links.get(debtor.id))
 
 
 # --- steps 2 and 3: send, record ------------------------------------------------------------

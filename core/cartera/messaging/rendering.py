@@ -4,8 +4,9 @@ Variables: ``debtor`` (name, first_name, external_ref, national_id, zone, countr
 ``balance`` (the debtor's balance in the template's currency of interest: outstanding,
 overdue, days_past_due, oldest_unpaid_due_date; ``balances`` has every currency),
 ``obligations`` (the ones concerned, or every open one), ``tenant`` (name), ``links``
-(payment, self_service — empty until those features are configured) and ``vars`` (what the
-caller passed). Money renders as a localised string ("S/ 1,250.50"); so do dates.
+(``payment``: the debtor's open payment link, see :mod:`cartera.payments.links`;
+``self_service`` — empty until configured) and ``vars`` (what the caller passed). Money
+renders as a localised string ("S/ 1,250.50"); so do dates.
 
 Templates run in :class:`cartera.messaging.sandbox.BoundedEnvironment`: immutable sandbox,
 bounded source, output and intermediate values, and a time budget per message. Every
@@ -170,16 +171,21 @@ async def debtor_context(session: AsyncSession, debtor: Debtor, locale: str, as_
         stmt = stmt.where(Obligation.id.in_(obligation_ids))
     obligations = (await session.scalars(stmt.order_by(Obligation.due_date,
                                                        Obligation.id))).all()
+    from cartera.payments.links import open_urls
+
+    links = await open_urls(session, debtor.tenant_id, [debtor.id])
     return build_context(debtor, tenant, balances, obligations, locale, as_of,
-                         obligation_ids, variables)
+                         obligation_ids, variables, payment_link=links.get(debtor.id))
 
 
 def build_context(debtor: Debtor, tenant: Tenant, balance_rows: Sequence[DebtorBalance],
                   obligation_rows: Sequence[Obligation], locale: str, as_of: date,
-                  obligation_ids: list[int], variables: dict[str, Any]) -> dict[str, Any]:
+                  obligation_ids: list[int], variables: dict[str, Any], *,
+                  payment_link: str | None = None) -> dict[str, Any]:
     """The template variables from already-loaded rows. ``obligation_rows`` are the
     debtor's obligations in due-date order; without ``obligation_ids`` the open ones are
-    used."""
+    used. ``links.payment`` is the caller's ``payment_link`` variable, else the debtor's
+    open payment link (``payment_link``), else empty."""
     balances = {}
     for b in balance_rows:
         balances[b.currency] = {
@@ -212,7 +218,7 @@ def build_context(debtor: Debtor, tenant: Tenant, balance_rows: Sequence[DebtorB
         "balances": balances,
         "obligations": obligations,
         "tenant": {"name": tenant.name},
-        "links": {"payment": variables.get("payment_link", ""),
+        "links": {"payment": variables.get("payment_link") or payment_link or "",
                   "self_service": variables.get("self_service_link", "")},
         "vars": variables,
         "today": LocalDate(as_of, locale),

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, DebtorOwned, TenantScoped, UtcDateTime, debtor_fk, utcnow
 
-PROMISE_STATUSES = ("pending", "kept", "broken", "cancelled")
+PROMISE_STATUSES = ("pending", "kept", "partly_kept", "broken", "cancelled")
 ARRANGEMENT_STATUSES = ("active", "completed", "broken", "cancelled")
 
 
@@ -32,8 +32,9 @@ class Promise(DebtorOwned, Base):
     """A debtor's promise to pay ``amount`` by ``promised_date`` (a compromiso de pago).
 
     Kept when the debtor's payments not reversed, in the promise's currency, dated from
-    ``created_on`` through ``promised_date``, add up to the amount; broken when the tenant's
-    business day has passed ``promised_date`` without that; cancelled by hand (final).
+    ``created_on`` through ``promised_date``, add up to the amount; once the tenant's
+    business day has passed ``promised_date`` without that, partly kept when some of it was
+    paid in that window, else broken; cancelled by hand (final).
     """
 
     __tablename__ = "promises"
@@ -43,7 +44,7 @@ class Promise(DebtorOwned, Base):
         # The segmentation feature (a GROUP BY debtor_id per tenant) and per-debtor settling.
         Index("ix_promises_tenant_debtor", "tenant_id", "debtor_id"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
-        CheckConstraint("status IN ('pending', 'kept', 'broken', 'cancelled')",
+        CheckConstraint("status IN ('pending', 'kept', 'partly_kept', 'broken', 'cancelled')",
                         name="status_known"),
         debtor_fk(),
     )

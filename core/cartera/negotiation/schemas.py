@@ -10,7 +10,7 @@ from msgspec import Struct
 
 from cartera.types import Amount, Channel, Currency, Id, Text500
 
-PromiseStatus = Literal["pending", "kept", "broken", "cancelled"]
+PromiseStatus = Literal["pending", "kept", "partly_kept", "broken", "cancelled"]
 ArrangementStatus = Literal["active", "completed", "broken", "cancelled"]
 MAX_INSTALLMENTS = 120
 

@@ -3,9 +3,10 @@
 A status is a function of the debtor's payments and the calendar, so it is *settled* (re-
 derived) in SQL over a set of rows, never in a Python loop over them:
 
-* a **promise** is ``kept`` when the debtor's payments not reversed, in its currency, dated
-  from its ``created_on`` through its ``promised_date``, add up to its amount; else
-  ``broken`` once the tenant's business day is past the promised date; else ``pending``.
+* a **promise** is ``kept`` when the debtor's applied payments (net of refunds), in its
+  currency, dated from its ``created_on`` through its ``promised_date``, add up to its
+  amount; else, once the tenant's business day is past the promised date, ``partly_kept``
+  when they paid some of it and ``broken`` when nothing; else ``pending``.
   A payment recorded late but dated in the window keeps a promise the job had marked
   broken; a reversal makes a kept promise pending again (broken if its date has passed).
 * a **plan** is ``completed`` when the payments dated from its ``created_on`` reach its
@@ -39,6 +40,7 @@ from cartera_sdk.money import Money
 from sqlalchemy import (
     ColumnElement,
     Date,
+    and_,
     case,
     exists,
     func,
@@ -81,7 +83,8 @@ class Settled:
 
     @property
     def broken_promises(self) -> list[Mapping[str, Any]]:
-        return [r for r in self.promises if r["status"] == "broken"]
+        """Promises that fell due unkept: broken, or partly kept (``paid_amount`` tells)."""
+        return [r for r in self.promises if r["status"] in ("broken", "partly_kept")]
 
 
 def _paid(owner: Any, *, through: Any = None) -> Any:
@@ -90,13 +93,14 @@ def _paid(owner: Any, *, through: Any = None) -> Any:
     the ``owner`` row (a promise or a plan)."""
     p = table_of(Payment)
     cond = [p.c.tenant_id == owner.c.tenant_id, p.c.debtor_id == owner.c.debtor_id,
-            p.c.currency == owner.c.currency, p.c.status != "reversed",
+            p.c.currency == owner.c.currency, p.c.status == "applied",
             p.c.paid_on >= owner.c.created_on]
     if through is not None:
         cond.append(p.c.paid_on <= through)
     # correlate_except: ``owner`` may be two levels up (the plan, inside an EXISTS over its
     # installments), where auto-correlation would add it to this FROM instead.
-    return (select(func.coalesce(func.sum(p.c.amount_minor), 0)).where(*cond)
+    return (select(func.coalesce(func.sum(p.c.amount_minor - p.c.refunded_minor), 0))
+            .where(*cond)
             .correlate_except(p).scalar_subquery())
 
 
@@ -113,11 +117,13 @@ async def settle_promises(session: AsyncSession, where: Sequence[ColumnElement[b
     await session.execute(update(pr).where(*scope).values(
         paid_minor=_paid(pr, through=pr.c.promised_date)))
     derived = case((pr.c.paid_minor >= pr.c.amount_minor, "kept"),
+                   (and_(pr.c.promised_date < today, pr.c.paid_minor > 0), "partly_kept"),
                    (pr.c.promised_date < today, "broken"), else_="pending")
     changed = await session.execute(
         update(pr).where(*scope, pr.c.status != derived)
         .values(status=derived, kept_at=_when(derived == "kept", now),
-                broken_at=_when(derived == "broken", now), updated_at=literal(now, UtcDateTime()))
+                broken_at=_when(derived.in_(("broken", "partly_kept")), now),
+                updated_at=literal(now, UtcDateTime()))
         .returning(*[pr.c[c] for c in _PROMISE_COLUMNS]))
     rows: list[Mapping[str, Any]] = [dict(r) for r in changed.mappings()]
     await emit_settled(session, "promise", rows)

@@ -8,7 +8,8 @@ SQL over the whole set at once:
    allocations the payer chose. The matching is the overlap of two running totals (debits
    ordered by due date, credits by date), so it needs no per-row loop;
 2. each obligation's outstanding amount and open/paid status;
-3. each payment's unapplied remainder;
+3. each payment's unapplied remainder (a ``held`` payment, not matched to the debt, is all
+   unapplied credit; what was refunded of a payment is not applied);
 4. the per-debtor, per-currency balance summary (:class:`DebtorBalance`).
 
 Disputed, written-off and cancelled obligations take no automatic allocation.
@@ -93,7 +94,7 @@ WITH explicit_by_obligation AS (
 ), credits AS (
     SELECT p.id AS payment_id, NULL AS credit_note_id, p.debtor_id, p.currency,
            p.paid_on AS credit_date, 0 AS source_order, p.id AS source_id,
-           p.amount_minor - COALESCE(x.amt, 0) AS remaining
+           p.amount_minor - p.refunded_minor - COALESCE(x.amt, 0) AS remaining
     FROM payments p
     LEFT JOIN explicit_by_payment x ON x.payment_id = p.id
     WHERE p.tenant_id = :t AND p.debtor_id IN ({scope}) AND p.status = 'applied'
@@ -175,12 +176,13 @@ WHERE tenant_id = :t AND debtor_id IN ({scope})
 _UPDATE_PAYMENTS = """
 UPDATE payments SET unapplied_minor = agg.unapplied
 FROM (
-    SELECT p.id, CASE WHEN p.status = 'applied'
-                      THEN p.amount_minor - COALESCE(SUM(a.amount_minor), 0) ELSE 0 END
+    SELECT p.id, CASE WHEN p.status IN ('applied', 'held')
+                      THEN p.amount_minor - p.refunded_minor - COALESCE(SUM(a.amount_minor), 0)
+                      ELSE 0 END
                AS unapplied
     FROM payments p LEFT JOIN allocations a ON a.payment_id = p.id
     WHERE p.tenant_id = :t AND p.debtor_id IN ({scope})
-    GROUP BY p.id, p.amount_minor, p.status
+    GROUP BY p.id, p.amount_minor, p.refunded_minor, p.status
 ) AS agg
 WHERE payments.id = agg.id AND payments.unapplied_minor <> agg.unapplied
 """
@@ -216,7 +218,7 @@ FROM (
     UNION ALL
     SELECT debtor_id, currency, 0, 0, unapplied_minor, 0, NULL, NULL, paid_on
     FROM payments
-    WHERE tenant_id = :t AND debtor_id IN ({scope}) AND status = 'applied'
+    WHERE tenant_id = :t AND debtor_id IN ({scope}) AND status IN ('applied', 'held')
 ) AS rows_
 GROUP BY debtor_id, currency
 ON CONFLICT (debtor_id, currency) DO UPDATE SET

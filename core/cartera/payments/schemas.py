@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from cartera.types import Amount, Currency, ExternalRef, Id, Text32, Text128, Text200, Text500
+
+Purpose = Annotated[str, Meta(pattern=r"^[a-z0-9_:.-]{1,64}$",
+                              description="What a payment link is for: one open link per "
+                                          "debtor and purpose.", examples=["balance"])]
 
 
 class AllocationIn(Struct, forbid_unknown_fields=True):
@@ -54,3 +59,101 @@ class PaymentOut(Struct):
     reversal_reason: str | None
     allocations: list[AllocationOut]
     created_at: datetime
+    refunded_amount: str = "0"
+    provider: str | None = None
+    provider_payment_id: str | None = None
+    payment_link_id: int | None = None
+
+
+class PaymentRefund(Struct, forbid_unknown_fields=True):
+    """Refund a payment received through a payment provider (all of what remains when
+    ``amount`` is omitted)."""
+
+    reason: Text500
+    amount: Amount | None = None
+
+
+AmountKind = Literal["balance", "chosen", "installment"]
+LinkStatus = Literal["open", "paid", "expired", "cancelled"]
+
+
+class PaymentLinkCreate(Struct, forbid_unknown_fields=True):
+    """A hosted checkout link for one debtor.
+
+    ``amount_kind``: ``balance`` (what is outstanding on ``obligation_ids``, or on every open
+    obligation in ``currency``), ``chosen`` (``amount``, more than zero and at most that
+    balance) or ``installment`` (what an installment of a plan asks, ``installment_id``).
+    One open link per debtor and ``purpose`` (default ``balance``, or
+    ``installment:<id>``): asking again while it is open returns it; asking with another
+    amount replaces it (the old one is cancelled)."""
+
+    debtor_id: Id
+    currency: Currency
+    amount_kind: AmountKind = "balance"
+    amount: Amount | None = None
+    obligation_ids: list[Id] = []
+    installment_id: Id | None = None
+    purpose: Purpose | None = None
+    description: Text200 | None = None
+    """What the debtor reads on the checkout page (default: the tenant's name and "deuda")."""
+    expires_in_hours: Annotated[int, Meta(ge=1, le=24 * 90)] = 72
+    integration_id: Id | None = None
+    """The payment integration to use (default: the tenant's only enabled one)."""
+
+
+class PaymentLinkCancel(Struct, forbid_unknown_fields=True):
+    reason: Text500
+
+
+class PaymentLinkOut(Struct):
+    id: int
+    debtor_id: int
+    integration_id: int
+    provider: str
+    purpose: str
+    amount_kind: str
+    currency: str
+    amount: str
+    obligation_ids: list[int]
+    description: str
+    status: LinkStatus
+    url: str | None
+    """``null`` only while the provider call of a just-reserved link has not succeeded."""
+    expires_at: datetime
+    payment_id: int | None
+    status_reason: str | None
+    reused: bool
+    """True when this request found the debtor's open link for the purpose."""
+    created_at: datetime
+    paid_at: datetime | None
+
+
+ExceptionKind = Literal["unknown_payment", "unknown_link", "amount_mismatch",
+                        "currency_mismatch", "disputed", "reversed_unapplied"]
+
+
+class ReconciliationExceptionOut(Struct):
+    id: int
+    kind: ExceptionKind
+    detail: str
+    provider: str
+    provider_payment_id: str
+    integration_id: int | None
+    debtor_id: int | None
+    payment_link_id: int | None
+    payment_id: int | None
+    provider_view: dict[str, Any]
+    status: Literal["open", "resolved"]
+    resolution: str | None
+    note: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+class ReconciliationResolve(Struct, forbid_unknown_fields=True):
+    """``apply``: a held payment is applied to the debtor's debt after all; ``dismiss``: the
+    exception needs nothing more from Cartera (refunded outside, a test payment...)."""
+
+    resolution: Literal["apply", "dismiss"]
+    note: Text500

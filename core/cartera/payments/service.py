@@ -162,6 +162,9 @@ async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[s
             amount=money.from_minor(p.amount_minor, p.currency),
             unapplied_amount=money.from_minor(p.unapplied_minor, p.currency), paid_on=p.paid_on,
             method=p.method, reference=p.reference, status=p.status, reversed_at=p.reversed_at,
-            reversal_reason=p.reversal_reason, allocations=allocs[p.id], created_at=p.created_at)
+            reversal_reason=p.reversal_reason, allocations=allocs[p.id], created_at=p.created_at,
+            refunded_amount=money.from_minor(p.refunded_minor or 0, p.currency),
+            provider=p.provider, provider_payment_id=p.provider_payment_id,
+            payment_link_id=p.payment_link_id)
         for p in payments
     ]

@@ -24,7 +24,11 @@ Negotiation (:mod:`cartera.negotiation`) adds two more, each one aggregate of th
 ``broken_promises`` counts the debtor's promises to pay broken as of ``as_of`` (status
 broken, or still pending with a promised date before ``as_of``); with ``days`` only those
 whose promised date is in the ``days`` days before ``as_of`` ([as_of - days, as_of), so
-``days: 1`` is a promise that fell due yesterday). ``active_installment_plan`` is true when
+``days: 1`` is a promise that fell due yesterday); ``partly_kept_promises`` counts those
+that fell due with some but not all of the amount paid, the same way, and
+``kept_promises`` those paid in full (with ``days``: promised on or after as_of - days).
+Strategies read them through their entry and stop rules (stop when a promise is kept,
+re-enter when one is broken or partly kept). ``active_installment_plan`` is true when
 the debtor has an installment plan in status active.
 """
 
@@ -138,10 +142,21 @@ FEATURES: dict[str, FeatureSpec] = {
                     "evaluation date (status broken, or pending with a promised date before "
                     "it); with ``days``, only those whose promised date is in the ``days`` "
                     "days before it: promised_date in [as_of - days, as_of)."),
+    "partly_kept_promises": FeatureSpec(
+        "int", ORDERED_OPS, days=True, optional_days=True,
+        description="How many of the debtor's promises to pay were partly kept as of the "
+                    "evaluation date (some of the amount paid by the promised date, not "
+                    "all: status partly_kept); ``days`` as for broken_promises."),
+    "kept_promises": FeatureSpec(
+        "int", ORDERED_OPS, days=True, optional_days=True,
+        description="How many of the debtor's promises to pay are kept (paid in full); "
+                    "with ``days``, only those whose promised date is on or after "
+                    "as_of - days (recent or still to come)."),
     "active_installment_plan": FeatureSpec(
         "bool", ("eq", "ne"),
         description="True when the debtor has an installment plan in status active."),
 }
+PROMISE_FEATURES = ("broken_promises", "partly_kept_promises", "kept_promises")
 CHANNELS = tuple(CONTACT_KINDS)
 
 
@@ -434,10 +449,10 @@ class CompiledRules:
         self.windows = sorted({c.days for c in used
                                if c.days is not None and c.feature == "payments_last_days"})
         self.channels = sorted({c.channel for c in used if c.channel is not None})
-        # broken_promises windows; None (no ``days``) counts every broken promise
-        self.promise_windows: list[int | None] = sorted(
-            {c.days for c in used if c.feature == "broken_promises"},
-            key=lambda n: -1 if n is None else n)
+        # (promise feature, window) pairs; a None window counts every such promise
+        self.promise_windows: list[tuple[str, int | None]] = sorted(
+            {(c.feature, c.days) for c in used if c.feature in PROMISE_FEATURES},
+            key=lambda k: (k[0], -1 if k[1] is None else k[1]))
         self.uses_plans = any(c.feature == "active_installment_plan" for c in used)
         self.pl = Placement.__table__.alias("pl")
 
@@ -472,20 +487,37 @@ class CompiledRules:
         return found
 
     def _promises(self, debtors: Debtors) -> Any:
-        """``brk_<i>``: the debtor's promises broken as of ``as_of`` (status broken, or
-        pending with a promised date before ``as_of``: due, the periodic job has not yet
-        marked it) whose promised date is in ``[as_of - promise_windows[i], as_of)`` (any
-        date when the window is None), counted in one pass over the widest window."""
+        """``brk_<i>``: for each (feature, window) of :attr:`promise_windows`, the debtor's
+        promises counted in one pass: *broken* as of ``as_of`` (status broken, or pending
+        with a promised date before ``as_of``: due, the periodic job has not yet settled it
+        into broken or partly kept) and *partly kept* (status partly_kept), both with a
+        promised date in ``[as_of - window, as_of)``; *kept* (status kept) with a promised
+        date on or after ``as_of - window``. Any date when the window is None."""
         pr = Promise.__table__
-        cols = [(func.count() if n is None else
-                 func.sum(case((pr.c.promised_date >= self._bound(n), 1), else_=0)))
-                .label(f"brk_{i}") for i, n in enumerate(self.promise_windows)]
+        due_pending = and_(pr.c.status == "pending", pr.c.promised_date < self.as_of)
+        what = {
+            "broken_promises": or_(pr.c.status == "broken", due_pending),
+            "partly_kept_promises": pr.c.status == "partly_kept",
+            "kept_promises": pr.c.status == "kept",
+        }
+        cols = []
+        for i, (feature, n) in enumerate(self.promise_windows):
+            cond = [what[feature]]
+            if n is not None:
+                cond.append(pr.c.promised_date >= self._bound(n))
+                if feature != "kept_promises":
+                    cond.append(pr.c.promised_date < self.as_of)
+            cols.append(func.sum(case((and_(*cond), 1), else_=0)).label(f"brk_{i}"))
+        statuses = {"pending", "broken", "partly_kept"} if any(
+            f != "kept_promises" for f, _ in self.promise_windows) else set()
+        if any(f == "kept_promises" for f, _ in self.promise_windows):
+            statuses.add("kept")
         stmt = select(pr.c.debtor_id, *cols).where(
-            pr.c.tenant_id == self.tenant_id, pr.c.status.in_(("pending", "broken")),
-            pr.c.promised_date < self.as_of)
-        widest = self.promise_windows[-1]
-        if None not in self.promise_windows and widest is not None:
-            stmt = stmt.where(pr.c.promised_date >= self._bound(widest))
+            pr.c.tenant_id == self.tenant_id, pr.c.status.in_(sorted(statuses)))
+        windows = [n for _, n in self.promise_windows]
+        if None not in windows:
+            stmt = stmt.where(pr.c.promised_date >= self._bound(
+                max(n for n in windows if n is not None)))
         stmt = stmt.where(*only(pr.c.debtor_id, debtors))
         return stmt.group_by(pr.c.debtor_id).subquery("pr")
 
@@ -660,8 +692,9 @@ class CompiledRules:
         elif f == "payments_last_days":
             assert c.days is not None
             col = func.coalesce(x["pay"].c[f"pay_{self.windows.index(c.days)}"], 0)
-        elif f == "broken_promises":
-            col = func.coalesce(x["pr"].c[f"brk_{self.promise_windows.index(c.days)}"], 0)
+        elif f in PROMISE_FEATURES:
+            col = func.coalesce(
+                x["pr"].c[f"brk_{self.promise_windows.index((f, c.days))}"], 0)
         elif f == "aging_bucket":
             col = self._bucket(b.c[f"oldest_{idx}"] if idx is not None else b.c.oldest_due)
         elif f == "stage":
@@ -766,18 +799,19 @@ class Features:
     stage: str | None = None
     payments: dict[int, int] = field(default_factory=dict)  # window in days -> count
     consent: dict[str, bool] = field(default_factory=dict)  # channel -> usable
-    broken_promises: dict[int | None, int] = field(default_factory=dict)  # window -> count
+    # (broken_promises | partly_kept_promises | kept_promises, window) -> count
+    promises: dict[tuple[str, int | None], int] = field(default_factory=dict)
     active_plan: bool = False  # some installment plan is active
 
     @staticmethod
     def extras_of(compiled: CompiledRules, row: Any) -> dict[str, Any]:
-        """``payments``, ``consent``, ``broken_promises`` and ``active_plan`` (keyword
+        """``payments``, ``consent``, ``promises`` and ``active_plan`` (keyword
         arguments of :class:`Features`) from a :meth:`CompiledRules.feature_select` row."""
         return {
             "payments": {n: int(row[f"pay_{i}"] or 0) for i, n in enumerate(compiled.windows)},
             "consent": {ch: bool(row[f"ok_{ch}"]) for ch in compiled.channels},
-            "broken_promises": {n: int(row[f"brk_{i}"] or 0)
-                                for i, n in enumerate(compiled.promise_windows)},
+            "promises": {key: int(row[f"brk_{i}"] or 0)
+                         for i, key in enumerate(compiled.promise_windows)},
             "active_plan": bool(row["plans_active"]) if compiled.uses_plans else False,
         }
 
@@ -803,8 +837,8 @@ class Features:
         if f == "consent":
             assert c.channel is not None
             return self.consent[c.channel]
-        if f == "broken_promises":
-            return self.broken_promises[c.days]
+        if f in PROMISE_FEATURES:
+            return self.promises[(f, c.days)]
         if f == "active_installment_plan":
             return self.active_plan
         if f == "stage":

@@ -18,7 +18,8 @@ RULE_DESCRIPTION = (
     "\"days\": 30, \"op\": \"gte\", \"value\": 1}; consent needs a channel "
     f"({', '.join(CONTACT_KINDS)}) and compares with true or false; broken_promises counts "
     "the debtor's broken promises to pay, with optional days (1-3650) for those whose "
-    "promised date is in the days before the evaluation date; active_installment_plan "
+    "promised date is in the days before the evaluation date; partly_kept_promises and "
+    "kept_promises count those partly and fully kept the same way; active_installment_plan "
     "compares with true or false.")
 
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$",

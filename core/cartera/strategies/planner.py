@@ -189,6 +189,45 @@ async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today
             a.c.enrollment_id.in_(ended)).values(status="cancelled", updated_at=now))
 
 
+async def stop_debtor(session: AsyncSession, tenant_id: int, debtor_id: int, today: date,
+                      now: datetime) -> int:
+    """Replan one debtor in the transaction of an event (a payment reconciled, a promise
+    kept): their live enrollments whose version's stop rule now matches them stop, and
+    their actions not yet dispatched are cancelled, without waiting for the next planner
+    pass. One indexed look-up when the debtor has no live enrollment; returns how many
+    stopped."""
+    e = table_of(Enrollment)
+    live = (await session.execute(select(e.c.id, e.c.version_id).where(
+        e.c.tenant_id == tenant_id, e.c.debtor_id == debtor_id,
+        e.c.status.in_(LIVE)))).all()
+    if not live:
+        return 0
+    versions = (await session.scalars(select(StrategyVersion).where(
+        StrategyVersion.id.in_({v for _, v in live})))).all()
+    ruled = [v for v in versions if v.stop_rule is not None]
+    if not ruled:
+        return 0
+    stages = {code: sid for code, sid in (await session.execute(select(Stage.code, Stage.id)
+              .where(Stage.tenant_id == tenant_id, Stage.active))).all()}
+    dialect = session.get_bind().dialect.name
+    stopped: list[int] = []
+    for v in ruled:
+        assert v.stop_rule is not None
+        compiled = rules.CompiledRules([rules.parse_rule(v.stop_rule, "stop_rule")], tenant_id,
+                                       today, dialect, stage_ids=stages)
+        sel = compiled.select([1], debtors=debtor_id).subquery("m")
+        if await session.scalar(select(sel.c.outcome).where(sel.c.debtor_id == debtor_id)) == 1:
+            stopped += [eid for eid, vid in live if vid == v.id]
+    if stopped:
+        await session.execute(update(e).where(e.c.id.in_(stopped)).values(
+            status="stopped", reason="the stop rule matched", ended_at=now, updated_at=now))
+        a = table_of(Action)
+        await session.execute(update(a).where(
+            a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
+            a.c.enrollment_id.in_(stopped)).values(status="cancelled", updated_at=now))
+    return len(stopped)
+
+
 # --- 2. enroll ----------------------------------------------------------------------------
 
 def _dialect_insert(session: AsyncSession, table: Any) -> Any:
