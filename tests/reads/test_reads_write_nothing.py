@@ -70,6 +70,8 @@ async def a_full_tenant(t: TenantClient, run_jobs: RunJobs) -> dict[str, int | s
     ids["promise_id"] = await created(t, "/v1/promises", {
         "debtor_id": late, "currency": "PEN", "amount": "300.00",
         "promised_date": (today() + timedelta(days=7)).isoformat()})
+    ids["offer_id"] = await created(t, "/v1/offers", {
+        "debtor_id": late, "currency": "PEN", "kind": "discount", "discount_percent": "10"})
     ids["arrangement_id"] = await created(t, "/v1/arrangements", {
         "debtor_id": due_later, "currency": "PEN", "installments": [
             {"due_date": (today() + timedelta(days=30)).isoformat(), "amount": "450.00"},

@@ -135,6 +135,7 @@ def route_handlers() -> list[Any]:
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
+    from cartera.offers.routes import ROUTES as OFFER_ROUTES
     from cartera.payments.link_routes import ROUTES as PAYMENT_LINK_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
@@ -146,7 +147,7 @@ def route_handlers() -> list[Any]:
             list_plugins, *INTEGRATION_ROUTES, SegmentController, *MESSAGING_ROUTES,
             StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES, audit_entries,
             *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
-            *PAYMENT_LINK_ROUTES,
+            *PAYMENT_LINK_ROUTES, *OFFER_ROUTES,
             docs_assets()]
 
 

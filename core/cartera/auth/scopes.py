@@ -23,6 +23,13 @@ SCOPES: dict[str, str] = {
     "compliance:write": "Change the tenant's compliance settings",
     "clients:read": "List the tenant's OAuth clients (never their secrets)",
     "clients:write": "Create, disable, rotate and delete the tenant's OAuth clients",
+    "offers:read": "Read offers and the offer policy",
+    "offers:write": "Make, approve, accept and cancel offers (limits per role)",
+    "offers:admin": "Change the tenant's offer policy",
+    "role:collector": "Offer role: the collector's discount limits of the offer policy",
+    "role:supervisor": "Offer role: the supervisor's discount limits of the offer policy",
+    "role:manager": "Offer role: the manager's discount limits of the offer policy",
+    "self-service:write": "Issue and revoke debtors' self-service links",
     "platform:admin": "Platform operators: manage tenants (granted only by the CLI)",
     "strategies:read": "Read strategies, enrollments, planned actions and explanations",
     "strategies:write": "Manage strategies and their versions, run the planner, pause, "

@@ -16,6 +16,7 @@ from cartera.integrations.models import (
 from cartera.jobs.models import Job
 from cartera.messaging.models import Interaction, InteractionEvent, MessageTemplate, OptOutKeyword
 from cartera.negotiation.models import Arrangement, Installment, Promise
+from cartera.offers.models import Offer, OfferPolicy
 from cartera.payments.models import (
     Allocation,
     Payment,
@@ -38,6 +39,7 @@ from cartera.segmentation.models import (
     SegmentRun,
     Stage,
 )
+from cartera.selfservice.models import SelfServiceLink
 from cartera.strategies.models import (
     Action,
     Enrollment,
@@ -72,6 +74,8 @@ __all__ = [
     "MessageTemplate",
     "OAuthClient",
     "Obligation",
+    "Offer",
+    "OfferPolicy",
     "OptOutKeyword",
     "OutboxEvent",
     "Payment",
@@ -86,6 +90,7 @@ __all__ = [
     "RevokedToken",
     "Segment",
     "SegmentRun",
+    "SelfServiceLink",
     "SigningKey",
     "Stage",
     "Strategy",

@@ -57,15 +57,18 @@ async def resegment_debtor(session: AsyncSession, tenant_id: int, debtor_id: int
 
 async def refresh_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -> None:
     """After a money change: settle the debtor's promises and installment plans (before the
-    re-segmentation: rules read them), re-allocate, re-summarise and re-segment them, in
+    re-segmentation: rules read them) and offers (one paid in full gets its credit note
+    before the allocation), re-allocate, re-summarise and re-segment them, in
     the caller's transaction, which holds the debtor's money lock
     (:func:`cartera.payments.locks.lock_debtors`) from before it read their money."""
     from cartera.negotiation.status import settle_debtor
+    from cartera.offers.service import apply_paid_offers
     from cartera.segmentation.service import reevaluate_debtor
 
     await lock_debtors(session, tenant_id, [debtor_id])
     today = await tenant_today(session, tenant_id)
     await settle_debtor(session, tenant_id, debtor_id, today, clock.now())
+    await apply_paid_offers(session, tenant_id, debtor_id, today)
     await rebalance(session, tenant_id, DebtorScope.one(tenant_id, debtor_id), today)
     await reevaluate_debtor(session, tenant_id, debtor_id, today, refresh=False)
 
