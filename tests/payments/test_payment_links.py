@@ -176,3 +176,19 @@ async def test_templates_see_the_open_link_as_links_payment(
     async with app.state.ctx.sessionmaker() as session:  # what the batch sender loads
         urls = await open_urls(session, tenant.tenant_id, [debtor_id, other_id])
     assert urls == {debtor_id: made["url"]}
+
+
+async def test_an_idempotency_key_replays_the_link(tenant: TenantClient, app: Litestar,
+                                                  mercadopago: Any) -> None:
+    await integration(tenant, mercadopago)
+    debtor_id, _ = await debt(tenant, "L-10", "80.00")
+    body = {"debtor_id": debtor_id, "currency": "PEN"}
+    headers = {"Idempotency-Key": "link-L-10"}
+    first = await tenant.api.post("/v1/payment-links", json=body, headers=headers)
+    again = await tenant.api.post("/v1/payment-links", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and first.json()["reused"] is False
+    other = await tenant.api.post("/v1/payment-links", json={**body, "purpose": "x"},
+                                  headers=headers)
+    assert other.status_code == 422  # the same key with another body
+    assert await count_links(app, tenant.tenant_id) == 1

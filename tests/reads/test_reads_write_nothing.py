@@ -166,11 +166,31 @@ async def gets_change_nothing(app: Litestar, t: TenantClient,
     return before
 
 
+async def a_payment_link(app: Litestar, t: TenantClient, ids: dict[str, int | str]) -> int:
+    """A payment link row (made without a payment provider: only its reads are walked)."""
+    from datetime import UTC, datetime
+
+    from cartera.payments.models import PaymentLink
+
+    async with app.state.ctx.sessionmaker() as session:
+        link = PaymentLink(
+            tenant_id=t.tenant_id, debtor_id=int(ids["debtor_id"]),
+            integration_id=int(ids["integration_id"]), provider="mercadopago",
+            purpose="balance", amount_kind="balance", currency="PEN", amount_minor=100,
+            obligation_ids=[], description="Reads", status="open",
+            expires_at=datetime(2099, 1, 1, tzinfo=UTC), provider_idempotency_key="reads",
+            url="https://pay.example/x", created_by="tests")
+        session.add(link)
+        await session.commit()
+        return link.id
+
+
 async def test_no_get_and_no_what_if_changes_a_row(
         make_tenant: Any, run_jobs: RunJobs, app: Litestar,
         http: AsyncTestClient[Litestar]) -> None:
     tenant = await make_tenant(scopes=list(SCOPES))  # platform:admin too (/v1/tenants)
     ids = await a_full_tenant(tenant, run_jobs)
+    ids["link_id"] = await a_payment_link(app, tenant, ids)
     doc = (await http.get("/docs/openapi.json")).json()
     gets = calls(doc, ids)
     assert len(gets) > 40

@@ -7,6 +7,11 @@ verified by the provider's own signature check over the raw bytes. A valid one i
 ``webhooks.process``, which parses it into events and keeps only events whose
 ``(integration, event_id)`` is new, so provider redeliveries and replays are harmless. A
 refused one only counts in :class:`WebhookRejection` (per reason, no body).
+
+A payment integration's events are reconciled after the delivery's transaction, one by
+one: each is re-fetched from the provider outside any transaction and applied in its own
+(:mod:`cartera.payments.reconcile`), which also marks it processed; one a crash left
+``received`` is reconciled when the job runs again.
 """
 
 from __future__ import annotations
