@@ -29,6 +29,7 @@ SCOPES: dict[str, str] = {
     "role:collector": "Offer role: the collector's discount limits of the offer policy",
     "role:supervisor": "Offer role: the supervisor's discount limits of the offer policy",
     "role:manager": "Offer role: the manager's discount limits of the offer policy",
+    "self-service:read": "List debtors' self-service links (never their tokens)",
     "self-service:write": "Issue and revoke debtors' self-service links",
     "platform:admin": "Platform operators: manage tenants (granted only by the CLI)",
     "strategies:read": "Read strategies, enrollments, planned actions and explanations",
