@@ -427,7 +427,7 @@ async def apply_paid_offers(session: AsyncSession, tenant_id: int, debtor_id: in
     offer whose payments were since reversed is live again and its credit note is gone."""
     offers = (await session.scalars(select(Offer).where(
         Offer.tenant_id == tenant_id, Offer.debtor_id == debtor_id,
-        Offer.status.in_(("open", "accepted", "applied"))).execution_options(
+        Offer.status.in_(("open", "accepted", "applied", "expired"))).execution_options(
             populate_existing=True))).all()
     if not offers:
         return
@@ -446,7 +446,7 @@ async def apply_paid_offers(session: AsyncSession, tenant_id: int, debtor_id: in
 async def _apply(session: AsyncSession, actor: Actor, offer: Offer, today: date) -> None:
     # Conditional: only one transaction turns the offer applied, whatever the interleaving.
     won = await session.execute(update(Offer).where(
-        Offer.id == offer.id, Offer.status.in_(("open", "accepted"))).values(
+        Offer.id == offer.id, Offer.status.in_(("open", "accepted", "expired"))).values(
             status="applied", applied_at=clock.now(), updated_at=clock.now())
         .execution_options(synchronize_session=False))
     if not won.rowcount:  # type: ignore[attr-defined]
@@ -498,6 +498,8 @@ async def _unapply(session: AsyncSession, actor: Actor, offer: Offer) -> None:
         await session.execute(delete(Allocation).where(Allocation.credit_note_id == note_id))
         await session.execute(delete(Obligation).where(Obligation.id == note_id))
     offer.status = "accepted" if offer.accepted_at else "open"
+    if status_of(offer) == "expired":
+        offer.status = "expired"
     offer.applied_at, offer.credit_note_id = None, None
     await session.flush()
     audit.record(session, actor, "offer.unapplied", "offer", offer.id, {
