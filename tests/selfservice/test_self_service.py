@@ -18,10 +18,12 @@ from cartera.audit.models import AuditEntry
 from cartera.negotiation.models import Promise
 from cartera.selfservice.models import SelfServiceLink
 from tests.conftest import TenantClient
+from tests.messaging.test_sending import provider, setup
+from tests.messaging.test_templates import SMS
 from tests.offers.helpers import debt, offer
 from tests.payments.mp import integration, mercadopago
 
-__all__ = ["mercadopago"]
+__all__ = ["mercadopago", "provider"]
 H = "X-Self-Service-Token"
 
 
@@ -192,3 +194,28 @@ async def test_a_payment_link_for_an_offer_is_made_once_and_reused(
     assert len(mercadopago.preferences) == 1
     balance = await me.post("/self-service/payment-link", json={"currency": "PEN"})
     assert balance.json()["amount"] == "100.00"
+
+
+async def test_a_message_using_links_self_service_carries_a_working_link(
+        tenant: TenantClient, app: Litestar, http: AsyncTestClient[Litestar],
+        provider: Any, run_jobs: Any) -> None:
+    debtor, integration_id, _ = await setup(tenant, provider)
+    r = await tenant.api.post("/v1/templates", json={**SMS, "code": "self-service",
+                                                     "body": "Hola, mira tu deuda: "
+                                                             "{{ links.self_service }}"})
+    assert r.status_code == 201, r.text
+    sent = await tenant.api.post("/v1/messages", json={
+        "debtor_id": debtor, "integration_id": integration_id, "template_id": r.json()["id"]})
+    assert sent.status_code == 202, sent.text
+    await run_jobs()
+    [request] = provider.requests_to("POST", "/messages")
+    text = request.json()["text"]
+    token = text.rsplit("token=", 1)[1]
+    assert text.startswith("Hola, mira tu deuda: https://cartera.example.com/self-service?")
+    view = await debtor_client(http, token).get("/self-service")
+    assert view.status_code == 200, view.text
+    assert view.json()["debtor_name"]
+    async with app.state.ctx.sessionmaker() as session:
+        links = (await session.scalars(select(SelfServiceLink).where(
+            SelfServiceLink.debtor_id == debtor))).all()
+    assert len(links) == 1 and token not in links[0].token_hash
