@@ -5,6 +5,7 @@ or broken, an installment plan, their profile or contact points, an inbound repl
 opt-out, a delivery failure) calls :func:`debtor_changed` in its own transaction, last.
 The chain then re-derives, in this order and in that same transaction, what depends on it:
 
+0. ``offers``     — an offer paid in full gets its credit note, before the allocation (offers);
 1. ``balances``   — allocations, outstanding amounts and the balance summary (payments);
 2. ``promises``   — promises and installment plans kept or broken (negotiation);
 3. ``placements`` — stage and segment (segmentation);
@@ -30,10 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock
 from cartera.tenants.models import Tenant
 
-ORDER = ("balances", "promises", "placements", "plan")
+ORDER = ("offers", "balances", "promises", "placements", "plan")
 """The chain's steps, in the order they run."""
 
 STEP_MODULES = (
+    "cartera.offers.service",
     "cartera.payments.allocation",
     "cartera.negotiation.status",
     "cartera.segmentation.service",
@@ -41,10 +43,13 @@ STEP_MODULES = (
 )
 """The modules that register the steps of :data:`ORDER` (one each, in that order)."""
 
-LAYERS = ("portfolio", "payments", "negotiation", "messaging", "segmentation", "strategies")
+LAYERS = ("portfolio", "payments", "negotiation", "messaging", "offers", "segmentation",
+          "strategies")
 """The domains, lowest first: a domain calls nothing of those after it (it may read their
 tables, their ``models``). Messaging sits below segmentation: the rules read contact
-kinds and consent; a reply or an opt-out re-segments through this chain."""
+kinds and consent; a reply or an opt-out re-segments through this chain. Offers read the
+country packs the gate uses (legal caps); their step runs first in the chain all the same,
+loaded by name."""
 
 MONEY = frozenset({"payment", "reversal", "obligation"})
 """Changes to the debtor's money: the balances are recomputed under the money lock."""

@@ -100,6 +100,12 @@ class Settings:
     rate_limit_expensive: str = "60/minute"
     """Expensive operations (imports, segmentation runs and previews, message sends) per
     OAuth client."""
+    rate_limit_self_service: str = "60/minute"
+    """``CARTERA_RATE_LIMIT_SELF_SERVICE``: debtor-facing ``/self-service`` requests per
+    access link (per remote address when no link token is given)."""
+    self_service_url: str | None = None
+    """``CARTERA_SELF_SERVICE_URL``: the debtor-facing page a self-service link opens (the
+    token is appended as ``?token=``); the API's ``/self-service`` base when unset."""
     client_secret_grace_seconds: int = 86_400
     """``CARTERA_CLIENT_SECRET_GRACE``: how long a client's previous secret keeps working
     after ``POST /v1/clients/{id}/rotate-secret``."""
@@ -194,7 +200,9 @@ def _settings_from_env() -> Settings:
             kwargs[attr] = int(env[name])
     for name, attr in (("CARTERA_RATE_LIMIT_TOKEN", "rate_limit_token"),
                        ("CARTERA_RATE_LIMIT_WEBHOOKS", "rate_limit_webhooks"),
-                       ("CARTERA_RATE_LIMIT_EXPENSIVE", "rate_limit_expensive")):
+                       ("CARTERA_RATE_LIMIT_EXPENSIVE", "rate_limit_expensive"),
+                       ("CARTERA_RATE_LIMIT_SELF_SERVICE", "rate_limit_self_service"),
+                       ("CARTERA_SELF_SERVICE_URL", "self_service_url")):
         if env.get(name):
             kwargs[attr] = env[name]
     return Settings(**kwargs)  # type: ignore[arg-type]

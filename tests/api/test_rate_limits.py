@@ -26,7 +26,8 @@ BASE = "http://testserver.local"
 @pytest.fixture
 async def strict(settings: Settings) -> AsyncIterator[tuple[Litestar, AsyncTestClient[Litestar]]]:
     tight = dataclasses.replace(settings, rate_limit_token="3/minute",
-                                rate_limit_webhooks="2/minute", rate_limit_expensive="2/minute")
+                                rate_limit_webhooks="2/minute", rate_limit_expensive="2/minute",
+                                rate_limit_self_service="2/minute")
     app = create_app(tight, runner_factory=lambda s, sm: InProcessRunner(sm, background=False))
     try:
         async with AsyncTestClient(app, base_url=BASE) as client:
@@ -123,3 +124,21 @@ def test_limits_are_read_from_settings(text: str, parsed: tuple[str, int]) -> No
 def test_malformed_limits_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="rate limit"):
         parse_limit(text)
+
+
+async def test_self_service_is_limited_per_link(
+    strict: tuple[Litestar, AsyncTestClient[Litestar]],
+) -> None:
+    app, client = strict
+    tenant = await _make_tenant(app, client)
+    api = httpx.AsyncClient(transport=client._transport, base_url=BASE,
+                            headers=dict(tenant.api.headers))
+    r = await api.post("/v1/debtors", json={"external_ref": "RL-1", "name": "Ana",
+                                            "country": "PE"})
+    tokens = [(await api.post("/v1/self-service-links", json={
+        "debtor_id": r.json()["id"]})).json()["token"] for _ in range(2)]
+    first, second = ({"X-Self-Service-Token": t} for t in tokens)
+    assert (await client.get("/self-service", headers=first)).status_code == 200
+    assert (await client.get("/self-service", headers=first)).status_code == 200
+    _assert_limited(await client.get("/self-service", headers=first), 2)
+    assert (await client.get("/self-service", headers=second)).status_code == 200

@@ -73,7 +73,8 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
         tags=[OpenAPITag(name=n) for n in ("OAuth2", "Portfolios", "Debtors", "Obligations",
                                             "Payments", "Imports", "Reports", "Segments", "Jobs",
                                             "Plugins", "Integrations", "Webhooks",
-                                            "Messaging", "Negotiation",
+                                            "Messaging", "Negotiation", "Offers",
+                                            "Self-service",
                                             "Audit", "Operations", "Clients", "Tenants")],
         components=Components(security_schemes={
             OAUTH2_SCHEME: SecurityScheme(
@@ -81,6 +82,11 @@ def openapi_config(issuer: str) -> OpenAPIConfig:
                 description="OAuth 2.0 client credentials; tokens are RS256 JWTs (RFC 9068).",
                 flows=OAuthFlows(client_credentials=OAuthFlow(
                     token_url="/oauth/token", scopes=dict(SCOPES))),
+            ),
+            "self_service_token": SecurityScheme(
+                type="apiKey", name="X-Self-Service-Token", security_scheme_in="header",
+                description="A debtor's self-service link token (``/self-service`` only; "
+                            "issued by ``POST /v1/self-service-links``).",
             ),
             CLIENT_BASIC_SCHEME: SecurityScheme(
                 type="http", scheme="basic",
@@ -140,9 +146,11 @@ def route_handlers() -> list[Any]:
     from cartera.integrations.routes import ROUTES as INTEGRATION_ROUTES
     from cartera.messaging.routes import ROUTES as MESSAGING_ROUTES
     from cartera.negotiation.routes import ROUTES as NEGOTIATION_ROUTES
+    from cartera.offers.routes import ROUTES as OFFER_ROUTES
     from cartera.payments.link_routes import ROUTES as PAYMENT_LINK_ROUTES
     from cartera.plugins.routes import list_plugins
     from cartera.segmentation.routes import SegmentController, StageController
+    from cartera.selfservice.routes import ROUTES as SELF_SERVICE_ROUTES
     from cartera.strategies.routes import ROUTES as STRATEGY_ROUTES
     from cartera.tenants.routes import TenantController
 
@@ -151,7 +159,7 @@ def route_handlers() -> list[Any]:
             list_plugins, *INTEGRATION_ROUTES, *ERPSYNC_ROUTES, SegmentController,
             *MESSAGING_ROUTES, StageController, *NEGOTIATION_ROUTES, *STRATEGY_ROUTES,
             audit_entries, *COMPLIANCE_ROUTES, ClientController, TenantController, *EVENT_ROUTES,
-            *PAYMENT_LINK_ROUTES,
+            *PAYMENT_LINK_ROUTES, *OFFER_ROUTES, *SELF_SERVICE_ROUTES,
             docs_assets()]
 
 

@@ -338,7 +338,8 @@ def _complete_operation(path: str, method: str, op: dict[str, Any]) -> None:
             wanted.append("NotFound")
         if secured and method in {"post", "put", "patch", "delete"}:
             wanted.append("Conflict")
-        if secured and method == "post":
+        # Idempotency keys are per OAuth client: the debtor-facing routes take none.
+        if secured and method == "post" and not path.startswith("/self-service"):
             op["parameters"] = [*params, {"$ref": REF.format("parameters", "IdempotencyKey")}]
             if not has_body:
                 wanted += ["BadRequest", "UnprocessableContent"]

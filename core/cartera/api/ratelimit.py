@@ -3,7 +3,9 @@
 * ``token``: ``POST /oauth/token``, ``/oauth/revoke`` and ``/oauth/introspect`` (each
   authenticates a client), one counter per remote address (credential guessing);
 * ``webhooks``: the public webhook route (``/v1/hooks/...``), per remote address;
-* ``expensive``: imports, segmentation runs and previews, message sends, per OAuth client.
+* ``expensive``: imports, segmentation runs and previews, message sends, per OAuth client;
+* ``self_service``: the debtor-facing ``/self-service`` routes, per access link (the hash of
+  its ``X-Self-Service-Token``), else per remote address.
 
 Over the limit the answer is 429 ``rate_limited`` (problem+json) with ``Retry-After``; every
 limited response carries ``RateLimit-Limit``, ``RateLimit-Remaining``, ``RateLimit-Reset``
@@ -54,12 +56,28 @@ def client_or_address(request: Request[Any, Any, Any]) -> str:
     return f"address:{get_remote_address(request)}"
 
 
+SELF_SERVICE_PREFIX = "/self-service"
+SELF_SERVICE_HEADER = "x-self-service-token"
+
+
+def link_or_address(request: Request[Any, Any, Any]) -> str:
+    """The self-service link a request carries (its token's hash), else its address."""
+    import hashlib
+
+    token = request.headers.get(SELF_SERVICE_HEADER)
+    if token:
+        return "link:" + hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+    return f"address:{get_remote_address(request)}"
+
+
 def group_of(method: str, path: str) -> str | None:
     """The rate-limit group of a request (or of a documented operation), if any."""
     if method == "POST" and path in CLIENT_AUTHENTICATED:
         return "token"
     if path.startswith(PUBLIC_WEBHOOK_PREFIX):
         return "webhooks"
+    if path == SELF_SERVICE_PREFIX or path.startswith(SELF_SERVICE_PREFIX + "/"):
+        return "self_service"
     if (method, path.rstrip("/")) in EXPENSIVE:
         return "expensive"
     return None
@@ -76,6 +94,7 @@ _GROUPS: tuple[tuple[str, Callable[[Request[Any, Any, Any]], str]], ...] = (
     ("token", get_remote_address),
     ("webhooks", get_remote_address),
     ("expensive", client_or_address),
+    ("self_service", link_or_address),
 )
 
 
@@ -83,7 +102,8 @@ def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
     """One middleware per group, with its limit from ``settings``. Place them after
     authentication (the client id keys the expensive group)."""
     limits = {"token": settings.rate_limit_token, "webhooks": settings.rate_limit_webhooks,
-              "expensive": settings.rate_limit_expensive}
+              "expensive": settings.rate_limit_expensive,
+              "self_service": settings.rate_limit_self_service}
     return [RateLimitConfig(rate_limit=parse_limit(limits[name]),
                             check_throttle_handler=_in_group(name),
                             identifier_for_request=identify,

@@ -31,6 +31,7 @@ from cartera.messaging.models import (
     OptOutKeyword,
 )
 from cartera.negotiation.models import Arrangement, Installment, Promise
+from cartera.offers.models import Offer, OfferPolicy
 from cartera.payments.models import (
     Allocation,
     Payment,
@@ -53,6 +54,7 @@ from cartera.segmentation.models import (
     SegmentRun,
     Stage,
 )
+from cartera.selfservice.models import SelfServiceLink
 from cartera.strategies.models import (
     Action,
     Enrollment,
@@ -97,6 +99,8 @@ __all__ = [
     "MessageTemplate",
     "OAuthClient",
     "Obligation",
+    "Offer",
+    "OfferPolicy",
     "OptOutKeyword",
     "OutboxEvent",
     "Payment",
@@ -111,6 +115,7 @@ __all__ = [
     "RevokedToken",
     "Segment",
     "SegmentRun",
+    "SelfServiceLink",
     "SigningKey",
     "Stage",
     "Strategy",

@@ -16,6 +16,7 @@ HANDLER_MODULES = (
     "cartera.messaging.inbound",
     "cartera.messaging.sending",
     "cartera.negotiation.jobs",
+    "cartera.offers.jobs",
     "cartera.payments.jobs",
     "cartera.plugins.events",
     "cartera.segmentation.events",

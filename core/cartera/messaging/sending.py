@@ -118,8 +118,21 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
     await check_obligation_ids(session, debtor, data.obligation_ids)
     cp = await _contact_point(session, debtor, template.channel, data.contact_point_id)
     today = await tenant_today(session, debtor.tenant_id)
+    variables = dict(data.variables)
+    if "links.self_service" in f"{template.body} {template.subject or ''}" and \
+            not variables.get("self_service_link"):
+        # A fresh self-service link for this debtor. The links table keeps only its hash;
+        # the message (its variables and content, re-rendered by the batch sender) carries
+        # the URL to the debtor like any other message text.
+        from cartera.selfservice import schemas as ss_schemas
+        from cartera.selfservice import service as self_service
+
+        base = app.settings.self_service_url or f"{app.settings.public_base}/self-service"
+        issued = await self_service.issue(session, actor, ss_schemas.SelfServiceLinkCreate(
+            debtor_id=debtor.id), base)
+        variables["self_service_link"] = issued.url or ""
     ctx = await rendering.debtor_context(session, debtor, template.locale, today,
-                                         data.obligation_ids, dict(data.variables))
+                                         data.obligation_ids, variables)
     content = await templates.render_message(template, ctx)  # fail fast on template errors
     judged_at = clock.now()
     verdict = await gate.judge(session, host, debtor, cp, template.channel, judged_at,
@@ -131,7 +144,7 @@ async def send(session: AsyncSession, app: AppContext, host: PluginHost, actor: 
         channel=template.channel, status=status, integration_id=integration.id,
         template_id=template.id, contact_point_id=cp.id if cp else None,
         address=cp.value if cp else None, obligation_ids=list(data.obligation_ids),
-        variables=dict(data.variables), content=msgspec.to_builtins(content),
+        variables=variables, content=msgspec.to_builtins(content),
         verdict=gate.as_json(verdict), not_before=verdict.until,
         trigger={"source": "api", "client_id": actor.client_id})
     session.add(interaction)

@@ -1,0 +1,1 @@
+"""Offers: early-payment discounts, settlements (quitas) and installment proposals."""

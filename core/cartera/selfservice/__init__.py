@@ -1,0 +1,1 @@
+"""Debtor-facing self-service behind revocable, short-lived access links."""
