@@ -30,8 +30,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cartera.api.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None,
-                access_log=False, workers=None)
+    if args.workers < 1:
+        raise SystemExit("--workers must be at least 1")
+    if args.workers == 1:
+        uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None,
+                    access_log=False)
+        return 0
+    # Several processes share the socket; each builds its own app (engine, caches, limits).
+    uvicorn.run("cartera.api.app:create_app", factory=True, host=args.host, port=args.port,
+                log_config=None, access_log=False, workers=args.workers)
     return 0
 
 
@@ -107,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (default 1); see the README "
+                            "on what each process keeps to itself")
     serve.set_defaults(fn=cmd_serve)
 
     db = sub.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)

@@ -17,7 +17,7 @@ run the server with its proxy-headers option so it is the client's.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from litestar import Request
@@ -29,6 +29,7 @@ from litestar.middleware.rate_limit import (
     get_remote_address,
 )
 
+from cartera.api.asgi import ASGIApp, Receive, Scope, Send
 from cartera.api.parameters import PUBLIC_WEBHOOK_PREFIX
 from cartera.settings import Settings
 
@@ -83,9 +84,10 @@ def group_of(method: str, path: str) -> str | None:
     return None
 
 
-def _in_group(name: str) -> Callable[[Request[Any, Any, Any]], bool]:
-    def applies(request: Request[Any, Any, Any]) -> bool:
-        return group_of(request.method, request.url.path) == name
+def _in_group(name: str) -> Callable[[Request[Any, Any, Any]], Awaitable[bool]]:
+    # Async on purpose: Litestar runs a sync check in a worker thread, on every request.
+    async def applies(request: Request[Any, Any, Any]) -> bool:
+        return group_of(request.scope["method"], request.scope["path"]) == name
 
     return applies
 
@@ -98,14 +100,30 @@ _GROUPS: tuple[tuple[str, Callable[[Request[Any, Any, Any]], str]], ...] = (
 )
 
 
-def rate_limit_middleware(settings: Settings) -> list[DefineMiddleware]:
-    """One middleware per group, with its limit from ``settings``. Place them after
-    authentication (the client id keys the expensive group)."""
+def rate_limit_middleware(settings: Settings) -> list[Any]:
+    """One raw ASGI gate in front of one Litestar middleware per group, with its limit from
+    ``settings``: a request outside every group (most reads) goes straight on, without
+    building a request object per group. Place it after authentication (the client id keys
+    the expensive group)."""
     limits = {"token": settings.rate_limit_token, "webhooks": settings.rate_limit_webhooks,
               "expensive": settings.rate_limit_expensive,
               "self_service": settings.rate_limit_self_service}
-    return [RateLimitConfig(rate_limit=parse_limit(limits[name]),
-                            check_throttle_handler=_in_group(name),
-                            identifier_for_request=identify,
-                            store=f"rate_limit_{name}").middleware
-            for name, identify in _GROUPS]
+    defined: dict[str, DefineMiddleware] = {
+        name: RateLimitConfig(rate_limit=parse_limit(limits[name]),
+                              check_throttle_handler=_in_group(name),
+                              identifier_for_request=identify,
+                              store=f"rate_limit_{name}").middleware
+        for name, identify in _GROUPS}
+
+    def gate(app: ASGIApp) -> ASGIApp:
+        limited: dict[str, ASGIApp] = {name: cast(ASGIApp, d(cast(Any, app)))
+                                       for name, d in defined.items()}
+
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            name = (group_of(scope["method"], scope["path"]) if scope["type"] == "http"
+                    else None)
+            await (limited[name] if name is not None else app)(scope, receive, send)
+
+        return middleware
+
+    return [gate]

@@ -66,7 +66,8 @@ def requires(scope_name: str) -> Any:
     if scope_name not in SCOPES:
         raise ValueError(f"unknown scope {scope_name}")
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # Async on purpose: Litestar runs a sync guard in a worker thread (a hop per request).
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("state", {}).get("principal")
         if principal is None:
             raise Unauthorized("a bearer access token is required", code="missing_token")

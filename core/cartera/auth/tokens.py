@@ -69,6 +69,7 @@ class _Generator(JWTBearerTokenGenerator):  # type: ignore[misc]
         return {"tenant_id": client.tenant_id}
 
 
+_MAX_VERIFIED = 10_000
 _REQUIRED_CLAIMS = ("exp", "sub", "client_id", "iat", "jti")
 KeyLoader = Callable[[], Awaitable[SigningKeys]]
 
@@ -97,12 +98,15 @@ class TokenService:
         self._unknown_kid_seconds = unknown_kid_seconds
         self._loaded_at = time.monotonic()
         self._lock = asyncio.Lock()
+        self._verified_cache: dict[str, tuple[SigningKeys, ClientPrincipal]] = {}
         self._generator = _Generator(issuer, self, ttl_seconds)
 
     async def refresh(self, *, older_than: float | None = None) -> None:
         """Re-read the keys (when there is a loader and they are ``older_than`` seconds)."""
         if self._loader is None:
             return
+        if older_than is not None and time.monotonic() - self._loaded_at < older_than:
+            return  # the common case: no lock taken on the request path
         async with self._lock:
             age = time.monotonic() - self._loaded_at
             if older_than is not None and age < older_than:
@@ -126,18 +130,31 @@ class TokenService:
         """Return the principal, or raise ``InvalidTokenError`` (bad, expired, wrong issuer,
         another algorithm than ours, a key we do not publish)."""
         keys = await self.current()
-        try:
-            kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
-        except (JoseError, ValueError, UnicodeEncodeError) as exc:
-            raise InvalidTokenError() from exc
-        if kid not in keys.kids:
-            await self.refresh(older_than=self._unknown_kid_seconds)
-            keys = self.keys
-        principal = self._verified(token, keys)
+        hit = self._verified_cache.get(token)
+        if hit is not None and hit[0] is keys and int(hit[1].claims["exp"]) > time.time():
+            principal = hit[1]
+        else:
+            kid = self._kid(token)
+            if kid not in keys.kids:
+                await self.refresh(older_than=self._unknown_kid_seconds)
+                keys = self.keys
+            principal = self._verified(token, keys)
+            if len(self._verified_cache) >= _MAX_VERIFIED:
+                self._verified_cache.clear()
+            # Remembered for this key set only: a refresh or rotation checks every token
+            # again; expiry is re-checked on each use, revocation by the state below.
+            self._verified_cache[token] = (keys, principal)
         if self._state is not None and not await self._state.active(principal.client_id,
                                                                     principal.token_id):
             raise InvalidTokenError()
         return principal
+
+    @staticmethod
+    def _kid(token: str) -> Any:
+        try:
+            return jws.extract_compact(token.encode("ascii")).headers().get("kid")
+        except (JoseError, ValueError, UnicodeEncodeError) as exc:
+            raise InvalidTokenError() from exc
 
     def forget_state(self) -> None:
         """Drop cached client and revocation state (after a change made in this process)."""
