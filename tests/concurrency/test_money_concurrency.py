@@ -26,7 +26,7 @@ from cartera.portfolio.schemas import ObligationCreate
 from tests.concurrency import done_or_blocked, money_invariant_violations, run_workers
 from tests.concurrency.conftest import BackendsFactory
 from tests.conftest import TenantClient
-from tests.payments.test_allocation import TODAY, balance, days_ago, debtor, obligation
+from tests.payments.test_allocation import balance, days_ago, debtor, lima_today, obligation
 
 
 def _actor(tenant: TenantClient) -> Actor:
@@ -40,7 +40,7 @@ async def test_two_interleaved_payments_do_not_double_allocate(
     290.00 of credit; neither payment is allocated twice."""
     d = await debtor(tenant)
     await obligation(tenant, d, "F-1", "310.00", days_ago(30))
-    data = PaymentCreate(currency="PEN", amount="300.00", paid_on=TODAY, debtor_id=d)
+    data = PaymentCreate(currency="PEN", amount="300.00", paid_on=lima_today(), debtor_id=d)
     async with backends(tenant.tenant_id, 2) as (a, b):
         await payments.create_payment(a.session, _actor(tenant), data)
         second = asyncio.create_task(payments.create_payment(b.session, _actor(tenant), data))
@@ -60,7 +60,7 @@ async def test_a_payment_waits_for_the_money_lock_before_reading(
     explicit allocation and refuses to give the same 100.00 again."""
     d = await debtor(tenant)
     debt = await obligation(tenant, d, "F-1", "100.00", days_ago(30))
-    data = PaymentCreate(currency="PEN", amount="100.00", paid_on=TODAY, debtor_id=d,
+    data = PaymentCreate(currency="PEN", amount="100.00", paid_on=lima_today(), debtor_id=d,
                          allocations=[AllocationIn(obligation_id=debt["id"], amount="100.00")])
     async with backends(tenant.tenant_id, 2) as (a, b):
         await payments.create_payment(a.session, _actor(tenant), data)
@@ -102,7 +102,7 @@ async def test_a_debtor_is_not_deleted_under_a_money_write(
     being created and then refuses; a write that waited for a deletion answers 404."""
     d = await debtor(tenant)
     data = ObligationCreate(external_ref="F-1", kind="invoice", currency="PEN",
-                            original_amount="50.00", due_date=TODAY, debtor_id=d)
+                            original_amount="50.00", due_date=lima_today(), debtor_id=d)
     async with backends(tenant.tenant_id, 2) as (a, b):
         await portfolio.create_obligation(a.session, _actor(tenant), data)
         deletion = asyncio.create_task(portfolio.delete_debtor(b.session, _actor(tenant), d))
@@ -134,8 +134,9 @@ async def test_two_first_refreshes_of_a_summary_do_not_collide(
         await conn.execute(delete(DebtorBalance).where(DebtorBalance.debtor_id == d))
     scope = DebtorScope.one(tenant.tenant_id, d)
     async with backends(tenant.tenant_id, 2) as (a, b):
-        await refresh_balances(a.session, tenant.tenant_id, scope, TODAY)
-        second = asyncio.create_task(refresh_balances(b.session, tenant.tenant_id, scope, TODAY))
+        await refresh_balances(a.session, tenant.tenant_id, scope, lima_today())
+        second = asyncio.create_task(refresh_balances(b.session, tenant.tenant_id, scope,
+                                                      lima_today()))
         assert await done_or_blocked(second, pg_engine, b.pid) == "blocked"
         await a.commit()
         try:
@@ -155,9 +156,9 @@ async def test_a_runs_stale_refresh_and_a_money_write_do_not_collide(
     await obligation(tenant, d, "F-1", "80.00", days_ago(-5))
     t = tenant.tenant_id
     async with backends(t, 2) as (a, b):
-        await refresh_balances(a.session, t, DebtorScope.one(t, d), TODAY)
+        await refresh_balances(a.session, t, DebtorScope.one(t, d), lima_today())
         run = asyncio.create_task(refresh_balances(
-            b.session, t, DebtorScope.stale(t), TODAY + timedelta(days=10)))
+            b.session, t, DebtorScope.stale(t), lima_today() + timedelta(days=10)))
         assert await done_or_blocked(run, pg_engine, b.pid) == "blocked"
         await a.commit()
         try:
@@ -168,7 +169,7 @@ async def test_a_runs_stale_refresh_and_a_money_write_do_not_collide(
     assert await money_invariant_violations(pg_engine, t) == {}
     async with pg_engine.connect() as conn:
         as_of = await conn.scalar(select(DebtorBalance.as_of).where(DebtorBalance.debtor_id == d))
-    assert as_of == TODAY + timedelta(days=10)
+    assert as_of == lima_today() + timedelta(days=10)
 
 
 async def test_a_bulk_rebalance_and_one_debtors_writes_exclude_each_other(
@@ -179,14 +180,14 @@ async def test_a_bulk_rebalance_and_one_debtors_writes_exclude_each_other(
     await obligation(tenant, await debtor(tenant, "OLD"), "F-1", "100.00", days_ago(30))
     d = await debtor(tenant, "NEW")
     t = tenant.tenant_id
-    data = PaymentCreate(currency="PEN", amount="40.00", paid_on=TODAY, debtor_id=d)
+    data = PaymentCreate(currency="PEN", amount="40.00", paid_on=lima_today(), debtor_id=d)
     async with backends(t, 2) as (a, b):
-        await rebalance(a.session, t, DebtorScope.tenant(t), TODAY)
+        await rebalance(a.session, t, DebtorScope.tenant(t), lima_today())
         pay = asyncio.create_task(payments.create_payment(b.session, _actor(tenant), data))
         assert await done_or_blocked(pay, pg_engine, b.pid) == "blocked"
         await a.commit()
         await pay
-        bulk = asyncio.create_task(rebalance(a.session, t, DebtorScope.tenant(t), TODAY))
+        bulk = asyncio.create_task(rebalance(a.session, t, DebtorScope.tenant(t), lima_today()))
         assert await done_or_blocked(bulk, pg_engine, a.pid) == "blocked"
         await b.commit()
         await bulk
@@ -203,15 +204,15 @@ async def test_a_profile_change_a_payment_and_a_bulk_rebalance_do_not_deadlock(
     d = await debtor(tenant)
     await obligation(tenant, d, "F-1", "100.00", days_ago(30))
     t = tenant.tenant_id
-    data = PaymentCreate(currency="PEN", amount="40.00", paid_on=TODAY, debtor_id=d)
+    data = PaymentCreate(currency="PEN", amount="40.00", paid_on=lima_today(), debtor_id=d)
     async with backends(t, 3) as (profile, pay, bulk):
         await profile.session.execute(update(Debtor).where(Debtor.id == d).values(zone="Sur"))
         paying = asyncio.create_task(payments.create_payment(pay.session, _actor(tenant), data))
         assert await done_or_blocked(paying, pg_engine, pay.pid) == "blocked"
         rebalancing = asyncio.create_task(rebalance(bulk.session, t, DebtorScope.tenant(t),
-                                                    TODAY))
+                                                    lima_today()))
         assert await done_or_blocked(rebalancing, pg_engine, bulk.pid) == "blocked"
-        await refresh_balances(profile.session, t, DebtorScope.one(t, d), TODAY)
+        await refresh_balances(profile.session, t, DebtorScope.one(t, d), lima_today())
         await profile.commit()
         await paying
         await pay.commit()

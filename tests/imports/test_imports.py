@@ -12,12 +12,13 @@ import pytest
 from cartera.clock import today_in
 from tests.conftest import TenantClient
 
-TODAY = today_in("America/Lima")
 RunJobs = Callable[[], Awaitable[int]]
 
 
 def days_ago(n: int) -> str:
-    return (TODAY - timedelta(days=n)).isoformat()
+    # today at the call, not at import: a session that runs past midnight in Lima
+    # would otherwise date every later obligation one day off
+    return (today_in("America/Lima") - timedelta(days=n)).isoformat()
 
 
 def ndjson(*rows: dict[str, Any]) -> bytes:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from cartera.clock import today_in
 from tests.conftest import TenantClient
 
 # The tenant fixture's time zone: its business date decides days past due.
-TODAY = today_in("America/Lima")
+
+
+def lima_today() -> date:
+    """Today in the test tenant's zone, at the call (a session may run past midnight)."""
+    return today_in("America/Lima")
 
 
 def days_ago(n: int) -> str:
-    return (TODAY - timedelta(days=n)).isoformat()
+    return (lima_today() - timedelta(days=n)).isoformat()
 
 
 async def debtor(t: TenantClient, ref: str = "D-1") -> int:
