@@ -69,3 +69,24 @@ async def test_a_message_the_same_day_as_the_previous_one_is_refused(
     await strategy(tenant, "ok", [seg["late"]], [
         message_step("one", sms), message_step("two", sms, offset=1),
         {"key": "w", "kind": "wait", "window": ALWAYS}, message_step("three", sms)])
+
+
+def needs_authorisation(pack: Any, planned: Any, config: Any = None) -> Any:
+    """Like Colombia's pack: a channel the debtor did not authorise is denied."""
+    if planned.channel not in (planned.authorized_channels or []):
+        return Deny(reasons=[Reason(code="channel_not_authorised", message="not authorised")])
+    return Allow(reasons=[Reason(code="ok", message="ok")])
+
+
+async def test_a_debtors_consent_is_not_a_window_that_never_opens(
+        tenant: TenantClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe asks about the window: it judges as a debtor who authorised the channel
+    (the demo's strategies were refused for Colombian debtors before)."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await _ar_debtor(tenant)
+    monkeypatch.setattr(gate, "_judge_one", needs_authorisation)
+    s = await strategy(tenant, "any", [seg["late"]], [message_step("one", sms)],
+                       activate=False)
+    r = await tenant.api.post(f"/v1/strategies/{s['id']}/versions/1/activate", json={})
+    assert r.status_code == 200, r.text

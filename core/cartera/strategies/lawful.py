@@ -64,7 +64,10 @@ def opens(host: PluginHost, policy: GatePolicy, place: tuple[str, str | None, st
                             channel=channel,  # type: ignore[arg-type]
                             planned_at=at, debtor_country=country,
                             debtor_subdivision=subdivision, debtor_timezone=zone,
-                            days_past_due=30)
+                            days_past_due=30,
+                            # the question is the window, not a debtor's consent: probe
+                            # as a debtor who authorised the channel (CO requires it)
+                            authorized_channels=[channel])  # type: ignore[list-item]
                     except InvalidContact:
                         return True, codes  # the gate explains a bad zone per debtor
                     verdict = gate.judge_planned(host, planned, policy)
