@@ -1,0 +1,44 @@
+"""``cartera demo`` as a newcomer runs it: a fresh home, the embedded database and EVERY
+installed plugin, the six country packs included (the rest of the suite runs without them,
+so only this test sees the demo's strategies judged by the packs at activation)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = Path(sys.executable).with_name("cartera")
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="the cartera console script is not installed")
+def test_the_demo_prepares_with_every_pack_installed(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CARTERA_") or k == "CARTERA_LOG_LEVEL"}
+    env["CARTERA_HOME"] = str(tmp_path)
+    done = subprocess.run([str(CLI), "demo", "--no-serve", "--debtors", "300"], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "client_secret:" in done.stdout and "loaded 300 debtors" in done.stdout
+
+    databases = list(tmp_path.glob("*.db"))
+    assert len(databases) == 1, databases
+    with sqlite3.connect(databases[0]) as db:
+        active = db.execute(
+            "SELECT count(*) FROM strategy_versions WHERE status = 'active'").fetchone()[0]
+        planned = db.execute("SELECT count(*) FROM actions").fetchone()[0]
+        packs = db.execute(
+            "SELECT count(DISTINCT source) FROM compliance_decisions "
+            "WHERE source LIKE 'compliance_%'").fetchone()[0]
+    assert active == 3
+    assert planned > 0
+    assert packs >= 3, "the country packs judged nothing: were they loaded?"
+
+    again = subprocess.run([str(CLI), "demo", "--no-serve", "--debtors", "300"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "demo portfolio already loaded (300 debtors)" in again.stdout
