@@ -78,6 +78,9 @@ class Settings:
     max_import_bytes: int = 2_147_483_648
     import_retention_days: int = 0
     """Days an uploaded import file is kept after its import ends; 0: deleted at the end."""
+    compliance_decision_retention_days: int = 1095
+    """``CARTERA_COMPLIANCE_DECISION_RETENTION_DAYS``: days a gate decision is kept in the
+    decision log; 0 keeps them forever. At least :data:`MIN_DECISION_RETENTION_DAYS`."""
     log_level: str = "INFO"
     plugin_timeout_seconds: float = 10.0
     """Upper bound on any single call into a plugin."""
@@ -187,6 +190,9 @@ def _settings_from_env() -> Settings:
         kwargs["egress_allow"] = env["CARTERA_EGRESS_ALLOW"]
     if env.get("CARTERA_IMPORT_RETENTION_DAYS"):
         kwargs["import_retention_days"] = int(env["CARTERA_IMPORT_RETENTION_DAYS"])
+    if env.get("CARTERA_COMPLIANCE_DECISION_RETENTION_DAYS"):
+        kwargs["compliance_decision_retention_days"] = decision_retention(
+            env["CARTERA_COMPLIANCE_DECISION_RETENTION_DAYS"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
     if env.get("CARTERA_CORS_ORIGINS"):
         kwargs["cors_origins"] = parse_origins(env["CARTERA_CORS_ORIGINS"])
@@ -206,6 +212,20 @@ def _settings_from_env() -> Settings:
         if env.get(name):
             kwargs[attr] = env[name]
     return Settings(**kwargs)  # type: ignore[arg-type]
+
+
+MIN_DECISION_RETENTION_DAYS = 730
+"""Chile's record-keeping rule: the type and frequency of collection actions per debtor are
+kept at least two years (``reference/compliance.md`` on Chile); no shorter setting is taken."""
+
+
+def decision_retention(text: str) -> int:
+    """The decision log's retention in days: 0 (forever) or at least two years."""
+    days = int(text)
+    if days != 0 and days < MIN_DECISION_RETENTION_DAYS:
+        raise ValueError(f"CARTERA_COMPLIANCE_DECISION_RETENTION_DAYS must be 0 (keep forever) "
+                         f"or at least {MIN_DECISION_RETENTION_DAYS} days, not {days}")
+    return days
 
 
 def parse_origins(text: str) -> tuple[str, ...]:

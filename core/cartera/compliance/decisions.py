@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.compliance import schemas
@@ -92,3 +92,13 @@ async def report(session: AsyncSession, tenant_id: int, start: datetime,
     return schemas.ReportOut(period_start=start, period_end=end,
                              contacts=sum(sum(c.values()) for c in paths.values()),
                              rules=rules, paths=by_path)
+
+
+async def purge_older_than(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete at most ``limit`` decisions made before ``cutoff``, oldest first, and return
+    how many went. Walks the primary key from its low end (ids grow with ``decided_at``), so
+    each call reads about what it deletes whatever the log's size."""
+    d = ComplianceDecision
+    oldest = select(d.id).where(d.decided_at < cutoff).order_by(d.id).limit(limit)
+    done = await session.execute(delete(d).where(d.id.in_(oldest.scalar_subquery())))
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]

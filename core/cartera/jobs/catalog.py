@@ -8,6 +8,7 @@ import importlib
 
 HANDLER_MODULES = (
     "cartera.api.idempotency",
+    "cartera.compliance.jobs",
     "cartera.erpsync.jobs",
     "cartera.events.jobs",
     "cartera.imports.jobs",
