@@ -171,3 +171,59 @@ async def test_strategy_messages_carry_self_service_links_issued_for_the_batch_a
     assert sorted(stored[token_hash(t)] for t in tokens) == sorted(debtors)
     view = await debtor_client(http, tokens[0]).get("/self-service")
     assert view.status_code == 200, view.text
+
+
+async def test_an_offer_link_and_a_hold_that_runs_out(
+        tenant: TenantClient, app: Litestar, http: Any, provider: FakeHTTPServer,
+        mercadopago: Any, run_jobs: Any) -> None:
+    from tests.offers.helpers import client_with, offer
+
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    await integration(tenant, mercadopago)
+    tpl = await _link_template(tenant)
+    ana, ben = await late_debtor(tenant, "PL-E"), await late_debtor(tenant, "PL-F")
+    collector, _ = await client_with(app, http, tenant, "collector")
+    o = await offer(collector, debtor_id=ana, discount_percent="10")
+    await strategy(tenant, "pay", [seg["late"]], [
+        message_step("one", tpl, payment_link={"amount": "offer"})])
+    await plan(tenant, run_jobs)
+    assert (await _dispatch(app, tenant))["dispatched"] == 2
+    await run_jobs()
+    got = {i.debtor_id: i for i in await _interactions(app, tenant.tenant_id)}
+    [pref] = mercadopago.preferences.values()
+    assert str(pref["items"][0]["unit_price"]) == o["amount"] == "90.00"
+    assert got[ana].status == "sent"
+    # Ben has no offer: no link, no message
+    assert (got[ben].status, got[ben].failure_code) == ("failed", "payment_link_unavailable")
+
+
+async def test_a_hold_that_runs_out_fails_the_message_unsent(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, mercadopago: Any,
+        run_jobs: Any) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import delete, update
+
+    from cartera import clock
+    from cartera.jobs.models import Job
+
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    await integration(tenant, mercadopago)
+    tpl = await _link_template(tenant)
+    await late_debtor(tenant, "PL-G")
+    await strategy(tenant, "pay", [seg["late"]], [
+        message_step("one", tpl, payment_link={"amount": "balance"})])
+    await plan(tenant, run_jobs)
+    assert (await _dispatch(app, tenant))["dispatched"] == 1
+    # the link job never runs (lost); the hold runs out
+    async with app.state.ctx.sessionmaker() as session:
+        await session.execute(delete(Job).where(Job.kind == "strategies.payment_links"))
+        await session.execute(update(Interaction).values(
+            not_before=clock.now() - timedelta(seconds=1)))
+        await session.commit()
+    await run_jobs()
+    [held] = await _interactions(app, tenant.tenant_id)
+    assert (held.status, held.failure_code) == ("failed", "payment_link_unavailable")
+    assert provider.requests == [] and mercadopago.preferences == {}

@@ -8,13 +8,15 @@ The provider is never called inside the dispatch transaction:
    interaction carries the step's option under :data:`PENDING` in its ``variables`` and a
    ``not_before`` :data:`HOLD` ahead, so the batch sender does not take it yet; one
    ``strategies.payment_links`` job for the batch's interactions commits with them.
-2. **Make** (the job, :func:`payment_links_job`): per interaction, the amount is resolved
-   in a short read, then :func:`cartera.payments.links.get_or_create_link` reuses the
-   debtor's open link for that purpose or makes one (its own short transactions around the
-   provider call, the link's stable idempotency key on a retry).
-3. **Release** (one short transaction per interaction): the URL goes into the interaction's
-   ``payment_link`` variable, the marker is dropped, ``not_before`` cleared and the
-   integration's batch job made to wait: it renders and gates the message as any other.
+2. **Make** (the job, :func:`payment_links_job`): per debtor and option, concurrently (at
+   most :data:`CONCURRENCY` calls), the amount is resolved in a short read, then
+   :func:`cartera.payments.links.get_or_create_link` reuses the debtor's open link for
+   that purpose or makes one (its own short transactions around the provider call, the
+   link's stable idempotency key on a retry).
+3. **Release** (one short transaction for the job's interactions, executemany UPDATEs):
+   the URL goes into each interaction's ``payment_link`` variable, the marker is dropped,
+   ``not_before`` cleared and the integrations' batch jobs made to wait: they render and
+   gate the messages as any other.
 
 A link that cannot be made for good (nothing to pay, no live offer or plan, the provider
 refuses) fails the interaction ``payment_link_unavailable``: a message that promises a link
@@ -28,13 +30,15 @@ payment integration: 422 naming ``steps[i].payment_link`` otherwise.
 
 from __future__ import annotations
 
+import asyncio
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from cartera_sdk.errors import ProviderError
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
@@ -60,6 +64,8 @@ KIND = "strategies.payment_links"
 HOLD = timedelta(minutes=15)
 """How long a held interaction waits for its link before the batch sender gives up on it."""
 UNAVAILABLE = "payment_link_unavailable"
+CONCURRENCY = 8
+"""Provider calls one job makes at a time."""
 
 __all__ = ["HOLD", "KIND", "PENDING", "check_activation", "enqueue", "hold"]
 
@@ -159,87 +165,110 @@ async def ask_for(session: AsyncSession, tenant: Tenant, debtor_id: int,
     return await links.resolve_ask(session, data)
 
 
-async def _release(ctx: JobContext, row: Any, url: str | None, code: str | None) -> None:
-    """The held interaction gets its link and goes to the batch sender, or fails."""
-    it = table = table_of(Interaction)
-    variables = {k: v for k, v in (row.variables or {}).items() if k != PENDING}
+async def _make(ctx: JobContext, host: Any, tenant: Tenant, debtor_id: int,
+                option: dict[str, Any], strategy_id: int) -> tuple[str, str | None]:
+    """``("linked", url)``, ``("failed", code)`` (for good) or ``("retry", code)``."""
+    try:
+        async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
+            ask = await ask_for(session, tenant, debtor_id, option)
+        actor = StrategyActor(tenant_id=ctx.tenant_id, client_id=None, request_id=None,
+                              strategy_id=strategy_id)
+        link, _ = await links.get_or_create_link(ctx.sessionmaker, host, actor, ask)
+    except PluginCallError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ProviderError) and cause.kind == "permanent":
+            return "failed", f"provider_refused: {cause.code}"
+        return "retry", exc.code
+    except CarteraError as exc:
+        if exc.status >= 500 or exc.code in ("link_in_progress", "link_contention"):
+            return "retry", exc.code
+        return "failed", exc.code
+    if link.url is None:
+        return "failed", link.status_reason or f"link_{link.status}"
+    return "linked", link.url
+
+
+async def _release(ctx: JobContext, rows: list[Any],
+                   outcomes: dict[int, tuple[str, str | None]]) -> None:
+    """One transaction: the held interactions still queued get their link (and their
+    integration's batch job waits) or fail ``payment_link_unavailable``."""
+    it, ev = table_of(Interaction), table_of(InteractionEvent)
     now = clock.now()
     async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
-        still = (it.c.id == row.id) & (it.c.status == "queued")
-        if url is not None:
-            done = (await session.execute(update(table).where(still).values(
-                variables={**variables, "payment_link": url}, not_before=None,
-                updated_at=now))).rowcount  # type: ignore[attr-defined]
-            if done and row.integration_id is not None:
-                await batch.ensure_batch_job(session, current_runner(), ctx.tenant_id,
-                                             row.integration_id)
-            return
-        done = (await session.execute(update(table).where(still).values(
-            variables=variables, status="failed", failure_code=UNAVAILABLE,
-            failure_reason=f"no payment link: {code}"[:200], not_before=None,
-            updated_at=now))).rowcount  # type: ignore[attr-defined]
-        if done:
-            session.add(InteractionEvent(tenant_id=ctx.tenant_id, interaction_id=row.id,
-                                         status="failed", at=now, source="job",
-                                         detail={"code": UNAVAILABLE, "reason": code}))
+        still = set((await session.scalars(select(it.c.id).where(
+            it.c.id.in_([r.id for r in rows]), it.c.status == "queued")
+            .with_for_update())).all())
+        linked, failed = [], []
+        for row in rows:
+            state, value = outcomes[row.id]
+            if row.id not in still or state == "retry":
+                continue
+            rest = {k: v for k, v in (row.variables or {}).items() if k != PENDING}
+            if state == "linked":
+                linked.append({"b_id": row.id, "b_vars": {**rest, "payment_link": value}})
+            else:
+                failed.append({"b_id": row.id, "b_vars": rest,
+                               "b_reason": f"no payment link: {value}"[:200]})
+        if linked:
+            await session.execute(update(it).where(it.c.id == bindparam("b_id")).values(
+                variables=bindparam("b_vars", type_=it.c.variables.type), not_before=None,
+                updated_at=now), linked)
+        if failed:
+            await session.execute(update(it).where(it.c.id == bindparam("b_id")).values(
+                variables=bindparam("b_vars", type_=it.c.variables.type), status="failed",
+                failure_code=UNAVAILABLE, failure_reason=bindparam("b_reason"),
+                not_before=None, updated_at=now), failed)
+            await session.execute(insert(ev), [
+                {"tenant_id": ctx.tenant_id, "interaction_id": f["b_id"], "status": "failed",
+                 "at": now, "occurred_at": None, "source": "job",
+                 "detail": {"code": UNAVAILABLE, "reason": f["b_reason"]}} for f in failed])
+        released = {f["b_id"] for f in linked}
+        for integration_id in sorted({int(r.integration_id) for r in rows
+                                      if r.id in released and r.integration_id is not None}):
+            await batch.ensure_batch_job(session, current_runner(), ctx.tenant_id,
+                                         integration_id)
 
 
 @job(KIND)
 async def payment_links_job(ctx: JobContext) -> dict[str, Any]:
-    """Get or make the payment link of each held interaction and release it (see the
-    module). Raises after the others are done when a provider call failed retryably, so
-    the job is retried for those alone (the released ones are no longer held)."""
+    """Get or make the payment link of each held interaction and release them (see the
+    module): one link per debtor and option, at most :data:`CONCURRENCY` provider calls at
+    a time, one release transaction. Raises after the others are released when a call
+    failed retryably, so the job is retried for those alone (the released ones are no
+    longer held)."""
     host = current_host()
     ids = [int(i) for i in ctx.payload.get("interaction_ids", [])]
     it = table_of(Interaction)
     async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
         tenant = await session.get(Tenant, ctx.tenant_id)
-        rows = (await session.execute(select(
+        rows = [r for r in (await session.execute(select(
             it.c.id, it.c.debtor_id, it.c.integration_id, it.c.variables, it.c.trigger)
             .where(it.c.id.in_(ids), it.c.tenant_id == ctx.tenant_id,
-                   it.c.status == "queued").order_by(it.c.id))).all() if ids else []
+                   it.c.status == "queued").order_by(it.c.id))).all()
+            if r.debtor_id is not None and (r.variables or {}).get(PENDING)] if ids else []
     assert tenant is not None
-    counts = {"linked": 0, "failed": 0, "retry": 0}
-    made: dict[tuple[int, str], str] = {}
-    retry: list[str] = []
+    if not rows:
+        return {"linked": 0, "failed": 0, "retry": 0}
+    groups: dict[tuple[int, str], list[Any]] = defaultdict(list)
     for row in rows:
-        option = (row.variables or {}).get(PENDING)
-        if not option or row.debtor_id is None:
-            continue
-        key = (int(row.debtor_id), repr(sorted(option.items())))
-        try:
-            url = made.get(key)
-            if url is None:
-                async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
-                    ask = await ask_for(session, tenant, int(row.debtor_id), option)
-                actor = StrategyActor(tenant_id=ctx.tenant_id, client_id=None,
-                                      request_id=None,
-                                      strategy_id=int((row.trigger or {}).get("strategy_id")
-                                                      or 0))
-                link, _ = await links.get_or_create_link(ctx.sessionmaker, host, actor, ask)
-                if link.url is None:
-                    raise Invalid(f"payment link {link.id} is {link.status}",
-                                  code=link.status_reason or "link_not_open")
-                url = made[key] = link.url
-        except PluginCallError as exc:
-            cause = exc.__cause__
-            if not (isinstance(cause, ProviderError) and cause.kind == "permanent"):
-                counts["retry"] += 1
-                retry.append(str(row.id))
-                continue
-            await _release(ctx, row, None, f"provider_refused: {cause.code}")
-            counts["failed"] += 1
-            continue
-        except CarteraError as exc:
-            if exc.status >= 500 or exc.code in ("link_in_progress", "link_contention"):
-                counts["retry"] += 1
-                retry.append(str(row.id))
-                continue
-            await _release(ctx, row, None, exc.code)
-            counts["failed"] += 1
-            continue
-        await _release(ctx, row, url, None)
-        counts["linked"] += 1
-    if retry:
-        raise RuntimeError(f"payment links to retry for interactions {', '.join(retry)}")
+        option = row.variables[PENDING]
+        groups[(int(row.debtor_id), repr(sorted(option.items())))].append(row)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(members: list[Any]) -> tuple[str, str | None]:
+        first = members[0]
+        async with gate:
+            return await _make(ctx, host, tenant, int(first.debtor_id),
+                               first.variables[PENDING],
+                               int((first.trigger or {}).get("strategy_id") or 0))
+
+    made = await asyncio.gather(*(one(members) for members in groups.values()))
+    outcomes = {row.id: result for members, result in zip(groups.values(), made, strict=True)
+                for row in members}
+    await _release(ctx, rows, outcomes)
+    counts = {"linked": 0, "failed": 0, "retry": 0}
+    for state, _ in outcomes.values():
+        counts[state] += 1
+    if counts["retry"]:
+        raise RuntimeError(f"{counts['retry']} payment links to retry (provider unavailable)")
     return counts
