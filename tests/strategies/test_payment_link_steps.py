@@ -227,3 +227,35 @@ async def test_a_hold_that_runs_out_fails_the_message_unsent(
     [held] = await _interactions(app, tenant.tenant_id)
     assert (held.status, held.failure_code) == ("failed", "payment_link_unavailable")
     assert provider.requests == [] and mercadopago.preferences == {}
+
+
+async def test_an_installment_link_asks_for_the_next_unpaid_installment(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, mercadopago: Any,
+        run_jobs: Any) -> None:
+    from datetime import timedelta
+
+    from cartera import clock
+    from tests.offers.helpers import offer
+
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    await integration(tenant, mercadopago)
+    tpl = await _link_template(tenant)
+    ana = await late_debtor(tenant, "PL-H")
+    today = clock.now().date()
+    proposal = await offer(tenant.api, debtor_id=ana, kind="installments", installments=[
+        {"due_date": (today + timedelta(days=5)).isoformat(), "amount": "60.00"},
+        {"due_date": (today + timedelta(days=35)).isoformat(), "amount": "40.00"}])
+    r = await tenant.api.post(f"/v1/offers/{proposal['id']}/accept")
+    assert r.status_code == 200, r.text
+    await strategy(tenant, "pay", [seg["late"]], [
+        message_step("one", tpl, payment_link={"amount": "installment"})])
+    await plan(tenant, run_jobs)
+    assert (await _dispatch(app, tenant))["dispatched"] == 1
+    await run_jobs()
+    [sent] = await _interactions(app, tenant.tenant_id)
+    assert sent.status == "sent", (sent.status, sent.failure_code)
+    [link] = (await tenant.api.get("/v1/payment-links", params={"status": "open"})).json()["data"]
+    assert (link["amount"], link["amount_kind"], link["purpose"].split(":")[0]) == (
+        "60.00", "installment", "installment")
+    assert sent.variables == {"payment_link": link["url"]}
