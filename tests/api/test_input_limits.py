@@ -285,7 +285,7 @@ def test_every_body_instant_needs_its_offset(app: Litestar) -> None:
 def test_every_body_struct_is_mapped_or_stored_as_json(app: Litestar) -> None:
     json_documents = {"RuleSetIn", "StagesIn", "WhatsAppTemplateSpec", "WhatsAppParameter",
                       "PreviewRequest", "VersionIn", "StepIn", "ChannelIn", "WindowIn",
-                      "TaskIn", "SimulateIn", "PriceIn",
+                      "TaskIn", "SimulateIn", "PriceIn", "PaymentLinkStepIn",
                       # offers: installments and policy rules are JSON columns; a
                       # self-service opt-out lands in contact points' JSON channel list
                       "OfferInstallmentIn", "PolicyRule", "OptOutAsk"}

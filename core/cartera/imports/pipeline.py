@@ -15,9 +15,11 @@ Contract (:func:`run_import`):
 * Each chunk commits in two transactions, debtors (with tags, contacts and the chunk's row
   errors) then obligations and payments; on PostgreSQL the next chunk's debtors load on a
   second connection while this chunk's money loads (see :func:`_load_all`). After the last
-  chunk, one :func:`rebalance` over the debtors whose obligations or payments changed
-  recomputes allocations (oldest due first), outstanding amounts, statuses and balance
-  summaries. Until then a running import's debtors may show stale balances.
+  chunk, the offers their payments now pay in full are applied (their discount a credit
+  note, as for a single payment), then one :func:`rebalance` over the debtors whose
+  obligations or payments changed recomputes allocations (oldest due first), outstanding
+  amounts, statuses and balance summaries. Until then a running import's debtors may show
+  stale balances.
 * A run that fails after some chunks committed ends with the same final step: the debtors
   those chunks touched are rebalanced, their summaries refreshed and their promises and
   plans settled, so the portfolio is consistent even though the import is not complete.
@@ -73,7 +75,8 @@ from cartera.imports.models import (
 from cartera.imports.retention import delete_upload
 from cartera.jobs.runner import is_transient_db_error
 from cartera.negotiation.status import settle_debtors
-from cartera.payments.allocation import DebtorScope, rebalance
+from cartera.offers.service import apply_paid_offers_many
+from cartera.payments.allocation import DebtorScope, lock_scope, rebalance
 from cartera.portfolio.service import tenant_today
 from cartera.settings import get_settings
 
@@ -753,11 +756,17 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
                               "allocations"):
                     await conn.exec_driver_sql(f"ANALYZE {table}")
         today = await tenant_today(session, t)
+        touched = select(touched_debtors.c.debtor_id).where(
+            touched_debtors.c.import_id == run.id)
+        async with _phase("offers"):
+            # An offer the file's payments pay in full gets its credit note before the
+            # allocation runs (as the change chain's offers step does for one debtor),
+            # under the money lock the rebalance takes (taken here, before the read).
+            await lock_scope(session, t, scope)
+            await apply_paid_offers_many(session, t, touched, today)
         async with _phase("rebalance"):
             await rebalance(session, t, scope, today)
         # The file's payments may keep (or, reversed, un-keep) promises and complete plans.
-        touched = select(touched_debtors.c.debtor_id).where(
-            touched_debtors.c.import_id == run.id)
         await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
         await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
         if failure is None:
@@ -937,9 +946,12 @@ async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> 
     scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
                         {"imp": touched_key})
     today = await tenant_today(session, t)
+    touched = select(touched_debtors.c.debtor_id).where(touched_debtors.c.import_id == touched_key)
+    async with _phase("offers"):
+        await lock_scope(session, t, scope)
+        await apply_paid_offers_many(session, t, touched, today)
     async with _phase("rebalance"):
         await rebalance(session, t, scope, today)
-    touched = select(touched_debtors.c.debtor_id).where(touched_debtors.c.import_id == touched_key)
     await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
     await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == touched_key))
 

@@ -26,6 +26,7 @@ HANDLER_MODULES = (
     "cartera.strategies.dispatch",
     "cartera.strategies.feedback",
     "cartera.strategies.jobs",
+    "cartera.strategies.paylinks",
     "cartera.strategies.simulate",
 )
 

@@ -286,6 +286,7 @@ async def take(session: AsyncSession, host: PluginHost, tenant_id: int, integrat
                                      PROVIDER_MISSING_RETRY_SECONDS)] += 1
         return claim
     loaded = await _load(session, host, batch, now)
+    await _self_service_links(session, loaded, batch)
     from_address = str(integration.config.get("from_address", ""))
     lease_until = now + lease_for(len(batch), host.timeout_seconds)
     for interaction in batch:
@@ -313,6 +314,35 @@ async def take(session: AsyncSession, host: PluginHost, tenant_id: int, integrat
     return claim
 
 
+SELF_SERVICE = "links.self_service"
+
+
+async def _self_service_links(session: AsyncSession, loaded: _Loaded,
+                              batch: list[Interaction]) -> None:
+    """A fresh self-service link for each message whose template says ``links.self_service``
+    and that has none yet (a strategy's, queued without variables), as a single send gets
+    one: issued for the whole batch at once, kept in the message's ``variables`` (a retry
+    renders the same link)."""
+    wanted = [i for i in batch if i.debtor_id in loaded.debtors
+              and (t := loaded.templates.get(i.template_id or 0)) is not None
+              and SELF_SERVICE in f"{t.body} {t.subject or ''} {t.html or ''}"
+              and not (i.variables or {}).get("self_service_link")]
+    if not wanted:
+        return
+    from cartera.api.context import Actor
+    from cartera.selfservice import service as self_service
+    from cartera.settings import get_settings
+
+    settings = get_settings()
+    base = settings.self_service_url or f"{settings.public_base}/self-service"
+    actor = Actor(tenant_id=wanted[0].tenant_id, client_id=None, request_id=None)
+    urls = await self_service.issue_many(session, actor,
+                                         [int(i.debtor_id or 0) for i in wanted], base)
+    for interaction in wanted:
+        interaction.variables = {**(interaction.variables or {}),
+                                 "self_service_link": urls[int(interaction.debtor_id or 0)]}
+
+
 async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
                    interaction: Interaction, now: datetime,
                    from_address: str) -> OutboundMessage | str:
@@ -324,6 +354,10 @@ async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
     cp = loaded.contact_points.get(interaction.contact_point_id or 0)
     if debtor is None or template is None:
         return _fail(session, interaction, "configuration_gone")
+    if rendering.PENDING_PAYMENT_LINK in (interaction.variables or {}):
+        # its payment link was never made (the hold ran out): never sent without it
+        return _fail(session, interaction, "payment_link_unavailable",
+                     "the payment link was not made in time")
     try:
         content = await templates.render_message(
             template, context(loaded, debtor, template.locale,

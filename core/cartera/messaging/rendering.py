@@ -38,6 +38,11 @@ from cartera.portfolio import aging
 from cartera.portfolio.models import Debtor, DebtorBalance, Obligation
 from cartera.tenants.models import Tenant
 
+PENDING_PAYMENT_LINK = "payment_link_pending"
+"""The ``variables`` key of a queued message still waiting for its payment link (a
+strategy step's ``payment_link``, see :mod:`cartera.strategies.paylinks`): it is not sent
+until the link replaces it with ``payment_link``."""
+
 P = ParamSpec("P")
 R = TypeVar("R")
 

@@ -23,13 +23,14 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
+from cartera.db.base import table_of
 from cartera.errors import Conflict, Forbidden, Invalid, NotFound
 from cartera.offers import policy as policies
 from cartera.offers import schemas
@@ -442,6 +443,46 @@ async def apply_paid_offers(session: AsyncSession, tenant_id: int, debtor_id: in
         elif offer.status == "applied" and paid < offer.amount_minor:
             await _unapply(session, actor, offer)
     await session.flush()
+
+
+async def apply_paid_offers_many(session: AsyncSession, tenant_id: int, debtors: Any,
+                                 today: date) -> int:
+    """:func:`apply_paid_offers` for many debtors at once (a bulk import's payments):
+    ``debtors`` is a subquery of debtor ids. What each of their offers is paid is one
+    aggregate query, its ``paid_minor`` one executemany UPDATE; only the offers whose state
+    changes (now paid in full, or paid no more) are applied or unapplied one by one. Returns
+    how many changed state. The caller's transaction holds the debtors' money (an import's
+    final step)."""
+    o, p = table_of(Offer), table_of(Payment)
+    window = or_(and_(o.c.kind == "installments", o.c.arrangement_id.is_not(None)),
+                 p.c.created_at < o.c.expires_at)
+    paid = func.coalesce(func.sum(p.c.amount_minor - p.c.refunded_minor), 0)
+    rows = (await session.execute(
+        select(o.c.id, o.c.status, o.c.amount_minor, o.c.paid_minor, paid.label("paid"))
+        .select_from(o.outerjoin(p, and_(
+            p.c.tenant_id == o.c.tenant_id, p.c.debtor_id == o.c.debtor_id,
+            p.c.currency == o.c.currency, p.c.status == "applied",
+            p.c.created_at >= o.c.created_at, window)))
+        .where(o.c.tenant_id == tenant_id, o.c.debtor_id.in_(debtors),
+               o.c.status.in_(("open", "accepted", "applied", "expired")))
+        .group_by(o.c.id, o.c.status, o.c.amount_minor, o.c.paid_minor))).all()
+    moved = [r for r in rows if int(r.paid) != r.paid_minor]
+    if moved:
+        await session.execute(update(o).where(o.c.id == bindparam("b_id")).values(
+            paid_minor=bindparam("b_paid"), updated_at=clock.now()).execution_options(
+            synchronize_session=False), [{"b_id": r.id, "b_paid": int(r.paid)} for r in moved])
+    flips = [r.id for r in rows if (r.status != "applied") == (int(r.paid) >= r.amount_minor)]
+    if not flips:
+        return 0
+    actor = Actor(tenant_id=tenant_id, client_id=None, request_id=None)
+    for offer in (await session.scalars(select(Offer).where(Offer.id.in_(flips)).order_by(
+            Offer.id).execution_options(populate_existing=True))).all():
+        if offer.status != "applied":
+            await _apply(session, actor, offer, today)
+        else:
+            await _unapply(session, actor, offer)
+    await session.flush()
+    return len(flips)
 
 
 async def _apply(session: AsyncSession, actor: Actor, offer: Offer, today: date) -> None:

@@ -6,6 +6,14 @@ unique index ``uq_payment_links_open_purpose`` makes concurrent requests find on
 commit; (2) **call** the provider with the row's stable ``provider_idempotency_key`` and our
 reference ``plink_<id>``; (3) **record** its URL. A retry after a failed or timed-out call
 finds the reserved row and calls again with the same key, so the provider makes one link.
+A provider builds its request from the row alone (Mercado Pago's preference body is a pure
+function of it), so a retry is byte-identical under that key.
+
+Only one request at a time calls the provider for a row (``calling_until``, a lease; the
+others wait for its URL). Kept as defence in depth although retries are identical:
+providers do not promise to deduplicate two calls with one key that are *in flight at once*
+(the key is recorded when the first completes), a provider may not honour keys at all, and
+it saves a call per concurrent request.
 
 :func:`get_or_create_link` is the service entry point other features build on (offers,
 self-service): it returns the debtor's open link for the purpose when it asks for the same

@@ -74,6 +74,10 @@ class Payment(DebtorOwned, Base):
         BigId, ForeignKey("integrations.id", ondelete="SET NULL"))
     payment_link_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("payment_links.id", ondelete="SET NULL"))
+    disputed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """Since when the payer disputes it (a chargeback or mediation open at the provider). A
+    disputed payment stays applied; lost (charged back) it is reversed and keeps the mark;
+    won (approved again) the mark is cleared."""
 
 
 LINK_STATUSES = ("open", "paid", "expired", "cancelled")

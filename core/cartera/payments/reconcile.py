@@ -19,7 +19,11 @@ A notification is only a hint. For each new payment event of a delivery the webh
      released), once;
    * ``open`` / ``failed``: nothing is applied; the link remembers the provider payment so
      the daily recovery (:func:`recover_open_links`) re-fetches it if its webhook is lost;
-   * ``disputed``: the payment stays applied, with an exception for a person.
+   * ``disputed`` (in mediation, a chargeback open): the payment stays applied and is
+     marked ``disputed_at`` (recorded and applied the first time when the approval was
+     never seen: the money was received), with an exception for a person. Lost, the
+     provider reports it charged back: ``reversed`` as above. Won, it reports it approved
+     again: the mark is cleared (``payment.dispute_won``).
 
    Then the debtor goes through the chain every payment write does
    (:func:`cartera.portfolio.service.refresh_debtor`, :mod:`cartera.changes`: allocation,
@@ -202,7 +206,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
     """Apply the provider's current view of one payment, in the caller's transaction (which
     must not have read the debtor's money yet). Returns what happened (for logs and
     tests): ``recorded``, ``held``, ``refunded``, ``reversed``, ``unchanged``, ``pending``,
-    ``failed``, ``disputed``, ``unknown_link``."""
+    ``failed``, ``disputed``, ``dispute_won``, ``unknown_link``."""
     tenant_id, ppid = integration.tenant_id, view.provider_payment_id
     link_id = link_id_of(view.reference)
     link = await session.get(PaymentLink, link_id) if link_id is not None else None
@@ -229,12 +233,19 @@ async def apply_view(session: AsyncSession, integration: Integration,
         link = await session.get(PaymentLink, link.id, populate_existing=True)
     outcome = "unchanged"
     settlement = view.settlement
+    recorded = False
     if settlement == "paid":
         if payment is None:
             assert link is not None
             payment = await _record(session, integration, link, view)
             outcome = "held" if payment.status == "held" else "recorded"
         elif payment.status != "reversed":
+            if payment.disputed_at is not None:
+                payment.disputed_at = None
+                outcome = "dispute_won"
+                audit.record(session, _actor(integration), "payment.dispute_won", "payment",
+                             payment.id, {"debtor_id": payment.debtor_id,
+                                          "status": view.status})
             refunded = min(_minor(view.refunded_amount, payment.currency), payment.amount_minor)
             if refunded > payment.refunded_minor:
                 payment.refunded_minor = refunded
@@ -253,6 +264,16 @@ async def apply_view(session: AsyncSession, integration: Integration,
             outcome = "reversed"
     elif settlement == "disputed":
         outcome = "disputed"
+        if payment is None and link is not None:
+            # First seen in mediation: the money was received (a dispute follows an
+            # approval); applied like a paid one until the dispute is lost.
+            payment = await _record(session, integration, link, view)
+            recorded = True
+        if payment is not None and payment.status != "reversed" and payment.disputed_at is None:
+            payment.disputed_at = clock.now()
+            audit.record(session, _actor(integration), "payment.disputed", "payment",
+                         payment.id, {"debtor_id": payment.debtor_id, "status": view.status,
+                                      "detail": view.status_detail})
         await _exception(session, integration, ppid, "disputed",
                          f"the payer disputes the payment ({view.status_detail or 'in mediation'})",
                          view, debtor_id=debtor_id, link_id=link.id if link else None,
@@ -264,7 +285,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
         if link.status == "open":
             # Remembered while nothing final happened, so a lost webhook is recovered.
             link.provider_payment_id = ppid if settlement == "open" else None
-    if outcome in ("recorded", "held", "refunded", "reversed"):
+    if recorded or outcome in ("recorded", "held", "refunded", "reversed"):
         await session.flush()
         await refresh_debtor(session, tenant_id, debtor_id,
                              "reversal" if outcome in ("refunded", "reversed") else "payment")

@@ -64,6 +64,9 @@ class PaymentOut(Struct):
     provider: str | None = None
     provider_payment_id: str | None = None
     payment_link_id: int | None = None
+    disputed_at: datetime | None = None
+    """Set while the payer disputes the payment at the provider (it stays applied until the
+    dispute is lost, when it is reversed)."""
 
 
 class PaymentRefund(Struct, forbid_unknown_fields=True):

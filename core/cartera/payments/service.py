@@ -167,6 +167,6 @@ async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[s
             allocations=allocs[p.id], created_at=p.created_at,
             refunded_amount=money.from_minor(p.refunded_minor or 0, p.currency),
             provider=p.provider, provider_payment_id=p.provider_payment_id,
-            payment_link_id=p.payment_link_id)
+            payment_link_id=p.payment_link_id, disputed_at=p.disputed_at)
         for p in payments
     ]

@@ -18,13 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 from litestar import Request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
 from cartera.api.ratelimit import SELF_SERVICE_HEADER
 from cartera.audit import service as audit
+from cartera.db.base import table_of
 from cartera.db.engine import STATEMENT_TIMEOUT_MS
 from cartera.errors import Conflict, Unauthorized
 from cartera.portfolio.service import get_debtor
@@ -32,6 +33,8 @@ from cartera.selfservice import schemas
 from cartera.selfservice.models import SelfServiceLink
 
 TOKEN_PREFIX = "ss_"
+DEFAULT_HOURS = 72
+"""How long a link made for a message lives (the API's ``expires_in_hours`` default)."""
 
 
 def token_hash(token: str) -> str:
@@ -78,6 +81,26 @@ async def issue(session: AsyncSession, actor: Actor, data: schemas.SelfServiceLi
     out = link_out(link)
     out.token, out.url = token, url_for(base_url, token)
     return out
+
+
+async def issue_many(session: AsyncSession, actor: Actor, debtor_ids: list[int],
+                     base_url: str, expires_in_hours: int = DEFAULT_HOURS) -> dict[int, str]:
+    """A fresh link for each of ``debtor_ids`` (the caller's, already checked to be the
+    tenant's): one INSERT of their token hashes, an audit entry each; returns each debtor's
+    URL. The tokens exist only in the returned URLs (never stored, never logged)."""
+    if not debtor_ids:
+        return {}
+    tokens = {d: TOKEN_PREFIX + secrets.token_urlsafe(32) for d in dict.fromkeys(debtor_ids)}
+    expires_at = clock.now() + timedelta(hours=expires_in_hours)
+    t = table_of(SelfServiceLink)
+    rows = (await session.execute(insert(t).returning(t.c.id, t.c.debtor_id), [
+        {"tenant_id": actor.tenant_id, "debtor_id": d, "token_hash": token_hash(token),
+         "expires_at": expires_at, "created_by": actor.name, "created_at": clock.now()}
+        for d, token in tokens.items()])).all()
+    for link_id, debtor_id in rows:
+        audit.record(session, actor, "self_service_link.created", "self_service_link", link_id,
+                     {"debtor_id": debtor_id, "expires_at": expires_at.isoformat()})
+    return {d: url_for(base_url, token) for d, token in tokens.items()}
 
 
 async def revoke(session: AsyncSession, actor: Actor, link_id: int) -> SelfServiceLink:

@@ -38,7 +38,7 @@ from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
 from cartera.portfolio import aging
-from cartera.strategies import policy
+from cartera.strategies import paylinks, policy
 from cartera.strategies.execute import EXECUTED_KINDS, execute_due
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
 from cartera.strategies.planner import (
@@ -174,7 +174,7 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         if routed["decision"] == "allow" and rules.active:
             routed = _hold(rules, made, loaded, r, step, routed, now)
         if routed["decision"] == "allow":
-            sends.append((r, routed))
+            sends.append((r, {**routed, "payment_link": step.get("payment_link")}))
         else:
             back.append({"b_id": r.id, "b_status": "denied" if routed["decision"] == "deny"
                          else "deferred", "b_verdict": routed["verdict"],
@@ -204,8 +204,13 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
         "verdict": x["verdict"], "not_before": None, "created_at": now, "updated_at": now,
         "trigger": {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}}
         for r, x in sends]
+    options = [x["payment_link"] for _, x in sends]
+    paylinks.hold(values, options, now)  # a step's payment link is made before it is sent
     ids = (await session.execute(insert(it).returning(it.c.id, sort_by_parameter_order=True),
                                  values)).scalars().all()
+    await paylinks.enqueue(session, runner, tenant_id,
+                           [(i, x["integration_id"]) for i, (_, x) in zip(ids, sends, strict=True)],
+                           options, now)
     await session.execute(insert(table_of(InteractionEvent)), [
         {"tenant_id": tenant_id, "interaction_id": i, "status": "queued", "at": now,
          "occurred_at": None, "source": "strategy",

@@ -67,6 +67,22 @@ class TaskIn(Struct, forbid_unknown_fields=True):
     due_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 30)] = 24
 
 
+PaymentLinkAmount = Literal["balance", "offer", "installment"]
+
+
+class PaymentLinkStepIn(Struct, forbid_unknown_fields=True):
+    """A message step's payment link, got or made at dispatch through the tenant's payment
+    integration and rendered as ``{{ links.payment }}``: ``balance`` (what the debtor owes in
+    the tenant's currency, else the currency they owe most in), ``offer`` (their open or
+    accepted offer) or ``installment`` (the next unpaid installment of their active plan).
+    The debtor's open link for that purpose is reused. A message whose link cannot be made
+    (nothing to pay, no offer or plan, the provider refuses) is not sent without it: the
+    interaction fails ``payment_link_unavailable``."""
+
+    amount: PaymentLinkAmount = "balance"
+    expires_in_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 90)] = 72
+
+
 class StepIn(Struct, forbid_unknown_fields=True):
     key: Code
     """Stable across versions: the in-flight policy ``same_key`` moves debtors by it."""
@@ -87,6 +103,9 @@ class StepIn(Struct, forbid_unknown_fields=True):
     """``stage_change``: the stage to move the debtor to."""
     event: Text64 | None = None
     """``webhook``: the event type sent to the ISV (e.g. ``call.requested``)."""
+    payment_link: PaymentLinkStepIn | None = None
+    """``message``: a payment link made (or reused) at dispatch for ``links.payment``; the
+    tenant needs an enabled payment integration when the version is activated."""
 
 
 class VersionIn(Struct, forbid_unknown_fields=True):
@@ -133,6 +152,7 @@ class StepOut(Struct):
     stage_code: str | None
     event: str | None
     obligation_product: str | None = None
+    payment_link: PaymentLinkStepIn | None = None
 
 
 class VersionOut(Struct):

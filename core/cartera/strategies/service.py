@@ -29,7 +29,7 @@ from cartera.plugins.registry import current_host
 from cartera.portfolio.service import _flush_unique, tenant_today
 from cartera.segmentation import rules
 from cartera.segmentation.models import Segment, Stage
-from cartera.strategies import lawful, schemas
+from cartera.strategies import lawful, paylinks, schemas
 from cartera.strategies.models import (
     Action,
     Enrollment,
@@ -119,9 +119,11 @@ def _validate_step(step: schemas.StepIn, path: str, index: int, seen: set[str],
 
 def _validate_action(step: schemas.StepIn, path: str, templates: dict[int, str],
                      stage_codes: set[str]) -> None:
-    extra = {"message": ("task", "stage_code", "event"), "task": ("stage_code", "event"),
-             "stage_change": ("task", "event"), "webhook": ("task", "stage_code"),
-             "wait": ("task", "stage_code", "event")}[step.kind]
+    extra = {"message": ("task", "stage_code", "event"),
+             "task": ("stage_code", "event", "payment_link"),
+             "stage_change": ("task", "event", "payment_link"),
+             "webhook": ("task", "stage_code", "payment_link"),
+             "wait": ("task", "stage_code", "event", "payment_link")}[step.kind]
     for name in extra:
         if getattr(step, name) is not None:
             raise _fail(f"a {step.kind} step takes no {name}", "unexpected_field",
@@ -271,6 +273,7 @@ async def activate(session: AsyncSession, actor: Actor, strategy_id: int, number
     await validate_version(session, actor.tenant_id, schemas.VersionIn(
         segment_ids=version.segment_ids, stage_ids=version.stage_ids, steps=steps,
         entry_rule=version.entry_rule, stop_rule=version.stop_rule))
+    await paylinks.check_activation(session, steps)
     now = clock.now()
     closed = await lawful.never_lawful(session, host or current_host(), actor.tenant_id,
                                        steps, now)

@@ -227,6 +227,9 @@ class MercadoPago(BasePaymentProvider):
     def _preference(
         self, request: PaymentLinkRequest, ctx: ProviderContext[Any, Any]
     ) -> dict[str, Any]:
+        """The preference body: a pure function of ``request`` and the account's config (no
+        clock, no randomness), so every retry of one link sends the same bytes under the same
+        ``X-Idempotency-Key`` and Mercado Pago answers it with the preference it made."""
         config, _ = self._settings(ctx)
         body: dict[str, Any] = {
             "items": [{
@@ -254,8 +257,9 @@ class MercadoPago(BasePaymentProvider):
             if "success" in back_urls:
                 body["auto_return"] = "approved"
         if request.expires_at is not None:
+            # No ``expiration_date_from``: a preference is valid from its creation, and any
+            # instant taken here (now) would change the body of a retry under the same key.
             body["expires"] = True
-            body["expiration_date_from"] = _instant(ctx.clock.now())
             body["expiration_date_to"] = _instant(request.expires_at)
             body["date_of_expiration"] = _instant(request.expires_at)
         if config.statement_descriptor:
@@ -270,7 +274,8 @@ class MercadoPago(BasePaymentProvider):
         """``POST /checkout/preferences`` with ``external_reference`` = ``request.reference``,
         ``X-Idempotency-Key`` from ``request.idempotency_key``, the notification URL (the
         request's, else ``ctx.webhook_url``), payer, back URLs and expiry; the link is the
-        preference's ``init_point``."""
+        preference's ``init_point``. Retries of one request send byte-identical bodies (see
+        :meth:`_preference`)."""
         if request.amount.currency not in self.currencies:
             raise PermanentError(
                 "unsupported_currency", f"Mercado Pago does not charge {request.amount.currency}"

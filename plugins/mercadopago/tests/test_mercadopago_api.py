@@ -119,7 +119,7 @@ def test_create_link_sends_the_preference(
                              "phone": {"number": "+51987654321"},
                              "identification": {"type": "DNI", "number": "12345678"}}
     assert body["expires"] is True
-    assert body["expiration_date_from"] == "2026-03-02T15:00:00.000+00:00"
+    assert "expiration_date_from" not in body  # valid from creation; never "now"
     assert body["expiration_date_to"] == "2026-03-05T15:00:00.000+00:00"
     assert body["date_of_expiration"] == "2026-03-05T15:00:00.000+00:00"
     assert body["back_urls"] == {"success": "https://pagos.example/ok"}
@@ -128,6 +128,22 @@ def test_create_link_sends_the_preference(
     assert link.url.endswith(f"pref_id={link.provider_link_id}")
     assert link.sandbox_url and "sandbox" in link.sandbox_url
     assert link.expires_at == NOW + timedelta(days=3)
+
+
+def test_a_retried_create_sends_the_same_body_and_key(
+    ctx: Any, host: FakeHost, server: FakeHTTPServer, fake: mp.FakeMercadoPago
+) -> None:
+    """A retry of one link (the host's reserved row: same reference, key and expiry) minutes
+    later is byte-identical, so Mercado Pago answers it with the preference it made instead of
+    refusing a key reused with another body."""
+    first = run(PROVIDER.create_payment_link(_link_request(), ctx))
+    host.clock.advance(7 * 60)
+    again = run(PROVIDER.create_payment_link(_link_request(), ctx))
+    one, two = server.requests_to("POST", "/checkout/preferences")
+    assert one.body == two.body
+    assert one.headers["x-idempotency-key"] == two.headers["x-idempotency-key"]
+    assert again.provider_link_id == first.provider_link_id
+    assert len(fake.preferences) == 1
 
 
 def test_request_notification_url_wins_and_minimal_preference(
