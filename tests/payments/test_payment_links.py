@@ -4,6 +4,7 @@ cancelled, expired, and what templates see as ``links.payment``."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -192,3 +193,40 @@ async def test_an_idempotency_key_replays_the_link(tenant: TenantClient, app: Li
                                   headers=headers)
     assert other.status_code == 422  # the same key with another body
     assert await count_links(app, tenant.tenant_id) == 1
+
+
+
+async def test_the_request_that_reserved_a_link_reports_it_new_when_another_makes_the_call(
+        tenant: TenantClient, app: Litestar, mercadopago: Any, monkeypatch: Any) -> None:
+    """The interleaving PostgreSQL showed under load: request A reserves the row, request B
+    (which found it reserved, so ``reused``) takes the provider call first, A waits for B's
+    URL. A still made the link: ``reused`` is false for A (true only for B)."""
+    from cartera.payments import links
+
+    await integration(tenant, mercadopago)
+    debtor_id, _ = await debt(tenant, "L-9", "80.00")
+    real_reserve = links._reserve
+    b_done: list[asyncio.Task[None]] = []  # on the app's loop; A's request waits for it
+
+    async def b_makes_the_url(link_id: int) -> None:
+        await asyncio.sleep(0.2)
+        async with app.state.ctx.sessionmaker() as session:
+            await session.execute(update(PaymentLink).where(PaymentLink.id == link_id).values(
+                url="https://pay.example/b", calling_until=None))
+            await session.commit()
+
+    async def reserve_then_b_takes_the_call(session: Any, *args: Any) -> Any:
+        reserved = await real_reserve(session, *args)
+        reserved.link.calling_until = clock.now() + timedelta(minutes=1)  # B's lease
+        await session.flush()
+        b_done.append(asyncio.get_running_loop().create_task(
+            b_makes_the_url(reserved.link.id)))
+        return reserved
+
+    monkeypatch.setattr(links, "_reserve", reserve_then_b_takes_the_call)
+    r = await tenant.api.post("/v1/payment-links", json={"currency": "PEN",
+                                                         "debtor_id": debtor_id})
+    assert b_done and b_done[0].done()
+    assert r.status_code == 201, r.text
+    assert (r.json()["url"], r.json()["reused"]) == ("https://pay.example/b", False)
+    assert mercadopago.preferences == {}  # A never called the provider itself

@@ -275,8 +275,9 @@ async def get_or_create_link(sessionmaker: async_sessionmaker[AsyncSession], hos
             .values(calling_until=clock.now() + lease))).rowcount  # type: ignore[attr-defined]
         await session.commit()
         if not taken:
-            # Another request is calling the provider for this link: wait for its URL.
-            return await _wait_for_url(sessionmaker, actor, link.id, lease), True
+            # Another request is calling the provider for this link: wait for its URL. The
+            # request that reserved the row still reports it as new, whoever made the call.
+            return await _wait_for_url(sessionmaker, actor, link.id, lease), reserved.reused
         integration = await session.get(Integration, link.integration_id)
         debtor = await session.get(Debtor, link.debtor_id)
         await session.commit()  # nothing is held while the provider answers
