@@ -428,9 +428,10 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
     t, iid, run_id = r.integration.tenant_id, r.integration.id, r.run.id
     last = page.next_cursor is None
     async with await _session(sessionmaker, t) as session, session.begin():
-        stored = await session.scalar(select(ErpSyncCursor).where(
-            ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream)
-            .with_for_update())
+        async with pipeline.phase("erp_cursor_lock"):
+            stored = await session.scalar(select(ErpSyncCursor).where(
+                ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream)
+                .with_for_update())
         assert stored is not None
         if stored.cursor != cursor or stored.resting != resting:
             return False
@@ -477,9 +478,10 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
             else:
                 changed = await pipeline.count_staged_changes(c, t, stage)
 
-        rejected = await pipeline.apply_chunk(
-            conn, t, chunk, stage_key=_stage_key(run_id, r.pages), touched_key=_touch_key(run_id),
-            load=r.load, adjust=adjust)
+        async with pipeline.phase("erp_apply_chunk"):
+            rejected = await pipeline.apply_chunk(
+                conn, t, chunk, stage_key=_stage_key(run_id, r.pages),
+                touched_key=_touch_key(run_id), load=r.load, adjust=adjust)
         if stream == "payments" and items:
             bad = {e.line for e in chunk.errors} | {e.line for e in rejected}
             await _link_pulled(session, r, [p for line, p in enumerate(items, start=1)
@@ -490,7 +492,8 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
             await session.execute(insert(ErpSyncRowError), errors)
         closed = 0
         if last and stream == "open_items" and full_run_id is not None:
-            closed = await _close_gone(conn, t, iid, run_id, full_run_id)
+            async with pipeline.phase("erp_close_gone"):
+                closed = await _close_gone(conn, t, iid, run_id, full_run_id)
         next_cursor = page.delta_cursor if last else page.next_cursor
         await session.execute(update(ErpSyncCursor).where(
             ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream).values(
@@ -529,6 +532,11 @@ def _row_errors(r: _Run, stream: str, erp: list[ErpRowError], found: list[rowmod
 async def _close_gone(conn: AsyncConnection, t: int, iid: int, run_id: int,
                       full_run_id: int) -> int:
     params = {"t": t, "i": iid, "full": full_run_id, "touch": _touch_key(run_id)}
+    # Most full pulls (every first one) lose nothing: one look at the integration's seen
+    # items, rather than statements over every open obligation of the tenant (whose plan,
+    # right after a first load, rests on statistics from before it).
+    if (await conn.execute(text(_GONE + " LIMIT 1"), params)).first() is None:
+        return 0
     await conn.execute(text(_TOUCH_GONE), params)
     result = await conn.execute(
         text(_CLOSE_GONE).bindparams(bindparam("now", type_=UtcDateTime)),
