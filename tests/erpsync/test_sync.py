@@ -345,3 +345,33 @@ async def test_consecutive_pages_are_applied_together(
     assert applied[:3] == [2, 8, 4]  # the debtors, items pages 1+2, items page 3
     assert run["pages"] >= 4 and run["rows_in"] == 14
     assert len(await obligations(app, tenant.tenant_id)) == 12
+
+
+async def test_a_full_pull_that_loses_nothing_closes_nothing_and_scans_no_obligations(
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs) -> None:
+    """Closing what a full pull no longer returns first looks whether anything is gone: a
+    first sync (nothing seen before) runs no statement over the tenant's obligations for it."""
+    from sqlalchemy import event
+
+    engine = app.state.ctx.sessionmaker.kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        iid = await erp_integration(tenant, page_size=5)
+        ledger = fake.ledger(iid)
+        seed(ledger, customers=2, per_customer=3)
+        run = await sync_now(tenant, iid, run_jobs)
+        assert run["status"] == "succeeded" and run["rows_closed"] == 0, run
+        assert not [s for s in statements if "SET status = 'cancelled'" in s]
+        ledger.delete_item("INV-001-2")
+        statements.clear()
+        run = await sync_now(tenant, iid, run_jobs, full=True)
+        assert run["status"] == "succeeded" and run["rows_closed"] == 1, run
+        assert [s for s in statements if "SET status = 'cancelled'" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (await obligations(app, tenant.tenant_id))["INV-001-2"].status == "cancelled"
