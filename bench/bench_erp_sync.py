@@ -1,8 +1,9 @@
 """ERP sync throughput (PostgreSQL): a first sync of 200,000 open items (and the 50,000
 customers they name) from the in-memory fake ERP connector, then a delta sync of 1,000
 changes (amounts changed, items cleared, new items), each run end to end as an ``erp_sync``
-job (pull outside transactions, the import pipeline's upsert per page, the cursor stored
-with each page, the final rebalance). Prints seconds per run and the pipeline's phases.
+job (pull outside transactions, the import pipeline's upsert per transaction of merged
+ERP pages, the cursor stored with them, the final rebalance). Prints seconds per run and
+the phases (``erp_page_tx`` holds ``erp_apply_chunk``, which holds the pipeline's own).
 
     python bench/bench_erp_sync.py [--items N] [--customers N] [--page-size N]
         [--changes N] [--postgres postgresql://postgres@127.0.0.1/bench_erp_sync]

@@ -36,7 +36,8 @@ class _Printing(Ledger):
         return answer
 
 
-async def work(integration_id: int, customers: int, items: int, delay: float) -> None:
+async def work(integration_id: int, customers: int, items: int, delay: float,
+               apply_rows: int) -> None:
     engine = make_engine(get_settings().database_url)
     sessionmaker = make_sessionmaker(engine)
     connector = install(current_host())
@@ -46,6 +47,7 @@ async def work(integration_id: int, customers: int, items: int, delay: float) ->
     ledger.page_delay = delay
     connector.ledgers[str(integration_id)] = ledger
     sync.PULL_BACKOFF_SECONDS = 0.0
+    sync.APPLY_ROWS = apply_rows  # several page transactions in a run this small
     runner = InProcessRunner(sessionmaker, background=False)
     install_runner(runner)
     await runner.start()  # a restart: jobs left running by a killed worker run again
@@ -62,8 +64,10 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=20)
     parser.add_argument("--items", type=int, default=20)
     parser.add_argument("--delay", type=float, default=0.05)
+    parser.add_argument("--apply-rows", type=int, default=20)
     args = parser.parse_args()
-    asyncio.run(work(args.integration, args.customers, args.items, args.delay))
+    asyncio.run(work(args.integration, args.customers, args.items, args.delay,
+                     args.apply_rows))
 
 
 if __name__ == "__main__":

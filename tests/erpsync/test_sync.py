@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Any
 
+import pytest
 from cartera_sdk.erp import ErpRowError
 from litestar import Litestar
 from sqlalchemy import func, select, update
@@ -319,3 +320,58 @@ async def test_sync_of_a_non_erp_integration_is_refused(tenant: TenantClient) ->
     answer = await tenant.api.post(f"/v1/integrations/{iid}/sync", json={})
     assert answer.status_code == 422 and answer.json()["code"] == "not_an_erp_integration"
     assert (await tenant.api.get(f"/v1/integrations/{iid}/syncs")).json()["data"] == []
+
+
+async def test_consecutive_pages_are_applied_together(
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page transaction applies APPLY_ROWS rows or more (ERP pages merged); the run still
+    counts the ERP's pages and the cursor is the one after the batch's last page."""
+    from cartera.imports import pipeline
+
+    monkeypatch.setattr(sync, "APPLY_ROWS", 8)
+    applied: list[int] = []
+    original = pipeline.apply_chunk
+
+    async def counting(conn: Any, t: int, chunk: Any, **kwargs: Any) -> Any:
+        applied.append(chunk.rows)
+        return await original(conn, t, chunk, **kwargs)
+
+    monkeypatch.setattr(pipeline, "apply_chunk", counting)
+    iid = await erp_integration(tenant, page_size=4)
+    seed(fake.ledger(iid), customers=2, per_customer=6)  # debtors: 1 page; items: 3 pages
+    run = await sync_now(tenant, iid, run_jobs)
+    assert run["status"] == "succeeded", run
+    assert applied[:3] == [2, 8, 4]  # the debtors, items pages 1+2, items page 3
+    assert run["pages"] >= 4 and run["rows_in"] == 14
+    assert len(await obligations(app, tenant.tenant_id)) == 12
+
+
+async def test_a_full_pull_that_loses_nothing_closes_nothing_and_scans_no_obligations(
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs) -> None:
+    """Closing what a full pull no longer returns first looks whether anything is gone: a
+    first sync (nothing seen before) runs no statement over the tenant's obligations for it."""
+    from sqlalchemy import event
+
+    engine = app.state.ctx.sessionmaker.kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        iid = await erp_integration(tenant, page_size=5)
+        ledger = fake.ledger(iid)
+        seed(ledger, customers=2, per_customer=3)
+        run = await sync_now(tenant, iid, run_jobs)
+        assert run["status"] == "succeeded" and run["rows_closed"] == 0, run
+        assert not [s for s in statements if "SET status = 'cancelled'" in s]
+        ledger.delete_item("INV-001-2")
+        statements.clear()
+        run = await sync_now(tenant, iid, run_jobs, full=True)
+        assert run["status"] == "succeeded" and run["rows_closed"] == 1, run
+        assert [s for s in statements if "SET status = 'cancelled'" in s]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert (await obligations(app, tenant.tenant_id))["INV-001-2"].status == "cancelled"

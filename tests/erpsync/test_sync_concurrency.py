@@ -31,7 +31,9 @@ async def _progress(done: int, total: int) -> None:
 
 
 async def test_two_runs_at_once_apply_each_page_once(
-        tenant: TenantClient, fake: FakeErpConnector, app: Litestar) -> None:
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sync, "APPLY_ROWS", 14)  # two ERP pages a transaction: many of them
     iid = await erp_integration(tenant, page_size=7)
     ledger = fake.ledger(iid)
     for c in range(10):

@@ -137,6 +137,55 @@ async def test_rejected_posting_shows_the_erp_message(
     assert fake.ledger(iid).post_calls == 1
 
 
+async def test_the_payment_shows_its_erp_posting(
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs) -> None:
+    """``GET /v1/payments/{id}`` (and the list) carries the posting: pending with the
+    failure and the attempt, posted with the ERP document, rejected with the ERP's message;
+    a payment the outbox has not queued has none."""
+    iid = await _setup(tenant, fake, run_jobs)
+    ledger = fake.ledger(iid)
+    payment_id = await _pay(tenant, "40.00")
+    r = await tenant.api.get(f"/v1/payments/{payment_id}")
+    assert r.status_code == 200 and r.json()["erp_posting"] is None  # not queued yet
+    ledger.post_fault = "down"
+    await _housekeeping(app, run_jobs)
+    shown = (await tenant.api.get(f"/v1/payments/{payment_id}")).json()["erp_posting"]
+    assert (shown["integration_id"], shown["status"], shown["attempts"],
+            shown["erp_document_id"]) == (iid, "pending", 1, None)
+    assert "erp_unavailable" in shown["message"] and shown["last_attempt_at"]
+    assert shown["posted_at"] is None
+    ledger.post_fault = None
+    await _due_now(app)
+    await _housekeeping(app, run_jobs)
+    shown = (await tenant.api.get(f"/v1/payments/{payment_id}")).json()["erp_posting"]
+    assert (shown["status"], shown["erp_document_id"], shown["attempts"]) == (
+        "posted", "RCT-1", 2)
+    assert shown["posted_at"] and shown["last_attempt_at"]
+    [listed] = (await tenant.api.get("/v1/payments")).json()["data"]
+    assert listed["erp_posting"] == shown
+    [posting] = await _postings(tenant, iid)
+    assert posting["last_attempt_at"] == shown["last_attempt_at"]
+
+    ledger.post_fault = "reject"
+    rejected_id = await _pay(tenant, "10.00")
+    await _housekeeping(app, run_jobs)
+    shown = (await tenant.api.get(f"/v1/payments/{rejected_id}")).json()["erp_posting"]
+    assert (shown["status"], shown["message"], shown["erp_document_id"]) == (
+        "rejected", "Invoice INV-1 is already closed", None)
+
+
+async def test_a_payment_without_erp_write_back_has_no_posting(
+        tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs) -> None:
+    iid = await erp_integration(tenant, write_back=False)
+    fake.ledger(iid).put_debtor(debtor("C1"))
+    fake.ledger(iid).put_item(item("INV-1", "C1", "100.00"))
+    await sync_now(tenant, iid, run_jobs)
+    payment_id = await _pay(tenant, "5.00")
+    await _housekeeping(app, run_jobs)
+    r = await tenant.api.get(f"/v1/payments/{payment_id}")
+    assert r.status_code == 200 and r.json()["erp_posting"] is None
+
+
 async def test_bank_payment_in_the_erp_comes_in_once_and_is_not_posted_back(
         tenant: TenantClient, fake: FakeErpConnector, app: Litestar, run_jobs: RunJobs) -> None:
     iid = await _setup(tenant, fake, run_jobs)

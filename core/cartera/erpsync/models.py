@@ -116,6 +116,7 @@ class ErpPosting(TenantScoped, Base):
         Index("uq_erp_postings_integration_payment", "integration_id", "payment_id",
               unique=True),
         Index("ix_erp_postings_due", "status", "next_attempt_at"),
+        Index("ix_erp_postings_payment", "payment_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -126,6 +127,8 @@ class ErpPosting(TenantScoped, Base):
     message: Mapped[str | None] = mapped_column(String(1000))
     """``rejected``: the ERP's message. ``pending``: why the last attempt failed."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    """When the outbox last claimed it to post (``None``: not tried yet)."""
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

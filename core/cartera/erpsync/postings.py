@@ -109,7 +109,7 @@ async def _claim(sessionmaker: async_sessionmaker[AsyncSession],
             ErpPosting.id == candidate, ErpPosting.status == "pending",
             or_(ErpPosting.claimed_until.is_(None), ErpPosting.claimed_until < now))
             .values(claimed_until=now + timedelta(seconds=LEASE_SECONDS),
-                    attempts=ErpPosting.attempts + 1)
+                    attempts=ErpPosting.attempts + 1, last_attempt_at=now)
             .returning(ErpPosting.id))
         if taken.first() is None:
             return None  # another worker claimed it first; the caller tries again

@@ -174,7 +174,8 @@ class ErpSyncController(Controller):
             id=p.id, integration_id=p.integration_id, payment_id=p.payment_id, status=p.status,
             erp_document_id=p.erp_document_id, message=p.message, attempts=p.attempts,
             next_attempt_at=p.next_attempt_at if p.status == "pending" else None,
-            created_at=p.created_at, posted_at=p.posted_at))
+            created_at=p.created_at, posted_at=p.posted_at,
+            last_attempt_at=p.last_attempt_at))
 
 
 ROUTES = [ErpSyncController]

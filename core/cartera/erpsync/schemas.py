@@ -88,3 +88,5 @@ class PostingOut(Struct):
     next_attempt_at: datetime | None
     created_at: datetime
     posted_at: datetime | None
+    last_attempt_at: datetime | None = None
+    """When the outbox last tried to post it (``None``: not tried yet)."""

@@ -8,7 +8,8 @@ A run (:func:`run_sync`, the ``erp_sync`` job) pulls the connector's streams in 
 2. The page's rows are mapped to the import's rows (an ERP customer is a ``debtor`` row,
    an open item an ``obligation`` row, an ERP payment a ``payment`` row, all by external
    reference) and validated with the import's rules (:func:`cartera.imports.rows.add_record`).
-3. One transaction applies the page with the import's set-based upsert
+3. One transaction applies the page (consecutive pages merged up to :data:`APPLY_ROWS`
+   rows: the transaction's fixed cost is paid per batch) with the import's set-based upsert
    (:func:`cartera.imports.pipeline.apply_chunk`), records its row errors (the connector's
    and the pipeline's), stores the stream's next cursor and the run's counts. A page is
    applied whole or not at all, and the cursor never runs ahead of or behind what is
@@ -92,6 +93,8 @@ log = logging.getLogger("cartera.erpsync")
 KIND = "erp_sync"
 STREAMS = ("debtors", "open_items", "payments")
 DEFAULT_PAGE_SIZE = 1000
+APPLY_ROWS = 5000
+"""Rows (at least) a page transaction applies: consecutive ERP pages are merged up to it."""
 PULL_ATTEMPTS = 3
 """Tries of one page within a run before the job is given back to the runner."""
 PULL_BACKOFF_SECONDS = 1.0
@@ -416,16 +419,19 @@ async def reduce_paid(session: AsyncSession, t: int, touch_key: int | None,
 async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, stream: str,
                       cursor: str | None, resting: bool, full_run_id: int | None,
                       page: Page[Any],
-                      mapped: tuple[rowmod.Chunk, list[str | None]] | None = None) -> bool:
-    """Apply one page and advance the stream's cursor in one transaction. Returns ``False``
+                      mapped: tuple[rowmod.Chunk, list[str | None]] | None = None, *,
+                      pages: int = 1) -> bool:
+    """Apply one page (``pages`` ERP pages merged) and advance the stream's cursor in one
+    transaction. Returns ``False``
     (applying nothing) when the stored cursor is not the one the page was pulled from: some
     other run moved it meanwhile."""
     t, iid, run_id = r.integration.tenant_id, r.integration.id, r.run.id
     last = page.next_cursor is None
     async with await _session(sessionmaker, t) as session, session.begin():
-        stored = await session.scalar(select(ErpSyncCursor).where(
-            ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream)
-            .with_for_update())
+        async with pipeline.phase("erp_cursor_lock"):
+            stored = await session.scalar(select(ErpSyncCursor).where(
+                ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream)
+                .with_for_update())
         assert stored is not None
         if stored.cursor != cursor or stored.resting != resting:
             return False
@@ -472,9 +478,10 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
             else:
                 changed = await pipeline.count_staged_changes(c, t, stage)
 
-        rejected = await pipeline.apply_chunk(
-            conn, t, chunk, stage_key=_stage_key(run_id, r.pages), touched_key=_touch_key(run_id),
-            load=r.load, adjust=adjust)
+        async with pipeline.phase("erp_apply_chunk"):
+            rejected = await pipeline.apply_chunk(
+                conn, t, chunk, stage_key=_stage_key(run_id, r.pages),
+                touched_key=_touch_key(run_id), load=r.load, adjust=adjust)
         if stream == "payments" and items:
             bad = {e.line for e in chunk.errors} | {e.line for e in rejected}
             await _link_pulled(session, r, [p for line, p in enumerate(items, start=1)
@@ -485,7 +492,8 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
             await session.execute(insert(ErpSyncRowError), errors)
         closed = 0
         if last and stream == "open_items" and full_run_id is not None:
-            closed = await _close_gone(conn, t, iid, run_id, full_run_id)
+            async with pipeline.phase("erp_close_gone"):
+                closed = await _close_gone(conn, t, iid, run_id, full_run_id)
         next_cursor = page.delta_cursor if last else page.next_cursor
         await session.execute(update(ErpSyncCursor).where(
             ErpSyncCursor.integration_id == iid, ErpSyncCursor.stream == stream).values(
@@ -497,7 +505,7 @@ async def _apply_page(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, s
         r.run.rows_failed += failed
         r.run.rows_closed += closed
         r.run.payments_matched += matched
-        r.run.pages += 1
+        r.run.pages += pages
         r.run.cursors = {**r.run.cursors, stream: next_cursor}
         await session.execute(update(ErpSyncRun).where(ErpSyncRun.id == run_id).values(
             rows_in=r.run.rows_in, rows_changed=r.run.rows_changed,
@@ -524,6 +532,11 @@ def _row_errors(r: _Run, stream: str, erp: list[ErpRowError], found: list[rowmod
 async def _close_gone(conn: AsyncConnection, t: int, iid: int, run_id: int,
                       full_run_id: int) -> int:
     params = {"t": t, "i": iid, "full": full_run_id, "touch": _touch_key(run_id)}
+    # Most full pulls (every first one) lose nothing: one look at the integration's seen
+    # items, rather than statements over every open obligation of the tenant (whose plan,
+    # right after a first load, rests on statistics from before it).
+    if (await conn.execute(text(_GONE + " LIMIT 1"), params)).first() is None:
+        return 0
     await conn.execute(text(_TOUCH_GONE), params)
     result = await conn.execute(
         text(_CLOSE_GONE).bindparams(bindparam("now", type_=UtcDateTime)),
@@ -556,36 +569,70 @@ async def _stream_start(sessionmaker: async_sessionmaker[AsyncSession], r: _Run,
         return stored.cursor, stored.resting, stored.full_run_id, False
 
 
+async def _pull_batch(r: _Run, stream: str, at: str | None, target: int
+                      ) -> tuple[tuple[Page[Any], Any, int] | None, Exception | None]:
+    """Pull pages from ``at`` until ``target`` rows or the stream's end, merged into one
+    page to apply (``(page, mapped chunk, ERP pages in it)``). A failed pull ends the batch
+    early: the pages before it (or ``None``) and the failure, to raise once they are
+    applied."""
+    pages: list[Page[Any]] = []
+    rows = 0
+    failure: Exception | None = None
+    while True:
+        try:
+            page = await _pull(r, stream, at)
+        except Exception as exc:
+            failure = exc
+            break
+        pages.append(page)
+        rows += len(page.items) + len(page.errors)
+        if page.next_cursor is None or rows >= target:
+            break
+        at = page.next_cursor
+    if not pages:
+        return None, failure
+    merged: Page[Any] = pages[0] if len(pages) == 1 else Page(
+        items=[i for p in pages for i in p.items], errors=[e for p in pages for e in p.errors],
+        next_cursor=pages[-1].next_cursor, delta_cursor=pages[-1].delta_cursor)
+    # The payments stream is matched against postings in the transaction that applies it.
+    mapped = None if stream == "payments" else await asyncio.to_thread(_chunk, r, stream,
+                                                                       merged)
+    return (merged, mapped, len(pages)), failure
+
+
 async def _pull_stream(sessionmaker: async_sessionmaker[AsyncSession], r: _Run, stream: str,
                        progress: pipeline.Progress) -> None:
     cursor, resting, full_run_id, done = await _stream_start(sessionmaker, r, stream)
     if done:
         return
-    # The next page is pulled and mapped (in a thread) while this one is applied: the ERP,
-    # the mapping and the database work at once. A failed pull surfaces when its page's
-    # turn comes, after every page before it is applied.
-    async def fetch(at: str | None) -> tuple[Page[Any], tuple[rowmod.Chunk,
-                                                             list[str | None]] | None]:
-        page = await _pull(r, stream, at)
-        if stream == "payments":  # matched against postings in the page's transaction
-            return page, None
-        return page, await asyncio.to_thread(_chunk, r, stream, page)
-
-    pending: asyncio.Future[Any] = asyncio.ensure_future(fetch(cursor))
+    # Consecutive ERP pages are applied together, APPLY_ROWS rows or more a transaction (a
+    # transaction's fixed cost is paid per batch, not per ERP page); the cursor stored is
+    # the one after the batch's last page. The next batch is pulled and mapped (in a
+    # thread) while this one is applied: the ERP, the mapping and the database work at
+    # once. A failed pull ends its batch early: the pages before it are applied, then the
+    # failure is raised (the cursor stays at the last good page).
+    target = max(r.page_size, APPLY_ROWS)
+    pending: asyncio.Future[Any] = asyncio.ensure_future(_pull_batch(r, stream, cursor, target))
     following: asyncio.Future[Any] | None = None
     try:
         while True:
             async with pipeline.phase("erp_fetch_wait"):
-                page, mapped = await pending
-            following = (asyncio.ensure_future(fetch(page.next_cursor))
-                         if page.next_cursor is not None else None)
+                batch, failure = await pending
+            if batch is None:
+                assert failure is not None
+                raise failure
+            page, mapped, count = batch
+            following = (asyncio.ensure_future(_pull_batch(r, stream, page.next_cursor, target))
+                         if page.next_cursor is not None and failure is None else None)
             async with pipeline.phase("erp_page_tx"):
                 applied = await _apply_page(sessionmaker, r, stream, cursor, resting,
-                                            full_run_id, page, mapped)
+                                            full_run_id, page, mapped, pages=count)
             if not applied:
                 raise _PullError(f"another run moved the {stream} cursor; this run stops",
                                  retry=False)
             await progress(r.run.rows_in, 0)
+            if failure is not None:
+                raise failure
             if following is None:
                 return
             cursor, resting, pending, following = page.next_cursor, False, following, None

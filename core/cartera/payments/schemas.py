@@ -45,6 +45,24 @@ class AllocationOut(Struct):
     explicit: bool
 
 
+class PaymentErpPosting(Struct):
+    """Where posting the payment back to the creditor's ERP stands (the write-back outbox)."""
+
+    integration_id: int
+    """The ERP integration it is posted to."""
+    status: Literal["pending", "posted", "rejected"]
+    """``pending``: not posted yet (being tried, or waiting to retry); ``posted``: the ERP
+    booked it (``erp_document_id``); ``rejected``: the ERP refused it (``message``)."""
+    erp_document_id: str | None
+    """The ERP's document of the posted payment."""
+    message: str | None
+    """``rejected``: the ERP's message; ``pending``: why the last attempt failed, if any."""
+    attempts: int
+    last_attempt_at: datetime | None
+    """When the outbox last tried to post it (``None``: not tried yet)."""
+    posted_at: datetime | None
+
+
 class PaymentOut(Struct):
     id: int
     external_ref: str | None
@@ -67,6 +85,9 @@ class PaymentOut(Struct):
     disputed_at: datetime | None = None
     """Set while the payer disputes the payment at the provider (it stays applied until the
     dispute is lost, when it is reversed)."""
+    erp_posting: PaymentErpPosting | None = None
+    """The payment's posting to the ERP, when write-back posts it (the most recent one if
+    more than one ERP integration posts it); ``None`` otherwise."""
 
 
 class PaymentRefund(Struct, forbid_unknown_fields=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal
-from typing import cast
+from typing import Literal, cast
 
 from cartera_sdk.events import PaymentReceived
 from cartera_sdk.money import Money
@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
+from cartera.erpsync.models import ErpPosting
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.payments import schemas
 from cartera.payments.models import Allocation, Payment, PaymentStatus
@@ -150,6 +151,7 @@ async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,
 async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[schemas.PaymentOut]:
     ids = [p.id for p in payments]
     allocs: dict[int, list[schemas.AllocationOut]] = defaultdict(list)
+    postings = await _erp_postings(session, payments[0].tenant_id, ids) if ids else {}
     if ids:
         for a in await session.scalars(select(Allocation).where(Allocation.payment_id.in_(ids))
                                        .order_by(Allocation.id)):
@@ -167,6 +169,23 @@ async def payments_out(session: AsyncSession, payments: list[Payment]) -> list[s
             allocations=allocs[p.id], created_at=p.created_at,
             refunded_amount=money.from_minor(p.refunded_minor or 0, p.currency),
             provider=p.provider, provider_payment_id=p.provider_payment_id,
-            payment_link_id=p.payment_link_id, disputed_at=p.disputed_at)
+            payment_link_id=p.payment_link_id, disputed_at=p.disputed_at,
+            erp_posting=postings.get(p.id))
         for p in payments
     ]
+
+
+async def _erp_postings(session: AsyncSession, tenant_id: int, ids: list[int]
+                        ) -> dict[int, schemas.PaymentErpPosting]:
+    """The ERP write-back postings of payments ``ids`` (one indexed lookup; the latest per
+    payment when several integrations post it)."""
+    found: dict[int, schemas.PaymentErpPosting] = {}
+    for e in await session.scalars(select(ErpPosting).where(
+            ErpPosting.tenant_id == tenant_id,
+            ErpPosting.payment_id.in_(ids)).order_by(ErpPosting.id)):
+        found[e.payment_id] = schemas.PaymentErpPosting(
+            integration_id=e.integration_id,
+            status=cast(Literal["pending", "posted", "rejected"], e.status),
+            erp_document_id=e.erp_document_id, message=e.message, attempts=e.attempts,
+            last_attempt_at=e.last_attempt_at, posted_at=e.posted_at)
+    return found
