@@ -1,7 +1,8 @@
 """Webhook delivery throughput: two ``cartera events deliver`` workers to a local receiver.
 
     .venv/bin/python bench/bench_events.py [--events 5000] [--workers 2] [--concurrency 32]
-        [--debtors 500] [--database-url postgresql://postgres@127.0.0.1/cartera_bench_events]
+        [--debtors 500] [--receiver-workers 1] [--worker-args "--pipelines 2"]
+        [--database-url postgresql://postgres@127.0.0.1/cartera_bench_events]
 
 Recreates the database, migrates it, makes a tenant with one webhook endpoint pointing at
 a receiver served by uvicorn on 127.0.0.1 (allow-listed for egress), writes N events (each
@@ -127,6 +128,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a live process and its live descendants (uvicorn's workers)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return cpu_seconds(pid) + sum(tree_cpu_seconds(c) for c in children)
+
+
 def backend_cpu_seconds(url: str) -> float:
     """CPU seconds of the PostgreSQL backends connected to the bench database now."""
     import psycopg
@@ -148,6 +157,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--port", type=int, default=8767)
+    parser.add_argument("--receiver-workers", type=int, default=1,
+                        help="uvicorn processes serving the receiver")
+    parser.add_argument("--worker-args", default="",
+                        help="more arguments for each `cartera events deliver`")
     args = parser.parse_args()
     url = recreate_postgres(args.database_url)
     migrate.upgrade(url)
@@ -156,7 +169,7 @@ def main() -> None:
         receiver = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "receiver:app", "--host", "127.0.0.1",
              "--port", str(args.port), "--log-level", "warning", "--no-access-log",
-             "--backlog", "1024"], cwd=tmp)
+             "--backlog", "1024", "--workers", str(args.receiver_workers)], cwd=tmp)
         workers: list[subprocess.Popen[bytes]] = []
         try:
             time.sleep(1.5)
@@ -167,9 +180,9 @@ def main() -> None:
             started = time.perf_counter()
             workers = [subprocess.Popen(
                 [sys.executable, "-m", "cartera.cli", "events", "deliver", "--concurrency",
-                 str(args.concurrency), "--poll", "0.2"], env=env)
+                 str(args.concurrency), "--poll", "0.2", *args.worker_args.split()], env=env)
                 for _ in range(args.workers)]
-            receiver_cpu = cpu_seconds(receiver.pid)
+            receiver_cpu = tree_cpu_seconds(receiver.pid)
             asyncio.run(wait_first_attempt(url, 60))
             started_cpu = [cpu_seconds(w.pid) for w in workers]
             rate, failed = asyncio.run(wait_until_delivered(url, args.events, 300))
@@ -177,7 +190,7 @@ def main() -> None:
             worker_cpu = [cpu_seconds(w.pid) - c
                           for w, c in zip(workers, started_cpu, strict=True)]
             db_cpu = backend_cpu_seconds(url)
-            receiver_cpu = cpu_seconds(receiver.pid) - receiver_cpu
+            receiver_cpu = tree_cpu_seconds(receiver.pid) - receiver_cpu
             load = os.getloadavg()
             print(f"{args.events} deliveries ({args.debtors} debtors), {args.workers} workers "
                   f"x {args.concurrency}: {rate:.0f} deliveries/s sustained (first to last "

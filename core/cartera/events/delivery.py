@@ -20,7 +20,8 @@ inside any of them:
    ``webhook_endpoint.disabled`` event); on PostgreSQL one statement each for the batch.
 
 A worker runs ``pipelines`` rounds at once on PostgreSQL (one claims or records while
-another sends), each with its own lanes; several workers may run at once.
+another sends), each with its own lanes, the first one also fanning out; several workers
+may run at once.
 
 At-least-once: a delivery is marked done only after a 2xx, so a crash between the POST and
 the record sends it again (receivers de-duplicate on ``webhook-id``, the event id).
@@ -137,24 +138,37 @@ async def claim(session: AsyncSession, limit: int) -> list[Claim]:
         earlier.id < d.id, earlier.status.in_(OPEN)).exists())
     pick = (select(d.id).where(d.status.in_(OPEN), d.next_attempt_at <= now, ~held_back)
             .order_by(d.id).limit(limit).with_for_update(skip_locked=True))
-    taken = (await session.execute(
-        update(d).where(d.id.in_(pick.scalar_subquery()))
-        .values(status="delivering", attempts=d.attempts + 1, next_attempt_at=now + LEASE)
-        .returning(d.id, d.tenant_id, d.attempts, d.created_at, d.endpoint_id, d.event_seq)
-        .execution_options(synchronize_session=False))).all()
-    if not taken:
-        return []
-    events = {ev.seq: ev for ev in (await session.scalars(
-        select(OutboxEvent).where(OutboxEvent.seq.in_({t.event_seq for t in taken})))).all()}
-    targets = {ep.id: ep for ep in (await session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.id.in_({t.endpoint_id for t in taken})))
-    ).all()}
+    take = (update(d).where(d.id.in_(pick.scalar_subquery()))
+            .values(status="delivering", attempts=d.attempts + 1, next_attempt_at=now + LEASE)
+            .returning(d.id, d.tenant_id, d.attempts, d.created_at, d.endpoint_id,
+                       d.event_seq))
+    if session.get_bind().dialect.name == "postgresql":
+        # one round trip: the claim and what is sent, joined to the rows it took
+        taken_cte = take.cte("taken")
+        rows = (await session.execute(
+            select(taken_cte, OutboxEvent, WebhookEndpoint)
+            .join(OutboxEvent, OutboxEvent.seq == taken_cte.c.event_seq)
+            .join(WebhookEndpoint, WebhookEndpoint.id == taken_cte.c.endpoint_id))).all()
+        taken = [r[:6] for r in rows]
+        events = {r.OutboxEvent.seq: r.OutboxEvent for r in rows}
+        targets = {r.WebhookEndpoint.id: r.WebhookEndpoint for r in rows}
+    else:
+        taken = list((await session.execute(
+            take.execution_options(synchronize_session=False))).all())
+        if not taken:
+            return []
+        events = {ev.seq: ev for ev in (await session.scalars(
+            select(OutboxEvent).where(OutboxEvent.seq.in_({t[5] for t in taken})))).all()}
+        targets = {ep.id: ep for ep in (await session.scalars(
+            select(WebhookEndpoint).where(WebhookEndpoint.id.in_({t[4] for t in taken})))
+        ).all()}
     bodies = {seq: msgspec.json.encode(event_out(ev)) for seq, ev in events.items()}
     secrets = {i: endpoint_service.signing_secrets(ep) for i, ep in targets.items()}
-    return [Claim(t.id, t.tenant_id, t.attempts, t.created_at, t.endpoint_id,
-                  targets[t.endpoint_id].url, secrets[t.endpoint_id], events[t.event_seq].id,
-                  events[t.event_seq].type, bodies[t.event_seq])
-            for t in sorted(taken, key=lambda t: t.id)]
+    return [Claim(t_id, tenant_id, attempt, created_at, endpoint_id,
+                  targets[endpoint_id].url, secrets[endpoint_id], events[seq].id,
+                  events[seq].type, bodies[seq])
+            for t_id, tenant_id, attempt, created_at, endpoint_id, seq
+            in sorted(taken, key=lambda t: t[0])]
 
 
 @dataclass(frozen=True)
@@ -420,14 +434,16 @@ class DeliveryWorker:
         for lanes in self._lanes:
             await lanes.close()
 
-    async def run_once(self, pipeline: int = 0) -> int:
+    async def run_once(self, pipeline: int = 0, *, dispatching: bool = True) -> int:
         """One round (dispatch, claim, send, record); how many deliveries were attempted.
 
         ``pipeline`` (below ``pipelines``): rounds of different pipelines may run at the
-        same time (one claims and records while another sends); each has its own lanes."""
-        async with self._sessionmaker() as session:
-            await dispatch(session)
-            await session.commit()
+        same time (one claims and records while another sends); each has its own lanes.
+        ``dispatching=False`` skips the fan-out (another pipeline does it)."""
+        if dispatching:
+            async with self._sessionmaker() as session:
+                await dispatch(session)
+                await session.commit()
         async with self._sessionmaker() as session:
             claims = await claim(session, self._batch)
             await session.commit()
@@ -465,10 +481,14 @@ class DeliveryWorker:
         """Rounds (in every pipeline) until nothing is due or ``max_seconds`` passed; how
         many deliveries."""
         deadline = time.monotonic() + max_seconds
+        async with self._sessionmaker() as session:  # every pipeline finds work at once
+            await dispatch(session)
+            await session.commit()
 
         async def rounds(pipeline: int) -> int:
             done = 0
-            while time.monotonic() < deadline and (n := await self.run_once(pipeline)):
+            while time.monotonic() < deadline and (
+                    n := await self.run_once(pipeline, dispatching=pipeline == 0)):
                 done += n
             return done
 
@@ -481,7 +501,7 @@ class DeliveryWorker:
         async def rounds(pipeline: int) -> None:
             while True:
                 try:
-                    busy = await self.run_once(pipeline)
+                    busy = await self.run_once(pipeline, dispatching=pipeline == 0)
                 except Exception:  # a database hiccup must not stop the worker
                     log.exception("webhook delivery round failed")
                     busy = 0
