@@ -245,17 +245,21 @@ class Lanes:
         self._max_origins = max_origins
         self._lanes: OrderedDict[tuple[str, str], list[SharedTransport]] = OrderedDict()
 
-    async def take(self, origin: tuple[str, str], wanted: int) -> list[SharedTransport]:
+    def take(self, origin: tuple[str, str], wanted: int) -> list[SharedTransport]:
         """Up to ``wanted`` lanes to ``origin`` (at least one), opened on demand."""
         lanes = self._lanes.pop(origin, [])
         lanes.extend(SharedTransport(max_connections=1)
                      for _ in range(min(wanted, self._per_origin) - len(lanes)))
         self._lanes[origin] = lanes
+        return lanes[:max(1, wanted)]
+
+    async def trim(self) -> None:
+        """Close the lanes of the least recently used origins beyond ``max_origins`` (call
+        when none is in use)."""
         while len(self._lanes) > self._max_origins:
             _, evicted = self._lanes.popitem(last=False)
             for lane in evicted:
                 await lane.close()
-        return lanes[:max(1, wanted)]
 
     async def close(self) -> None:
         while self._lanes:
@@ -463,11 +467,14 @@ class DeliveryWorker:
             by_origin[origin_of(c.url)].append(c)
         runs: list[Coroutine[Any, Any, list[Outcome]]] = []
         for origin, group in by_origin.items():
-            lanes = await self._lanes[pipeline].take(origin, len(group))
+            lanes = self._lanes[pipeline].take(origin, len(group))
             runs.extend(self._run_lane(lane, group[i::len(lanes)])
                         for i, lane in enumerate(lanes))
-        done = {o.claim.delivery_id: o
-                for part in await asyncio.gather(*runs) for o in part}
+        try:
+            done = {o.claim.delivery_id: o
+                    for part in await asyncio.gather(*runs) for o in part}
+        finally:
+            await self._lanes[pipeline].trim()
         return [done[c.delivery_id] for c in claims]
 
     async def _run_lane(self, lane: SharedTransport, part: Sequence[Claim]) -> list[Outcome]:
