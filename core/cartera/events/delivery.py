@@ -414,7 +414,10 @@ async def purge(session: AsyncSession, older_than: timedelta = timedelta(days=30
 class DeliveryWorker:
     """Delivers due events in rounds: ``async with DeliveryWorker(sm) as w: await w.drain()``.
 
-    Several may run at once (processes or tasks): claims never overlap."""
+    Several may run at once (processes or tasks): claims never overlap. ``batch``:
+    deliveries claimed per round; ``concurrency``: requests in flight at once (and lanes
+    per origin), shared by ``pipelines`` rounds running at once (PostgreSQL only);
+    ``timeout``: seconds allowed for each connect, write and read of a POST."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, batch: int = 200,
                  concurrency: int = 64, timeout: float = 10.0, pipelines: int = 2) -> None:
