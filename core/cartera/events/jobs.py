@@ -3,12 +3,15 @@
 About once a minute (``every_minute``: procrastinate's maintenance task on PostgreSQL, the
 in-process runner on SQLite) a :class:`~cartera.events.delivery.DeliveryWorker` drains what
 is due (new events, retries whose backoff passed, leases of crashed workers) for at most
-:data:`DRAIN_SECONDS`, and events older than :data:`RETENTION` are deleted. For delivery
-within a second instead of a minute, run ``cartera events deliver`` (one or more).
+:data:`DRAIN_SECONDS`, and events older than :data:`RETENTION` are deleted with their
+deliveries and delivery log (attempts), :data:`PURGE_BATCH` events per transaction until
+none is left or :data:`PURGE_SECONDS` passed. For delivery within a second instead of a
+minute, run ``cartera events deliver`` (one or more).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +22,8 @@ from cartera.jobs.registry import every_minute
 
 RETENTION = timedelta(days=30)
 DRAIN_SECONDS = 20.0
+PURGE_BATCH = 10_000
+PURGE_SECONDS = 20.0
 
 
 @every_minute
@@ -32,6 +37,11 @@ async def deliver_due_events(sessionmaker: async_sessionmaker[AsyncSession],
 @every_minute
 async def purge_old_events(sessionmaker: async_sessionmaker[AsyncSession],
                            runner: Any) -> None:
-    async with sessionmaker() as session:
-        await purge(session, RETENTION)
-        await session.commit()
+    """Idempotent: a second caller deletes what the first has not yet (or nothing)."""
+    deadline = time.monotonic() + PURGE_SECONDS
+    while True:
+        async with sessionmaker() as session:
+            deleted = await purge(session, RETENTION, limit=PURGE_BATCH)
+            await session.commit()
+        if deleted < PURGE_BATCH or time.monotonic() >= deadline:
+            return

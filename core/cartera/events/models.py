@@ -99,10 +99,14 @@ class EventDelivery(TenantScoped, Base):
 
 
 class DeliveryAttempt(TenantScoped, Base):
-    """One HTTP attempt of a delivery: an endpoint's delivery log."""
+    """One HTTP attempt of a delivery: an endpoint's delivery log. Kept as long as its
+    delivery, which goes with its event (:data:`cartera.events.jobs.RETENTION`)."""
 
     __tablename__ = "event_delivery_attempts"
-    __table_args__ = (Index("ix_event_delivery_attempts_endpoint", "endpoint_id", "id"),)
+    __table_args__ = (
+        Index("ix_event_delivery_attempts_endpoint", "endpoint_id", "id"),
+        Index("ix_event_delivery_attempts_delivery", "delivery_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     delivery_id: Mapped[int] = mapped_column(
