@@ -20,19 +20,23 @@ depends on the tenant's strategy versions, never on its debtors:
    distinct pairs and joined as a small literal table. The unique key ``(enrollment,
    step, due_on)`` makes a re-run, or two runs at once, plan each action once.
 4. **contact policy**: at most one message per debtor and local day across strategies:
-   one UPDATE marks every planned message that has a better one that day (dispatched
-   first, then the lower strategy priority, then the older action) ``superseded`` with the
-   winner's id.
+   one UPDATE joined to a window over the day's competing contacts (``first_value`` per
+   debtor and day) marks every planned message that has a better one that day
+   (dispatched first, then the lower strategy priority, then the older action)
+   ``superseded`` with the winner's id.
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
    next step (``last_step_on`` = its day); past the last step they are ``completed``.
 6. **gate**: the messages just planned pass the contact gate
-   (:func:`cartera.messaging.gate.decide`) with everything it reads loaded by a few ``IN``
-   queries; the channel fallback moves to the next channel when one is denied; a deferral
-   moves to the earliest lawful instant inside the step's window (or is denied with the
-   reasons, :func:`fit_to_window`). The packs are pure, so the gate runs once per distinct
-   contact key (:func:`gate_groups`: country, zone, instant, days past due, contact state),
-   not per debtor; the verdicts are written by one ``UPDATE ... FROM unnest`` per 10,000
-   actions on PostgreSQL (:func:`bulk_update_actions`).
+   (:func:`cartera.messaging.gate.decide`). The packs are pure, so the planned contacts
+   are grouped by everything the gate reads of them (:func:`gate_groups`: step, instant,
+   days past due, the debtor's country, zone, kind and attributes, their contact points
+   and recent contacts), read as plain rows by three selects, and the gate runs once per
+   group, for its first debtor loaded as the send path loads them; the channel fallback
+   moves to the next channel when one is denied; a deferral moves to the earliest lawful
+   instant inside the step's window (or is denied with the reasons,
+   :func:`fit_to_window`). The verdicts and decision rows are written by one ``UPDATE ...
+   FROM unnest`` and one ``INSERT ... SELECT`` per 10,000 actions on PostgreSQL, each
+   group's verdict sent once (:func:`write_verdicts`).
 
 7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
    (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
