@@ -125,6 +125,10 @@ class Enrollment(DebtorOwned, Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+UNGATED = "status = 'planned' AND verdict IS NULL"
+"""Planned actions the gate has not judged yet."""
+
+
 class Action(DebtorOwned, Base):
     """One planned step of an enrollment for one local day of the debtor (``due_on``)."""
 
@@ -133,6 +137,9 @@ class Action(DebtorOwned, Base):
         UniqueConstraint("enrollment_id", "step_index", "due_on", "attempt"),
         Index("ix_actions_tenant_due", "tenant_id", "due_on", "status"),
         Index("ix_actions_tenant_debtor", "tenant_id", "debtor_id", "due_on"),
+        # The planner's gate: the contacts a pass planned, not the history (migration 0034).
+        Index("ix_actions_ungated", "tenant_id", "debtor_id",
+              postgresql_where=text(UNGATED), sqlite_where=text(UNGATED)),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
                         "'dispatched', 'done', 'cancelled')", name="status_known"),
         debtor_fk(),

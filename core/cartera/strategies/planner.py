@@ -20,19 +20,23 @@ depends on the tenant's strategy versions, never on its debtors:
    distinct pairs and joined as a small literal table. The unique key ``(enrollment,
    step, due_on)`` makes a re-run, or two runs at once, plan each action once.
 4. **contact policy**: at most one message per debtor and local day across strategies:
-   one UPDATE marks every planned message that has a better one that day (dispatched
-   first, then the lower strategy priority, then the older action) ``superseded`` with the
-   winner's id.
+   one UPDATE joined to a window over the day's competing contacts (``first_value`` per
+   debtor and day) marks every planned message that has a better one that day
+   (dispatched first, then the lower strategy priority, then the older action)
+   ``superseded`` with the winner's id.
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
    next step (``last_step_on`` = its day); past the last step they are ``completed``.
 6. **gate**: the messages just planned pass the contact gate
-   (:func:`cartera.messaging.gate.decide`) with everything it reads loaded by a few ``IN``
-   queries; the channel fallback moves to the next channel when one is denied; a deferral
-   moves to the earliest lawful instant inside the step's window (or is denied with the
-   reasons, :func:`fit_to_window`). The packs are pure, so the gate runs once per distinct
-   contact key (:func:`gate_key`: country, zone, instant, days past due, contact state),
-   not per debtor; the verdicts are written by one ``UPDATE ... FROM unnest`` per 10,000
-   actions on PostgreSQL (:func:`bulk_update_actions`).
+   (:func:`cartera.messaging.gate.decide`). The packs are pure, so the planned contacts
+   are grouped by everything the gate reads of them (:func:`gate_groups`: step, instant,
+   days past due, the debtor's country, zone, kind and attributes, their contact points
+   and recent contacts), read as plain rows by three selects, and the gate runs once per
+   group, for its first debtor loaded as the send path loads them; the channel fallback
+   moves to the next channel when one is denied; a deferral moves to the earliest lawful
+   instant inside the step's window (or is denied with the reasons,
+   :func:`fit_to_window`). The verdicts and decision rows are written by one ``UPDATE ...
+   FROM unnest`` and one ``INSERT ... SELECT`` per 10,000 actions on PostgreSQL, each
+   group's verdict sent once (:func:`write_verdicts`).
 
 7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
    (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
@@ -457,30 +461,24 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
 COMPETING = ("planned", "deferred", "dispatched")
 
 
-def better_than(w: Any, a: Any) -> Any:
-    """``w`` wins the debtor's day over ``a``: already dispatched, a higher-priority
-    strategy (lower number), or the same priority and planned first."""
-    return or_(and_(w.c.status == "dispatched", a.c.status != "dispatched"),
-               and_(or_(w.c.status == "dispatched", a.c.status != "dispatched"),
-                    or_(w.c.priority < a.c.priority,
-                        and_(w.c.priority == a.c.priority, w.c.id < a.c.id))))
-
-
 async def supersede(session: AsyncSession, tenant_id: int, since: date, now: datetime,
                     result: PlanResult, debtors: Debtors = None) -> None:
+    """Every planned message of a debtor's local day (from ``since``) that is not that day's
+    best competing contact (dispatched first, then the lower strategy
+    priority, then the older action) becomes ``superseded`` by the best one. One UPDATE
+    joined to a window over the competing contacts (the best one per debtor and day by
+    ``first_value``): each action is compared once, not once per rival."""
     a = table_of(Action)
-    w = a.alias("w")
-    rivals = and_(w.c.tenant_id == tenant_id, w.c.debtor_id == a.c.debtor_id,
-                  w.c.due_on == a.c.due_on, w.c.kind.in_(CONTACT_KINDS),
-                  w.c.status.in_(COMPETING), w.c.id != a.c.id)
-    winner = (select(w.c.id).where(rivals).order_by(
-        case((w.c.status == "dispatched", 0), else_=1), w.c.priority, w.c.id)
-        .limit(1).scalar_subquery())
+    c = a.alias("c")
+    ranked = select(c.c.id, c.c.status, func.first_value(c.c.id).over(
+        partition_by=(c.c.debtor_id, c.c.due_on),
+        order_by=(case((c.c.status == "dispatched", 0), else_=1), c.c.priority, c.c.id))
+        .label("winner")).where(
+        c.c.tenant_id == tenant_id, c.c.kind.in_(CONTACT_KINDS), c.c.status.in_(COMPETING),
+        c.c.due_on >= since, *only(c.c.debtor_id, debtors)).subquery("r")
     done = await session.execute(update(a).where(
-        a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.due_on >= since, *only(a.c.debtor_id, debtors),
-        exists().where(rivals, better_than(w, a)))
-        .values(status="superseded", superseded_by=winner, updated_at=now))
+        a.c.id == ranked.c.id, ranked.c.status == "planned", ranked.c.winner != ranked.c.id)
+        .values(status="superseded", superseded_by=ranked.c.winner, updated_at=now))
     result.superseded += int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -488,16 +486,23 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
 
 async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
                   result: PlanResult, debtors: Debtors = None) -> None:
+    """Active enrollments whose current step has an action (not superseded or cancelled)
+    move to the next step, ``last_step_on`` its latest day; past the last step they are
+    ``completed``. One UPDATE joined to the aggregate of those actions (the join on the
+    enrollment's current step keeps it to them, not the tenant's history)."""
     e, a = table_of(Enrollment), table_of(Action)
-    taken = and_(a.c.enrollment_id == e.c.id, a.c.step_index == e.c.step_index,
-                 a.c.version_id == e.c.version_id,
-                 a.c.status.not_in(("superseded", "cancelled")))
-    await session.execute(update(e).where(
-        e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
-        exists().where(taken)).values(
-        step_index=e.c.step_index + 1,
-        last_step_on=select(func.max(a.c.due_on)).where(taken).scalar_subquery(),
-        updated_at=now))
+    cur = e.alias("cur")
+    taken = (select(a.c.enrollment_id, func.max(a.c.due_on).label("last"))
+             .select_from(a.join(cur, and_(cur.c.id == a.c.enrollment_id,
+                                           cur.c.step_index == a.c.step_index,
+                                           cur.c.version_id == a.c.version_id)))
+             .where(cur.c.tenant_id == tenant_id, cur.c.status == "active",
+                    a.c.status.not_in(("superseded", "cancelled")),
+                    *only(cur.c.debtor_id, debtors))
+             .group_by(a.c.enrollment_id).subquery("t"))
+    await session.execute(update(e).where(e.c.tenant_id == tenant_id,
+                                          e.c.id == taken.c.enrollment_id).values(
+        step_index=e.c.step_index + 1, last_step_on=taken.c.last, updated_at=now))
     if not cfg.versions:
         return
     steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
@@ -628,26 +633,6 @@ def fit_to_window(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, An
     return Judged("deny", judged.channel, judged.contact_point_id, verdict, None), at
 
 
-def gate_key(loaded: Loaded, debtor_id: int, channels: list[dict[str, Any]], at: datetime,
-             today: date) -> tuple[Any, ...]:
-    """Everything :func:`judge_channels` reads about one debtor's contact, but the contact
-    point ids: two contacts with the same key get the same verdict (the gate and the packs
-    are pure functions of it), so the packs are called once per distinct key (in a
-    portfolio: per country, zone, day, days past due and contact state), not per debtor."""
-    debtor = loaded.debtors[debtor_id]
-    points = loaded.contacts.get(debtor_id, [])
-    state = []
-    for ch in channels:
-        cp = pick_contact_point(points, ch["channel"])
-        denied = gate.check_contact_point(cp, ch["channel"])
-        state.append((ch["channel"], denied.reasons[0].code if denied else None,
-                      cp.origin if cp is not None else None))
-    recent = tuple((c.channel, c.at, c.outcome) for c in loaded.recent.get(debtor_id, ()))
-    return (tuple(state), at, aging.days_past_due(loaded.oldest.get(debtor_id), today),
-            debtor.country, debtor.subdivision, debtor.timezone, debtor.kind,
-            msgspec.json.encode(debtor.attributes or {}, order="sorted"), recent)
-
-
 async def bulk_update_actions(session: AsyncSession, changes: list[dict[str, Any]],
                               now: datetime) -> None:
     """Write the gate's outcome on many actions (``b_id``, ``b_status``, ``b_channel``,
@@ -685,46 +670,168 @@ def chain_of(step: dict[str, Any], attempt: int) -> list[dict[str, Any]]:
     return list(step.get("channels") or [])[attempt:]
 
 
+@dataclass(frozen=True)
+class _Group:
+    """The actions of one distinct gate key: one verdict for them all."""
+
+    row: Any
+    """The first of them (a debtor of the key: the gate is judged for them)."""
+    ids: list[int] = field(default_factory=list)
+    debtor_ids: list[int] = field(default_factory=list)
+
+
+def _to_gate(tenant_id: int, debtors: Debtors) -> list[Any]:
+    a = table_of(Action)
+    return [a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
+            a.c.verdict.is_(None), *only(a.c.debtor_id, debtors)]
+
+
+async def gate_groups(session: AsyncSession, tenant_id: int, since: datetime,
+                      debtors: Debtors = None) -> list[_Group]:
+    """The planned contacts not yet gated, grouped by everything the gate reads of them
+    (the step and fallback attempt, the instant and day, days past due,
+    the debtor's country, subdivision, zone, kind and attributes, their contact points in
+    the order they are picked but the values and ids, and their contacts made since
+    ``since``): three selects of plain rows (no ORM object per debtor), one pass of
+    Python over them."""
+    a, d, cp = table_of(Action), table_of(Debtor), table_of(ContactPoint)
+    b = oldest_unpaid(tenant_id, debtors)
+    rows = (await session.execute(select(
+        a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.planned_at, a.c.due_on,
+        a.c.attempt, d.c.country, d.c.subdivision, d.c.timezone, d.c.kind,
+        cast(d.c.attributes, String).label("attributes"), b.c.oldest)
+        .select_from(a.join(d, d.c.id == a.c.debtor_id)
+                     .outerjoin(b, b.c.debtor_id == a.c.debtor_id))
+        .where(*_to_gate(tenant_id, debtors)))).all()
+    if not rows:
+        return []
+    gated = select(a.c.debtor_id).where(*_to_gate(tenant_id, debtors))
+    points: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in (await session.execute(select(
+            cp.c.debtor_id, cp.c.kind, cp.c.consent,
+            cast(cp.c.opted_out_channels, String), cast(cp.c.suppressions, String),
+            cp.c.origin, cp.c.label).where(
+            cp.c.tenant_id == tenant_id, cp.c.debtor_id.in_(gated))
+            .order_by(cp.c.debtor_id, cp.c.preferred.desc(), cp.c.id))).all():
+        points[row[0]].append(tuple(row[1:]))
+    recent: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    i = table_of(Interaction)
+    for row in (await session.execute(select(
+            i.c.debtor_id, i.c.channel, i.c.created_at, i.c.status).where(
+            i.c.tenant_id == tenant_id, i.c.debtor_id.in_(gated),
+            *gate.counted_contacts(since)).order_by(i.c.debtor_id, i.c.created_at,
+                                                    i.c.id))).all():
+        recent[row[0]].append(tuple(row[1:]))
+    groups: dict[tuple[Any, ...], _Group] = {}
+    no_points: tuple[Any, ...] = ()
+    for r in rows:
+        debtor_id = r.debtor_id
+        key = (r.version_id, r.step_index, r.attempt, r.planned_at, r.due_on,
+               aging.days_past_due(r.oldest, r.due_on), r.country, r.subdivision,
+               r.timezone, r.kind, r.attributes,
+               tuple(points[debtor_id]) if debtor_id in points else no_points,
+               tuple(recent[debtor_id]) if debtor_id in recent else no_points)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = group = _Group(r)
+        group.ids.append(r.id)
+        group.debtor_ids.append(debtor_id)
+    return list(groups.values())
+
+
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
                        now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
-    a = table_of(Action)
-    rows = (await session.execute(select(a.c.id, a.c.debtor_id, a.c.version_id,
-                                         a.c.step_index, a.c.planned_at, a.c.due_on,
-                                         a.c.attempt).where(
-        a.c.tenant_id == tenant_id, a.c.kind.in_(CONTACT_KINDS), a.c.status == "planned",
-        a.c.verdict.is_(None), *only(a.c.debtor_id, debtors)))).all()
-    if not rows:
+    """6. The gate over the planned contacts: judged once per distinct gate key
+    (:func:`gate_groups`) with the first debtor of the key, loaded as the send path loads
+    them (:func:`load_for_gate`); the verdicts and the decision rows written set-based
+    (:func:`write_verdicts`)."""
+    since = now - timedelta(days=7)
+    groups = await gate_groups(session, tenant_id, since, debtors)
+    if not groups:
         return
-    loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
-                                 now - timedelta(days=7))
-    changes = []
-    recorded: list[dict[str, Any]] = []
-    memo: dict[tuple[Any, ...], tuple[Judged, datetime]] = {}
-    for r in rows:
+    loaded = await load_for_gate(session, host, tenant_id, [g.row.debtor_id for g in groups],
+                                 since)
+    judged_all: list[tuple[_Group, Judged, datetime]] = []
+    for g in groups:
+        r = g.row
         step = cfg.versions[r.version_id].steps[r.step_index]
-        channels = chain_of(step, r.attempt)
-        key = (r.version_id, r.step_index, r.attempt,
-               *gate_key(loaded, r.debtor_id, channels, r.planned_at, r.due_on))
-        found = memo.get(key)
-        if found is None:
-            judged = judge_channels(host, loaded, r.debtor_id, channels, r.planned_at,
-                                    r.due_on)
-            at = r.planned_at
-            if judged.decision == "defer" and judged.until is not None:
-                judged, at = fit_to_window(host, loaded, r, step, judged)
-            memo[key] = found = (judged, at)
-        judged, at = found
-        status = {"allow": "planned", "defer": "deferred", "deny": "denied"}[judged.decision]
-        changes.append({"b_id": r.id, "b_status": status, "b_channel": judged.channel,
-                        "b_verdict": judged.verdict, "b_at": at})
-        recorded += decisions.rows(
-            tenant_id, "planner", now,
-            {**judged.verdict, "until": at if status == "deferred" else None},
-            judged.channel, r.debtor_id, r.id, judged_at=r.planned_at)
-        result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + 1
-    await decisions.record(session, recorded)  # one INSERT for the whole pass
-    result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(memo)
-    await bulk_update_actions(session, changes, now)
+        judged = judge_channels(host, loaded, r.debtor_id, chain_of(step, r.attempt),
+                                r.planned_at, r.due_on)
+        at = r.planned_at
+        if judged.decision == "defer" and judged.until is not None:
+            judged, at = fit_to_window(host, loaded, r, step, judged)
+        judged_all.append((g, judged, at))
+        result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + len(g.ids)
+    result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(groups)
+    await write_verdicts(session, tenant_id, judged_all, now)
+
+
+STATUS_OF = {"allow": "planned", "defer": "deferred", "deny": "denied"}
+
+
+async def write_verdicts(session: AsyncSession, tenant_id: int,
+                         judged: list[tuple[_Group, Judged, datetime]], now: datetime) -> None:
+    """Each group's verdict on its actions and its decision rows (one per reason and
+    action, :func:`cartera.compliance.decisions.rows`). On PostgreSQL one ``UPDATE ...
+    FROM unnest(...)`` and one ``INSERT ... SELECT`` per :data:`UPDATE_CHUNK` actions, each
+    verdict sent (and parsed) once per group, not per action; else an executemany."""
+    templates: list[tuple[str, list[dict[str, Any]]]] = []
+    for g, j, at in judged:
+        status = STATUS_OF[j.decision]
+        templates.append((status, decisions.rows(
+            tenant_id, "planner", now, {**j.verdict, "until": at if status == "deferred"
+                                        else None}, j.channel, None, None,
+            judged_at=g.row.planned_at)))
+    if session.get_bind().dialect.name != "postgresql":
+        changes: list[dict[str, Any]] = []
+        recorded: list[dict[str, Any]] = []
+        for (g, j, at), (status, reasons) in zip(judged, templates, strict=True):
+            for action_id, debtor_id in zip(g.ids, g.debtor_ids, strict=True):
+                changes.append({"b_id": action_id, "b_status": status, "b_channel": j.channel,
+                                "b_verdict": j.verdict, "b_at": at})
+                recorded += [{**x, "debtor_id": debtor_id, "subject_id": action_id}
+                             for x in reasons]
+        await decisions.record(session, recorded)
+        await bulk_update_actions(session, changes, now)
+        return
+    per_group = {
+        "statuses": [s for s, _ in templates], "channels": [j.channel for _, j, _ in judged],
+        "verdicts": [msgspec.json.encode(j.verdict).decode() for _, j, _ in judged],
+        "ats": [at for _, _, at in judged]}
+    reason_rows = [(n, x) for n, (_, found) in enumerate(templates, 1) for x in found]
+    per_reason = {
+        "rg": [n for n, _ in reason_rows], "rdecision": [x["decision"] for _, x in reason_rows],
+        "rsource": [x["source"] for _, x in reason_rows],
+        "rcode": [x["code"] for _, x in reason_rows],
+        "rcounted": [x["counted"] for _, x in reason_rows],
+        "rchannel": [x["channel"] for _, x in reason_rows],
+        "rdeferral": [x["deferral_seconds"] for _, x in reason_rows]}
+    flat = [(action_id, debtor_id, n) for n, (g, _, _) in enumerate(judged, 1)
+            for action_id, debtor_id in zip(g.ids, g.debtor_ids, strict=True)]
+    for i in range(0, len(flat), UPDATE_CHUNK):
+        part = flat[i:i + UPDATE_CHUNK]
+        ids = {"ids": [x[0] for x in part], "debtors": [x[1] for x in part],
+               "groups": [x[2] for x in part]}
+        await session.execute(text(
+            "UPDATE actions AS a SET status = k.status, channel = k.channel, "
+            "verdict = k.verdict, planned_at = k.at, updated_at = :now "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:groups AS int[])) AS v(id, g) "
+            "JOIN unnest(CAST(:statuses AS text[]), CAST(:channels AS text[]), "
+            "CAST(:verdicts AS jsonb[]), CAST(:ats AS timestamptz[])) WITH ORDINALITY "
+            "AS k(status, channel, verdict, at, g) ON k.g = v.g "
+            "WHERE a.id = v.id"), {"now": now, **ids, **per_group})
+        await session.execute(text(
+            "INSERT INTO compliance_decisions (tenant_id, decided_at, path, decision, "
+            "source, code, counted, channel, debtor_id, subject_id, deferral_seconds) "
+            "SELECT :tenant, :now, 'planner', r.decision, r.source, r.code, r.counted, "
+            "r.channel, v.debtor_id, v.id, r.deferral "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:debtors AS bigint[]), "
+            "CAST(:groups AS int[])) AS v(id, debtor_id, g) "
+            "JOIN unnest(CAST(:rg AS int[]), CAST(:rdecision AS text[]), "
+            "CAST(:rsource AS text[]), CAST(:rcode AS text[]), CAST(:rcounted AS boolean[]), "
+            "CAST(:rchannel AS text[]), CAST(:rdeferral AS int[])) "
+            "AS r(g, decision, source, code, counted, channel, deferral) ON r.g = v.g"),
+            {"tenant": tenant_id, "now": now, **ids, **per_reason})
 
 
 # --- the pass -----------------------------------------------------------------------------

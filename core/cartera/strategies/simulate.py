@@ -11,9 +11,11 @@ that day's planning hour in the tenant's zone:
    exits and stops, planning, contact policy with strategy priorities, the gate with its
    compliance packs, so holidays and windows apply);
 3. the contacts planned and allowed for that day are taken as sent (marked dispatched, no
-   interaction, nothing sent), and the task, stage change and webhook steps due that day
-   are executed (:func:`.execute.execute_due`, inside the savepoint: stages move), so that
-   the next days see the sequences advance.
+   interaction, nothing sent), and the steps due that day are executed so that the next
+   days see the sequences advance: the stage changes by :func:`.execute.execute_due`
+   (inside the savepoint: stages move); the task and webhook steps only become ``done``,
+   set-based (:func:`_execute`: the task row or the outbox event they would write is read
+   by nothing the next simulated days plan with).
 
 The figures per day are the actions due that day by status, channel and strategy, with
 the reason codes of the deferred and denied ones, and the projected cost per channel:
@@ -48,7 +50,7 @@ from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
-from cartera.strategies.execute import execute_due
+from cartera.strategies.execute import due_steps, execute_due
 from cartera.strategies.models import Action, PlannerSettings, Strategy
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.service import planner_settings
@@ -110,7 +112,7 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
                 await evaluate(session, tenant_id, day, actor="simulation")
             await plan_tenant(session, host, tenant_id, at)
             end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
-            await execute_due(session, tenant_id, end, limit=10**9)
+            await _execute(session, tenant_id, end)
             out.append(await _figures(session, tenant_id, strategy_id, day, end, prices,
                                       codes))
             await _take_as_sent(session, tenant_id, day, end)
@@ -177,6 +179,20 @@ async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | Non
                                 statuses=dict(statuses), reasons=dict(reasons),
                                 per_strategy=dict(per_strategy), cost_per_channel=cost,
                                 unpriced=sorted(unpriced))
+
+
+NO_EFFECT_READ = ("task", "webhook")
+"""Executed step kinds whose effect the simulated days do not read."""
+
+
+async def _execute(session: AsyncSession, tenant_id: int, end: datetime) -> None:
+    """The steps due by ``end``: the task and webhook ones ``done`` by one UPDATE (their
+    effect left out), the rest (stage changes) executed."""
+    a = table_of(Action)
+    due = due_steps(tenant_id, end).where(a.c.kind.in_(NO_EFFECT_READ))
+    await session.execute(update(a).where(a.c.id.in_(due)).values(
+        status="done", outcome={"simulated": True}, updated_at=clock.now()))
+    await execute_due(session, tenant_id, end, limit=10**9)
 
 
 async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any,

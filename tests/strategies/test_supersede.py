@@ -1,0 +1,111 @@
+"""The contact policy's one message per debtor and local day, over many competing actions:
+the winner of each day is the one the rule names (dispatched first, then the lower strategy
+priority, then the older action), whatever the number of rivals and debtors."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from litestar import Litestar
+from sqlalchemy import delete, insert, select
+
+from cartera import clock
+from cartera.db.base import table_of
+from cartera.db.engine import tenant_session
+from cartera.plugins.registry import current_host
+from cartera.strategies.models import Action, Enrollment
+from cartera.strategies.planner import COMPETING, PlanResult, plan_tenant, supersede
+from tests.strategies.helpers import late_debtor, message_step, segments, strategy, template
+
+STATUSES = ("planned", "planned", "planned", "deferred", "dispatched", "denied", "done",
+            "cancelled", "superseded")
+
+
+def expected(rows: list[dict[str, Any]], since: Any,
+             debtors: set[int] | None) -> dict[int, tuple[str, int | None]]:
+    """(status, superseded_by) of every action after the contact policy, by the rule."""
+    out = {r["id"]: (r["status"], r["superseded_by"]) for r in rows}
+    days: dict[tuple[int, Any], list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["kind"] == "message" and r["status"] in COMPETING and r["due_on"] >= since \
+                and (debtors is None or r["debtor_id"] in debtors):
+            days.setdefault((r["debtor_id"], r["due_on"]), []).append(r)
+    for rivals in days.values():
+        best = min(rivals, key=lambda r: (r["status"] != "dispatched", r["priority"], r["id"]))
+        for r in rivals:
+            if r["status"] == "planned" and r["id"] != best["id"]:
+                out[r["id"]] = ("superseded", best["id"])
+    return out
+
+
+async def test_supersede_names_the_rules_winner_over_many_rivals(
+        app: Litestar, make_tenant: Any) -> None:
+    t = await make_tenant()
+    seg = await segments(t)
+    sms = await template(t)
+    for i in range(8):
+        await late_debtor(t, f"S{i}")
+    await strategy(t, "a", [seg["late"]], [message_step("one", sms)], priority=1)
+    sm = app.state.ctx.sessionmaker
+    async with tenant_session(sm, t.tenant_id) as session:
+        await plan_tenant(session, current_host(), t.tenant_id)
+    now = clock.now()
+    today = now.date()
+    since = today - timedelta(days=1)
+    rng = random.Random(12)
+    a, e = table_of(Action), table_of(Enrollment)
+    async with tenant_session(sm, t.tenant_id) as session:
+        await session.execute(delete(a).where(a.c.tenant_id == t.tenant_id))
+        enrolled = (await session.execute(select(e.c.id, e.c.debtor_id, e.c.strategy_id,
+                                                 e.c.version_id).where(
+            e.c.tenant_id == t.tenant_id))).all()
+        assert len(enrolled) == 8
+        rows = []
+        for en in enrolled:
+            # A day before ``since`` (left alone) and three days from it.
+            for day in (since - timedelta(days=1), since, today, today + timedelta(days=1)):
+                for step in range(rng.randint(1, 8)):
+                    rows.append({
+                        "tenant_id": t.tenant_id, "debtor_id": en.debtor_id,
+                        "enrollment_id": en.id, "strategy_id": en.strategy_id,
+                        "version_id": en.version_id, "priority": rng.choice((1, 2, 2, 3)),
+                        "step_index": step, "step_key": f"k{step}",
+                        "kind": "message" if rng.random() < 0.85 else "task",
+                        "channel": "sms", "due_on": day, "planned_at": now,
+                        "status": rng.choice(STATUSES), "superseded_by": None,
+                        "attempt": 0, "created_at": now, "updated_at": now})
+        rng.shuffle(rows)  # ids do not follow the debtors or the days
+        await session.execute(insert(a), rows)
+
+    async def state() -> list[dict[str, Any]]:
+        async with tenant_session(sm, t.tenant_id) as session:
+            return [dict(r._mapping) for r in (await session.execute(select(
+                a.c.id, a.c.debtor_id, a.c.due_on, a.c.kind, a.c.status, a.c.priority,
+                a.c.superseded_by).where(a.c.tenant_id == t.tenant_id))).all()]
+
+    before = await state()
+    one = enrolled[3].debtor_id
+    # One debtor's pass (the replanning of an event) touches that debtor's days only.
+    want = expected(before, since, {one})
+    async with tenant_session(sm, t.tenant_id) as session:
+        result = PlanResult()
+        await supersede(session, t.tenant_id, since, now, result, one)
+    after = await state()
+    assert {r["id"]: (r["status"], r["superseded_by"]) for r in after} == want
+    assert result.superseded == sum(1 for r in before if want[r["id"]][0] != r["status"])
+    # Then the tenant's pass: every debtor's days from ``since`` on.
+    want = expected(after, since, None)
+    async with tenant_session(sm, t.tenant_id) as session:
+        result = PlanResult()
+        await supersede(session, t.tenant_id, since, now, result)
+    final = await state()
+    assert {r["id"]: (r["status"], r["superseded_by"]) for r in final} == want
+    changed = sum(1 for r in after if want[r["id"]][0] != r["status"])
+    assert result.superseded == changed > 5
+    # A second pass finds nothing left to supersede.
+    async with tenant_session(sm, t.tenant_id) as session:
+        result = PlanResult()
+        await supersede(session, t.tenant_id, since, now, result)
+    assert result.superseded == 0
