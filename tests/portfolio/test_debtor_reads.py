@@ -12,6 +12,7 @@ import msgspec
 import pytest
 from litestar import Litestar
 from sqlalchemy import event, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from cartera.db.engine import tenant_session
 from cartera.portfolio import service
@@ -48,18 +49,23 @@ def statements(app: Litestar) -> Iterator[list[str]]:
     """The SQL statements the app runs meanwhile, bar transaction control and the
     statement timeout."""
     seen: list[str] = []
-    engine = app.state.ctx.engine.sync_engine
+    ctx = app.state.ctx
+    engines = [ctx.engine.sync_engine]
+    if ctx.read_sessionmaker is not None:  # PostgreSQL: GETs have their own engine
+        engines.append(ctx.read_sessionmaker.kw["bind"].sync_engine)
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if not statement.lstrip().upper().startswith(("SET LOCAL", "BEGIN", "COMMIT",
                                                        "ROLLBACK")):
             seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", count)
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
     try:
         yield seen
     finally:
-        event.remove(engine, "before_cursor_execute", count)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
 
 
 async def old_path(app: Litestar, t: TenantClient, ids: list[int]) -> list[Any]:
@@ -182,3 +188,15 @@ async def test_name_search_uses_the_trigram_index(app: Litestar, tenant: TenantC
     assert "ix_debtors_name_trgm" in plan, plan
     found = await tenant.api.get("/v1/debtors", params={"q": "DEUDOR "})
     assert found.status_code == 200 and len(found.json()["data"]) == 20
+
+
+async def test_a_get_cannot_write_on_postgresql(app: Litestar) -> None:
+    """The read engine's connections are read-only for the database itself."""
+    read = app.state.ctx.read_sessionmaker
+    if read is None:
+        pytest.skip("PostgreSQL's read engine")
+    async with read() as session:
+        with pytest.raises(DBAPIError, match="read-only"):
+            await session.execute(text("CREATE TEMPORARY TABLE nope (x int)"))
+        timeout = await session.scalar(text("SHOW statement_timeout"))
+    assert timeout == f"{app.state.ctx.settings.statement_timeout_ms}ms" or timeout.endswith("s")
