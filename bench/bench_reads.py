@@ -72,6 +72,9 @@ async def prepare(url: str, debtors: int) -> tuple[str, str, list[int]]:
             client, secret = await create_client(session, tenant.id, "bench")
             await load_demo_portfolio(session, tenant.id, debtors, 1, date.today())
             await session.commit()
+            # A database in service has planner statistics (autovacuum): so does this one.
+            await (await session.connection()).exec_driver_sql("ANALYZE")
+            await session.commit()
             ids = list((await session.scalars(
                 select(Debtor.id).where(Debtor.tenant_id == tenant.id))).all())
     finally:

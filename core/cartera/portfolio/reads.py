@@ -5,8 +5,8 @@ straight from the rows.
 
 No ORM object is loaded and no loader criterion is compiled: the statement runs on the
 session's connection (so the tenant-scoping hook of :mod:`cartera.db.engine` does not see
-it) and names ``tenant_id`` itself — on the debtor, and every child table and placement is
-reached only through that debtor and its tenant.
+it) and names ``tenant_id`` itself — on the debtor; every child row and the placement are
+reached only through that debtor.
 
 What it answers is exactly what :func:`cartera.portfolio.service.debtor_out` answers for the
 same debtors: children in id order, tags in the database's order of ``tag``.
@@ -49,7 +49,10 @@ def _aggregate(dialect: str, table: Any, columns: list[Any], order: Any,
                json_columns: tuple[str, ...] = ()) -> ColumnElement[Any]:
     """The JSON text of the array of ``columns`` rows (one row: an array, or the value for
     one column) of ``table``'s rows of the outer debtor, ``order`` first."""
-    where = (table.c.debtor_id == _d.id, table.c.tenant_id == _d.tenant_id)
+    # By the debtor's id alone (its index): the debtor row is the tenant's, and a child
+    # row's debtor is its tenant's (a tenant_id term here had the planner AND in the
+    # tenant-wide index of each child table).
+    where = (table.c.debtor_id == _d.id,)
     if dialect == "postgresql":
         item = columns[0] if len(columns) == 1 else func.json_build_array(*columns)
         agg: Any = func.coalesce(sql_cast(func.json_agg(aggregate_order_by(item, order)), Text),
