@@ -67,13 +67,18 @@ def make_read_engine(url: str, statement_timeout_ms: int) -> AsyncEngine | None:
     of READ COMMITTED sees one snapshot per statement anyway, and without the transaction
     a read is one round trip per statement (no BEGIN, SET LOCAL, COMMIT). No pre-ping
     either (another round trip per request): after a database restart the first read of
-    each stale connection fails (503) and invalidates the pool, which reconnects."""
+    each stale connection fails (500) and invalidates the pool, which reconnects.
+
+    Its pool is sized by ``CARTERA_DB_READ_POOL_SIZE`` (default: ``CARTERA_DB_POOL_SIZE``,
+    32): a process may hold both pools' connections at once under mixed load."""
     if url.startswith("sqlite"):
         return None
     options = (f"-c statement_timeout={int(statement_timeout_ms)} "
                "-c default_transaction_read_only=on")
+    size = os.environ.get("CARTERA_DB_READ_POOL_SIZE") or os.environ.get(
+        "CARTERA_DB_POOL_SIZE", "32")
     return make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
-                       connect_args={"options": options})
+                       connect_args={"options": options}, pool_size=int(size))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
