@@ -76,9 +76,20 @@ def _children(dialect: str) -> list[ColumnElement[Any]]:
     ]
 
 
+_ROWS: dict[str, Select[Any]] = {}
+
+
 def debtor_rows(dialect: str) -> Select[Any]:
     """Every column a :class:`~cartera.portfolio.schemas.DebtorOut` needs, one row a debtor
-    (to be narrowed with WHERE on ``debtors`` and the tenant)."""
+    (to be narrowed with WHERE on ``debtors`` and the tenant). Built once per dialect: a
+    ``where()`` on it makes a new statement and leaves it as it is."""
+    stmt = _ROWS.get(dialect)
+    if stmt is None:
+        stmt = _ROWS[dialect] = _debtor_rows(dialect)
+    return stmt
+
+
+def _debtor_rows(dialect: str) -> Select[Any]:
     # Aliased, so a filter's EXISTS on debtor_placements never correlates to this join.
     placement = Placement.__table__.alias("placed")
     segment = Segment.__table__.alias("placed_segment")
@@ -135,7 +146,7 @@ def _one(dialect: str) -> Select[Any]:
     """The one-debtor statement, built once per dialect (its SQL is then cached compiled)."""
     stmt = _ONE.get(dialect)
     if stmt is None:
-        stmt = _ONE[dialect] = debtor_rows(dialect).where(
+        stmt = _ONE[dialect] = _debtor_rows(dialect).where(
             _d.id == bindparam("debtor_id"), _d.tenant_id == bindparam("tenant_id"))
     return stmt
 
