@@ -10,7 +10,10 @@ Cartera/bare printed.
 
 Each round measures every case one after the other (bare, Cartera single, Cartera list),
 so the ratios compare figures taken under the same machine load; then each case once more
-at one connection for its p50. ``uptime`` is printed before and after.
+at one connection for its p50. ``uptime`` is printed before and after. Each server's CPU
+seconds (all its processes, from ``/proc``) per request are printed too, with the ratio
+they give: on a shared machine throughput follows the CPU share a server happens to get,
+while CPU a request is what the code costs.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ async def prepare(url: str, debtors: int) -> tuple[str, str, list[int]]:
                                          currency="PEN")
             client, secret = await create_client(session, tenant.id, "bench")
             await load_demo_portfolio(session, tenant.id, debtors, 1, date.today())
+            await session.commit()
+            # A database in service has planner statistics (autovacuum): so does this one.
+            await (await session.connection()).exec_driver_sql("ANALYZE")
             await session.commit()
             ids = list((await session.scalars(
                 select(Debtor.id).where(Debtor.tenant_id == tenant.id))).all())
@@ -192,6 +198,32 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a server's worker processes)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a server (all its processes) so far; Linux only."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
@@ -245,28 +277,35 @@ def main() -> int:
                            data={"grant_type": "client_credentials"},
                            auth=(client_id, secret)).json()["access_token"]
         cases = [
-            ("bare GET /debtors/{id}", bare_base, [f"/debtors/{i}" for i in sample], None),
+            ("bare GET /debtors/{id}", bare_base, [f"/debtors/{i}" for i in sample], None,
+             bare.pid),
             ("cartera GET /v1/debtors/{id}", cartera_base,
-             [f"/v1/debtors/{i}" for i in sample], token),
+             [f"/v1/debtors/{i}" for i in sample], token, cartera.pid),
             ("cartera GET /v1/debtors?zone=..&dpd_min=30&limit=50", cartera_base,
-             [f"/v1/debtors?zone={quote(z)}&dpd_min=30&limit=50" for z in ZONES], token),
+             [f"/v1/debtors?zone={quote(z)}&dpd_min=30&limit=50" for z in ZONES], token,
+             cartera.pid),
         ]
-        for _name, base, paths, tok in cases:  # warm-up
+        for _name, base, paths, tok, _pid in cases:  # warm-up
             load(base, paths, tok, 4, 2, use_wrk)
         for round_no in range(1, args.rounds + 1):
             print(f"-- round {round_no} at {args.connections} connections; {uptime()}",
                   flush=True)
-            figures = []
-            for name, base, paths, tok in cases:
+            figures, cpu = [], []
+            for name, base, paths, tok, pid in cases:
+                before = cpu_seconds(pid)
                 f = load(base, paths, tok, args.connections, args.seconds, use_wrk)
+                used = cpu_seconds(pid) - before
                 figures.append(f)
+                cpu.append(used / max(f.requests, 1))
                 print(f"{name}: {f.rps:.0f} req/s, p50 {f.p50_ms:.1f} ms, "
-                      f"p99 {f.p99_ms:.1f} ms ({f.requests} requests, {f.errors} non-200)",
-                      flush=True)
+                      f"p99 {f.p99_ms:.1f} ms ({f.requests} requests, {f.errors} non-200); "
+                      f"server CPU {used:.1f} s, {cpu[-1] * 1000:.2f} ms a request", flush=True)
             print(f"ratio cartera/bare: single GET {figures[1].rps / figures[0].rps:.0%}, "
-                  f"list of 50 {figures[2].rps / figures[0].rps:.0%}", flush=True)
+                  f"list of 50 {figures[2].rps / figures[0].rps:.0%}; by server CPU a request "
+                  f"(what a machine to itself would serve): single GET {cpu[0] / cpu[1]:.0%}, "
+                  f"list of 50 {cpu[0] / cpu[2]:.0%}", flush=True)
         print(f"-- 1 connection; {uptime()}", flush=True)
-        for name, base, paths, tok in cases:
+        for name, base, paths, tok, _pid in cases:
             f = load(base, paths, tok, 1, args.seconds, use_wrk)
             print(f"{name} at concurrency 1: p50 {f.p50_ms:.2f} ms, p99 {f.p99_ms:.2f} ms, "
                   f"{f.rps:.0f} req/s", flush=True)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cartera.auth.assertions import JwksCache
 from cartera.auth.tokens import ClientPrincipal, TokenService
-from cartera.db.engine import STATEMENT_TIMEOUT_MS
+from cartera.db.engine import READ_METHODS, STATEMENT_TIMEOUT_MS
 from cartera.errors import Unauthorized
 from cartera.settings import Settings
 
@@ -28,6 +28,9 @@ class AppContext:
     jobs: JobRunner
     jwks_cache: JwksCache = field(default_factory=JwksCache)
     """Clients' ``jwks_uri`` key sets (``private_key_jwt``)."""
+    read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
+    """Sessions of ``GET`` requests (:func:`cartera.db.engine.make_read_engine`), when the
+    database has them (PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,17 @@ def principal_of(request: Request[Any, Any, Any]) -> ClientPrincipal:
 
 async def provide_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
     """A tenant-scoped session for the caller; commits when the handler returns. Each of its
-    statements is bounded by ``statement_timeout_ms`` (PostgreSQL)."""
+    statements is bounded by ``statement_timeout_ms`` (PostgreSQL). A ``GET`` on PostgreSQL
+    gets a session of the read engine instead (read-only, nothing to commit)."""
     principal = principal_of(request)
     ctx = app_context(request)
+    if ctx.read_sessionmaker is not None and request.scope["method"] in READ_METHODS:
+        # Read-only autocommit connections with the timeout set at connect: one round trip
+        # per statement, and a write fails in the database.
+        async with ctx.read_sessionmaker() as session:
+            session.info["tenant_id"] = principal.tenant_id
+            yield session
+        return
     async with ctx.sessionmaker() as session:
         session.info["tenant_id"] = principal.tenant_id
         session.info[STATEMENT_TIMEOUT_MS] = ctx.settings.statement_timeout_ms

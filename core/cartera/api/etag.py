@@ -7,13 +7,20 @@ nothing else, so a tag never comes back) in the same statement that compares it:
 locked until the request commits, so of two collectors who read the same version and write
 with its tag, the second waits for the first and then gets 412 ``precondition_failed``
 instead of overwriting it. ``If-Match: *`` and no ``If-Match`` at all write unconditionally.
+
+Settings-style objects (one per tenant or per integration, replaced with ``PUT``, with
+defaults before the first write) have no ``updated_at`` of their own: their tag is a digest
+of their representation (:func:`content_etag`), and the ``PUT`` compares it under the
+row's lock before it replaces anything (:func:`check_content`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
+import msgspec
 from litestar import Response
 from litestar.params import Parameter
 from sqlalchemy import ColumnElement, select, update
@@ -93,3 +100,26 @@ async def tagged(session: AsyncSession, model: Any, content: T, *where: ColumnEl
 def with_etag(content: T, stamp: datetime | None, status_code: int = 200) -> Response[T]:
     headers = {"ETag": etag(stamp)} if stamp is not None else None
     return Response(content, headers=headers, status_code=status_code)
+
+
+def content_etag(content: Any) -> str:
+    """The strong entity tag of a representation: a digest of its JSON."""
+    return f'"{hashlib.sha256(msgspec.json.encode(content)).hexdigest()[:32]}"'
+
+
+def check_content(if_match: str | None, current: Any) -> None:
+    """412 ``precondition_failed`` unless ``If-Match`` is absent, ``*`` or names the tag of
+    ``current``, the object as it is now (read under the lock of the write that follows)."""
+    if if_match is None:
+        return
+    tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
+    if "*" in tags or content_etag(current) in tags:
+        return
+    raise PreconditionFailed("the object changed since you read it (its ETag is not "
+                             "If-Match): read it again and reapply your change",
+                             param="If-Match")
+
+
+def with_content_etag(content: T, status_code: int = 200) -> Response[T]:
+    """``content`` with its :func:`content_etag`."""
+    return Response(content, headers={"ETag": content_etag(content)}, status_code=status_code)

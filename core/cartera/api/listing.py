@@ -143,14 +143,26 @@ def paginate(stmt: Any, id_column: Any, limit: int, starting_after: int | None) 
         keys = [(column, not descending) for column, descending in keys]
         query.backwards = True
     if cursor is not None:
-        values = [cursor if column is id_column else
-                  select(column).where(id_column == cursor).scalar_subquery()
+        values = [cursor if column is id_column else _cursor_value(id_column, column, cursor)
                   for column, _ in keys]
         stmt = stmt.where(or_(*(
             and_(*(keys[j][0] == values[j] for j in range(i)),
                  keys[i][0] < values[i] if keys[i][1] else keys[i][0] > values[i])
             for i in range(len(keys)))))
     return stmt.order_by(*(c.desc() if d else c.asc() for c, d in keys)).limit(limit + 1)
+
+
+def _cursor_value(id_column: Any, column: Any, cursor: int) -> Any:
+    """The sort key of the cursor's row. On an ORM column the session's tenant criteria
+    scope it; on a Core column (a statement run on the bare connection) the cursor's row
+    is looked up in the outer row's tenant, so another tenant's id names nothing."""
+    if getattr(id_column, "class_", None) is not None or "tenant_id" not in id_column.table.c:
+        return select(column).where(id_column == cursor).scalar_subquery()
+    table = id_column.table
+    inner = table.alias()
+    return (select(inner.c[column.name])
+            .where(inner.c[id_column.name] == cursor, inner.c.tenant_id == table.c.tenant_id)
+            .correlate(table).scalar_subquery())
 
 
 def in_order(items: list[Any]) -> tuple[list[Any], bool]:

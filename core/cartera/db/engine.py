@@ -54,6 +54,33 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, **kwargs)
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+"""The HTTP methods served by :func:`make_read_engine`'s connections."""
+
+
+def make_read_engine(url: str, statement_timeout_ms: int) -> AsyncEngine | None:
+    """PostgreSQL: the engine of API reads (``GET``), None on SQLite.
+
+    Its connections are the API's alone, so they carry the statement timeout from the
+    connection's start and are read-only for the database (``default_transaction_read_only``:
+    a read that tried to write fails instead of writing). They run in autocommit: a read
+    of READ COMMITTED sees one snapshot per statement anyway, and without the transaction
+    a read is one round trip per statement (no BEGIN, SET LOCAL, COMMIT). No pre-ping
+    either (another round trip per request): after a database restart the first read of
+    each stale connection fails (500) and invalidates the pool, which reconnects.
+
+    Its pool is sized by ``CARTERA_DB_READ_POOL_SIZE`` (default: ``CARTERA_DB_POOL_SIZE``,
+    32): a process may hold both pools' connections at once under mixed load."""
+    if url.startswith("sqlite"):
+        return None
+    options = (f"-c statement_timeout={int(statement_timeout_ms)} "
+               "-c default_transaction_read_only=on")
+    size = os.environ.get("CARTERA_DB_READ_POOL_SIZE") or os.environ.get(
+        "CARTERA_DB_POOL_SIZE", "32")
+    return make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
+                       connect_args={"options": options}, pool_size=int(size))
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 

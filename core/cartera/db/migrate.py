@@ -13,9 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+POSTGRESQL_ONLY_INDEXES = frozenset({"ix_debtors_name_trgm"})
+"""Indexes a migration makes on PostgreSQL only, with an operator class no model can state
+for both dialects (0040: the trigram index of the debtor search by name)."""
+
+
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,
                    compare_to: object) -> bool:
-    """Autogenerate ignores procrastinate's tables: its schema comes from its own SQL (0004)."""
+    """Autogenerate ignores procrastinate's tables (their schema comes from its own SQL,
+    0004) and the PostgreSQL-only indexes of :data:`POSTGRESQL_ONLY_INDEXES`."""
+    if type_ == "index" and name in POSTGRESQL_ONLY_INDEXES:
+        return False
     return not (type_ == "table" and reflected and compare_to is None
                 and (name or "").startswith("procrastinate_"))
 

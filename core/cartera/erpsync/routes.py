@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
+from cartera.api.etag import IfMatch, check_content, with_content_etag
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.audit import service as audit
@@ -69,22 +70,27 @@ class ErpSyncController(Controller):
     @get("/{integration_id:int}/sync-settings", summary="Get an ERP integration's sync settings",
          operation_id="GetSyncSettings", **READ)
     async def get_settings(self, integration_id: int,
-                           session: AsyncSession) -> schemas.SyncSettingsOut:
+                           session: AsyncSession) -> Response[schemas.SyncSettingsOut]:
         """Schedule, page size and write-back (the defaults until set: on demand only, no
-        write-back)."""
+        write-back), with the `ETag` for `If-Match` on the `PUT`."""
         await integrations.get(session, integration_id)
-        return _settings_out(integration_id, await session.get(ErpSyncSettings, integration_id))
+        return with_content_etag(
+            _settings_out(integration_id, await session.get(ErpSyncSettings, integration_id)))
 
     @put("/{integration_id:int}/sync-settings", summary="Set an ERP integration's sync settings",
          operation_id="SetSyncSettings", **WRITE)
     async def put_settings(self, integration_id: int, data: schemas.SyncSettingsIn,
-                           session: AsyncSession, actor: Actor) -> schemas.SyncSettingsOut:
+                           session: AsyncSession, actor: Actor, if_match: IfMatch = None,
+                           ) -> Response[schemas.SyncSettingsOut]:
         """Runs are queued every ``every_minutes`` and at each of ``at_times`` (``HH:MM`` in
         the tenant's time zone). Switching ``write_back`` on posts the payments recorded
-        from then on (earlier payments are history the ERP already has)."""
+        from then on (earlier payments are history the ERP already has). `If-Match` (the
+        `ETag` of your read): only if no one changed them since, else 412."""
         integration = await _erp(session, integration_id)
         now = clock.now()
-        s = await session.get(ErpSyncSettings, integration_id)
+        s = await session.get(ErpSyncSettings, integration_id,
+                              with_for_update=True if if_match is not None else None)
+        check_content(if_match, _settings_out(integration_id, s))
         if s is None:
             s = ErpSyncSettings(tenant_id=actor.tenant_id, integration_id=integration.id,
                                 at_times=[], write_back=False)
@@ -101,7 +107,7 @@ class ErpSyncController(Controller):
         audit.record(session, actor, "erp_sync.settings_changed", "integration", integration.id,
                      {"every_minutes": s.every_minutes, "at_times": s.at_times,
                       "page_size": s.page_size, "write_back": s.write_back})
-        return _settings_out(integration_id, s)
+        return with_content_etag(_settings_out(integration_id, s))
 
     @post("/{integration_id:int}/sync", summary="Sync an ERP integration now",
           operation_id="StartSync", status_code=202, **WRITE)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post, put
+from litestar import Controller, Request, Response, get, post, put
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor, principal_of
+from cartera.api.etag import IfMatch, check_content, with_content_etag
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.offers import policy as policies
 from cartera.offers import schemas, service
-from cartera.offers.models import Offer
+from cartera.offers.models import Offer, OfferPolicy
 
 READ = secured("offers:read")
 WRITE = secured("offers:write")
@@ -98,20 +99,26 @@ class OfferPolicyController(Controller):
     tags = ["Offers"]
 
     @get("/", summary="Get the offer policy", operation_id="GetOfferPolicy", **READ)
-    async def retrieve(self, session: AsyncSession, actor: Actor) -> schemas.OfferPolicyOut:
+    async def retrieve(self, session: AsyncSession,
+                       actor: Actor) -> Response[schemas.OfferPolicyOut]:
         """The tenant's offer policy, or the built-in default (collectors 10 %, supervisors
         30 %, managers 50 %; offers open 30 days at most; promises 30 days ahead at
-        most)."""
-        return policies.out(await policies.load(session, actor.tenant_id))
+        most), with its `ETag` for `If-Match` on the `PUT`."""
+        return with_content_etag(policies.out(await policies.load(session, actor.tenant_id)))
 
     @put("/", summary="Set the offer policy", operation_id="PutOfferPolicy",
          **secured("offers:admin"))
     async def replace(self, data: schemas.OfferPolicyIn, session: AsyncSession,
-                      actor: Actor) -> schemas.OfferPolicyOut:
+                      actor: Actor, if_match: IfMatch = None,
+                      ) -> Response[schemas.OfferPolicyOut]:
         """Replace the tenant's offer policy: discount limits per role (``role:<name>``
         scopes), segment, days past due and kind of offer; the longest an offer stays open;
-        the furthest a self-service promise may be. Audited."""
-        return policies.out(await service.put_policy(session, actor, data))
+        the furthest a self-service promise may be. Audited. `If-Match` (the `ETag` of your
+        read): only if no one changed it since, else 412."""
+        if if_match is not None:
+            await session.get(OfferPolicy, actor.tenant_id, with_for_update=True)
+            check_content(if_match, policies.out(await policies.load(session, actor.tenant_id)))
+        return with_content_etag(policies.out(await service.put_policy(session, actor, data)))
 
 
 ROUTES = [OfferController, OfferPolicyController]

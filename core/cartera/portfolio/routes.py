@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera import clock
 from cartera.api.context import Actor
 from cartera.api.etag import IfMatch, claim, tagged, with_etag
 from cartera.api.pagination import (
@@ -25,9 +26,9 @@ from cartera.api.pagination import (
     paginate,
 )
 from cartera.api.security import secured
-from cartera.portfolio import schemas, service
+from cartera.errors import NotFound
+from cartera.portfolio import reads, schemas, service
 from cartera.portfolio.models import ContactPoint, Debtor, Obligation, Portfolio
-from cartera.tenants.models import Tenant
 from cartera.types import ObligationKind, ObligationStatus
 
 READ = secured("portfolio:read")
@@ -127,20 +128,22 @@ class DebtorController(Controller):
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
         past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
-        day = as_of or await service.tenant_today(session, actor.tenant_id)
+        zone_name, tenant_country = await reads.tenant_zone_country(session, actor.tenant_id)
+        day = as_of or clock.today_in(zone_name)
+        dialect = (await session.connection()).dialect.name
         stmt = service.debtor_filters(
-            select(Debtor), as_of=day, tenant_id=actor.tenant_id, zone=zone, country=country,
-            tag=tag, portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
+            reads.debtor_rows(dialect).where(Debtor.tenant_id == actor.tenant_id), as_of=day,
+            tenant_id=actor.tenant_id, zone=zone, country=country, tag=tag,
+            portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
             dpd_max=dpd_max, currency=currency)
         if q is not None:
-            tenant = await session.get(Tenant, actor.tenant_id)
-            stmt = stmt.where(service.debtor_search(q, tenant.country if tenant else "PE"))
+            stmt = stmt.where(service.debtor_search(q, tenant_country))
         placed = await service.placement_filter(session, actor.tenant_id, segment, stage)
         if placed is not None:
             stmt = stmt.where(placed)
-        rows = (await session.scalars(paginate(stmt, Debtor.id, limit, starting_after))).all()
-        page = page_of(rows, limit, lambda d: d)
-        page.data = await service.debtor_out(session, page.data)
+        rows = await reads.read_debtors(
+            session, paginate(stmt, reads.DEBTOR_ID, limit, starting_after))
+        page = page_of(rows, limit, lambda row: reads.debtor_out(row, dialect))
         if expand:
             await _expand(session, actor, page.data, day)
         return page
@@ -150,13 +153,13 @@ class DebtorController(Controller):
                        expand: Expand = None,
                        as_of: AsOf = None) -> Response[schemas.DebtorOut]:
         """One debtor with contact points, related parties and tags (with its `ETag`)."""
-        debtor = await service.get_debtor(session, debtor_id)
-        stamp = debtor.updated_at
-        out = (await service.debtor_out(session, [debtor]))[0]
+        out = await reads.read_debtor(session, debtor_id)
+        if out is None:
+            raise NotFound(f"debtor {debtor_id} not found")
         if expand:
             day = as_of or await service.tenant_today(session, actor.tenant_id)
             await _expand(session, actor, [out], day)
-        return with_etag(out, stamp)
+        return with_etag(out, out.updated_at)
 
     @patch("/{debtor_id:int}", summary="Update a debtor", operation_id="UpdateDebtor", **WRITE)
     async def update(self, debtor_id: Id, data: schemas.DebtorUpdate, session: AsyncSession,

@@ -12,7 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
 from cartera.api.context import Actor, app_context
-from cartera.api.etag import IfMatch, claim, tagged, with_etag
+from cartera.api.etag import (
+    IfMatch,
+    check_content,
+    claim,
+    tagged,
+    with_content_etag,
+    with_etag,
+)
 from cartera.api.location import LOCATION
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
@@ -24,7 +31,14 @@ from cartera.plugins.registry import current_host
 from cartera.strategies import explain, schemas, service
 from cartera.strategies import simulate as simulation
 from cartera.strategies.jobs import queue_plan
-from cartera.strategies.models import Action, Enrollment, Strategy, StrategyVersion, Task
+from cartera.strategies.models import (
+    Action,
+    Enrollment,
+    PlannerSettings,
+    Strategy,
+    StrategyVersion,
+    Task,
+)
 
 READ = secured("strategies:read")
 WRITE = secured("strategies:write")
@@ -188,20 +202,26 @@ class StrategyController(Controller):
     @get("/settings", summary="Get the planner settings",
          operation_id="GetStrategySettings", **READ)
     async def settings(self, session: AsyncSession,
-                       actor: Actor) -> schemas.PlannerSettingsOut:
-        """The local hour of the daily planning job and the last day it was queued."""
-        return await service.planner_settings(session, actor.tenant_id)
+                       actor: Actor) -> Response[schemas.PlannerSettingsOut]:
+        """The local hour of the daily planning job and the last day it was queued (with
+        its `ETag`, for `If-Match` on the `PUT`)."""
+        return with_content_etag(await service.planner_settings(session, actor.tenant_id))
 
     @put("/settings", summary="Set the planning hour and the contact policy",
          operation_id="SetStrategySettings", **WRITE)
     async def set_settings(self, data: schemas.PlannerSettingsIn, session: AsyncSession,
-                           actor: Actor) -> schemas.PlannerSettingsOut:
+                           actor: Actor, if_match: IfMatch = None,
+                           ) -> Response[schemas.PlannerSettingsOut]:
         """The daily pass is queued from ``plan_hour`` of the tenant's time zone. The
         contact policy beyond one contact a day: ``min_gap_hours`` between two contacts of
         a debtor and ``weekly_cap`` contacts in any 7 days, applied by the planner and again
         at dispatch (a contact held back is deferred with the reason, never dropped).
-        ``channel_prices``: price hints for simulation's projected cost."""
-        return await service.set_planner_settings(session, actor, data)
+        ``channel_prices``: price hints for simulation's projected cost. `If-Match` (the
+        `ETag` of your read): only if no one changed them since, else 412."""
+        if if_match is not None:
+            await session.get(PlannerSettings, actor.tenant_id, with_for_update=True)
+            check_content(if_match, await service.planner_settings(session, actor.tenant_id))
+        return with_content_etag(await service.set_planner_settings(session, actor, data))
 
 
 class EnrollmentController(Controller):

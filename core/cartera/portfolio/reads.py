@@ -1,0 +1,173 @@
+"""The debtor read path of ``GET /v1/debtors/{id}`` and ``GET /v1/debtors``: one Core
+statement builds every debtor of the answer, with its contact points, related parties and
+tags aggregated as JSON arrays and its segment and stage joined, and msgspec Structs are made
+straight from the rows.
+
+No ORM object is loaded and no loader criterion is compiled: the statement runs on the
+session's connection (so the tenant-scoping hook of :mod:`cartera.db.engine` does not see
+it) and names ``tenant_id`` itself — on the debtor; every child row and the placement are
+reached only through that debtor.
+
+What it answers is exactly what :func:`cartera.portfolio.service.debtor_out` answers for the
+same debtors: children in id order, tags in the database's order of ``tag``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import msgspec
+from sqlalchemy import ColumnElement, Select, Text, bindparam, func, select
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cartera.portfolio import schemas
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorTag, RelatedParty
+from cartera.segmentation.models import Placement, Segment, Stage
+from cartera.tenants.models import Tenant
+from cartera.types import DebtorKind
+
+_cp = ContactPoint.__table__.c
+_rp = RelatedParty.__table__.c
+_tag = DebtorTag.__table__.c
+_d = Debtor.__table__.c
+DEBTOR_ID = _d.id
+"""The id column the list paginates on (a Core column: cursors are read in the tenant)."""
+
+# The JSON shapes of the aggregated children (one array per child, in column order).
+_CP = list[tuple[int, str, str, str | None, str, list[str], str, Any,
+                 dict[str, schemas.Suppression]]]
+_RP = list[tuple[int, str, str, str | None, str | None, str | None, int | None]]
+_cp_decoder = msgspec.json.Decoder(_CP)
+_rp_decoder = msgspec.json.Decoder(_RP)
+_tag_decoder = msgspec.json.Decoder(list[str])
+_attributes_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _aggregate(dialect: str, table: Any, columns: list[Any], order: Any,
+               json_columns: tuple[str, ...] = ()) -> ColumnElement[Any]:
+    """The JSON text of the array of ``columns`` rows (one row: an array, or the value for
+    one column) of ``table``'s rows of the outer debtor, ``order`` first."""
+    # By the debtor's id alone (its index): the debtor row is the tenant's, and a child
+    # row's debtor is its tenant's (a tenant_id term here had the planner AND in the
+    # tenant-wide index of each child table).
+    where = (table.c.debtor_id == _d.id,)
+    if dialect == "postgresql":
+        item = columns[0] if len(columns) == 1 else func.json_build_array(*columns)
+        agg: Any = func.coalesce(sql_cast(func.json_agg(aggregate_order_by(item, order)), Text),
+                                 "[]")
+    else:
+        cols = [func.json(c) if c.name in json_columns else c for c in columns]
+        agg = func.json_group_array(cols[0] if len(cols) == 1 else func.json_array(*cols))
+    return select(agg).where(*where).correlate(Debtor.__table__).scalar_subquery()
+
+
+def _children(dialect: str) -> list[ColumnElement[Any]]:
+    return [
+        _aggregate(dialect, ContactPoint.__table__,
+                   [_cp.id, _cp.kind, _cp.value, _cp.label, _cp.consent,
+                    _cp.opted_out_channels, _cp.origin, _cp.preferred, _cp.suppressions],
+                   _cp.id, ("opted_out_channels", "suppressions")).label("cps"),
+        _aggregate(dialect, RelatedParty.__table__,
+                   [_rp.id, _rp.role, _rp.name, _rp.national_id, _rp.phone, _rp.email,
+                    _rp.related_debtor_id], _rp.id).label("rps"),
+        _aggregate(dialect, DebtorTag.__table__, [_tag.tag], _tag.tag).label("tags"),
+    ]
+
+
+_ROWS: dict[str, Select[Any]] = {}
+
+
+def debtor_rows(dialect: str) -> Select[Any]:
+    """Every column a :class:`~cartera.portfolio.schemas.DebtorOut` needs, one row a debtor
+    (to be narrowed with WHERE on ``debtors`` and the tenant). Built once per dialect: a
+    ``where()`` on it makes a new statement and leaves it as it is."""
+    stmt = _ROWS.get(dialect)
+    if stmt is None:
+        stmt = _ROWS[dialect] = _debtor_rows(dialect)
+    return stmt
+
+
+def _debtor_rows(dialect: str) -> Select[Any]:
+    # Aliased, so a filter's EXISTS on debtor_placements never correlates to this join.
+    placement = Placement.__table__.alias("placed")
+    segment = Segment.__table__.alias("placed_segment")
+    stage = Stage.__table__.alias("placed_stage")
+    attributes = sql_cast(_d.attributes, Text) if dialect == "postgresql" else _d.attributes
+    return (
+        select(_d.id, _d.external_ref, _d.kind, _d.name, _d.national_id, _d.country,
+               _d.subdivision, _d.timezone, _d.zone, _d.risk_score,
+               attributes.label("attributes"), _d.created_at, _d.updated_at,
+               segment.c.code.label("segment"), stage.c.code.label("stage"),
+               *_children(dialect))
+        .select_from(Debtor.__table__)
+        .outerjoin(placement, (placement.c.debtor_id == _d.id)
+                   & (placement.c.tenant_id == _d.tenant_id))
+        .outerjoin(segment, segment.c.id == placement.c.segment_id)
+        .outerjoin(stage, stage.c.id == placement.c.stage_id)
+    )
+
+
+def debtor_out(row: Any, dialect: str) -> schemas.DebtorOut:
+    """A row of :func:`debtor_rows` as the API's debtor."""
+    attributes = row.attributes
+    if isinstance(attributes, str | bytes):
+        attributes = _attributes_decoder.decode(attributes)
+    cps = [schemas.ContactPointOut(
+        id=i, kind=cast(Any, kind), value=value, label=label, consent=cast(Any, consent),
+        opted_out_channels=cast(Any, opted), origin=origin, preferred=bool(preferred),
+        suppressions=sups)
+        for i, kind, value, label, consent, opted, origin, preferred, sups
+        in _cp_decoder.decode(row.cps)]
+    rps = [schemas.RelatedPartyOut(id=i, role=role, name=name, national_id=nid, phone=phone,
+                                   email=email, related_debtor_id=related)
+           for i, role, name, nid, phone, email, related in _rp_decoder.decode(row.rps)]
+    tags = _tag_decoder.decode(row.tags)
+    if dialect != "postgresql":  # SQLite has no ORDER BY in an aggregate (before 3.44)
+        cps.sort(key=lambda c: c.id)
+        rps.sort(key=lambda r: r.id)
+        tags.sort()  # BINARY collation: code point order, as Python sorts
+    return schemas.DebtorOut(
+        id=row.id, external_ref=row.external_ref, kind=cast(DebtorKind, row.kind),
+        name=row.name, national_id=row.national_id, country=row.country,
+        subdivision=row.subdivision, timezone=row.timezone, zone=row.zone,
+        risk_score=row.risk_score, tags=tags, attributes=attributes or {}, contact_points=cps,
+        related_parties=rps, segment=row.segment, stage=row.stage, created_at=row.created_at,
+        updated_at=row.updated_at)
+
+
+_TENANT = select(Tenant.__table__.c.timezone, Tenant.__table__.c.country).where(
+    Tenant.__table__.c.id == bindparam("tenant_id"))
+_ONE: dict[str, Select[Any]] = {}
+
+
+def _one(dialect: str) -> Select[Any]:
+    """The one-debtor statement, built once per dialect (its SQL is then cached compiled)."""
+    stmt = _ONE.get(dialect)
+    if stmt is None:
+        stmt = _ONE[dialect] = _debtor_rows(dialect).where(
+            _d.id == bindparam("debtor_id"), _d.tenant_id == bindparam("tenant_id"))
+    return stmt
+
+
+async def read_debtor(session: AsyncSession, debtor_id: int) -> schemas.DebtorOut | None:
+    """The caller's tenant's debtor ``debtor_id`` (None when it has none), in one statement."""
+    conn = await session.connection()
+    dialect = conn.dialect.name
+    row = (await conn.execute(_one(dialect), {"debtor_id": debtor_id,
+                                              "tenant_id": session.info["tenant_id"]})).first()
+    return None if row is None else debtor_out(row, dialect)
+
+
+async def tenant_zone_country(session: AsyncSession, tenant_id: int) -> tuple[str, str]:
+    """The tenant's time zone and country, in one plain statement."""
+    conn = await session.connection()
+    row = (await conn.execute(_TENANT, {"tenant_id": tenant_id})).first()
+    return (row[0] or "UTC", row[1]) if row is not None else ("UTC", "PE")
+
+
+async def read_debtors(session: AsyncSession, stmt: Select[Any]) -> list[Any]:
+    """The rows of ``stmt`` (a narrowed :func:`debtor_rows`) on the session's connection."""
+    conn = await session.connection()
+    return list((await conn.execute(stmt)).all())
