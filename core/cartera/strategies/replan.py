@@ -100,7 +100,7 @@ async def load_cached_config(session: AsyncSession, tenant_id: int, stamp: str) 
     active or retired (a retired one may still hold live enrollments), their strategies and
     the active stages; loaded with three Core selects when the cache has another stamp.
     The versions are transient copies no session tracks, shared read-only."""
-    key = (session.get_bind().engine.url.render_as_string(hide_password=True), tenant_id)
+    key = _key(session, tenant_id)
     found = _cache.get(key)
     if found is not None and found.stamp == stamp:
         return found.config
@@ -123,6 +123,15 @@ async def load_cached_config(session: AsyncSession, tenant_id: int, stamp: str) 
     config = Config(versions, strategies, stages)
     _cache[key] = _Cached(stamp, config)
     return config
+
+
+def _key(session: AsyncSession, tenant_id: int) -> tuple[str, int]:
+    return (session.get_bind().engine.url.render_as_string(hide_password=True), tenant_id)
+
+
+def _cached_in_use(session: AsyncSession, tenant_id: int) -> bool:
+    found = _cache.get(_key(session, tenant_id))
+    return found is not None and bool(found.config.versions)
 
 
 @dataclass(frozen=True)
@@ -284,6 +293,11 @@ async def rederive_plan(session: AsyncSession, change: changes.Change) -> None:
     debtors at once is left to the tenant's next pass; a debtor being deleted takes their
     enrollments and actions with them (foreign keys)."""
     if change.debtor_id is None or change.kind == "deleted":
+        return
+    if _cached_in_use(session, change.tenant_id):
+        # Versions are never deleted: a tenant whose cached configuration has some still
+        # has them (and should it not, the replanning's own select finds out).
+        await replan_debtor(session, change.tenant_id, change.debtor_id)
         return
     in_use = await session.scalar(select(StrategyVersion.id).where(
         StrategyVersion.tenant_id == change.tenant_id,
