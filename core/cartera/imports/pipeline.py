@@ -17,7 +17,11 @@ Contract (:func:`run_import`):
   second connection while this chunk's money loads (see :func:`_load_all`). After the last
   chunk, one :func:`rebalance` over the debtors whose obligations or payments changed
   recomputes allocations (oldest due first), outstanding amounts, statuses and balance
-  summaries. Until then a running import's debtors may show stale balances.
+  summaries; in the same transaction those debtors are settled (promises and plans),
+  re-segmented and replanned (:func:`cartera.changes.debtors_changed`: one segmentation
+  pass and one planner pass restricted to them). Until then a running import's debtors
+  may show stale balances, segments and plans (a chunk does not replan: its debtors'
+  balances are only recomputed at the end).
 * A run that fails after some chunks committed ends with the same final step: the debtors
   those chunks touched are rebalanced, their summaries refreshed and their promises and
   plans settled, so the portfolio is consistent even though the import is not complete.
@@ -52,7 +56,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from cartera import clock
+from cartera import changes, clock
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.db.base import UtcDateTime
@@ -759,6 +763,10 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
         touched = select(touched_debtors.c.debtor_id).where(
             touched_debtors.c.import_id == run.id)
         await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
+        # The rest of the chain over those debtors: re-segmented, then replanned (one pass
+        # each, restricted to them).
+        async with _phase("replan"):
+            await changes.debtors_changed(session, t, touched, today=today)
         await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
         if failure is None:
             await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
@@ -933,7 +941,8 @@ async def apply_chunk(conn: AsyncConnection, t: int, chunk: rowmod.Chunk, *, sta
 
 async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> None:
     """The end of a run of :func:`apply_chunk`: rebalance the debtors recorded under
-    ``touched_key``, settle their promises and plans, forget them (as an import's end)."""
+    ``touched_key``, settle their promises and plans, re-segment and replan them, forget
+    them (as an import's end)."""
     scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
                         {"imp": touched_key})
     today = await tenant_today(session, t)
@@ -941,6 +950,8 @@ async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> 
         await rebalance(session, t, scope, today)
     touched = select(touched_debtors.c.debtor_id).where(touched_debtors.c.import_id == touched_key)
     await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
+    async with _phase("replan"):
+        await changes.debtors_changed(session, t, touched, today=today)
     await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == touched_key))
 
 

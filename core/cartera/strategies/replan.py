@@ -47,6 +47,7 @@ from cartera import changes, clock
 from cartera.db.base import UtcDateTime, table_of
 from cartera.plugins.registry import current_host
 from cartera.portfolio.locks import lock_debtor_rows
+from cartera.portfolio.summary import Within
 from cartera.segmentation.models import Stage
 from cartera.strategies import planner
 from cartera.strategies.models import Strategy, StrategyVersion
@@ -287,12 +288,33 @@ async def replan_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -
     return result
 
 
+async def replan_within(session: AsyncSession, tenant_id: int, within: Any) -> PlanResult:
+    """The planner's pass over the debtors ``within`` selects (a bulk load's), in the
+    caller's transaction: every statement of the pass limited to them (``IN``), set-based.
+    It holds the tenant's strategy lock exclusive, as a whole-portfolio pass does (no
+    replanning of one debtor, pass or activation runs beside it; it takes no debtor row
+    lock). Nothing when the tenant has no strategy in use."""
+    in_use = await session.scalar(select(StrategyVersion.id).where(
+        StrategyVersion.tenant_id == tenant_id,
+        StrategyVersion.status.in_(("active", "retired"))).limit(1))
+    if in_use is None:
+        return PlanResult()
+    await lock_tenant(session, tenant_id)
+    return await planner.plan_tenant(session, current_host(), tenant_id,
+                                     debtors=Within(within))
+
+
 @changes.step("plan")
 async def rederive_plan(session: AsyncSession, change: changes.Change) -> None:
-    """The chain's last step: the debtor's enrollment and next actions. A change of many
-    debtors at once is left to the tenant's next pass; a debtor being deleted takes their
-    enrollments and actions with them (foreign keys)."""
-    if change.debtor_id is None or change.kind == "deleted":
+    """The chain's last step: the debtor's enrollment and next actions. A bulk load's
+    debtors (``within``) are replanned in one pass restricted to them; another change of
+    many debtors at once is left to the tenant's next pass; a debtor being deleted takes
+    their enrollments and actions with them (foreign keys)."""
+    if change.debtor_id is None:
+        if change.within is not None:
+            await replan_within(session, change.tenant_id, change.within)
+        return
+    if change.kind == "deleted":
         return
     if _cached_in_use(session, change.tenant_id):
         # Versions are never deleted: a tenant whose cached configuration has some still
