@@ -59,3 +59,4 @@ async def test_an_import_segments_enrolls_and_plans_the_debtors_it_touched(
     assert after == {ids[0]: "exited", ids[1]: "active"}, after
     statuses = {a["debtor_id"]: a["status"] for a in await actions(tenant)}
     assert statuses[ids[0]] == "cancelled"
+
