@@ -18,7 +18,6 @@ the same statement as ``INSERT INTO debtor_balances ... SELECT`` in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -43,18 +42,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera.payments.models import Payment
 from cartera.portfolio.models import DebtorBalance, Obligation
 
-
-@dataclass(frozen=True)
-class Within:
-    """The debtors a select of debtor ids names (say, those a bulk import touched)."""
-
-    ids: Any
-    """A select of one column of debtor ids (``col IN (...)``)."""
-
-
-Debtors = int | tuple[int, int] | Within | None
-"""Which debtors a statement covers: one id, the ids in ``[low, high)``, those a select
-names (:class:`Within`), or all (None)."""
+Debtors = int | tuple[int, int] | None
+"""Which debtors a statement covers: one id, the ids in ``[low, high)``, or all (None)."""
 
 
 def only(col: Any, debtors: Debtors) -> list[ColumnElement[bool]]:
@@ -63,8 +52,6 @@ def only(col: Any, debtors: Debtors) -> list[ColumnElement[bool]]:
         return []
     if isinstance(debtors, int):
         return [col == debtors]
-    if isinstance(debtors, Within):
-        return [col.in_(debtors.ids)]
     return [col >= debtors[0], col < debtors[1]]
 
 

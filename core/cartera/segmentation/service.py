@@ -150,10 +150,10 @@ def _dialect(session: AsyncSession) -> str:
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                    debtor_id: int | None = None, run_id: int | None = None,
                    refresh: bool = True, actor: str = "system",
-                   within: summary.Within | None = None) -> int:
-    """Stage and segment every debtor (or one, or those ``within`` names: their balance
-    summaries must be exact, as a bulk load leaves them, nothing is refreshed) in one
-    pass; returns how many changed segment.
+                   within: tuple[int, int] | None = None) -> int:
+    """Stage and segment every debtor (or one, or the ids ``within`` ``[low, high)``: their
+    balance summaries must be exact, as a bulk load leaves them, nothing is refreshed) in
+    one pass; returns how many changed segment.
 
     Stages follow days past due (manual ones stick); the segment rules see the stage being
     given. See :mod:`cartera.segmentation.apply` for how the pass is written: only the
@@ -190,9 +190,8 @@ async def rederive_placement(session: AsyncSession, change: changes.Change) -> N
     rebuilt a money change's summary; any other change refreshes it here), or delete
     their placement when they are being deleted."""
     if change.debtor_id is None:
-        within = summary.Within(change.within) if change.within is not None else None
         await evaluate(session, change.tenant_id, change.today, actor=f"change: {change.kind}",
-                       within=within)
+                       within=change.within)
         return
     if change.kind == "deleted":
         await delete_debtor_placement(session, change.tenant_id, change.debtor_id)

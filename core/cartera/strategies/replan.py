@@ -47,7 +47,6 @@ from cartera import changes, clock
 from cartera.db.base import UtcDateTime, table_of
 from cartera.plugins.registry import current_host
 from cartera.portfolio.locks import lock_debtor_rows
-from cartera.portfolio.summary import Within
 from cartera.segmentation.models import Stage
 from cartera.strategies import planner
 from cartera.strategies.models import Strategy, StrategyVersion
@@ -279,7 +278,7 @@ async def replan_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -
     if result.enrolled or step_due(cfg, snap, now, dialect):
         await planner.plan_actions(session, tenant_id, cfg, now, result, debtor_id)
     if result.planned:
-        # Nothing planned: no new rival, no step to advance past, nothing to gate.
+        # Only a new action has rivals to settle, a step to advance past and a gate to pass.
         await planner.supersede(session, tenant_id, today - timedelta(days=1), now, result,
                                 debtor_id)
         await planner.advance(session, tenant_id, cfg, now, result, debtor_id)
@@ -288,9 +287,10 @@ async def replan_debtor(session: AsyncSession, tenant_id: int, debtor_id: int) -
     return result
 
 
-async def replan_within(session: AsyncSession, tenant_id: int, within: Any) -> PlanResult:
-    """The planner's pass over the debtors ``within`` selects (a bulk load's), in the
-    caller's transaction: every statement of the pass limited to them (``IN``), set-based.
+async def replan_within(session: AsyncSession, tenant_id: int,
+                        within: tuple[int, int]) -> PlanResult:
+    """The planner's pass over the debtor ids ``within`` ``[low, high)`` (a bulk load's),
+    in the caller's transaction: every statement of the pass limited to them, set-based.
     It holds the tenant's strategy lock exclusive, as a whole-portfolio pass does (no
     replanning of one debtor, pass or activation runs beside it; it takes no debtor row
     lock). Nothing when the tenant has no strategy in use."""
@@ -301,7 +301,7 @@ async def replan_within(session: AsyncSession, tenant_id: int, within: Any) -> P
         return PlanResult()
     await lock_tenant(session, tenant_id)
     return await planner.plan_tenant(session, current_host(), tenant_id,
-                                     debtors=Within(within))
+                                     debtors=within)
 
 
 @changes.step("plan")
