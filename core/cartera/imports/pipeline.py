@@ -18,8 +18,12 @@ Contract (:func:`run_import`):
   chunk, the offers their payments now pay in full are applied (their discount a credit
   note, as for a single payment), then one :func:`rebalance` over the debtors whose
   obligations or payments changed recomputes allocations (oldest due first), outstanding
-  amounts, statuses and balance summaries. Until then a running import's debtors may show
-  stale balances.
+  amounts, statuses and balance summaries; in the same transaction those debtors are
+  settled (promises and plans), re-segmented and replanned
+  (:func:`cartera.changes.debtors_changed`: one segmentation pass and one planner pass
+  restricted to them). Until then a running import's debtors may show stale balances,
+  segments and plans (a chunk does not replan: its debtors' balances are only recomputed
+  at the end).
 * A run that fails after some chunks committed ends with the same final step: the debtors
   those chunks touched are rebalanced, their summaries refreshed and their promises and
   plans settled, so the portfolio is consistent even though the import is not complete.
@@ -54,7 +58,7 @@ from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from cartera import clock
+from cartera import changes, clock
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.db.base import UtcDateTime
@@ -768,6 +772,10 @@ async def _finish(sessionmaker: async_sessionmaker[AsyncSession], run: ImportRun
             await rebalance(session, t, scope, today)
         # The file's payments may keep (or, reversed, un-keep) promises and complete plans.
         await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
+        # The rest of the chain over those debtors: re-segmented, then replanned (one pass
+        # each, restricted to them).
+        async with _phase("replan"):
+            await changes.debtors_changed(session, t, touched, today=today)
         await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == run.id))
         if failure is None:
             await session.execute(update(ImportRun).where(ImportRun.id == run.id).values(
@@ -942,7 +950,8 @@ async def apply_chunk(conn: AsyncConnection, t: int, chunk: rowmod.Chunk, *, sta
 
 async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> None:
     """The end of a run of :func:`apply_chunk`: rebalance the debtors recorded under
-    ``touched_key``, settle their promises and plans, forget them (as an import's end)."""
+    ``touched_key``, settle their promises and plans, re-segment and replan them, forget
+    them (as an import's end)."""
     scope = DebtorScope("SELECT debtor_id FROM import_touched_debtors WHERE import_id = :imp",
                         {"imp": touched_key})
     today = await tenant_today(session, t)
@@ -953,6 +962,8 @@ async def rebalance_touched(session: AsyncSession, t: int, touched_key: int) -> 
     async with _phase("rebalance"):
         await rebalance(session, t, scope, today)
     await settle_debtors(session, t, lambda col: col.in_(touched), today, clock.now())
+    async with _phase("replan"):
+        await changes.debtors_changed(session, t, touched, today=today)
     await session.execute(delete(touched_debtors).where(touched_debtors.c.import_id == touched_key))
 
 

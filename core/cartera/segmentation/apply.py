@@ -157,12 +157,13 @@ async def lock_debtor(session: AsyncSession, debtor_id: int) -> None:
 _LOCK_SPACE = 0x5E6  # the first key of the two-key advisory lock: "placements"
 
 
-async def apply_all(session: AsyncSession, p: Pass, q: PassQuery) -> int:
-    """Keep the changed rows of the pass over every debtor in a temporary table and apply
-    them set-based; returns how many debtors changed segment."""
+async def apply_all(session: AsyncSession, p: Pass, q: PassQuery,
+                    within: rules.Debtors = None) -> int:
+    """Keep the changed rows of the pass over every debtor (or only ``within``) in a
+    temporary table and apply them set-based; returns how many debtors changed segment."""
     pg = session.get_bind().dialect.name == "postgresql"
     await lock_tenant_placements(session, p.tenant_id, shared=False)
-    ranges = await parallel_ranges(session, p.tenant_id)
+    ranges = [within] if within is not None else await parallel_ranges(session, p.tenant_id)
     await plan_whole_portfolio(session)
     branches = []
     for debtors in ranges:

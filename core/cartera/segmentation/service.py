@@ -149,8 +149,11 @@ def _dialect(session: AsyncSession) -> str:
 
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                    debtor_id: int | None = None, run_id: int | None = None,
-                   refresh: bool = True, actor: str = "system") -> int:
-    """Stage and segment every debtor (or one) in one pass; returns how many changed segment.
+                   refresh: bool = True, actor: str = "system",
+                   within: tuple[int, int] | None = None) -> int:
+    """Stage and segment every debtor (or one, or the ids ``within`` ``[low, high)``: their
+    balance summaries must be exact, as a bulk load leaves them, nothing is refreshed) in
+    one pass; returns how many changed segment.
 
     Stages follow days past due (manual ones stick); the segment rules see the stage being
     given. See :mod:`cartera.segmentation.apply` for how the pass is written: only the
@@ -161,7 +164,7 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     balances = None
     if as_of > await tenant_today(session, tenant_id):
         balances = await summary.as_of(session, tenant_id, as_of, debtor_id)
-    elif refresh:
+    elif refresh and within is None:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
@@ -169,7 +172,7 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     q = await apply.compile_pass(session, tenant_id, segments, as_of, balances)
     p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
     if debtor_id is None:
-        return await apply.apply_all(session, p, q)
+        return await apply.apply_all(session, p, q, within)
     return await apply.apply_one(session, p, q.select(debtor_id))
 
 
@@ -187,7 +190,8 @@ async def rederive_placement(session: AsyncSession, change: changes.Change) -> N
     rebuilt a money change's summary; any other change refreshes it here), or delete
     their placement when they are being deleted."""
     if change.debtor_id is None:
-        await evaluate(session, change.tenant_id, change.today, actor=f"change: {change.kind}")
+        await evaluate(session, change.tenant_id, change.today, actor=f"change: {change.kind}",
+                       within=change.within)
         return
     if change.kind == "deleted":
         await delete_debtor_placement(session, change.tenant_id, change.debtor_id)

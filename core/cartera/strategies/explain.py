@@ -1,7 +1,9 @@
 """``GET /v1/debtors/{id}/next-action``: what the planner would plan for one debtor, now,
 computed in Python over the debtor's rows (the same rules as :mod:`.planner`'s SQL: anchor,
 offset, the next window opening in the debtor's zone, the gate with the channel fallback,
-the contact policy), writing nothing.
+the contact policy: one contact a day, then the minimum gap and the weekly cap, each
+contact they hold back shown with the rule, the last contact, the week's count and the
+earliest instant allowed), writing nothing.
 
 It covers the debtor's active enrollments; a debtor the next pass would enroll first is not
 shown until then.
@@ -9,6 +11,7 @@ shown until then.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +24,7 @@ from cartera.plugins.host import PluginHost
 from cartera.portfolio.models import DebtorBalance
 from cartera.portfolio.service import get_debtor
 from cartera.segmentation.models import Placement
-from cartera.strategies import schemas
+from cartera.strategies import policy, schemas
 from cartera.strategies.models import Action, Enrollment
 from cartera.strategies.planner import (
     COMPETING,
@@ -127,7 +130,53 @@ async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
             due_on=due_on, planned_at=at, channel=channel, verdict=verdict,
             superseded_by=None, already_planned=existing))
     await _apply_contact_policy(session, debtor.id, found, cfg)
+    await _apply_gap_and_cap(session, debtor.tenant_id, debtor.id, debtor.timezone, found,
+                             now)
     return schemas.NextActionOut(debtor_id=debtor.id, as_of=now, actions=found)
+
+
+async def _apply_gap_and_cap(session: AsyncSession, tenant_id: int, debtor_id: int,
+                             zone: str, found: list[schemas.NextAction],
+                             now: datetime) -> None:
+    """The tenant's minimum gap and weekly cap (:mod:`.policy`) on each contact the gate
+    allows and no other contact beats on its day, in instant order, with the debtor's
+    contacts made and their other contacts planned, as the planner's
+    :func:`~cartera.strategies.policy.hold_planned` applies them."""
+    rules = await policy.load_policy(session, tenant_id)
+    contacts_of = [n for n in found if n.kind in CONTACT_KINDS and n.planned_at is not None
+                   and n.superseded_by is None
+                   and (n.verdict is None or n.verdict.get("decision") != "deny")]
+    if not rules.active or not contacts_of:
+        return
+    gap = timedelta(hours=rules.min_gap_hours or 0)
+    contacts = (await policy.contacts_made(session, [debtor_id],
+                                           now - policy.WEEK - gap)).get(debtor_id, [])
+    mine = {n.already_planned for n in contacts_of if n.already_planned is not None}
+    contacts += (await policy.planned_instants(session, [debtor_id], mine)).get(debtor_id, [])
+    contacts.sort()
+    for n in sorted(contacts_of, key=lambda n: (n.planned_at, n.enrollment_id)):
+        at = n.planned_at
+        assert at is not None
+        window = msgspec.to_builtins(n.window)
+
+        def fit(t: datetime, w: dict[str, Any] = window) -> datetime:
+            return next_opening(t, zone, w)[1]
+
+        moved, held = policy.place(rules, contacts, at, fit)
+        if not held:
+            contacts.insert(bisect_right(contacts, at), at)
+            continue
+        denied = policy.check(rules, contacts, moved) is not None
+        before = contacts[:bisect_right(contacts, at)]
+        n.held_by_policy = schemas.PolicyHold(
+            rule=held[0].code,  # type: ignore[arg-type]
+            rules=[h.code for h in held],  # type: ignore[misc]
+            message=held[0].message, min_gap_hours=rules.min_gap_hours,
+            weekly_cap=rules.weekly_cap, last_contact_at=before[-1] if before else None,
+            contacts_this_week=sum(1 for c in before if c > at - policy.WEEK),
+            earliest_at=None if denied else moved)
+        if not denied:
+            contacts.insert(bisect_right(contacts, moved), moved)
 
 
 async def _apply_contact_policy(session: AsyncSession, debtor_id: int,

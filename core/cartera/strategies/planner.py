@@ -867,7 +867,7 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     if debtors is None or result.planned:
         # Nothing planned for an event's debtors: no new rival, no step to advance past,
         # nothing to gate.
-        if debtors is None:
+        if not isinstance(debtors, int):  # a bulk load's debtors may be many too
             await analyze_if_grown(session, result)
         await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
         await advance(session, tenant_id, cfg, now, result, debtors)

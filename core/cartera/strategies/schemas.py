@@ -260,6 +260,27 @@ class PlannerSettingsOut(Struct):
     channel_prices: dict[str, PriceIn] | None = None
 
 
+class PolicyHold(Struct):
+    """The tenant's contact policy (``PUT /v1/strategies/settings``: minimum gap between
+    contacts, weekly cap) holds a next contact back from its instant (``planned_at``): the
+    planner and dispatch defer it to ``earliest_at`` (or deny it when no instant is found)."""
+
+    rule: Literal["min_contact_gap", "weekly_contact_cap"]
+    """The rule that holds the contact at its instant."""
+    rules: list[Literal["min_contact_gap", "weekly_contact_cap"]]
+    """Every rule that held it on the way to ``earliest_at`` (the first is ``rule``)."""
+    message: str
+    min_gap_hours: int | None
+    weekly_cap: int | None
+    last_contact_at: datetime | None
+    """The debtor's last contact (made, or another one planned) before ``planned_at``."""
+    contacts_this_week: int
+    """Their contacts (made or planned) in the 7 days before ``planned_at``."""
+    earliest_at: datetime | None
+    """The first instant inside the step's window the policy allows; None: none within
+    the tries the planner makes, the contact would be denied."""
+
+
 class NextAction(Struct):
     """What the planner would plan for one enrollment of the debtor now."""
 
@@ -284,6 +305,9 @@ class NextAction(Struct):
     """``action:<id>`` or ``enrollment:<id>`` of the contact that wins the debtor's day."""
     already_planned: int | None
     """The id of the action already planned for this step and day, if any."""
+    held_by_policy: PolicyHold | None = None
+    """Set when the contact policy holds this contact back (None: it allows it, or the
+    step is not a contact, or another contact wins the day)."""
 
 
 class NextActionOut(Struct):
