@@ -2,7 +2,7 @@
 
 Each path that acts on a verdict (the single send, the batch sender, the strategy planner
 and dispatcher) collects its decisions with :func:`rows` and writes them with one
-:func:`record` per batch (one multi-row INSERT, whatever the batch's size). The report
+:func:`record` per batch (one INSERT, whatever the batch's size). The report
 groups them in SQL per pack (``source``) and rule (``code``); the median deferral is picked
 with a window function, so no row is loaded into Python but the medians themselves.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.compliance import schemas
@@ -49,10 +49,28 @@ def rows(tenant_id: int, path: str, decided_at: datetime, verdict: Any, channel:
             for i, r in enumerate(reasons)]
 
 
+_COLUMNS = (("decided_at", "timestamptz"), ("path", "text"), ("decision", "text"),
+            ("source", "text"), ("code", "text"), ("counted", "boolean"), ("channel", "text"),
+            ("debtor_id", "bigint"), ("subject_id", "bigint"), ("deferral_seconds", "integer"))
+_COPY_ROWS = text(
+    "INSERT INTO compliance_decisions (tenant_id, "
+    + ", ".join(c for c, _ in _COLUMNS) + ") SELECT v.tenant_id, "
+    + ", ".join(f"v.{c}" for c, _ in _COLUMNS) + " FROM unnest(CAST(:tenant_id AS bigint[]), "
+    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _COLUMNS) + ") AS v(tenant_id, "
+    + ", ".join(c for c, _ in _COLUMNS) + ")")
+
+
 async def record(session: AsyncSession, found: list[dict[str, Any]]) -> None:
-    """Write the rows of a batch of decisions: one INSERT."""
-    if found:
+    """Write the rows of a batch of decisions: one INSERT (on PostgreSQL one ``INSERT ...
+    SELECT FROM unnest(...)`` of one array per column, a statement of constant text
+    whatever the batch's size)."""
+    if not found:
+        return
+    if session.get_bind().dialect.name != "postgresql":
         await session.execute(insert(table_of(ComplianceDecision)), found)
+        return
+    await session.execute(_COPY_ROWS, {
+        c: [r[c] for r in found] for c in ("tenant_id", *(c for c, _ in _COLUMNS))})
 
 
 async def report(session: AsyncSession, tenant_id: int, start: datetime,

@@ -45,6 +45,7 @@ from cartera.strategies.planner import (
     CONTACT_KINDS,
     Loaded,
     chain_of,
+    gate_key,
     load_for_gate,
     pick_contact_point,
     window_fit,
@@ -145,7 +146,11 @@ def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], loaded: 
 
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
                        now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
-    """One batch of due actions, in the caller's transaction; counts per outcome."""
+    """One batch of due actions, in the caller's transaction; counts per outcome.
+
+    The fallback chain is judged once per distinct :func:`route_key` (the gate and the
+    packs are pure functions of it: in a portfolio, per step, country, zone, day, days past
+    due and contact state), each action then takes its own contact point."""
     now = now or clock.now()
     rows = await claim(session, tenant_id, now, limit)
     if not rows:
@@ -161,9 +166,16 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
     sends, back = [], []
     found: list[dict[str, Any]] = []
+    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         step = steps[r.version_id][r.step_index]
-        routed = _route(host, loaded, r, step, integrations, now)
+        key = route_key(loaded, r, step, now)
+        routed = memo.get(key)
+        if routed is None:
+            memo[key] = routed = _route(host, loaded, r, step, integrations, now)
+        if "channel" in routed:  # this debtor's own contact point of the chosen channel
+            routed = {**routed, "cp": pick_contact_point(
+                loaded.contacts.get(r.debtor_id, []), routed["channel"])}
         verdict = routed.get("verdict") or {}
         if verdict.get("reasons"):  # the gate judged (not only: no integration)
             found += decisions.rows(tenant_id, "dispatch", now,
@@ -191,10 +203,93 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
             "denied": sum(b["b_status"] == "denied" for b in back)}
 
 
+def route_key(loaded: Loaded, row: Any, step: dict[str, Any], now: datetime) -> tuple[Any, ...]:
+    """Everything :func:`_route` reads about one action but the contact point ids: two
+    actions with the same key are routed to the same channel with the same verdict."""
+    chain = chain_of(step, row.attempt)
+    return (row.version_id, row.step_index, row.attempt,
+            *gate_key(loaded, row.debtor_id, chain, now, row.due_on))
+
+
+_ENQUEUE = text("""
+    WITH v AS (
+        SELECT * FROM unnest(CAST(:actions AS bigint[]), CAST(:debtors AS bigint[]),
+                             CAST(:channels AS text[]), CAST(:integrations AS bigint[]),
+                             CAST(:templates AS bigint[]), CAST(:points AS bigint[]),
+                             CAST(:addresses AS text[]), CAST(:verdicts AS text[]),
+                             CAST(:triggers AS text[]), CAST(:details AS text[]),
+                             CAST(:outcomes AS text[]))
+            AS v(action_id, debtor_id, channel, integration_id, template_id,
+                 contact_point_id, address, verdict, trigger_, detail, outcome)
+    ), made AS (
+        INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
+            integration_id, template_id, contact_point_id, address, obligation_ids,
+            variables, content, verdict, "trigger", action_id, not_before, attempts,
+            created_at, updated_at)
+        SELECT :tenant, v.debtor_id, 'outbound', v.channel, 'queued', v.integration_id,
+            v.template_id, v.contact_point_id, v.address, '[]'::jsonb, '{}'::jsonb, NULL,
+            v.verdict::jsonb, v.trigger_::jsonb, v.action_id, NULL, 0, :now, :now
+        FROM v
+        ON CONFLICT (action_id) WHERE action_id IS NOT NULL DO NOTHING
+        RETURNING id, action_id
+    ), events AS (
+        INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
+                                        source, detail)
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail::jsonb
+        FROM made JOIN v ON v.action_id = made.action_id
+    )
+    UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb,
+        outcome = jsonb_set(v.outcome::jsonb, '{interaction_id}', to_jsonb(made.id)),
+        updated_at = :now
+    FROM made JOIN v ON v.action_id = made.action_id
+    WHERE a.id = made.action_id
+""")
+
+
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
                    sends: list[tuple[Any, dict[str, Any]]], now: datetime) -> None:
-    """Insert the queued interactions and their first events (one INSERT each), record
-    them on the actions, and make each integration's batch job wait."""
+    """Insert the queued interactions and their first events, record them on the actions
+    (on PostgreSQL one statement: ``INSERT ... SELECT FROM unnest(...)`` chained through
+    data-modifying CTEs; an action that already has its interaction gets no second one),
+    and make each integration's batch job wait."""
+    if session.get_bind().dialect.name == "postgresql":
+        def js(value: Any) -> str:
+            return msgspec.json.encode(value).decode()
+
+        await session.execute(_ENQUEUE, {
+            "tenant": tenant_id, "now": now,
+            "actions": [r.id for r, _ in sends], "debtors": [r.debtor_id for r, _ in sends],
+            "channels": [x["channel"] for _, x in sends],
+            "integrations": [x["integration_id"] for _, x in sends],
+            "templates": [x["template_id"] for _, x in sends],
+            "points": [x["cp"].id for _, x in sends],
+            "addresses": [x["cp"].value for _, x in sends],
+            "verdicts": [js(x["verdict"]) for _, x in sends],
+            "triggers": [js(_trigger(r)) for r, _ in sends],
+            "details": [js(_detail(r, x)) for r, x in sends],
+            "outcomes": [js(_outcome(None, x)) for _, x in sends]})
+    else:
+        await _enqueue_each(session, tenant_id, sends, now)
+    for integration_id in sorted({x["integration_id"] for _, x in sends}):
+        await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
+
+
+def _trigger(r: Any) -> dict[str, Any]:
+    return {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}
+
+
+def _detail(r: Any, x: dict[str, Any]) -> dict[str, Any]:
+    return {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}
+
+
+def _outcome(interaction_id: int | None, x: dict[str, Any]) -> dict[str, Any]:
+    return {"interaction_id": interaction_id, "channel": x["channel"],
+            "integration_id": x["integration_id"], "skipped": x["verdict"].get("tried", [])}
+
+
+async def _enqueue_each(session: AsyncSession, tenant_id: int,
+                        sends: list[tuple[Any, dict[str, Any]]], now: datetime) -> None:
+    """SQLite (one writer at a time): a multi-row INSERT each, then the actions."""
     it = table_of(Interaction)
     values = [{
         "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
@@ -202,40 +297,21 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
         "template_id": x["template_id"], "contact_point_id": x["cp"].id,
         "address": x["cp"].value, "obligation_ids": [], "variables": {}, "content": None,
         "verdict": x["verdict"], "not_before": None, "created_at": now, "updated_at": now,
-        "trigger": {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}}
+        "trigger": _trigger(r), "action_id": r.id}
         for r, x in sends]
     ids = (await session.execute(insert(it).returning(it.c.id, sort_by_parameter_order=True),
                                  values)).scalars().all()
     await session.execute(insert(table_of(InteractionEvent)), [
         {"tenant_id": tenant_id, "interaction_id": i, "status": "queued", "at": now,
-         "occurred_at": None, "source": "strategy",
-         "detail": {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}}
+         "occurred_at": None, "source": "strategy", "detail": _detail(r, x)}
         for i, (r, x) in zip(ids, sends, strict=True)])
     a = table_of(Action)
-    changes = [
+    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+        channel=bindparam("b_channel"),
+        verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+        outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
         {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
-         "b_outcome": {"interaction_id": i, "channel": x["channel"],
-                       "integration_id": x["integration_id"],
-                       "skipped": x["verdict"].get("tried", [])}}
-        for i, (r, x) in zip(ids, sends, strict=True)]
-    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
-        await session.execute(text(
-            "UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb, "
-            "outcome = v.outcome::jsonb, updated_at = :now FROM unnest(CAST(:ids AS "
-            "bigint[]), CAST(:channels AS text[]), CAST(:verdicts AS text[]), "
-            "CAST(:outcomes AS text[])) AS v(id, channel, verdict, outcome) "
-            "WHERE a.id = v.id"), {
-            "now": now, "ids": [c["b_id"] for c in changes],
-            "channels": [c["b_channel"] for c in changes],
-            "verdicts": [msgspec.json.encode(c["b_verdict"]).decode() for c in changes],
-            "outcomes": [msgspec.json.encode(c["b_outcome"]).decode() for c in changes]})
-    else:
-        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-            channel=bindparam("b_channel"),
-            verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-            outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), changes)
-    for integration_id in sorted({x["integration_id"] for _, x in sends}):
-        await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
+         "b_outcome": _outcome(i, x)} for i, (r, x) in zip(ids, sends, strict=True)])
 
 
 @job(KIND)
