@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -49,28 +50,27 @@ def rows(tenant_id: int, path: str, decided_at: datetime, verdict: Any, channel:
             for i, r in enumerate(reasons)]
 
 
-_COLUMNS = (("decided_at", "timestamptz"), ("path", "text"), ("decision", "text"),
-            ("source", "text"), ("code", "text"), ("counted", "boolean"), ("channel", "text"),
-            ("debtor_id", "bigint"), ("subject_id", "bigint"), ("deferral_seconds", "integer"))
-_COPY_ROWS = text(
-    "INSERT INTO compliance_decisions (tenant_id, "
-    + ", ".join(c for c, _ in _COLUMNS) + ") SELECT v.tenant_id, "
-    + ", ".join(f"v.{c}" for c, _ in _COLUMNS) + " FROM unnest(CAST(:tenant_id AS bigint[]), "
-    + ", ".join(f"CAST(:{c} AS {t}[])" for c, t in _COLUMNS) + ") AS v(tenant_id, "
-    + ", ".join(c for c, _ in _COLUMNS) + ")")
+_COLUMNS = ("tenant_id", "decided_at", "path", "decision", "source", "code", "counted",
+            "channel", "debtor_id", "subject_id", "deferral_seconds")
+_INSERT_ROWS = text(
+    "INSERT INTO compliance_decisions (" + ", ".join(_COLUMNS) + ") SELECT "
+    + ", ".join(f"v.{c}" for c in _COLUMNS) + " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS v(tenant_id bigint, decided_at timestamptz, path text, decision text, source text,"
+    " code text, counted boolean, channel text, debtor_id bigint, subject_id bigint,"
+    " deferral_seconds integer)")
 
 
 async def record(session: AsyncSession, found: list[dict[str, Any]]) -> None:
     """Write the rows of a batch of decisions: one INSERT (on PostgreSQL one ``INSERT ...
-    SELECT FROM unnest(...)`` of one array per column, a statement of constant text
+    SELECT FROM jsonb_to_recordset(...)``: a statement of constant text and one parameter
     whatever the batch's size)."""
     if not found:
         return
     if session.get_bind().dialect.name != "postgresql":
         await session.execute(insert(table_of(ComplianceDecision)), found)
         return
-    await session.execute(_COPY_ROWS, {
-        c: [r[c] for r in found] for c in ("tenant_id", *(c for c, _ in _COLUMNS))})
+    await session.execute(_INSERT_ROWS, {"rows": msgspec.json.encode(
+        [{c: r[c] for c in _COLUMNS} for r in found]).decode()})
 
 
 async def report(session: AsyncSession, tenant_id: int, start: datetime,

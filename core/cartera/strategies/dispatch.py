@@ -2,16 +2,20 @@
 batched send path.
 
 ``strategies.dispatch`` (queued about once a minute per tenant with due actions, see
-:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions with one ``UPDATE ...
-SET status = 'dispatched' ... RETURNING`` (on PostgreSQL over ``FOR UPDATE SKIP LOCKED``
-rows): an action is dispatched at most once, whatever runs at the same time. It then
-loads what the gate reads with a few ``IN`` queries, re-runs the gate for each channel of
-the step's fallback chain (the first channel with an integration, a usable contact point
-and the gate's allowance wins; a deferral puts the action back as ``deferred`` until the
-lawful instant; a denial of every channel makes it ``denied``), inserts the interactions
-and their first timeline events with one multi-row INSERT each, and makes sure the batch
-send job of each integration used waits (:func:`cartera.messaging.batch.ensure_batch_job`),
-all in one transaction. Sending, retries and claim-before-send are messaging's.
+:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions (:func:`claim`: on
+PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint rows). It
+then loads what the gate reads with a few ``IN`` queries, re-runs the gate for each channel
+of the step's fallback chain, once per distinct :func:`route_key` (the first channel with
+an integration, a usable contact point and the gate's allowance wins; a deferral puts the
+action back as ``deferred`` until the lawful instant; a denial of every channel makes it
+``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
+batch) inserts the interactions and their first timeline events and marks the actions
+``dispatched``; it makes sure the batch send job of each integration used waits
+(:func:`cartera.messaging.batch.ensure_batch_job`), all in one transaction. An action is
+dispatched at most once: claimed by one transaction, and ``interactions.action_id`` is
+unique. A crash before the commit leaves the actions due for the next run (at least once).
+Sending, retries and claim-before-send are messaging's; the batch sender judges each
+message again with its rendered content.
 
 Actions of paused enrollments wait. The same job executes the due task, stage change and
 webhook steps (:mod:`.execute`), also claimed at most once per action.
@@ -65,21 +69,21 @@ def _due(tenant_id: int, now: datetime) -> Any:
 
 
 async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int) -> list[Any]:
-    """Mark up to ``limit`` due actions dispatched and return them (id, debtor, version,
-    step); rows another transaction holds are skipped on PostgreSQL."""
+    """Take up to ``limit`` due actions (id, debtor, version, step) until the transaction
+    ends: on PostgreSQL locked ``FOR UPDATE SKIP LOCKED`` (rows another dispatcher holds are
+    skipped; the batch's own statements then set each one's status, so an action row is
+    written once per dispatch), on SQLite marked ``dispatched`` at once (the write takes
+    the database's write lock)."""
     a = table_of(Action)
     due = _due(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
-    ids: Any = due.scalar_subquery()
+    columns = (a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
+               a.c.due_on, a.c.attempt)
     if session.get_bind().dialect.name == "postgresql":
-        # materialised: inside IN the locking subquery may be rescanned, each rescan
-        # skipping to other rows, so more than ``limit`` would be claimed
-        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-        ids = select(picked.c.id)
+        return list((await session.execute(due.with_only_columns(*columns).with_for_update(
+            of=a, skip_locked=True))).all())
     result = await session.execute(update(a).where(
-        a.c.id.in_(ids), a.c.status.in_(DISPATCHABLE))
-        .values(status="dispatched", updated_at=now)
-        .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
-                   a.c.due_on, a.c.attempt))
+        a.c.id.in_(due.scalar_subquery()), a.c.status.in_(DISPATCHABLE))
+        .values(status="dispatched", updated_at=now).returning(*columns))
     return list(result.all())
 
 
@@ -192,15 +196,35 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
                          else "deferred", "b_verdict": routed["verdict"],
                          "b_at": routed.get("until") or now})
     await decisions.record(session, found)  # one INSERT for the whole batch
-    a = table_of(Action)
     if back:
-        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-            planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), back)
+        await _put_back(session, back, now)
     if sends:
         await _enqueue(session, runner, tenant_id, sends, now)
     return {"dispatched": len(sends), "deferred": sum(b["b_status"] == "deferred" for b in back),
             "denied": sum(b["b_status"] == "denied" for b in back)}
+
+
+_PUT_BACK = text("""
+    UPDATE actions AS a SET status = v.status, verdict = v.verdict, planned_at = v.at,
+        updated_at = :now
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id bigint, status text, verdict jsonb,
+                                                       at timestamptz)
+    WHERE a.id = v.id
+""")
+
+
+async def _put_back(session: AsyncSession, back: list[dict[str, Any]], now: datetime) -> None:
+    """The actions the gate or the contact policy held back: ``deferred`` to their lawful
+    instant, or ``denied`` (on PostgreSQL one ``UPDATE ... FROM jsonb_to_recordset``)."""
+    a = table_of(Action)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_PUT_BACK, {"now": now, "rows": msgspec.json.encode([
+            {"id": b["b_id"], "status": b["b_status"], "verdict": b["b_verdict"],
+             "at": b["b_at"]} for b in back]).decode()})
+        return
+    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+        status=bindparam("b_status"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+        planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), back)
 
 
 def route_key(loaded: Loaded, row: Any, step: dict[str, Any], now: datetime) -> tuple[Any, ...]:
@@ -213,14 +237,10 @@ def route_key(loaded: Loaded, row: Any, step: dict[str, Any], now: datetime) -> 
 
 _ENQUEUE = text("""
     WITH v AS (
-        SELECT * FROM unnest(CAST(:actions AS bigint[]), CAST(:debtors AS bigint[]),
-                             CAST(:channels AS text[]), CAST(:integrations AS bigint[]),
-                             CAST(:templates AS bigint[]), CAST(:points AS bigint[]),
-                             CAST(:addresses AS text[]), CAST(:verdicts AS text[]),
-                             CAST(:triggers AS text[]), CAST(:details AS text[]),
-                             CAST(:outcomes AS text[]))
-            AS v(action_id, debtor_id, channel, integration_id, template_id,
-                 contact_point_id, address, verdict, trigger_, detail, outcome)
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+            action_id bigint, debtor_id bigint, channel text, integration_id bigint,
+            template_id bigint, contact_point_id bigint, address text, verdict jsonb,
+            trigger_ jsonb, detail jsonb, outcome jsonb)
     ), made AS (
         INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
             integration_id, template_id, contact_point_id, address, obligation_ids,
@@ -228,22 +248,26 @@ _ENQUEUE = text("""
             created_at, updated_at)
         SELECT :tenant, v.debtor_id, 'outbound', v.channel, 'queued', v.integration_id,
             v.template_id, v.contact_point_id, v.address, '[]'::jsonb, '{}'::jsonb, NULL,
-            v.verdict::jsonb, v.trigger_::jsonb, v.action_id, NULL, 0, :now, :now
+            v.verdict, v.trigger_, v.action_id, NULL, 0, :now, :now
         FROM v
         ON CONFLICT (action_id) WHERE action_id IS NOT NULL DO NOTHING
         RETURNING id, action_id
     ), events AS (
         INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
                                         source, detail)
-        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail::jsonb
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail
         FROM made JOIN v ON v.action_id = made.action_id
     )
-    UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb,
-        outcome = jsonb_set(v.outcome::jsonb, '{interaction_id}', to_jsonb(made.id)),
+    UPDATE actions AS a SET status = 'dispatched', channel = v.channel, verdict = v.verdict,
+        outcome = jsonb_set(v.outcome, '{interaction_id}', to_jsonb(coalesce(made.id, (
+            SELECT i.id FROM interactions AS i WHERE i.action_id = v.action_id)))),
         updated_at = :now
-    FROM made JOIN v ON v.action_id = made.action_id
-    WHERE a.id = made.action_id
+    FROM v LEFT JOIN made ON made.action_id = v.action_id
+    WHERE a.id = v.action_id
 """)
+"""One statement for the whole batch: the interactions (none for an action that already
+has one: the unique ``action_id``), their first timeline events, and the actions marked
+dispatched with their outcome; the batch travels as one JSON document."""
 
 
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
@@ -253,21 +277,13 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
     data-modifying CTEs; an action that already has its interaction gets no second one),
     and make each integration's batch job wait."""
     if session.get_bind().dialect.name == "postgresql":
-        def js(value: Any) -> str:
-            return msgspec.json.encode(value).decode()
-
         await session.execute(_ENQUEUE, {
-            "tenant": tenant_id, "now": now,
-            "actions": [r.id for r, _ in sends], "debtors": [r.debtor_id for r, _ in sends],
-            "channels": [x["channel"] for _, x in sends],
-            "integrations": [x["integration_id"] for _, x in sends],
-            "templates": [x["template_id"] for _, x in sends],
-            "points": [x["cp"].id for _, x in sends],
-            "addresses": [x["cp"].value for _, x in sends],
-            "verdicts": [js(x["verdict"]) for _, x in sends],
-            "triggers": [js(_trigger(r)) for r, _ in sends],
-            "details": [js(_detail(r, x)) for r, x in sends],
-            "outcomes": [js(_outcome(None, x)) for _, x in sends]})
+            "tenant": tenant_id, "now": now, "rows": msgspec.json.encode([{
+                "action_id": r.id, "debtor_id": r.debtor_id, "channel": x["channel"],
+                "integration_id": x["integration_id"], "template_id": x["template_id"],
+                "contact_point_id": x["cp"].id, "address": x["cp"].value,
+                "verdict": x["verdict"], "trigger_": _trigger(r), "detail": _detail(r, x),
+                "outcome": _outcome(None, x)} for r, x in sends]).decode()})
     else:
         await _enqueue_each(session, tenant_id, sends, now)
     for integration_id in sorted({x["integration_id"] for _, x in sends}):
@@ -289,29 +305,35 @@ def _outcome(interaction_id: int | None, x: dict[str, Any]) -> dict[str, Any]:
 
 async def _enqueue_each(session: AsyncSession, tenant_id: int,
                         sends: list[tuple[Any, dict[str, Any]]], now: datetime) -> None:
-    """SQLite (one writer at a time): a multi-row INSERT each, then the actions."""
+    """SQLite (one writer at a time, so a look first is enough): a multi-row INSERT each
+    for the actions without an interaction yet, then the actions."""
     it = table_of(Interaction)
-    values = [{
-        "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
-        "channel": x["channel"], "status": "queued", "integration_id": x["integration_id"],
-        "template_id": x["template_id"], "contact_point_id": x["cp"].id,
-        "address": x["cp"].value, "obligation_ids": [], "variables": {}, "content": None,
-        "verdict": x["verdict"], "not_before": None, "created_at": now, "updated_at": now,
-        "trigger": _trigger(r), "action_id": r.id}
-        for r, x in sends]
-    ids = (await session.execute(insert(it).returning(it.c.id, sort_by_parameter_order=True),
-                                 values)).scalars().all()
-    await session.execute(insert(table_of(InteractionEvent)), [
-        {"tenant_id": tenant_id, "interaction_id": i, "status": "queued", "at": now,
-         "occurred_at": None, "source": "strategy", "detail": _detail(r, x)}
-        for i, (r, x) in zip(ids, sends, strict=True)])
+    ids: dict[int, int] = {int(a): int(i) for a, i in (await session.execute(select(
+        it.c.action_id, it.c.id).where(it.c.action_id.in_([r.id for r, _ in sends])))).all()}
+    new = [(r, x) for r, x in sends if r.id not in ids]
+    if new:
+        made = (await session.execute(insert(it).returning(
+            it.c.id, sort_by_parameter_order=True), [{
+                "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
+                "channel": x["channel"], "status": "queued",
+                "integration_id": x["integration_id"], "template_id": x["template_id"],
+                "contact_point_id": x["cp"].id, "address": x["cp"].value,
+                "obligation_ids": [], "variables": {}, "content": None,
+                "verdict": x["verdict"], "not_before": None, "created_at": now,
+                "updated_at": now, "trigger": _trigger(r), "action_id": r.id}
+            for r, x in new])).scalars().all()
+        ids.update({r.id: i for i, (r, _) in zip(made, new, strict=True)})
+        await session.execute(insert(table_of(InteractionEvent)), [
+            {"tenant_id": tenant_id, "interaction_id": ids[r.id], "status": "queued",
+             "at": now, "occurred_at": None, "source": "strategy", "detail": _detail(r, x)}
+            for r, x in new])
     a = table_of(Action)
     await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-        channel=bindparam("b_channel"),
+        status="dispatched", channel=bindparam("b_channel"),
         verdict=bindparam("b_verdict", type_=a.c.verdict.type),
         outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
         {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
-         "b_outcome": _outcome(i, x)} for i, (r, x) in zip(ids, sends, strict=True)])
+         "b_outcome": _outcome(ids[r.id], x)} for r, x in sends])
 
 
 @job(KIND)
