@@ -153,6 +153,15 @@ async def wait_until_sent(url: str, messages: int, limit_s: float) -> float:
     return sent / span if sent and span > 0 else float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database-url",
@@ -182,15 +191,20 @@ def main() -> None:
                                 args.workers))
             env = {**os.environ, "CARTERA_DATABASE_URL": url, "CARTERA_LOG_LEVEL": "WARNING"}
             started = time.perf_counter()
+            profile = os.environ.get("BENCH_PROFILE")  # BENCH_PROFILE=w.prof: w.prof.0, ...
             workers = [subprocess.Popen(
-                [sys.executable, "-m", "cartera.cli", "worker", "--concurrency",
-                 str(args.concurrency)], env=env) for _ in range(args.workers)]
+                [sys.executable, *(["-m", "cProfile", "-o", f"{profile}.{n}"] if profile
+                                   else []),
+                 "-m", "cartera.cli", "worker", "--concurrency", str(args.concurrency)],
+                env=env) for n in range(args.workers)]
             rate = asyncio.run(wait_until_sent(url, args.messages, 300))
             total = time.perf_counter() - started
+            used = sum(cpu_seconds(w.pid) for w in workers)
             print(f"{args.messages} messages, {args.workers} workers x {args.concurrency}: "
                   f"{rate:.0f} messages/s sustained (first to last send), "
                   f"{args.messages / total:.0f} messages/s end to end incl. worker start-up "
-                  f"({total:.1f} s)")
+                  f"({total:.1f} s); the workers used {used:.1f} s CPU in all, load "
+                  f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         finally:
             for w in workers:
                 w.terminate()
