@@ -125,6 +125,9 @@ class Enrollment(DebtorOwned, Base):
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
+DUE_ACTION = "status IN ('planned', 'deferred')"
+
+
 class Action(DebtorOwned, Base):
     """One planned step of an enrollment for one local day of the debtor (``due_on``)."""
 
@@ -133,6 +136,10 @@ class Action(DebtorOwned, Base):
         UniqueConstraint("enrollment_id", "step_index", "due_on", "attempt"),
         Index("ix_actions_tenant_due", "tenant_id", "due_on", "status"),
         Index("ix_actions_tenant_debtor", "tenant_id", "debtor_id", "due_on"),
+        # The due actions in dispatch order (dispatch and execute claim from it a batch at a
+        # time instead of sorting every due action for each batch; migration 0036).
+        Index("ix_actions_due", "tenant_id", "planned_at", "id",
+              postgresql_where=text(DUE_ACTION), sqlite_where=text(DUE_ACTION)),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
                         "'dispatched', 'done', 'cancelled')", name="status_known"),
         debtor_fk(),
