@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import cProfile
 import os
 import resource
 import secrets
@@ -206,7 +207,10 @@ async def dispatch_many(url: str, host: PluginHost, tenant_id: int, at: datetime
             "SELECT max(planned_at) FROM actions WHERE tenant_id = :t "
             "AND status IN ('planned', 'deferred')"), {"t": tenant_id})
     at = max(at, latest or at)
+    profiler = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
     with Timed(f"dispatch of {wanted:,} due messages") as t:
+        if profiler is not None:
+            profiler.enable()
         while done < wanted:
             async with sessionmaker() as session:
                 session.info["tenant_id"] = tenant_id
@@ -216,6 +220,10 @@ async def dispatch_many(url: str, host: PluginHost, tenant_id: int, at: datetime
             if not counts:
                 break
             done += sum(counts.values())
+        if profiler is not None:
+            profiler.disable()
+    if profiler is not None:  # BENCH_PROFILE=file.prof: the dispatch phase's profile
+        profiler.dump_stats(os.environ["BENCH_PROFILE"])
     async with sessionmaker() as session:
         queued = int(await session.scalar(text(
             "SELECT count(*) FROM interactions WHERE tenant_id = :t"), {"t": tenant_id}) or 0)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 from litestar import Litestar
+from sqlalchemy import text
 
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
@@ -90,3 +91,31 @@ async def test_due_actions_are_dispatched_once_with_fallback(
         assert await dispatch_due(session, current_host(), app.state.ctx.jobs,
                                   tenant.tenant_id) == {}
     assert len((await tenant.api.get("/v1/interactions")).json()["data"]) == 1
+
+
+async def test_an_action_dispatched_again_gets_no_second_interaction(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any) -> None:
+    """At most once per action, even when an action comes back due (a bug, a restore, an
+    operator's hand): ``interactions.action_id`` is unique and the second dispatch points
+    the action at the interaction it already has."""
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    sms = await template(tenant)
+    await late_debtor(tenant, "ONCE")
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    host, jobs = current_host(), app.state.ctx.jobs
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert (await dispatch_due(session, host, jobs, tenant.tenant_id))["dispatched"] == 1
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        await session.execute(text("UPDATE actions SET status = 'planned' WHERE tenant_id = :t"),
+                              {"t": tenant.tenant_id})
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert (await dispatch_due(session, host, jobs, tenant.tenant_id))["dispatched"] == 1
+    [action] = await actions(tenant)
+    listed = (await tenant.api.get("/v1/interactions")).json()["data"]
+    assert len(listed) == 1
+    assert (action["status"], action["outcome"]["interaction_id"]) == (
+        "dispatched", listed[0]["id"])

@@ -2,7 +2,7 @@
 
 Each path that acts on a verdict (the single send, the batch sender, the strategy planner
 and dispatcher) collects its decisions with :func:`rows` and writes them with one
-:func:`record` per batch (one multi-row INSERT, whatever the batch's size). The report
+:func:`record` per batch (one INSERT, whatever the batch's size). The report
 groups them in SQL per pack (``source``) and rule (``code``); the median deferral is picked
 with a window function, so no row is loaded into Python but the medians themselves.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select
+import msgspec
+from sqlalchemy import delete, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.compliance import schemas
@@ -49,10 +50,27 @@ def rows(tenant_id: int, path: str, decided_at: datetime, verdict: Any, channel:
             for i, r in enumerate(reasons)]
 
 
+_COLUMNS = ("tenant_id", "decided_at", "path", "decision", "source", "code", "counted",
+            "channel", "debtor_id", "subject_id", "deferral_seconds")
+_INSERT_ROWS = text(
+    "INSERT INTO compliance_decisions (" + ", ".join(_COLUMNS) + ") SELECT "
+    + ", ".join(f"v.{c}" for c in _COLUMNS) + " FROM jsonb_to_recordset(CAST(:rows AS jsonb))"
+    " AS v(tenant_id bigint, decided_at timestamptz, path text, decision text, source text,"
+    " code text, counted boolean, channel text, debtor_id bigint, subject_id bigint,"
+    " deferral_seconds integer)")
+
+
 async def record(session: AsyncSession, found: list[dict[str, Any]]) -> None:
-    """Write the rows of a batch of decisions: one INSERT."""
-    if found:
+    """Write the rows of a batch of decisions: one INSERT (on PostgreSQL one ``INSERT ...
+    SELECT FROM jsonb_to_recordset(...)``: a statement of constant text and one parameter
+    whatever the batch's size)."""
+    if not found:
+        return
+    if session.get_bind().dialect.name != "postgresql":
         await session.execute(insert(table_of(ComplianceDecision)), found)
+        return
+    await session.execute(_INSERT_ROWS, {"rows": msgspec.json.encode(
+        [{c: r[c] for c in _COLUMNS} for r in found]).decode()})
 
 
 async def report(session: AsyncSession, tenant_id: int, start: datetime,

@@ -52,7 +52,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from cartera_sdk.channels import OutboundMessage, SendFailure, Sent
+from cartera_sdk.channels import Content, OutboundMessage, SendFailure, Sent
 from cartera_sdk.compliance import PriorContact
 from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -289,9 +289,11 @@ async def take(session: AsyncSession, host: PluginHost, tenant_id: int, integrat
     await _self_service_links(session, loaded, batch)
     from_address = str(integration.config.get("from_address", ""))
     lease_until = now + lease_for(len(batch), host.timeout_seconds)
+    rendered = await rendering.in_worker_thread(_render_all, loaded, batch, from_address)
     for interaction in batch:
         try:
-            outcome = await _prepare(session, host, loaded, interaction, now, from_address)
+            outcome = await _prepare(session, host, loaded, interaction, now, from_address,
+                                     rendered.get(interaction.id))
         except Exception as exc:  # this message only: the batch goes on
             log.exception("message could not be prepared",
                           extra={"interaction_id": interaction.id})
@@ -343,12 +345,38 @@ async def _self_service_links(session: AsyncSession, loaded: _Loaded,
                                  "self_service_link": urls[int(interaction.debtor_id or 0)]}
 
 
+Rendered = Content | Exception
+"""A message's content, or why it could not be rendered."""
+
+
+def _render_all(loaded: _Loaded, batch: list[Interaction],
+                from_address: str) -> dict[int, Rendered]:
+    """Every message's content as of the send instant (each within its own render budget),
+    by interaction id: one worker-thread hop for the whole batch, not one per message; a
+    message that cannot be rendered gets its exception, the others are not affected."""
+    done: dict[int, Rendered] = {}
+    for interaction in batch:
+        debtor = loaded.debtors.get(interaction.debtor_id or 0)
+        template = loaded.templates.get(interaction.template_id or 0)
+        if debtor is None or template is None:
+            continue
+        try:
+            done[interaction.id] = templates.render_content(
+                template, context(loaded, debtor, template.locale,
+                                  list(interaction.obligation_ids),
+                                  dict(interaction.variables)), from_address)
+        except Exception as exc:  # this message only
+            done[interaction.id] = exc
+    return done
+
+
 async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
-                   interaction: Interaction, now: datetime,
-                   from_address: str) -> OutboundMessage | str:
-    """Render and gate one message: the message to send, or the status it ended in. The
-    gate judges the content about to be sent (rendered as of now), so a message queued
-    without content (a strategy's dispatch) is checked on its words too."""
+                   interaction: Interaction, now: datetime, from_address: str,
+                   rendered: Rendered | None = None) -> OutboundMessage | str:
+    """Gate one message (rendered by :func:`_render_all`, or here when ``rendered`` is
+    None): the message to send, or the status it ended in. The gate judges the content
+    about to be sent (rendered as of now), so a message queued without content (a
+    strategy's dispatch) is checked on its words too."""
     debtor = loaded.debtors.get(interaction.debtor_id or 0)
     template = loaded.templates.get(interaction.template_id or 0)
     cp = loaded.contact_points.get(interaction.contact_point_id or 0)
@@ -359,10 +387,14 @@ async def _prepare(session: AsyncSession, host: PluginHost, loaded: _Loaded,
         return _fail(session, interaction, "payment_link_unavailable",
                      "the payment link was not made in time")
     try:
-        content = await templates.render_message(
-            template, context(loaded, debtor, template.locale,
-                              list(interaction.obligation_ids),
-                              dict(interaction.variables)), from_address)
+        if rendered is None:
+            rendered = await templates.render_message(
+                template, context(loaded, debtor, template.locale,
+                                  list(interaction.obligation_ids),
+                                  dict(interaction.variables)), from_address)
+        if isinstance(rendered, Exception):
+            raise rendered
+        content = rendered
     except CarteraError as exc:
         # The template cannot render for this debtor: retrying would not help.
         return _fail(session, interaction, exc.code, str(exc))

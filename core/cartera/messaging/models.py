@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
@@ -40,6 +49,9 @@ class Interaction(TenantScoped, Base):
         Index("ix_interactions_debtor", "debtor_id", "id"),
         Index("ix_interactions_provider_message", "integration_id", "provider_message_id"),
         Index("ix_interactions_sendable", "integration_id", "status", "id"),
+        Index("uq_interactions_action", "action_id", unique=True,
+              postgresql_where=text("action_id IS NOT NULL"),
+              sqlite_where=text("action_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -62,6 +74,10 @@ class Interaction(TenantScoped, Base):
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     """The contact gate's decision and its reason codes."""
     trigger: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    action_id: Mapped[int | None] = mapped_column(BigId)
+    """The strategy action that queued it (``trigger.action_id``): at most one interaction
+    per action (a unique index), whatever runs at the same time. No foreign key: actions
+    belong to a domain above messaging."""
     not_before: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """Not sent before this instant: a deferral by the gate, or the next retry's time."""
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

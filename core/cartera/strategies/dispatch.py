@@ -2,16 +2,20 @@
 batched send path.
 
 ``strategies.dispatch`` (queued about once a minute per tenant with due actions, see
-:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions with one ``UPDATE ...
-SET status = 'dispatched' ... RETURNING`` (on PostgreSQL over ``FOR UPDATE SKIP LOCKED``
-rows): an action is dispatched at most once, whatever runs at the same time. It then
-loads what the gate reads with a few ``IN`` queries, re-runs the gate for each channel of
-the step's fallback chain (the first channel with an integration, a usable contact point
-and the gate's allowance wins; a deferral puts the action back as ``deferred`` until the
-lawful instant; a denial of every channel makes it ``denied``), inserts the interactions
-and their first timeline events with one multi-row INSERT each, and makes sure the batch
-send job of each integration used waits (:func:`cartera.messaging.batch.ensure_batch_job`),
-all in one transaction. Sending, retries and claim-before-send are messaging's.
+:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions (:func:`claim`: on
+PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint rows). It
+then loads what the gate reads with a few ``IN`` queries, re-runs the gate for each channel
+of the step's fallback chain, once per distinct :func:`route_key` (the first channel with
+an integration, a usable contact point and the gate's allowance wins; a deferral puts the
+action back as ``deferred`` until the lawful instant; a denial of every channel makes it
+``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
+batch) inserts the interactions and their first timeline events and marks the actions
+``dispatched``; it makes sure the batch send job of each integration used waits
+(:func:`cartera.messaging.batch.ensure_batch_job`), all in one transaction. An action is
+dispatched at most once: claimed by one transaction, and ``interactions.action_id`` is
+unique. A crash before the commit leaves the actions due for the next run (at least once).
+Sending, retries and claim-before-send are messaging's; the batch sender judges each
+message again with its rendered content.
 
 Actions of paused enrollments wait. The same job executes the due task, stage change and
 webhook steps (:mod:`.execute`), also claimed at most once per action.
@@ -20,7 +24,7 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -64,21 +68,21 @@ def _due(tenant_id: int, now: datetime) -> Any:
 
 
 async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int) -> list[Any]:
-    """Mark up to ``limit`` due actions dispatched and return them (id, debtor, version,
-    step); rows another transaction holds are skipped on PostgreSQL."""
+    """Take up to ``limit`` due actions (id, debtor, version, step) until the transaction
+    ends: on PostgreSQL locked ``FOR UPDATE SKIP LOCKED`` (rows another dispatcher holds are
+    skipped; the batch's own statements then set each one's status, so an action row is
+    written once per dispatch), on SQLite marked ``dispatched`` at once (the write takes
+    the database's write lock)."""
     a = table_of(Action)
     due = _due(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
-    ids: Any = due.scalar_subquery()
+    columns = (a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
+               a.c.due_on, a.c.attempt)
     if session.get_bind().dialect.name == "postgresql":
-        # materialised: inside IN the locking subquery may be rescanned, each rescan
-        # skipping to other rows, so more than ``limit`` would be claimed
-        picked = due.with_for_update(skip_locked=True).cte("due").prefix_with("MATERIALIZED")
-        ids = select(picked.c.id)
+        return list((await session.execute(due.with_only_columns(*columns).with_for_update(
+            of=a, skip_locked=True))).all())
     result = await session.execute(update(a).where(
-        a.c.id.in_(ids), a.c.status.in_(DISPATCHABLE))
-        .values(status="dispatched", updated_at=now)
-        .returning(a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
-                   a.c.due_on, a.c.attempt))
+        a.c.id.in_(due.scalar_subquery()), a.c.status.in_(DISPATCHABLE))
+        .values(status="dispatched", updated_at=now).returning(*columns))
     return list(result.all())
 
 
@@ -145,7 +149,11 @@ def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], loaded: 
 
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
                        now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
-    """One batch of due actions, in the caller's transaction; counts per outcome."""
+    """One batch of due actions, in the caller's transaction; counts per outcome.
+
+    The fallback chain is judged once per distinct :func:`route_key` (the gate and the
+    packs are pure functions of it: in a portfolio, per step, country, zone, day, days past
+    due and contact state), each action then takes its own contact point."""
     now = now or clock.now()
     rows = await claim(session, tenant_id, now, limit)
     if not rows:
@@ -161,9 +169,16 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
     sends, back = [], []
     found: list[dict[str, Any]] = []
+    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in rows:
         step = steps[r.version_id][r.step_index]
-        routed = _route(host, loaded, r, step, integrations, now)
+        key = route_key(loaded, r, step, now)
+        routed = memo.get(key)
+        if routed is None:
+            memo[key] = routed = _route(host, loaded, r, step, integrations, now)
+        if "channel" in routed:  # this debtor's own contact point of the chosen channel
+            routed = {**routed, "cp": pick_contact_point(
+                loaded.contacts.get(r.debtor_id, []), routed["channel"])}
         verdict = routed.get("verdict") or {}
         if verdict.get("reasons"):  # the gate judged (not only: no integration)
             found += decisions.rows(tenant_id, "dispatch", now,
@@ -180,67 +195,190 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
                          else "deferred", "b_verdict": routed["verdict"],
                          "b_at": routed.get("until") or now})
     await decisions.record(session, found)  # one INSERT for the whole batch
-    a = table_of(Action)
     if back:
-        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-            status=bindparam("b_status"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-            planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), back)
+        await _put_back(session, back, now)
     if sends:
         await _enqueue(session, runner, tenant_id, sends, now)
     return {"dispatched": len(sends), "deferred": sum(b["b_status"] == "deferred" for b in back),
             "denied": sum(b["b_status"] == "denied" for b in back)}
 
 
+_PUT_BACK = text("""
+    UPDATE actions AS a SET status = v.status, verdict = v.verdict, planned_at = v.at,
+        updated_at = :now
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(id bigint, status text, verdict jsonb,
+                                                       at timestamptz)
+    WHERE a.id = v.id
+""")
+
+
+async def _put_back(session: AsyncSession, back: list[dict[str, Any]], now: datetime) -> None:
+    """The actions the gate or the contact policy held back: ``deferred`` to their lawful
+    instant, or ``denied`` (on PostgreSQL one ``UPDATE ... FROM jsonb_to_recordset``)."""
+    a = table_of(Action)
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_PUT_BACK, {"now": now, "rows": msgspec.json.encode([
+            {"id": b["b_id"], "status": b["b_status"], "verdict": b["b_verdict"],
+             "at": b["b_at"]} for b in back]).decode()})
+        return
+    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+        status=bindparam("b_status"), verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+        planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), back)
+
+
+def route_key(loaded: Loaded, row: Any, step: dict[str, Any], now: datetime) -> tuple[Any, ...]:
+    """Everything :func:`_route` reads about one action but the contact point ids: two
+    actions with the same key are routed to the same channel with the same verdict."""
+    chain = chain_of(step, row.attempt)
+    return (row.version_id, row.step_index, row.attempt,
+            *_gate_key(loaded, row.debtor_id, chain, now, row.due_on))
+
+
+def _gate_key(loaded: Loaded, debtor_id: int, channels: list[dict[str, Any]], at: datetime,
+              today: date) -> tuple[Any, ...]:
+    """Everything the gate and the packs read about one debtor's contact but the contact
+    point ids and values: each of their contact points as the gate sees it (kind, consent,
+    opt-outs, suppressions, origin and label: a work phone is judged apart from a home
+    one), the channels' denials, the instant, days past due, the debtor's country,
+    subdivision, zone, kind and attributes, and their recent contacts."""
+    debtor = loaded.debtors[debtor_id]
+    points = loaded.contacts.get(debtor_id, [])
+    seen = tuple((cp.kind, cp.consent, tuple(cp.opted_out_channels or ()),
+                  msgspec.json.encode(cp.suppressions or {}, order="sorted"), cp.origin,
+                  cp.label) for cp in points)
+    denials = []
+    for ch in channels:
+        denied = gate.check_contact_point(pick_contact_point(points, ch["channel"]),
+                                          ch["channel"])
+        denials.append((ch["channel"], denied.reasons[0].code if denied else None))
+    recent = tuple((c.channel, c.at, c.outcome) for c in loaded.recent.get(debtor_id, ()))
+    return (seen, tuple(denials), at, aging.days_past_due(loaded.oldest.get(debtor_id), today),
+            debtor.country, debtor.subdivision, debtor.timezone, debtor.kind,
+            msgspec.json.encode(debtor.attributes or {}, order="sorted"), recent)
+
+
+_ENQUEUE = text("""
+    WITH v AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+            action_id bigint, debtor_id bigint, channel text, integration_id bigint,
+            template_id bigint, contact_point_id bigint, address text, verdict jsonb,
+            trigger_ jsonb, detail jsonb, outcome jsonb, variables jsonb,
+            not_before timestamptz)
+    ), made AS (
+        INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
+            integration_id, template_id, contact_point_id, address, obligation_ids,
+            variables, content, verdict, "trigger", action_id, not_before, attempts,
+            created_at, updated_at)
+        SELECT :tenant, v.debtor_id, 'outbound', v.channel, 'queued', v.integration_id,
+            v.template_id, v.contact_point_id, v.address, '[]'::jsonb, v.variables, NULL,
+            v.verdict, v.trigger_, v.action_id, v.not_before, 0, :now, :now
+        FROM v
+        ON CONFLICT (action_id) WHERE action_id IS NOT NULL DO NOTHING
+        RETURNING id, action_id
+    ), events AS (
+        INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
+                                        source, detail)
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail
+        FROM made JOIN v ON v.action_id = made.action_id
+    )
+    UPDATE actions AS a SET status = 'dispatched', channel = v.channel, verdict = v.verdict,
+        outcome = jsonb_set(v.outcome, '{interaction_id}', to_jsonb(coalesce(made.id, (
+            SELECT i.id FROM interactions AS i WHERE i.action_id = v.action_id)))),
+        updated_at = :now
+    FROM v LEFT JOIN made ON made.action_id = v.action_id
+    WHERE a.id = v.action_id
+""")
+"""One statement for the whole batch: the interactions (none for an action that already
+has one: the unique ``action_id``), their first timeline events, and the actions marked
+dispatched with their outcome; the batch travels as one JSON document."""
+
+
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
                    sends: list[tuple[Any, dict[str, Any]]], now: datetime) -> None:
-    """Insert the queued interactions and their first events (one INSERT each), record
-    them on the actions, and make each integration's batch job wait."""
-    it = table_of(Interaction)
-    values = [{
-        "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
-        "channel": x["channel"], "status": "queued", "integration_id": x["integration_id"],
-        "template_id": x["template_id"], "contact_point_id": x["cp"].id,
-        "address": x["cp"].value, "obligation_ids": [], "variables": {}, "content": None,
-        "verdict": x["verdict"], "not_before": None, "created_at": now, "updated_at": now,
-        "trigger": {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}}
-        for r, x in sends]
+    """Insert the queued interactions and their first events, record them on the actions
+    (on PostgreSQL one statement: ``INSERT ... SELECT FROM unnest(...)`` chained through
+    data-modifying CTEs; an action that already has its interaction gets no second one),
+    hold those whose step asks for a payment link until the link is made, and make each
+    integration's batch job wait."""
     options = [x["payment_link"] for _, x in sends]
-    paylinks.hold(values, options, now)  # a step's payment link is made before it is sent
-    ids = (await session.execute(insert(it).returning(it.c.id, sort_by_parameter_order=True),
-                                 values)).scalars().all()
-    await paylinks.enqueue(session, runner, tenant_id,
-                           [(i, x["integration_id"]) for i, (_, x) in zip(ids, sends, strict=True)],
-                           options, now)
-    await session.execute(insert(table_of(InteractionEvent)), [
-        {"tenant_id": tenant_id, "interaction_id": i, "status": "queued", "at": now,
-         "occurred_at": None, "source": "strategy",
-         "detail": {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}}
-        for i, (r, x) in zip(ids, sends, strict=True)])
-    a = table_of(Action)
-    changes = [
-        {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
-         "b_outcome": {"interaction_id": i, "channel": x["channel"],
-                       "integration_id": x["integration_id"],
-                       "skipped": x["verdict"].get("tried", [])}}
-        for i, (r, x) in zip(ids, sends, strict=True)]
-    if session.get_bind().dialect.name == "postgresql":  # one statement, not one per row
-        await session.execute(text(
-            "UPDATE actions AS a SET channel = v.channel, verdict = v.verdict::jsonb, "
-            "outcome = v.outcome::jsonb, updated_at = :now FROM unnest(CAST(:ids AS "
-            "bigint[]), CAST(:channels AS text[]), CAST(:verdicts AS text[]), "
-            "CAST(:outcomes AS text[])) AS v(id, channel, verdict, outcome) "
-            "WHERE a.id = v.id"), {
-            "now": now, "ids": [c["b_id"] for c in changes],
-            "channels": [c["b_channel"] for c in changes],
-            "verdicts": [msgspec.json.encode(c["b_verdict"]).decode() for c in changes],
-            "outcomes": [msgspec.json.encode(c["b_outcome"]).decode() for c in changes]})
+    extra: list[dict[str, Any]] = [{"variables": {}, "not_before": None} for _ in sends]
+    paylinks.hold(extra, options, now)  # a step's payment link is made before it is sent
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_ENQUEUE, {
+            "tenant": tenant_id, "now": now, "rows": msgspec.json.encode([{
+                "action_id": r.id, "debtor_id": r.debtor_id, "channel": x["channel"],
+                "integration_id": x["integration_id"], "template_id": x["template_id"],
+                "contact_point_id": x["cp"].id, "address": x["cp"].value,
+                "verdict": x["verdict"], "trigger_": _trigger(r), "detail": _detail(r, x),
+                "outcome": _outcome(None, x), **e}
+                for (r, x), e in zip(sends, extra, strict=True)]).decode()})
     else:
-        await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
-            channel=bindparam("b_channel"),
-            verdict=bindparam("b_verdict", type_=a.c.verdict.type),
-            outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), changes)
+        await _enqueue_each(session, tenant_id, sends, extra, now)
+    await _enqueue_links(session, runner, tenant_id, sends, options, now)
     for integration_id in sorted({x["integration_id"] for _, x in sends}):
         await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
+
+
+async def _enqueue_links(session: AsyncSession, runner: Any, tenant_id: int,
+                         sends: list[tuple[Any, dict[str, Any]]],
+                         options: list[dict[str, Any] | None], now: datetime) -> None:
+    """The payment-link job for the held interactions (looked up by their actions: few)."""
+    held = [(r, x, o) for (r, x), o in zip(sends, options, strict=True) if o]
+    if not held:
+        return
+    it = table_of(Interaction)
+    ids = dict((await session.execute(select(it.c.action_id, it.c.id).where(
+        it.c.action_id.in_([r.id for r, _, _ in held])))).tuples().all())
+    await paylinks.enqueue(session, runner, tenant_id,
+                           [(int(ids[r.id]), x["integration_id"]) for r, x, _ in held],
+                           [o for _, _, o in held], now)
+
+
+def _trigger(r: Any) -> dict[str, Any]:
+    return {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}
+
+
+def _detail(r: Any, x: dict[str, Any]) -> dict[str, Any]:
+    return {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}
+
+
+def _outcome(interaction_id: int | None, x: dict[str, Any]) -> dict[str, Any]:
+    return {"interaction_id": interaction_id, "channel": x["channel"],
+            "integration_id": x["integration_id"], "skipped": x["verdict"].get("tried", [])}
+
+
+async def _enqueue_each(session: AsyncSession, tenant_id: int,
+                        sends: list[tuple[Any, dict[str, Any]]],
+                        extra: list[dict[str, Any]], now: datetime) -> None:
+    """SQLite (one writer at a time, so a look first is enough): a multi-row INSERT each
+    for the actions without an interaction yet, then the actions."""
+    it = table_of(Interaction)
+    ids: dict[int, int] = {int(a): int(i) for a, i in (await session.execute(select(
+        it.c.action_id, it.c.id).where(it.c.action_id.in_([r.id for r, _ in sends])))).all()}
+    new = [(r, x, e) for (r, x), e in zip(sends, extra, strict=True) if r.id not in ids]
+    if new:
+        made = (await session.execute(insert(it).returning(
+            it.c.id, sort_by_parameter_order=True), [{
+                "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
+                "channel": x["channel"], "status": "queued",
+                "integration_id": x["integration_id"], "template_id": x["template_id"],
+                "contact_point_id": x["cp"].id, "address": x["cp"].value,
+                "obligation_ids": [], "content": None, "verdict": x["verdict"],
+                "created_at": now, "updated_at": now, "trigger": _trigger(r),
+                "action_id": r.id, **e}
+            for r, x, e in new])).scalars().all()
+        ids.update({r.id: i for i, (r, _, _) in zip(made, new, strict=True)})
+        await session.execute(insert(table_of(InteractionEvent)), [
+            {"tenant_id": tenant_id, "interaction_id": ids[r.id], "status": "queued",
+             "at": now, "occurred_at": None, "source": "strategy", "detail": _detail(r, x)}
+            for r, x, _ in new])
+    a = table_of(Action)
+    await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
+        status="dispatched", channel=bindparam("b_channel"),
+        verdict=bindparam("b_verdict", type_=a.c.verdict.type),
+        outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
+        {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
+         "b_outcome": _outcome(ids[r.id], x)} for r, x in sends])
 
 
 @job(KIND)

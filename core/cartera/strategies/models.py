@@ -127,6 +127,7 @@ class Enrollment(DebtorOwned, Base):
 
 UNGATED = "status = 'planned' AND verdict IS NULL"
 """Planned actions the gate has not judged yet."""
+DUE_ACTION = "status IN ('planned', 'deferred')"
 
 
 class Action(DebtorOwned, Base):
@@ -140,6 +141,10 @@ class Action(DebtorOwned, Base):
         # The planner's gate: the contacts a pass planned, not the history (migration 0034).
         Index("ix_actions_ungated", "tenant_id", "debtor_id",
               postgresql_where=text(UNGATED), sqlite_where=text(UNGATED)),
+        # The due actions in dispatch order (dispatch and execute claim from it a batch at a
+        # time instead of sorting every due action for each batch; migration 0036).
+        Index("ix_actions_due", "tenant_id", "planned_at", "id",
+              postgresql_where=text(DUE_ACTION), sqlite_where=text(DUE_ACTION)),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
                         "'dispatched', 'done', 'cancelled')", name="status_known"),
         debtor_fk(),
