@@ -304,9 +304,11 @@ async def _mark(session: AsyncSession, integration_id: int, event_id: str | None
 
 
 async def _load(sessionmaker: async_sessionmaker[AsyncSession], host: PluginHost,
-                integration_id: int) -> tuple[Integration, Any, Any]:
-    async with sessionmaker() as session:
-        integration = await session.get(Integration, integration_id)
+                integration_id: int, integration: Integration | None = None
+                ) -> tuple[Integration, Any, Any]:
+    if integration is None:
+        async with sessionmaker() as session:
+            integration = await session.get(Integration, integration_id)
     assert integration is not None
     registered = host.provider("payment", integration.provider_name)
     if registered is None:
@@ -324,11 +326,13 @@ def _not_found(exc: PluginCallError) -> bool:
 
 async def reconcile_event(sessionmaker: async_sessionmaker[AsyncSession], host: PluginHost,
                           integration_id: int, event: PaymentEvent,
-                          webhook_event_id: str | None = None) -> str:
+                          webhook_event_id: str | None = None, *,
+                          integration: Integration | None = None) -> str:
     """Re-fetch, then apply, one parsed payment event (see the module docstring); marks the
     stored webhook event ``processed`` in the same transaction. A retryable provider
-    failure propagates (the event stays ``received`` and the job is retried)."""
-    integration, provider, pctx = await _load(sessionmaker, host, integration_id)
+    failure propagates (the event stays ``received`` and the job is retried).
+    ``integration``: the row ``integration_id`` names, when the caller has just read it."""
+    integration, provider, pctx = await _load(sessionmaker, host, integration_id, integration)
     try:
         confirmed = await host.call(confirm_payment_event(provider, event, pctx),
                                     what="payment re-fetch")

@@ -58,6 +58,7 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from cartera import clock
 from cartera.db.base import UtcDateTime, table_of
+from cartera.portfolio.locks import held
 from cartera.portfolio.models import Debtor
 from cartera.segmentation import events, rules, stages
 from cartera.segmentation.models import Placement, PlacementMove, Segment
@@ -150,6 +151,8 @@ async def lock_debtor(session: AsyncSession, debtor_id: int) -> None:
     """Lock the debtor's row as a foreign-key check would (``FOR KEY SHARE``) before writing
     their placement, which has no foreign key: a concurrent deletion of the debtor waits
     for this transaction."""
+    if held(session, ("debtor", debtor_id)):  # the money lock of the chain's write holds it
+        return
     await session.execute(select(Debtor.id).where(Debtor.id == debtor_id)
                           .with_for_update(key_share=True))
 
@@ -352,12 +355,12 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     await lock_debtor(session, debtor_id)
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
-    after = await events.before_moves(session)
-    await session.execute(insert(table_of(PlacementMove)).values(
+    history = table_of(PlacementMove)
+    move_id = int((await session.execute(insert(history).values(
         tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
         from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
         from_segment_id=cur_segment if segmented else None, to_segment_id=segment_id,
-        run_id=p.run_id if segmented else None))
+        run_id=p.run_id if segmented else None).returning(history.c.id))).scalar_one())
     pl = table_of(Placement)
     values: dict[str, Any] = {}
     if staged:
@@ -370,7 +373,8 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     else:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
                                                pl.c.tenant_id == p.tenant_id).values(values))
-    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
+    await events.publish_moves(session, p.tenant_id, move_id - 1, p.now, p.actor,
+                               last_id=move_id)
     return 1 if segmented else 0
 
 

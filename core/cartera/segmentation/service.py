@@ -149,7 +149,8 @@ def _dialect(session: AsyncSession) -> str:
 
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                    debtor_id: int | None = None, run_id: int | None = None,
-                   refresh: bool = True, actor: str = "system") -> int:
+                   refresh: bool = True, actor: str = "system",
+                   today: date | None = None) -> int:
     """Stage and segment every debtor (or one) in one pass; returns how many changed segment.
 
     Stages follow days past due (manual ones stick); the segment rules see the stage being
@@ -157,9 +158,10 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     debtors that change are touched. ``refresh`` first rebuilds the stale balance summaries
     (or the one debtor's). A summary is only stored as of a day that has begun in the
     tenant's zone: the pass of a later ``as_of`` reads the summary computed for that day
-    (:func:`cartera.portfolio.summary.as_of`) and stores none."""
+    (:func:`cartera.portfolio.summary.as_of`) and stores none. ``today``: the tenant's
+    business day, when the caller has read it (the chain's)."""
     balances = None
-    if as_of > await tenant_today(session, tenant_id):
+    if as_of > (today or await tenant_today(session, tenant_id)):
         balances = await summary.as_of(session, tenant_id, as_of, debtor_id)
     elif refresh:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
@@ -174,11 +176,14 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
-                            as_of: date, *, refresh: bool = True) -> int:
+                            as_of: date, *, refresh: bool = True,
+                            today: date | None = None) -> int:
     """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
     in the caller's transaction. Call it after a payment, reversal or obligation change;
-    ``refresh=False`` when the caller has just rebuilt the debtor's balance summary."""
-    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh)
+    ``refresh=False`` when the caller has just rebuilt the debtor's balance summary;
+    ``today`` as for :func:`evaluate`."""
+    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh,
+                          today=today)
 
 
 @changes.step("placements")
@@ -193,7 +198,7 @@ async def rederive_placement(session: AsyncSession, change: changes.Change) -> N
         await delete_debtor_placement(session, change.tenant_id, change.debtor_id)
         return
     await reevaluate_debtor(session, change.tenant_id, change.debtor_id, change.today,
-                            refresh=not change.money)
+                            refresh=not change.money, today=change.today)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:
