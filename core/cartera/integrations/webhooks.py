@@ -245,12 +245,13 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
     host = current_host()
     delivery_id = int(job_ctx.payload["delivery_id"])
     async with job_ctx.sessionmaker() as session:
-        delivery = await session.get(WebhookDelivery, delivery_id)
-        if delivery is None:
+        found = (await session.execute(select(WebhookDelivery, Integration).join(
+            Integration, Integration.id == WebhookDelivery.integration_id).where(
+            WebhookDelivery.id == delivery_id))).first()
+        if found is None:
             return {"skipped": "delivery gone"}
+        delivery, integration = found.tuple()
         session.info["tenant_id"] = delivery.tenant_id
-        integration = await session.get(Integration, delivery.integration_id)
-        assert integration is not None
         provider = _provider(host, integration)
         pctx = service.context_for(integration, provider, get_settings().public_base,
                                    host.timeout_seconds)

@@ -54,7 +54,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cartera import clock, money
+from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.integrations import service as integrations
@@ -67,7 +67,6 @@ from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio.models import Obligation
 from cartera.portfolio.service import refresh_debtor
 from cartera.settings import get_settings
-from cartera.tenants.models import Tenant
 
 log = logging.getLogger("cartera.reconcile")
 RECHECK_AFTER = timedelta(days=1)
@@ -96,11 +95,11 @@ async def _exception(session: AsyncSession, integration: Integration, ppid: str,
 
 
 async def _paid_on(session: AsyncSession, tenant_id: int, view: ProviderPayment) -> date:
-    tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    tz = await changes.tenant_timezone(session, tenant_id)
     when = view.approved_at or view.created_at
     if when is None:
-        return clock.today_in(tz or "UTC")
-    return when.astimezone(ZoneInfo(tz or "UTC")).date()
+        return clock.today_in(tz)
+    return when.astimezone(ZoneInfo(tz)).date()
 
 
 async def _link_first(session: AsyncSession, link: PaymentLink, payment: Payment,

@@ -168,6 +168,10 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
     segments = await active_segments(session, tenant_id)
+    if debtor_id is not None and balances is None:
+        one = await apply.one_debtor_pass(session, tenant_id, segments, as_of)
+        p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
+        return await apply.apply_one(session, p, one, {apply.PASS_DEBTOR: debtor_id})
     q = await apply.compile_pass(session, tenant_id, segments, as_of, balances)
     p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
     if debtor_id is None:
