@@ -250,7 +250,7 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
             WebhookDelivery.id == delivery_id))).first()
         if found is None:
             return {"skipped": "delivery gone"}
-        delivery, integration = found.tuple()
+        delivery, integration = found
         session.info["tenant_id"] = delivery.tenant_id
         provider = _provider(host, integration)
         pctx = service.context_for(integration, provider, get_settings().public_base,

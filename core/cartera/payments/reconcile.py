@@ -162,8 +162,11 @@ async def _record(session: AsyncSession, integration: Integration, link: Payment
         payment_link_id=link.id)
     session.add(payment)
     await session.flush()
+    # The link's check is stamped with its outcome, after the reads above flushed: one
+    # UPDATE of the link (apply_view leaves it alone for a payment recorded here).
     if mismatch is None:
         await _link_first(session, link, payment, amount - refunded)
+        link.checked_at = clock.now()
         if link.status != "paid":
             link.status = "paid"
             link.payment_id = payment.id
@@ -171,6 +174,9 @@ async def _record(session: AsyncSession, integration: Integration, link: Payment
             link.status_reason = None
             link.ended_at = link.ended_at or clock.now()
     else:
+        link.checked_at = clock.now()
+        if link.status == "open":
+            link.provider_payment_id = None  # final: nothing left to recover
         await _exception(session, integration, view.provider_payment_id, mismatch[0],
                          mismatch[1], view, debtor_id=link.debtor_id, link_id=link.id,
                          payment_id=payment.id)
@@ -279,7 +285,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
                          payment_id=payment.id if payment else None)
     else:
         outcome = "pending" if settlement == "open" else "failed"
-    if link is not None:
+    if link is not None and outcome not in ("recorded", "held"):  # else _record stamped it
         link.checked_at = clock.now()
         if link.status == "open":
             # Remembered while nothing final happened, so a lost webhook is recovered.
