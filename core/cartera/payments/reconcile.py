@@ -243,6 +243,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
         if payment is None:
             assert link is not None
             payment = await _record(session, integration, link, view)
+            recorded = True
             outcome = "held" if payment.status == "held" else "recorded"
         elif payment.status != "reversed":
             if payment.disputed_at is not None:
@@ -285,7 +286,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
                          payment_id=payment.id if payment else None)
     else:
         outcome = "pending" if settlement == "open" else "failed"
-    if link is not None and outcome not in ("recorded", "held"):  # else _record stamped it
+    if link is not None and not recorded:  # else _record stamped it
         link.checked_at = clock.now()
         if link.status == "open":
             # Remembered while nothing final happened, so a lost webhook is recovered.
