@@ -57,7 +57,7 @@ def _postgresql(session: AsyncSession) -> bool:
 
 
 _HELD = "cartera.locks.held"
-"""``session.info`` key: [(transaction, lock key)] of the locks taken in the session."""
+"""``session.info`` key: [(transaction, {lock key})] of the locks taken in the session."""
 
 
 def _current(session: AsyncSession) -> SessionTransaction | None:
@@ -65,28 +65,41 @@ def _current(session: AsyncSession) -> SessionTransaction | None:
     return sync.get_nested_transaction() or sync.get_transaction()
 
 
-def held(session: AsyncSession, key: tuple[Any, ...]) -> bool:
-    """Whether the session's current transaction holds the lock ``key`` (``("money",
-    tenant_id)`` shared, ``("debtor", debtor_id)`` ``FOR NO KEY UPDATE``): taken by it or by
-    a transaction it is nested in, with no savepoint since ended in between."""
-    entries: list[tuple[SessionTransaction, tuple[Any, ...]]] = session.info.get(_HELD, [])
+def _live(session: AsyncSession) -> set[tuple[Any, ...]]:
+    """The keys of the locks the current transaction holds (see :func:`held`); forgets
+    those of transactions and savepoints that have ended."""
+    entries: list[tuple[SessionTransaction, set[tuple[Any, ...]]]] = session.info.get(_HELD, [])
     if not entries:
-        return False
+        return set()
     chain: list[SessionTransaction] = []
     tx = _current(session)
     while tx is not None:
         chain.append(tx)
         tx = tx.parent
-    live = [(t, k) for t, k in entries if any(t is c for c in chain)]
+    live = [(t, keys) for t, keys in entries if any(t is c for c in chain)]
     session.info[_HELD] = live
-    return any(k == key for _, k in live)
+    return set().union(*(keys for _, keys in live))
+
+
+def held(session: AsyncSession, key: tuple[Any, ...]) -> bool:
+    """Whether the session's current transaction holds the lock ``key`` (``("money",
+    tenant_id)`` shared, ``("debtor", debtor_id)`` ``FOR NO KEY UPDATE``): taken by it or by
+    a transaction it is nested in, with no savepoint since ended in between."""
+    return key in _live(session)
 
 
 def remember(session: AsyncSession, keys: Iterable[tuple[Any, ...]]) -> None:
     """Record locks just taken in the session's current transaction (see :func:`held`)."""
     tx = _current(session)
-    if tx is not None:
-        session.info.setdefault(_HELD, []).extend((tx, k) for k in keys)
+    if tx is None:
+        return
+    entries: list[tuple[SessionTransaction, set[tuple[Any, ...]]]] = session.info.setdefault(
+        _HELD, [])
+    for t, existing in entries:
+        if t is tx:
+            existing.update(keys)
+            return
+    entries.append((tx, set(keys)))
 
 
 async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterable[int]) -> None:
@@ -111,7 +124,8 @@ async def lock_debtor_rows(session: AsyncSession, debtor_ids: Iterable[int]) -> 
     them), and taking the tenant lock after a row would invert the order. Same errors."""
     if not _postgresql(session):
         return
-    ids = [i for i in sorted(set(debtor_ids)) if not held(session, ("debtor", i))]
+    live = _live(session)
+    ids = [i for i in sorted(set(debtor_ids)) if ("debtor", i) not in live]
     if not ids:
         return
     # The sort runs below the row locking: rows are locked in id order.
