@@ -16,7 +16,11 @@ the fake, one payment allocated to the link's obligation, balance summary, promi
 settlement, re-segmentation, replanning of the debtor). ``--duplicates`` of the
 notifications repeat an earlier one (same notification id: a redelivery). Prints the median,
 p90, p99 and max latency, for new and duplicate notifications apart, and checks that every
-payment was recorded exactly once. Loopback only; bounded in count.
+payment was recorded exactly once. Then, per step of the path (the route's verification and
+storage, the job's parse and dedupe, the re-fetch, the apply, each step of the
+:mod:`cartera.changes` chain, the commits, the rest: job runner and HTTP), the mean wall and
+CPU milliseconds and SQL statements per notification, for new and duplicate ones apart
+(``--no-breakdown`` leaves the functions unwrapped). Loopback only; bounded in count.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ import random
 import secrets
 import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -40,15 +46,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import median, percentile, recreate_postgres
 from cartera_sdk.testkit import FakeHTTPServer
 from litestar.testing import AsyncTestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera import changes
 from cartera.api.app import create_app
 from cartera.auth.clients import create_client
 from cartera.db import migrate
+from cartera.integrations import webhooks
 from cartera.integrations.models import Integration
 from cartera.integrations.service import webhook_url
+from cartera.jobs.registry import HANDLERS
 from cartera.jobs.runner import InProcessRunner
 from cartera.negotiation.models import Promise
+from cartera.payments import reconcile
 from cartera.payments.allocation import DebtorScope, rebalance
 from cartera.payments.models import Payment
 from cartera.portfolio.models import ContactPoint, Debtor, Obligation
@@ -157,6 +168,84 @@ async def setup(http: Any, app: Any, mp: Any, fake: Any, debtors: int) -> tuple[
     return tenant.id, path
 
 
+class Breakdown:
+    """Self wall and CPU time and SQL statements per named step, summed over a run.
+
+    Steps nest (a step's own time excludes the steps it calls); what runs outside every
+    step is ``rest``. One notification is in flight at a time, so one stack serves."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.stmts: dict[str, int] = defaultdict(int)
+        self.mark = (time.perf_counter(), time.process_time())
+        self.trace = False
+
+    def _credit(self) -> None:
+        now = (time.perf_counter(), time.process_time())
+        top = self.stack[-1] if self.stack else "rest"
+        self.wall[top] += now[0] - self.mark[0]
+        self.cpu[top] += now[1] - self.mark[1]
+        self.mark = now
+
+    def statement(self, conn: Any, cursor: Any, sql: str, *_: Any) -> None:
+        self.stmts[self.stack[-1] if self.stack else "rest"] += 1
+        if self.trace:
+            print(f"    [{self.stack[-1] if self.stack else 'rest'}] "
+                  f"{' '.join(sql.split())[:160]}")
+
+    def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            self._credit()
+            self.stack.append(name)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self._credit()
+                self.stack.pop()
+        return timed
+
+    def install(self, app: Any) -> None:
+        event.listen(app.state.ctx.engine.sync_engine, "before_cursor_execute", self.statement)
+        webhooks.receive = self.wrap("route: verify + store", webhooks.receive)
+        HANDLERS["webhooks.process"] = self.wrap("job: parse + dedupe",
+                                                 HANDLERS["webhooks.process"])
+        webhooks.reconcile_pending = self.wrap("job: pending events",
+                                               webhooks.reconcile_pending)
+        reconcile._load = self.wrap("reconcile: load integration", reconcile._load)
+        fetch = reconcile.confirm_payment_event
+        reconcile.confirm_payment_event = self.wrap("re-fetch (HTTP)", fetch)  # type: ignore
+        reconcile.apply_view = self.wrap("apply: record + allocate link", reconcile.apply_view)
+        reconcile.refresh_debtor = self.wrap("refresh_debtor: lock", reconcile.refresh_debtor)
+        changes.steps()
+        for name in changes.ORDER:
+            changes._steps[name] = self.wrap(f"chain: {name}", changes._steps[name])
+        AsyncSession.commit = self.wrap("commit", AsyncSession.commit)  # type: ignore
+
+    def snapshot(self) -> tuple[dict[str, float], dict[str, float], dict[str, int]]:
+        self._credit()
+        return dict(self.wall), dict(self.cpu), dict(self.stmts)
+
+
+def delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    return {k: after[k] - before.get(k, 0) for k in after}
+
+
+def print_breakdown(title: str, count: int, parts: list[dict[str, Any]]) -> None:
+    wall, cpu, stmts = parts
+    if not count:
+        return
+    print(f"{title} ({count}), mean per notification:")
+    for name in sorted(wall, key=lambda k: -wall[k]):
+        print(f"  {name:<32} wall {wall[name] * 1000 / count:7.2f} ms  "
+              f"cpu {cpu.get(name, 0) * 1000 / count:7.2f} ms  "
+              f"sql {stmts.get(name, 0) / count:5.1f}")
+    print(f"  {'total':<32} wall {sum(wall.values()) * 1000 / count:7.2f} ms  "
+          f"cpu {sum(cpu.values()) * 1000 / count:7.2f} ms  "
+          f"sql {sum(stmts.values()) / count:5.1f}")
+
+
 def signed(fake: Any, payment_id: str, notification_id: int) -> tuple[bytes, dict[str, str]]:
     ts = str(int(time.time()))
     request_id = f"req-{notification_id}"
@@ -192,16 +281,47 @@ async def run(args: argparse.Namespace, url: str) -> None:
             sent: list[int] = []
             new_ms: list[float] = []
             dup_ms: list[float] = []
+            breakdown = Breakdown()
+            if args.breakdown:
+                breakdown.install(app)
+            sums: dict[bool, list[dict[str, Any]]] = {False: [{}, {}, {}], True: [{}, {}, {}]}
+            profiler: Any = None
+            if args.profile and args.profile.endswith(".pstats"):
+                import cProfile  # CPU time per function (pyinstrument's is wall time)
+                profiler = cProfile.Profile(time.process_time)
+                profiler.enable()
+            elif args.profile:
+                from pyinstrument import Profiler  # a dev tool, not a dependency
+                profiler = Profiler(async_mode="enabled")
+                profiler.start()
+            cpu0 = time.process_time()
             for i, duplicate in order:
                 n = rng.choice(sent) if duplicate else i
                 body, headers = signed(fake, str(5_000_000 + n), 900_000 + n)
+                before = breakdown.snapshot()
+                breakdown.trace = args.trace and i == 1 and not duplicate
+                if breakdown.trace:
+                    print("statements of the second new notification:")
                 t0 = time.perf_counter()
                 r = await http.post(f"{path}?data.id={5_000_000 + n}&type=payment",
                                     content=body, headers=headers)
                 assert r.status_code == 200, r.text
                 await app.state.ctx.jobs.run_pending()
                 (dup_ms if duplicate else new_ms).append((time.perf_counter() - t0) * 1000)
+                after = breakdown.snapshot()
+                breakdown.trace = False
+                for total, b, a in zip(sums[duplicate], before, after, strict=True):
+                    for k, v in delta(b, a).items():
+                        total[k] = total.get(k, 0) + v
                 sent.append(n)
+            cpu_s = time.process_time() - cpu0
+            if profiler is not None and args.profile.endswith(".pstats"):
+                profiler.disable()
+                profiler.dump_stats(args.profile)
+            elif profiler is not None:
+                profiler.stop()
+                await asyncio.to_thread(Path(args.profile).write_text,
+                                        profiler.output_text(show_all=False))
             async with app.state.ctx.sessionmaker() as session:
                 payments = await session.scalar(select(func.count()).select_from(Payment).where(
                     Payment.tenant_id == tenant_id, Payment.status == "applied"))
@@ -211,6 +331,11 @@ async def run(args: argparse.Namespace, url: str) -> None:
     for name, values in (("all", everything), ("new", new_ms), ("duplicate", dup_ms)):
         print(f"{name:>9}: median {median(values):6.1f} ms  p90 {percentile(values, .9):6.1f} ms"
               f"  p99 {percentile(values, .99):6.1f} ms  max {max(values):6.1f} ms")
+    print(f"process CPU over the notifications: {cpu_s:.1f} s; wall: "
+          f"{sum(everything) / 1000:.1f} s")
+    if args.breakdown:
+        print_breakdown("new", len(new_ms), sums[False])
+        print_breakdown("duplicate", len(dup_ms), sums[True])
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f} on {os.cpu_count()} cores")
     assert payments == distinct, "a payment was lost or recorded twice"
@@ -222,6 +347,13 @@ def main() -> None:
                         default="postgresql://postgres@127.0.0.1/cartera_bench_payments")
     parser.add_argument("--notifications", type=int, default=1000)
     parser.add_argument("--duplicates", type=float, default=0.2)
+    parser.add_argument("--no-breakdown", dest="breakdown", action="store_false",
+                        help="time the notifications only (no per-step wrappers)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="profile the notifications into PATH: CPU per function "
+                             "(cProfile) for a .pstats PATH, else pyinstrument's text")
+    parser.add_argument("--trace", action="store_true",
+                        help="print the SQL statements of one new notification, per step")
     args = parser.parse_args()
     os.environ.setdefault("CARTERA_MASTER_KEY",
                           base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())

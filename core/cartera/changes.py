@@ -120,9 +120,32 @@ def steps() -> list[Step]:
     return [_steps[name] for name in ORDER]
 
 
-async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
+_ZONES = "cartera.changes.zones"
+"""``session.info`` key: (transaction, {tenant id: time zone}) read in that transaction."""
+
+
+async def tenant_timezone(session: AsyncSession, tenant_id: int) -> str:
+    """The tenant's time zone (``UTC`` for none), read once per transaction: a payment's
+    write and every step of its chain date things in it."""
+    sync = session.sync_session
+    tx = sync.get_nested_transaction() or sync.get_transaction()
+    memo = session.info.get(_ZONES)
+    if tx is not None and memo is not None and memo[0] is tx and tenant_id in memo[1]:
+        return str(memo[1][tenant_id])
     tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
-    return clock.today_in(tz or "UTC")
+    if tz is None:  # no such tenant (yet): nothing to remember
+        return "UTC"
+    tx = sync.get_nested_transaction() or sync.get_transaction()
+    if tx is not None:
+        zones = memo[1] if memo is not None and memo[0] is tx else {}
+        zones[tenant_id] = tz
+        session.info[_ZONES] = (tx, zones)
+    return str(tz)
+
+
+async def tenant_today(session: AsyncSession, tenant_id: int) -> date:
+    """The tenant's business day now (:func:`tenant_timezone`)."""
+    return clock.today_in(await tenant_timezone(session, tenant_id))
 
 
 async def debtor_changed(session: AsyncSession, tenant_id: int, debtor_id: int,

@@ -257,6 +257,30 @@ async def test_reevaluate_one_debtor_uses_the_same_rules(
     assert summary["moves"] == 4
 
 
+async def test_one_debtors_pass_follows_a_changed_rule_set_at_once(
+    tenant: TenantClient, app: Any,
+) -> None:
+    """The one-debtor pass is built once and kept (``apply.one_debtor_pass``); a new rule
+    set, even one with the same segment ids and positions, is a new pass."""
+    from cartera.db.engine import tenant_session
+    from cartera.segmentation.service import reevaluate_debtor
+
+    ids = await portfolio(tenant)
+    await tenant.api.put("/v1/segments", json=RULES)
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert await reevaluate_debtor(session, tenant.tenant_id, ids["usd_big"], today()) == 1
+        await session.commit()
+    assert await segment_of(tenant, ids["usd_big"]) == "usd_big"
+    changed = {"segments": [dict(s) for s in RULES["segments"]]}
+    changed["segments"][1] = {**changed["segments"][1], "rule": {
+        "feature": "overdue_amount", "op": "gte", "value": "999999.00", "currency": "USD"}}
+    assert (await tenant.api.put("/v1/segments", json=changed)).status_code == 200
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        assert await reevaluate_debtor(session, tenant.tenant_id, ids["usd_big"], today()) == 1
+        await session.commit()
+    assert await segment_of(tenant, ids["usd_big"]) != "usd_big"
+
+
 async def test_daily_run_is_queued_once_per_local_day(tenant: TenantClient, app: Any,
                                                       run_jobs: RunJobs) -> None:
     from cartera.segmentation.schedule import queue_daily_runs

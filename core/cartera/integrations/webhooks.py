@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import msgspec
 from cartera_sdk.errors import WebhookVerificationError
 from cartera_sdk.webhooks import DEFAULT_WEBHOOK_ENCODINGS, WebhookRequest, WebhookResponse
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -245,12 +245,13 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
     host = current_host()
     delivery_id = int(job_ctx.payload["delivery_id"])
     async with job_ctx.sessionmaker() as session:
-        delivery = await session.get(WebhookDelivery, delivery_id)
-        if delivery is None:
+        found = (await session.execute(select(WebhookDelivery, Integration).join(
+            Integration, Integration.id == WebhookDelivery.integration_id).where(
+            WebhookDelivery.id == delivery_id))).first()
+        if found is None:
             return {"skipped": "delivery gone"}
+        delivery, integration = found
         session.info["tenant_id"] = delivery.tenant_id
-        integration = await session.get(Integration, delivery.integration_id)
-        assert integration is not None
         provider = _provider(host, integration)
         pctx = service.context_for(integration, provider, get_settings().public_base,
                                    host.timeout_seconds)
@@ -263,11 +264,18 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
                  "event_type": type(e).__name__, "payload": msgspec.to_builtins(e),
                  "status": "received", "received_at": clock.now()} for e in events]
         new = 0
+        pending: set[str] = set()
         if rows:
-            seen = set((await session.scalars(select(WebhookEvent.event_id).where(
+            stored = dict((await session.execute(select(
+                WebhookEvent.event_id, and_(WebhookEvent.event_type == RECONCILED,
+                                            WebhookEvent.status == "received")).where(
                 WebhookEvent.integration_id == integration.id,
                 WebhookEvent.event_id.in_([r["event_id"] for r in rows])))).all())
+            seen = set(stored)
             new = len({r["event_id"] for r in rows} - seen)
+            # A payment event to reconcile: new, or stored still ``received`` (a crashed run).
+            pending = {r["event_id"] for r in rows if r["event_type"] == RECONCILED
+                       and stored.get(r["event_id"], True)}
             dialect = session.get_bind().dialect.name
             await session.execute(_insert_ignore(dialect).values(rows).on_conflict_do_nothing(
                 index_elements=["integration_id", "event_id"]))
@@ -279,31 +287,30 @@ async def process_delivery(job_ctx: JobContext) -> dict[str, Any]:
         await session.commit()
         payment_integration = integration.provider_kind == "payment"
     outcomes: dict[str, int] = {}
-    if payment_integration:
-        outcomes = await reconcile_pending(job_ctx.sessionmaker, host, integration.id, events)
+    if payment_integration and pending:
+        outcomes = await reconcile_pending(job_ctx.sessionmaker, host, integration, events,
+                                           pending)
     return {"events_new": new, "events_duplicate": len(rows) - new, **outcomes}
 
 
-async def reconcile_pending(sessionmaker: Any, host: PluginHost, integration_id: int,
-                            events: list[Any]) -> dict[str, int]:
-    """Reconcile this delivery's payment events still ``received`` (new ones, and those a
-    crashed run left, whichever delivery stored them), each re-fetched outside any
-    transaction and applied in its own (:func:`cartera.payments.reconcile.reconcile_event`).
-    A duplicate of an event already processed is not applied again."""
+async def reconcile_pending(sessionmaker: Any, host: PluginHost, integration: Integration,
+                            events: list[Any], pending: set[str]) -> dict[str, int]:
+    """Reconcile this delivery's payment events in ``pending``: those the delivery's
+    transaction found new or still ``received`` (a crashed run left them, whichever delivery
+    stored them), each re-fetched outside any transaction and applied in its own
+    (:func:`cartera.payments.reconcile.reconcile_event`, which applies an event only while
+    it is ``received``, under the debtor's money lock). A duplicate of an event already
+    processed costs nothing here: it is not pending."""
     from cartera.payments.reconcile import reconcile_event
 
-    async with sessionmaker() as session:
-        pending = set((await session.scalars(select(WebhookEvent.event_id).where(
-            WebhookEvent.integration_id == integration_id, WebhookEvent.event_type == RECONCILED,
-            WebhookEvent.event_id.in_([e.event_id for e in events]),
-            WebhookEvent.status == "received"))).all())
+    pending = set(pending)
     outcomes: dict[str, int] = {}
     for event in events:
         if type(event).__name__ != RECONCILED or event.event_id not in pending:
             continue
         pending.discard(event.event_id)
-        outcome = await reconcile_event(sessionmaker, host, integration_id, event,
-                                        event.event_id)
+        outcome = await reconcile_event(sessionmaker, host, integration.id, event,
+                                        event.event_id, integration=integration)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

@@ -114,8 +114,10 @@ async def settle_promises(session: AsyncSession, where: Sequence[ColumnElement[b
     date, or an expression over the promise row); returns the changed rows."""
     pr = table_of(Promise)
     scope = [*where, pr.c.status != "cancelled"]
-    await session.execute(update(pr).where(*scope).values(
+    paid = await session.execute(update(pr).where(*scope).values(
         paid_minor=_paid(pr, through=pr.c.promised_date)))
+    if not paid.rowcount:  # type: ignore[attr-defined]  # no promise in scope: none changes
+        return []
     derived = case((pr.c.paid_minor >= pr.c.amount_minor, "kept"),
                    (and_(pr.c.promised_date < today, pr.c.paid_minor > 0), "partly_kept"),
                    (pr.c.promised_date < today, "broken"), else_="pending")
@@ -136,7 +138,9 @@ async def settle_arrangements(session: AsyncSession, where: Sequence[ColumnEleme
     returns the changed rows. Active plans get their ``next_deadline`` again."""
     a, i = table_of(Arrangement), table_of(Installment)
     scope = [*where, a.c.status != "cancelled"]
-    await session.execute(update(a).where(*scope).values(paid_minor=_paid(a)))
+    paid = await session.execute(update(a).where(*scope).values(paid_minor=_paid(a)))
+    if not paid.rowcount:  # type: ignore[attr-defined]  # no plan in scope: none changes
+        return []
     missed = exists().where(i.c.arrangement_id == a.c.id, i.c.deadline < today,
                             _paid(a, through=i.c.deadline) < i.c.cumulative_minor)
     derived = case((a.c.paid_minor >= a.c.total_minor, "completed"), (missed, "broken"),

@@ -257,12 +257,14 @@ async def lock_scope(session: AsyncSession, tenant_id: int, scope: DebtorScope) 
         await lock_tenant_money(session, tenant_id)
 
 
-async def rebalance(session: AsyncSession, tenant_id: int, scope: DebtorScope, as_of: date) -> None:
+async def rebalance(session: AsyncSession, tenant_id: int, scope: DebtorScope, as_of: date,
+                    *, credits: bool = False) -> None:
     """Recompute allocations, outstanding amounts, statuses and summaries for ``scope``,
     under its money lock (:func:`lock_scope`; a caller that read the debtors' money before
-    must have taken it before that read)."""
+    must have taken it before that read). ``credits``: the caller knows the scope has a
+    payment (it just recorded one), so the check for one is skipped."""
     await lock_scope(session, tenant_id, scope)
-    if not (await _run(session, _HAS_CREDITS, scope, t=tenant_id)).scalar():
+    if not credits and not (await _run(session, _HAS_CREDITS, scope, t=tenant_id)).scalar():
         # Nothing to allocate (say, a first load of debts): skip the running-sum matching.
         await _run(session, _UPDATE_UNCREDITED_OBLIGATIONS, scope, t=tenant_id)
         await refresh_balances(session, tenant_id, scope, as_of)
@@ -306,4 +308,5 @@ async def rederive_balances(session: AsyncSession, change: changes.Change) -> No
     debtor (the other changes leave their amounts as they are)."""
     if change.money and change.debtor_id is not None:
         await rebalance(session, change.tenant_id,
-                        DebtorScope.one(change.tenant_id, change.debtor_id), change.today)
+                        DebtorScope.one(change.tenant_id, change.debtor_id), change.today,
+                        credits=change.kind == "payment")

@@ -54,7 +54,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cartera import clock, money
+from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.integrations import service as integrations
@@ -67,7 +67,6 @@ from cartera.plugins.host import PluginCallError, PluginHost
 from cartera.portfolio.models import Obligation
 from cartera.portfolio.service import refresh_debtor
 from cartera.settings import get_settings
-from cartera.tenants.models import Tenant
 
 log = logging.getLogger("cartera.reconcile")
 RECHECK_AFTER = timedelta(days=1)
@@ -96,11 +95,11 @@ async def _exception(session: AsyncSession, integration: Integration, ppid: str,
 
 
 async def _paid_on(session: AsyncSession, tenant_id: int, view: ProviderPayment) -> date:
-    tz = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
+    tz = await changes.tenant_timezone(session, tenant_id)
     when = view.approved_at or view.created_at
     if when is None:
-        return clock.today_in(tz or "UTC")
-    return when.astimezone(ZoneInfo(tz or "UTC")).date()
+        return clock.today_in(tz)
+    return when.astimezone(ZoneInfo(tz)).date()
 
 
 async def _link_first(session: AsyncSession, link: PaymentLink, payment: Payment,
@@ -163,8 +162,11 @@ async def _record(session: AsyncSession, integration: Integration, link: Payment
         payment_link_id=link.id)
     session.add(payment)
     await session.flush()
+    # The link's check is stamped with its outcome, after the reads above flushed: one
+    # UPDATE of the link (apply_view leaves it alone for a payment recorded here).
     if mismatch is None:
         await _link_first(session, link, payment, amount - refunded)
+        link.checked_at = clock.now()
         if link.status != "paid":
             link.status = "paid"
             link.payment_id = payment.id
@@ -172,6 +174,9 @@ async def _record(session: AsyncSession, integration: Integration, link: Payment
             link.status_reason = None
             link.ended_at = link.ended_at or clock.now()
     else:
+        link.checked_at = clock.now()
+        if link.status == "open":
+            link.provider_payment_id = None  # final: nothing left to recover
         await _exception(session, integration, view.provider_payment_id, mismatch[0],
                          mismatch[1], view, debtor_id=link.debtor_id, link_id=link.id,
                          payment_id=payment.id)
@@ -238,6 +243,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
         if payment is None:
             assert link is not None
             payment = await _record(session, integration, link, view)
+            recorded = True
             outcome = "held" if payment.status == "held" else "recorded"
         elif payment.status != "reversed":
             if payment.disputed_at is not None:
@@ -280,7 +286,7 @@ async def apply_view(session: AsyncSession, integration: Integration,
                          payment_id=payment.id if payment else None)
     else:
         outcome = "pending" if settlement == "open" else "failed"
-    if link is not None:
+    if link is not None and not recorded:  # else _record stamped it
         link.checked_at = clock.now()
         if link.status == "open":
             # Remembered while nothing final happened, so a lost webhook is recovered.
@@ -304,9 +310,11 @@ async def _mark(session: AsyncSession, integration_id: int, event_id: str | None
 
 
 async def _load(sessionmaker: async_sessionmaker[AsyncSession], host: PluginHost,
-                integration_id: int) -> tuple[Integration, Any, Any]:
-    async with sessionmaker() as session:
-        integration = await session.get(Integration, integration_id)
+                integration_id: int, integration: Integration | None = None
+                ) -> tuple[Integration, Any, Any]:
+    if integration is None:
+        async with sessionmaker() as session:
+            integration = await session.get(Integration, integration_id)
     assert integration is not None
     registered = host.provider("payment", integration.provider_name)
     if registered is None:
@@ -324,11 +332,13 @@ def _not_found(exc: PluginCallError) -> bool:
 
 async def reconcile_event(sessionmaker: async_sessionmaker[AsyncSession], host: PluginHost,
                           integration_id: int, event: PaymentEvent,
-                          webhook_event_id: str | None = None) -> str:
+                          webhook_event_id: str | None = None, *,
+                          integration: Integration | None = None) -> str:
     """Re-fetch, then apply, one parsed payment event (see the module docstring); marks the
     stored webhook event ``processed`` in the same transaction. A retryable provider
-    failure propagates (the event stays ``received`` and the job is retried)."""
-    integration, provider, pctx = await _load(sessionmaker, host, integration_id)
+    failure propagates (the event stays ``received`` and the job is retried).
+    ``integration``: the row ``integration_id`` names, when the caller has just read it."""
+    integration, provider, pctx = await _load(sessionmaker, host, integration_id, integration)
     try:
         confirmed = await host.call(confirm_payment_event(provider, event, pctx),
                                     what="payment re-fetch")

@@ -29,16 +29,21 @@ PostgreSQL's deadlock check only untangles after ``deadlock_timeout``).
 Transactions run at READ COMMITTED, where every statement reads what was committed when it
 started: a writer that takes the lock *before reading anything the allocation depends on*
 sees everything the writer before it committed. Taking it again in the same transaction
-never waits. SQLite has one writer at a time and needs none of this: there these functions
-do nothing.
+never waits, so the locks a transaction holds are remembered (:func:`held`) and not
+requested again: a payment's chain (the write, the balances, the summary, the placement, the
+replan) locks the debtor once. A lock taken inside a savepoint is forgotten when the
+savepoint ends (rolled back, PostgreSQL releases it; released, it is simply taken again).
+SQLite has one writer at a time and needs none of this: there these functions do nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import SessionTransaction
 
 from cartera.errors import NotFound
 from cartera.portfolio.models import Debtor
@@ -51,6 +56,52 @@ def _postgresql(session: AsyncSession) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+_HELD = "cartera.locks.held"
+"""``session.info`` key: [(transaction, {lock key})] of the locks taken in the session."""
+
+
+def _current(session: AsyncSession) -> SessionTransaction | None:
+    sync = session.sync_session
+    return sync.get_nested_transaction() or sync.get_transaction()
+
+
+def _live(session: AsyncSession) -> set[tuple[Any, ...]]:
+    """The keys of the locks the current transaction holds (see :func:`held`); forgets
+    those of transactions and savepoints that have ended."""
+    entries: list[tuple[SessionTransaction, set[tuple[Any, ...]]]] = session.info.get(_HELD, [])
+    if not entries:
+        return set()
+    chain: list[SessionTransaction] = []
+    tx = _current(session)
+    while tx is not None:
+        chain.append(tx)
+        tx = tx.parent
+    live = [(t, keys) for t, keys in entries if any(t is c for c in chain)]
+    session.info[_HELD] = live
+    return set().union(*(keys for _, keys in live))
+
+
+def held(session: AsyncSession, key: tuple[Any, ...]) -> bool:
+    """Whether the session's current transaction holds the lock ``key`` (``("money",
+    tenant_id)`` shared, ``("debtor", debtor_id)`` ``FOR NO KEY UPDATE``): taken by it or by
+    a transaction it is nested in, with no savepoint since ended in between."""
+    return key in _live(session)
+
+
+def remember(session: AsyncSession, keys: Iterable[tuple[Any, ...]]) -> None:
+    """Record locks just taken in the session's current transaction (see :func:`held`)."""
+    tx = _current(session)
+    if tx is None:
+        return
+    entries: list[tuple[SessionTransaction, set[tuple[Any, ...]]]] = session.info.setdefault(
+        _HELD, [])
+    for t, existing in entries:
+        if t is tx:
+            existing.update(keys)
+            return
+    entries.append((tx, set(keys)))
+
+
 async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterable[int]) -> None:
     """Before a money write for these debtors: hold the tenant's money lock shared and each
     debtor's row ``FOR NO KEY UPDATE``, in ascending id order, until the transaction ends.
@@ -60,8 +111,10 @@ async def lock_debtors(session: AsyncSession, tenant_id: int, debtor_ids: Iterab
     committed while this one waited."""
     if not _postgresql(session):
         return
-    await session.execute(text("SELECT pg_advisory_xact_lock_shared(:space, :tenant)"),
-                          {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
+    if not held(session, ("money", tenant_id)):
+        await session.execute(text("SELECT pg_advisory_xact_lock_shared(:space, :tenant)"),
+                              {"space": MONEY_LOCK_SPACE, "tenant": tenant_id})
+        remember(session, [("money", tenant_id)])
     await lock_debtor_rows(session, debtor_ids)
 
 
@@ -69,8 +122,11 @@ async def lock_debtor_rows(session: AsyncSession, debtor_ids: Iterable[int]) -> 
     """The debtor level of :func:`lock_debtors` alone, for a refresh of their summary: it
     may run after its transaction changed the debtor's row (a profile update re-segments
     them), and taking the tenant lock after a row would invert the order. Same errors."""
-    ids = sorted(set(debtor_ids))
-    if not ids or not _postgresql(session):
+    if not _postgresql(session):
+        return
+    live = _live(session)
+    ids = [i for i in sorted(set(debtor_ids)) if ("debtor", i) not in live]
+    if not ids:
         return
     # The sort runs below the row locking: rows are locked in id order.
     locked = set((await session.scalars(
@@ -78,6 +134,7 @@ async def lock_debtor_rows(session: AsyncSession, debtor_ids: Iterable[int]) -> 
         .with_for_update(key_share=True))).all())
     for missing in sorted(set(ids) - locked):
         raise NotFound(f"debtor {missing} not found")
+    remember(session, [("debtor", i) for i in ids])
 
 
 async def lock_tenant_money(session: AsyncSession, tenant_id: int) -> None:

@@ -38,19 +38,21 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import BindParameter
 
 from cartera.payments.models import Payment
 from cartera.portfolio.models import DebtorBalance, Obligation
 
-Debtors = int | tuple[int, int] | None
-"""Which debtors a statement covers: one id, the ids in ``[low, high)``, or all (None)."""
+Debtors = int | tuple[int, int] | BindParameter[Any] | None
+"""Which debtors a statement covers: one id, the ids in ``[low, high)``, all (None), or the
+one id a bound parameter gives at execution (a statement built once, run for many)."""
 
 
 def only(col: Any, debtors: Debtors) -> list[ColumnElement[bool]]:
     """The conditions limiting the debtor id ``col`` to ``debtors``."""
     if debtors is None:
         return []
-    if isinstance(debtors, int):
+    if isinstance(debtors, (int, BindParameter)):
         return [col == debtors]
     return [col >= debtors[0], col < debtors[1]]
 

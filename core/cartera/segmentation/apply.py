@@ -25,6 +25,8 @@ pass that writes locks its debtor row as a reference check would.
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +37,7 @@ from sqlalchemy import (
     ColumnElement,
     String,
     and_,
+    bindparam,
     case,
     column,
     false,
@@ -58,9 +61,10 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from cartera import clock
 from cartera.db.base import UtcDateTime, table_of
+from cartera.portfolio.locks import held
 from cartera.portfolio.models import Debtor
 from cartera.segmentation import events, rules, stages
-from cartera.segmentation.models import Placement, PlacementMove, Segment
+from cartera.segmentation.models import Placement, PlacementMove, Segment, Stage
 
 PASS_TABLE = "segmentation_pass"
 _COLUMNS = (("debtor_id", BigInteger), ("dpd_stage", BigInteger), ("cur_stage", BigInteger),
@@ -110,12 +114,50 @@ async def compile_pass(session: AsyncSession, tenant_id: int, segments: list[Seg
     """The :meth:`~rules.CompiledRules.select_pass` of the tenant's stages and rules, over
     the summary ``balances`` (see :attr:`rules.CompiledRules.balances`)."""
     ordered = await stages.active_stages(session, tenant_id)
+    return _pass_query(tenant_id, segments, ordered, as_of, session.get_bind().dialect.name,
+                       balances)
+
+
+def _pass_query(tenant_id: int, segments: list[Segment], ordered: list[Stage], as_of: date,
+                dialect: str, balances: Any) -> PassQuery:
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]
-    compiled = rules.CompiledRules(parsed, tenant_id, as_of, session.get_bind().dialect.name,
+    compiled = rules.CompiledRules(parsed, tenant_id, as_of, dialect,
                                    stage_ids={s.code: s.id for s in ordered},
                                    balances=balances)
     return PassQuery(compiled, [s.id for s in segments], stages.dpd_rules(ordered),
                      [s.id for s in ordered])
+
+
+PASS_DEBTOR = "pass_debtor"
+"""The bound parameter naming the debtor of :func:`one_debtor_pass`."""
+_ONE_DEBTOR: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_ONE_DEBTOR_MAX = 256
+
+
+async def one_debtor_pass(session: AsyncSession, tenant_id: int, segments: list[Segment],
+                          as_of: date) -> Any:
+    """The pass of one debtor (:meth:`PassQuery.select` over the stored summary), with the
+    debtor the bound parameter :data:`PASS_DEBTOR`: built once per tenant, rule set, stages,
+    day and dialect and kept (the last :data:`_ONE_DEBTOR_MAX`), since every payment, reply
+    or opt-out re-segments its debtor with the same statement. The key holds every input of
+    the build (each segment's id, position and rule, each stage's id, code, position and
+    days), so a changed rule set or stage builds another; the stages are read each time."""
+    ordered = await stages.active_stages(session, tenant_id)
+    dialect = session.get_bind().dialect.name
+    key = (dialect, tenant_id, as_of,
+           tuple((s.id, s.position, json.dumps(s.rule, sort_keys=True, default=str))
+                 for s in segments),
+           tuple((s.id, s.code, s.position, s.min_dpd, s.max_dpd) for s in ordered))
+    found = _ONE_DEBTOR.get(key)
+    if found is None:
+        q = _pass_query(tenant_id, segments, ordered, as_of, dialect, None)
+        found = q.select(bindparam(PASS_DEBTOR, type_=BigInteger))
+        _ONE_DEBTOR[key] = found
+        while len(_ONE_DEBTOR) > _ONE_DEBTOR_MAX:
+            _ONE_DEBTOR.popitem(last=False)
+    else:
+        _ONE_DEBTOR.move_to_end(key)
+    return found
 
 
 # --- the whole portfolio ------------------------------------------------------------------
@@ -150,6 +192,8 @@ async def lock_debtor(session: AsyncSession, debtor_id: int) -> None:
     """Lock the debtor's row as a foreign-key check would (``FOR KEY SHARE``) before writing
     their placement, which has no foreign key: a concurrent deletion of the debtor waits
     for this transaction."""
+    if held(session, ("debtor", debtor_id)):  # the money lock of the chain's write holds it
+        return
     await session.execute(select(Debtor.id).where(Debtor.id == debtor_id)
                           .with_for_update(key_share=True))
 
@@ -338,10 +382,12 @@ async def _insert_placements(session: AsyncSession, p: Pass, t: Any) -> None:
 
 # --- one debtor ---------------------------------------------------------------------------
 
-async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
-    """Read the one-row pass of a debtor and issue only the writes it calls for; returns 1
-    when the debtor changed segment, else 0 (also for an unknown debtor)."""
-    row = (await session.execute(sel)).mappings().first()
+async def apply_one(session: AsyncSession, p: Pass, sel: Any,
+                    params: dict[str, Any] | None = None) -> int:
+    """Read the one-row pass of a debtor (``sel`` with ``params``) and issue only the writes
+    it calls for; returns 1 when the debtor changed segment, else 0 (also for an unknown
+    debtor)."""
+    row = (await session.execute(sel, params)).mappings().first()
     if row is None:
         return 0
     cur_stage, cur_segment = row["cur_stage"], row["cur_segment"]
@@ -353,12 +399,12 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     await lock_debtor(session, debtor_id)
     stage_id = int(row["dpd_stage"]) if staged else None
     segment_id = int(row["outcome"]) if segmented else None
-    after = await events.before_moves(session)
-    await session.execute(insert(table_of(PlacementMove)).values(
+    history = table_of(PlacementMove)
+    move_id = int((await session.execute(insert(history).values(
         tenant_id=p.tenant_id, debtor_id=debtor_id, at=p.now, actor=p.actor, manual=False,
         from_stage_id=cur_stage if staged else None, to_stage_id=stage_id,
         from_segment_id=cur_segment if segmented else None, to_segment_id=segment_id,
-        run_id=p.run_id if segmented else None))
+        run_id=p.run_id if segmented else None).returning(history.c.id))).scalar_one())
     pl = table_of(Placement)
     values: dict[str, Any] = {}
     if staged:
@@ -371,7 +417,8 @@ async def apply_one(session: AsyncSession, p: Pass, sel: Any) -> int:
     else:
         await session.execute(update(pl).where(pl.c.debtor_id == debtor_id,
                                                pl.c.tenant_id == p.tenant_id).values(values))
-    await events.publish_moves(session, p.tenant_id, after, p.now, p.actor)
+    await events.publish_moves(session, p.tenant_id, move_id - 1, p.now, p.actor,
+                               last_id=move_id)
     return 1 if segmented else 0
 
 

@@ -46,14 +46,15 @@ async def _last_move_id(session: AsyncSession) -> int:
 
 
 async def publish_moves(session: AsyncSession, tenant_id: int, after_id: int | None,
-                        at: datetime, actor: str) -> None:
+                        at: datetime, actor: str, *, last_id: int | None = None) -> None:
     """Write the outbound events of the history rows written by the pass of ``at`` and
     ``actor`` with ids above ``after_id`` (from :func:`before_moves`), and queue their
-    plugin hooks if a plugin observes them."""
+    plugin hooks if a plugin observes them. ``last_id``: the highest id the pass wrote,
+    when the caller knows it (one debtor's move, inserted with ``RETURNING``)."""
     if after_id is None:
         return
     await session.flush()
-    last = await _last_move_id(session)
+    last = last_id if last_id is not None else await _last_move_id(session)
     if last <= after_id:
         return
     await record_moves(session, tenant_id, after_id, last, at, actor)

@@ -150,7 +150,7 @@ def _dialect(session: AsyncSession) -> str:
 async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
                    debtor_id: int | None = None, run_id: int | None = None,
                    refresh: bool = True, actor: str = "system",
-                   within: tuple[int, int] | None = None) -> int:
+                   within: tuple[int, int] | None = None, today: date | None = None) -> int:
     """Stage and segment every debtor (or one, or the ids ``within`` ``[low, high)``: their
     balance summaries must be exact, as a bulk load leaves them, nothing is refreshed) in
     one pass; returns how many changed segment.
@@ -160,15 +160,20 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
     debtors that change are touched. ``refresh`` first rebuilds the stale balance summaries
     (or the one debtor's). A summary is only stored as of a day that has begun in the
     tenant's zone: the pass of a later ``as_of`` reads the summary computed for that day
-    (:func:`cartera.portfolio.summary.as_of`) and stores none."""
+    (:func:`cartera.portfolio.summary.as_of`) and stores none. ``today``: the tenant's
+    business day, when the caller has read it (the chain's)."""
     balances = None
-    if as_of > await tenant_today(session, tenant_id):
+    if as_of > (today or await tenant_today(session, tenant_id)):
         balances = await summary.as_of(session, tenant_id, as_of, debtor_id)
     elif refresh and within is None:
         scope = (DebtorScope.stale(tenant_id) if debtor_id is None
                  else DebtorScope.one(tenant_id, debtor_id))
         await refresh_balances(session, tenant_id, scope, as_of)
     segments = await active_segments(session, tenant_id)
+    if debtor_id is not None and balances is None:
+        one = await apply.one_debtor_pass(session, tenant_id, segments, as_of)
+        p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
+        return await apply.apply_one(session, p, one, {apply.PASS_DEBTOR: debtor_id})
     q = await apply.compile_pass(session, tenant_id, segments, as_of, balances)
     p = apply.new_pass(tenant_id, actor, run_id, bool(segments))
     if debtor_id is None:
@@ -177,11 +182,14 @@ async def evaluate(session: AsyncSession, tenant_id: int, as_of: date, *,
 
 
 async def reevaluate_debtor(session: AsyncSession, tenant_id: int, debtor_id: int,
-                            as_of: date, *, refresh: bool = True) -> int:
+                            as_of: date, *, refresh: bool = True,
+                            today: date | None = None) -> int:
     """Re-stage and re-segment one debtor (the same compiled SQL with ``debtor_id = :id``),
     in the caller's transaction. Call it after a payment, reversal or obligation change;
-    ``refresh=False`` when the caller has just rebuilt the debtor's balance summary."""
-    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh)
+    ``refresh=False`` when the caller has just rebuilt the debtor's balance summary;
+    ``today`` as for :func:`evaluate`."""
+    return await evaluate(session, tenant_id, as_of, debtor_id=debtor_id, refresh=refresh,
+                          today=today)
 
 
 @changes.step("placements")
@@ -197,7 +205,7 @@ async def rederive_placement(session: AsyncSession, change: changes.Change) -> N
         await delete_debtor_placement(session, change.tenant_id, change.debtor_id)
         return
     await reevaluate_debtor(session, change.tenant_id, change.debtor_id, change.today,
-                            refresh=not change.money)
+                            refresh=not change.money, today=change.today)
 
 
 async def run_segmentation(session: AsyncSession, run: SegmentRun, as_of: date) -> None:
