@@ -73,6 +73,8 @@ def _send(client: TestClient[Litestar], kwargs: dict[str, Any]) -> Any:
                            for name, part in kwargs["files"]]
     for unsupported in ("verify", "allow_redirects", "stream", "proxies", "cert"):
         kwargs.pop(unsupported, None)
+    # No operation takes a cookie (bearer tokens only); httpx deprecates per-request cookies.
+    assert not kwargs.pop("cookies", None), "an operation declares a cookie parameter"
     # Header values go on the wire as bytes; httpx only takes ASCII strings.
     kwargs["headers"] = {k: v.encode() if isinstance(v, str) and not v.isascii() else v
                          for k, v in kwargs.get("headers", {}).items()}
