@@ -24,8 +24,13 @@ depends on the tenant's strategy versions, never on its debtors:
    debtor and day) marks every planned message that has a better one that day
    (dispatched first, then the lower strategy priority, then the older action)
    ``superseded`` with the winner's id.
+   On PostgreSQL the gate (6.) is judged before this insert for the contacts no other
+   contact competes with that day, and their verdicts and decision rows are written by
+   the insert itself (:func:`pre_gate`); the contested ones are gated after 4.
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
-   next step (``last_step_on`` = its day); past the last step they are ``completed``.
+   next step (``last_step_on`` = its day); past the last step they are ``completed`` (one
+   write per enrollment whose step moves; only the actions due from the tenant's day
+   minus :data:`ADVANCE_DAYS` are read).
 6. **gate**: the messages just planned pass the contact gate
    (:func:`cartera.messaging.gate.decide`). The packs are pure, so the planned contacts
    are grouped by everything the gate reads of them (:func:`gate_groups`: step, instant,
@@ -34,9 +39,10 @@ depends on the tenant's strategy versions, never on its debtors:
    group, for its first debtor loaded as the send path loads them; the channel fallback
    moves to the next channel when one is denied; a deferral moves to the earliest lawful
    instant inside the step's window (or is denied with the reasons,
-   :func:`fit_to_window`). The verdicts and decision rows are written by one ``UPDATE ...
-   FROM unnest`` and one ``INSERT ... SELECT`` per 10,000 actions on PostgreSQL, each
-   group's verdict sent once (:func:`write_verdicts`).
+   :func:`fit_to_window`). For the contacts not gated by the insert (all of them on
+   SQLite), the verdicts and decision rows are written by one ``UPDATE ... FROM unnest``
+   and one ``INSERT ... SELECT`` per 10,000 actions on PostgreSQL, each group's verdict
+   sent once (:func:`write_verdicts`).
 
 7. **contact policy, continued**: the tenant's minimum gap between contacts and weekly cap
    (:func:`cartera.strategies.policy.hold_planned`): a planned contact they hold back is
@@ -65,6 +71,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     Integer,
     String,
@@ -72,12 +79,15 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    column,
     exists,
     func,
+    insert,
     literal,
     not_,
     or_,
     select,
+    table,
     text,
     union_all,
     update,
@@ -403,7 +413,21 @@ def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
 
 
 async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult, debtors: Debtors = None) -> None:
+                       result: PlanResult, debtors: Debtors = None,
+                       host: PluginHost | None = None, since: date | None = None) -> None:
+    """3. The current step of every due active enrollment planned (one ``INSERT ...
+    SELECT ... ON CONFLICT DO NOTHING``).
+
+    With ``host`` on PostgreSQL the gate is judged BEFORE the insert (:func:`pre_gate`),
+    for the uncontested contacts: those with no rival that day (no other contact of this
+    pass, and no competing action due from ``since``, for the same debtor and local day),
+    so the contact policy (:func:`supersede`) never sees them compete. Their verdict,
+    status, channel and instant are joined into the INSERT from ``unnest`` arrays (one
+    entry per distinct gate key, one ``(enrollment, key)`` pair per contact) and their
+    decision rows written by the same statement (a data-modifying CTE over the inserted
+    rows): no action is updated after its insert. The contested ones are inserted
+    ungated, as without ``host``, for the gate after the contact policy
+    (:func:`gate_planned`)."""
     w = await _windows(session, tenant_id, cfg, now, debtors)
     if w is None:
         return
@@ -438,22 +462,140 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
         whens.append((w.c.anchor == "obligation_due_date", ob.c.on))
     anchor = case(*whens, (w.c.anchor == "previous_step",
                            func.coalesce(e.c.last_step_on, e.c.entered_on)), else_=None)
-    rows = (select(
-        e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id, e.c.version_id, w.c.priority,
-        w.c.step_index, w.c.step_key, w.c.kind, w.c.channel, anchor, w.c.due_on,
-        w.c.planned_at, case((w.c.kind == "wait", "done"), else_="planned"),
-        literal(now, UtcDateTime()), literal(now, UtcDateTime()))
-        .select_from(joined)
-        .where(e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
-               anchor <= w.c.latest_anchor, *only(e.c.debtor_id, debtors))
-        .order_by(e.c.id))
-    stmt = _dialect_insert(session, table_of(Action)).from_select(
-        ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id", "priority",
-         "step_index", "step_key", "kind", "channel", "anchor_on", "due_on", "planned_at",
-         "status", "created_at", "updated_at"], rows).on_conflict_do_nothing().returning(
-        table_of(Action).c.id)
-    # RETURNING: the asyncpg driver reports no row count for INSERT ... SELECT.
-    result.planned += len((await session.execute(stmt)).all())
+    due = (e.c.tenant_id == tenant_id, e.c.status == "active", anchor.is_not(None),
+           anchor <= w.c.latest_anchor, *only(e.c.debtor_id, debtors))
+    columns = ["tenant_id", "debtor_id", "enrollment_id", "strategy_id", "version_id",
+               "priority", "step_index", "step_key", "kind", "channel", "anchor_on", "due_on",
+               "planned_at", "status", "created_at", "updated_at"]
+    status: Any = case((w.c.kind == "wait", "done"), else_="planned")
+    channel: Any = w.c.channel
+    planned_at: Any = w.c.planned_at
+    gated: PreGated | None = None
+    if host is not None and session.get_bind().dialect.name == "postgresql":
+        gated = await pre_gate(session, host, tenant_id, cfg, now, since, debtors,
+                               select(e.c.id, e.c.debtor_id, e.c.version_id, w.c.step_index,
+                                      w.c.planned_at, w.c.due_on,
+                                      literal(0, Integer).label("attempt"), d.c.country,
+                                      d.c.subdivision, d.c.timezone, d.c.kind,
+                                      cast(d.c.attributes, String).label("attributes"),
+                                      b.c.oldest).select_from(joined)
+                               .where(*due, w.c.kind.in_(CONTACT_KINDS)))
+    if gated is not None:
+        joined = (joined.outerjoin(gated.v, gated.v.c.eid == e.c.id)
+                  .outerjoin(gated.k, gated.k.c.g == gated.v.c.g))
+        status = func.coalesce(gated.k.c.status, status)
+        channel = func.coalesce(gated.k.c.channel, channel)
+        planned_at = func.coalesce(gated.k.c.at, planned_at)
+    picked = [e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id, e.c.version_id,
+              w.c.priority, w.c.step_index, w.c.step_key, w.c.kind, channel, anchor,
+              w.c.due_on, planned_at, status, literal(now, UtcDateTime()),
+              literal(now, UtcDateTime())]
+    if gated is not None:
+        columns.append("verdict")
+        picked.append(gated.k.c.verdict)
+    rows = select(*picked).select_from(joined).where(*due).order_by(e.c.id)
+    a = table_of(Action)
+    stmt = _dialect_insert(session, a).from_select(columns, rows).on_conflict_do_nothing()
+    if gated is None:
+        # RETURNING: the asyncpg driver reports no row count for INSERT ... SELECT.
+        result.planned += len((await session.execute(stmt.returning(a.c.id))).all())
+        return
+    ins = stmt.returning(a.c.id, a.c.debtor_id, a.c.enrollment_id).cte("ins")
+    v, r = gated.v, gated.r
+    cd = table("compliance_decisions", *[column(n) for n in (
+        "tenant_id", "decided_at", "path", "decision", "source", "code", "counted", "channel",
+        "debtor_id", "subject_id", "deferral_seconds")])
+    recorded = insert(cd).from_select(
+        ["tenant_id", "decided_at", "path", "decision", "source", "code", "counted",
+         "channel", "debtor_id", "subject_id", "deferral_seconds"],
+        select(literal(tenant_id, BigInteger), literal(now, UtcDateTime()),
+               literal("planner", String), r.c.decision, r.c.source, r.c.code, r.c.counted,
+               r.c.channel, ins.c.debtor_id, ins.c.id, r.c.deferral)
+        .select_from(ins.join(v, v.c.eid == ins.c.enrollment_id).join(r, r.c.g == v.c.g))
+    ).cte("recorded")
+    counted = (await session.execute(
+        select(v.c.g, func.count()).select_from(ins.outerjoin(v, v.c.eid == ins.c.enrollment_id))
+        .group_by(v.c.g).add_cte(recorded))).all()
+    for g, n in counted:
+        result.planned += int(n)
+        if g is not None:
+            decision = gated.judged[g - 1][1].decision
+            result.verdicts[decision] = result.verdicts.get(decision, 0) + int(n)
+    if gated.judged:
+        result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(gated.judged)
+
+
+@dataclass(frozen=True)
+class PreGated:
+    """The verdicts of :func:`pre_gate` as three literal tables: ``v`` (enrollment id,
+    key number), ``k`` (per key: status, channel, verdict, instant) and ``r`` (per key
+    and reason: the decision row's columns)."""
+
+    v: Any
+    k: Any
+    r: Any
+    judged: list[tuple[_Group, Judged, datetime]]
+
+
+async def pre_gate(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
+                   now: datetime, since: date | None, debtors: Debtors,
+                   candidates: Any) -> PreGated | None:
+    """The gate over the contacts the plan INSERT is about to write (``candidates``:
+    the same join, their rows as :func:`gate_groups` reads them), judged once per
+    distinct gate key as :func:`gate_planned` judges; only the uncontested (see
+    :func:`plan_actions`). None when none is."""
+    if since is None:
+        return None
+    rows = (await session.execute(candidates)).all()
+    if not rows:
+        return None
+    per_day: dict[tuple[int, date], int] = defaultdict(int)
+    for row in rows:
+        per_day[(row.debtor_id, row.due_on)] += 1
+    c = table_of(Action)
+    for debtor_id, due_on in (await session.execute(select(c.c.debtor_id, c.c.due_on)
+                              .distinct().where(
+            c.c.tenant_id == tenant_id, c.c.kind.in_(CONTACT_KINDS),
+            c.c.status.in_(COMPETING), c.c.due_on >= since,
+            *only(c.c.debtor_id, debtors)))).all():
+        per_day[(debtor_id, due_on)] += 1
+    rows = [row for row in rows
+            if per_day[(row.debtor_id, row.due_on)] == 1 or row.due_on < since]
+    if not rows:
+        return None
+    e = table_of(Enrollment)
+    gate_since = now - timedelta(days=7)
+    points, recent = await _gate_context(
+        session, tenant_id, gate_since, select(e.c.debtor_id).where(
+            e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors)))
+    groups = _group(rows, points, recent)
+    judged = await judge_groups(session, host, tenant_id, cfg, groups, gate_since)
+    per_group, per_reason = _verdict_arrays(tenant_id, judged, now)
+    eids: list[int] = []
+    numbers: list[int] = []
+    for n, g in enumerate(groups, 1):
+        eids += g.ids
+        numbers += [n] * len(g.ids)
+    v = text("SELECT * FROM unnest(CAST(:pg_eids AS bigint[]), CAST(:pg_groups AS int[])) "
+             "AS v(eid, g)").bindparams(pg_eids=eids, pg_groups=numbers).columns(
+        eid=BigInteger, g=Integer).cte("v")
+    a = table_of(Action)
+    k = text("SELECT * FROM unnest(CAST(:pg_statuses AS text[]), CAST(:pg_channels AS text[]), "
+             "CAST(:pg_verdicts AS jsonb[]), CAST(:pg_ats AS timestamptz[])) WITH ORDINALITY "
+             "AS k(status, channel, verdict, at, g)").bindparams(
+        pg_statuses=per_group["statuses"], pg_channels=per_group["channels"],
+        pg_verdicts=per_group["verdicts"], pg_ats=per_group["ats"]).columns(
+        status=String, channel=String, verdict=a.c.verdict.type, at=UtcDateTime(),
+        g=Integer).cte("k")
+    r = text("SELECT * FROM unnest(CAST(:pg_rg AS int[]), CAST(:pg_rdecision AS text[]), "
+             "CAST(:pg_rsource AS text[]), CAST(:pg_rcode AS text[]), "
+             "CAST(:pg_rcounted AS boolean[]), CAST(:pg_rchannel AS text[]), "
+             "CAST(:pg_rdeferral AS int[])) "
+             "AS r(g, decision, source, code, counted, channel, deferral)").bindparams(
+        **{f"pg_{name}": values for name, values in per_reason.items()}).columns(
+        g=Integer, decision=String, source=String, code=String, counted=Boolean,
+        channel=String, deferral=Integer).cte("r")
+    return PreGated(v, k, r, judged)
 
 
 # --- 4. contact policy --------------------------------------------------------------------
@@ -484,29 +626,53 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
 
 # --- 5. advance ---------------------------------------------------------------------------
 
+ADVANCE_DAYS = 2
+"""How many local days before the tenant's a pass's actions can be due: a debtor's zone is
+at most 26 hours behind the tenant's, so their local day (an action's ``due_on``) is never
+earlier than the tenant's day minus two."""
+
+
 async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                  result: PlanResult, debtors: Debtors = None) -> None:
+                  result: PlanResult, debtors: Debtors = None,
+                  since: date | None = None) -> None:
     """Active enrollments whose current step has an action (not superseded or cancelled)
     move to the next step, ``last_step_on`` its latest day; past the last step they are
-    ``completed``. One UPDATE joined to the aggregate of those actions (the join on the
-    enrollment's current step keeps it to them, not the tenant's history)."""
+    ``completed`` by the same write. One UPDATE joined to the aggregate of those actions:
+    only the rows whose step moves are written, and only the actions due from ``since``
+    are read (with ``since`` the tenant's day minus :data:`ADVANCE_DAYS`, every action
+    the pass planned: an older one of the current step was advanced past by the pass that
+    planned it), through the tenant's due-day index, not the action history. Then one
+    UPDATE completes the active enrollments already past their version's last step."""
     e, a = table_of(Enrollment), table_of(Action)
     cur = e.alias("cur")
+    recent = [a.c.tenant_id == tenant_id] + ([] if since is None else [a.c.due_on >= since])
     taken = (select(a.c.enrollment_id, func.max(a.c.due_on).label("last"))
              .select_from(a.join(cur, and_(cur.c.id == a.c.enrollment_id,
                                            cur.c.step_index == a.c.step_index,
                                            cur.c.version_id == a.c.version_id)))
-             .where(cur.c.tenant_id == tenant_id, cur.c.status == "active",
+             .where(cur.c.tenant_id == tenant_id, cur.c.status == "active", *recent,
                     a.c.status.not_in(("superseded", "cancelled")),
                     *only(cur.c.debtor_id, debtors))
              .group_by(a.c.enrollment_id).subquery("t"))
-    await session.execute(update(e).where(e.c.tenant_id == tenant_id,
-                                          e.c.id == taken.c.enrollment_id).values(
-        step_index=e.c.step_index + 1, last_step_on=taken.c.last, updated_at=now))
+    steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
+                 else_=10**6) if cfg.versions else literal(10**6)
+    past = e.c.step_index + 1 >= steps
+    moved = update(e).where(e.c.tenant_id == tenant_id,
+                            e.c.id == taken.c.enrollment_id).values(
+        step_index=e.c.step_index + 1, last_step_on=taken.c.last, updated_at=now,
+        status=case((past, "completed"), else_=e.c.status),
+        reason=case((past, "every step was planned"), else_=e.c.reason),
+        ended_at=case((past, literal(now, UtcDateTime())), else_=e.c.ended_at))
+    if session.get_bind().dialect.name == "postgresql":
+        ended = moved.returning(e.c.status).cte("moved")
+        result.completed += int(await session.scalar(
+            select(func.count()).select_from(ended).where(ended.c.status == "completed"))
+            or 0)
+    else:
+        result.completed += sum(1 for (status,) in (await session.execute(
+            moved.returning(e.c.status))).all() if status == "completed")
     if not cfg.versions:
         return
-    steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
-                 else_=10**6)
     done = await session.execute(update(e).where(
         e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
         e.c.step_index >= steps).values(
@@ -694,7 +860,7 @@ async def gate_groups(session: AsyncSession, tenant_id: int, since: datetime,
     the order they are picked but the values and ids, and their contacts made since
     ``since``): three selects of plain rows (no ORM object per debtor), one pass of
     Python over them."""
-    a, d, cp = table_of(Action), table_of(Debtor), table_of(ContactPoint)
+    a, d = table_of(Action), table_of(Debtor)
     b = oldest_unpaid(tenant_id, debtors)
     rows = (await session.execute(select(
         a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.planned_at, a.c.due_on,
@@ -705,7 +871,17 @@ async def gate_groups(session: AsyncSession, tenant_id: int, since: datetime,
         .where(*_to_gate(tenant_id, debtors)))).all()
     if not rows:
         return []
-    gated = select(a.c.debtor_id).where(*_to_gate(tenant_id, debtors))
+    points, recent = await _gate_context(session, tenant_id, since, select(a.c.debtor_id)
+                                         .where(*_to_gate(tenant_id, debtors)))
+    return _group(rows, points, recent)
+
+
+async def _gate_context(session: AsyncSession, tenant_id: int, since: datetime,
+                        gated: Any) -> tuple[dict[int, list[tuple[Any, ...]]],
+                                             dict[int, list[tuple[Any, ...]]]]:
+    """The contact points (in the order they are picked) and the contacts made since
+    ``since`` of the debtors ``gated`` selects, as plain rows per debtor."""
+    cp, i = table_of(ContactPoint), table_of(Interaction)
     points: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in (await session.execute(select(
             cp.c.debtor_id, cp.c.kind, cp.c.consent,
@@ -715,13 +891,19 @@ async def gate_groups(session: AsyncSession, tenant_id: int, since: datetime,
             .order_by(cp.c.debtor_id, cp.c.preferred.desc(), cp.c.id))).all():
         points[row[0]].append(tuple(row[1:]))
     recent: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    i = table_of(Interaction)
     for row in (await session.execute(select(
             i.c.debtor_id, i.c.channel, i.c.created_at, i.c.status).where(
             i.c.tenant_id == tenant_id, i.c.debtor_id.in_(gated),
             *gate.counted_contacts(since)).order_by(i.c.debtor_id, i.c.created_at,
                                                     i.c.id))).all():
         recent[row[0]].append(tuple(row[1:]))
+    return points, recent
+
+
+def _group(rows: Sequence[Any], points: dict[int, list[tuple[Any, ...]]],
+           recent: dict[int, list[tuple[Any, ...]]]) -> list[_Group]:
+    """``rows`` (id, debtor, version, step, instant, day, attempt, the debtor's fields,
+    their oldest unpaid due date) grouped by gate key (:func:`gate_groups`)."""
     groups: dict[tuple[Any, ...], _Group] = {}
     no_points: tuple[Any, ...] = ()
     for r in rows:
@@ -739,16 +921,12 @@ async def gate_groups(session: AsyncSession, tenant_id: int, since: datetime,
     return list(groups.values())
 
 
-async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
-                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
-    """6. The gate over the planned contacts: judged once per distinct gate key
-    (:func:`gate_groups`) with the first debtor of the key, loaded as the send path loads
-    them (:func:`load_for_gate`); the verdicts and the decision rows written set-based
-    (:func:`write_verdicts`)."""
-    since = now - timedelta(days=7)
-    groups = await gate_groups(session, tenant_id, since, debtors)
-    if not groups:
-        return
+async def judge_groups(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
+                       groups: list[_Group], since: datetime
+                       ) -> list[tuple[_Group, Judged, datetime]]:
+    """Each group judged for its first debtor, loaded as the send path loads them
+    (:func:`load_for_gate`): the verdict, and the instant (a deferral moved inside the
+    step's window, :func:`fit_to_window`)."""
     loaded = await load_for_gate(session, host, tenant_id, [g.row.debtor_id for g in groups],
                                  since)
     judged_all: list[tuple[_Group, Judged, datetime]] = []
@@ -761,6 +939,21 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
         if judged.decision == "defer" and judged.until is not None:
             judged, at = fit_to_window(host, loaded, r, step, judged)
         judged_all.append((g, judged, at))
+    return judged_all
+
+
+async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
+                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
+    """6. The gate over the planned contacts: judged once per distinct gate key
+    (:func:`gate_groups`) with the first debtor of the key, loaded as the send path loads
+    them (:func:`load_for_gate`); the verdicts and the decision rows written set-based
+    (:func:`write_verdicts`)."""
+    since = now - timedelta(days=7)
+    groups = await gate_groups(session, tenant_id, since, debtors)
+    if not groups:
+        return
+    judged_all = await judge_groups(session, host, tenant_id, cfg, groups, since)
+    for g, judged, _ in judged_all:
         result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + len(g.ids)
     result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(groups)
     await write_verdicts(session, tenant_id, judged_all, now)
@@ -769,12 +962,10 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
 STATUS_OF = {"allow": "planned", "defer": "deferred", "deny": "denied"}
 
 
-async def write_verdicts(session: AsyncSession, tenant_id: int,
-                         judged: list[tuple[_Group, Judged, datetime]], now: datetime) -> None:
-    """Each group's verdict on its actions and its decision rows (one per reason and
-    action, :func:`cartera.compliance.decisions.rows`). On PostgreSQL one ``UPDATE ...
-    FROM unnest(...)`` and one ``INSERT ... SELECT`` per :data:`UPDATE_CHUNK` actions, each
-    verdict sent (and parsed) once per group, not per action; else an executemany."""
+def _templates(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]],
+               now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Per group: the actions' status and the decision rows of one of them (no debtor or
+    subject yet)."""
     templates: list[tuple[str, list[dict[str, Any]]]] = []
     for g, j, at in judged:
         status = STATUS_OF[j.decision]
@@ -782,6 +973,38 @@ async def write_verdicts(session: AsyncSession, tenant_id: int,
             tenant_id, "planner", now, {**j.verdict, "until": at if status == "deferred"
                                         else None}, j.channel, None, None,
             judged_at=g.row.planned_at)))
+    return templates
+
+
+def _verdict_arrays(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]],
+                    now: datetime,
+                    templates: list[tuple[str, list[dict[str, Any]]]] | None = None
+                    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """The verdicts as PostgreSQL array parameters: per group (numbered from 1, in order)
+    its status, channel, verdict and instant; per group and reason its decision row."""
+    templates = templates if templates is not None else _templates(tenant_id, judged, now)
+    per_group: dict[str, list[Any]] = {
+        "statuses": [s for s, _ in templates], "channels": [j.channel for _, j, _ in judged],
+        "verdicts": [msgspec.json.encode(j.verdict).decode() for _, j, _ in judged],
+        "ats": [at for _, _, at in judged]}
+    reason_rows = [(n, x) for n, (_, found) in enumerate(templates, 1) for x in found]
+    per_reason: dict[str, list[Any]] = {
+        "rg": [n for n, _ in reason_rows], "rdecision": [x["decision"] for _, x in reason_rows],
+        "rsource": [x["source"] for _, x in reason_rows],
+        "rcode": [x["code"] for _, x in reason_rows],
+        "rcounted": [x["counted"] for _, x in reason_rows],
+        "rchannel": [x["channel"] for _, x in reason_rows],
+        "rdeferral": [x["deferral_seconds"] for _, x in reason_rows]}
+    return per_group, per_reason
+
+
+async def write_verdicts(session: AsyncSession, tenant_id: int,
+                         judged: list[tuple[_Group, Judged, datetime]], now: datetime) -> None:
+    """Each group's verdict on its actions and its decision rows (one per reason and
+    action, :func:`cartera.compliance.decisions.rows`). On PostgreSQL one ``UPDATE ...
+    FROM unnest(...)`` and one ``INSERT ... SELECT`` per :data:`UPDATE_CHUNK` actions, each
+    verdict sent (and parsed) once per group, not per action; else an executemany."""
+    templates = _templates(tenant_id, judged, now)
     if session.get_bind().dialect.name != "postgresql":
         changes: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
@@ -794,18 +1017,7 @@ async def write_verdicts(session: AsyncSession, tenant_id: int,
         await decisions.record(session, recorded)
         await bulk_update_actions(session, changes, now)
         return
-    per_group = {
-        "statuses": [s for s, _ in templates], "channels": [j.channel for _, j, _ in judged],
-        "verdicts": [msgspec.json.encode(j.verdict).decode() for _, j, _ in judged],
-        "ats": [at for _, _, at in judged]}
-    reason_rows = [(n, x) for n, (_, found) in enumerate(templates, 1) for x in found]
-    per_reason = {
-        "rg": [n for n, _ in reason_rows], "rdecision": [x["decision"] for _, x in reason_rows],
-        "rsource": [x["source"] for _, x in reason_rows],
-        "rcode": [x["code"] for _, x in reason_rows],
-        "rcounted": [x["counted"] for _, x in reason_rows],
-        "rchannel": [x["channel"] for _, x in reason_rows],
-        "rdeferral": [x["deferral_seconds"] for _, x in reason_rows]}
+    per_group, per_reason = _verdict_arrays(tenant_id, judged, now, templates)
     flat = [(action_id, debtor_id, n) for n, (g, _, _) in enumerate(judged, 1)
             for action_id, debtor_id in zip(g.ids, g.debtor_ids, strict=True)]
     for i in range(0, len(flat), UPDATE_CHUNK):
@@ -863,14 +1075,16 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
         cfg = await load_config(session, tenant_id)
     await stop_matched(session, tenant_id, cfg, today, now, result, debtors,
                        None if result.enrolled or not isinstance(debtors, int) else live)
-    await plan_actions(session, tenant_id, cfg, now, result, debtors)
+    await plan_actions(session, tenant_id, cfg, now, result, debtors, host,
+                       today - timedelta(days=1))
     if debtors is None or result.planned:
         # Nothing planned for an event's debtors: no new rival, no step to advance past,
         # nothing to gate.
         if not isinstance(debtors, int):  # a bulk load's debtors may be many too
             await analyze_if_grown(session, result)
         await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
-        await advance(session, tenant_id, cfg, now, result, debtors)
+        await advance(session, tenant_id, cfg, now, result, debtors,
+                      today - timedelta(days=ADVANCE_DAYS))
         await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
     if debtors is None:
         await hold_by_policy(session, tenant_id, now, result)
