@@ -48,3 +48,39 @@ async def test_offer_policy(tenant: TenantClient, app: Litestar,
     assert (await admin.get(path)).json()["max_validity_days"] == 20
     await stale_write_is_refused(t, path, {"rules": [rule], "max_validity_days": 5})
     assert (await admin.get(path)).json()["max_validity_days"] == 5
+
+
+async def test_segment_rule_set(tenant: TenantClient, app: Litestar) -> None:
+    from cartera.clock import today_in
+    from cartera.segmentation.service import evaluate
+    from tests.strategies.helpers import SEGMENTS, late_debtor
+
+    path = "/v1/segments"
+    other = {"segments": [{"code": "all", "name": "All", "rule": {"all": []}}]}
+    await _conditional_update(tenant, path, SEGMENTS, other, method="PUT")
+    await stale_write_is_refused(tenant, path, SEGMENTS)
+    # The tag names the rules, not the debtors they hold: a run that moves debtors into
+    # the segments leaves a collector's If-Match valid.
+    tag = (await tenant.api.get(path)).headers["etag"]
+    await late_debtor(tenant, "ET-1")
+    async with app.state.ctx.sessionmaker() as session:
+        session.info["tenant_id"] = tenant.tenant_id
+        await evaluate(session, tenant.tenant_id, today_in("America/Lima"))
+        await session.commit()
+    moved = await tenant.api.get(path)
+    assert sum(s["debtors"] for s in moved.json()["segments"]) == 1
+    assert moved.headers["etag"] == tag
+    assert (await tenant.api.put(path, json=other, headers={"If-Match": tag})).status_code == 200
+
+
+async def test_collection_stages(tenant: TenantClient) -> None:
+    path = "/v1/stages"
+    ranges = [("current", 0, 0), ("late", 1, 60), ("very_late", 61, None)]
+    fewer = [("current", 0, 0), ("late", 1, None)]
+
+    def stage_set(rows: list[tuple[str, int, int | None]]) -> dict[str, Any]:
+        return {"stages": [{"code": c, "name": c.title(), "min_dpd": lo, "max_dpd": hi}
+                           for c, lo, hi in rows]}
+
+    await _conditional_update(tenant, path, stage_set(ranges), stage_set(fewer), method="PUT")
+    await stale_write_is_refused(tenant, path, stage_set(ranges))

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import Parameter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.context import Actor, app_context
+from cartera.api.etag import IfMatch, check_content, content_etag
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.segmentation import schemas, service, stages
@@ -30,19 +31,26 @@ class SegmentController(Controller):
     tags = ["Segments"]
 
     @get("/", summary="Get the segment rule set", operation_id="GetSegments", **READ)
-    async def index(self, session: AsyncSession, actor: Actor) -> schemas.RuleSetOut:
-        """The active segments in evaluation order, with how many debtors each holds now."""
-        return await service.rule_set_out(session, actor.tenant_id)
+    async def index(self, session: AsyncSession,
+                    actor: Actor) -> Response[schemas.RuleSetOut]:
+        """The active segments in evaluation order, with how many debtors each holds now
+        (its `ETag` names the rule set, not the counts: for `If-Match` on the `PUT`)."""
+        return _tagged(await service.rule_set_out(session, actor.tenant_id), _rule_set)
 
     @put("/", summary="Replace the segment rule set", operation_id="ReplaceSegments", **WRITE)
     async def replace(self, data: schemas.RuleSetIn, session: AsyncSession,
-                      actor: Actor) -> schemas.RuleSetOut:
+                      actor: Actor, if_match: IfMatch = None) -> Response[schemas.RuleSetOut]:
         """Validate and save the ordered rule set (a new version). A debtor belongs to the
         first segment whose rule matches; the last must be a catch-all (``{"all": []}``).
         Errors name the rule at fault, e.g. ``segments[2].rule.all[1].value``. Memberships
-        change at the next run (``POST /v1/segments/runs``)."""
+        change at the next run (``POST /v1/segments/runs``). `If-Match` (the `ETag` of your
+        read): only if no one replaced the rule set since, else 412."""
+        await service.lock_rule_sets(session, actor.tenant_id)
+        if if_match is not None:
+            check_content(if_match, _rule_set(
+                await service.rule_set_out(session, actor.tenant_id)))
         await service.save_rule_set(session, actor, data)
-        return await service.rule_set_out(session, actor.tenant_id)
+        return _tagged(await service.rule_set_out(session, actor.tenant_id), _rule_set)
 
     @post("/preview", summary="Preview a draft rule set", operation_id="PreviewSegments",
           status_code=200, **READ)
@@ -118,20 +126,25 @@ class StageController(Controller):
     tags = ["Stages"]
 
     @get("/", summary="Get the collection stages", operation_id="GetStages", **READ)
-    async def index(self, session: AsyncSession, actor: Actor) -> schemas.StagesOut:
+    async def index(self, session: AsyncSession, actor: Actor) -> Response[schemas.StagesOut]:
         """The stages in escalation order with their days-past-due ranges and how many
         debtors each holds. Defaults: preventive (0, nothing past due), administrative
-        (1-30), extrajudicial (31-180), judicial (181+)."""
-        return await stages.stages_out(session, actor.tenant_id)
+        (1-30), extrajudicial (31-180), judicial (181+). Its `ETag` names the stages, not
+        the counts (for `If-Match` on the `PUT`)."""
+        return _tagged(await stages.stages_out(session, actor.tenant_id), _stage_set)
 
     @put("/", summary="Replace the collection stages", operation_id="ReplaceStages", **WRITE)
     async def replace(self, data: schemas.StagesIn, session: AsyncSession,
-                      actor: Actor) -> schemas.StagesOut:
+                      actor: Actor, if_match: IfMatch = None) -> Response[schemas.StagesOut]:
         """Replace the ordered set. Ranges must ascend with the order, be contiguous and
         cover 0..∞ (422 naming e.g. ``stages[2].min_dpd`` otherwise). Debtors move at the
-        next segmentation run; a stage holding debtors set there by hand cannot be removed."""
+        next segmentation run; a stage holding debtors set there by hand cannot be removed.
+        `If-Match` (the `ETag` of your read): only if no one replaced them since, else 412."""
+        await service.lock_rule_sets(session, actor.tenant_id)
+        if if_match is not None:
+            check_content(if_match, _stage_set(await stages.stages_out(session, actor.tenant_id)))
         await stages.replace_stages(session, actor, data)
-        return await stages.stages_out(session, actor.tenant_id)
+        return _tagged(await stages.stages_out(session, actor.tenant_id), _stage_set)
 
     @get("/history", summary="List stage changes", operation_id="ListStageMoves", **READ)
     async def history(self, session: AsyncSession, actor: Actor, limit: Limit = 50,
@@ -166,3 +179,17 @@ class StageController(Controller):
         release is recorded in the stage history."""
         day = await service.today(session, actor.tenant_id, None)
         await stages.release(session, actor, debtor_id, day)
+
+
+def _rule_set(out: schemas.RuleSetOut) -> list[Any]:
+    """What the rule set's tag names: its version and rules, not the debtors they hold."""
+    return [out.version, [[g.code, g.name, g.description, g.rule] for g in out.segments]]
+
+
+def _stage_set(out: schemas.StagesOut) -> list[Any]:
+    """What the stages' tag names: their codes, names and ranges, not the debtors held."""
+    return [[g.code, g.name, g.position, g.min_dpd, g.max_dpd] for g in out.stages]
+
+
+def _tagged(out: Any, definition: Any) -> Response[Any]:
+    return Response(out, headers={"ETag": content_etag(definition(out))})

@@ -22,6 +22,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -92,6 +93,18 @@ async def active_segments(session: AsyncSession, tenant_id: int) -> list[Segment
     return list((await session.scalars(
         select(Segment).where(Segment.tenant_id == tenant_id, Segment.active.is_(True))
         .order_by(Segment.position))).all())
+
+
+_RULE_SETS_LOCK = 0x5E7  # first key of the two-key advisory lock: "rule sets"
+
+
+async def lock_rule_sets(session: AsyncSession, tenant_id: int) -> None:
+    """Until the transaction ends, on PostgreSQL: one replacement of the tenant's segment
+    rule set or stages at a time, so a conditional ``PUT`` compares its ``If-Match`` with
+    what is there when it writes (SQLite has one writer at a time: nothing to do)."""
+    if _dialect(session) == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:space, :tenant)"),
+                              {"space": _RULE_SETS_LOCK, "tenant": tenant_id})
 
 
 async def save_rule_set(session: AsyncSession, actor: Actor,
