@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from cartera.jobs import runner as runner_module
 from cartera.jobs.models import Job
 from cartera.jobs.runner import InProcessRunner
 from cartera.ops.logging import JsonFormatter
@@ -75,7 +76,13 @@ async def test_rolled_back_enqueue_leaves_no_job(
 
 
 async def test_interrupted_running_job_is_requeued_on_start(
-        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int) -> None:
+        sessionmaker: async_sessionmaker[AsyncSession], tenant_id: int,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loop's first step is the periodic housekeeping over the whole (shared) test
+    # database; stopping the runner mid-way cancels it inside an aiosqlite transaction,
+    # whose thread goes on holding SQLite's write lock ("database is locked" in the next
+    # test). This test is about the requeue alone.
+    monkeypatch.setattr(runner_module, "run_periodic", _no_housekeeping)
     runner = InProcessRunner(sessionmaker, poll_seconds=0.05)
     async with sessionmaker() as session:
         job = await runner.enqueue(session, tenant_id, "test.echo", {"value": "again"})
@@ -120,3 +127,7 @@ async def test_a_permanent_error_fails_the_job_with_its_message(
     failed = await load(sessionmaker, job.id)
     assert (failed.status, failed.error, failed.attempts) == ("failed", "can never work", 1)
     assert CALLS[job.id] == 1
+
+
+async def _no_housekeeping(*_: object) -> None:
+    return None
