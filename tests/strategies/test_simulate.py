@@ -123,3 +123,25 @@ async def test_observed_provider_prices_come_before_the_hint(
             prices["voice"].observed) == ("0.04", "PEN", "observed", 2)
     assert (prices["email"].amount, prices["email"].source) == ("0.001", "setting")
     assert "sms" not in prices
+
+
+async def test_executed_steps_count_as_done_and_only_stage_changes_run(
+        tenant: TenantClient, app: Litestar, run_jobs: Any) -> None:
+    """A stage change step runs inside the simulation (its effect is read by the next
+    days); a task step is counted done on its day without its task written; the day
+    after holds neither again."""
+    seg = await segments(tenant)
+    await late_debtor(tenant, "S")
+    s = await strategy(tenant, "legal", [seg["late"]], [
+        {"key": "to_legal", "kind": "stage_change", "stage_code": "judicial",
+         "window": ALWAYS},
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS,
+         "offset_days": 1}])
+    await run_jobs()
+    before = await snapshot(app)
+    r = await tenant.api.post(f"/v1/strategies/{s['id']}/simulate", json={"days": 3})
+    assert r.status_code == 200, r.text
+    days = r.json()["days"]
+    assert [(d["actions_per_channel"], d["statuses"]) for d in days] == [
+        ({"stage_change": 1}, {"done": 1}), ({"task": 1}, {"done": 1}), ({}, {})]
+    assert changed(before, await snapshot(app)) == {}
