@@ -258,10 +258,18 @@ async def simulation(url: str, host: PluginHost, tenant_id: int, days: int) -> f
     async with make_sessionmaker(engine)() as session:
         session.info["tenant_id"] = tenant_id
         profiler = cProfile.Profile() if os.environ.get("BENCH_SIM_PROFILE") else None
+        per_day: list[float] = []
+        last = [time.perf_counter()]
+
+        async def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            per_day.append(now - last[0])
+            last[0] = now
+
         with Timed(f"simulation of {days} days") as t:
             if profiler is not None:
                 profiler.enable()
-            out = await simulate.simulate(session, host, tenant_id, None, days)
+            out = await simulate.simulate(session, host, tenant_id, None, days, progress)
             await session.rollback()
             if profiler is not None:
                 profiler.disable()
@@ -269,6 +277,7 @@ async def simulation(url: str, host: PluginHost, tenant_id: int, days: int) -> f
             profiler.dump_stats(os.environ["BENCH_SIM_PROFILE"])
         fired = sum(sum(d.actions_per_channel.values()) for d in out.days)
         print(f"    phases: {phases()}", flush=True)
+        print("    per day (s): " + " ".join(f"{x:.1f}" for x in per_day), flush=True)
         print(f"    {fired:,} actions would fire; day 1 {out.days[0].actions_per_channel}",
               flush=True)
         left = await session.scalar(select(func.count()).select_from(Action))

@@ -11,11 +11,16 @@ that day's planning hour in the tenant's zone:
    exits and stops, planning, contact policy with strategy priorities, the gate with its
    compliance packs, so holidays and windows apply);
 3. the contacts planned and allowed for that day are taken as sent (marked dispatched, no
-   interaction, nothing sent), and the steps due that day are executed so that the next
-   days see the sequences advance: the stage changes by :func:`.execute.execute_due`
-   (inside the savepoint: stages move); the task and webhook steps only become ``done``,
-   set-based (:func:`_execute`: the task row or the outbox event they would write is read
-   by nothing the next simulated days plan with).
+   interaction, nothing sent), and the stage change steps due that day are executed by
+   :func:`.execute.execute_due` (inside the savepoint: stages move, and the next days
+   re-segment with them; only when a version has such a step). The task and webhook
+   steps are not executed nor written: what they would write is read by nothing the next
+   simulated days plan with, so :func:`_figures` counts one due by the day's end as
+   ``done``, as its execution would have left it.
+
+On PostgreSQL the transaction runs without JIT (the passes' statements over a large
+portfolio cost enough to be compiled, seconds each on every simulated day) and with a
+larger ``work_mem`` (:data:`WORK_MEM`), both ``SET LOCAL``, undone with the savepoint.
 
 The figures per day are the actions due that day by status, channel and strategy, with
 the reason codes of the deferred and denied ones, and the projected cost per channel:
@@ -38,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import String, and_, case, cast, func, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
@@ -67,6 +72,8 @@ KIND = "strategies.simulate"
 OBSERVED_DAYS = 90
 """How far back the providers' charges are averaged into a unit price."""
 PRICE_PLACES = Decimal("0.000001")
+WORK_MEM = "64MB"
+"""The simulation transaction's sort and hash memory on PostgreSQL."""
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -112,6 +119,12 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
     changes_stages = await _changes_stages(session, tenant_id)
     out: list[schemas.SimulatedDay] = []
     savepoint = await session.begin_nested()
+    if session.get_bind().dialect.name == "postgresql":
+        # For this transaction only (undone by the savepoint's rollback): the passes'
+        # statements are costed high enough over a large portfolio that PostgreSQL
+        # JIT-compiles them, seconds per statement on every simulated day, and their sorts
+        # of every enrollment spill to disk under the default work_mem.
+        await session.execute(text(f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'"))
     try:
         for offset in range(days):
             day = start + timedelta(days=offset)
