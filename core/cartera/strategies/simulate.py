@@ -124,7 +124,8 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
         # statements are costed high enough over a large portfolio that PostgreSQL
         # JIT-compiles them, seconds per statement on every simulated day, and their sorts
         # of every enrollment spill to disk under the default work_mem.
-        await session.execute(text(f"SET LOCAL jit = off; SET LOCAL work_mem = '{WORK_MEM}'"))
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     try:
         for offset in range(days):
             day = start + timedelta(days=offset)
