@@ -110,6 +110,27 @@ def instrument() -> None:
         setattr(planner, name, timed)
 
 
+SIM_PHASES = ("evaluate", "plan_tenant", "_execute", "_figures", "_take_as_sent")
+
+
+def instrument_simulation() -> None:
+    """Time each phase of the simulation (wall, summed over the days) into :data:`PHASES`."""
+    for name in SIM_PHASES:
+        real: Callable[..., Awaitable[Any]] | None = getattr(simulate, name, None)
+        if real is None:
+            continue
+
+        async def timed(*args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await _real(*args, **kw)
+            finally:
+                PHASES["sim." + _name] = (PHASES.get("sim." + _name, 0.0)
+                                          + time.perf_counter() - started)
+
+        setattr(simulate, name, timed)
+
+
 def phases() -> str:
     found = ", ".join(f"{k} {v:.1f} s" for k, v in PHASES.items() if v >= 0.05)
     PHASES.clear()
@@ -236,10 +257,27 @@ async def simulation(url: str, host: PluginHost, tenant_id: int, days: int) -> f
     engine = make_engine(url)
     async with make_sessionmaker(engine)() as session:
         session.info["tenant_id"] = tenant_id
+        profiler = cProfile.Profile() if os.environ.get("BENCH_SIM_PROFILE") else None
+        per_day: list[float] = []
+        last = [time.perf_counter()]
+
+        async def progress(done: int, total: int) -> None:
+            now = time.perf_counter()
+            per_day.append(now - last[0])
+            last[0] = now
+
         with Timed(f"simulation of {days} days") as t:
-            out = await simulate.simulate(session, host, tenant_id, None, days)
+            if profiler is not None:
+                profiler.enable()
+            out = await simulate.simulate(session, host, tenant_id, None, days, progress)
             await session.rollback()
+            if profiler is not None:
+                profiler.disable()
+        if profiler is not None:  # BENCH_SIM_PROFILE=file.prof: the simulation's profile
+            profiler.dump_stats(os.environ["BENCH_SIM_PROFILE"])
         fired = sum(sum(d.actions_per_channel.values()) for d in out.days)
+        print(f"    phases: {phases()}", flush=True)
+        print("    per day (s): " + " ".join(f"{x:.1f}" for x in per_day), flush=True)
         print(f"    {fired:,} actions would fire; day 1 {out.days[0].actions_per_channel}",
               flush=True)
         left = await session.scalar(select(func.count()).select_from(Action))
@@ -267,6 +305,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, load {load()}; compliance packs: {packs}",
           flush=True)
     instrument()
+    instrument_simulation()
     # 10:00 in Lima (15:00 UTC) of the next Monday to Wednesday, so the first day and the
     # day two later are working days inside the PE pack's hours.
     day1 = datetime.now(UTC).replace(hour=15, minute=0, second=0, microsecond=0)

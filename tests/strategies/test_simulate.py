@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from litestar import Litestar
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from cartera import clock
 from cartera.db.engine import tenant_session
 from cartera.messaging.models import Interaction
-from cartera.strategies.simulate import unit_prices
+from cartera.plugins.registry import current_host
+from cartera.strategies.simulate import WORK_MEM, simulate, unit_prices
 from tests.conftest import TenantClient
 from tests.reads.test_reads_write_nothing import changed, snapshot
 from tests.strategies.helpers import (
@@ -123,3 +125,49 @@ async def test_observed_provider_prices_come_before_the_hint(
             prices["voice"].observed) == ("0.04", "PEN", "observed", 2)
     assert (prices["email"].amount, prices["email"].source) == ("0.001", "setting")
     assert "sms" not in prices
+
+
+async def test_executed_steps_count_as_done_and_only_stage_changes_run(
+        tenant: TenantClient, app: Litestar, run_jobs: Any) -> None:
+    """A stage change step runs inside the simulation (its effect is read by the next
+    days); a task step is counted done on its day without its task written; the day
+    after holds neither again."""
+    seg = await segments(tenant)
+    await late_debtor(tenant, "S")
+    s = await strategy(tenant, "legal", [seg["late"]], [
+        {"key": "to_legal", "kind": "stage_change", "stage_code": "judicial",
+         "window": ALWAYS},
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS,
+         "offset_days": 1}])
+    await run_jobs()
+    before = await snapshot(app)
+    r = await tenant.api.post(f"/v1/strategies/{s['id']}/simulate", json={"days": 3})
+    assert r.status_code == 200, r.text
+    days = r.json()["days"]
+    assert [(d["actions_per_channel"], d["statuses"]) for d in days] == [
+        ({"stage_change": 1}, {"done": 1}), ({"task": 1}, {"done": 1}), ({}, {})]
+    assert changed(before, await snapshot(app)) == {}
+
+
+async def test_the_transaction_settings_end_with_the_simulation(
+        tenant: TenantClient, app: Litestar) -> None:
+    """On PostgreSQL the simulation turns JIT off and raises work_mem for its savepoint
+    only: the caller's transaction has its own settings back."""
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only: SQLite has no such settings")
+
+        async def settings() -> tuple[str, str]:
+            row = (await session.execute(text(
+                "SELECT current_setting('jit'), current_setting('work_mem')"))).one()
+            return str(row[0]), str(row[1])
+
+        before = await settings()
+        seen: list[tuple[str, str]] = []
+
+        async def progress(done: int, total: int) -> None:
+            seen.append(await settings())
+
+        await simulate(session, current_host(), tenant.tenant_id, None, 2, progress)
+        assert seen == [("off", WORK_MEM)] * 2
+        assert await settings() == before

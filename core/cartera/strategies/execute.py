@@ -30,6 +30,7 @@ crash before the commit leaves the action ``planned`` for the next run (at least
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,19 +55,20 @@ REQUESTED_EVENT = "action.requested"
 """The outbound event type of a ``webhook`` step (its ``event`` is in ``data.event``)."""
 
 
-def due_steps(tenant_id: int, now: datetime) -> Any:
+def due_steps(tenant_id: int, now: datetime,
+              kinds: Sequence[str] = EXECUTED_KINDS) -> Any:
     """The due, unclaimed actions to execute (not those of paused enrollments)."""
     a, e = table_of(Action), table_of(Enrollment)
     paused = exists().where(e.c.id == a.c.enrollment_id, e.c.status == "paused")
     return select(a.c.id).where(
-        a.c.tenant_id == tenant_id, a.c.kind.in_(EXECUTED_KINDS), a.c.status == "planned",
+        a.c.tenant_id == tenant_id, a.c.kind.in_(list(kinds)), a.c.status == "planned",
         a.c.planned_at <= now, not_(paused))
 
 
 async def claim_steps(session: AsyncSession, tenant_id: int, now: datetime,
-                      limit: int) -> list[Any]:
+                      limit: int, kinds: Sequence[str] = EXECUTED_KINDS) -> list[Any]:
     a = table_of(Action)
-    due = due_steps(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
+    due = due_steps(tenant_id, now, kinds).order_by(a.c.planned_at, a.c.id).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         # A materialised CTE: the locking subquery runs once (inside IN it may be rescanned,
         # and each rescan skips to other rows, claiming more than ``limit``).
@@ -144,11 +146,12 @@ async def _stage_changes(session: AsyncSession, tenant_id: int,
 
 
 async def execute_due(session: AsyncSession, tenant_id: int, now: datetime | None = None,
-                      limit: int = BATCH) -> dict[str, int]:
-    """One batch of due task, stage change and webhook actions, in the caller's
-    transaction; counts per kind."""
+                      limit: int = BATCH,
+                      kinds: Sequence[str] = EXECUTED_KINDS) -> dict[str, int]:
+    """One batch of due task, stage change and webhook actions (those of ``kinds``), in
+    the caller's transaction; counts per kind."""
     now = now or clock.now()
-    rows = await claim_steps(session, tenant_id, now, limit)
+    rows = await claim_steps(session, tenant_id, now, limit, kinds)
     if not rows:
         return {}
     steps = {v.id: v.steps for v in (await session.scalars(select(StrategyVersion).where(

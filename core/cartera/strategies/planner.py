@@ -1071,6 +1071,12 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
             *only(e.c.debtor_id, debtors)))).all())
     if not live or not isinstance(debtors, int):
         await enroll(session, tenant_id, cfg, today, now, result, debtors)
+        if session.get_bind().dialect.name == "postgresql" and \
+                result.enrolled >= ANALYZE_ROWS:
+            # The plan statements join the enrollments just inserted: with the statistics
+            # of before (none, on a first day) the gate's key table was joined by a nested
+            # loop, every planned contact compared with every key.
+            await session.execute(text("ANALYZE enrollments"))
     if debtors is None:
         cfg = await load_config(session, tenant_id)
     await stop_matched(session, tenant_id, cfg, today, now, result, debtors,

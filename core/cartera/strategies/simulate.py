@@ -11,11 +11,16 @@ that day's planning hour in the tenant's zone:
    exits and stops, planning, contact policy with strategy priorities, the gate with its
    compliance packs, so holidays and windows apply);
 3. the contacts planned and allowed for that day are taken as sent (marked dispatched, no
-   interaction, nothing sent), and the steps due that day are executed so that the next
-   days see the sequences advance: the stage changes by :func:`.execute.execute_due`
-   (inside the savepoint: stages move); the task and webhook steps only become ``done``,
-   set-based (:func:`_execute`: the task row or the outbox event they would write is read
-   by nothing the next simulated days plan with).
+   interaction, nothing sent), and the stage change steps due that day are executed by
+   :func:`.execute.execute_due` (inside the savepoint: stages move, and the next days
+   re-segment with them; only when a version has such a step). The task and webhook
+   steps are not executed nor written: what they would write is read by nothing the next
+   simulated days plan with, so :func:`_figures` counts one due by the day's end as
+   ``done``, as its execution would have left it.
+
+On PostgreSQL the transaction runs without JIT (the passes' statements over a large
+portfolio cost enough to be compiled, seconds each on every simulated day) and with a
+larger ``work_mem`` (:data:`WORK_MEM`), both ``SET LOCAL``, undone with the savepoint.
 
 The figures per day are the actions due that day by status, channel and strategy, with
 the reason codes of the deferred and denied ones, and the projected cost per channel:
@@ -29,6 +34,7 @@ writer, so the progress moves at the end) and keeps the result on the job.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
@@ -37,7 +43,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import String, and_, case, cast, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock, money
@@ -50,8 +56,14 @@ from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
-from cartera.strategies.execute import due_steps, execute_due
-from cartera.strategies.models import Action, PlannerSettings, Strategy
+from cartera.strategies.execute import execute_due
+from cartera.strategies.models import (
+    Action,
+    Enrollment,
+    PlannerSettings,
+    Strategy,
+    StrategyVersion,
+)
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.service import planner_settings
 from cartera.tenants.models import Tenant
@@ -60,6 +72,8 @@ KIND = "strategies.simulate"
 OBSERVED_DAYS = 90
 """How far back the providers' charges are averaged into a unit price."""
 PRICE_PLACES = Decimal("0.000001")
+WORK_MEM = "64MB"
+"""The simulation transaction's sort and hash memory on PostgreSQL."""
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -102,8 +116,16 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
     start = clock.now().astimezone(ZoneInfo(zone)).date()
     prices = await unit_prices(session, tenant_id, clock.now())
     codes = {s.id: s.code for s in (await session.scalars(select(Strategy))).all()}
+    changes_stages = await _changes_stages(session, tenant_id)
     out: list[schemas.SimulatedDay] = []
     savepoint = await session.begin_nested()
+    if session.get_bind().dialect.name == "postgresql":
+        # For this transaction only (undone by the savepoint's rollback): the passes'
+        # statements are costed high enough over a large portfolio that PostgreSQL
+        # JIT-compiles them, seconds per statement on every simulated day, and their sorts
+        # of every enrollment spill to disk under the default work_mem.
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
     try:
         for offset in range(days):
             day = start + timedelta(days=offset)
@@ -112,7 +134,8 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
                 await evaluate(session, tenant_id, day, actor="simulation")
             await plan_tenant(session, host, tenant_id, at)
             end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
-            await _execute(session, tenant_id, end)
+            if changes_stages:
+                await _execute(session, tenant_id, end)
             out.append(await _figures(session, tenant_id, strategy_id, day, end, prices,
                                       codes))
             await _take_as_sent(session, tenant_id, day, end)
@@ -144,29 +167,43 @@ def _totals(days: list[schemas.SimulatedDay]) -> dict[str, schemas.PriceOut]:
 async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | None,
                    day: date, end: datetime, prices: dict[str, schemas.UnitPrice],
                    codes: dict[int, str]) -> schemas.SimulatedDay:
-    """The day's actions; a contact deferred to a later instant of the same day (the
-    law's morning hour, say) fires that day."""
-    a = table_of(Action)
-    stmt = select(a.c.status, a.c.channel, a.c.kind, a.c.strategy_id, a.c.verdict,
-                  a.c.planned_at).where(a.c.tenant_id == tenant_id, a.c.due_on == day)
+    """The day's actions, counted by one GROUP BY (the verdicts read once per distinct
+    verdict of the deferred and denied ones); a contact deferred to a later instant of
+    the same day (the law's morning hour, say) fires that day. A task or webhook step due
+    by ``end`` (not of a paused enrollment) counts as ``done``: it is what the engine
+    would have executed that day (:data:`NO_EFFECT_READ`, not written)."""
+    a, e = table_of(Action), table_of(Enrollment)
+    early = a.c.planned_at < end
+    executed = and_(a.c.kind.in_(NO_EFFECT_READ), a.c.status == "planned", early,
+                    e.c.status != "paused")
+    status = case((executed, "done"), else_=a.c.status).label("status")
+    verdict = case((a.c.status.in_(("deferred", "denied")), cast(a.c.verdict, String)),
+                   else_=None).label("verdict")
+    rows = select(status, a.c.channel, a.c.kind, a.c.strategy_id, verdict,
+                  and_(a.c.status == "deferred", early).label("fires")).select_from(
+        a.join(e, e.c.id == a.c.enrollment_id)).where(a.c.tenant_id == tenant_id,
+                                                       a.c.due_on == day)
     if strategy_id is not None:
-        stmt = stmt.where(a.c.strategy_id == strategy_id)
+        rows = rows.where(a.c.strategy_id == strategy_id)
+    r = rows.subquery("r")
+    stmt = select(*r.c, func.count()).group_by(*r.c)
     per_channel: Counter[str] = Counter()
     per_strategy: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
-    for status, channel, kind, sid, verdict, at in (await session.execute(stmt)).all():
-        statuses[status] += 1
-        if status == "deferred" and at < end:
-            status = "planned"
-        if status in ("planned", "dispatched", "done") and kind != "wait":
-            per_channel[channel or kind] += 1
-            per_strategy[codes.get(sid, str(sid))] += 1
-        if status in ("deferred", "denied", "superseded"):
-            if status == "superseded":
-                reasons["superseded:one_contact_a_day"] += 1
-            for r in (verdict or {}).get("reasons", []) if status != "superseded" else []:
-                reasons[f"{status}:{r['code']}"] += 1
+    for row in (await session.execute(stmt)).all():
+        status_, channel, kind, sid, raw, fires, n = tuple(row)
+        statuses[status_] += n
+        if status_ == "deferred" and fires:
+            status_ = "planned"
+        if status_ in ("planned", "dispatched", "done") and kind != "wait":
+            per_channel[channel or kind] += n
+            per_strategy[codes.get(sid, str(sid))] += n
+        if status_ == "superseded":
+            reasons["superseded:one_contact_a_day"] += n
+        elif status_ in ("deferred", "denied") and raw is not None:
+            for r in (json.loads(raw) or {}).get("reasons", []):
+                reasons[f"{status_}:{r['code']}"] += n
     cost: dict[str, schemas.PriceOut] = {}
     unpriced = []
     for channel, n in per_channel.items():
@@ -182,17 +219,24 @@ async def _figures(session: AsyncSession, tenant_id: int, strategy_id: int | Non
 
 
 NO_EFFECT_READ = ("task", "webhook")
-"""Executed step kinds whose effect the simulated days do not read."""
+"""Executed step kinds whose effect the simulated days do not read: left ``planned``
+(nothing the next simulated days plan with reads whether they ran) and counted as done
+by :func:`_figures` on the day they are due."""
+
+
+async def _changes_stages(session: AsyncSession, tenant_id: int) -> bool:
+    """Whether a strategy version of the tenant has a stage change step (the only
+    executed steps whose effect the next simulated days read)."""
+    for steps in (await session.scalars(select(StrategyVersion.steps).where(
+            StrategyVersion.tenant_id == tenant_id))).all():
+        if any(s.get("kind") == "stage_change" for s in steps or []):
+            return True
+    return False
 
 
 async def _execute(session: AsyncSession, tenant_id: int, end: datetime) -> None:
-    """The steps due by ``end``: the task and webhook ones ``done`` by one UPDATE (their
-    effect left out), the rest (stage changes) executed."""
-    a = table_of(Action)
-    due = due_steps(tenant_id, end).where(a.c.kind.in_(NO_EFFECT_READ))
-    await session.execute(update(a).where(a.c.id.in_(due)).values(
-        status="done", outcome={"simulated": True}, updated_at=clock.now()))
-    await execute_due(session, tenant_id, end, limit=10**9)
+    """The stage changes due by ``end`` executed (inside the savepoint: stages move)."""
+    await execute_due(session, tenant_id, end, limit=10**9, kinds=("stage_change",))
 
 
 async def _take_as_sent(session: AsyncSession, tenant_id: int, day: Any,
