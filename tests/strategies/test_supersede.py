@@ -5,18 +5,21 @@ priority, then the older action), whatever the number of rivals and debtors."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from litestar import Litestar
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from cartera import clock
 from cartera.db.base import table_of
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
+from cartera.portfolio.models import Debtor
 from cartera.strategies.models import Action, Enrollment
 from cartera.strategies.planner import COMPETING, PlanResult, plan_tenant, supersede
+from cartera.tenants.models import Tenant
 from tests.strategies.helpers import late_debtor, message_step, segments, strategy, template
 
 STATUSES = ("planned", "planned", "planned", "deferred", "dispatched", "denied", "done",
@@ -109,3 +112,48 @@ async def test_supersede_names_the_rules_winner_over_many_rivals(
         result = PlanResult()
         await supersede(session, t.tenant_id, since, now, result)
     assert result.superseded == 0
+
+
+async def test_a_debtor_two_days_behind_the_tenant_gets_one_message_that_day(
+        app: Litestar, make_tenant: Any) -> None:
+    """The tenant in Kiritimati (UTC+14), the debtor in Pago Pago (UTC-11): at 10:30 UTC the
+    debtor's local day is the tenant's minus two. A message already dispatched that local
+    day: the step planned for the same day is superseded by it, not sent the same day (the
+    contact policy looked from the tenant's day minus one only, and on PostgreSQL the
+    pre-insert gate took it for uncontested)."""
+    t = await make_tenant()
+    seg = await segments(t)
+    sms = await template(t)
+    debtor_id = await late_debtor(t, "FAR")
+    await strategy(t, "a", [seg["late"]], [message_step("one", sms),
+                                           message_step("two", sms, offset=1)], priority=1)
+    sm = app.state.ctx.sessionmaker
+    d, a = table_of(Debtor), table_of(Action)
+    async with tenant_session(sm, t.tenant_id) as session:
+        await session.execute(update(Tenant).where(Tenant.id == t.tenant_id)
+                              .values(timezone="Pacific/Kiritimati"))
+        await session.execute(update(d).where(d.c.id == debtor_id)
+                              .values(timezone="Pacific/Pago_Pago"))
+    now = datetime.combine(clock.now().date() + timedelta(days=1), time(10, 30), UTC)
+    local = now.astimezone(ZoneInfo("Pacific/Pago_Pago")).date()
+    assert (now.astimezone(ZoneInfo("Pacific/Kiritimati")).date() - local).days == 2
+    e = table_of(Enrollment)
+    for _ in range(2):  # enrolled (on the tenant's day, ahead of theirs), then step one
+        async with tenant_session(sm, t.tenant_id) as session:
+            await plan_tenant(session, current_host(), t.tenant_id, now - timedelta(days=3))
+            await session.execute(update(e).where(e.c.tenant_id == t.tenant_id).values(
+                entered_on=local - timedelta(days=5)))
+    async with tenant_session(sm, t.tenant_id) as session:
+        first = (await session.execute(select(a).where(a.c.tenant_id == t.tenant_id))).one()
+        rival = {**first._mapping, "step_index": 7, "step_key": "other", "due_on": local,
+                 "status": "dispatched", "verdict": None}
+        del rival["id"]
+        rival_id = await session.scalar(insert(a).values(rival).returning(a.c.id))
+    async with tenant_session(sm, t.tenant_id) as session:
+        await plan_tenant(session, current_host(), t.tenant_id, now)
+    async with tenant_session(sm, t.tenant_id) as session:
+        two = (await session.execute(select(a.c.due_on, a.c.status, a.c.superseded_by)
+                                     .where(a.c.tenant_id == t.tenant_id,
+                                            a.c.step_key == "two"))).one()
+    assert two.due_on == local
+    assert (two.status, two.superseded_by) == ("superseded", rival_id)

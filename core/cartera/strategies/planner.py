@@ -471,6 +471,21 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     channel: Any = w.c.channel
     planned_at: Any = w.c.planned_at
     gated: PreGated | None = None
+    if host is not None and since is not None and not isinstance(debtors, int) and \
+            session.get_bind().dialect.name == "postgresql":
+        # A tenant's pass (or a range's): the join evaluated once, into a temporary table.
+        await plan_staged(session, host, tenant_id, cfg, now, since, debtors, result,
+                          select(*[x.label(n) for x, n in zip(
+                              [e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id,
+                               e.c.version_id, w.c.priority, w.c.step_index, w.c.step_key,
+                               w.c.kind, w.c.channel, anchor, w.c.due_on, w.c.planned_at,
+                               status], columns, strict=False)],
+                                 d.c.country, d.c.subdivision, d.c.timezone.label("zone"),
+                                 d.c.kind.label("debtor_kind"), d.c.attributes,
+                                 case((or_(b.c.oldest.is_(None), b.c.oldest >= w.c.due_on), 0),
+                                      else_=cast(w.c.due_on - b.c.oldest, Integer)).label("dpd"))
+                          .select_from(joined).where(*due))
+        return
     if host is not None and session.get_bind().dialect.name == "postgresql":
         gated = await pre_gate(session, host, tenant_id, cfg, now, since, debtors,
                                select(e.c.id, e.c.debtor_id, e.c.version_id, w.c.step_index,
@@ -596,6 +611,115 @@ async def pre_gate(session: AsyncSession, host: PluginHost, tenant_id: int, cfg:
         g=Integer, decision=String, source=String, code=String, counted=Boolean,
         channel=String, deferral=Integer).cte("r")
     return PreGated(v, k, r, judged)
+
+
+STAGED_COLUMNS = (
+    "tenant_id bigint, debtor_id bigint, enrollment_id bigint, strategy_id bigint, "
+    "version_id bigint, priority int, step_index int, step_key text, kind text, channel text, "
+    "anchor_on date, due_on date, planned_at timestamptz, status text, country text, "
+    "subdivision text, zone text, debtor_kind text, attributes jsonb, dpd int, gate_key text")
+"""The temporary table of :func:`plan_staged`: the plan's rows, then what the gate reads."""
+
+_ACTION_COLUMNS = ("tenant_id, debtor_id, enrollment_id, strategy_id, version_id, priority, "
+                   "step_index, step_key, kind")
+
+
+async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
+                      now: datetime, since: date, debtors: Debtors, result: PlanResult,
+                      candidates: Any) -> None:
+    """3. (a tenant's pass on PostgreSQL) The plan with the gate judged before the insert,
+    the plan's join evaluated once: its rows (``candidates``: the plan columns, then the
+    debtor's fields and days past due the gate reads) go into a temporary table, each
+    uncontested contact (no competing action due that day: a debtor has one live
+    enrollment, so at most one row of the table per debtor) with its gate key, the md5 of
+    everything the gate reads of it (as :func:`gate_groups` groups: step, instant, day,
+    days past due, the debtor's country, subdivision, zone, kind and attributes, their
+    contact points in the order they are picked but the values and ids, their contacts
+    since seven days as JSON aggregates per debtor). Python reads one row per distinct key
+    (its first enrollment), judges it (:func:`judge_groups`), and one statement inserts
+    the actions joined to the verdicts by key, and their decision rows (a data-modifying
+    CTE over the inserted rows). The contested contacts (key NULL) are inserted ungated,
+    for :func:`gate_planned` after the contact policy."""
+    gate_since = now - timedelta(days=7)
+    e, cp, i, x = (table_of(Enrollment), table_of(ContactPoint), table_of(Interaction),
+                   table_of(Action).alias("x"))
+    enrolled = select(e.c.debtor_id).where(e.c.tenant_id == tenant_id, e.c.status == "active",
+                                           *only(e.c.debtor_id, debtors))
+    pts = (select(cp.c.debtor_id, func.json_agg(postgresql.aggregate_order_by(
+        func.json_build_array(cp.c.kind, cp.c.consent, cp.c.opted_out_channels,
+                              cp.c.suppressions, cp.c.origin, cp.c.label),
+        cp.c.preferred.desc(), cp.c.id)).label("p"))
+        .where(cp.c.tenant_id == tenant_id, cp.c.debtor_id.in_(enrolled))
+        .group_by(cp.c.debtor_id).subquery("pts"))
+    rec = (select(i.c.debtor_id, func.json_agg(postgresql.aggregate_order_by(
+        func.json_build_array(i.c.channel, i.c.created_at, i.c.status),
+        i.c.created_at, i.c.id)).label("r"))
+        .where(i.c.tenant_id == tenant_id, i.c.debtor_id.in_(enrolled),
+               *gate.counted_contacts(gate_since))
+        .group_by(i.c.debtor_id).subquery("rec"))
+    c = candidates.subquery("c")
+    rival = exists().where(x.c.tenant_id == tenant_id, x.c.debtor_id == c.c.debtor_id,
+                           x.c.due_on == c.c.due_on, x.c.kind.in_(CONTACT_KINDS),
+                           x.c.status.in_(COMPETING))
+    uncontested = and_(c.c.kind.in_(CONTACT_KINDS), or_(c.c.due_on < since, not_(rival)))
+    key = func.md5(cast(func.json_build_array(
+        c.c.version_id, c.c.step_index, c.c.planned_at, c.c.due_on, c.c.dpd, c.c.country,
+        c.c.subdivision, c.c.zone, c.c.debtor_kind, c.c.attributes, pts.c.p, rec.c.r), String))
+    names = [n.split()[0] for n in STAGED_COLUMNS.split(", ")]
+    staged = table("plan_candidates", *[column(n) for n in names])
+    await session.execute(text("DROP TABLE IF EXISTS plan_candidates"))
+    await session.execute(text(f"CREATE TEMPORARY TABLE plan_candidates ({STAGED_COLUMNS}) "
+                               "ON COMMIT DROP"))
+    await session.execute(insert(staged).from_select(names, select(
+        *[c.c[n] for n in names[:-1]], case((uncontested, key), else_=None))
+        .select_from(c.outerjoin(pts, pts.c.debtor_id == c.c.debtor_id)
+                     .outerjoin(rec, rec.c.debtor_id == c.c.debtor_id))
+        .order_by(c.c.enrollment_id)))
+    # Its statistics: without them the joins back to it below are planned as nested loops.
+    await session.execute(text("ANALYZE plan_candidates"))
+    firsts = (await session.execute(text(
+        "SELECT c.enrollment_id AS id, c.debtor_id, c.version_id, c.step_index, "
+        "c.planned_at, c.due_on, 0 AS attempt, c.gate_key, k.n FROM plan_candidates c "
+        "JOIN (SELECT gate_key, min(enrollment_id) AS first, count(*) AS n "
+        "FROM plan_candidates WHERE gate_key IS NOT NULL GROUP BY gate_key) k "
+        "ON c.enrollment_id = k.first ORDER BY c.enrollment_id"))).all()
+    groups = [_Group(row) for row in firsts]
+    judged = await judge_groups(session, host, tenant_id, cfg, groups, gate_since)
+    per_group, per_reason = _verdict_arrays(tenant_id, judged, now)
+    counted = (await session.execute(text(
+        "WITH k AS (SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:statuses AS text[]), "
+        "CAST(:channels AS text[]), CAST(:verdicts AS jsonb[]), CAST(:ats AS timestamptz[])) "
+        "WITH ORDINALITY AS k(gate_key, status, channel, verdict, at, g)), "
+        "r AS (SELECT * FROM unnest(CAST(:rg AS int[]), CAST(:rdecision AS text[]), "
+        "CAST(:rsource AS text[]), CAST(:rcode AS text[]), CAST(:rcounted AS boolean[]), "
+        "CAST(:rchannel AS text[]), CAST(:rdeferral AS int[])) "
+        "AS r(g, decision, source, code, counted, channel, deferral)), "
+        f"ins AS (INSERT INTO actions ({_ACTION_COLUMNS}, channel, anchor_on, due_on, "
+        "planned_at, status, created_at, updated_at, verdict) "
+        f"SELECT {', '.join('c.' + n for n in _ACTION_COLUMNS.split(', '))}, "
+        "coalesce(k.channel, c.channel), c.anchor_on, c.due_on, coalesce(k.at, c.planned_at), "
+        "coalesce(k.status, c.status), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
+        "k.verdict FROM plan_candidates c LEFT JOIN k ON k.gate_key = c.gate_key "
+        "ON CONFLICT DO NOTHING RETURNING id, debtor_id, enrollment_id), "
+        "got AS MATERIALIZED (SELECT ins.id, ins.debtor_id, k.g FROM ins "
+        "JOIN plan_candidates c ON c.enrollment_id = ins.enrollment_id "
+        "LEFT JOIN k ON k.gate_key = c.gate_key), "
+        "recorded AS (INSERT INTO compliance_decisions (tenant_id, decided_at, path, decision, "
+        "source, code, counted, channel, debtor_id, subject_id, deferral_seconds) "
+        "SELECT :tenant, CAST(:now AS timestamptz), 'planner', r.decision, r.source, r.code, "
+        "r.counted, r.channel, got.debtor_id, got.id, r.deferral FROM got "
+        "JOIN r ON r.g = got.g) "
+        "SELECT g, count(*) FROM got GROUP BY g"),
+        {"tenant": tenant_id, "now": now, "keys": [row.gate_key for row in firsts],
+         **per_group, **per_reason})).all()
+    await session.execute(text("DROP TABLE plan_candidates"))
+    for g, n in counted:
+        result.planned += int(n)
+        if g is not None:
+            decision = judged[g - 1][1].decision
+            result.verdicts[decision] = result.verdicts.get(decision, 0) + int(n)
+    if judged:
+        result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(judged)
 
 
 # --- 4. contact policy --------------------------------------------------------------------
@@ -1081,14 +1205,16 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
         cfg = await load_config(session, tenant_id)
     await stop_matched(session, tenant_id, cfg, today, now, result, debtors,
                        None if result.enrolled or not isinstance(debtors, int) else live)
-    await plan_actions(session, tenant_id, cfg, now, result, debtors, host,
-                       today - timedelta(days=1))
+    # The contact policy's days: a debtor's local day (an action's ``due_on``) can be the
+    # tenant's day minus two (a zone 26 hours behind), as for advance.
+    rivals_since = today - timedelta(days=ADVANCE_DAYS)
+    await plan_actions(session, tenant_id, cfg, now, result, debtors, host, rivals_since)
     if debtors is None or result.planned:
         # Nothing planned for an event's debtors: no new rival, no step to advance past,
         # nothing to gate.
         if not isinstance(debtors, int):  # a bulk load's debtors may be many too
             await analyze_if_grown(session, result)
-        await supersede(session, tenant_id, today - timedelta(days=1), now, result, debtors)
+        await supersede(session, tenant_id, rivals_since, now, result, debtors)
         await advance(session, tenant_id, cfg, now, result, debtors,
                       today - timedelta(days=ADVANCE_DAYS))
         await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
