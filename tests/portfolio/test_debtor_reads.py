@@ -200,3 +200,48 @@ async def test_a_get_cannot_write_on_postgresql(app: Litestar) -> None:
             await session.execute(text("CREATE TEMPORARY TABLE nope (x int)"))
         timeout = await session.scalar(text("SHOW statement_timeout"))
     assert timeout == f"{app.state.ctx.settings.statement_timeout_ms}ms" or timeout.endswith("s")
+
+
+async def test_one_list_shape_answers_each_requests_values(app: Litestar,
+                                                           tenant: TenantClient) -> None:
+    """A list's statement is kept per shape (which filters, how many tags, which cursor),
+    its values bound per request: requests of one shape get their own answers."""
+    ids = {}
+    for zone, tags in (("Norte", ["a", "b"]), ("Sur", ["a", "c"]), ("Norte", ["c", "b"])):
+        r = await tenant.api.post("/v1/debtors", json={
+            "external_ref": f"SH-{len(ids)}", "name": f"Shape {zone} 5%_x",
+            "country": "PE", "zone": zone, "tags": tags})
+        ids[len(ids)] = r.json()["id"]
+
+    async def listed(**params: Any) -> list[int]:
+        r = await tenant.api.get("/v1/debtors", params=params)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()["data"]]
+
+    assert await listed(zone="Norte") == [ids[0], ids[2]]
+    assert await listed(zone="Sur") == [ids[1]]
+    assert await listed(zone="Norte", starting_after=ids[0]) == [ids[2]]
+    assert await listed(zone="Norte", starting_after=ids[2]) == []
+    assert await listed(tag=["a", "b"]) == [ids[0]]
+    assert await listed(tag=["b", "c"]) == [ids[2]]
+    assert await listed(q="5%_x") == list(ids.values())
+    assert await listed(q="5%_y") == []
+    assert await listed(q="norte 5_") == []  # _ is a character, not a wildcard
+    assert await listed(limit=1, ending_before=ids[2]) == [ids[1]]
+    assert await listed(limit=2, ending_before=ids[2]) == [ids[0], ids[1]]
+
+
+async def test_a_list_answers_stored_attributes_the_api_would_refuse(
+        app: Litestar, tenant: TenantClient) -> None:
+    """Attributes written outside the API (a float) are listed as they are, not a 500."""
+    made = (await tenant.api.post("/v1/debtors", json={**FULL})).json()
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        await session.execute(update(Debtor).where(Debtor.id == made["id"])
+                              .values(attributes={"ratio": 1.5, "s": "x"}))
+        await session.commit()
+    r = await tenant.api.get("/v1/debtors")
+    assert r.status_code == 200, r.text
+    (listed,) = r.json()["data"]
+    assert listed["attributes"] == {"ratio": 1.5, "s": "x"}
+    assert {**listed, "attributes": None} == {**made, "attributes": None,
+                                              "updated_at": listed["updated_at"]}

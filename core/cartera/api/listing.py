@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from cartera.errors import Invalid
 
@@ -129,19 +129,68 @@ def paginate(stmt: Any, id_column: Any, limit: int, starting_after: int | None) 
         if starting_after is not None:
             stmt = stmt.where(id_column > starting_after)
         return stmt.order_by(id_column).limit(limit + 1)
-    for param, name, op, bound in query.ranges:
+    cursor = starting_after
+    if query.ending_before is not None:
+        cursor = query.ending_before
+        query.backwards = True
+    return _ordered(stmt, id_column, [(p, n, op, b) for p, n, op, b in query.ranges],
+                    query.sort, cursor, query.backwards, limit + 1)
+
+
+def page_values(limit: int, starting_after: int | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The shape of the page's statement (what :func:`paginate_bound` builds from) and its
+    bound values (``list_limit``, ``list_cursor``, ``list_range_N``): two requests of one
+    shape differ only in these values, so one statement serves both. Marks the request's
+    list query backwards with ``ending_before``, as :func:`paginate` does."""
+    query = CURRENT.get()
+    values: dict[str, Any] = {"list_limit": limit + 1}
+    if query is None:
+        ranges: tuple[Any, ...] = ()
+        sort: tuple[Any, ...] = ()
+        cursor = starting_after
+    else:
+        ranges = tuple((p, n, op) for p, n, op, _ in query.ranges)
+        sort = tuple(query.sort)
+        for i, (_, _, _, bound) in enumerate(query.ranges):
+            values[f"list_range_{i}"] = bound
+        cursor = starting_after
+        if query.ending_before is not None:
+            cursor = query.ending_before
+            query.backwards = True
+    backwards = query is not None and query.backwards
+    if cursor is not None:
+        values["list_cursor"] = cursor
+    return (ranges, sort, cursor is not None, backwards), values
+
+
+def paginate_bound(stmt: Any, id_column: Any, shape: tuple[Any, ...]) -> Any:
+    """:func:`paginate`'s statement for a :func:`page_values` shape, its values as bind
+    parameters of the names :func:`page_values` gives."""
+    ranges, sort, has_cursor, backwards = shape
+    bound: list[tuple[str, str, str, Any]] = [
+        (p, n, op, bindparam(f"list_range_{i}")) for i, (p, n, op) in enumerate(ranges)]
+    cursor: Any = bindparam("list_cursor") if has_cursor else None
+    if not ranges and not sort and not backwards:
+        if cursor is not None:
+            stmt = stmt.where(id_column > cursor)
+        return stmt.order_by(id_column).limit(bindparam("list_limit"))
+    return _ordered(stmt, id_column, bound, list(sort), cursor, backwards,
+                    bindparam("list_limit"))
+
+
+def _ordered(stmt: Any, id_column: Any, ranges: list[tuple[str, str, str, Any]],
+             sort: list[tuple[str, str, bool]], cursor: Any, backwards: bool,
+             limit: Any) -> Any:
+    for param, name, op, bound in ranges:
         column = _column(id_column, name, param)
         stmt = stmt.where({"gte": column >= bound, "gt": column > bound,
                            "lte": column <= bound, "lt": column < bound}[op])
     keys = [(id_column if key == "id" else _column(id_column, name, "sort"), descending)
-            for key, name, descending in query.sort]
+            for key, name, descending in sort]
     if not any(column is id_column for column, _ in keys):
         keys.append((id_column, False))
-    cursor = starting_after
-    if query.ending_before is not None:
-        cursor = query.ending_before
+    if backwards:
         keys = [(column, not descending) for column, descending in keys]
-        query.backwards = True
     if cursor is not None:
         values = [cursor if column is id_column else _cursor_value(id_column, column, cursor)
                   for column, _ in keys]
@@ -149,7 +198,7 @@ def paginate(stmt: Any, id_column: Any, limit: int, starting_after: int | None) 
             and_(*(keys[j][0] == values[j] for j in range(i)),
                  keys[i][0] < values[i] if keys[i][1] else keys[i][0] > values[i])
             for i in range(len(keys)))))
-    return stmt.order_by(*(c.desc() if d else c.asc() for c, d in keys)).limit(limit + 1)
+    return stmt.order_by(*(c.desc() if d else c.asc() for c, d in keys)).limit(limit)
 
 
 def _cursor_value(id_column: Any, column: Any, cursor: int) -> Any:

@@ -130,20 +130,17 @@ class DebtorController(Controller):
         past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
         zone_name, tenant_country = await reads.tenant_zone_country(session, actor.tenant_id)
         day = as_of or clock.today_in(zone_name)
+        filters = service.filter_values(
+            as_of=day, zone=zone, country=country, tag=tag, portfolio_id=portfolio_id,
+            external_ref=external_ref, dpd_min=dpd_min, dpd_max=dpd_max, currency=currency)
+        filters.update(await service.placement_values(session, actor.tenant_id, segment,
+                                                      stage))
+        search = service.search_values(q, tenant_country) if q is not None else {}
+        rows = await reads.list_debtors(session, actor.tenant_id, filters, search, limit,
+                                        starting_after)
         dialect = (await session.connection()).dialect.name
-        stmt = service.debtor_filters(
-            reads.debtor_rows(dialect).where(Debtor.tenant_id == actor.tenant_id), as_of=day,
-            tenant_id=actor.tenant_id, zone=zone, country=country, tag=tag,
-            portfolio_id=portfolio_id, external_ref=external_ref, dpd_min=dpd_min,
-            dpd_max=dpd_max, currency=currency)
-        if q is not None:
-            stmt = stmt.where(service.debtor_search(q, tenant_country))
-        placed = await service.placement_filter(session, actor.tenant_id, segment, stage)
-        if placed is not None:
-            stmt = stmt.where(placed)
-        rows = await reads.read_debtors(
-            session, paginate(stmt, reads.DEBTOR_ID, limit, starting_after))
-        page = page_of(rows, limit, lambda row: reads.debtor_out(row, dialect))
+        page = page_of(rows, limit, (lambda out: out) if dialect == "postgresql"
+                       else lambda row: reads.debtor_out(row, dialect))
         if expand:
             await _expand(session, actor, page.data, day)
         return page

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import msgspec
 import phonenumbers
-from sqlalchemy import ColumnElement, Select, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -355,15 +355,12 @@ async def _placement_codes(session: AsyncSession,
     return {int(d): (seg, stage) for d, seg, stage in rows}
 
 
-async def placement_filter(session: AsyncSession, tenant_id: int, segment: str | None,
-                           stage: str | None) -> ColumnElement[bool] | None:
-    """The condition "the debtor is placed in segment ``segment`` / stage ``stage``" (codes;
-    422 naming the parameter for a code the tenant never had), or None without either."""
-    if segment is None and stage is None:
-        return None
-    cond = [Placement.debtor_id == Debtor.id, Placement.tenant_id == tenant_id]
-    for param, code, model, col in (("segment", segment, Segment, Placement.segment_id),
-                                    ("stage", stage, Stage, Placement.stage_id)):
+async def placement_values(session: AsyncSession, tenant_id: int, segment: str | None,
+                           stage: str | None) -> dict[str, int]:
+    """The ids of the segment / stage codes a list filters by (``segment_id``,
+    ``stage_id``); 422 naming the parameter for a code the tenant never had."""
+    values: dict[str, int] = {}
+    for param, code, model in (("segment", segment, Segment), ("stage", stage, Stage)):
         if code is None:
             continue
         found = await session.scalar(select(model.id).where(model.tenant_id == tenant_id,
@@ -371,8 +368,36 @@ async def placement_filter(session: AsyncSession, tenant_id: int, segment: str |
         if found is None:
             raise Invalid(f"no {param} with code {code!r}", code=f"unknown_{param}",
                           param=param)
-        cond.append(col == found)
-    return exists().where(*cond)
+        values[f"{param}_id"] = found
+    return values
+
+
+def _bound(names: Any, name: str) -> Any:
+    """The bind parameter ``name``: with its value when ``names`` maps names to values (a
+    statement run as it is), without when it only names them (a statement kept per shape,
+    run with each request's values)."""
+    return bindparam(name, names[name]) if isinstance(names, dict) else bindparam(name)
+
+
+def placement_condition(names: Any, tenant: Any) -> ColumnElement[bool] | None:
+    """The condition "the debtor is placed in segment ``:segment_id`` / stage ``:stage_id``"
+    (those of ``names`` that are given), or None without either."""
+    cond: list[ColumnElement[bool]] = []
+    if "segment_id" in names:
+        cond.append(Placement.segment_id == _bound(names, "segment_id"))
+    if "stage_id" in names:
+        cond.append(Placement.stage_id == _bound(names, "stage_id"))
+    if not cond:
+        return None
+    return exists().where(Placement.debtor_id == Debtor.id, Placement.tenant_id == tenant, *cond)
+
+
+async def placement_filter(session: AsyncSession, tenant_id: int, segment: str | None,
+                           stage: str | None) -> ColumnElement[bool] | None:
+    """The condition "the debtor is placed in segment ``segment`` / stage ``stage``" (codes;
+    422 naming the parameter for a code the tenant never had), or None without either."""
+    values = await placement_values(session, tenant_id, segment, stage)
+    return placement_condition(values, tenant_id)
 
 
 _NOT_ID = re.compile(r"[\s.\-]")
@@ -395,24 +420,109 @@ def search_phones(text: str, country: str) -> list[str]:
     return sorted(found)
 
 
-def debtor_search(q: str, country: str) -> ColumnElement[bool]:
-    """``q``: part of the name (case-insensitive), the national id (spaces, dots and dashes
-    ignored), an e-mail or a phone of a contact point (normalised), as one OR."""
+def _like_escape(text: str) -> str:
+    """``text`` as a LIKE operand with ESCAPE '/' (what ``contains(autoescape=True)`` binds)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def search_values(q: str, country: str) -> dict[str, str]:
+    """The bound values of :func:`search_condition` for ``q``: ``q_name`` (the escaped
+    lower-case text), ``q_id_N`` (national id forms), ``q_cp_N`` (contact values)."""
     text = q.strip()
-    conditions: list[ColumnElement[bool]] = [
-        func.lower(Debtor.name).contains(text.lower(), autoescape=True)]
+    values = {"q_name": _like_escape(text.lower())}
     ident = _NOT_ID.sub("", text)
     if ident:
-        conditions.append(Debtor.national_id.in_(sorted({text, ident, ident.upper()})))
-    values = search_phones(text, country)
+        for i, form in enumerate(sorted({text, ident, ident.upper()})):
+            values[f"q_id_{i}"] = form
+    contacts = search_phones(text, country)
     if "@" in text:
-        values.append(text.lower())
-        values.append(text)
-    if values:
+        contacts.append(text.lower())
+        contacts.append(text)
+    for i, value in enumerate(contacts):
+        values[f"q_cp_{i}"] = value
+    return values
+
+
+def search_condition(names: Any) -> ColumnElement[bool]:
+    """``q``: part of the name (case-insensitive), the national id (spaces, dots and dashes
+    ignored), an e-mail or a phone of a contact point (normalised), as one OR; the
+    parameters ``names`` (of :func:`search_values`) are bound by name."""
+    conditions: list[ColumnElement[bool]] = [
+        func.lower(Debtor.name).contains(_bound(names, "q_name"), escape="/")]
+    ids = [_bound(names, n) for n in names if n.startswith("q_id_")]
+    if ids:
+        conditions.append(Debtor.national_id.in_(ids))
+    contacts = [_bound(names, n) for n in names if n.startswith("q_cp_")]
+    if contacts:
         conditions.append(exists().where(ContactPoint.tenant_id == Debtor.tenant_id,
                                          ContactPoint.debtor_id == Debtor.id,
-                                         ContactPoint.value.in_(values)))
+                                         ContactPoint.value.in_(contacts)))
     return or_(*conditions)
+
+
+def debtor_search(q: str, country: str) -> ColumnElement[bool]:
+    """:func:`search_condition` with ``q``'s values bound."""
+    return search_condition(search_values(q, country))
+
+
+def filter_values(*, as_of: date, zone: str | None = None, country: str | None = None,
+                  tag: list[str] | None = None, portfolio_id: int | None = None,
+                  external_ref: str | None = None, dpd_min: int | None = None,
+                  dpd_max: int | None = None, currency: str | None = None) -> dict[str, Any]:
+    """The bound values of the list's filters by parameter name (only those given), for
+    :func:`filter_conditions`; ``balance`` (None) marks the summary's EXISTS, the days past
+    due given as date bounds (``dpd_min_date``, ``dpd_max_date``)."""
+    values: dict[str, Any] = {}
+    if zone is not None:
+        values["zone"] = zone
+    if country is not None:
+        values["country"] = country.upper()
+    if external_ref is not None:
+        values["external_ref"] = external_ref
+    for i, t in enumerate(tag or []):
+        values[f"tag_{i}"] = t
+    if portfolio_id is not None:
+        values["portfolio_id"] = portfolio_id
+    if dpd_min is not None or dpd_max is not None or currency is not None:
+        values["balance"] = None
+        if currency is not None:
+            values["currency"] = currency
+        if dpd_min is not None and dpd_min > 0:
+            values["dpd_min_date"] = as_of - timedelta(days=dpd_min)
+        if dpd_max is not None:
+            values["dpd_max_date"] = as_of - timedelta(days=dpd_max)
+    return values
+
+
+def filter_conditions(names: Any, tenant: Any) -> list[ColumnElement[bool]]:
+    """The WHERE terms of the filters ``names`` (of :func:`filter_values`), bound by name;
+    ``tenant`` is the tenant id or its bind parameter."""
+    cond: list[ColumnElement[bool]] = []
+    if "zone" in names:
+        cond.append(Debtor.zone == _bound(names, "zone"))
+    if "country" in names:
+        cond.append(Debtor.country == _bound(names, "country"))
+    if "external_ref" in names:
+        cond.append(Debtor.external_ref == _bound(names, "external_ref"))
+    for name in names:
+        if name.startswith("tag_"):
+            cond.append(exists().where(DebtorTag.debtor_id == Debtor.id,
+                                       DebtorTag.tag == _bound(names, name)))
+    if "portfolio_id" in names:
+        cond.append(exists().where(Obligation.debtor_id == Debtor.id,
+                                   Obligation.portfolio_id == _bound(names, "portfolio_id")))
+    if "balance" in names:
+        # Days past due come from the summary's oldest unpaid due date (as date bounds).
+        due = DebtorBalance.oldest_unpaid_due_date
+        balance = [DebtorBalance.debtor_id == Debtor.id, DebtorBalance.tenant_id == tenant]
+        if "currency" in names:
+            balance.append(DebtorBalance.currency == _bound(names, "currency"))
+        if "dpd_min_date" in names:
+            balance.append(due <= _bound(names, "dpd_min_date"))
+        if "dpd_max_date" in names:
+            balance.append(due.is_(None) | (due >= _bound(names, "dpd_max_date")))
+        cond.append(exists().where(*balance))
+    return cond
 
 
 def debtor_filters(stmt: Select[Any], *, as_of: date, tenant_id: int, zone: str | None = None,
@@ -420,32 +530,12 @@ def debtor_filters(stmt: Select[Any], *, as_of: date, tenant_id: int, zone: str 
                    portfolio_id: int | None = None, external_ref: str | None = None,
                    dpd_min: int | None = None, dpd_max: int | None = None,
                    currency: str | None = None) -> Select[Any]:
-    if zone is not None:
-        stmt = stmt.where(Debtor.zone == zone)
-    if country is not None:
-        stmt = stmt.where(Debtor.country == country.upper())
-    if external_ref is not None:
-        stmt = stmt.where(Debtor.external_ref == external_ref)
-    for t in tag or []:
-        stmt = stmt.where(exists().where(DebtorTag.debtor_id == Debtor.id, DebtorTag.tag == t))
-    if portfolio_id is not None:
-        stmt = stmt.where(exists().where(Obligation.debtor_id == Debtor.id,
-                                         Obligation.portfolio_id == portfolio_id))
-    if dpd_min is not None or dpd_max is not None or currency is not None:
-        # Days past due come from the summary's oldest unpaid due date (as date bounds).
-        cond = [DebtorBalance.debtor_id == Debtor.id, DebtorBalance.tenant_id == tenant_id]
-        if currency is not None:
-            cond.append(DebtorBalance.currency == currency)
-        if dpd_min is not None and dpd_min > 0:
-            cond.append(DebtorBalance.oldest_unpaid_due_date <= as_of - timedelta(days=dpd_min))
-        if dpd_max is not None:
-            lower = as_of - timedelta(days=dpd_max)
-            cond.append(
-                (DebtorBalance.oldest_unpaid_due_date.is_(None))
-                | (DebtorBalance.oldest_unpaid_due_date >= lower)
-            )
-        stmt = stmt.where(exists().where(*cond))
-    return stmt
+    """``stmt`` narrowed by the list's filters, their values bound."""
+    values = filter_values(as_of=as_of, zone=zone, country=country, tag=tag,
+                           portfolio_id=portfolio_id, external_ref=external_ref,
+                           dpd_min=dpd_min, dpd_max=dpd_max, currency=currency)
+    cond = filter_conditions(values, tenant_id)
+    return stmt.where(*cond) if cond else stmt
 
 
 # --- obligations ------------------------------------------------------------------------
