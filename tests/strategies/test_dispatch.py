@@ -119,3 +119,50 @@ async def test_an_action_dispatched_again_gets_no_second_interaction(
     assert len(listed) == 1
     assert (action["status"], action["outcome"]["interaction_id"]) == (
         "dispatched", listed[0]["id"])
+
+
+async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_phone(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is read as plain rows; only the first debtor of each distinct gate key is
+    loaded as the send path loads them (and judged): debtors that differ only in their
+    phone numbers share a verdict, a revoked consent or an opt-out is a key of its own,
+    and each queued message goes to its own debtor's number."""
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    sms = await template(tenant)
+    same = [await late_debtor(tenant, f"SAME{i}") for i in range(3)]
+    revoked = await late_debtor(tenant, "REVOKED")
+    out = await late_debtor(tenant, "OPTED")
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    for who, change in ((revoked, {"consent": "revoked"}), (out, {"opted_out_channels": ["sms"]})):
+        [cp] = (await tenant.api.get(f"/v1/debtors/{who}")).json()["contact_points"]
+        r = await tenant.api.patch(f"/v1/debtors/{who}/contact-points/{cp['id']}", json=change)
+        assert r.status_code == 200, r.text
+    from cartera.strategies import dispatch
+
+    loaded: list[list[int]] = []
+    real = dispatch.load_for_gate
+
+    async def counted(session: Any, host: Any, tenant_id: int, ids: Any, since: Any) -> Any:
+        loaded.append(sorted(ids))
+        return await real(session, host, tenant_id, ids, since)
+
+    monkeypatch.setattr(dispatch, "load_for_gate", counted)
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        done = await dispatch_due(session, current_host(), app.state.ctx.jobs, tenant.tenant_id)
+    assert done == {"dispatched": 3, "deferred": 0, "denied": 2}
+    [ids] = loaded
+    assert len(ids) == 3 and revoked in ids and out in ids and len(set(ids) & set(same)) == 1
+    got = {a["debtor_id"]: a for a in await actions(tenant)}
+    assert {got[d]["status"] for d in same} == {"dispatched"}
+    assert "consent_revoked" in str(got[revoked]["verdict"])
+    assert "opted_out" in str(got[out]["verdict"])
+    for d in same:
+        [cp] = (await tenant.api.get(f"/v1/debtors/{d}")).json()["contact_points"]
+        interaction = (await tenant.api.get(
+            f"/v1/interactions/{got[d]['outcome']['interaction_id']}")).json()
+        assert (interaction["debtor_id"], interaction["address"]) == (d, cp["value"])
