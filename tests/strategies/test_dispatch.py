@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 from litestar import Litestar
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
+from cartera.portfolio.models import ContactPoint, Debtor
 from cartera.strategies.dispatch import dispatch_due, queue_due_dispatches
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import debtor
@@ -124,8 +125,8 @@ async def test_an_action_dispatched_again_gets_no_second_interaction(
 async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_phone(
         tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The batch is read as plain rows; only the first debtor of each distinct gate key is
-    loaded as the send path loads them (and judged): debtors that differ only in their
+    """The batch is read as plain rows (no ORM object per debtor) and the gate judged
+    once per distinct gate key, for its first debtor: debtors that differ only in their
     phone numbers share a verdict, a revoked consent or an opt-out is a key of its own,
     and each queued message goes to its own debtor's number."""
     seg = await segments(tenant)
@@ -144,19 +145,32 @@ async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_ph
         assert r.status_code == 200, r.text
     from cartera.strategies import dispatch
 
-    loaded: list[list[int]] = []
-    real = dispatch.load_for_gate
+    judged: list[int] = []
+    real = dispatch._route
 
-    async def counted(session: Any, host: Any, tenant_id: int, ids: Any, since: Any) -> Any:
-        loaded.append(sorted(ids))
-        return await real(session, host, tenant_id, ids, since)
+    def counted(host: Any, loaded: Any, row: Any, *args: Any) -> Any:
+        judged.append(row.debtor_id)
+        return real(host, loaded, row, *args)
 
-    monkeypatch.setattr(dispatch, "load_for_gate", counted)
-    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
-        done = await dispatch_due(session, current_host(), app.state.ctx.jobs, tenant.tenant_id)
+    monkeypatch.setattr(dispatch, "_route", counted)
+    loaded: list[Any] = []
+
+    def built(target: Any, context: Any) -> None:
+        loaded.append(target)
+
+    for model in (Debtor, ContactPoint):
+        event.listen(model, "load", built)
+    try:
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            done = await dispatch_due(session, current_host(), app.state.ctx.jobs,
+                                      tenant.tenant_id)
+    finally:
+        for model in (Debtor, ContactPoint):
+            event.remove(model, "load", built)
     assert done == {"dispatched": 3, "deferred": 0, "denied": 2}
-    [ids] = loaded
-    assert len(ids) == 3 and revoked in ids and out in ids and len(set(ids) & set(same)) == 1
+    assert loaded == []  # plain rows, no ORM object per debtor
+    assert len(judged) == 3 and revoked in judged and out in judged
+    assert len(set(judged) & set(same)) == 1
     got = {a["debtor_id"]: a for a in await actions(tenant)}
     assert {got[d]["status"] for d in same} == {"dispatched"}
     assert "consent_revoked" in str(got[revoked]["verdict"])

@@ -7,7 +7,7 @@ PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint r
 then reads the batch's debtors as plain rows (:func:`load_batch`: three selects of the
 columns the gate reads, no ORM object per debtor), re-runs the gate for each channel of
 the step's fallback chain, once per distinct :func:`route_key`, for the first debtor of the
-key loaded as the send path loads them (the first channel with
+key (the first channel with
 an integration, a usable contact point and the gate's allowance wins; a deferral puts the
 action back as ``deferred`` until the lawful instant; a denial of every channel makes it
 ``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
@@ -26,11 +26,13 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from cartera_sdk.compliance import PriorContact
 from sqlalchemy import (
     ARRAY,
     BigInteger,
@@ -53,6 +55,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
 from cartera.compliance import decisions
+from cartera.compliance.service import GatePolicy
+from cartera.compliance.service import load_policy as load_gate_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
@@ -70,7 +74,6 @@ from cartera.strategies.planner import (
     CONTACT_KINDS,
     Loaded,
     chain_of,
-    load_for_gate,
     pick_contact_point,
     window_fit,
 )
@@ -179,6 +182,21 @@ class _Point:
     consent: str
     opted_out_channels: list[str]
     suppressions: dict[str, Any]
+    origin: str
+    label: str | None
+
+
+@dataclass(slots=True)
+class _Debtor:
+    """What the gate reads of a debtor (a plain row, read as a ``Debtor``)."""
+
+    id: int
+    tenant_id: int
+    country: str
+    subdivision: str | None
+    timezone: str
+    kind: str
+    attributes: dict[str, Any]
 
 
 @dataclass
@@ -189,6 +207,27 @@ class _Batch:
     keys: dict[int, tuple[Any, ...]]
     points: dict[int, list[_Point]]
     zones: dict[int, str]
+    recent: dict[int, list[tuple[Any, ...]]]
+
+    def loaded(self, tenant_id: int, debtor_ids: Iterable[int],
+               gate_policy: GatePolicy) -> Loaded:
+        """The gate's input for ``debtor_ids`` (the first debtor of each key), from the
+        rows read: what :func:`~cartera.strategies.planner.load_for_gate` would load."""
+        found = Loaded({}, {}, {}, defaultdict(list), gate_policy)
+        for debtor_id in debtor_ids:
+            key = self.keys.get(debtor_id)
+            if key is None:
+                continue
+            country, subdivision, zone, kind, attributes, oldest = key[:6]
+            found.debtors[debtor_id] = _Debtor(  # type: ignore[assignment]
+                debtor_id, tenant_id, country, subdivision, zone, kind,
+                _json(attributes) or {})
+            found.contacts[debtor_id] = self.points.get(  # type: ignore[assignment]
+                debtor_id, [])
+            found.oldest[debtor_id] = oldest
+            found.recent[debtor_id] = [PriorContact(channel=c, at=at, outcome=o)
+                                       for c, at, o in self.recent.get(debtor_id, ())]
+        return found
 
 
 _EMPTY = ("[]", "{}", "null")
@@ -228,7 +267,7 @@ async def load_batch(session: AsyncSession, tenant_id: int, debtor_ids: list[int
             cp.c.origin, cp.c.label).where(_among(cp.c.debtor_id, ids, dialect))
             .order_by(cp.c.debtor_id, cp.c.preferred.desc(), cp.c.id))).all():
         points[row[0]].append(_Point(row[1], row[2], row[3], row[4], _json(row[5]) or [],
-                                     _json(row[6]) or {}))
+                                     _json(row[6]) or {}, row[7], row[8]))
         seen[row[0]].append((row[2], row[4], row[5], row[6], row[7], row[8]))
     recent: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in (await session.execute(select(
@@ -247,7 +286,7 @@ async def load_batch(session: AsyncSession, tenant_id: int, debtor_ids: list[int
         zones[debtor_id] = row[3]
         keys[debtor_id] = (row[1], row[2], row[3], row[4], row[5], row[6],
                            tuple(seen.get(debtor_id, ())), tuple(recent.get(debtor_id, ())))
-    return _Batch(keys, points, zones)
+    return _Batch(keys, points, zones, recent)
 
 
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
@@ -257,8 +296,7 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
     The batch's debtors are read as plain rows (:func:`load_batch`); the fallback chain is
     judged once per distinct :func:`route_key` (the gate and the packs are pure functions
     of it: in a portfolio, per step, country, zone, day, days past due and contact state)
-    for the first debtor of the key, loaded as the send path loads them
-    (:func:`~cartera.strategies.planner.load_for_gate`); each action then takes its own
+    for the first debtor of the key, from those rows; each action then takes its own
     contact point."""
     now = now or clock.now()
     rows = await claim(session, tenant_id, now, limit)
@@ -274,7 +312,8 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         key = route_key(batch_rows, r)
         keyed.append((r, key))
         first.setdefault(key, r.debtor_id)
-    loaded = await load_for_gate(session, host, tenant_id, list(first.values()), since)
+    loaded = batch_rows.loaded(tenant_id, first.values(),
+                               await load_gate_policy(session, host, tenant_id))
     integrations = await channel_integrations(session, host, tenant_id)
     rules = await policy.load_policy(session, tenant_id)
     made = await policy.contacts_made(
