@@ -384,13 +384,13 @@ async def _put_back(session: AsyncSession, back: list[dict[str, Any]], now: date
 
 def route_key(batch_rows: _Batch, row: Any) -> tuple[Any, ...]:
     """Everything :func:`_route` reads about one action but the contact point ids and
-    values: the step and fallback attempt, the days past due, and the debtor's country, subdivision,
-    zone, kind, attributes and oldest unpaid due date, their contact points as the gate
-    sees them in the order they are picked (kind, consent, opt-outs, suppressions, origin
-    and label: a work phone is judged apart from a home one) and their recent contacts.
-    Two actions with the same key (at the same instant) are routed to the same channel
-    with the same verdict. JSON fields are compared as their stored text: equal text is
-    equal data (different text of equal data only judges twice)."""
+    values: the step and fallback attempt, the days past due, the debtor's country,
+    subdivision, zone, kind and attributes, their contact points as the gate sees them in
+    the order they are picked (kind, consent, opt-outs, suppressions, origin and label: a
+    work phone is judged apart from a home one) and their recent contacts. Two actions
+    with the same key (at the same instant) are routed to the same channel with the same
+    verdict. JSON fields are compared as their stored text: equal text is equal data
+    (different text of equal data only judges twice)."""
     debtor = batch_rows.keys.get(row.debtor_id)
     dpd = aging.days_past_due(debtor[5], row.due_on) if debtor is not None else None
     return (row.version_id, row.step_index, row.attempt, dpd, debtor and debtor[:5],
