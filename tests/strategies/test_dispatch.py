@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 from litestar import Litestar
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
+from cartera.portfolio.models import ContactPoint, Debtor
 from cartera.strategies.dispatch import dispatch_due, queue_due_dispatches
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import debtor
@@ -119,3 +120,63 @@ async def test_an_action_dispatched_again_gets_no_second_interaction(
     assert len(listed) == 1
     assert (action["status"], action["outcome"]["interaction_id"]) == (
         "dispatched", listed[0]["id"])
+
+
+async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_phone(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch is read as plain rows (no ORM object per debtor) and the gate judged
+    once per distinct gate key, for its first debtor: debtors that differ only in their
+    phone numbers share a verdict, a revoked consent or an opt-out is a key of its own,
+    and each queued message goes to its own debtor's number."""
+    seg = await segments(tenant)
+    await _sms_integration(tenant, provider)
+    sms = await template(tenant)
+    same = [await late_debtor(tenant, f"SAME{i}") for i in range(3)]
+    revoked = await late_debtor(tenant, "REVOKED")
+    out = await late_debtor(tenant, "OPTED")
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    for who, change in ((revoked, {"consent": "revoked"}), (out, {"opted_out_channels": ["sms"]})):
+        [cp] = (await tenant.api.get(f"/v1/debtors/{who}")).json()["contact_points"]
+        r = await tenant.api.patch(f"/v1/debtors/{who}/contact-points/{cp['id']}", json=change)
+        assert r.status_code == 200, r.text
+    from cartera.strategies import dispatch
+
+    judged: list[int] = []
+    real = dispatch._route
+
+    def counted(host: Any, loaded: Any, row: Any, *args: Any) -> Any:
+        judged.append(row.debtor_id)
+        return real(host, loaded, row, *args)
+
+    monkeypatch.setattr(dispatch, "_route", counted)
+    loaded: list[Any] = []
+
+    def built(target: Any, context: Any) -> None:
+        loaded.append(target)
+
+    for model in (Debtor, ContactPoint):
+        event.listen(model, "load", built)
+    try:
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            done = await dispatch_due(session, current_host(), app.state.ctx.jobs,
+                                      tenant.tenant_id)
+    finally:
+        for model in (Debtor, ContactPoint):
+            event.remove(model, "load", built)
+    assert done == {"dispatched": 3, "deferred": 0, "denied": 2}
+    assert loaded == []  # plain rows, no ORM object per debtor
+    assert len(judged) == 3 and revoked in judged and out in judged
+    assert len(set(judged) & set(same)) == 1
+    got = {a["debtor_id"]: a for a in await actions(tenant)}
+    assert {got[d]["status"] for d in same} == {"dispatched"}
+    assert "consent_revoked" in str(got[revoked]["verdict"])
+    assert "opted_out" in str(got[out]["verdict"])
+    for d in same:
+        [cp] = (await tenant.api.get(f"/v1/debtors/{d}")).json()["contact_points"]
+        interaction = (await tenant.api.get(
+            f"/v1/interactions/{got[d]['outcome']['interaction_id']}")).json()
+        assert (interaction["debtor_id"], interaction["address"]) == (d, cp["value"])

@@ -4,8 +4,10 @@ batched send path.
 ``strategies.dispatch`` (queued about once a minute per tenant with due actions, see
 :func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions (:func:`claim`: on
 PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint rows). It
-then loads what the gate reads with a few ``IN`` queries, re-runs the gate for each channel
-of the step's fallback chain, once per distinct :func:`route_key` (the first channel with
+then reads the batch's debtors as plain rows (:func:`load_batch`: three selects of the
+columns the gate reads, no ORM object per debtor), re-runs the gate for each channel of
+the step's fallback chain, once per distinct :func:`route_key`, for the first debtor of the
+key (the first channel with
 an integration, a usable contact point and the gate's allowance wins; a deferral puts the
 action back as ``deferred`` until the lawful instant; a denial of every channel makes it
 ``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
@@ -24,15 +26,37 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, bindparam, exists, insert, not_, or_, select, text, update
+from cartera_sdk.compliance import PriorContact
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    String,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera import clock
 from cartera.compliance import decisions
+from cartera.compliance.service import GatePolicy
+from cartera.compliance.service import load_policy as load_gate_policy
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
@@ -42,6 +66,7 @@ from cartera.messaging.models import Interaction, InteractionEvent
 from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
 from cartera.portfolio import aging
+from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
 from cartera.strategies import paylinks, policy
 from cartera.strategies.execute import EXECUTED_KINDS, execute_due
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
@@ -49,7 +74,6 @@ from cartera.strategies.planner import (
     CONTACT_KINDS,
     Loaded,
     chain_of,
-    load_for_gate,
     pick_contact_point,
     window_fit,
 )
@@ -125,19 +149,18 @@ def _route(host: PluginHost, loaded: Loaded, row: Any, step: dict[str, Any],
         if verdict.decision == "deny":
             tried.append({"channel": channel, "reasons": [r.code for r in verdict.reasons]})
             continue
-        return {**last, "channel": channel, "integration_id": integration, "cp": cp,
+        return {**last, "channel": channel, "integration_id": integration,
                 "template_id": ch["template_id"]}
     denied = last.get("verdict") or {"decision": "deny", "reasons": []}
     return {"decision": "deny", "verdict": {**denied, "tried": tried}}
 
 
-def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], loaded: Loaded,
+def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], zone: str,
           row: Any, step: dict[str, Any], routed: dict[str, Any],
           now: datetime) -> dict[str, Any]:
     """The contact policy again at dispatch, over the contacts made (and those of this
     batch): a contact it holds back goes back deferred inside the step's window."""
     mine = sorted(made.get(row.debtor_id, []))
-    zone = loaded.debtors[row.debtor_id].timezone
     at, held = policy.place(rules, mine, now, lambda t: window_fit(t, zone, step["window"]))
     if not held:
         made.setdefault(row.debtor_id, []).append(now)
@@ -147,21 +170,150 @@ def _hold(rules: policy.ContactPolicy, made: dict[int, list[datetime]], loaded: 
             "verdict": policy.held_verdict(routed["verdict"], held, at, denied)}
 
 
+@dataclass(slots=True)
+class _Point:
+    """What the gate and the send path read of a contact point (a plain row, not an ORM
+    object): :func:`cartera.messaging.gate.check_contact_point` and
+    :func:`~cartera.strategies.planner.pick_contact_point` read it as a ``ContactPoint``."""
+
+    id: int
+    kind: str
+    value: str
+    consent: str
+    opted_out_channels: list[str]
+    suppressions: dict[str, Any]
+    origin: str
+    label: str | None
+
+
+@dataclass(slots=True)
+class _Debtor:
+    """What the gate reads of a debtor (a plain row, read as a ``Debtor``)."""
+
+    id: int
+    tenant_id: int
+    country: str
+    subdivision: str | None
+    timezone: str
+    kind: str
+    attributes: dict[str, Any]
+
+
+@dataclass
+class _Batch:
+    """The claimed batch's debtors as plain rows: each one's gate key (but the step) and
+    contact points."""
+
+    keys: dict[int, tuple[Any, ...]]
+    points: dict[int, list[_Point]]
+    zones: dict[int, str]
+    recent: dict[int, list[tuple[Any, ...]]]
+
+    def loaded(self, tenant_id: int, debtor_ids: Iterable[int],
+               gate_policy: GatePolicy) -> Loaded:
+        """The gate's input for ``debtor_ids`` (the first debtor of each key), from the
+        rows read: what :func:`~cartera.strategies.planner.load_for_gate` would load."""
+        found = Loaded({}, {}, {}, defaultdict(list), gate_policy)
+        for debtor_id in debtor_ids:
+            key = self.keys.get(debtor_id)
+            if key is None:
+                continue
+            country, subdivision, zone, kind, attributes, oldest = key[:6]
+            found.debtors[debtor_id] = _Debtor(  # type: ignore[assignment]
+                debtor_id, tenant_id, country, subdivision, zone, kind,
+                _json(attributes) or {})
+            found.contacts[debtor_id] = self.points.get(  # type: ignore[assignment]
+                debtor_id, [])
+            found.oldest[debtor_id] = oldest
+            found.recent[debtor_id] = [PriorContact(channel=c, at=at, outcome=o)
+                                       for c, at, o in self.recent.get(debtor_id, ())]
+        return found
+
+
+_EMPTY = ("[]", "{}", "null")
+
+
+def _json(raw: str | None) -> Any:
+    return None if raw is None or raw in _EMPTY else msgspec.json.decode(raw)
+
+
+def _among(column: Any, ids: list[int], dialect: str) -> Any:
+    """``column`` is one of ``ids``: on PostgreSQL ``= ANY(array)``, one parameter (not a
+    list of a thousand)."""
+    if dialect == "postgresql":
+        return column == any_(literal(ids, ARRAY(BigInteger)))
+    return column.in_(ids)
+
+
+async def load_batch(session: AsyncSession, tenant_id: int, debtor_ids: list[int],
+                     since: datetime) -> _Batch:
+    """Three selects of plain columns over the batch's debtors (their fields and oldest
+    unpaid due date, their contact points in the order they are picked, their contacts
+    made since ``since``), and each debtor's gate key: everything the gate and the packs
+    read of their contact but the step, the instant and the contact point ids and values
+    (:func:`route_key`)."""
+    dialect = session.get_bind().dialect.name
+    ids = sorted(set(debtor_ids))
+    d, b, cp, i = (table_of(Debtor), table_of(DebtorBalance), table_of(ContactPoint),
+                   table_of(Interaction))
+    oldest = (select(b.c.debtor_id, func.min(b.c.oldest_unpaid_due_date).label("oldest"))
+              .where(b.c.tenant_id == tenant_id, _among(b.c.debtor_id, ids, dialect))
+              .group_by(b.c.debtor_id).subquery("b"))
+    points: dict[int, list[_Point]] = defaultdict(list)
+    seen: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in (await session.execute(select(
+            cp.c.debtor_id, cp.c.id, cp.c.kind, cp.c.value, cp.c.consent,
+            cast(cp.c.opted_out_channels, String), cast(cp.c.suppressions, String),
+            cp.c.origin, cp.c.label).where(_among(cp.c.debtor_id, ids, dialect))
+            .order_by(cp.c.debtor_id, cp.c.preferred.desc(), cp.c.id))).all():
+        points[row[0]].append(_Point(row[1], row[2], row[3], row[4], _json(row[5]) or [],
+                                     _json(row[6]) or {}, row[7], row[8]))
+        seen[row[0]].append((row[2], row[4], row[5], row[6], row[7], row[8]))
+    recent: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in (await session.execute(select(
+            i.c.debtor_id, i.c.channel, i.c.created_at, i.c.status).where(
+            _among(i.c.debtor_id, ids, dialect), *gate.counted_contacts(since))
+            .order_by(i.c.debtor_id, i.c.created_at, i.c.id))).all():
+        recent[row[0]].append((row[1], row[2], row[3]))
+    keys: dict[int, tuple[Any, ...]] = {}
+    zones: dict[int, str] = {}
+    for row in (await session.execute(select(
+            d.c.id, d.c.country, d.c.subdivision, d.c.timezone, d.c.kind,
+            cast(d.c.attributes, String), oldest.c.oldest)
+            .select_from(d.outerjoin(oldest, oldest.c.debtor_id == d.c.id))
+            .where(_among(d.c.id, ids, dialect)))).all():
+        debtor_id = row[0]
+        zones[debtor_id] = row[3]
+        keys[debtor_id] = (row[1], row[2], row[3], row[4], row[5], row[6],
+                           tuple(seen.get(debtor_id, ())), tuple(recent.get(debtor_id, ())))
+    return _Batch(keys, points, zones, recent)
+
+
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
                        now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
     """One batch of due actions, in the caller's transaction; counts per outcome.
 
-    The fallback chain is judged once per distinct :func:`route_key` (the gate and the
-    packs are pure functions of it: in a portfolio, per step, country, zone, day, days past
-    due and contact state), each action then takes its own contact point."""
+    The batch's debtors are read as plain rows (:func:`load_batch`); the fallback chain is
+    judged once per distinct :func:`route_key` (the gate and the packs are pure functions
+    of it: in a portfolio, per step, country, zone, day, days past due and contact state)
+    for the first debtor of the key, from those rows; each action then takes its own
+    contact point."""
     now = now or clock.now()
     rows = await claim(session, tenant_id, now, limit)
     if not rows:
         return {}
     steps = {v.id: v.steps for v in (await session.scalars(select(StrategyVersion).where(
         StrategyVersion.id.in_({r.version_id for r in rows})))).all()}
-    loaded = await load_for_gate(session, host, tenant_id, [r.debtor_id for r in rows],
-                                 now - timedelta(days=7))
+    since = now - timedelta(days=7)
+    batch_rows = await load_batch(session, tenant_id, [r.debtor_id for r in rows], since)
+    keyed: list[tuple[Any, tuple[Any, ...]]] = []
+    first: dict[tuple[Any, ...], int] = {}
+    for r in rows:
+        key = route_key(batch_rows, r)
+        keyed.append((r, key))
+        first.setdefault(key, r.debtor_id)
+    loaded = batch_rows.loaded(tenant_id, first.values(),
+                               await load_gate_policy(session, host, tenant_id))
     integrations = await channel_integrations(session, host, tenant_id)
     rules = await policy.load_policy(session, tenant_id)
     made = await policy.contacts_made(
@@ -169,25 +321,25 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
     sends, back = [], []
     found: list[dict[str, Any]] = []
-    memo: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for r in rows:
+    memo: dict[tuple[Any, ...], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for r, key in keyed:
         step = steps[r.version_id][r.step_index]
-        key = route_key(loaded, r, step, now)
-        routed = memo.get(key)
-        if routed is None:
-            memo[key] = routed = _route(host, loaded, r, step, integrations, now)
+        known = memo.get(key)
+        if known is None:
+            routed = _route(host, loaded, r, step, integrations, now)  # r is the first
+            verdict = routed.get("verdict") or {}
+            judged = decisions.rows(tenant_id, "dispatch", now, {
+                **verdict, "decision": routed["decision"], "until": routed.get("until")},
+                str(verdict.get("channel") or routed.get("channel") or ""), None, None) \
+                if verdict.get("reasons") else []  # the gate judged (not only: no integration)
+            memo[key] = known = (routed, judged)
+        routed, judged = known
+        found += [{**x, "debtor_id": r.debtor_id, "subject_id": r.id} for x in judged]
         if "channel" in routed:  # this debtor's own contact point of the chosen channel
             routed = {**routed, "cp": pick_contact_point(
-                loaded.contacts.get(r.debtor_id, []), routed["channel"])}
-        verdict = routed.get("verdict") or {}
-        if verdict.get("reasons"):  # the gate judged (not only: no integration)
-            found += decisions.rows(tenant_id, "dispatch", now,
-                                    {**verdict, "decision": routed["decision"],
-                                     "until": routed.get("until")},
-                                    str(verdict.get("channel") or routed.get("channel") or ""),
-                                    r.debtor_id, r.id)
+                cast_points(batch_rows.points.get(r.debtor_id, [])), routed["channel"])}
         if routed["decision"] == "allow" and rules.active:
-            routed = _hold(rules, made, loaded, r, step, routed, now)
+            routed = _hold(rules, made, batch_rows.zones[r.debtor_id], r, step, routed, now)
         if routed["decision"] == "allow":
             sends.append((r, {**routed, "payment_link": step.get("payment_link")}))
         else:
@@ -201,6 +353,10 @@ async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, ten
         await _enqueue(session, runner, tenant_id, sends, now)
     return {"dispatched": len(sends), "deferred": sum(b["b_status"] == "deferred" for b in back),
             "denied": sum(b["b_status"] == "denied" for b in back)}
+
+
+def cast_points(points: list[_Point]) -> list[ContactPoint]:
+    return points  # type: ignore[return-value]
 
 
 _PUT_BACK = text("""
@@ -226,35 +382,19 @@ async def _put_back(session: AsyncSession, back: list[dict[str, Any]], now: date
         planned_at=bindparam("b_at", type_=UtcDateTime()), updated_at=now), back)
 
 
-def route_key(loaded: Loaded, row: Any, step: dict[str, Any], now: datetime) -> tuple[Any, ...]:
-    """Everything :func:`_route` reads about one action but the contact point ids: two
-    actions with the same key are routed to the same channel with the same verdict."""
-    chain = chain_of(step, row.attempt)
-    return (row.version_id, row.step_index, row.attempt,
-            *_gate_key(loaded, row.debtor_id, chain, now, row.due_on))
-
-
-def _gate_key(loaded: Loaded, debtor_id: int, channels: list[dict[str, Any]], at: datetime,
-              today: date) -> tuple[Any, ...]:
-    """Everything the gate and the packs read about one debtor's contact but the contact
-    point ids and values: each of their contact points as the gate sees it (kind, consent,
-    opt-outs, suppressions, origin and label: a work phone is judged apart from a home
-    one), the channels' denials, the instant, days past due, the debtor's country,
-    subdivision, zone, kind and attributes, and their recent contacts."""
-    debtor = loaded.debtors[debtor_id]
-    points = loaded.contacts.get(debtor_id, [])
-    seen = tuple((cp.kind, cp.consent, tuple(cp.opted_out_channels or ()),
-                  msgspec.json.encode(cp.suppressions or {}, order="sorted"), cp.origin,
-                  cp.label) for cp in points)
-    denials = []
-    for ch in channels:
-        denied = gate.check_contact_point(pick_contact_point(points, ch["channel"]),
-                                          ch["channel"])
-        denials.append((ch["channel"], denied.reasons[0].code if denied else None))
-    recent = tuple((c.channel, c.at, c.outcome) for c in loaded.recent.get(debtor_id, ()))
-    return (seen, tuple(denials), at, aging.days_past_due(loaded.oldest.get(debtor_id), today),
-            debtor.country, debtor.subdivision, debtor.timezone, debtor.kind,
-            msgspec.json.encode(debtor.attributes or {}, order="sorted"), recent)
+def route_key(batch_rows: _Batch, row: Any) -> tuple[Any, ...]:
+    """Everything :func:`_route` reads about one action but the contact point ids and
+    values: the step and fallback attempt, the days past due, the debtor's country,
+    subdivision, zone, kind and attributes, their contact points as the gate sees them in
+    the order they are picked (kind, consent, opt-outs, suppressions, origin and label: a
+    work phone is judged apart from a home one) and their recent contacts. Two actions
+    with the same key (at the same instant) are routed to the same channel with the same
+    verdict. JSON fields are compared as their stored text: equal text is equal data
+    (different text of equal data only judges twice)."""
+    debtor = batch_rows.keys.get(row.debtor_id)
+    dpd = aging.days_past_due(debtor[5], row.due_on) if debtor is not None else None
+    return (row.version_id, row.step_index, row.attempt, dpd, debtor and debtor[:5],
+            debtor and debtor[6:])
 
 
 _ENQUEUE = text("""
