@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from litestar import Litestar
+from sqlalchemy import text
+
+from cartera.db.engine import tenant_session
+from cartera.plugins.registry import current_host
+from cartera.strategies.planner import PASS_WORK_MEM, plan_tenant
 from tests.conftest import TenantClient
 from tests.strategies.helpers import (
     actions,
@@ -181,3 +188,26 @@ async def test_next_action_predicts_the_plan_and_lists_filter(tenant: TenantClie
     r = await tenant.api.get("/v1/actions", params={"due_from": "2026-02-02",
                                                     "due_to": "2026-02-01"})
     assert r.status_code == 422 and r.json()["param"] == "due_from"
+
+
+async def test_a_whole_pass_runs_without_jit_and_a_one_debtor_replan_keeps_the_settings(
+        tenant: TenantClient, app: Litestar) -> None:
+    """On PostgreSQL a pass over the portfolio turns JIT off and raises work_mem for its
+    transaction (its few big statements were JIT-compiled for seconds each); a one-debtor
+    replan, a short statement each, leaves the session's settings alone."""
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only: SQLite has no such settings")
+
+        async def settings() -> tuple[str, str]:
+            row = (await session.execute(text(
+                "SELECT current_setting('jit'), current_setting('work_mem')"))).one()
+            return str(row[0]), str(row[1])
+
+        before = await settings()
+        assert before != ("off", PASS_WORK_MEM)
+        await plan_tenant(session, current_host(), tenant.tenant_id, debtors=1)
+        assert await settings() == before
+        await plan_tenant(session, current_host(), tenant.tenant_id)
+        assert await settings() == ("off", PASS_WORK_MEM)
+        await session.rollback()

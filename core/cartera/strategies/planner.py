@@ -1172,12 +1172,22 @@ async def write_verdicts(session: AsyncSession, tenant_id: int,
 
 # --- the pass -----------------------------------------------------------------------------
 
+PASS_WORK_MEM = "64MB"
+"""``work_mem`` of a planner pass over many debtors (``SET LOCAL``: until its transaction
+ends)."""
+
+
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
                       now: datetime | None = None, *, debtors: Debtors = None) -> PlanResult:
     """One planner pass over the tenant's whole portfolio (or only ``debtors``: the
     replanning of :mod:`cartera.strategies.replan`), in the caller's transaction."""
     now = now or clock.now()
     await lock_tenant(session, tenant_id, shared=debtors is not None)
+    if not isinstance(debtors, int) and session.get_bind().dialect.name == "postgresql":
+        # A pass over many debtors: its few big statements were JIT-compiled (seconds each,
+        # more than they saved) and their hash joins and sorts spilled to disk.
+        await session.execute(text("SET LOCAL jit = off"))
+        await session.execute(text(f"SET LOCAL work_mem = '{PASS_WORK_MEM}'"))
     result = PlanResult()
     zone = await session.scalar(select(Tenant.timezone).where(Tenant.id == tenant_id))
     today = now.astimezone(ZoneInfo(zone or "UTC")).date()
