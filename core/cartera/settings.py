@@ -89,6 +89,9 @@ class Settings:
     reach although not public, and without TLS (see :mod:`cartera_sdk.egress`)."""
     jobs_inline: bool | None = None
     """Run jobs in-process; ``None`` means: yes on SQLite, no (procrastinate) on PostgreSQL."""
+    job_stop_timeout_seconds: float = 10.0
+    """``CARTERA_JOB_STOP_TIMEOUT``: on shutdown, how long the in-process job runner lets
+    its running periodic pass or job finish before it cancels it."""
     idempotency_ttl_seconds: int = 86_400
     """How long a stored ``Idempotency-Key`` response is replayed; after that the key is new."""
     idempotency_lease_seconds: int = 300
@@ -194,6 +197,8 @@ def _settings_from_env() -> Settings:
         kwargs["compliance_decision_retention_days"] = decision_retention(
             env["CARTERA_COMPLIANCE_DECISION_RETENTION_DAYS"])
     kwargs["jobs_inline"] = _bool_env("CARTERA_JOBS_INLINE")
+    if env.get("CARTERA_JOB_STOP_TIMEOUT"):
+        kwargs["job_stop_timeout_seconds"] = float(env["CARTERA_JOB_STOP_TIMEOUT"])
     if env.get("CARTERA_CORS_ORIGINS"):
         kwargs["cors_origins"] = parse_origins(env["CARTERA_CORS_ORIGINS"])
     if env.get("CARTERA_TOKEN_STATE_CACHE"):

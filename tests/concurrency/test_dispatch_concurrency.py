@@ -4,44 +4,37 @@ dispatched once, gets one interaction, and its message is sent once (PostgreSQL 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-import pytest
-from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
+from cartera_sdk.testkit import FakeHTTPServer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cartera.plugins.registry import current_host
 from cartera.strategies.dispatch import dispatch_due
 from tests.conftest import TenantClient
-from tests.strategies.helpers import late_debtor, message_step, plan, segments, strategy, template
+from tests.strategies.helpers import (
+    late_debtor,
+    message_step,
+    plan,
+    provider,
+    segments,
+    sms_integration,
+    strategy,
+    template,
+)
+
+__all__ = ["provider"]  # the fixture, used by name
 
 DEBTORS = 12
-
-
-@pytest.fixture
-def provider() -> Iterator[FakeHTTPServer]:
-    counter = iter(range(1, 10_000))
-
-    def messages(req: RecordedRequest) -> FakeResponse:
-        return FakeResponse(201, {"id": f"s-{next(counter)}"})
-
-    with FakeHTTPServer() as server:
-        server.route("POST", "/messages", messages)
-        yield server
 
 
 async def test_racing_dispatchers_send_each_action_once(
         tenant: TenantClient, backends: Any, pg_engine: AsyncEngine, app: Any,
         provider: FakeHTTPServer, run_jobs: Any) -> None:
     seg = await segments(tenant)
-    r = await tenant.api.post("/v1/integrations", json={
-        "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
-        "config": {"base_url": provider.base_url, "sender": "ACME"},
-        "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
-    assert r.status_code == 201, r.text
+    await sms_integration(tenant, provider)
     sms = await template(tenant)
     for i in range(DEBTORS):
         await late_debtor(tenant, f"R{i}")

@@ -23,8 +23,15 @@ from tests.imports.test_import_offers import _debtor, _invoice, _payment
 from tests.imports.test_imports import debtor_by_ref, ndjson, run_import, upload
 from tests.offers.helpers import client_with, offer
 from tests.payments.mp import integration, mercadopago
-from tests.strategies.helpers import late_debtor, message_step, plan, segments, strategy
-from tests.strategies.test_dispatch import _sms_integration, provider
+from tests.strategies.helpers import (
+    late_debtor,
+    message_step,
+    plan,
+    provider,
+    segments,
+    sms_integration,
+    strategy,
+)
 from tests.strategies.test_payment_link_steps import _dispatch, _interactions, _link_template
 
 __all__ = ["mercadopago", "provider"]
@@ -35,7 +42,7 @@ async def test_workers_making_one_debtors_step_links_at_once_make_one_link(
         tenant: TenantClient, app: Litestar, provider: Any, mercadopago: Any,
         pg_engine: AsyncEngine, run_jobs: Any) -> None:
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     await late_debtor(tenant, "PC-1")

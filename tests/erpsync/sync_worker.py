@@ -11,13 +11,10 @@ import argparse
 import asyncio
 from typing import Any
 
-from cartera.db.engine import make_engine, make_sessionmaker
 from cartera.erpsync import sync
-from cartera.jobs.registry import install_runner, run_periodic
-from cartera.jobs.runner import InProcessRunner
 from cartera.plugins.registry import current_host
-from cartera.settings import get_settings
 from tests.erpsync.fake_erp import Ledger, debtor, install, item
+from tests.worker import run_worker_loop
 
 
 def ledger_for(customers: int, items: int) -> Ledger:
@@ -38,8 +35,6 @@ class _Printing(Ledger):
 
 async def work(integration_id: int, customers: int, items: int, delay: float,
                apply_rows: int) -> None:
-    engine = make_engine(get_settings().database_url)
-    sessionmaker = make_sessionmaker(engine)
     connector = install(current_host())
     source = ledger_for(customers, items)
     ledger = _Printing(**{f: getattr(source, f) for f in ("clock", "debtors", "items",
@@ -48,14 +43,7 @@ async def work(integration_id: int, customers: int, items: int, delay: float,
     connector.ledgers[str(integration_id)] = ledger
     sync.PULL_BACKOFF_SECONDS = 0.0
     sync.APPLY_ROWS = apply_rows  # several page transactions in a run this small
-    runner = InProcessRunner(sessionmaker, background=False)
-    install_runner(runner)
-    await runner.start()  # a restart: jobs left running by a killed worker run again
-    print("worker ready", flush=True)
-    while True:
-        await run_periodic(sessionmaker, runner)
-        if not await runner.run_pending():
-            await asyncio.sleep(0.2)
+    await run_worker_loop()
 
 
 def main() -> None:

@@ -10,24 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from cartera.db.engine import make_engine, make_sessionmaker
-from cartera.jobs.registry import install_runner, run_periodic
-from cartera.jobs.runner import InProcessRunner
 from cartera.messaging import batch
-from cartera.settings import get_settings
-
-
-async def work() -> None:
-    engine = make_engine(get_settings().database_url)
-    sessionmaker = make_sessionmaker(engine)
-    runner = InProcessRunner(sessionmaker, background=False)
-    install_runner(runner)
-    await runner.start()  # a restart: jobs left running by a killed worker run again
-    print("worker ready", flush=True)
-    while True:
-        await run_periodic(sessionmaker, runner)
-        if not await runner.run_pending():
-            await asyncio.sleep(0.2)
+from tests.worker import run_worker_loop
 
 
 def main() -> None:
@@ -36,7 +20,7 @@ def main() -> None:
     parser.add_argument("--lease-margin", type=float, default=batch.LEASE_MARGIN_SECONDS)
     args = parser.parse_args()
     batch.BATCH_SIZE, batch.LEASE_MARGIN_SECONDS = args.batch_size, args.lease_margin
-    asyncio.run(work())
+    asyncio.run(run_worker_loop())
 
 
 if __name__ == "__main__":

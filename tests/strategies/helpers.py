@@ -1,8 +1,14 @@
-"""Shared set-up of the strategy tests: segments, templates, debtors and strategies."""
+"""Shared set-up of the strategy tests: segments, templates, debtors and strategies, and
+the fake SMS provider with its integration (tests that use the ``provider`` fixture import
+it by name)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
+from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
 
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import debtor
@@ -82,3 +88,26 @@ async def enrollments(t: TenantClient, **params: Any) -> list[dict[str, Any]]:
     assert r.status_code == 200, r.text
     found: list[dict[str, Any]] = r.json()["data"]
     return found
+
+
+@pytest.fixture
+def provider() -> Iterator[FakeHTTPServer]:
+    """A fake SMS provider that accepts every message with a new id."""
+    counter = iter(range(1, 10_000))
+
+    def messages(req: RecordedRequest) -> FakeResponse:
+        return FakeResponse(201, {"id": f"s-{next(counter)}"})
+
+    with FakeHTTPServer() as server:
+        server.route("POST", "/messages", messages)
+        yield server
+
+
+async def sms_integration(t: TenantClient, server: FakeHTTPServer) -> int:
+    """The tenant's ``fixture_sms`` channel integration, sending through ``server``."""
+    r = await t.api.post("/v1/integrations", json={
+        "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
+        "config": {"base_url": server.base_url, "sender": "ACME"},
+        "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])

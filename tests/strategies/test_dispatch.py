@@ -4,11 +4,10 @@ messaging's batch job then sends them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
+from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
 from sqlalchemy import event, text
 
@@ -23,37 +22,20 @@ from tests.strategies.helpers import (
     actions,
     late_debtor,
     plan,
+    provider,
     segments,
+    sms_integration,
     strategy,
     template,
 )
 
-
-@pytest.fixture
-def provider() -> Iterator[FakeHTTPServer]:
-    counter = iter(range(1, 10_000))
-
-    def messages(req: RecordedRequest) -> FakeResponse:
-        return FakeResponse(201, {"id": f"s-{next(counter)}"})
-
-    with FakeHTTPServer() as server:
-        server.route("POST", "/messages", messages)
-        yield server
-
-
-async def _sms_integration(t: TenantClient, server: FakeHTTPServer) -> int:
-    r = await t.api.post("/v1/integrations", json={
-        "name": "SMS", "provider_kind": "channel", "provider_name": "fixture_sms",
-        "config": {"base_url": server.base_url, "sender": "ACME"},
-        "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
+__all__ = ["provider"]  # the fixture, used by name
 
 
 async def test_due_actions_are_dispatched_once_with_fallback(
         tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any) -> None:
     seg = await segments(tenant)
-    integration = await _sms_integration(tenant, provider)
+    integration = await sms_integration(tenant, provider)
     sms, mail = await template(tenant), await template(tenant, "email", "mail")
     ok = await late_debtor(tenant, "OK")
     revoked = await debtor(tenant, "REV", ("PEN", "50.00", 9), contact_points=[
@@ -100,7 +82,7 @@ async def test_an_action_dispatched_again_gets_no_second_interaction(
     operator's hand): ``interactions.action_id`` is unique and the second dispatch points
     the action at the interaction it already has."""
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     sms = await template(tenant)
     await late_debtor(tenant, "ONCE")
     await strategy(tenant, "s", [seg["late"]], [{
@@ -130,7 +112,7 @@ async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_ph
     phone numbers share a verdict, a revoked consent or an opt-out is a key of its own,
     and each queued message goes to its own debtor's number."""
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     sms = await template(tenant)
     same = [await late_debtor(tenant, f"SAME{i}") for i in range(3)]
     revoked = await late_debtor(tenant, "REVOKED")

@@ -18,8 +18,7 @@ from cartera.strategies.dispatch import queue_due_dispatches
 from cartera.strategies.feedback import fall_back
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import debtor
-from tests.strategies.helpers import ALWAYS, actions, segments, strategy, template
-from tests.strategies.test_dispatch import _sms_integration
+from tests.strategies.helpers import ALWAYS, actions, segments, sms_integration, strategy, template
 
 
 def _server(status: int) -> Iterator[FakeHTTPServer]:
@@ -47,7 +46,7 @@ def accepting() -> Iterator[FakeHTTPServer]:
 
 async def _setup(t: TenantClient, server: FakeHTTPServer, after: int | None) -> int:
     seg = await segments(t)
-    await _sms_integration(t, server)
+    await sms_integration(t, server)
     sms, mail = await template(t), await template(t, "email", "mail")
     sms_channel: dict[str, Any] = {"channel": "sms", "template_id": sms}
     if after is not None:

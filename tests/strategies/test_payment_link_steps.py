@@ -18,8 +18,15 @@ from cartera.plugins.registry import current_host
 from cartera.strategies.dispatch import dispatch_due
 from tests.conftest import TenantClient
 from tests.payments.mp import integration, mercadopago
-from tests.strategies.helpers import late_debtor, message_step, plan, segments, strategy
-from tests.strategies.test_dispatch import _sms_integration, provider
+from tests.strategies.helpers import (
+    late_debtor,
+    message_step,
+    plan,
+    provider,
+    segments,
+    sms_integration,
+    strategy,
+)
 
 __all__ = ["mercadopago", "provider"]
 
@@ -52,7 +59,7 @@ async def test_a_step_sends_the_debtors_payment_link_made_outside_the_dispatch(
         tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, mercadopago: Any,
         run_jobs: Any) -> None:
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     ana, ben = await late_debtor(tenant, "PL-A"), await late_debtor(tenant, "PL-B")
@@ -83,7 +90,7 @@ async def test_the_open_link_is_reused_and_no_link_means_no_message(
         tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, mercadopago: Any,
         run_jobs: Any) -> None:
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     ana = await late_debtor(tenant, "PL-C")
@@ -137,7 +144,7 @@ async def test_strategy_messages_carry_self_service_links_issued_for_the_batch_a
     from tests.selfservice.test_self_service import debtor_client
 
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     r = await tenant.api.post("/v1/templates", json={
         "code": "ss", "channel": "sms", "locale": "es-PE", "name": "ss",
         "body": "Hola {{ debtor.first_name }}, mira tu deuda: {{ links.self_service }}"})
@@ -179,7 +186,7 @@ async def test_an_offer_link_and_a_hold_that_runs_out(
     from tests.offers.helpers import client_with, offer
 
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     ana, ben = await late_debtor(tenant, "PL-E"), await late_debtor(tenant, "PL-F")
@@ -209,7 +216,7 @@ async def test_a_hold_that_runs_out_fails_the_message_unsent(
     from cartera.jobs.models import Job
 
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     await late_debtor(tenant, "PL-G")
@@ -238,7 +245,7 @@ async def test_an_installment_link_asks_for_the_next_unpaid_installment(
     from tests.offers.helpers import offer
 
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     await integration(tenant, mercadopago)
     tpl = await _link_template(tenant)
     ana = await late_debtor(tenant, "PL-H")

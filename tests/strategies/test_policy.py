@@ -18,11 +18,12 @@ from tests.strategies.helpers import (
     late_debtor,
     message_step,
     plan,
+    provider,
     segments,
+    sms_integration,
     strategy,
     template,
 )
-from tests.strategies.test_dispatch import _sms_integration, provider
 
 __all__ = ["provider"]  # the fixture, used by name
 T0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -130,7 +131,7 @@ async def test_the_planner_defers_a_contact_over_the_weekly_cap(
 async def test_dispatch_applies_the_policy_again(
         tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any) -> None:
     seg = await segments(tenant)
-    await _sms_integration(tenant, provider)
+    await sms_integration(tenant, provider)
     sms = await template(tenant)
     d = await late_debtor(tenant, "D")
     await strategy(tenant, "s", [seg["late"]], [message_step("one", sms)])

@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.crypto import Keyring, keyring
-from cartera.errors import Invalid, NotFound
+from cartera.db import get_owned
+from cartera.errors import Invalid
 from cartera.integrations import schemas
 from cartera.integrations.models import Integration
 from cartera.plugins.host import PluginHost, RegisteredProvider
@@ -111,10 +112,8 @@ async def create(session: AsyncSession, host: PluginHost, actor: Actor,
 
 
 async def get(session: AsyncSession, integration_id: int) -> Integration:
-    integration = await session.get(Integration, integration_id)
-    if integration is None or integration.tenant_id != session.info.get("tenant_id"):
-        raise NotFound(f"integration {integration_id} not found")
-    return integration
+    return await get_owned(session, Integration, integration_id, session.info.get("tenant_id"),
+                           what="integration")
 
 
 async def update(session: AsyncSession, host: PluginHost, actor: Actor, integration_id: int,

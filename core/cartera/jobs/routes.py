@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.pagination import Id, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
-from cartera.errors import NotFound
+from cartera.db import get_owned
 from cartera.jobs.models import Job, JobStatus
 from cartera.jobs.schemas import JobOut
 
@@ -43,7 +43,5 @@ class JobController(Controller):
     @get("/{job_id:int}", summary="Get a job", operation_id="GetJob", **secured("jobs:read"))
     async def retrieve(self, job_id: Id, session: AsyncSession) -> JobOut:
         """One job: status, progress (done of total), result or error."""
-        job = await session.get(Job, job_id)
-        if job is None or job.tenant_id != session.info["tenant_id"]:
-            raise NotFound(f"job {job_id} not found")
-        return job_out(job)
+        return job_out(await get_owned(session, Job, job_id, session.info["tenant_id"],
+                                       what="job"))

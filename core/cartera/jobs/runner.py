@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import event, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -140,14 +140,20 @@ class InProcessRunner:
     """Runs queued jobs one at a time inside this process (the SQLite default)."""
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
-                 poll_seconds: float = 0.5, *, background: bool = True) -> None:
+                 poll_seconds: float = 0.5, *, background: bool = True,
+                 stop_timeout: float | None = None) -> None:
         """``background=False``: jobs run only when :meth:`run_pending` is called (tests
-        that must decide when work happens)."""
+        that must decide when work happens). ``stop_timeout``: how long :meth:`stop` lets
+        the running pass or job finish before it cancels it (default: the
+        ``job_stop_timeout_seconds`` setting)."""
         self._sessionmaker = sessionmaker
         self._poll = poll_seconds
         self._background = background
+        self._stop_timeout = stop_timeout
+        self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._held = _HeldConnections(sessionmaker, None)
 
     async def enqueue(self, session: AsyncSession, tenant_id: int, kind: str,
                       payload: dict[str, Any], *, run_after: datetime | None = None) -> Job:
@@ -172,20 +178,55 @@ class InProcessRunner:
         return await self.enqueue(session, tenant_id, kind, {**payload, "once": key})
 
     async def start(self) -> None:
+        self._stopping = False
         await self._reset_interrupted()
         if self._background:
             self._task = asyncio.create_task(self._loop(), name="cartera-jobs")
+            self._held = _HeldConnections(self._sessionmaker, self._task)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        """Stop gracefully: take no new work, let the running periodic pass or job finish
+        (up to the stop timeout), and only then cancel it.
+
+        A cancelled pass or job leaves through its ``async with sessionmaker()`` blocks,
+        whose close rolls its transaction back and returns the connection (SQLite's write
+        lock with it). A job cancelled mid-way stays ``running``, and the next
+        :meth:`start` queues it again (handlers are idempotent)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        timeout = self._stop_timeout
+        if timeout is None:
+            from cartera.settings import get_settings
+
+            timeout = get_settings().job_stop_timeout_seconds
+        cancelled = False
+        try:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                log.warning("job runner did not stop within %.1f s: cancelling it", timeout)
+                cancelled = self._cancel(task)
+        except asyncio.CancelledError:  # stop() itself cancelled: take the loop along
+            cancelled = self._cancel(task)
+            raise
+        finally:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+            if cancelled:
+                await self._held.release()
+            self._held.close()
+
+    def _cancel(self, task: asyncio.Task[None]) -> bool:
+        self._held.cancelling()
+        return task.cancel()
 
     async def run_pending(self) -> int:
-        """Run every queued job now; returns how many ran (tests and the CLI use this)."""
+        """Run every queued job now; returns how many ran (tests and the CLI use this).
+        Once :meth:`stop` is called it starts no further job."""
         count = 0
-        while (job_id := await self._next()) is not None:
+        while not self._stopping and (job_id := await self._next()) is not None:
             with contextlib.suppress(Exception):
                 await execute(self._sessionmaker, job_id, claim=True)
             count += 1
@@ -206,11 +247,90 @@ class InProcessRunner:
 
     async def _loop(self) -> None:
         last_periodic = 0.0
-        while True:
+        while not self._stopping:
             if time.monotonic() - last_periodic >= 60:
                 last_periodic = time.monotonic()
                 await run_periodic(self._sessionmaker, self)
             await self.run_pending()
+            if self._stopping:
+                return
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll)
+
+
+_THREAD_JOIN_SECONDS = 10.0
+"""The longest :meth:`_HeldConnections.release` waits for one connection's thread."""
+
+
+class _HeldConnections:
+    """The SQLite connections the runner's loop task has checked out and not given back.
+
+    Cancelling a task mid-statement does not stop aiosqlite's thread: SQLAlchemy gives up
+    the connection (``terminate``), the thread finishes the statement, then closes the
+    connection; and sqlite3 keeps a connection whose cancelled statement is still
+    referenced open, write lock and all. So once :meth:`cancelling`, a held connection
+    SQLAlchemy closes first gets a ROLLBACK queued on its thread (ahead of the close), its
+    running statement is interrupted, and :meth:`release` waits for the threads to end.
+    (asyncpg's terminate closes the socket: the server rolls back by itself.)"""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession],
+                 task: asyncio.Task[None] | None) -> None:
+        self._task = task
+        self._held: dict[int, Any] = {}
+        self._cancelling = False
+        bind = sessionmaker.kw.get("bind")
+        self._pool = bind.sync_engine.pool if task is not None and bind is not None \
+            and bind.dialect.name == "sqlite" else None
+        if self._pool is not None:
+            for name, fn in self._events():
+                event.listen(self._pool, name, fn)
+
+    def _events(self) -> list[tuple[str, Any]]:
+        return [("checkout", self._checkout), ("checkin", self._checkin),
+                ("close", self._closing), ("close_detached", self._closing)]
+
+    def _checkout(self, dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            if asyncio.current_task() is self._task:
+                self._held[id(dbapi_conn)] = getattr(dbapi_conn, "_connection", None)
+
+    def _checkin(self, dbapi_conn: Any, _record: Any) -> None:
+        self._held.pop(id(dbapi_conn), None)
+
+    def _closing(self, dbapi_conn: Any, *_: Any) -> None:
+        conn = self._held.get(id(dbapi_conn))
+        queue = getattr(conn, "_tx", None)
+        if not self._cancelling or queue is None:
+            return
+
+        def rollback() -> None:
+            raw = getattr(conn, "_connection", None)
+            if raw is not None and raw.in_transaction:
+                raw.rollback()
+
+        queue.put_nowait((None, rollback))  # runs before the close SQLAlchemy queues next
+
+    def cancelling(self) -> None:
+        """The loop task is being cancelled: interrupt what its connections run."""
+        self._cancelling = True
+        for conn in self._held.values():
+            raw = getattr(conn, "_connection", None)
+            if raw is not None:
+                with contextlib.suppress(Exception):
+                    raw.interrupt()  # sqlite3: safe from any thread
+
+    async def release(self) -> None:
+        """Wait until the cancelled task's connections have rolled back and closed."""
+        held, self._held = [c for c in self._held.values() if c is not None], {}
+        for conn in held:
+            thread = getattr(conn, "_thread", None)
+            if thread is not None and thread.is_alive():
+                await asyncio.to_thread(thread.join, _THREAD_JOIN_SECONDS)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for name, fn in self._events():
+                with contextlib.suppress(Exception):
+                    event.remove(self._pool, name, fn)
+            self._pool = None

@@ -17,7 +17,8 @@ from cartera.api.etag import IfMatch, claim, tagged, with_etag
 from cartera.api.pagination import Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
 from cartera.audit import service as audit
-from cartera.errors import Invalid, NotFound
+from cartera.db import get_owned
+from cartera.errors import Invalid
 from cartera.messaging import inbound, schemas, sending, templates  # inbound: event handlers
 from cartera.messaging.models import (
     Interaction,
@@ -181,9 +182,8 @@ class InteractionController(Controller):
     async def retrieve(self, interaction_id: int,
                        session: AsyncSession) -> schemas.InteractionOut:
         """One interaction with the gate's verdict and its status timeline."""
-        row = await session.get(Interaction, interaction_id)
-        if row is None or row.tenant_id != session.info["tenant_id"]:
-            raise NotFound(f"interaction {interaction_id} not found")
+        row = await get_owned(session, Interaction, interaction_id, session.info["tenant_id"],
+                              what="interaction")
         return (await interactions_out(session, [row]))[0]
 
     @post("/", summary="Record an interaction", operation_id="RecordInteraction", **WRITE)
@@ -236,9 +236,8 @@ class OptOutKeywordController(Controller):
             operation_id="DeleteOptOutKeyword", **WRITE)
     async def remove(self, keyword_id: int, session: AsyncSession, actor: Actor) -> None:
         """Remove one of the tenant's keywords (the defaults always apply)."""
-        row = await session.get(OptOutKeyword, keyword_id)
-        if row is None or row.tenant_id != actor.tenant_id:
-            raise NotFound(f"keyword {keyword_id} not found")
+        row = await get_owned(session, OptOutKeyword, keyword_id, actor.tenant_id,
+                              what="keyword")
         await session.delete(row)
         audit.record(session, actor, "opt_out_keyword.deleted", "tenant", actor.tenant_id,
                      {"keyword": row.keyword})

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
-from cartera.errors import Conflict, Invalid, NotFound
+from cartera.db import get_owned
+from cartera.errors import Conflict, Invalid
 from cartera.negotiation import schemas
 from cartera.negotiation.models import Arrangement, Installment, Promise
 from cartera.negotiation.status import GRACE_DAYS, deadline
@@ -68,10 +69,7 @@ async def create_promise(session: AsyncSession, actor: Actor,
 
 async def _get(session: AsyncSession, model: type[_Row], row_id: int, noun: str) -> _Row:
     """The tenant's row ``row_id`` of ``model`` (404 naming ``noun`` otherwise)."""
-    row = await session.get(model, row_id)
-    if row is None or row.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"{noun} {row_id} not found")
-    return row
+    return await get_owned(session, model, row_id, session.info["tenant_id"], what=noun)
 
 
 def listing(model: type[_Row], debtor_id: int | None, status: str | None) -> Select[Any]:

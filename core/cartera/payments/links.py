@@ -38,8 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
+from cartera.db import get_owned
 from cartera.db.base import table_of
-from cartera.errors import Conflict, Invalid, NotFound
+from cartera.errors import Conflict, Invalid
 from cartera.events.outbox import emit
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
@@ -215,9 +216,7 @@ async def _reserve(session: AsyncSession, host: PluginHost, actor: Actor,
     if ask.currency not in registered.provider.currencies:
         raise Invalid(f"{integration.provider_name} does not charge {ask.currency}",
                       code="currency_not_supported", param="currency")
-    debtor = await session.get(Debtor, ask.debtor_id)
-    if debtor is None or debtor.tenant_id != tenant_id:
-        raise NotFound(f"debtor {ask.debtor_id} not found")
+    await get_owned(session, Debtor, ask.debtor_id, tenant_id, what="debtor")
     for _ in range(3):
         existing = await _open_link(session, tenant_id, ask.debtor_id, ask.purpose)
         if existing is not None and existing.expires_at <= clock.now():
@@ -350,10 +349,8 @@ async def _wait_for_url(sessionmaker: async_sessionmaker[AsyncSession], actor: A
 
 
 async def get_link(session: AsyncSession, link_id: int) -> PaymentLink:
-    link = await session.get(PaymentLink, link_id)
-    if link is None or link.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"payment link {link_id} not found")
-    return link
+    return await get_owned(session, PaymentLink, link_id, session.info["tenant_id"],
+                           what="payment link")
 
 
 async def cancel_link(session: AsyncSession, actor: Actor, link_id: int,

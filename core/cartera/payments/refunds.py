@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
-from cartera.errors import Conflict, Invalid, NotFound
+from cartera.db import get_owned
+from cartera.errors import Conflict, Invalid
 from cartera.integrations import service as integrations
 from cartera.integrations.models import Integration
 from cartera.payments import schemas
@@ -77,10 +78,8 @@ async def refund_payment(sessionmaker: async_sessionmaker[AsyncSession], host: P
 
 
 async def get_exception(session: AsyncSession, exception_id: int) -> ReconciliationException:
-    row = await session.get(ReconciliationException, exception_id)
-    if row is None or row.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"reconciliation exception {exception_id} not found")
-    return row
+    return await get_owned(session, ReconciliationException, exception_id,
+                           session.info["tenant_id"], what="reconciliation exception")
 
 
 async def resolve_exception(session: AsyncSession, actor: Actor, exception_id: int,

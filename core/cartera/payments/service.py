@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock, money
 from cartera.api.context import Actor
 from cartera.audit import service as audit
+from cartera.db import get_owned
 from cartera.erpsync.models import ErpPosting
-from cartera.errors import Conflict, Invalid, NotFound
+from cartera.errors import Conflict, Invalid
 from cartera.payments import schemas
 from cartera.payments.models import Allocation, Payment, PaymentStatus
 from cartera.plugins import events as plugin_events
@@ -122,10 +123,8 @@ async def create_payment(session: AsyncSession, actor: Actor,
 
 
 async def get_payment(session: AsyncSession, payment_id: int) -> Payment:
-    payment = await session.get(Payment, payment_id)
-    if payment is None or payment.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"payment {payment_id} not found")
-    return payment
+    return await get_owned(session, Payment, payment_id, session.info["tenant_id"],
+                           what="payment")
 
 
 async def reverse_payment(session: AsyncSession, actor: Actor, payment_id: int,

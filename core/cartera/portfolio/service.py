@@ -20,6 +20,7 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.audit.models import AuditEntry
 from cartera.changes import tenant_today as tenant_today
+from cartera.db import get_owned
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.messaging.models import Interaction
 from cartera.payments.models import Payment
@@ -73,10 +74,8 @@ async def create_portfolio(session: AsyncSession, actor: Actor,
 
 
 async def get_portfolio(session: AsyncSession, portfolio_id: int) -> Portfolio:
-    portfolio = await session.get(Portfolio, portfolio_id)
-    if portfolio is None or portfolio.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"portfolio {portfolio_id} not found")
-    return portfolio
+    return await get_owned(session, Portfolio, portfolio_id, session.info["tenant_id"],
+                           what="portfolio")
 
 
 async def update_portfolio(session: AsyncSession, actor: Actor, portfolio_id: int,
@@ -606,10 +605,8 @@ async def _portfolio_param(session: AsyncSession, portfolio_id: int) -> None:
 
 
 async def get_obligation(session: AsyncSession, obligation_id: int) -> Obligation:
-    obligation = await session.get(Obligation, obligation_id)
-    if obligation is None or obligation.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"obligation {obligation_id} not found")
-    return obligation
+    return await get_owned(session, Obligation, obligation_id, session.info["tenant_id"],
+                           what="obligation")
 
 
 async def update_obligation(session: AsyncSession, actor: Actor, obligation_id: int,

@@ -31,6 +31,7 @@ from cartera import changes, clock, money
 from cartera.api.context import Actor
 from cartera.api.pagination import paginate
 from cartera.audit.service import record
+from cartera.db import get_owned
 from cartera.errors import Invalid, NotFound
 from cartera.payments.allocation import DebtorScope, refresh_balances
 from cartera.portfolio import summary
@@ -249,10 +250,7 @@ def run_out(r: SegmentRun) -> schemas.RunOut:
 
 
 async def get_run(session: AsyncSession, tenant_id: int, run_id: int) -> SegmentRun:
-    run = await session.get(SegmentRun, run_id)
-    if run is None or run.tenant_id != tenant_id:
-        raise NotFound(f"segmentation run {run_id} not found")
-    return run
+    return await get_owned(session, SegmentRun, run_id, tenant_id, what="segmentation run")
 
 
 # --- explain ------------------------------------------------------------------------------
@@ -292,9 +290,7 @@ async def explain(session: AsyncSession, tenant_id: int, debtor_id: int,
     """Which segment and why as of ``as_of``, evaluated in Python from the debtor's feature
     row: the summary computed for that day and the stage the debtor has then
     (:func:`stages.stage_as_of`). Nothing is written; ``current_segment`` is the stored one."""
-    debtor = await session.get(Debtor, debtor_id)
-    if debtor is None or debtor.tenant_id != tenant_id:
-        raise NotFound(f"debtor {debtor_id} not found")
+    await get_owned(session, Debtor, debtor_id, tenant_id, what="debtor")
     segments = await active_segments(session, tenant_id)
     stage = await stages.stage_as_of(session, tenant_id, debtor_id, as_of)
     parsed = [rules.parse_rule(s.rule, f"segments[{i}].rule") for i, s in enumerate(segments)]

@@ -34,7 +34,8 @@ from cartera import clock
 from cartera.api.context import Actor
 from cartera.api.pagination import paginate
 from cartera.audit.service import record
-from cartera.errors import Conflict, Invalid, NotFound
+from cartera.db import get_owned
+from cartera.errors import Conflict, Invalid
 from cartera.portfolio import aging, summary
 from cartera.portfolio.models import Debtor
 from cartera.segmentation import events, rules, schemas
@@ -189,9 +190,7 @@ async def _debtor(session: AsyncSession, tenant_id: int, debtor_id: int, *,
     (:func:`cartera.segmentation.apply.lock_debtor`)."""
     from cartera.segmentation.apply import lock_debtor  # apply builds on this module
 
-    debtor = await session.get(Debtor, debtor_id)
-    if debtor is None or debtor.tenant_id != tenant_id:
-        raise NotFound(f"debtor {debtor_id} not found")
+    debtor = await get_owned(session, Debtor, debtor_id, tenant_id, what="debtor")
     if lock:
         await lock_debtor(session, debtor_id)
     return debtor

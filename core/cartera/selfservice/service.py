@@ -25,6 +25,7 @@ from cartera import clock
 from cartera.api.context import Actor, app_context
 from cartera.api.ratelimit import SELF_SERVICE_HEADER
 from cartera.audit import service as audit
+from cartera.db import get_owned
 from cartera.db.base import table_of
 from cartera.db.engine import STATEMENT_TIMEOUT_MS
 from cartera.errors import Conflict, Unauthorized
@@ -104,11 +105,9 @@ async def issue_many(session: AsyncSession, actor: Actor, debtor_ids: list[int],
 
 
 async def revoke(session: AsyncSession, actor: Actor, link_id: int) -> SelfServiceLink:
-    from cartera.errors import NotFound
 
-    link = await session.get(SelfServiceLink, link_id, with_for_update=True)
-    if link is None or link.tenant_id != actor.tenant_id:
-        raise NotFound(f"self-service link {link_id} not found")
+    link = await get_owned(session, SelfServiceLink, link_id, actor.tenant_id,
+                           what="self-service link", with_for_update=True)
     if link.revoked_at is not None:
         raise Conflict(f"self-service link {link_id} is already revoked", code="already_revoked")
     link.revoked_at, link.revoked_by = clock.now(), actor.name

@@ -23,6 +23,7 @@ from cartera.api.etag import (
 from cartera.api.location import LOCATION
 from cartera.api.pagination import Id, IdFilter, Limit, Page, StartingAfter, page_of, paginate
 from cartera.api.security import secured
+from cartera.db import get_owned
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.jobs.models import Job
 from cartera.jobs.routes import job_out
@@ -301,10 +302,8 @@ class ActionController(Controller):
     @get("/{action_id:int}", summary="Get an action", operation_id="GetAction", **READ)
     async def retrieve(self, action_id: Id, session: AsyncSession) -> schemas.ActionOut:
         """One action with its gate verdict and dispatch outcome."""
-        row = await session.get(Action, action_id)
-        if row is None or row.tenant_id != session.info["tenant_id"]:
-            raise NotFound(f"action {action_id} not found")
-        return service.action_out(row)
+        return service.action_out(await get_owned(
+            session, Action, action_id, session.info["tenant_id"], what="action"))
 
 
 class TaskController(Controller):

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cartera import clock
 from cartera.api.context import Actor
 from cartera.audit import service as audit
+from cartera.db import get_owned
 from cartera.db.base import table_of
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.messaging.models import MessageTemplate
@@ -192,10 +193,8 @@ async def create(session: AsyncSession, actor: Actor,
 
 
 async def get(session: AsyncSession, strategy_id: int) -> Strategy:
-    row = await session.get(Strategy, strategy_id)
-    if row is None or row.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"strategy {strategy_id} not found")
-    return row
+    return await get_owned(session, Strategy, strategy_id, session.info["tenant_id"],
+                           what="strategy")
 
 
 async def update_strategy(session: AsyncSession, actor: Actor, strategy_id: int,
@@ -376,11 +375,9 @@ async def strategies_out(session: AsyncSession,
 
 async def get_enrollment(session: AsyncSession, enrollment_id: int,
                          *, lock: bool = False) -> Enrollment:
-    row = await session.get(Enrollment, enrollment_id, with_for_update=lock or None,
-                            populate_existing=lock)
-    if row is None or row.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"enrollment {enrollment_id} not found")
-    return row
+    return await get_owned(session, Enrollment, enrollment_id, session.info["tenant_id"],
+                           what="enrollment", with_for_update=lock or None,
+                           populate_existing=lock)
 
 
 async def change_enrollment(session: AsyncSession, actor: Actor, enrollment_id: int,
@@ -492,11 +489,8 @@ def task_out(t: Task) -> schemas.TaskOut:
 
 
 async def get_task(session: AsyncSession, task_id: int, *, lock: bool = False) -> Task:
-    row = await session.get(Task, task_id, with_for_update=lock or None,
-                            populate_existing=lock)
-    if row is None or row.tenant_id != session.info["tenant_id"]:
-        raise NotFound(f"task {task_id} not found")
-    return row
+    return await get_owned(session, Task, task_id, session.info["tenant_id"], what="task",
+                           with_for_update=lock or None, populate_existing=lock)
 
 
 async def close_task(session: AsyncSession, actor: Actor, task_id: int, to: str,
