@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import msgspec
+import psycopg
 import pytest
 from litestar import Litestar
 from sqlalchemy import event, select, text, update
@@ -59,11 +60,20 @@ def statements(app: Litestar) -> Iterator[list[str]]:
                                                        "ROLLBACK")):
             seen.append(statement)
 
+    # PostgreSQL: the single-debtor GET runs on the plain connections of ctx.read_pool.
+    plain_execute = psycopg.AsyncConnection.execute
+
+    async def execute(conn: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(query))
+        return await plain_execute(conn, query, *args, **kwargs)
+
     for engine in engines:
         event.listen(engine, "before_cursor_execute", count)
+    psycopg.AsyncConnection.execute = execute  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        psycopg.AsyncConnection.execute = plain_execute  # type: ignore[method-assign]
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)
 
