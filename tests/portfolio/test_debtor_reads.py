@@ -210,3 +210,27 @@ async def test_a_get_cannot_write_on_postgresql(app: Litestar) -> None:
             await session.execute(text("CREATE TEMPORARY TABLE nope (x int)"))
         timeout = await session.scalar(text("SHOW statement_timeout"))
     assert timeout == f"{app.state.ctx.settings.statement_timeout_ms}ms" or timeout.endswith("s")
+
+
+async def test_the_plain_read_pool_cannot_write_and_drops_broken_connections(
+        app: Litestar, tenant: TenantClient) -> None:
+    """PostgreSQL: the plain connections of the single-debtor GET are read-only and bounded
+    by the statement timeout like the read engine's, and one the server closed is dropped,
+    not reused: the GETs after it succeed."""
+    pool = app.state.ctx.read_pool
+    if pool is None:
+        pytest.skip("PostgreSQL's plain read pool")
+    async with pool.connection() as conn:
+        timeout = (await (await conn.execute("SHOW statement_timeout")).fetchone())[0]
+        pid = conn.info.backend_pid
+    assert timeout == f"{app.state.ctx.settings.statement_timeout_ms}ms" or timeout.endswith("s")
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        async with pool.connection() as conn:
+            await conn.execute("CREATE TEMPORARY TABLE nope (x int)")
+    created = (await tenant.api.post("/v1/debtors", json={
+        **FULL, "external_ref": "PLAIN-1"})).json()
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    statuses = [(await tenant.api.get(f"/v1/debtors/{created['id']}")).status_code
+                for _ in range(10)]
+    assert statuses[-5:] == [200] * 5 and statuses.count(500) <= 1, statuses

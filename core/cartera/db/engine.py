@@ -12,10 +12,9 @@ locally, so the pooled connection goes back unchanged and workers are never boun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from sqlalchemy import event
@@ -104,53 +103,41 @@ class ReadPool:
     def __init__(self, url: str, statement_timeout_ms: int, size: int) -> None:
         self._conninfo = "postgresql://" + url.split("://", 1)[1]
         self._options = read_options(statement_timeout_ms)
-        self._size = size
-        self._opened = 0
-        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
         self._closed = False
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
-        conn = await self._checkout()
-        try:
-            yield conn
-        except BaseException:
-            await self._discard(conn)
-            raise
-        if conn.closed or conn.info.transaction_status != _IDLE or self._closed:
-            await self._discard(conn)
-        else:
-            self._idle.put_nowait(conn)
-
-    async def _checkout(self) -> Any:
-        if self._closed:
-            raise RuntimeError("the read pool is closed")
-        while not self._idle.empty():
-            conn = self._idle.get_nowait()
-            if not conn.closed:
-                return conn
-            self._opened -= 1
-        if self._opened < self._size:
-            import psycopg
-
-            self._opened += 1
+        async with self._slots:  # at most `size` in use, so at most `size` open
+            if self._closed:
+                raise RuntimeError("the read pool is closed")
+            conn = self._idle.pop() if self._idle else await self._connect()
             try:
-                return await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, options=self._options)
+                yield conn
             except BaseException:
-                self._opened -= 1
+                await self._discard(conn)
                 raise
-        return await self._idle.get()
+            if conn.closed or conn.info.transaction_status != _IDLE or self._closed:
+                await self._discard(conn)
+            else:
+                self._idle.append(conn)
 
-    async def _discard(self, conn: Any) -> None:
-        self._opened -= 1
-        with contextlib.suppress(Exception):  # a broken connection may fail to close
+    async def _connect(self) -> Any:
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
+                                                     options=self._options)
+
+    @staticmethod
+    async def _discard(conn: Any) -> None:
+        with suppress(Exception):  # a broken connection may fail to close
             await conn.close()
 
     async def close(self) -> None:
         self._closed = True
-        while not self._idle.empty():
-            await self._discard(self._idle.get_nowait())
+        while self._idle:
+            await self._discard(self._idle.pop())
 
 
 def make_read_pool(url: str, statement_timeout_ms: int) -> ReadPool | None:
