@@ -31,7 +31,7 @@ from cartera.auth.scopes import SCOPES
 from cartera.auth.tokens import TokenService
 from cartera.crypto import keyring
 from cartera.db import migrate
-from cartera.db.engine import make_engine, make_read_engine, make_sessionmaker
+from cartera.db.engine import make_engine, make_read_engine, make_read_pool, make_sessionmaker
 from cartera.jobs.registry import install_runner
 from cartera.jobs.routes import JobController
 from cartera.jobs.runner import InProcessRunner, JobRunner
@@ -182,6 +182,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                     "run `cartera db upgrade`")
         sessionmaker = make_sessionmaker(engine)
         read_engine = make_read_engine(settings.database_url, settings.statement_timeout_ms)
+        read_pool = make_read_pool(settings.database_url, settings.statement_timeout_ms)
         plugin_registry.install(load_host(settings.plugin_timeout_seconds))
         ttl = settings.token_ttl_seconds
         async with sessionmaker() as session:
@@ -200,7 +201,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                                                         settings.token_state_cache_seconds)),
                                    jobs=runner,
                                    read_sessionmaker=(make_sessionmaker(read_engine)
-                                                      if read_engine is not None else None))
+                                                      if read_engine is not None else None),
+                                   read_pool=read_pool)
         install_runner(runner)
         await runner.start()
         try:
@@ -210,6 +212,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
             await engine.dispose()
             if read_engine is not None:
                 await read_engine.dispose()
+            if read_pool is not None:
+                await read_pool.close()
 
     ops_logging.configure(settings.log_level)
     app = Litestar(

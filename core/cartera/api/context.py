@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cartera.auth.assertions import JwksCache
 from cartera.auth.tokens import ClientPrincipal, TokenService
-from cartera.db.engine import READ_METHODS, STATEMENT_TIMEOUT_MS
+from cartera.db.engine import READ_METHODS, STATEMENT_TIMEOUT_MS, ReadPool
 from cartera.errors import Unauthorized
 from cartera.settings import Settings
 
@@ -30,6 +31,9 @@ class AppContext:
     """Clients' ``jwks_uri`` key sets (``private_key_jwt``)."""
     read_sessionmaker: async_sessionmaker[AsyncSession] | None = None
     """Sessions of ``GET`` requests (:func:`cartera.db.engine.make_read_engine`), when the
+    database has them (PostgreSQL)."""
+    read_pool: ReadPool | None = None
+    """Plain connections of the hottest reads (:class:`cartera.db.engine.ReadPool`), when the
     database has them (PostgreSQL)."""
 
 
@@ -63,6 +67,14 @@ async def provide_session(request: Request[Any, Any, Any]) -> AsyncIterator[Asyn
     """A tenant-scoped session for the caller; commits when the handler returns. Each of its
     statements is bounded by ``statement_timeout_ms`` (PostgreSQL). A ``GET`` on PostgreSQL
     gets a session of the read engine instead (read-only, nothing to commit)."""
+    async with request_session(request) as session:
+        yield session
+
+
+@asynccontextmanager
+async def request_session(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+    """The session :func:`provide_session` gives, for a handler that opens it only when it
+    needs one."""
     principal = principal_of(request)
     ctx = app_context(request)
     if ctx.read_sessionmaker is not None and request.scope["method"] in READ_METHODS:

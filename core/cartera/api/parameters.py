@@ -241,8 +241,10 @@ async def before_request(request: Request[Any, Any, Any]) -> None:
         return
     spec = query_spec(handler)
     listing.CURRENT.set(None)
-    if not request.url.path.startswith(PUBLIC_WEBHOOK_PREFIX) and not _is_docs(request):
-        check_query(request, spec)
+    path = _path(request)
+    if not path.startswith(PUBLIC_WEBHOOK_PREFIX) and not _is_docs(request, path):
+        if request.scope.get("query_string"):  # none: nothing to refuse
+            check_query(request, spec)
         if spec.names >= listing.LIST_PARAMETERS:
             listing.CURRENT.set(listing.parse(request.query_params))
     if spec.json_body:
@@ -279,7 +281,13 @@ def check_content_type(request: Request[Any, Any, Any], handler: HTTPRouteHandle
                                param="Content-Type")
 
 
-def _is_docs(request: Request[Any, Any, Any]) -> bool:
+def _path(request: Request[Any, Any, Any]) -> str:
+    """``request.url.path``, without building the URL (a parse per request)."""
+    scope = request.scope
+    return scope.get("root_path", "") + scope["path"]
+
+
+def _is_docs(request: Request[Any, Any, Any], path: str) -> bool:
     config = request.app.openapi_config
-    path = (config.path if config else None) or "/docs"
-    return request.url.path == path or request.url.path.startswith(path + "/")
+    docs = (config.path if config else None) or "/docs"
+    return path == docs or path.startswith(docs + "/")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime
 
@@ -27,22 +28,50 @@ class TokenState:
         self._sessionmaker = sessionmaker
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._generation = 0
 
     async def active(self, client_id: str, jti: str) -> bool:
         key = (client_id, jti)
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        async with self._sessionmaker() as session:
-            stands = await token_stands(session, client_id, jti)
-        if self._cache_seconds > 0:
+        # One lookup per token at a time: when the answer expires under load, the requests
+        # that carry the token wait for the one lookup instead of each making its own.
+        pending = self._pending.get(key)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except Exception:
+                pass
+        pending = self._pending[key] = asyncio.get_running_loop().create_future()
+        generation = self._generation
+        try:
+            async with self._sessionmaker() as session:
+                stands = await token_stands(session, client_id, jti)
+        except BaseException as exc:
+            self._settle(key, pending)
+            pending.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+            pending.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        self._settle(key, pending)
+        pending.set_result(stands)
+        # A forget() meanwhile (a disable or revocation here) may postdate what was read.
+        if self._cache_seconds > 0 and generation == self._generation:
             if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[key] = (time.monotonic() + self._cache_seconds, stands)
         return stands
 
+    def _settle(self, key: tuple[str, str], pending: asyncio.Future[bool]) -> None:
+        if self._pending.get(key) is pending:
+            del self._pending[key]
+
     def forget(self) -> None:
+        """Drop every remembered answer; lookups in flight are neither joined nor kept."""
+        self._generation += 1
         self._cache.clear()
+        self._pending.clear()
 
 
 async def token_stands(session: AsyncSession, client_id: str, jti: str) -> bool:

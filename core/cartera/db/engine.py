@@ -11,9 +11,10 @@ locally, so the pooled connection goes back unchanged and workers are never boun
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from sqlalchemy import event
@@ -26,6 +27,9 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from cartera.db.base import TenantScoped
+
+_IDLE = 0
+"""``psycopg.pq.TransactionStatus.IDLE``: no transaction open on the connection."""
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -73,12 +77,76 @@ def make_read_engine(url: str, statement_timeout_ms: int) -> AsyncEngine | None:
     32): a process may hold both pools' connections at once under mixed load."""
     if url.startswith("sqlite"):
         return None
-    options = (f"-c statement_timeout={int(statement_timeout_ms)} "
-               "-c default_transaction_read_only=on")
+    options = read_options(statement_timeout_ms)
     size = os.environ.get("CARTERA_DB_READ_POOL_SIZE") or os.environ.get(
         "CARTERA_DB_POOL_SIZE", "32")
     return make_engine(url, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
                        connect_args={"options": options}, pool_size=int(size))
+
+
+def read_options(statement_timeout_ms: int) -> str:
+    """The libpq ``options`` of a read connection: the statement timeout and read-only."""
+    return (f"-c statement_timeout={int(statement_timeout_ms)} "
+            "-c default_transaction_read_only=on")
+
+
+class ReadPool:
+    """Plain psycopg connections for the hottest reads (``GET /v1/debtors/{id}``), with
+    what :func:`make_read_engine`'s have (autocommit, read-only, the statement timeout),
+    without SQLAlchemy in between: a checkout is a queue get, a statement is psycopg's own
+    execute (prepared server-side after a few uses).
+
+    At most ``size`` connections, opened on demand. A connection that fails (or that a
+    statement left in a transaction) is closed instead of being put back, so after a
+    database restart only the reads that met a stale connection fail."""
+
+    def __init__(self, url: str, statement_timeout_ms: int, size: int) -> None:
+        self._conninfo = "postgresql://" + url.split("://", 1)[1]
+        self._options = read_options(statement_timeout_ms)
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Any] = []
+        self._closed = False
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        async with self._slots:  # at most `size` in use, so at most `size` open
+            if self._closed:
+                raise RuntimeError("the read pool is closed")
+            conn = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield conn
+            except BaseException:
+                await self._discard(conn)
+                raise
+            if conn.closed or conn.info.transaction_status != _IDLE or self._closed:
+                await self._discard(conn)
+            else:
+                self._idle.append(conn)
+
+    async def _connect(self) -> Any:
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True,
+                                                     options=self._options)
+
+    @staticmethod
+    async def _discard(conn: Any) -> None:
+        with suppress(Exception):  # a broken connection may fail to close
+            await conn.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            await self._discard(self._idle.pop())
+
+
+def make_read_pool(url: str, statement_timeout_ms: int) -> ReadPool | None:
+    """PostgreSQL: a :class:`ReadPool` of ``CARTERA_DB_FAST_READ_POOL_SIZE`` connections
+    (default 8); None on SQLite."""
+    if url.startswith("sqlite"):
+        return None
+    return ReadPool(url, statement_timeout_ms,
+                    int(os.environ.get("CARTERA_DB_FAST_READ_POOL_SIZE", "8")))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
+from typing import Any
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -27,6 +28,25 @@ def _route(scope: Scope) -> str:
     handler = scope.get("route_handler")
     paths = getattr(handler, "paths", None)
     return sorted(paths)[0] if paths else "unmatched"
+
+
+_SERIES: dict[tuple[str, int, int], tuple[Any, Any, Any]] = {}
+"""The request counter and latency histogram children of a (method, handler, status), with
+the handler (kept alive, so its id is not reused): a dict lookup per request instead of two
+locked ``labels()`` calls and a sort of the handler's paths."""
+
+
+def _series(scope: Scope, status: int) -> tuple[Any, Any, Any]:
+    handler = scope.get("route_handler")
+    key = (scope["method"], id(handler), status)
+    found = _SERIES.get(key)
+    if found is None:
+        route = _route(scope)
+        found = (REQUESTS.labels(scope["method"], route, str(status)),
+                 LATENCY.labels(scope["method"], route), handler)
+        if len(_SERIES) < 10_000:  # the app's handlers and a few methods: bounded anyway
+            _SERIES[key] = found
+    return found
 
 
 def _is_problem(start: Message) -> bool:
@@ -58,7 +78,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             return
         given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"),
                      "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if given and _SAFE_ID.match(given) else os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -92,11 +112,12 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = _route(scope)
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(elapsed)
-            log.info("request", extra={"request_id": request_id, "method": scope["method"],
-                                       "path": scope["path"], "status": status,
-                                       "ms": round(elapsed * 1000, 2)})
+            counter, latency, _ = _series(scope, status)
+            counter.inc()
+            latency.observe(elapsed)
+            if log.isEnabledFor(logging.INFO):
+                log.info("request", extra={"request_id": request_id, "method": scope["method"],
+                                           "path": scope["path"], "status": status,
+                                           "ms": round(elapsed * 1000, 2)})
 
     return middleware

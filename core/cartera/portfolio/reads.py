@@ -14,7 +14,7 @@ same debtors: children in id order, tags in the database's order of ``tag``.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -160,6 +160,55 @@ async def read_debtor(session: AsyncSession, debtor_id: int) -> schemas.DebtorOu
     row = (await conn.execute(_one(dialect), {"debtor_id": debtor_id,
                                               "tenant_id": session.info["tenant_id"]})).first()
     return None if row is None else debtor_out(row, dialect)
+
+
+_COLUMNS = ("id", "external_ref", "kind", "name", "national_id", "country",
+                 "subdivision", "timezone", "zone", "risk_score", "attributes", "created_at",
+            "updated_at", "segment", "stage", "cps", "rps", "tags")
+"""The columns of :func:`debtor_rows`, in order."""
+
+
+class _PlainRow:
+    """A psycopg row of the one-debtor statement with its columns as attributes, the
+    instants normalised as :class:`~cartera.db.base.UtcDateTime` reads them."""
+
+    __slots__ = _COLUMNS
+    created_at: datetime
+    updated_at: datetime
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        for name, value in zip(_COLUMNS, values, strict=True):
+            setattr(self, name, value)
+        self.created_at = self.created_at.astimezone(UTC)
+        self.updated_at = self.updated_at.astimezone(UTC)
+
+
+_PLAIN: tuple[str, dict[str, Any]] | None = None
+
+
+def _plain_one() -> tuple[str, dict[str, Any]]:
+    """The one-debtor statement as psycopg's SQL text and its constant parameters."""
+    global _PLAIN
+    if _PLAIN is None:
+        from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+        compiled = _one("postgresql").compile(
+            dialect=pg_psycopg.dialect())  # type: ignore[no-untyped-call]
+        columns = [c.key for c in _one("postgresql").selected_columns]
+        assert tuple(columns) == _COLUMNS, columns
+        _PLAIN = (compiled.string, dict(compiled.params))
+    return _PLAIN
+
+
+async def read_debtor_plain(conn: Any, tenant_id: int,
+                            debtor_id: int) -> schemas.DebtorOut | None:
+    """:func:`read_debtor` on a plain psycopg connection (a
+    :class:`~cartera.db.engine.ReadPool`'s): the same statement, without SQLAlchemy."""
+    sql, params = _plain_one()
+    cursor = await conn.execute(sql, {**params, "debtor_id": debtor_id,
+                                      "tenant_id": tenant_id})
+    values = await cursor.fetchone()
+    return None if values is None else debtor_out(_PlainRow(values), "postgresql")
 
 
 async def tenant_zone_country(session: AsyncSession, tenant_id: int) -> tuple[str, str]:
