@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import debtor
@@ -111,3 +113,10 @@ async def sms_integration(t: TenantClient, server: FakeHTTPServer) -> int:
         "secrets": {"api_key": "key-123", "webhook_secret": "whsec"}})
     assert r.status_code == 201, r.text
     return int(r.json()["id"])
+
+
+async def transaction_settings(session: AsyncSession) -> tuple[str, str]:
+    """The session's ``jit`` and ``work_mem`` (PostgreSQL) as the server reports them."""
+    row = (await session.execute(text(
+        "SELECT current_setting('jit'), current_setting('work_mem')"))).one()
+    return str(row[0]), str(row[1])

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from sqlalchemy import text
 
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
@@ -22,6 +21,7 @@ from tests.strategies.helpers import (
     segments,
     strategy,
     template,
+    transaction_settings,
 )
 
 
@@ -199,15 +199,10 @@ async def test_a_whole_pass_runs_without_jit_and_a_one_debtor_replan_keeps_the_s
         if session.get_bind().dialect.name != "postgresql":
             pytest.skip("PostgreSQL only: SQLite has no such settings")
 
-        async def settings() -> tuple[str, str]:
-            row = (await session.execute(text(
-                "SELECT current_setting('jit'), current_setting('work_mem')"))).one()
-            return str(row[0]), str(row[1])
-
-        before = await settings()
+        before = await transaction_settings(session)
         assert before != ("off", PASS_WORK_MEM)
         await plan_tenant(session, current_host(), tenant.tenant_id, debtors=1)
-        assert await settings() == before
+        assert await transaction_settings(session) == before
         await plan_tenant(session, current_host(), tenant.tenant_id)
-        assert await settings() == ("off", PASS_WORK_MEM)
+        assert await transaction_settings(session) == ("off", PASS_WORK_MEM)
         await session.rollback()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
-from sqlalchemy import text, update
+from sqlalchemy import update
 
 from cartera import clock
 from cartera.db.engine import tenant_session
@@ -22,6 +22,7 @@ from tests.strategies.helpers import (
     segments,
     strategy,
     template,
+    transaction_settings,
 )
 
 
@@ -157,17 +158,12 @@ async def test_the_transaction_settings_end_with_the_simulation(
         if session.get_bind().dialect.name != "postgresql":
             pytest.skip("PostgreSQL only: SQLite has no such settings")
 
-        async def settings() -> tuple[str, str]:
-            row = (await session.execute(text(
-                "SELECT current_setting('jit'), current_setting('work_mem')"))).one()
-            return str(row[0]), str(row[1])
-
-        before = await settings()
+        before = await transaction_settings(session)
         seen: list[tuple[str, str]] = []
 
         async def progress(done: int, total: int) -> None:
-            seen.append(await settings())
+            seen.append(await transaction_settings(session))
 
         await simulate(session, current_host(), tenant.tenant_id, None, 2, progress)
         assert seen == [("off", WORK_MEM)] * 2
-        assert await settings() == before
+        assert await transaction_settings(session) == before
