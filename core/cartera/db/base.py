@@ -14,10 +14,15 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Table,
+    Text,
     TypeDecorator,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+
+from cartera.crypto import pii_cipher
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -49,6 +54,39 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SealedText(TypeDecorator[str]):
+    """Personal data, sealed at rest (:class:`~cartera.crypto.PiiCipher`): values are sealed
+    when bound and opened when read, so ORM and Core statements see plaintext. Equality
+    (``==``, ``in_``) still works, sealed under the primary key; while an old master key is
+    still live use :func:`sealed_in`. Raw SQL that bypasses the type must seal and open with
+    :func:`~cartera.crypto.pii_cipher` and the same ``field``; SQL functions over the
+    plaintext (``lower``, ``LIKE``, lengths) do not apply to these columns."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else pii_cipher().seal(value, self.field)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> str | None:
+        return None if value is None else pii_cipher().open(value, self.field)
+
+
+def sealed_in(column: Any, values: list[str]) -> ColumnElement[bool]:
+    """``column IN values`` for a :class:`SealedText` column, matching rows sealed under
+    every live master key (rows not yet resealed after a rotation included)."""
+    field = column.type.field
+    cipher = pii_cipher()
+    if cipher.single_key:
+        return column.in_(values)  # type: ignore[no-any-return]
+    forms = [form for value in values for form in cipher.lookup_forms(value, field)]
+    return type_coerce(column, Text).in_(forms)
 
 
 def utcnow() -> datetime:
