@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
 from sqlalchemy import func, select, text, update
@@ -15,6 +16,7 @@ from cartera.compliance.models import ComplianceDecision
 from cartera.db.engine import tenant_session
 from cartera.messaging.models import Interaction
 from cartera.plugins.registry import current_host
+from cartera.strategies import simulate as simulate_module
 from cartera.strategies.models import Action
 from cartera.strategies.planner import plan_tenant
 from cartera.strategies.simulate import WORK_MEM, simulate, unit_prices
@@ -236,3 +238,49 @@ async def test_the_references_are_deferred_inside_the_simulation_only(
         with pytest.raises(IntegrityError):
             await session.execute(orphan, {"t": tenant.tenant_id, "d": debtor_id})
         await nested.rollback()
+
+
+async def test_exit_and_enroll_only_for_moved_debtors_give_the_full_passes_figures(
+        tenant: TenantClient, app: Litestar, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its first day the simulation exits and enrolls only the debtors whose
+    placement moved the day before (``plan_tenant(moved=...)``): debtors falling due
+    during the simulated days leave the ``rest`` strategy and enter the ``late`` one on
+    the day they do, with the same figures, day by day, as full passes give."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await late_debtor(tenant, "L")  # late from the start
+    await late_debtor(tenant, "N1", days_late=-1)  # falls due during the simulation
+    await late_debtor(tenant, "N3", days_late=-3)
+    await late_debtor(tenant, "N9", days_late=-9)  # after its end
+    await strategy(tenant, "late", [seg["late"]], [message_step("one", sms),
+                                                   message_step("two", sms, offset=2)],
+                   priority=1)
+    await strategy(tenant, "rest", [seg["rest"]], [
+        message_step("early", sms, channel="sms"),
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS,
+         "anchor": "previous_step", "offset_days": 3}], priority=2)
+    await run_jobs()
+    seen: list[Any] = []
+    real = simulate_module.plan_tenant
+
+    async def full(*args: Any, moved: Any = None, **kw: Any) -> Any:
+        seen.append(moved)
+        return await real(*args, **kw)
+
+    async def run() -> list[dict[str, Any]]:
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            out = await simulate(session, current_host(), tenant.tenant_id, None, 7)
+            await session.rollback()
+        return [msgspec.to_builtins(d) for d in out.days]
+
+    restricted = await run()
+    monkeypatch.setattr(simulate_module, "plan_tenant", full)
+    assert await run() == restricted
+    assert seen[0] is None and all(m is not None for m in seen[1:])
+    # The debtors falling due move from "rest" to "late" on simulated days after the
+    # first (the two runs agreeing on those days is what the restriction must keep).
+    per_strategy = [d["per_strategy"] for d in restricted]
+    assert per_strategy[:5] == [{"late": 1, "rest": 3}, {}, {"late": 2}, {"rest": 2},
+                                {"late": 1}], per_strategy
+    assert sum(d.get("late", 0) for d in per_strategy[1:]) >= 3, per_strategy

@@ -188,8 +188,10 @@ def _rule_matches(session: AsyncSession, tenant_id: int, raw: dict[str, Any], as
 # --- 1. exit and stop ---------------------------------------------------------------------
 
 async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult, debtors: Debtors = None) -> None:
-    """Live enrollments whose debtor left the version's segments (or stages) exit."""
+                       result: PlanResult, debtors: Debtors = None,
+                       moved: Any = None) -> None:
+    """Live enrollments whose debtor left the version's segments (or stages) exit (only
+    among the debtor ids ``moved`` selects, when given: see :func:`plan_tenant`)."""
     if not cfg.versions:
         return
     e, pl = table_of(Enrollment), table_of(Placement)
@@ -197,7 +199,7 @@ async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: 
         and_(e.c.version_id == v.id, bound(v, pl)) for v in cfg.versions.values()]))
     exited = await session.execute(update(e).where(
         e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound),
-        *only(e.c.debtor_id, debtors)).values(
+        *only(e.c.debtor_id, debtors), *among(e.c.debtor_id, moved)).values(
         status="exited", reason="left the strategy's segments or stages", ended_at=now,
         updated_at=now))
     result.exited += int(exited.rowcount or 0)  # type: ignore[attr-defined]
@@ -277,8 +279,17 @@ def _dialect_insert(session: AsyncSession, table: Any) -> Any:
     return dialect.insert(table)
 
 
+def among(col: Any, moved: Any) -> list[Any]:
+    """``col`` among the debtor ids the select ``moved`` gives (no condition for None)."""
+    return [] if moved is None else [col.in_(moved)]
+
+
 async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                 now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
+                 now: datetime, result: PlanResult, debtors: Debtors = None,
+                 moved: Any = None) -> None:
+    """Per active version, by strategy priority, the placed debtors of its segments not
+    taken enrolled (only among the debtor ids ``moved`` selects, when given: see
+    :func:`plan_tenant`)."""
     e, pl = table_of(Enrollment), table_of(Placement)
     for v in cfg.active:
         x = e.alias("x")
@@ -297,7 +308,7 @@ async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date
                       literal(today, Date), literal(now, UtcDateTime()),
                       literal(now, UtcDateTime())).where(
             pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken),
-            *only(pl.c.debtor_id, debtors))
+            *only(pl.c.debtor_id, debtors), *among(pl.c.debtor_id, moved))
         if v.entry_rule is not None:
             rows = rows.where(pl.c.debtor_id.in_(_rule_matches(
                 session, tenant_id, v.entry_rule, today, cfg, "entry_rule", debtors)))
@@ -1192,12 +1203,20 @@ ends)."""
 
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
                       now: datetime | None = None, *, debtors: Debtors = None,
-                      record: bool = True) -> PlanResult:
+                      record: bool = True, moved: Any = None) -> PlanResult:
     """One planner pass over the tenant's whole portfolio (or only ``debtors``: the
     replanning of :mod:`cartera.strategies.replan`), in the caller's transaction.
     ``record=False``: the gate's verdicts are written on the actions as always, but no
     decision row goes to ``compliance_decisions`` (a simulation: it reads none, keeps
-    none)."""
+    none).
+
+    ``moved``: a select of the debtor ids whose placement (segment or stage) changed since
+    the previous pass over the tenant in the same transaction (a simulation's days): exit
+    and enroll consider only them. They would find nothing for the others, whose
+    placements are as that pass left them and whose enrollments it settled (an enrollment
+    that ends by completing or stopping keeps its debtor out of a new one until they enter
+    a segment again, which is a placement change; one that exits is a moved debtor's).
+    Ignored when an active version has an entry rule (the rule reads the day)."""
     now = now or clock.now()
     await lock_tenant(session, tenant_id, shared=debtors is not None)
     if not isinstance(debtors, int) and session.get_bind().dialect.name == "postgresql":
@@ -1211,7 +1230,9 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     cfg = await load_config(session, tenant_id, debtors)
     if debtors is not None and not cfg.versions:
         return result
-    await exit_unbound(session, tenant_id, cfg, now, result, debtors)
+    if any(v.entry_rule is not None for v in cfg.active):
+        moved = None
+    await exit_unbound(session, tenant_id, cfg, now, result, debtors, moved)
     live: set[int] | None = None
     if debtors is not None:
         # A few debtors (an event's): those still enrolled need no enroll statements, and
@@ -1221,7 +1242,7 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
             e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
             *only(e.c.debtor_id, debtors)))).all())
     if not live or not isinstance(debtors, int):
-        await enroll(session, tenant_id, cfg, today, now, result, debtors)
+        await enroll(session, tenant_id, cfg, today, now, result, debtors, moved)
         if session.get_bind().dialect.name == "postgresql" and \
                 result.enrolled >= ANALYZE_ROWS:
             # The plan statements join the enrollments just inserted: with the statistics

@@ -18,6 +18,10 @@ that day's planning hour in the tenant's zone:
    simulated days plan with, so :func:`_figures` counts one due by the day's end as
    ``done``, as its execution would have left it.
 
+After the first day, a pass exits and enrolls only the debtors whose placement moved since
+the day before (``plan_tenant(moved=...)``, from the placement history past the previous
+pass): nothing else changes what those two statements find.
+
 On PostgreSQL the transaction runs without JIT (the passes' statements over a large
 portfolio cost enough to be compiled, seconds each on every simulated day) and with a
 larger ``work_mem`` (:data:`WORK_MEM`), both ``SET LOCAL``, undone with the savepoint;
@@ -58,6 +62,7 @@ from cartera.jobs.registry import JobContext, job
 from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
+from cartera.segmentation.models import PlacementMove
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
 from cartera.strategies.execute import execute_due
@@ -139,13 +144,21 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
         await session.execute(text("SET LOCAL jit = off"))
         await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
         await session.execute(text(f"SET CONSTRAINTS {', '.join(DEFERRED)} DEFERRED"))
+    ph = table_of(PlacementMove)
+    moves_seen: int | None = None
     try:
         for offset in range(days):
             day = start + timedelta(days=offset)
             at = max(clock.now(), datetime.combine(day, time(hour), ZoneInfo(zone)))
             if offset:
                 await evaluate(session, tenant_id, day, actor="simulation")
-            await plan_tenant(session, host, tenant_id, at, record=False)
+            # After the first day, exit and enroll only for the debtors whose placement
+            # moved since the day before (the placement history past the previous pass).
+            moved = None if moves_seen is None else select(ph.c.debtor_id).where(
+                ph.c.tenant_id == tenant_id, ph.c.id > moves_seen)
+            await plan_tenant(session, host, tenant_id, at, record=False, moved=moved)
+            moves_seen = int(await session.scalar(select(func.coalesce(func.max(ph.c.id), 0))
+                                                  .where(ph.c.tenant_id == tenant_id)) or 0)
             end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
             if changes_stages:
                 await _execute(session, tenant_id, end)
