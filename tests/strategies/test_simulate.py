@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import msgspec
 import pytest
 from litestar import Litestar
-from sqlalchemy import update
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from cartera import clock
+from cartera.compliance.models import ComplianceDecision
 from cartera.db.engine import tenant_session
 from cartera.messaging.models import Interaction
 from cartera.plugins.registry import current_host
+from cartera.strategies import simulate as simulate_module
+from cartera.strategies.models import Action
+from cartera.strategies.planner import plan_tenant
 from cartera.strategies.simulate import WORK_MEM, simulate, unit_prices
 from tests.conftest import TenantClient
 from tests.reads.test_reads_write_nothing import changed, snapshot
@@ -167,3 +174,113 @@ async def test_the_transaction_settings_end_with_the_simulation(
         await simulate(session, current_host(), tenant.tenant_id, None, 2, progress)
         assert seen == [("off", WORK_MEM)] * 2
         assert await transaction_settings(session) == before
+
+
+async def test_a_pass_without_record_keeps_the_verdicts_but_writes_no_decision_rows(
+        tenant: TenantClient, app: Litestar) -> None:
+    """``plan_tenant(record=False)`` (the simulation's passes) judges and writes the
+    verdicts on the actions exactly as a recorded pass, with no row in the decision log;
+    the same pass recorded writes one per reason."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await late_debtor(tenant, "A")
+    await late_debtor(tenant, "B", phone=False)
+    await strategy(tenant, "s", [seg["late"]], [message_step("one", sms)])
+    found: dict[bool, tuple[list[tuple[Any, ...]], int]] = {}
+    for record in (False, True):
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            savepoint = await session.begin_nested()
+            await plan_tenant(session, current_host(), tenant.tenant_id, record=record)
+            verdicts = sorted((r[0], r[1], json.dumps(r[2], sort_keys=True))
+                              for r in (await session.execute(select(
+                                  Action.step_key, Action.status, Action.verdict))).all())
+            logged = int(await session.scalar(
+                select(func.count()).select_from(ComplianceDecision)) or 0)
+            await savepoint.rollback()
+        found[record] = (verdicts, logged)
+    assert [status for _, status, _ in found[False][0]] == ["denied", "planned"]
+    assert found[False][0] == found[True][0]
+    assert (found[False][1], found[True][1] > 0) == (0, True)
+
+
+async def test_the_references_are_deferred_inside_the_simulation_only(
+        tenant: TenantClient, app: Litestar) -> None:
+    """On PostgreSQL the references of enrollments and actions are not checked while the
+    simulation runs (deferred, and dropped with its savepoint), and are checked again, at
+    once, as soon as it returns."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    debtor_id = await late_debtor(tenant, "R")
+    await strategy(tenant, "s", [seg["late"]], [message_step("one", sms)])
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("PostgreSQL only: SQLite has no SET CONSTRAINTS")
+        orphan = text(
+            "INSERT INTO actions (tenant_id, debtor_id, enrollment_id, strategy_id, "
+            "version_id, priority, step_index, step_key, kind, due_on, planned_at, status, "
+            "attempt, created_at, updated_at) VALUES (:t, :d, -1, 1, 1, 1, 0, 'x', "
+            "'message', CURRENT_DATE, now(), 'done', 0, now(), now())")
+        inside: list[str] = []
+
+        async def progress(done: int, total: int) -> None:
+            nested = await session.begin_nested()
+            try:
+                await session.execute(orphan, {"t": tenant.tenant_id, "d": debtor_id})
+                inside.append("accepted")
+            except IntegrityError:
+                inside.append("refused")
+            finally:
+                await nested.rollback()
+
+        await simulate(session, current_host(), tenant.tenant_id, None, 2, progress)
+        assert inside == ["accepted", "accepted"]
+        nested = await session.begin_nested()
+        with pytest.raises(IntegrityError):
+            await session.execute(orphan, {"t": tenant.tenant_id, "d": debtor_id})
+        await nested.rollback()
+
+
+async def test_exit_and_enroll_only_for_moved_debtors_give_the_full_passes_figures(
+        tenant: TenantClient, app: Litestar, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After its first day the simulation exits and enrolls only the debtors whose
+    placement moved the day before (``plan_tenant(moved=...)``): debtors falling due
+    during the simulated days leave the ``rest`` strategy and enter the ``late`` one on
+    the day they do, with the same figures, day by day, as full passes give."""
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await late_debtor(tenant, "L")  # late from the start
+    await late_debtor(tenant, "N1", days_late=-1)  # falls due during the simulation
+    await late_debtor(tenant, "N3", days_late=-3)
+    await late_debtor(tenant, "N9", days_late=-9)  # after its end
+    await strategy(tenant, "late", [seg["late"]], [message_step("one", sms),
+                                                   message_step("two", sms, offset=2)],
+                   priority=1)
+    await strategy(tenant, "rest", [seg["rest"]], [
+        message_step("early", sms, channel="sms"),
+        {"key": "call", "kind": "task", "task": {"queue": "calls"}, "window": ALWAYS,
+         "anchor": "previous_step", "offset_days": 3}], priority=2)
+    await run_jobs()
+    seen: list[Any] = []
+    real = simulate_module.plan_tenant
+
+    async def full(*args: Any, moved: Any = None, **kw: Any) -> Any:
+        seen.append(moved)
+        return await real(*args, **kw)
+
+    async def run() -> list[dict[str, Any]]:
+        async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+            out = await simulate(session, current_host(), tenant.tenant_id, None, 7)
+            await session.rollback()
+        return [msgspec.to_builtins(d) for d in out.days]
+
+    restricted = await run()
+    monkeypatch.setattr(simulate_module, "plan_tenant", full)
+    assert await run() == restricted
+    assert seen[0] is None and all(m is not None for m in seen[1:])
+    # The debtors falling due move from "rest" to "late" on simulated days after the
+    # first (the two runs agreeing on those days is what the restriction must keep).
+    per_strategy = [d["per_strategy"] for d in restricted]
+    assert per_strategy[:5] == [{"late": 1, "rest": 3}, {}, {"late": 2}, {"rest": 2},
+                                {"late": 1}], per_strategy
+    assert sum(d.get("late", 0) for d in per_strategy[1:]) >= 3, per_strategy

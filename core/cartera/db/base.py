@@ -125,7 +125,16 @@ class DebtorOwned(TenantScoped):
         return mapped_column(BigId, nullable=False)
 
 
-def debtor_fk() -> ForeignKeyConstraint:
-    """The ``(tenant_id, debtor_id)`` reference of a :class:`DebtorOwned` table."""
+def debtor_fk(deferrable: bool = False) -> ForeignKeyConstraint:
+    """The ``(tenant_id, debtor_id)`` reference of a :class:`DebtorOwned` table;
+    ``deferrable``: ``DEFERRABLE INITIALLY IMMEDIATE`` (checked as an ordinary reference,
+    but a transaction may defer it, see :data:`cartera.strategies.simulate.DEFERRED`)."""
     return ForeignKeyConstraint(["tenant_id", "debtor_id"], ["debtors.tenant_id", "debtors.id"],
-                                ondelete="CASCADE")
+                                ondelete="CASCADE", **deferred_check(deferrable))
+
+
+def deferred_check(deferrable: bool = True) -> dict[str, Any]:
+    """The keyword arguments of a reference that a transaction may defer
+    (``DEFERRABLE INITIALLY IMMEDIATE``: checked at the end of each statement unless the
+    transaction says ``SET CONSTRAINTS ... DEFERRED``)."""
+    return {"deferrable": True, "initially": "IMMEDIATE"} if deferrable else {}

@@ -31,6 +31,7 @@ from cartera.db.base import (
     TenantScoped,
     UtcDateTime,
     debtor_fk,
+    deferred_check,
     utcnow,
 )
 
@@ -104,15 +105,15 @@ class Enrollment(DebtorOwned, Base):
         Index("ix_enrollments_tenant_debtor", "tenant_id", "debtor_id"),
         CheckConstraint("status IN ('active', 'paused', 'completed', 'stopped', 'exited')",
                         name="status_known"),
-        debtor_fk(),
+        debtor_fk(deferrable=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId)
-    strategy_id: Mapped[int] = mapped_column(BigId, ForeignKey("strategies.id",
-                                                               ondelete="CASCADE"))
-    version_id: Mapped[int] = mapped_column(BigId, ForeignKey("strategy_versions.id",
-                                                              ondelete="CASCADE"))
+    strategy_id: Mapped[int] = mapped_column(BigId, ForeignKey(
+        "strategies.id", ondelete="CASCADE", **deferred_check()))
+    version_id: Mapped[int] = mapped_column(BigId, ForeignKey(
+        "strategy_versions.id", ondelete="CASCADE", **deferred_check()))
     step_index: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[str] = mapped_column(String(16), default="active")
     reason: Mapped[str | None] = mapped_column(String(500))
@@ -147,13 +148,13 @@ class Action(DebtorOwned, Base):
               postgresql_where=text(DUE_ACTION), sqlite_where=text(DUE_ACTION)),
         CheckConstraint("status IN ('planned', 'superseded', 'deferred', 'denied', "
                         "'dispatched', 'done', 'cancelled')", name="status_known"),
-        debtor_fk(),
+        debtor_fk(deferrable=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId)
-    enrollment_id: Mapped[int] = mapped_column(BigId, ForeignKey("enrollments.id",
-                                                                 ondelete="CASCADE"))
+    enrollment_id: Mapped[int] = mapped_column(BigId, ForeignKey(
+        "enrollments.id", ondelete="CASCADE", **deferred_check()))
     strategy_id: Mapped[int] = mapped_column(BigId)
     version_id: Mapped[int] = mapped_column(BigId)
     priority: Mapped[int] = mapped_column(Integer)

@@ -188,8 +188,10 @@ def _rule_matches(session: AsyncSession, tenant_id: int, raw: dict[str, Any], as
 # --- 1. exit and stop ---------------------------------------------------------------------
 
 async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
-                       result: PlanResult, debtors: Debtors = None) -> None:
-    """Live enrollments whose debtor left the version's segments (or stages) exit."""
+                       result: PlanResult, debtors: Debtors = None,
+                       moved: Any = None) -> None:
+    """Live enrollments whose debtor left the version's segments (or stages) exit (only
+    among the debtor ids ``moved`` selects, when given: see :func:`plan_tenant`)."""
     if not cfg.versions:
         return
     e, pl = table_of(Enrollment), table_of(Placement)
@@ -197,7 +199,7 @@ async def exit_unbound(session: AsyncSession, tenant_id: int, cfg: Config, now: 
         and_(e.c.version_id == v.id, bound(v, pl)) for v in cfg.versions.values()]))
     exited = await session.execute(update(e).where(
         e.c.tenant_id == tenant_id, e.c.status.in_(LIVE), not_(still_bound),
-        *only(e.c.debtor_id, debtors)).values(
+        *only(e.c.debtor_id, debtors), *among(e.c.debtor_id, moved)).values(
         status="exited", reason="left the strategy's segments or stages", ended_at=now,
         updated_at=now))
     result.exited += int(exited.rowcount or 0)  # type: ignore[attr-defined]
@@ -277,8 +279,17 @@ def _dialect_insert(session: AsyncSession, table: Any) -> Any:
     return dialect.insert(table)
 
 
+def among(col: Any, moved: Any) -> list[Any]:
+    """``col`` among the debtor ids the select ``moved`` gives (no condition for None)."""
+    return [] if moved is None else [col.in_(moved)]
+
+
 async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date,
-                 now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
+                 now: datetime, result: PlanResult, debtors: Debtors = None,
+                 moved: Any = None) -> None:
+    """Per active version, by strategy priority, the placed debtors of its segments not
+    taken enrolled (only among the debtor ids ``moved`` selects, when given: see
+    :func:`plan_tenant`)."""
     e, pl = table_of(Enrollment), table_of(Placement)
     for v in cfg.active:
         x = e.alias("x")
@@ -297,7 +308,7 @@ async def enroll(session: AsyncSession, tenant_id: int, cfg: Config, today: date
                       literal(today, Date), literal(now, UtcDateTime()),
                       literal(now, UtcDateTime())).where(
             pl.c.tenant_id == tenant_id, bound(v, pl), not_(taken),
-            *only(pl.c.debtor_id, debtors))
+            *only(pl.c.debtor_id, debtors), *among(pl.c.debtor_id, moved))
         if v.entry_rule is not None:
             rows = rows.where(pl.c.debtor_id.in_(_rule_matches(
                 session, tenant_id, v.entry_rule, today, cfg, "entry_rule", debtors)))
@@ -414,7 +425,8 @@ def stage_entered(session: AsyncSession, pl: Any, d: Any) -> Any:
 
 async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: datetime,
                        result: PlanResult, debtors: Debtors = None,
-                       host: PluginHost | None = None, since: date | None = None) -> None:
+                       host: PluginHost | None = None, since: date | None = None,
+                       record: bool = True) -> None:
     """3. The current step of every due active enrollment planned (one ``INSERT ...
     SELECT ... ON CONFLICT DO NOTHING``).
 
@@ -427,7 +439,7 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     decision rows written by the same statement (a data-modifying CTE over the inserted
     rows): no action is updated after its insert. The contested ones are inserted
     ungated, as without ``host``, for the gate after the contact policy
-    (:func:`gate_planned`)."""
+    (:func:`gate_planned`). ``record``: as for :func:`plan_tenant`."""
     w = await _windows(session, tenant_id, cfg, now, debtors)
     if w is None:
         return
@@ -474,7 +486,7 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     if host is not None and since is not None and not isinstance(debtors, int) and \
             session.get_bind().dialect.name == "postgresql":
         # A tenant's pass (or a range's): the join evaluated once, into a temporary table.
-        await plan_staged(session, host, tenant_id, cfg, now, since, debtors, result,
+        await plan_staged(session, host, tenant_id, cfg, now, since, debtors, result, record,
                           select(*[x.label(n) for x, n in zip(
                               [e.c.tenant_id, e.c.debtor_id, e.c.id, e.c.strategy_id,
                                e.c.version_id, w.c.priority, w.c.step_index, w.c.step_key,
@@ -487,7 +499,7 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
                           .select_from(joined).where(*due))
         return
     if host is not None and session.get_bind().dialect.name == "postgresql":
-        gated = await pre_gate(session, host, tenant_id, cfg, now, since, debtors,
+        gated = await pre_gate(session, host, tenant_id, cfg, now, since, debtors, record,
                                select(e.c.id, e.c.debtor_id, e.c.version_id, w.c.step_index,
                                       w.c.planned_at, w.c.due_on,
                                       literal(0, Integer).label("attempt"), d.c.country,
@@ -553,7 +565,7 @@ class PreGated:
 
 
 async def pre_gate(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
-                   now: datetime, since: date | None, debtors: Debtors,
+                   now: datetime, since: date | None, debtors: Debtors, record: bool,
                    candidates: Any) -> PreGated | None:
     """The gate over the contacts the plan INSERT is about to write (``candidates``:
     the same join, their rows as :func:`gate_groups` reads them), judged once per
@@ -585,7 +597,7 @@ async def pre_gate(session: AsyncSession, host: PluginHost, tenant_id: int, cfg:
             e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors)))
     groups = _group(rows, points, recent)
     judged = await judge_groups(session, host, tenant_id, cfg, groups, gate_since)
-    per_group, per_reason = _verdict_arrays(tenant_id, judged, now)
+    per_group, per_reason = _verdict_arrays(tenant_id, judged, now, record=record)
     eids: list[int] = []
     numbers: list[int] = []
     for n, g in enumerate(groups, 1):
@@ -626,7 +638,7 @@ _ACTION_COLUMNS = ("tenant_id, debtor_id, enrollment_id, strategy_id, version_id
 
 async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
                       now: datetime, since: date, debtors: Debtors, result: PlanResult,
-                      candidates: Any) -> None:
+                      record: bool, candidates: Any) -> None:
     """3. (a tenant's pass on PostgreSQL) The plan with the gate judged before the insert,
     the plan's join evaluated once: its rows (``candidates``: the plan columns, then the
     debtor's fields and days past due the gate reads) go into a temporary table, each
@@ -685,7 +697,7 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
         "ON c.enrollment_id = k.first ORDER BY c.enrollment_id"))).all()
     groups = [_Group(row) for row in firsts]
     judged = await judge_groups(session, host, tenant_id, cfg, groups, gate_since)
-    per_group, per_reason = _verdict_arrays(tenant_id, judged, now)
+    per_group, per_reason = _verdict_arrays(tenant_id, judged, now, record=record)
     counted = (await session.execute(text(
         "WITH k AS (SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:statuses AS text[]), "
         "CAST(:channels AS text[]), CAST(:verdicts AS jsonb[]), CAST(:ats AS timestamptz[])) "
@@ -1067,11 +1079,12 @@ async def judge_groups(session: AsyncSession, host: PluginHost, tenant_id: int, 
 
 
 async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, cfg: Config,
-                       now: datetime, result: PlanResult, debtors: Debtors = None) -> None:
+                       now: datetime, result: PlanResult, debtors: Debtors = None,
+                       record: bool = True) -> None:
     """6. The gate over the planned contacts: judged once per distinct gate key
     (:func:`gate_groups`) with the first debtor of the key, loaded as the send path loads
     them (:func:`load_for_gate`); the verdicts and the decision rows written set-based
-    (:func:`write_verdicts`)."""
+    (:func:`write_verdicts`; ``record``: as for :func:`plan_tenant`)."""
     since = now - timedelta(days=7)
     groups = await gate_groups(session, tenant_id, since, debtors)
     if not groups:
@@ -1080,19 +1093,22 @@ async def gate_planned(session: AsyncSession, host: PluginHost, tenant_id: int, 
     for g, judged, _ in judged_all:
         result.verdicts[judged.decision] = result.verdicts.get(judged.decision, 0) + len(g.ids)
     result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(groups)
-    await write_verdicts(session, tenant_id, judged_all, now)
+    await write_verdicts(session, tenant_id, judged_all, now, record)
 
 
 STATUS_OF = {"allow": "planned", "defer": "deferred", "deny": "denied"}
 
 
 def _templates(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]],
-               now: datetime) -> list[tuple[str, list[dict[str, Any]]]]:
+               now: datetime, record: bool = True) -> list[tuple[str, list[dict[str, Any]]]]:
     """Per group: the actions' status and the decision rows of one of them (no debtor or
-    subject yet)."""
+    subject yet; none without ``record``)."""
     templates: list[tuple[str, list[dict[str, Any]]]] = []
     for g, j, at in judged:
         status = STATUS_OF[j.decision]
+        if not record:
+            templates.append((status, []))
+            continue
         templates.append((status, decisions.rows(
             tenant_id, "planner", now, {**j.verdict, "until": at if status == "deferred"
                                         else None}, j.channel, None, None,
@@ -1102,11 +1118,14 @@ def _templates(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]],
 
 def _verdict_arrays(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]],
                     now: datetime,
-                    templates: list[tuple[str, list[dict[str, Any]]]] | None = None
+                    templates: list[tuple[str, list[dict[str, Any]]]] | None = None,
+                    record: bool = True
                     ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """The verdicts as PostgreSQL array parameters: per group (numbered from 1, in order)
-    its status, channel, verdict and instant; per group and reason its decision row."""
-    templates = templates if templates is not None else _templates(tenant_id, judged, now)
+    its status, channel, verdict and instant; per group and reason its decision row (none
+    without ``record``)."""
+    templates = templates if templates is not None else _templates(tenant_id, judged, now,
+                                                                   record)
     per_group: dict[str, list[Any]] = {
         "statuses": [s for s, _ in templates], "channels": [j.channel for _, j, _ in judged],
         "verdicts": [msgspec.json.encode(j.verdict).decode() for _, j, _ in judged],
@@ -1123,12 +1142,14 @@ def _verdict_arrays(tenant_id: int, judged: list[tuple[_Group, Judged, datetime]
 
 
 async def write_verdicts(session: AsyncSession, tenant_id: int,
-                         judged: list[tuple[_Group, Judged, datetime]], now: datetime) -> None:
+                         judged: list[tuple[_Group, Judged, datetime]], now: datetime,
+                         record: bool = True) -> None:
     """Each group's verdict on its actions and its decision rows (one per reason and
-    action, :func:`cartera.compliance.decisions.rows`). On PostgreSQL one ``UPDATE ...
-    FROM unnest(...)`` and one ``INSERT ... SELECT`` per :data:`UPDATE_CHUNK` actions, each
-    verdict sent (and parsed) once per group, not per action; else an executemany."""
-    templates = _templates(tenant_id, judged, now)
+    action, :func:`cartera.compliance.decisions.rows`; none without ``record``). On
+    PostgreSQL one ``UPDATE ... FROM unnest(...)`` and one ``INSERT ... SELECT`` per
+    :data:`UPDATE_CHUNK` actions, each verdict sent (and parsed) once per group, not per
+    action; else an executemany."""
+    templates = _templates(tenant_id, judged, now, record)
     if session.get_bind().dialect.name != "postgresql":
         changes: list[dict[str, Any]] = []
         recorded: list[dict[str, Any]] = []
@@ -1138,7 +1159,8 @@ async def write_verdicts(session: AsyncSession, tenant_id: int,
                                 "b_verdict": j.verdict, "b_at": at})
                 recorded += [{**x, "debtor_id": debtor_id, "subject_id": action_id}
                              for x in reasons]
-        await decisions.record(session, recorded)
+        if recorded:
+            await decisions.record(session, recorded)
         await bulk_update_actions(session, changes, now)
         return
     per_group, per_reason = _verdict_arrays(tenant_id, judged, now, templates)
@@ -1156,6 +1178,8 @@ async def write_verdicts(session: AsyncSession, tenant_id: int,
             "CAST(:verdicts AS jsonb[]), CAST(:ats AS timestamptz[])) WITH ORDINALITY "
             "AS k(status, channel, verdict, at, g) ON k.g = v.g "
             "WHERE a.id = v.id"), {"now": now, **ids, **per_group})
+        if not per_reason["rg"]:
+            continue
         await session.execute(text(
             "INSERT INTO compliance_decisions (tenant_id, decided_at, path, decision, "
             "source, code, counted, channel, debtor_id, subject_id, deferral_seconds) "
@@ -1178,9 +1202,21 @@ ends)."""
 
 
 async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
-                      now: datetime | None = None, *, debtors: Debtors = None) -> PlanResult:
+                      now: datetime | None = None, *, debtors: Debtors = None,
+                      record: bool = True, moved: Any = None) -> PlanResult:
     """One planner pass over the tenant's whole portfolio (or only ``debtors``: the
-    replanning of :mod:`cartera.strategies.replan`), in the caller's transaction."""
+    replanning of :mod:`cartera.strategies.replan`), in the caller's transaction.
+    ``record=False``: the gate's verdicts are written on the actions as always, but no
+    decision row goes to ``compliance_decisions`` (a simulation: it reads none, keeps
+    none).
+
+    ``moved``: a select of the debtor ids whose placement (segment or stage) changed since
+    the previous pass over the tenant in the same transaction (a simulation's days): exit
+    and enroll consider only them. They would find nothing for the others, whose
+    placements are as that pass left them and whose enrollments it settled (an enrollment
+    that ends by completing or stopping keeps its debtor out of a new one until they enter
+    a segment again, which is a placement change; one that exits is a moved debtor's).
+    Ignored when an active version has an entry rule (the rule reads the day)."""
     now = now or clock.now()
     await lock_tenant(session, tenant_id, shared=debtors is not None)
     if not isinstance(debtors, int) and session.get_bind().dialect.name == "postgresql":
@@ -1194,7 +1230,9 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     cfg = await load_config(session, tenant_id, debtors)
     if debtors is not None and not cfg.versions:
         return result
-    await exit_unbound(session, tenant_id, cfg, now, result, debtors)
+    if any(v.entry_rule is not None for v in cfg.active):
+        moved = None
+    await exit_unbound(session, tenant_id, cfg, now, result, debtors, moved)
     live: set[int] | None = None
     if debtors is not None:
         # A few debtors (an event's): those still enrolled need no enroll statements, and
@@ -1204,7 +1242,7 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
             e.c.tenant_id == tenant_id, e.c.status.in_(LIVE),
             *only(e.c.debtor_id, debtors)))).all())
     if not live or not isinstance(debtors, int):
-        await enroll(session, tenant_id, cfg, today, now, result, debtors)
+        await enroll(session, tenant_id, cfg, today, now, result, debtors, moved)
         if session.get_bind().dialect.name == "postgresql" and \
                 result.enrolled >= ANALYZE_ROWS:
             # The plan statements join the enrollments just inserted: with the statistics
@@ -1218,7 +1256,8 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
     # The contact policy's days: a debtor's local day (an action's ``due_on``) can be the
     # tenant's day minus two (a zone 26 hours behind), as for advance.
     rivals_since = today - timedelta(days=ADVANCE_DAYS)
-    await plan_actions(session, tenant_id, cfg, now, result, debtors, host, rivals_since)
+    await plan_actions(session, tenant_id, cfg, now, result, debtors, host, rivals_since,
+                       record)
     if debtors is None or result.planned:
         # Nothing planned for an event's debtors: no new rival, no step to advance past,
         # nothing to gate.
@@ -1227,7 +1266,7 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
         await supersede(session, tenant_id, rivals_since, now, result, debtors)
         await advance(session, tenant_id, cfg, now, result, debtors,
                       today - timedelta(days=ADVANCE_DAYS))
-        await gate_planned(session, host, tenant_id, cfg, now, result, debtors)
+        await gate_planned(session, host, tenant_id, cfg, now, result, debtors, record)
     if debtors is None:
         await hold_by_policy(session, tenant_id, now, result)
     return result

@@ -18,9 +18,17 @@ that day's planning hour in the tenant's zone:
    simulated days plan with, so :func:`_figures` counts one due by the day's end as
    ``done``, as its execution would have left it.
 
+After the first day, a pass exits and enrolls only the debtors whose placement moved since
+the day before (``plan_tenant(moved=...)``, from the placement history past the previous
+pass): nothing else changes what those two statements find.
+
 On PostgreSQL the transaction runs without JIT (the passes' statements over a large
 portfolio cost enough to be compiled, seconds each on every simulated day) and with a
-larger ``work_mem`` (:data:`WORK_MEM`), both ``SET LOCAL``, undone with the savepoint.
+larger ``work_mem`` (:data:`WORK_MEM`), both ``SET LOCAL``, undone with the savepoint;
+the references of the enrollments and actions it writes are deferred
+(:data:`DEFERRED`, ``SET CONSTRAINTS``, also undone with the savepoint: never checked),
+and the passes write no compliance decision rows (``record=False``: the verdicts stay
+on the actions, where the figures read them; nothing reads the decision log).
 
 The figures per day are the actions due that day by status, channel and strategy, with
 the reason codes of the deferred and denied ones, and the projected cost per channel:
@@ -54,6 +62,7 @@ from cartera.jobs.registry import JobContext, job
 from cartera.messaging.models import Interaction
 from cartera.plugins.host import PluginHost
 from cartera.plugins.registry import current_host
+from cartera.segmentation.models import PlacementMove
 from cartera.segmentation.service import evaluate
 from cartera.strategies import schemas
 from cartera.strategies.execute import execute_due
@@ -74,6 +83,13 @@ OBSERVED_DAYS = 90
 PRICE_PLACES = Decimal("0.000001")
 WORK_MEM = "64MB"
 """The simulation transaction's sort and hash memory on PostgreSQL."""
+DEFERRED = ("fk_enrollments_tenant_id_debtors", "fk_enrollments_strategy_id_strategies",
+            "fk_enrollments_version_id_strategy_versions", "fk_actions_tenant_id_debtors",
+            "fk_actions_enrollment_id_enrollments")
+"""The references (deferrable, migration 0046) the simulation defers on PostgreSQL: the
+rows it writes are its own planner's, their references right by construction, and
+everything is rolled back, so their checks are queued and dropped with the savepoint
+instead of run on every insert and on every update of a row the transaction inserted."""
 Progress = Callable[[int, int], Awaitable[None]]
 
 
@@ -123,16 +139,26 @@ async def simulate(session: AsyncSession, host: PluginHost, tenant_id: int,
         # For this transaction only (undone by the savepoint's rollback): the passes'
         # statements are costed high enough over a large portfolio that PostgreSQL
         # JIT-compiles them, seconds per statement on every simulated day, and their sorts
-        # of every enrollment spill to disk under the default work_mem.
+        # of every enrollment spill to disk under the default work_mem. The references'
+        # checks wait for the savepoint's end, which drops them.
         await session.execute(text("SET LOCAL jit = off"))
         await session.execute(text(f"SET LOCAL work_mem = '{WORK_MEM}'"))
+        await session.execute(text(f"SET CONSTRAINTS {', '.join(DEFERRED)} DEFERRED"))
+    ph = table_of(PlacementMove)
+    moves_seen: int | None = None
     try:
         for offset in range(days):
             day = start + timedelta(days=offset)
             at = max(clock.now(), datetime.combine(day, time(hour), ZoneInfo(zone)))
             if offset:
                 await evaluate(session, tenant_id, day, actor="simulation")
-            await plan_tenant(session, host, tenant_id, at)
+            # After the first day, exit and enroll only for the debtors whose placement
+            # moved since the day before (the placement history past the previous pass).
+            moved = None if moves_seen is None else select(ph.c.debtor_id).where(
+                ph.c.tenant_id == tenant_id, ph.c.id > moves_seen)
+            await plan_tenant(session, host, tenant_id, at, record=False, moved=moved)
+            moves_seen = int(await session.scalar(select(func.coalesce(func.max(ph.c.id), 0))
+                                                  .where(ph.c.tenant_id == tenant_id)) or 0)
             end = datetime.combine(day + timedelta(days=1), time(), ZoneInfo(zone))
             if changes_stages:
                 await _execute(session, tenant_id, end)
