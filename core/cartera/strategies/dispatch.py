@@ -2,22 +2,25 @@
 batched send path.
 
 ``strategies.dispatch`` (queued about once a minute per tenant with due actions, see
-:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions (:func:`claim`: on
-PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint rows). It
-then reads the batch's debtors as plain rows (:func:`load_batch`: three selects of the
-columns the gate reads, no ORM object per debtor), re-runs the gate for each channel of
-the step's fallback chain, once per distinct :func:`route_key`, for the first debtor of the
-key (the first channel with
-an integration, a usable contact point and the gate's allowance wins; a deferral puts the
-action back as ``deferred`` until the lawful instant; a denial of every channel makes it
-``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
-batch) inserts the interactions and their first timeline events and marks the actions
-``dispatched``; it makes sure the batch send job of each integration used waits
-(:func:`cartera.messaging.batch.ensure_batch_job`), all in one transaction. An action is
-dispatched at most once: claimed by one transaction, and ``interactions.action_id`` is
-unique. A crash before the commit leaves the actions due for the next run (at least once).
-Sending, retries and claim-before-send are messaging's; the batch sender judges each
-message again with its rendered content.
+:func:`queue_due_dispatches`) runs :func:`dispatch_all`: batches of up to :data:`BATCH` due
+actions, one transaction each, :data:`LANES` of them in flight at once on PostgreSQL (each
+lane over its own debtors), all sharing one :class:`Run` (the instant they judge at, the
+tenant's integrations and policies, each gate key's verdict). A batch claims its actions
+(:func:`claim`: on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take
+disjoint rows), reads their debtors as plain rows (:func:`load_batch`: three selects of
+the columns the gate reads, no ORM object per debtor), runs the gate over each channel of
+the step's fallback chain once per distinct :func:`route_key` in the run, for the first
+debtor of the key (the first channel with an integration, a usable contact point and the
+gate's allowance wins; a deferral puts the action back as ``deferred`` until the lawful
+instant; a denial of every channel makes it ``denied``), writes every action's gate
+decision (:func:`cartera.compliance.decisions.record_shared`), and in one statement
+(:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the batch) inserts the interactions and
+their first timeline events and marks the actions ``dispatched``; it makes sure the batch
+send job of each integration used waits (:func:`cartera.messaging.batch.ensure_batch_job`).
+An action is dispatched at most once: claimed by one transaction, and
+``interactions.action_id`` is unique. A crash before a batch's commit leaves its actions
+due for the next run (at least once). Sending, retries and claim-before-send are
+messaging's; the batch sender judges each message again with its rendered content.
 
 Actions of paused enrollments wait. The same job executes the due task, stage change and
 webhook steps (:mod:`.execute`), also claimed at most once per action.
@@ -664,8 +667,8 @@ async def dispatch_all(sessionmaker: async_sessionmaker[AsyncSession], host: Plu
 
     On PostgreSQL ``lanes`` batches are in flight at once, each on its own connection and
     over its own debtors (those whose id is the lane's number modulo ``lanes``): a debtor's
-    actions are all dispatched by one lane, one batch after another, so the contact policy
-    sees every contact the run made for them; ``SKIP LOCKED`` claims keep any other
+    actions are dispatched by one lane, one batch after another, never by two
+    transactions at once, as with a single lane; ``SKIP LOCKED`` claims keep any other
     dispatcher off the rows a lane holds. SQLite (one writer at a time) runs one lane."""
     totals: dict[str, int] = defaultdict(int)
     state: dict[str, Any] = {"run": None, "left": most}
