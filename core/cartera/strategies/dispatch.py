@@ -553,8 +553,10 @@ trigger, the event's detail and the outcome are built from them in SQL."""
 
 
 def _address(cp: Any) -> str:
-    """The address a queued interaction is sent to: its contact point's value. The one
-    place a raw SQL write of ``interactions.address`` takes its value from."""
+    """The address a queued interaction is sent to: its contact point's value, as the raw
+    statement :data:`_ENQUEUE` writes it (the one place a raw SQL write of
+    ``interactions.address`` takes its value from; the SQLite path's Core insert goes
+    through the column's type instead)."""
     return str(cp.value)
 
 
