@@ -594,8 +594,9 @@ async def _enqueue_links(session: AsyncSession, runner: Any, tenant_id: int,
     if not held:
         return
     it = table_of(Interaction)
-    ids = dict((await session.execute(select(it.c.action_id, it.c.id).where(
-        it.c.action_id.in_([x.row.id for x, _ in held])))).tuples().all())
+    found = await session.execute(select(it.c.action_id, it.c.id).where(
+        it.c.action_id.in_([x.row.id for x, _ in held])))
+    ids = {int(a): int(i) for a, i in found.all()}
     await paylinks.enqueue(session, runner, tenant_id,
                            [(int(ids[x.row.id]), x.routed["integration_id"]) for x, _ in held],
                            [o for _, o in held], now)
