@@ -15,8 +15,9 @@ PE pack judges each planned contact). Then prints:
   included), with the time of each planner phase;
 * **daily planning** of the enrolled portfolio two days later (the first contacts taken
   as sent): the second step planned and gated for every debtor (target <= 30 s at 1M);
-* **dispatch**: ``dispatch_due`` batches of 1,000 until ``--dispatch`` due messages are
-  enqueued as interactions (target 100,000 <= 10 s);
+* **dispatch**: the dispatch job's loop (``dispatch_all``: batches of ``dispatch.BATCH``
+  sharing one run) until ``--dispatch`` due messages are enqueued as interactions (target
+  100,000 <= 10 s);
 * **simulation**: 30 days over a ``--sim-debtors`` portfolio of its own (target 100,000
   <= 60 s).
 
@@ -222,7 +223,6 @@ async def dispatch_many(url: str, host: PluginHost, tenant_id: int, at: datetime
     engine = _engine(url)
     sessionmaker = make_sessionmaker(engine)
     runner = InProcessRunner(sessionmaker, background=False)
-    done = 0
     async with sessionmaker() as session:  # after any deferral (a holiday, say)
         latest = await session.scalar(text(
             "SELECT max(planned_at) FROM actions WHERE tenant_id = :t "
@@ -232,15 +232,9 @@ async def dispatch_many(url: str, host: PluginHost, tenant_id: int, at: datetime
     with Timed(f"dispatch of {wanted:,} due messages") as t:
         if profiler is not None:
             profiler.enable()
-        while done < wanted:
-            async with sessionmaker() as session:
-                session.info["tenant_id"] = tenant_id
-                counts = await dispatch.dispatch_due(session, host, runner, tenant_id, at,
-                                                     min(dispatch.BATCH, wanted - done))
-                await session.commit()
-            if not counts:
-                break
-            done += sum(counts.values())
+        counts = await dispatch.dispatch_all(sessionmaker, host, runner, tenant_id, at,
+                                             most=wanted)
+        done = sum(counts.values())
         if profiler is not None:
             profiler.disable()
     if profiler is not None:  # BENCH_PROFILE=file.prof: the dispatch phase's profile

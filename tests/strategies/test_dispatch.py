@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
@@ -162,3 +163,58 @@ async def test_the_gate_is_judged_once_per_key_and_each_debtor_gets_their_own_ph
         interaction = (await tenant.api.get(
             f"/v1/interactions/{got[d]['outcome']['interaction_id']}")).json()
         assert (interaction["debtor_id"], interaction["address"]) == (d, cp["value"])
+
+
+async def test_a_run_judges_each_gate_key_once_across_its_batches(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatch job's batches share one run (:func:`dispatch_all`): debtors with the
+    same gate key are judged once in the run, whichever batch they fall in; each action
+    still gets its own gate decision rows, its own interaction (trigger, first event) and
+    its outcome, built in SQL from the key's route."""
+    from cartera.strategies import dispatch
+
+    seg = await segments(tenant)
+    integration = await sms_integration(tenant, provider)
+    sms = await template(tenant)
+    same = [await late_debtor(tenant, f"RUN{i}") for i in range(5)]
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    judged: list[int] = []
+    real = dispatch._route
+
+    def counted(host: Any, loaded: Any, row: Any, *args: Any) -> Any:
+        judged.append(row.debtor_id)
+        return real(host, loaded, row, *args)
+
+    monkeypatch.setattr(dispatch, "_route", counted)
+    done = await dispatch.dispatch_all(app.state.ctx.sessionmaker, current_host(),
+                                       app.state.ctx.jobs, tenant.tenant_id, limit=2)
+    assert done == {"dispatched": 5, "deferred": 0, "denied": 0}
+    assert len(judged) == 1  # three batches (2, 2, 1), one gate key, one judgement
+    got = {a["debtor_id"]: a for a in await actions(tenant)}
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        rows = (await session.execute(text(
+            "SELECT i.action_id, i.trigger, e.detail, i.verdict FROM interactions i "
+            "JOIN interaction_events e ON e.interaction_id = i.id "
+            "WHERE i.tenant_id = :t"), {"t": tenant.tenant_id})).all()
+        decided = (await session.execute(text(
+            "SELECT subject_id, count(*) FROM compliance_decisions WHERE tenant_id = :t "
+            "AND path = 'dispatch' AND counted GROUP BY subject_id"),
+            {"t": tenant.tenant_id})).all()
+    assert len(rows) == 5
+    ids = {got[d]["id"]: d for d in same}
+    for action_id, trigger, detail, verdict in rows:
+        trigger, detail, verdict = (x if isinstance(x, dict) else msgspec.json.decode(x)
+                                    for x in (trigger, detail, verdict))
+        assert trigger == {"source": "strategy", "action_id": action_id,
+                           "strategy_id": got[ids[action_id]]["strategy_id"]}
+        assert detail == {"action_id": action_id,
+                          "reasons": [r["code"] for r in verdict["reasons"]]}
+        outcome = got[ids[action_id]]["outcome"]
+        assert (outcome["channel"], outcome["integration_id"], outcome["skipped"]) == (
+            "sms", integration, [])
+        assert got[ids[action_id]]["verdict"] == verdict
+    assert sorted(subject for subject, n in decided if n == 1) == sorted(ids)

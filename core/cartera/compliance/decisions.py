@@ -9,6 +9,7 @@ with a window function, so no row is loaded into Python but the medians themselv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -71,6 +72,38 @@ async def record(session: AsyncSession, found: list[dict[str, Any]]) -> None:
         return
     await session.execute(_INSERT_ROWS, {"rows": msgspec.json.encode(
         [{c: r[c] for c in _COLUMNS} for r in found]).decode()})
+
+
+_SHARED_COLUMNS = tuple(c for c in _COLUMNS if c not in ("debtor_id", "subject_id"))
+_INSERT_SHARED = text(
+    "INSERT INTO compliance_decisions (" + ", ".join(_COLUMNS) + ") SELECT "
+    + ", ".join(f"m.{c}" if c in ("debtor_id", "subject_id") else f"r.{c}" for c in _COLUMNS)
+    + " FROM jsonb_to_recordset(CAST(:members AS jsonb)) AS m(g integer, debtor_id bigint,"
+    " subject_id bigint) JOIN jsonb_to_recordset(CAST(:shared AS jsonb)) AS r(g integer,"
+    " tenant_id bigint, decided_at timestamptz, path text, decision text, source text,"
+    " code text, counted boolean, channel text, deferral_seconds integer) ON r.g = m.g"
+    " ORDER BY m.subject_id, r.counted DESC")
+
+
+async def record_shared(session: AsyncSession, shared: dict[int, list[dict[str, Any]]],
+                        members: Sequence[tuple[int, int | None, int | None]]) -> None:
+    """Write decisions that many contacts share (one verdict judged once for a group):
+    ``shared`` maps a group number to the rows of its decision (:func:`rows`, their debtor
+    and subject ignored), ``members`` lists each contact's (group, debtor id, subject id).
+    Each member gets its own copy of its group's rows, as :func:`record` would write them;
+    on PostgreSQL in one ``INSERT ... SELECT`` joining the two (each group's rows travel
+    once, whatever the number of its members)."""
+    if not members:
+        return
+    if session.get_bind().dialect.name != "postgresql":
+        await record(session, [{**r, "debtor_id": debtor_id, "subject_id": subject_id}
+                               for g, debtor_id, subject_id in members for r in shared[g]])
+        return
+    await session.execute(_INSERT_SHARED, {
+        "shared": msgspec.json.encode([{"g": g, **{c: r[c] for c in _SHARED_COLUMNS}}
+                                       for g, found in shared.items() for r in found]).decode(),
+        "members": msgspec.json.encode([{"g": g, "debtor_id": d, "subject_id": s}
+                                        for g, d, s in members]).decode()})
 
 
 async def report(session: AsyncSession, tenant_id: int, start: datetime,

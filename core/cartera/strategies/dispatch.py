@@ -2,22 +2,25 @@
 batched send path.
 
 ``strategies.dispatch`` (queued about once a minute per tenant with due actions, see
-:func:`queue_due_dispatches`) claims up to :data:`BATCH` due actions (:func:`claim`: on
-PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take disjoint rows). It
-then reads the batch's debtors as plain rows (:func:`load_batch`: three selects of the
-columns the gate reads, no ORM object per debtor), re-runs the gate for each channel of
-the step's fallback chain, once per distinct :func:`route_key`, for the first debtor of the
-key (the first channel with
-an integration, a usable contact point and the gate's allowance wins; a deferral puts the
-action back as ``deferred`` until the lawful instant; a denial of every channel makes it
-``denied``), and in one statement (:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the
-batch) inserts the interactions and their first timeline events and marks the actions
-``dispatched``; it makes sure the batch send job of each integration used waits
-(:func:`cartera.messaging.batch.ensure_batch_job`), all in one transaction. An action is
-dispatched at most once: claimed by one transaction, and ``interactions.action_id`` is
-unique. A crash before the commit leaves the actions due for the next run (at least once).
-Sending, retries and claim-before-send are messaging's; the batch sender judges each
-message again with its rendered content.
+:func:`queue_due_dispatches`) runs :func:`dispatch_all`: batches of up to :data:`BATCH` due
+actions, one transaction each, :data:`LANES` of them in flight at once on PostgreSQL (each
+lane over its own debtors), all sharing one :class:`Run` (the instant they judge at, the
+tenant's integrations and policies, each gate key's verdict). A batch claims its actions
+(:func:`claim`: on PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent dispatchers take
+disjoint rows), reads their debtors as plain rows (:func:`load_batch`: three selects of
+the columns the gate reads, no ORM object per debtor), runs the gate over each channel of
+the step's fallback chain once per distinct :func:`route_key` in the run, for the first
+debtor of the key (the first channel with an integration, a usable contact point and the
+gate's allowance wins; a deferral puts the action back as ``deferred`` until the lawful
+instant; a denial of every channel makes it ``denied``), writes every action's gate
+decision (:func:`cartera.compliance.decisions.record_shared`), and in one statement
+(:data:`_ENQUEUE`, an ``INSERT ... SELECT`` over the batch) inserts the interactions and
+their first timeline events and marks the actions ``dispatched``; it makes sure the batch
+send job of each integration used waits (:func:`cartera.messaging.batch.ensure_batch_job`).
+An action is dispatched at most once: claimed by one transaction, and
+``interactions.action_id`` is unique. A crash before a batch's commit leaves its actions
+due for the next run (at least once). Sending, retries and claim-before-send are
+messaging's; the batch sender judges each message again with its rendered content.
 
 Actions of paused enrollments wait. The same job executes the due task, stage change and
 webhook steps (:mod:`.execute`), also claimed at most once per action.
@@ -25,9 +28,11 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,6 +73,7 @@ from cartera.plugins.registry import current_host
 from cartera.portfolio import aging
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorBalance
 from cartera.strategies import paylinks, policy
+from cartera.strategies.execute import BATCH as EXECUTE_BATCH
 from cartera.strategies.execute import EXECUTED_KINDS, execute_due
 from cartera.strategies.models import Action, Enrollment, StrategyVersion
 from cartera.strategies.planner import (
@@ -79,7 +85,7 @@ from cartera.strategies.planner import (
 )
 
 KIND = "strategies.dispatch"
-BATCH = 1000
+BATCH = 5000
 DISPATCHABLE = ("planned", "deferred")
 
 
@@ -91,14 +97,18 @@ def _due(tenant_id: int, now: datetime) -> Any:
         a.c.verdict.is_not(None), a.c.planned_at <= now, not_(paused))
 
 
-async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int) -> list[Any]:
+async def claim(session: AsyncSession, tenant_id: int, now: datetime, limit: int,
+                lane: tuple[int, int] | None = None) -> list[Any]:
     """Take up to ``limit`` due actions (id, debtor, version, step) until the transaction
     ends: on PostgreSQL locked ``FOR UPDATE SKIP LOCKED`` (rows another dispatcher holds are
     skipped; the batch's own statements then set each one's status, so an action row is
     written once per dispatch), on SQLite marked ``dispatched`` at once (the write takes
-    the database's write lock)."""
+    the database's write lock). ``lane`` ``(i, n)``: only the actions of debtors whose id
+    is ``i`` modulo ``n`` (:func:`dispatch_all`'s lanes never share a debtor)."""
     a = table_of(Action)
     due = _due(tenant_id, now).order_by(a.c.planned_at, a.c.id).limit(limit)
+    if lane is not None and lane[1] > 1:
+        due = due.where(a.c.debtor_id % lane[1] == lane[0])
     columns = (a.c.id, a.c.debtor_id, a.c.version_id, a.c.step_index, a.c.strategy_id,
                a.c.due_on, a.c.attempt)
     if session.get_bind().dialect.name == "postgresql":
@@ -238,10 +248,12 @@ def _json(raw: str | None) -> Any:
 
 
 def _among(column: Any, ids: list[int], dialect: str) -> Any:
-    """``column`` is one of ``ids``: on PostgreSQL ``= ANY(array)``, one parameter (not a
-    list of a thousand)."""
+    """``column`` is one of ``ids``: on PostgreSQL ``= ANY(CAST(:ids AS bigint[]))``, one
+    parameter (not a list of a thousand), sent as the array's text (built here at once
+    rather than dumped element by element by the driver)."""
     if dialect == "postgresql":
-        return column == any_(literal(ids, ARRAY(BigInteger)))
+        listed = "{" + ",".join(map(str, ids)) + "}"
+        return column == any_(cast(literal(listed, String), ARRAY(BigInteger)))
     return column.in_(ids)
 
 
@@ -289,70 +301,165 @@ async def load_batch(session: AsyncSession, tenant_id: int, debtor_ids: list[int
     return _Batch(keys, points, zones, recent)
 
 
+RUN_SECONDS = 30.0
+"""How long one dispatch run judges at the same instant with the configuration it read."""
+
+
+@dataclass
+class _Judged:
+    """One gate key's route and gate decision rows, judged once per run (``n`` numbers it
+    in the run, for the statements that share its values among the key's actions)."""
+
+    n: int
+    routed: dict[str, Any]
+    judged: list[dict[str, Any]]
+    encoded: msgspec.Raw | None = None
+
+    def as_key(self) -> msgspec.Raw:
+        """The key's row of :data:`_ENQUEUE`'s ``keys``, encoded once a run."""
+        if self.encoded is None:
+            x = self.routed
+            self.encoded = msgspec.Raw(msgspec.json.encode({
+                "k": self.n, "channel": x["channel"], "integration_id": x["integration_id"],
+                "template_id": x["template_id"], "verdict": x["verdict"],
+                "reasons": _reasons(x), "skipped": _skipped(x)}))
+        return self.encoded
+
+
+@dataclass
+class Run:
+    """What the batches of one dispatch run share: the instant they judge at, the tenant's
+    channel integrations, gate policy and contact policy as read when the run began, the
+    steps of the versions seen, and each gate key's route and verdict (:func:`route_key`:
+    at one instant, the same key routes the same way, whichever batch it falls in).
+
+    A run is fresh for :data:`RUN_SECONDS`; the job then starts another one, so a long
+    dispatch judges at an instant and with a configuration at most that old (the batch
+    sender judges each message again when it sends it)."""
+
+    tenant_id: int
+    now: datetime
+    integrations: dict[str, list[int]]
+    gate_policy: GatePolicy
+    rules: policy.ContactPolicy
+    started: float = field(default_factory=time.monotonic)
+    steps: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    memo: dict[tuple[Any, ...], _Judged] = field(default_factory=dict)
+
+    def fresh(self) -> bool:
+        return time.monotonic() - self.started < RUN_SECONDS
+
+    async def steps_of(self, session: AsyncSession,
+                       version_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+        """The steps of each version (an active version is immutable: read once a run)."""
+        missing = set(version_ids) - self.steps.keys()
+        if missing:
+            sv = table_of(StrategyVersion)
+            for version_id, steps in (await session.execute(select(sv.c.id, sv.c.steps).where(
+                    sv.c.id.in_(sorted(missing))))).all():
+                self.steps[version_id] = steps
+        return self.steps
+
+
+async def open_run(session: AsyncSession, host: PluginHost, tenant_id: int,
+                   now: datetime | None = None) -> Run:
+    """A dispatch run of the tenant at ``now`` (default: the clock), its configuration read
+    in ``session``."""
+    return Run(tenant_id, now or clock.now(),
+               await channel_integrations(session, host, tenant_id),
+               await load_gate_policy(session, host, tenant_id),
+               await policy.load_policy(session, tenant_id))
+
+
 async def dispatch_due(session: AsyncSession, host: PluginHost, runner: Any, tenant_id: int,
-                       now: datetime | None = None, limit: int = BATCH) -> dict[str, int]:
+                       now: datetime | None = None, limit: int = BATCH,
+                       run: Run | None = None,
+                       lane: tuple[int, int] | None = None) -> dict[str, int]:
     """One batch of due actions, in the caller's transaction; counts per outcome.
 
-    The batch's debtors are read as plain rows (:func:`load_batch`); the fallback chain is
-    judged once per distinct :func:`route_key` (the gate and the packs are pure functions
-    of it: in a portfolio, per step, country, zone, day, days past due and contact state)
-    for the first debtor of the key, from those rows; each action then takes its own
-    contact point."""
-    now = now or clock.now()
-    rows = await claim(session, tenant_id, now, limit)
+    ``run`` carries what the batches of one run share (:class:`Run`; its instant wins over
+    ``now``); without it the batch is a run of its own. ``lane``: only that lane's
+    debtors (:func:`claim`). The batch's debtors are read as
+    plain rows (:func:`load_batch`); the fallback chain is judged once per distinct
+    :func:`route_key` in the run (the gate and the packs are pure functions of it: in a
+    portfolio, per step, country, zone, day, days past due and contact state) for the
+    first debtor of the key, from those rows; each action then takes its own contact
+    point."""
+    if run is None:
+        run = await open_run(session, host, tenant_id, now)
+    now = run.now
+    rows = await claim(session, tenant_id, now, limit, lane)
     if not rows:
         return {}
-    steps = {v.id: v.steps for v in (await session.scalars(select(StrategyVersion).where(
-        StrategyVersion.id.in_({r.version_id for r in rows})))).all()}
+    steps = await run.steps_of(session, {r.version_id for r in rows})
     since = now - timedelta(days=7)
     batch_rows = await load_batch(session, tenant_id, [r.debtor_id for r in rows], since)
-    keyed: list[tuple[Any, tuple[Any, ...]]] = []
-    first: dict[tuple[Any, ...], int] = {}
-    for r in rows:
-        key = route_key(batch_rows, r)
-        keyed.append((r, key))
-        first.setdefault(key, r.debtor_id)
-    loaded = batch_rows.loaded(tenant_id, first.values(),
-                               await load_gate_policy(session, host, tenant_id))
-    integrations = await channel_integrations(session, host, tenant_id)
-    rules = await policy.load_policy(session, tenant_id)
-    made = await policy.contacts_made(
-        session, [r.debtor_id for r in rows],
-        now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
-    sends, back = [], []
-    found: list[dict[str, Any]] = []
-    memo: dict[tuple[Any, ...], tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    keyed = [(r, route_key(batch_rows, r)) for r in rows]
+    first: dict[tuple[Any, ...], Any] = {}
     for r, key in keyed:
-        step = steps[r.version_id][r.step_index]
-        known = memo.get(key)
-        if known is None:
-            routed = _route(host, loaded, r, step, integrations, now)  # r is the first
+        if key not in run.memo:
+            first.setdefault(key, r)
+    if first:
+        loaded = batch_rows.loaded(tenant_id, [r.debtor_id for r in first.values()],
+                                   run.gate_policy)
+        for key, r in first.items():  # r is the key's first action
+            routed = _route(host, loaded, r, steps[r.version_id][r.step_index],
+                            run.integrations, now)
             verdict = routed.get("verdict") or {}
             judged = decisions.rows(tenant_id, "dispatch", now, {
                 **verdict, "decision": routed["decision"], "until": routed.get("until")},
                 str(verdict.get("channel") or routed.get("channel") or ""), None, None) \
                 if verdict.get("reasons") else []  # the gate judged (not only: no integration)
-            memo[key] = known = (routed, judged)
-        routed, judged = known
-        found += [{**x, "debtor_id": r.debtor_id, "subject_id": r.id} for x in judged]
-        if "channel" in routed:  # this debtor's own contact point of the chosen channel
-            routed = {**routed, "cp": pick_contact_point(
-                cast_points(batch_rows.points.get(r.debtor_id, [])), routed["channel"])}
+            run.memo[key] = _Judged(len(run.memo), routed, judged)
+    rules = run.rules
+    made = await policy.contacts_made(
+        session, [r.debtor_id for r in rows],
+        now - policy.WEEK - timedelta(hours=rules.min_gap_hours or 0)) if rules.active else {}
+    sends: list[_Send] = []
+    back: list[dict[str, Any]] = []
+    shared: dict[int, list[dict[str, Any]]] = {}
+    members: list[tuple[int, int, int]] = []
+    for r, key in keyed:
+        known = run.memo[key]
+        if known.judged:
+            shared[known.n] = known.judged
+            members.append((known.n, r.debtor_id, r.id))
+        routed = known.routed
         if routed["decision"] == "allow" and rules.active:
+            step = steps[r.version_id][r.step_index]
             routed = _hold(rules, made, batch_rows.zones[r.debtor_id], r, step, routed, now)
         if routed["decision"] == "allow":
-            sends.append((r, {**routed, "payment_link": step.get("payment_link")}))
+            # this debtor's own contact point of the chosen channel
+            cp = pick_contact_point(cast_points(batch_rows.points.get(r.debtor_id, [])),
+                                    routed["channel"])
+            sends.append(_Send(r, known, cp, steps[r.version_id][r.step_index].get(
+                "payment_link")))
         else:
             back.append({"b_id": r.id, "b_status": "denied" if routed["decision"] == "deny"
                          else "deferred", "b_verdict": routed["verdict"],
                          "b_at": routed.get("until") or now})
-    await decisions.record(session, found)  # one INSERT for the whole batch
+    await decisions.record_shared(session, shared, members)  # one INSERT for the batch
     if back:
         await _put_back(session, back, now)
     if sends:
         await _enqueue(session, runner, tenant_id, sends, now)
     return {"dispatched": len(sends), "deferred": sum(b["b_status"] == "deferred" for b in back),
             "denied": sum(b["b_status"] == "denied" for b in back)}
+
+
+@dataclass(slots=True)
+class _Send:
+    """An action to enqueue: its row, its key's route, its own contact point and the
+    step's payment-link option."""
+
+    row: Any
+    key: _Judged
+    cp: Any
+    payment_link: dict[str, Any] | None
+
+    @property
+    def routed(self) -> dict[str, Any]:
+        return self.key.routed
 
 
 def cast_points(points: list[_Point]) -> list[ContactPoint]:
@@ -398,12 +505,18 @@ def route_key(batch_rows: _Batch, row: Any) -> tuple[Any, ...]:
 
 
 _ENQUEUE = text("""
-    WITH v AS (
-        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
-            action_id bigint, debtor_id bigint, channel text, integration_id bigint,
-            template_id bigint, contact_point_id bigint, address text, verdict jsonb,
-            trigger_ jsonb, detail jsonb, outcome jsonb, variables jsonb,
-            not_before timestamptz)
+    WITH k AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:keys AS jsonb)) AS k(
+            k integer, channel text, integration_id bigint, template_id bigint,
+            verdict jsonb, reasons jsonb, skipped jsonb)
+    ), v AS MATERIALIZED (
+        SELECT v.action_id, v.debtor_id, v.strategy_id, v.contact_point_id, v.address,
+            coalesce(v.variables, '{}'::jsonb) AS variables, v.not_before, k.channel,
+            k.integration_id, k.template_id, k.verdict, k.reasons, k.skipped
+        FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
+            action_id bigint, debtor_id bigint, strategy_id bigint, k integer,
+            contact_point_id bigint, address text, variables jsonb, not_before timestamptz)
+        JOIN k ON k.k = v.k
     ), made AS (
         INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
             integration_id, template_id, contact_point_id, address, obligation_ids,
@@ -411,134 +524,209 @@ _ENQUEUE = text("""
             created_at, updated_at)
         SELECT :tenant, v.debtor_id, 'outbound', v.channel, 'queued', v.integration_id,
             v.template_id, v.contact_point_id, v.address, '[]'::jsonb, v.variables, NULL,
-            v.verdict, v.trigger_, v.action_id, v.not_before, 0, :now, :now
+            v.verdict, jsonb_build_object('source', 'strategy', 'action_id', v.action_id,
+                                          'strategy_id', v.strategy_id),
+            v.action_id, v.not_before, 0, :now, :now
         FROM v
         ON CONFLICT (action_id) WHERE action_id IS NOT NULL DO NOTHING
         RETURNING id, action_id
     ), events AS (
         INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
                                         source, detail)
-        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy',
+            jsonb_build_object('action_id', v.action_id, 'reasons', v.reasons)
         FROM made JOIN v ON v.action_id = made.action_id
     )
     UPDATE actions AS a SET status = 'dispatched', channel = v.channel, verdict = v.verdict,
-        outcome = jsonb_set(v.outcome, '{interaction_id}', to_jsonb(coalesce(made.id, (
-            SELECT i.id FROM interactions AS i WHERE i.action_id = v.action_id)))),
+        outcome = jsonb_build_object('interaction_id', coalesce(made.id, (
+            SELECT i.id FROM interactions AS i WHERE i.action_id = v.action_id)),
+            'channel', v.channel, 'integration_id', v.integration_id, 'skipped', v.skipped),
         updated_at = :now
     FROM v LEFT JOIN made ON made.action_id = v.action_id
     WHERE a.id = v.action_id
 """)
 """One statement for the whole batch: the interactions (none for an action that already
 has one: the unique ``action_id``), their first timeline events, and the actions marked
-dispatched with their outcome; the batch travels as one JSON document."""
+dispatched with their outcome. The batch travels as two JSON documents: each gate key's
+route and verdict once (``keys``), and per action only its own values (``rows``); the
+trigger, the event's detail and the outcome are built from them in SQL."""
+
+
+def _address(cp: Any) -> str:
+    """The address a queued interaction is sent to: its contact point's value, as the raw
+    statement :data:`_ENQUEUE` writes it (the one place a raw SQL write of
+    ``interactions.address`` takes its value from; the SQLite path's Core insert goes
+    through the column's type instead)."""
+    return str(cp.value)
 
 
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
-                   sends: list[tuple[Any, dict[str, Any]]], now: datetime) -> None:
+                   sends: list[_Send], now: datetime) -> None:
     """Insert the queued interactions and their first events, record them on the actions
-    (on PostgreSQL one statement: ``INSERT ... SELECT FROM unnest(...)`` chained through
-    data-modifying CTEs; an action that already has its interaction gets no second one),
-    hold those whose step asks for a payment link until the link is made, and make each
-    integration's batch job wait."""
-    options = [x["payment_link"] for _, x in sends]
-    extra: list[dict[str, Any]] = [{"variables": {}, "not_before": None} for _ in sends]
+    (on PostgreSQL one statement, :data:`_ENQUEUE`; an action that already has its
+    interaction gets no second one), hold those whose step asks for a payment link until
+    the link is made, and make each integration's batch job wait."""
+    options = [x.payment_link for x in sends]
+    extra: list[dict[str, Any]] = [{} for _ in sends]
     paylinks.hold(extra, options, now)  # a step's payment link is made before it is sent
     if session.get_bind().dialect.name == "postgresql":
+        keys = {x.key.n: x.key for x in sends}
         await session.execute(_ENQUEUE, {
-            "tenant": tenant_id, "now": now, "rows": msgspec.json.encode([{
-                "action_id": r.id, "debtor_id": r.debtor_id, "channel": x["channel"],
-                "integration_id": x["integration_id"], "template_id": x["template_id"],
-                "contact_point_id": x["cp"].id, "address": x["cp"].value,
-                "verdict": x["verdict"], "trigger_": _trigger(r), "detail": _detail(r, x),
-                "outcome": _outcome(None, x), **e}
-                for (r, x), e in zip(sends, extra, strict=True)]).decode()})
+            "tenant": tenant_id, "now": now,
+            "keys": msgspec.json.encode([k.as_key() for k in keys.values()]).decode(),
+            "rows": msgspec.json.encode([{
+                "action_id": x.row.id, "debtor_id": x.row.debtor_id,
+                "strategy_id": x.row.strategy_id, "k": x.key.n, "contact_point_id": x.cp.id,
+                "address": _address(x.cp), **e}
+                for x, e in zip(sends, extra, strict=True)]).decode()})
     else:
         await _enqueue_each(session, tenant_id, sends, extra, now)
     await _enqueue_links(session, runner, tenant_id, sends, options, now)
-    for integration_id in sorted({x["integration_id"] for _, x in sends}):
+    for integration_id in sorted({x.routed["integration_id"] for x in sends}):
         await batch.ensure_batch_job(session, runner, tenant_id, integration_id)
 
 
 async def _enqueue_links(session: AsyncSession, runner: Any, tenant_id: int,
-                         sends: list[tuple[Any, dict[str, Any]]],
-                         options: list[dict[str, Any] | None], now: datetime) -> None:
+                         sends: list[_Send], options: list[dict[str, Any] | None],
+                         now: datetime) -> None:
     """The payment-link job for the held interactions (looked up by their actions: few)."""
-    held = [(r, x, o) for (r, x), o in zip(sends, options, strict=True) if o]
+    held = [(x, o) for x, o in zip(sends, options, strict=True) if o]
     if not held:
         return
     it = table_of(Interaction)
-    ids = dict((await session.execute(select(it.c.action_id, it.c.id).where(
-        it.c.action_id.in_([r.id for r, _, _ in held])))).tuples().all())
+    found = await session.execute(select(it.c.action_id, it.c.id).where(
+        it.c.action_id.in_([x.row.id for x, _ in held])))
+    ids = {int(a): int(i) for a, i in found.all()}
     await paylinks.enqueue(session, runner, tenant_id,
-                           [(int(ids[r.id]), x["integration_id"]) for r, x, _ in held],
-                           [o for _, _, o in held], now)
+                           [(int(ids[x.row.id]), x.routed["integration_id"]) for x, _ in held],
+                           [o for _, o in held], now)
 
 
 def _trigger(r: Any) -> dict[str, Any]:
     return {"source": "strategy", "action_id": r.id, "strategy_id": r.strategy_id}
 
 
-def _detail(r: Any, x: dict[str, Any]) -> dict[str, Any]:
-    return {"action_id": r.id, "reasons": [c["code"] for c in x["verdict"]["reasons"]]}
+def _reasons(x: dict[str, Any]) -> list[str]:
+    return [c["code"] for c in x["verdict"]["reasons"]]
+
+
+def _skipped(x: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(x["verdict"].get("tried", []))
 
 
 def _outcome(interaction_id: int | None, x: dict[str, Any]) -> dict[str, Any]:
     return {"interaction_id": interaction_id, "channel": x["channel"],
-            "integration_id": x["integration_id"], "skipped": x["verdict"].get("tried", [])}
+            "integration_id": x["integration_id"], "skipped": _skipped(x)}
 
 
-async def _enqueue_each(session: AsyncSession, tenant_id: int,
-                        sends: list[tuple[Any, dict[str, Any]]],
+async def _enqueue_each(session: AsyncSession, tenant_id: int, sends: list[_Send],
                         extra: list[dict[str, Any]], now: datetime) -> None:
     """SQLite (one writer at a time, so a look first is enough): a multi-row INSERT each
     for the actions without an interaction yet, then the actions."""
     it = table_of(Interaction)
     ids: dict[int, int] = {int(a): int(i) for a, i in (await session.execute(select(
-        it.c.action_id, it.c.id).where(it.c.action_id.in_([r.id for r, _ in sends])))).all()}
-    new = [(r, x, e) for (r, x), e in zip(sends, extra, strict=True) if r.id not in ids]
+        it.c.action_id, it.c.id).where(it.c.action_id.in_([x.row.id for x in sends])))).all()}
+    new = [(x, e) for x, e in zip(sends, extra, strict=True) if x.row.id not in ids]
     if new:
         made = (await session.execute(insert(it).returning(
             it.c.id, sort_by_parameter_order=True), [{
-                "tenant_id": tenant_id, "debtor_id": r.debtor_id, "direction": "outbound",
-                "channel": x["channel"], "status": "queued",
-                "integration_id": x["integration_id"], "template_id": x["template_id"],
-                "contact_point_id": x["cp"].id, "address": x["cp"].value,
-                "obligation_ids": [], "content": None, "verdict": x["verdict"],
-                "created_at": now, "updated_at": now, "trigger": _trigger(r),
-                "action_id": r.id, **e}
-            for r, x, e in new])).scalars().all()
-        ids.update({r.id: i for i, (r, _, _) in zip(made, new, strict=True)})
+                "tenant_id": tenant_id, "debtor_id": x.row.debtor_id, "direction": "outbound",
+                "channel": x.routed["channel"], "status": "queued",
+                "integration_id": x.routed["integration_id"],
+                "template_id": x.routed["template_id"], "contact_point_id": x.cp.id,
+                "address": x.cp.value, "obligation_ids": [], "content": None,
+                "verdict": x.routed["verdict"], "created_at": now, "updated_at": now,
+                "trigger": _trigger(x.row), "action_id": x.row.id, "variables": {},
+                "not_before": None, **e}
+            for x, e in new])).scalars().all()
+        ids.update({x.row.id: i for i, (x, _) in zip(made, new, strict=True)})
         await session.execute(insert(table_of(InteractionEvent)), [
-            {"tenant_id": tenant_id, "interaction_id": ids[r.id], "status": "queued",
-             "at": now, "occurred_at": None, "source": "strategy", "detail": _detail(r, x)}
-            for r, x, _ in new])
+            {"tenant_id": tenant_id, "interaction_id": ids[x.row.id], "status": "queued",
+             "at": now, "occurred_at": None, "source": "strategy",
+             "detail": {"action_id": x.row.id, "reasons": _reasons(x.routed)}}
+            for x, _ in new])
     a = table_of(Action)
     await session.execute(update(a).where(a.c.id == bindparam("b_id")).values(
         status="dispatched", channel=bindparam("b_channel"),
         verdict=bindparam("b_verdict", type_=a.c.verdict.type),
         outcome=bindparam("b_outcome", type_=a.c.outcome.type), updated_at=now), [
-        {"b_id": r.id, "b_channel": x["channel"], "b_verdict": x["verdict"],
-         "b_outcome": _outcome(ids[r.id], x)} for r, x in sends])
+        {"b_id": x.row.id, "b_channel": x.routed["channel"], "b_verdict": x.routed["verdict"],
+         "b_outcome": _outcome(ids[x.row.id], x.routed)} for x in sends])
+
+
+LANES = 2
+"""Batches in flight at once on PostgreSQL (:func:`dispatch_all`): one lane's statements
+run in the database while another's batch is judged in Python."""
+
+
+async def dispatch_all(sessionmaker: async_sessionmaker[AsyncSession], host: PluginHost,
+                       runner: Any, tenant_id: int, now: datetime | None = None,
+                       most: int | None = None, limit: int = BATCH,
+                       lanes: int = LANES) -> dict[str, int]:
+    """Dispatch the tenant's due message actions, a batch (one transaction) at a time, until
+    none is left (or ``most`` are done); counts per outcome. The batches share a
+    :class:`Run`, a fresh one every :data:`RUN_SECONDS` (at the clock's instant then,
+    unless ``now`` is given).
+
+    On PostgreSQL ``lanes`` batches are in flight at once, each on its own connection and
+    over its own debtors (those whose id is the lane's number modulo ``lanes``): a debtor's
+    actions are dispatched by one lane, one batch after another, never by two
+    transactions at once, as with a single lane; ``SKIP LOCKED`` claims keep any other
+    dispatcher off the rows a lane holds. SQLite (one writer at a time) runs one lane."""
+    totals: dict[str, int] = defaultdict(int)
+    state: dict[str, Any] = {"run": None, "left": most}
+    opening = asyncio.Lock()  # one run at a time, shared by the lanes
+    async with sessionmaker() as probe:
+        if probe.get_bind().dialect.name != "postgresql":
+            lanes = 1
+
+    async def lane(i: int) -> None:
+        while True:
+            wanted = limit if state["left"] is None else min(limit, state["left"])
+            if wanted <= 0:
+                return
+            if state["left"] is not None:
+                state["left"] -= wanted  # reserved: the other lanes take at most the rest
+            async with tenant_session(sessionmaker, tenant_id) as session:
+                async with opening:
+                    run: Run | None = state["run"]
+                    if run is None or not run.fresh():
+                        run = state["run"] = await open_run(session, host, tenant_id, now)
+                done = await dispatch_due(session, host, runner, tenant_id, limit=wanted,
+                                          run=run, lane=(i, lanes))
+            got = sum(done.values())
+            if state["left"] is not None:
+                state["left"] += wanted - got
+            for key, n in done.items():
+                totals[key] += n
+            if got < wanted:
+                return
+
+    try:
+        async with asyncio.TaskGroup() as group:  # a lane that fails stops the others
+            for i in range(lanes):
+                group.create_task(lane(i))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return dict(totals)
 
 
 @job(KIND)
 async def dispatch_job(ctx: JobContext) -> dict[str, Any]:
-    """Dispatch the tenant's due actions a batch (one transaction) at a time."""
+    """Execute the tenant's due task, stage change and webhook actions, then dispatch its
+    due messages (:func:`dispatch_all`), a batch (one transaction) at a time."""
     totals: dict[str, int] = defaultdict(int)
     while True:
         async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
             executed = await execute_due(session, ctx.tenant_id)
         for key, n in executed.items():
             totals[f"executed_{key}"] += n
-        if sum(executed.values()) < BATCH:
+        if sum(executed.values()) < EXECUTE_BATCH:
             break
-    while True:
-        async with tenant_session(ctx.sessionmaker, ctx.tenant_id) as session:
-            done = await dispatch_due(session, current_host(), current_runner(), ctx.tenant_id)
-        for key, n in done.items():
-            totals[key] += n
-        if sum(done.values()) < BATCH:
-            return dict(totals)
+    for key, n in (await dispatch_all(ctx.sessionmaker, current_host(), current_runner(),
+                                      ctx.tenant_id)).items():
+        totals[key] += n
+    return dict(totals)
 
 
 @every_minute

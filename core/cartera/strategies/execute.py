@@ -3,9 +3,10 @@
 ``strategies.dispatch`` (see :mod:`.dispatch`) also runs :func:`execute_due` for the due
 actions of kinds :data:`EXECUTED_KINDS`, in one transaction per batch:
 
-1. **claim**: one ``UPDATE ... SET status = 'dispatched' ... RETURNING`` of up to
-   :data:`BATCH` due actions (over ``FOR UPDATE SKIP LOCKED`` rows on PostgreSQL), so two
-   workers never take the same action;
+1. **claim**: up to :data:`BATCH` due actions, locked ``FOR UPDATE SKIP LOCKED`` on
+   PostgreSQL (so two workers never take the same action; a claimed row is written once,
+   by the record, but those of stage changes, marked ``dispatched`` before their debtor is
+   replanned), on SQLite one ``UPDATE ... SET status = 'dispatched' ... RETURNING``;
 2. **execute**, in the same transaction:
 
    * ``task``: one multi-row ``INSERT`` into ``tasks`` (queue, priority, due ``due_hours``
@@ -67,21 +68,21 @@ def due_steps(tenant_id: int, now: datetime,
 
 async def claim_steps(session: AsyncSession, tenant_id: int, now: datetime,
                       limit: int, kinds: Sequence[str] = EXECUTED_KINDS) -> list[Any]:
+    """Take up to ``limit`` due actions of ``kinds`` until the transaction ends: on
+    PostgreSQL locked ``FOR UPDATE SKIP LOCKED`` and not written (the batch's record sets
+    each one's status once, :func:`execute_due`), on SQLite marked ``dispatched`` at once
+    (the write takes the database's write lock)."""
     a = table_of(Action)
     due = due_steps(tenant_id, now, kinds).order_by(a.c.planned_at, a.c.id).limit(limit)
+    columns = (a.c.id, a.c.debtor_id, a.c.enrollment_id, a.c.version_id, a.c.step_index,
+               a.c.step_key, a.c.strategy_id, a.c.kind, a.c.due_on, a.c.planned_at)
     if session.get_bind().dialect.name == "postgresql":
-        # A materialised CTE: the locking subquery runs once (inside IN it may be rescanned,
-        # and each rescan skips to other rows, claiming more than ``limit``).
-        due = due.with_for_update(skip_locked=True)
-        picked = due.cte("due").prefix_with("MATERIALIZED")
-        ids: Any = select(picked.c.id)
+        result = await session.execute(due.with_only_columns(*columns).with_for_update(
+            of=a, skip_locked=True))
     else:
-        ids = due.scalar_subquery()
-    result = await session.execute(update(a).where(
-        a.c.id.in_(ids), a.c.status == "planned")
-        .values(status="dispatched", updated_at=now)
-        .returning(a.c.id, a.c.debtor_id, a.c.enrollment_id, a.c.version_id, a.c.step_index,
-                   a.c.step_key, a.c.strategy_id, a.c.kind, a.c.due_on, a.c.planned_at))
+        result = await session.execute(update(a).where(
+            a.c.id.in_(due.scalar_subquery()), a.c.status == "planned")
+            .values(status="dispatched", updated_at=now).returning(*columns))
     return sorted(result.all(), key=lambda r: r.id)
 
 
@@ -161,6 +162,13 @@ async def execute_due(session: AsyncSession, tenant_id: int, now: datetime | Non
         by_kind[r.kind].append((r, steps[r.version_id][r.step_index]))
     tasks = await _tasks(session, tenant_id, by_kind["task"], now)
     events = await _webhooks(session, tenant_id, by_kind["webhook"], now)
+    if by_kind["stage_change"] and session.get_bind().dialect.name == "postgresql":
+        # The stage change replans its debtor in this transaction: the action being
+        # executed is no longer a planned one by then (a rare step: its own write).
+        a = table_of(Action)
+        await session.execute(update(a).where(a.c.id.in_(
+            [r.id for r, _ in by_kind["stage_change"]])).values(
+            status="dispatched", updated_at=now))
     moved = await _stage_changes(session, tenant_id, by_kind["stage_change"])
     outcomes: dict[int, dict[str, Any]] = {}
     for action_id, task_id in tasks.items():
