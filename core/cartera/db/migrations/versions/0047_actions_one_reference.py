@@ -1,4 +1,4 @@
-"""actions: one foreign key, to their enrollment's (id, tenant_id, debtor_id)
+"""actions: one foreign key, to their enrollment's (id, tenant_id, debtor_id); decisions: none
 
 An action had two foreign keys, ``enrollment_id`` → ``enrollments (id)`` and ``(tenant_id,
 debtor_id)`` → ``debtors (tenant_id, id)``: two checks (each a look-up and a row lock on the
@@ -13,6 +13,10 @@ debtor. Both guarantees now come from one reference:
   ``debtors (tenant_id, id)`` keeps it from naming another tenant's debtor; deleting a
   debtor still deletes their actions (through their enrollments);
 * ``fk_actions_tenant_id_debtors`` dropped.
+
+* ``fk_compliance_decisions_tenant_id_tenants`` dropped: the decisions are history,
+  documented as having no foreign key (each one more check per row: a daily pass writes a
+  decision row per planned contact); the tenant mixin had given them this one.
 
 On PostgreSQL the new key is added ``NOT VALID`` and then validated (the existing rows are
 checked without blocking writes to the tables meanwhile).
@@ -33,6 +37,7 @@ depends_on: str | Sequence[str] | None = None
 
 FK = "fk_actions_enrollment_id_enrollments"
 UQ = "uq_enrollments_id_tenant_id_debtor_id"
+DECISIONS_FK = "fk_compliance_decisions_tenant_id_tenants"
 
 
 def upgrade() -> None:
@@ -44,7 +49,10 @@ def upgrade() -> None:
                    "tenant_id, debtor_id) REFERENCES enrollments (id, tenant_id, debtor_id) "
                    "ON DELETE CASCADE NOT VALID")
         op.execute(f"ALTER TABLE actions VALIDATE CONSTRAINT {FK}")
+        op.drop_constraint(DECISIONS_FK, "compliance_decisions", type_="foreignkey")
         return
+    with op.batch_alter_table("compliance_decisions") as batch:
+        batch.drop_constraint(DECISIONS_FK, type_="foreignkey")
     with op.batch_alter_table("enrollments") as batch:
         batch.create_unique_constraint(UQ, ["id", "tenant_id", "debtor_id"])
     with op.batch_alter_table("actions") as batch:
@@ -56,6 +64,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.create_foreign_key(DECISIONS_FK, "compliance_decisions", "tenants", ["tenant_id"],
+                              ["id"], ondelete="CASCADE")
         op.drop_constraint(FK, "actions", type_="foreignkey")
         op.create_foreign_key(FK, "actions", "enrollments", ["enrollment_id"], ["id"],
                               ondelete="CASCADE")
@@ -64,6 +74,9 @@ def downgrade() -> None:
                               ondelete="CASCADE")
         op.drop_constraint(UQ, "enrollments", type_="unique")
         return
+    with op.batch_alter_table("compliance_decisions") as batch:
+        batch.create_foreign_key(DECISIONS_FK, "tenants", ["tenant_id"], ["id"],
+                                 ondelete="CASCADE")
     with op.batch_alter_table("actions") as batch:
         batch.drop_constraint(FK, type_="foreignkey")
         batch.create_foreign_key(FK, "enrollments", ["enrollment_id"], ["id"],
