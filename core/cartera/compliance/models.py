@@ -34,13 +34,16 @@ class ComplianceDecision(TenantScoped, Base):
     (``dispatch``). ``counted`` marks the decision's first reason row, so decisions are
     counted once; ``deferral_seconds`` is how far a deferral moved the contact (from the
     instant judged to the earliest lawful one). Written set-based: one INSERT per batch.
-    No foreign keys: a decision is history, and each key would be one more check per row."""
+    No foreign keys, not even to the tenant (dropped by migration 0047): a decision is
+    history, and each key would be one more check per row (a daily planner pass writes a
+    row per planned contact)."""
 
     __tablename__ = "compliance_decisions"
     __table_args__ = (Index("ix_compliance_decisions_tenant_decided_at", "tenant_id",
                             "decided_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(BigId, nullable=False)
     decided_at: Mapped[datetime] = mapped_column(UtcDateTime)
     path: Mapped[str] = mapped_column(String(16))
     decision: Mapped[str] = mapped_column(String(8))

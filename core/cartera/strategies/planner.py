@@ -30,7 +30,9 @@ depends on the tenant's strategy versions, never on its debtors:
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
    next step (``last_step_on`` = its day); past the last step they are ``completed`` (one
    write per enrollment whose step moves; only the actions due from the tenant's day
-   minus :data:`ADVANCE_DAYS` are read).
+   minus :data:`ADVANCE_DAYS` are read). On PostgreSQL a tenant's pass advances the
+   enrollments of the actions no contact policy can supersede in the plan statement
+   itself (:func:`plan_staged`), and the separate UPDATE only runs for the rest.
 6. **gate**: the messages just planned pass the contact gate
    (:func:`cartera.messaging.gate.decide`). The packs are pure, so the planned contacts
    are grouped by everything the gate reads of them (:func:`gate_groups`: step, instant,
@@ -127,6 +129,9 @@ class PlanResult:
     superseded: int = 0
     completed: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
+    advanced: bool = False
+    """Set by a pass whose plan statement advanced past every action it had to plan
+    (:func:`plan_staged`): :func:`advance` has no action of a current step to look for."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"exited": self.exited, "stopped": self.stopped, "enrolled": self.enrolled,
@@ -651,7 +656,16 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
     (its first enrollment), judges it (:func:`judge_groups`), and one statement inserts
     the actions joined to the verdicts by key, and their decision rows (a data-modifying
     CTE over the inserted rows). The contested contacts (key NULL) are inserted ungated,
-    for :func:`gate_planned` after the contact policy."""
+    for :func:`gate_planned` after the contact policy.
+
+    The same statement advances (5.) the enrollments of the actions it inserted that no
+    contact policy can supersede (the uncontested contacts and every other kind: an
+    enrollment's current step moves on, ``last_step_on`` the action's day, ``completed``
+    past the last step, as :func:`advance` does), each re-checked on its current step and
+    version so a concurrent pass that advanced it first wins. When every candidate was
+    inserted and advanced so, ``result.advanced`` tells :func:`advance` it has none to
+    look for; the enrollments' rows are then written once, and the foreign-key check of
+    each inserted action finds its enrollment already locked by that write."""
     gate_since = now - timedelta(days=7)
     e, cp, i, x = (table_of(Enrollment), table_of(ContactPoint), table_of(Interaction),
                    table_of(Action).alias("x"))
@@ -674,8 +688,10 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
                            x.c.due_on == c.c.due_on, x.c.kind.in_(CONTACT_KINDS),
                            x.c.status.in_(COMPETING))
     uncontested = and_(c.c.kind.in_(CONTACT_KINDS), or_(c.c.due_on < since, not_(rival)))
+    # The instant and day are left out: the join gives them by (version, step, zone), all
+    # three in the key (their text forms were a third of the key's cost).
     key = func.md5(cast(func.json_build_array(
-        c.c.version_id, c.c.step_index, c.c.planned_at, c.c.due_on, c.c.dpd, c.c.country,
+        c.c.version_id, c.c.step_index, c.c.dpd, c.c.country,
         c.c.subdivision, c.c.zone, c.c.debtor_kind, c.c.attributes, pts.c.p, rec.c.r), String))
     names = [n.split()[0] for n in STAGED_COLUMNS.split(", ")]
     staged = table("plan_candidates", *[column(n) for n in names])
@@ -685,8 +701,7 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
     await session.execute(insert(staged).from_select(names, select(
         *[c.c[n] for n in names[:-1]], case((uncontested, key), else_=None))
         .select_from(c.outerjoin(pts, pts.c.debtor_id == c.c.debtor_id)
-                     .outerjoin(rec, rec.c.debtor_id == c.c.debtor_id))
-        .order_by(c.c.enrollment_id)))
+                     .outerjoin(rec, rec.c.debtor_id == c.c.debtor_id))))
     # Its statistics: without them the joins back to it below are planned as nested loops.
     await session.execute(text("ANALYZE plan_candidates"))
     firsts = (await session.execute(text(
@@ -698,6 +713,10 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
     groups = [_Group(row) for row in firsts]
     judged = await judge_groups(session, host, tenant_id, cfg, groups, gate_since)
     per_group, per_reason = _verdict_arrays(tenant_id, judged, now, record=record)
+    steps = " ".join(f"WHEN {v.id} THEN {len(v.steps)}" for v in cfg.versions.values())
+    past = f"e.step_index + 1 >= CASE e.version_id {steps} ELSE 1000000 END" if steps \
+        else "false"
+    contact = ", ".join(f"'{kind}'" for kind in CONTACT_KINDS)
     counted = (await session.execute(text(
         "WITH k AS (SELECT * FROM unnest(CAST(:keys AS text[]), CAST(:statuses AS text[]), "
         "CAST(:channels AS text[]), CAST(:verdicts AS jsonb[]), CAST(:ats AS timestamptz[])) "
@@ -713,23 +732,43 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
         "coalesce(k.status, c.status), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
         "k.verdict FROM plan_candidates c LEFT JOIN k ON k.gate_key = c.gate_key "
         "ON CONFLICT DO NOTHING RETURNING id, debtor_id, enrollment_id), "
-        "got AS MATERIALIZED (SELECT ins.id, ins.debtor_id, k.g FROM ins "
+        "got AS MATERIALIZED (SELECT ins.id, ins.debtor_id, ins.enrollment_id, k.g, c.due_on, "
+        "c.version_id, c.step_index, "
+        f"(c.gate_key IS NOT NULL OR c.kind NOT IN ({contact})) AS settled FROM ins "
         "JOIN plan_candidates c ON c.enrollment_id = ins.enrollment_id "
         "LEFT JOIN k ON k.gate_key = c.gate_key), "
         "recorded AS (INSERT INTO compliance_decisions (tenant_id, decided_at, path, decision, "
         "source, code, counted, channel, debtor_id, subject_id, deferral_seconds) "
         "SELECT :tenant, CAST(:now AS timestamptz), 'planner', r.decision, r.source, r.code, "
         "r.counted, r.channel, got.debtor_id, got.id, r.deferral FROM got "
-        "JOIN r ON r.g = got.g) "
-        "SELECT g, count(*) FROM got GROUP BY g"),
+        "JOIN r ON r.g = got.g), "
+        # 5. advance, for the actions no contact policy can supersede (see the docstring).
+        "adv AS (UPDATE enrollments AS e SET step_index = e.step_index + 1, "
+        "last_step_on = got.due_on, updated_at = CAST(:now AS timestamptz), "
+        f"status = CASE WHEN {past} THEN 'completed' ELSE e.status END, "
+        f"reason = CASE WHEN {past} THEN 'every step was planned' ELSE e.reason END, "
+        f"ended_at = CASE WHEN {past} THEN CAST(:now AS timestamptz) ELSE e.ended_at END "
+        "FROM got WHERE got.settled AND e.id = got.enrollment_id AND e.status = 'active' "
+        "AND e.version_id = got.version_id AND e.step_index = got.step_index "
+        "RETURNING e.status) "
+        "SELECT g, count(*) AS n, count(*) FILTER (WHERE NOT settled) AS unsettled, "
+        "0 AS completed FROM got GROUP BY g "
+        "UNION ALL SELECT NULL, 0, 0, count(*) FROM adv WHERE status = 'completed'"),
         {"tenant": tenant_id, "now": now, "keys": [row.gate_key for row in firsts],
          **per_group, **per_reason})).all()
+    staged_rows = int(await session.scalar(text("SELECT count(*) FROM plan_candidates")) or 0)
     await session.execute(text("DROP TABLE plan_candidates"))
-    for g, n in counted:
+    inserted = unsettled = 0
+    for g, n, left, completed in counted:
         result.planned += int(n)
-        if g is not None:
+        result.completed += int(completed)
+        inserted += int(n)
+        unsettled += int(left)
+        if g is not None and n:
             decision = judged[g - 1][1].decision
             result.verdicts[decision] = result.verdicts.get(decision, 0) + int(n)
+    # Every candidate inserted and advanced past: :func:`advance` has none to look for.
+    result.advanced = inserted == staged_rows and not unsettled
     if judged:
         result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(judged)
 
@@ -792,6 +831,9 @@ async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datet
              .group_by(a.c.enrollment_id).subquery("t"))
     steps = case(*[(e.c.version_id == v.id, len(v.steps)) for v in cfg.versions.values()],
                  else_=10**6) if cfg.versions else literal(10**6)
+    if result.advanced:
+        await _complete_past_last(session, tenant_id, cfg, now, result, debtors, steps)
+        return
     past = e.c.step_index + 1 >= steps
     moved = update(e).where(e.c.tenant_id == tenant_id,
                             e.c.id == taken.c.enrollment_id).values(
@@ -807,8 +849,17 @@ async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datet
     else:
         result.completed += sum(1 for (status,) in (await session.execute(
             moved.returning(e.c.status))).all() if status == "completed")
+    await _complete_past_last(session, tenant_id, cfg, now, result, debtors, steps)
+
+
+async def _complete_past_last(session: AsyncSession, tenant_id: int, cfg: Config,
+                              now: datetime, result: PlanResult, debtors: Debtors,
+                              steps: Any) -> None:
+    """The active enrollments already past their version's last step (``steps``: the
+    step count per version) become ``completed``."""
     if not cfg.versions:
         return
+    e = table_of(Enrollment)
     done = await session.execute(update(e).where(
         e.c.tenant_id == tenant_id, e.c.status == "active", *only(e.c.debtor_id, debtors),
         e.c.step_index >= steps).values(

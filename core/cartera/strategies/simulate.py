@@ -84,9 +84,9 @@ PRICE_PLACES = Decimal("0.000001")
 WORK_MEM = "64MB"
 """The simulation transaction's sort and hash memory on PostgreSQL."""
 DEFERRED = ("fk_enrollments_tenant_id_debtors", "fk_enrollments_strategy_id_strategies",
-            "fk_enrollments_version_id_strategy_versions", "fk_actions_tenant_id_debtors",
+            "fk_enrollments_version_id_strategy_versions",
             "fk_actions_enrollment_id_enrollments")
-"""The references (deferrable, migration 0046) the simulation defers on PostgreSQL: the
+"""The references (deferrable, migrations 0046 and 0047) the simulation defers on PostgreSQL: the
 rows it writes are its own planner's, their references right by construction, and
 everything is rolled back, so their checks are queued and dropped with the savepoint
 instead of run on every insert and on every update of a row the transaction inserted."""
