@@ -57,6 +57,7 @@ from cartera import clock
 from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy
 from cartera.compliance.service import load_policy as load_gate_policy
+from cartera.crypto import pii_cipher
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
@@ -444,11 +445,13 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
     extra: list[dict[str, Any]] = [{"variables": {}, "not_before": None} for _ in sends]
     paylinks.hold(extra, options, now)  # a step's payment link is made before it is sent
     if session.get_bind().dialect.name == "postgresql":
+        seal = pii_cipher().seal  # raw SQL: the address is sealed here, as the column holds it
         await session.execute(_ENQUEUE, {
             "tenant": tenant_id, "now": now, "rows": msgspec.json.encode([{
                 "action_id": r.id, "debtor_id": r.debtor_id, "channel": x["channel"],
                 "integration_id": x["integration_id"], "template_id": x["template_id"],
-                "contact_point_id": x["cp"].id, "address": x["cp"].value,
+                "contact_point_id": x["cp"].id,
+                "address": seal(x["cp"].value, "interactions.address"),
                 "verdict": x["verdict"], "trigger_": _trigger(r), "detail": _detail(r, x),
                 "outcome": _outcome(None, x), **e}
                 for (r, x), e in zip(sends, extra, strict=True)]).decode()})
