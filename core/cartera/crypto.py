@@ -121,6 +121,16 @@ class PiiCipher:
     def reseal(self, sealed: str, field: str) -> str:
         return self.seal(self.open(sealed, field), field)
 
+    def under_primary(self, sealed: str) -> bool:
+        """Whether ``sealed`` (a :meth:`seal` output) names the primary key (no reseal
+        needed), read from its key fingerprint without opening it."""
+        head = sealed[len(self.MARKER):len(self.MARKER) + 8]
+        try:
+            return base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))[:4] == \
+                self._primary_id
+        except ValueError:
+            return False
+
     def _seal(self, key_id: bytes, text: str, field: str) -> str:
         sealed = self._siv[key_id].encrypt(text.encode(), [field.encode()])
         return self.MARKER + base64.urlsafe_b64encode(key_id + sealed).rstrip(b"=").decode()
