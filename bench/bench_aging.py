@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import median, recreate_postgres, recreate_sqlite
+from _common import median, recreate_postgres, recreate_sqlite, stage_sealed
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,14 @@ _SERIES_SQLITE = ("(WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM
                   "WHERE g < :n) SELECT g FROM s) AS s")
 
 
+async def stage_names(session: AsyncSession, debtors: int) -> None:
+    """The sealed names the debtor fill of :func:`_fill_sql` joins (``Deudor <g>``)."""
+    await stage_sealed(session, "debtors.name", ((g, f"Deudor {g}")
+                                                 for g in range(1, debtors + 1)))
+
+
 def _fill_sql(pg: bool) -> list[str]:
+    """The debtor and obligation fills; the debtor fill joins :func:`stage_names`'s table."""
     series = _SERIES_PG if pg else _SERIES_SQLITE
     now = "now()" if pg else "CURRENT_TIMESTAMP"
     today = "CURRENT_DATE" if pg else "date('now')"
@@ -43,10 +50,10 @@ def _fill_sql(pg: bool) -> list[str]:
     return [
         f"""INSERT INTO debtors (tenant_id, external_ref, kind, name, country, subdivision,
                 timezone, zone, risk_score, attributes, created_at, updated_at)
-            SELECT :t, 'B-' || g, 'person', 'Deudor ' || g, 'PE', 'PE-LMA', 'America/Lima',
-                   CASE g % 3 WHEN 0 THEN 'Lima' WHEN 1 THEN 'Callao' ELSE 'Arequipa' END,
-                   g % 1000, {json_empty}, {now}, {now}
-            FROM {series.replace(':n', ':debtors')}""",
+            SELECT :t, 'B-' || s.g, 'person', b.v, 'PE', 'PE-LMA', 'America/Lima',
+                   CASE s.g % 3 WHEN 0 THEN 'Lima' WHEN 1 THEN 'Callao' ELSE 'Arequipa' END,
+                   s.g % 1000, {json_empty}, {now}, {now}
+            FROM {series.replace(':n', ':debtors')} JOIN bench_sealed b ON b.g = s.g""",
         f"""INSERT INTO obligations (tenant_id, external_ref, debtor_id, kind, product, currency,
                 original_minor, prior_paid_minor, outstanding_minor, issue_date, due_date,
                 status, created_at, updated_at)
@@ -76,6 +83,7 @@ async def build(url: str, debtors: int, obligations: int) -> int:
             "RETURNING id"))).scalar_one())
         debtor_sql, obligation_sql = _fill_sql(pg)
         started = time.perf_counter()
+        await stage_names(session, debtors)
         await session.execute(text(debtor_sql), {"t": tenant_id, "debtors": debtors})
         first = int((await session.execute(
             text("SELECT MIN(id) FROM debtors WHERE tenant_id = :t"), {"t": tenant_id}

@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import recreate_postgres
+from _common import recreate_postgres, stage_sealed
 from bench_segmentation import _engine, build
 from sqlalchemy import func, select, text, update
 
@@ -143,12 +143,17 @@ async def configure(url: str, debtors: int, host: PluginHost, as_of: date) -> in
     engine = make_engine(url)
     sessionmaker = make_sessionmaker(engine)
     async with sessionmaker() as session:
+        ids = (await session.execute(text("SELECT id FROM debtors WHERE tenant_id = :t"),
+                                     {"t": tenant_id})).scalars().all()
+        await stage_sealed(session, "contact_points.value",
+                           ((i, f"+5198{i:07d}") for i in ids))  # sealed, as stored
         await session.execute(text(
             "INSERT INTO contact_points (tenant_id, debtor_id, kind, value, consent, "
             "opted_out_channels, suppressions, origin, preferred, created_at, updated_at) "
-            "SELECT tenant_id, id, 'phone', '+5198' || lpad(id::text, 7, '0'), 'granted', "
+            "SELECT d.tenant_id, d.id, 'phone', b.v, 'granted', "
             "'[]'::jsonb, '{}'::jsonb, 'debtor_provided', true, now(), now() "
-            "FROM debtors WHERE tenant_id = :t"), {"t": tenant_id})
+            "FROM debtors d JOIN bench_sealed b ON b.g = d.id WHERE d.tenant_id = :t"),
+            {"t": tenant_id})
         await session.commit()
         run = SegmentRun(tenant_id=tenant_id, status="queued", as_of=as_of, counts={},
                          debtors=0, moves=0)

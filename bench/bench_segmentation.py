@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import msgspec
 import psycopg
 from _common import median, recreate_postgres, recreate_sqlite
-from bench_aging import _fill_sql
+from bench_aging import _fill_sql, stage_names
 from sqlalchemy import func, select, text
 
 from cartera.api.context import Actor
@@ -156,6 +156,7 @@ async def build(url: str, debtors: int, obligations: int, as_of: date) -> int:
             "RETURNING id"))).scalar_one())
         create_default_stages(session, tenant_id)  # as create_tenant does
         debtor_sql, obligation_sql = _fill_sql(pg)
+        await stage_names(session, debtors)
         await session.execute(text(debtor_sql), {"t": tenant_id, "debtors": debtors})
         first = int((await session.execute(
             text("SELECT MIN(id) FROM debtors WHERE tenant_id = :t"), {"t": tenant_id}

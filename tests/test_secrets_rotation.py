@@ -6,13 +6,13 @@ import secrets
 
 from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from cartera.api.idempotency import body_context
 from cartera.api.models import IdempotencyRecord
 from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
-from cartera.crypto import Keyring
+from cartera.crypto import Keyring, PiiCipher
 from cartera.events.endpoints import secret_context
 from cartera.events.models import WebhookEndpoint
 from cartera.integrations.models import Integration
@@ -36,6 +36,10 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
     from cartera import crypto
 
     await create(tenant)
+    debtor = await tenant.api.post("/v1/debtors", json={
+        "external_ref": "ROT-1", "name": "Ana Rotada", "country": "PE",
+        "national_id": "45678912"})
+    assert debtor.status_code == 201, debtor.text
     with FakeHTTPServer() as receiver:
         endpoint = await tenant.api.post("/v1/webhook-endpoints", json={
             "url": f"{receiver.base_url}/hook", "event_types": ["*"]},
@@ -49,6 +53,14 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
         await session.commit()
         assert counts["signing_keys"] >= 1 and counts["integrations"] >= 1
         assert counts["webhook_endpoints"] >= 1 and counts["idempotent_responses"] >= 1
+        assert counts["personal_data_rows"] >= 1
+        stored = (await session.execute(text(
+            "SELECT name, national_id FROM debtors WHERE id = :id"),
+            {"id": debtor.json()["id"]})).one()
+        only_new_pii = PiiCipher(new_key)
+        assert (only_new_pii.open(stored[0], "debtors.name"),
+                only_new_pii.open(stored[1], "debtors.national_id")) == ("Ana Rotada",
+                                                                          "45678912")
         only_new = Keyring(new_key)
         for key in await session.scalars(select(SigningKey)):
             only_new.open(key.private_key_encrypted, context=SIGNING_KEY_CONTEXT)

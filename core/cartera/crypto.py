@@ -85,11 +85,14 @@ class PiiCipher:
     """
 
     MARKER = "p1."
+    OPENED_PER_FIELD = 65_536
+    """How many opened values :meth:`open` remembers per field."""
 
     def __init__(self, primary: bytes, old: list[bytes] | None = None) -> None:
         derived = [_pii_key(key) for key in [primary, *(old or [])]]
         self._primary_id = _fingerprint(derived[0])[:4]
         self._siv = {_fingerprint(key)[:4]: AESSIV(key) for key in derived}
+        self._opened: dict[str, dict[str, str]] = {}
 
     def seal(self, text: str, field: str) -> str:
         """``text`` sealed for ``field`` (e.g. ``"contact_points.value"``) under the primary key."""
@@ -97,7 +100,25 @@ class PiiCipher:
 
     def open(self, sealed: str, field: str) -> str:
         """The plaintext of :meth:`seal`'s output; ``ValueError`` for anything else (a
-        plaintext, a value of another field, a key this cipher does not hold)."""
+        plaintext, a value of another field, a key this cipher does not hold).
+
+        Values opened are remembered per field (at most :data:`OPENED_PER_FIELD`; a full
+        field's memo is emptied whole), so the reads that open the same debtors again and
+        again (a debtor's page, a list) pay a dictionary lookup, not a decryption. The memo
+        holds only plaintext this process has already opened to answer with, in its own
+        memory, and goes with the cipher when the keys change (:func:`pii_cipher`)."""
+        memo = self._opened.get(field)
+        if memo is None:
+            memo = self._opened.setdefault(field, {})
+        plain = memo.get(sealed)
+        if plain is None:
+            plain = self._open(sealed, field)
+            if len(memo) >= self.OPENED_PER_FIELD:
+                memo.clear()
+            memo[sealed] = plain
+        return plain
+
+    def _open(self, sealed: str, field: str) -> str:
         if not sealed.startswith(self.MARKER):
             raise ValueError(f"{field}: the stored value is not sealed")
         raw = base64.urlsafe_b64decode(sealed[len(self.MARKER):] + "=" * (-len(sealed) % 4))
@@ -120,6 +141,16 @@ class PiiCipher:
 
     def reseal(self, sealed: str, field: str) -> str:
         return self.seal(self.open(sealed, field), field)
+
+    def under_primary(self, sealed: str) -> bool:
+        """Whether ``sealed`` (a :meth:`seal` output) names the primary key (no reseal
+        needed), read from its key fingerprint without opening it."""
+        head = sealed[len(self.MARKER):len(self.MARKER) + 8]
+        try:
+            return base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))[:4] == \
+                self._primary_id
+        except ValueError:
+            return False
 
     def _seal(self, key_id: bytes, text: str, field: str) -> str:
         sealed = self._siv[key_id].encrypt(text.encode(), [field.encode()])

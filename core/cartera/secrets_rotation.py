@@ -5,18 +5,30 @@ Rotation: set the new key as ``CARTERA_MASTER_KEY`` and the old one in
 (token-signing keys, integration secrets, webhook path tokens, webhook endpoints' signing
 secrets and stored idempotent responses) is opened with whichever
 key sealed it and sealed again with the new one, in one transaction.
+
+Personal data (every :class:`~cartera.db.base.SealedText` column) is resealed in the same
+transaction, in batches of rows by id: each batch is read as stored, the values not yet
+under the new key are resealed in Python, and one statement per batch writes them back
+(PostgreSQL: an ``UPDATE ... FROM unnest(...)``; SQLite: one executemany). Until it has run,
+lookups match rows under either key (:func:`~cartera.db.base.sealed_in`,
+:func:`cartera.portfolio.service.search_values`).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import BigInteger, bindparam, column, select, table, text, update
+from sqlalchemy import Text as SqlText
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api.idempotency import body_context
 from cartera.api.models import IdempotencyRecord
 from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
-from cartera.crypto import Keyring
+from cartera.crypto import Keyring, PiiCipher
+from cartera.db.base import Base, SealedText
 from cartera.events.endpoints import secret_context
 from cartera.events.models import WebhookEndpoint
 from cartera.integrations.models import Integration
@@ -50,5 +62,71 @@ async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
         assert response.body is not None
         response.body = keyring.reseal(response.body, context=body_context(response))
     await session.flush()
+    personal = await reseal_personal_data(session, PiiCipher(keyring.primary_key,
+                                                             keyring.old_keys))
     return {"signing_keys": len(keys), "integrations": len(integrations),
-            "webhook_endpoints": len(endpoints), "idempotent_responses": len(responses)}
+            "webhook_endpoints": len(endpoints), "idempotent_responses": len(responses),
+            "personal_data_rows": personal}
+
+
+def sealed_columns() -> dict[str, list[str]]:
+    """Table -> its :class:`~cartera.db.base.SealedText` columns, of every mapped table."""
+    import cartera.db.models  # noqa: F401  (every domain's tables registered)
+
+    found: dict[str, list[str]] = {}
+    for name, tbl in sorted(Base.metadata.tables.items()):
+        cols = [c.name for c in tbl.columns if isinstance(c.type, SealedText)]
+        if cols and "id" in tbl.columns:
+            found[name] = cols
+    return found
+
+
+async def reseal_personal_data(session: AsyncSession, cipher: PiiCipher,
+                               batch: int = 5000) -> int:
+    """Reseal every personal data value not under ``cipher``'s primary key; returns how many
+    rows changed. Rows are read ``batch`` at a time by id, as stored (no column type)."""
+    conn = await session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    changed = 0
+    for name, cols in sealed_columns().items():
+        tbl = table(name, column("id", BigInteger), *[column(c, SqlText) for c in cols])
+        after = 0
+        while True:
+            rows = (await conn.execute(
+                select(tbl.c.id, *[tbl.c[c] for c in cols]).where(tbl.c.id > after)
+                .order_by(tbl.c.id).limit(batch))).all()
+            if not rows:
+                break
+            after = rows[-1][0]
+            moved = _resealed(cipher, name, cols, rows)
+            if moved:
+                changed += len(moved)
+                await conn.execute(*_write(tbl, name, cols, moved, postgres))
+    return changed
+
+
+def _resealed(cipher: PiiCipher, name: str, cols: list[str],
+              rows: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``rows`` with a value not under the primary key: (id, every column's
+    value under the primary key)."""
+    fields = [f"{name}.{c}" for c in cols]
+    under = cipher.under_primary
+    return [(row[0], *[v if v is None or under(v) else cipher.reseal(v, f)
+                       for v, f in zip(row[1:], fields, strict=True)])
+            for row in rows if any(v is not None and not under(v) for v in row[1:])]
+
+
+def _write(tbl: Any, name: str, cols: list[str], moved: list[tuple[Any, ...]],
+           postgres: bool) -> tuple[Any, Any]:
+    """The statement and parameters writing ``moved`` back: one statement for the batch."""
+    if postgres:
+        arrays = ", ".join(f"CAST(:c{i} AS text[])" for i in range(len(cols)))
+        sets = ", ".join(f"{c} = v.{c}" for c in cols)
+        params: dict[str, list[Any]] = {"ids": [r[0] for r in moved]}
+        params.update({f"c{i}": [r[i + 1] for r in moved] for i in range(len(cols))})
+        return text(f"UPDATE {name} AS t SET {sets} FROM unnest(CAST(:ids AS bigint[]), "
+                    f"{arrays}) AS v(id, {', '.join(cols)}) WHERE t.id = v.id"), params
+    stmt = update(tbl).where(tbl.c.id == bindparam("_id")).values(
+        {c: bindparam(f"_{c}") for c in cols})
+    return stmt, [{"_id": r[0], **{f"_{c}": v for c, v in zip(cols, r[1:], strict=True)}}
+                  for r in moved]

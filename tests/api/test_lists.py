@@ -90,7 +90,8 @@ async def test_ranges_sort_and_cursors_both_ways(tenant: TenantClient) -> None:
 
 
 @pytest.mark.parametrize("q", ["+51 987 654 321", "987654321", "987-654-321", "ANA@Example.pe",
-                               "quispe", "45.678.912", "45678912"])
+                               "Ana Pérez Quispe", " Ana  Pérez Quispe ", "45.678.912",
+                               "45678912"])
 async def test_debtor_search(tenant: TenantClient, q: str) -> None:
     found: dict[str, Any] = (await tenant.api.post("/v1/debtors", json={
         "external_ref": "Q-1", "name": "Ana Pérez Quispe", "country": "PE",
@@ -111,6 +112,8 @@ async def test_search_misses_and_other_tenants(tenant: TenantClient, make_tenant
         "contact_points": [{"kind": "phone", "value": "987 654 321"}]})
     assert (await tenant.api.get("/v1/debtors", params={"q": "987654322"})).json()["data"] == []
     assert (await tenant.api.get("/v1/debtors", params={"q": "100%"})).json()["data"] == []
+    # Names are sealed at rest: the whole name matches, not a part of it.
+    assert (await tenant.api.get("/v1/debtors", params={"q": "An"})).json()["data"] == []
     other = await make_tenant()
     assert (await other.api.get("/v1/debtors", params={"q": "987654321"})).json()["data"] == []
 

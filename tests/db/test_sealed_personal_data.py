@@ -42,3 +42,18 @@ def test_rotation_opens_old_values_and_looks_up_under_every_key() -> None:
     assert forms[0] == rotating.seal("ana@example.com", FIELD) and stored in forms
     assert rotating.open(rotating.reseal(stored, FIELD), FIELD) == "ana@example.com"
     assert rotating.reseal(stored, FIELD) != stored
+
+
+def test_opened_values_are_remembered_per_field_and_bounded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    cipher = PiiCipher(os.urandom(32))
+    monkeypatch.setattr(PiiCipher, "OPENED_PER_FIELD", 3)
+    sealed = [cipher.seal(f"+5198765432{i}", FIELD) for i in range(5)]
+    assert [cipher.open(s, FIELD) for s in sealed] == [f"+5198765432{i}" for i in range(5)]
+    assert [cipher.open(s, FIELD) for s in sealed] == [f"+5198765432{i}" for i in range(5)]
+    assert 0 < len(cipher._opened[FIELD]) <= 3
+    # Remembered per field: a value of one field still does not open as another's.
+    with pytest.raises(ValueError, match="does not open"):
+        cipher.open(sealed[4], "debtors.national_id")
+    with pytest.raises(ValueError, match="not sealed"):
+        cipher.open("+51987654321", FIELD)

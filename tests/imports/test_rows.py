@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cartera import money
+from cartera.crypto import PiiCipher, pii_cipher
 from cartera.errors import Invalid
 from cartera.imports.pipeline import copy_text
 from cartera.imports.rows import (
@@ -106,7 +107,8 @@ def test_nul_characters_are_row_errors_at_their_field(tmp_path: Path) -> None:
     assert [(e.line, e.field, e.code) for e in chunk.errors] == [
         (1, "contact_points[0].value", "nul_character"), (2, None, "nul_character"),
         (3, None, "nul_character")]
-    assert list(chunk.debtors) == ["C-4"] and chunk.debtors["C-4"][3] == "\\u0000 is text"
+    assert list(chunk.debtors) == ["C-4"]
+    assert pii_cipher().open(chunk.debtors["C-4"][3], "debtors.name") == "\\u0000 is text"
 
 
 def test_an_unclosed_quote_fails_the_file_naming_its_line(tmp_path: Path) -> None:
@@ -115,3 +117,24 @@ def test_an_unclosed_quote_fails_the_file_naming_its_line(tmp_path: Path) -> Non
                     + "x" * 200_000 + "\n")
     with pytest.raises(FileError, match=r"^line 3: field larger than field limit"):
         list(chunks(str(path), "csv"))
+
+
+def test_personal_data_is_staged_sealed(tmp_path: Path) -> None:
+    """The chunk holds names, national ids and contact values sealed for the columns they go
+    to (the staging tables and the set-based upserts never see them in plaintext)."""
+    path = tmp_path / "f.ndjson"
+    path.write_bytes(
+        b'{"type":"debtor","external_ref":"C-1","name":"Ana Quispe","country":"PE",'
+        b'"national_id":"45678912","contact_points":[{"kind":"email","value":"Ana@X.pe"},'
+        b'{"kind":"phone","value":"987 654 321"}]}\n'
+        b'{"type":"debtor","external_ref":"C-2","name":"Luis","country":"PE"}\n')
+    [chunk] = chunks(str(path), "ndjson")
+    cipher = pii_cipher()
+    debtor = chunk.debtors["C-1"]
+    assert debtor[3] == cipher.seal("Ana Quispe", "debtors.name")
+    assert debtor[4] == cipher.seal("45678912", "debtors.national_id")
+    assert chunk.debtors["C-2"][4] is None
+    values = [row[2] for row in chunk.contacts["C-1"]]
+    assert all(v.startswith(PiiCipher.MARKER) for v in values)
+    assert [cipher.open(v, "contact_points.value") for v in values] == [
+        "Ana@X.pe", "+51987654321"]

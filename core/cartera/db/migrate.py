@@ -13,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-POSTGRESQL_ONLY_INDEXES = frozenset({"ix_debtors_name_trgm"})
+POSTGRESQL_ONLY_INDEXES: frozenset[str] = frozenset()
 """Indexes a migration makes on PostgreSQL only, with an operator class no model can state
-for both dialects (0040: the trigram index of the debtor search by name)."""
+for both dialects (none at head: 0040's trigram index of the debtor search by name was
+dropped by 0043, names being sealed)."""
 
 
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,

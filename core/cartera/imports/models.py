@@ -2,9 +2,12 @@
 
 The staging tables hold one chunk of one import at a time (keyed by ``import_id``) and are
 emptied after every chunk; on PostgreSQL they are ``UNLOGGED`` (see migration 0002), since
-a crash only means the chunk is staged again. ``import_touched_debtors`` lists the debtors
-whose obligations or payments an import actually changed, so the final rebalance covers
-exactly them even when the job is retried after a crash.
+a crash only means the chunk is staged again. The personal data they stage (the debtor's
+name and national id, contact values) is already sealed, as the tables it goes to hold it
+(:class:`~cartera.db.base.SealedText`; sealed in Python when a chunk is parsed), so the
+set-based upserts copy sealed text and compare it as it is. ``import_touched_debtors``
+lists the debtors whose obligations or payments an import actually changed, so the final
+rebalance covers exactly them even when the job is retried after a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -78,8 +82,8 @@ stage_debtors = Table(
     Column("line", Integer, nullable=False),
     Column("external_ref", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("name", String(300), nullable=False),
-    Column("national_id", String(64)),
+    Column("name", Text, nullable=False),  # sealed (SealedText("debtors.name"))
+    Column("national_id", Text),  # sealed
     Column("country", String(2), nullable=False),
     Column("subdivision", String(16)),
     Column("timezone", String(64), nullable=False),
@@ -102,7 +106,7 @@ stage_contacts = Table(
     Column("import_id", BigInteger, nullable=False),
     Column("external_ref", String(128), nullable=False),
     Column("kind", String(16), nullable=False),
-    Column("value", String(500), nullable=False),
+    Column("value", Text, nullable=False),  # sealed (contact_points.value)
     Column("label", String(64)),
     Column("consent", String(16), nullable=False),
     Column("opted_out_channels", JsonType, nullable=False),

@@ -34,6 +34,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from cartera import money
+from cartera.crypto import pii_cipher
 from cartera.errors import Invalid
 from cartera.portfolio import validation
 from cartera.types import (
@@ -588,6 +589,7 @@ def _add_debtor(chunk: Chunk, line: int, row: DebtorRow, warnings: list[RowError
         country, subdivision, tz = _place(row.country, row.subdivision, row.timezone)
     except Invalid:
         country, subdivision, tz = _placed(line, row, warnings)
+    seal = pii_cipher().seal  # staged sealed, as the tables hold them (models.stage_debtors)
     contacts: dict[tuple[str, str], tuple[Any, ...]] = {}
     for i, cp in enumerate(row.contact_points):
         param = cp.kind if csv_names else f"contact_points[{i}].value"
@@ -597,12 +599,16 @@ def _add_debtor(chunk: Chunk, line: int, row: DebtorRow, warnings: list[RowError
             warnings.append(_warning(RowError(line, param, exc.code, exc.detail)))
             continue
         contacts[(cp.kind, value)] = (
-            row.external_ref, cp.kind, value, cp.label, cp.consent,
+            row.external_ref, cp.kind, seal(value, "contact_points.value"), cp.label,
+            cp.consent,
             msgspec.json.encode(sorted(set(cp.opted_out_channels))).decode(), cp.origin,
             cp.preferred)
+    national_id = None if row.national_id is None else seal(row.national_id,
+                                                            "debtors.national_id")
     chunk.debtors[row.external_ref] = (
-        line, row.external_ref, row.kind, row.name, row.national_id, country, subdivision,
-        tz, row.zone, row.risk_score, msgspec.json.encode(row.attributes, order="sorted").decode())
+        line, row.external_ref, row.kind, seal(row.name, "debtors.name"), national_id,
+        country, subdivision, tz, row.zone, row.risk_score,
+        msgspec.json.encode(row.attributes, order="sorted").decode())
     chunk.tags[row.external_ref] = sorted(set(row.tags))
     chunk.contacts[row.external_ref] = list(contacts.values())
 

@@ -18,7 +18,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedText,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 
 class MessageTemplate(TenantScoped, Base):
@@ -66,7 +74,7 @@ class Interaction(TenantScoped, Base):
         BigId, ForeignKey("message_templates.id", ondelete="SET NULL"))
     contact_point_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("contact_points.id", ondelete="SET NULL"))
-    address: Mapped[str | None] = mapped_column(String(500))
+    address: Mapped[str | None] = mapped_column(SealedText("interactions.address"))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     obligation_ids: Mapped[list[int]] = mapped_column(JsonType, default=list)
     variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)

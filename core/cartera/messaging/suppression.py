@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.audit.models import AuditEntry
+from cartera.db.base import sealed_in
 from cartera.portfolio.models import ContactPoint
 from cartera.portfolio.service import resegment_debtor
 
@@ -54,10 +55,11 @@ def address_forms(address: str) -> list[str]:
 
 async def matching_points(session: AsyncSession, tenant_id: int,
                           address: str) -> list[ContactPoint]:
-    """The tenant's contact points whose value is one of ``address``'s forms, by id."""
+    """The tenant's contact points whose value is one of ``address``'s forms, by id
+    (values sealed under any live master key: :func:`~cartera.db.base.sealed_in`)."""
     return list((await session.scalars(select(ContactPoint).where(
         ContactPoint.tenant_id == tenant_id,
-        ContactPoint.value.in_(address_forms(address))).order_by(ContactPoint.id))).all())
+        sealed_in(ContactPoint.value, address_forms(address))).order_by(ContactPoint.id))).all())
 
 
 async def suppress(session: AsyncSession, tenant_id: int, address: str, channel: str,

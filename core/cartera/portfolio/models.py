@@ -27,6 +27,7 @@ from cartera.db.base import (
     BigId,
     DebtorOwned,
     JsonType,
+    SealedText,
     TenantScoped,
     UtcDateTime,
     debtor_fk,
@@ -73,13 +74,14 @@ class Debtor(TenantScoped, Base):
         UniqueConstraint("tenant_id", "id"),  # target of the (tenant_id, debtor_id) references
         Index("ix_debtors_tenant_zone", "tenant_id", "zone"),
         Index("ix_debtors_tenant_national_id", "tenant_id", "national_id"),
+        Index("ix_debtors_tenant_name", "tenant_id", "name"),  # q= by the whole name (0043)
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     external_ref: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16), default="person")
-    name: Mapped[str] = mapped_column(String(300))
-    national_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(SealedText("debtors.name"))
+    national_id: Mapped[str | None] = mapped_column(SealedText("debtors.national_id"))
     country: Mapped[str] = mapped_column(String(2))
     subdivision: Mapped[str | None] = mapped_column(String(16))
     timezone: Mapped[str] = mapped_column(String(64))
@@ -113,7 +115,7 @@ class ContactPoint(TenantScoped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))
-    value: Mapped[str] = mapped_column(String(500))
+    value: Mapped[str] = mapped_column(SealedText("contact_points.value"))
     label: Mapped[str | None] = mapped_column(String(64))
     consent: Mapped[str] = mapped_column(String(16), default="unknown")
     opted_out_channels: Mapped[list[str]] = mapped_column(JsonType, default=list)
@@ -136,10 +138,10 @@ class RelatedParty(TenantScoped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     debtor_id: Mapped[int] = mapped_column(BigId, ForeignKey("debtors.id", ondelete="CASCADE"))
     role: Mapped[str] = mapped_column(String(16))
-    name: Mapped[str] = mapped_column(String(300))
-    national_id: Mapped[str | None] = mapped_column(String(64))
-    phone: Mapped[str | None] = mapped_column(String(32))
-    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(SealedText("related_parties.name"))
+    national_id: Mapped[str | None] = mapped_column(SealedText("related_parties.national_id"))
+    phone: Mapped[str | None] = mapped_column(SealedText("related_parties.phone"))
+    email: Mapped[str | None] = mapped_column(SealedText("related_parties.email"))
     related_debtor_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("debtors.id", ondelete="SET NULL")
     )

@@ -10,6 +10,12 @@ reached only through that debtor.
 
 What it answers is exactly what :func:`cartera.portfolio.service.debtor_out` answers for the
 same debtors: children in id order, tags in the database's order of ``tag``.
+
+Personal data is sealed at rest (:class:`~cartera.db.base.SealedText`). The statements here
+read it as stored — inside JSON aggregates, on a plain psycopg connection, as the JSON text
+of a whole debtor — where the column type never opens it, so every statement selects the
+sealed text (also the debtor's own columns: one rule for every path) and :func:`debtor_out`
+and the list's decoder open it in Python with the process's cached cipher.
 """
 
 from __future__ import annotations
@@ -18,12 +24,22 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, Text, bindparam, func, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api import listing
+from cartera.crypto import pii_cipher
 from cartera.portfolio import schemas, service
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorTag, RelatedParty
 from cartera.segmentation.models import Placement, Segment, Stage
@@ -42,6 +58,11 @@ _CP = list[tuple[int, str, str, str | None, str, list[str], str, Any,
                  dict[str, schemas.Suppression]]]
 _RP = list[tuple[int, str, str, str | None, str | None, str | None, int | None]]
 _cp_decoder = msgspec.json.Decoder(_CP)
+# The sealed columns' fields (the associated data they are sealed with).
+_NAME, _NATIONAL_ID = "debtors.name", "debtors.national_id"
+_CP_VALUE = "contact_points.value"
+_RP_NAME, _RP_NATIONAL_ID = "related_parties.name", "related_parties.national_id"
+_RP_PHONE, _RP_EMAIL = "related_parties.phone", "related_parties.email"
 _rp_decoder = msgspec.json.Decoder(_RP)
 _tag_decoder = msgspec.json.Decoder(list[str])
 _attributes_decoder = msgspec.json.Decoder(dict[str, Any])
@@ -98,7 +119,8 @@ def _debtor_rows(dialect: str) -> Select[Any]:
     stage = Stage.__table__.alias("placed_stage")
     attributes = sql_cast(_d.attributes, Text) if dialect == "postgresql" else _d.attributes
     return (
-        select(_d.id, _d.external_ref, _d.kind, _d.name, _d.national_id, _d.country,
+        select(_d.id, _d.external_ref, _d.kind, type_coerce(_d.name, Text).label("name"),
+               type_coerce(_d.national_id, Text).label("national_id"), _d.country,
                _d.subdivision, _d.timezone, _d.zone, _d.risk_score,
                attributes.label("attributes"), _d.created_at, _d.updated_at,
                segment.c.code.label("segment"), stage.c.code.label("stage"),
@@ -112,19 +134,24 @@ def _debtor_rows(dialect: str) -> Select[Any]:
 
 
 def debtor_out(row: Any, dialect: str) -> schemas.DebtorOut:
-    """A row of :func:`debtor_rows` as the API's debtor."""
+    """A row of :func:`debtor_rows` (personal data sealed, as stored) as the API's debtor
+    (personal data opened)."""
     attributes = row.attributes
     if isinstance(attributes, str | bytes):
         attributes = _attributes_decoder.decode(attributes)
+    opened = pii_cipher().open
     cps = [schemas.ContactPointOut(
-        id=i, kind=cast(Any, kind), value=value, label=label, consent=cast(Any, consent),
-        opted_out_channels=cast(Any, opted), origin=origin, preferred=bool(preferred),
-        suppressions=sups)
+        id=i, kind=cast(Any, kind), value=opened(value, _CP_VALUE), label=label,
+        consent=cast(Any, consent), opted_out_channels=cast(Any, opted), origin=origin,
+        preferred=bool(preferred), suppressions=sups)
         for i, kind, value, label, consent, opted, origin, preferred, sups
         in _cp_decoder.decode(row.cps)]
-    rps = [schemas.RelatedPartyOut(id=i, role=role, name=name, national_id=nid, phone=phone,
-                                   email=email, related_debtor_id=related)
-           for i, role, name, nid, phone, email, related in _rp_decoder.decode(row.rps)]
+    rps = [schemas.RelatedPartyOut(
+        id=i, role=role, name=opened(name, _RP_NAME),
+        national_id=None if nid is None else opened(nid, _RP_NATIONAL_ID),
+        phone=None if phone is None else opened(phone, _RP_PHONE),
+        email=None if email is None else opened(email, _RP_EMAIL), related_debtor_id=related)
+        for i, role, name, nid, phone, email, related in _rp_decoder.decode(row.rps)]
     tags = _tag_decoder.decode(row.tags)
     if dialect != "postgresql":  # SQLite has no ORDER BY in an aggregate (before 3.44)
         cps.sort(key=lambda c: c.id)
@@ -132,7 +159,9 @@ def debtor_out(row: Any, dialect: str) -> schemas.DebtorOut:
         tags.sort()  # BINARY collation: code point order, as Python sorts
     return schemas.DebtorOut(
         id=row.id, external_ref=row.external_ref, kind=cast(DebtorKind, row.kind),
-        name=row.name, national_id=row.national_id, country=row.country,
+        name=opened(row.name, _NAME),
+        national_id=None if row.national_id is None else opened(row.national_id, _NATIONAL_ID),
+        country=row.country,
         subdivision=row.subdivision, timezone=row.timezone, zone=row.zone,
         risk_score=row.risk_score, tags=tags, attributes=attributes or {}, contact_points=cps,
         related_parties=rps, segment=row.segment, stage=row.stage, created_at=row.created_at,
@@ -352,8 +381,9 @@ _sup_decoder = msgspec.json.Decoder(dict[str, schemas.Suppression])
 
 
 def _doc(doc: str) -> schemas.DebtorOut:
+    """The JSON text of :func:`_json_rows` (personal data sealed) as the API's debtor."""
     try:
-        return _doc_decoder.decode(doc)
+        return _opened(_doc_decoder.decode(doc))
     except msgspec.ValidationError:
         pass
     # Stored values the API's types would refuse (attributes written outside the API, a
@@ -365,4 +395,23 @@ def _doc(doc: str) -> schemas.DebtorOut:
     raw["related_parties"] = [schemas.RelatedPartyOut(**rp) for rp in raw["related_parties"]]
     for name in ("created_at", "updated_at"):
         raw[name] = msgspec.convert(raw[name], datetime)
-    return schemas.DebtorOut(**raw)
+    return _opened(schemas.DebtorOut(**raw))
+
+
+def _opened(out: schemas.DebtorOut) -> schemas.DebtorOut:
+    """``out`` with its sealed personal data opened in place."""
+    opened = pii_cipher().open
+    out.name = opened(out.name, _NAME)
+    if out.national_id is not None:
+        out.national_id = opened(out.national_id, _NATIONAL_ID)
+    for cp in out.contact_points:
+        cp.value = opened(cp.value, _CP_VALUE)
+    for rp in out.related_parties:
+        rp.name = opened(rp.name, _RP_NAME)
+        if rp.national_id is not None:
+            rp.national_id = opened(rp.national_id, _RP_NATIONAL_ID)
+        if rp.phone is not None:
+            rp.phone = opened(rp.phone, _RP_PHONE)
+        if rp.email is not None:
+            rp.email = opened(rp.email, _RP_EMAIL)
+    return out

@@ -121,7 +121,8 @@ class DebtorController(Controller):
         as_of: AsOf = None,
         q: Annotated[str | None, Parameter(
             min_length=1, max_length=200,
-            description="Search: part of the name, the national id, or an e-mail or phone "
+            description="Search: the whole name (exactly; personal data is encrypted at "
+                        "rest, so no part of it), the national id, or an e-mail or phone "
                         "of a contact point (`+51 987 654 321` and `987654321` are the same "
                         "phone in a PE tenant).")] = None,
         expand: Expand = None,

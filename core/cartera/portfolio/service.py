@@ -6,12 +6,23 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any, cast
 
 import msgspec
 import phonenumbers
-from sqlalchemy import ColumnElement, Select, bindparam, delete, exists, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    bindparam,
+    delete,
+    exists,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +31,7 @@ from cartera.api.context import Actor
 from cartera.audit import service as audit
 from cartera.audit.models import AuditEntry
 from cartera.changes import tenant_today as tenant_today
+from cartera.crypto import pii_cipher
 from cartera.db import get_owned
 from cartera.errors import Conflict, Invalid, NotFound
 from cartera.messaging.models import Interaction
@@ -419,43 +431,48 @@ def search_phones(text: str, country: str) -> list[str]:
     return sorted(found)
 
 
-def _like_escape(text: str) -> str:
-    """``text`` as a LIKE operand with ESCAPE '/' (what ``contains(autoescape=True)`` binds)."""
-    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
-
-
 def search_values(q: str, country: str) -> dict[str, str]:
-    """The bound values of :func:`search_condition` for ``q``: ``q_name`` (the escaped
-    lower-case text), ``q_id_N`` (national id forms), ``q_cp_N`` (contact values)."""
+    """The bound values of :func:`search_condition` for ``q``, sealed as the columns store
+    them, under every live master key (:meth:`~cartera.crypto.PiiCipher.lookup_forms`: rows
+    not yet resealed after a rotation are found too): ``q_name_N`` (the name, spaces
+    collapsed), ``q_id_N`` (national id forms), ``q_cp_N`` (contact values). The values are
+    sealed here, not by the column type: the list runs its SQL text on the driver."""
     text = q.strip()
-    values = {"q_name": _like_escape(text.lower())}
+    cipher = pii_cipher()
+    values: dict[str, str] = {}
+
+    def add(prefix: str, field: str, forms: Iterable[str]) -> None:
+        sealed = [s for form in forms for s in cipher.lookup_forms(form, field)]
+        values.update((f"{prefix}{i}", s) for i, s in enumerate(sealed))
+
+    add("q_name_", "debtors.name", [" ".join(text.split())])
     ident = _NOT_ID.sub("", text)
     if ident:
-        for i, form in enumerate(sorted({text, ident, ident.upper()})):
-            values[f"q_id_{i}"] = form
+        add("q_id_", "debtors.national_id", sorted({text, ident, ident.upper()}))
     contacts = search_phones(text, country)
     if "@" in text:
-        contacts.append(text.lower())
-        contacts.append(text)
-    for i, value in enumerate(contacts):
-        values[f"q_cp_{i}"] = value
+        contacts.extend(dict.fromkeys([text.lower(), text]))
+    add("q_cp_", "contact_points.value", contacts)
     return values
 
 
 def search_condition(names: Any) -> ColumnElement[bool]:
-    """``q``: part of the name (case-insensitive), the national id (spaces, dots and dashes
-    ignored), an e-mail or a phone of a contact point (normalised), as one OR; the
-    parameters ``names`` (of :func:`search_values`) are bound by name."""
-    conditions: list[ColumnElement[bool]] = [
-        func.lower(Debtor.name).contains(_bound(names, "q_name"), escape="/")]
-    ids = [_bound(names, n) for n in names if n.startswith("q_id_")]
-    if ids:
-        conditions.append(Debtor.national_id.in_(ids))
-    contacts = [_bound(names, n) for n in names if n.startswith("q_cp_")]
-    if contacts:
+    """``q``: the whole name (exactly, spaces collapsed), the national id (spaces, dots and
+    dashes ignored), an e-mail or a phone of a contact point (normalised), as one OR; the
+    parameters ``names`` (of :func:`search_values`, sealed values) are bound by name.
+
+    Names, national ids and contact values are sealed at rest (deterministically), so ``q``
+    matches them by equality only: no part of a name, no case folding in SQL."""
+    def sealed(prefix: str, column: Any) -> ColumnElement[bool] | None:
+        bound = [_bound(names, n) for n in names if n.startswith(prefix)]
+        return type_coerce(column, Text).in_(bound) if bound else None
+
+    conditions = [c for c in (sealed("q_name_", Debtor.name),
+                              sealed("q_id_", Debtor.national_id)) if c is not None]
+    contacts = sealed("q_cp_", ContactPoint.value)
+    if contacts is not None:
         conditions.append(exists().where(ContactPoint.tenant_id == Debtor.tenant_id,
-                                         ContactPoint.debtor_id == Debtor.id,
-                                         ContactPoint.value.in_(contacts)))
+                                         ContactPoint.debtor_id == Debtor.id, contacts))
     return or_(*conditions)
 
 

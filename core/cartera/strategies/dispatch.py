@@ -62,6 +62,7 @@ from cartera import clock
 from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy
 from cartera.compliance.service import load_policy as load_gate_policy
+from cartera.crypto import pii_cipher
 from cartera.db.base import UtcDateTime, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
@@ -556,8 +557,8 @@ def _address(cp: Any) -> str:
     """The address a queued interaction is sent to: its contact point's value, as the raw
     statement :data:`_ENQUEUE` writes it (the one place a raw SQL write of
     ``interactions.address`` takes its value from; the SQLite path's Core insert goes
-    through the column's type instead)."""
-    return str(cp.value)
+    through the column's type instead), sealed as the column holds it."""
+    return pii_cipher().seal(str(cp.value), "interactions.address")
 
 
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
