@@ -57,6 +57,10 @@ class Keyring:
     def reseal(self, token: bytes, *, context: bytes = b"") -> bytes:
         return self.seal(self.open(token, context=context), context=context)
 
+    def sealed_by_primary(self, token: bytes) -> bool:
+        """Whether ``token`` was sealed under the primary key (a rotation can skip it)."""
+        return token[:8] == _fingerprint(self._primary)
+
 
 def keyring() -> Keyring:
     """The process keyring from settings and ``CARTERA_OLD_MASTER_KEYS``."""
@@ -66,6 +70,28 @@ def keyring() -> Keyring:
         if item.strip()
     ]
     return Keyring(get_settings().master_key(), old)
+
+
+_keyrings: dict[tuple[str | None, ...], Keyring] = {}
+
+
+def _key_config() -> tuple[str | None, ...]:
+    env = os.environ
+    return (env.get("CARTERA_MASTER_KEY"), env.get("CARTERA_OLD_MASTER_KEYS"),
+            env.get("CARTERA_HOME"))
+
+
+def payload_keyring() -> Keyring:
+    """:func:`keyring`, cached per key configuration (the master key, the old keys and the
+    embedded home they may come from): what the sealed payload column types use for every
+    value they bind or read."""
+    config = _key_config()
+    ring = _keyrings.get(config)
+    if ring is None:
+        ring = keyring()
+        _keyrings.clear()
+        _keyrings[config] = ring
+    return ring
 
 
 # --- personal data -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, JsonType, SealedJson, TenantScoped, UtcDateTime, utcnow
 
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
 DELIVERY_STATUSES = get_args(DeliveryStatus)
@@ -44,7 +44,9 @@ class OutboxEvent(TenantScoped, Base):
     resource_id: Mapped[str] = mapped_column(String(64))
     debtor_id: Mapped[int | None] = mapped_column(BigInteger)
     """No foreign key: an event outlives the debtor it is about (``debtor.deleted``)."""
-    data: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(SealedJson("outbox_events.data"), default=dict)
+    """The event's data (an audited change's fields: names, contact values): sealed, never
+    queried in SQL; set-based writers seal it in Python (:func:`insert_from_select`)."""
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Fanned out to the matching endpoints' deliveries."""
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, JsonType, SealedJson, TenantScoped, UtcDateTime, utcnow
 
 
 class MessageTemplate(TenantScoped, Base):
@@ -69,8 +69,11 @@ class Interaction(TenantScoped, Base):
     address: Mapped[str | None] = mapped_column(String(500))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     obligation_ids: Mapped[list[int]] = mapped_column(JsonType, default=list)
-    variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    content: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    variables: Mapped[dict[str, Any]] = mapped_column(SealedJson("interactions.variables"),
+                                                      default=dict)
+    """Extra template variables (a payment link's URL, a self-service link): sealed."""
+    content: Mapped[dict[str, Any] | None] = mapped_column(SealedJson("interactions.content"))
+    """The rendered message (text, subject, HTML, a reply's text): sealed, never in SQL."""
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     """The contact gate's decision and its reason codes."""
     trigger: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -108,7 +111,10 @@ class InteractionEvent(TenantScoped, Base):
     """When the provider says it happened (provider events only); the timeline is ordered
     by it, falling back to ``at``."""
     source: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    detail: Mapped[dict[str, Any]] = mapped_column(SealedJson("interaction_events.detail"),
+                                                   default=dict)
+    """What the provider or the job said (error texts echoing an address, prices, parts):
+    sealed, never queried in SQL."""
 
 
 class OptOutKeyword(TenantScoped, Base):

@@ -25,6 +25,7 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from cartera import clock
 from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy
 from cartera.compliance.service import load_policy as load_gate_policy
-from cartera.db.base import UtcDateTime, table_of
+from cartera.db.base import UtcDateTime, seal_json, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
@@ -402,7 +403,7 @@ _ENQUEUE = text("""
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
             action_id bigint, debtor_id bigint, channel text, integration_id bigint,
             template_id bigint, contact_point_id bigint, address text, verdict jsonb,
-            trigger_ jsonb, detail jsonb, outcome jsonb, variables jsonb,
+            trigger_ jsonb, detail text, outcome jsonb, variables text,
             not_before timestamptz)
     ), made AS (
         INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
@@ -410,7 +411,8 @@ _ENQUEUE = text("""
             variables, content, verdict, "trigger", action_id, not_before, attempts,
             created_at, updated_at)
         SELECT :tenant, v.debtor_id, 'outbound', v.channel, 'queued', v.integration_id,
-            v.template_id, v.contact_point_id, v.address, '[]'::jsonb, v.variables, NULL,
+            v.template_id, v.contact_point_id, v.address, '[]'::jsonb,
+            decode(v.variables, 'base64'), NULL,
             v.verdict, v.trigger_, v.action_id, v.not_before, 0, :now, :now
         FROM v
         ON CONFLICT (action_id) WHERE action_id IS NOT NULL DO NOTHING
@@ -418,7 +420,7 @@ _ENQUEUE = text("""
     ), events AS (
         INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
                                         source, detail)
-        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', decode(v.detail, 'base64')
         FROM made JOIN v ON v.action_id = made.action_id
     )
     UPDATE actions AS a SET status = 'dispatched', channel = v.channel, verdict = v.verdict,
@@ -430,7 +432,9 @@ _ENQUEUE = text("""
 """)
 """One statement for the whole batch: the interactions (none for an action that already
 has one: the unique ``action_id``), their first timeline events, and the actions marked
-dispatched with their outcome; the batch travels as one JSON document."""
+dispatched with their outcome; the batch travels as one JSON document. ``variables`` and
+``detail`` are sealed payloads (:func:`~cartera.db.base.seal_json`), sealed in Python and
+carried as base64 text."""
 
 
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
@@ -449,8 +453,10 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
                 "action_id": r.id, "debtor_id": r.debtor_id, "channel": x["channel"],
                 "integration_id": x["integration_id"], "template_id": x["template_id"],
                 "contact_point_id": x["cp"].id, "address": x["cp"].value,
-                "verdict": x["verdict"], "trigger_": _trigger(r), "detail": _detail(r, x),
-                "outcome": _outcome(None, x), **e}
+                "verdict": x["verdict"], "trigger_": _trigger(r),
+                "detail": _sealed(_detail(r, x), "interaction_events.detail"),
+                "outcome": _outcome(None, x), **e,
+                "variables": _sealed(e["variables"], "interactions.variables")}
                 for (r, x), e in zip(sends, extra, strict=True)]).decode()})
     else:
         await _enqueue_each(session, tenant_id, sends, extra, now)
@@ -472,6 +478,12 @@ async def _enqueue_links(session: AsyncSession, runner: Any, tenant_id: int,
     await paylinks.enqueue(session, runner, tenant_id,
                            [(int(ids[r.id]), x["integration_id"]) for r, x, _ in held],
                            [o for _, _, o in held], now)
+
+
+def _sealed(value: Any, field: str) -> str:
+    """``value`` sealed for the sealed payload column ``field``, as base64 text (for a
+    statement that carries its rows as one JSON document and decodes it in SQL)."""
+    return base64.b64encode(seal_json(value, field)).decode()
 
 
 def _trigger(r: Any) -> dict[str, Any]:
