@@ -29,13 +29,16 @@ from cartera.integrations.service import reseal_webhook_token, secrets_context
 SEALED_PAYLOADS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("webhook_deliveries", "id", ("url", "headers", "body")),
     ("webhook_events", "id", ("payload",)),
-    ("interactions", "id", ("variables", "content")),
+    ("interactions", "id", ("variables", "content", "failure_reason")),
     ("interaction_events", "id", ("detail",)),
     ("outbox_events", "seq", ("data",)),
     ("audit_log", "id", ("changes",)),
     ("reconciliation_exceptions", "id", ("provider_view",)),
+    ("import_row_errors", "id", ("reason",)),
+    ("erp_sync_row_errors", "id", ("reason",)),
 )
-"""Every sealed payload column (:class:`~cartera.db.base.SealedJson`, ``SealedBytes``) as
+"""Every sealed payload column (:class:`~cartera.db.base.SealedJson`, ``SealedBytes``,
+``SealedString``) as
 (table, primary key, columns); a column's field is ``table.column``."""
 
 RESEAL_BATCH = 2000

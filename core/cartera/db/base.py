@@ -131,6 +131,25 @@ class SealedBytes(TypeDecorator[bytes]):
         return None if value is None else open_payload(value, self.field)
 
 
+class SealedString(TypeDecorator[str]):
+    """Text carrying personal data that is never looked up or matched in SQL (a provider's
+    error text echoing an address, an import's row error quoting the rejected value, a
+    webhook request's URL), sealed like :class:`SealedBytes` as its UTF-8 bytes."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> bytes | None:
+        return None if value is None else seal_payload(value.encode(), self.field)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
+        return None if value is None else open_payload(value, self.field).decode()
+
+
 class SealedJson(TypeDecorator[Any]):
     """A JSON value carrying personal data that is never queried inside SQL (rendered
     messages, their variables, provider payloads, audited changes), sealed at rest like

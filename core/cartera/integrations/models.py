@@ -24,6 +24,7 @@ from cartera.db.base import (
     JsonType,
     SealedBytes,
     SealedJson,
+    SealedString,
     TenantScoped,
     UtcDateTime,
     utcnow,
@@ -66,7 +67,7 @@ class WebhookDelivery(TenantScoped, Base):
         BigId, ForeignKey("integrations.id", ondelete="CASCADE"))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     method: Mapped[str] = mapped_column(String(8))
-    url: Mapped[str] = mapped_column(SealedJson("webhook_deliveries.url"))
+    url: Mapped[str] = mapped_column(SealedString("webhook_deliveries.url"))
     headers: Mapped[dict[str, str]] = mapped_column(SealedJson("webhook_deliveries.headers"),
                                                     default=dict)
     body: Mapped[bytes] = mapped_column(SealedBytes("webhook_deliveries.body"))

@@ -18,7 +18,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, SealedJson, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedJson,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 
 class MessageTemplate(TenantScoped, Base):
@@ -88,7 +97,9 @@ class Interaction(TenantScoped, Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """While ``sending``: the claim's lease; an expired one is taken again (a crash)."""
     failure_code: Mapped[str | None] = mapped_column(String(100))
-    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(
+        SealedString("interactions.failure_reason"))
+    """The provider's or the job's words (they may quote the address): sealed."""
     cost_minor: Mapped[int | None] = mapped_column(BigInteger)
     cost_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

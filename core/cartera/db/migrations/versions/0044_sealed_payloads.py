@@ -4,12 +4,14 @@ The columns below hold personal data (senders' numbers, message text, names and 
 values in audited changes and in events, payers in providers' views) and are never queried
 inside SQL. They become ``LargeBinary`` holding the value sealed with randomized AES-256-GCM
 under the master key, bound to its field (``table.column``; see
-:class:`cartera.db.base.SealedJson` and ``SealedBytes``):
+:class:`cartera.db.base.SealedJson`, ``SealedBytes``, ``SealedString``):
 
 * ``webhook_deliveries.url``, ``.headers``, ``.body`` (the raw inbound request);
-* ``webhook_events.payload``; ``interactions.variables``, ``.content``;
-  ``interaction_events.detail``; ``outbox_events.data``; ``audit_log.changes``;
-  ``reconciliation_exceptions.provider_view``.
+* ``webhook_events.payload``; ``interactions.variables``, ``.content``,
+  ``.failure_reason``; ``interaction_events.detail``; ``outbox_events.data``;
+  ``audit_log.changes``; ``reconciliation_exceptions.provider_view``;
+  ``import_row_errors.reason`` and ``erp_sync_row_errors.reason`` (they quote rejected
+  values: phones, e-mails).
 
 Each column is replaced by a sealed one: a new column is added, the existing rows are sealed
 into it a batch of rows at a time (one SELECT and one executemany UPDATE per batch, in
@@ -39,7 +41,7 @@ depends_on: str | Sequence[str] | None = None
 BATCH = 2000
 
 # (table, primary key, column, kind, nullable): kind is what the column held before
-# ("json", "text": a URL kept as a JSON string once sealed, "bytes").
+# ("json"; "text", sealed as its UTF-8 bytes; "bytes"); "length": a String(n) before.
 COLUMNS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("webhook_deliveries", "id", "url", "text", False),
     ("webhook_deliveries", "id", "headers", "json", False),
@@ -47,18 +49,23 @@ COLUMNS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("webhook_events", "id", "payload", "json", False),
     ("interactions", "id", "variables", "json", False),
     ("interactions", "id", "content", "json", True),
+    ("interactions", "id", "failure_reason", "text", True),
     ("interaction_events", "id", "detail", "json", False),
     ("outbox_events", "seq", "data", "json", False),
     ("audit_log", "id", "changes", "json", False),
     ("reconciliation_exceptions", "id", "provider_view", "json", False),
+    ("import_row_errors", "id", "reason", "text1000", False),
+    ("erp_sync_row_errors", "id", "reason", "text1000", False),
 )
 
-_EMPTY = {"json": "'{}'", "text": "''", "bytes": "X''"}
+_EMPTY = {"json": "'{}'", "text": "''", "text1000": "''", "bytes": "X''"}
 
 
 def _plain_type(kind: str) -> Any:
     if kind == "json":
         return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    if kind == "text1000":
+        return sa.String(1000)
     return sa.Text() if kind == "text" else sa.LargeBinary()
 
 
@@ -102,8 +109,6 @@ def _rewrite(name: str, pk: str, source: Any, target: str, target_value: Any,
 
 
 def upgrade() -> None:
-    import msgspec
-
     from cartera.crypto import keyring
     from cartera.db.base import payload_context
 
@@ -120,8 +125,8 @@ def upgrade() -> None:
                 return None
             if kind == "bytes":
                 data = bytes(value)
-            elif kind == "text":
-                data = msgspec.json.encode(str(value))
+            elif kind.startswith("text"):
+                data = str(value).encode()
             else:
                 data = value.encode() if isinstance(value, str) else bytes(value)
                 if data.strip() == b"null" and nullable:
@@ -153,14 +158,12 @@ def downgrade() -> None:
             data = ring.open(bytes(value), context=context)
             if kind == "bytes":
                 return data
-            import msgspec
-
-            return msgspec.json.decode(data) if kind == "text" else data.decode()
+            return data.decode()
 
         if kind == "json":
             value: Any = sa.bindparam("b_v", type_=sa.Text)
             value = sa.cast(value, postgresql.JSONB) if postgres else value
         else:
-            value = sa.bindparam("b_v", type_=sa.Text if kind == "text" else sa.LargeBinary)
+            value = sa.bindparam("b_v", type_=sa.LargeBinary if kind == "bytes" else sa.Text)
         _rewrite(name, pk, sa.column(column, sa.LargeBinary).label("v"), new, value, unseal)
         _swap(name, column, new, nullable)
