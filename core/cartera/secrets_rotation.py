@@ -31,7 +31,7 @@ SEALED_PAYLOADS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("webhook_events", "id", ("payload",)),
     ("interactions", "id", ("variables", "content", "failure_reason")),
     ("interaction_events", "id", ("detail",)),
-    ("outbox_events", "seq", ("data",)),
+    ("outbox_events", "seq", ("data_sealed",)),
     ("audit_log", "id", ("changes",)),
     ("reconciliation_exceptions", "id", ("provider_view",)),
     ("import_row_errors", "id", ("reason",)),

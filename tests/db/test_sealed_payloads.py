@@ -4,6 +4,7 @@ to their field): raw rows hold no phone, name or message text, the API still sho
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -97,7 +98,7 @@ async def test_send_reply_audit_and_events_store_no_plaintext_personal_data(
 
     raw = await _raw(app, tenant.tenant_id)
     for field in ("webhook_deliveries.body", "webhook_deliveries.url", "webhook_events.payload",
-                  "interactions.content", "interaction_events.detail", "outbox_events.data",
+                  "interactions.content", "interaction_events.detail", "outbox_events.data_sealed",
                   "audit_log.changes"):
         assert raw[field], f"{field}: nothing stored, nothing checked"
     for field, values in raw.items():
@@ -105,6 +106,11 @@ async def test_send_reply_audit_and_events_store_no_plaintext_personal_data(
             for word in PERSONAL:
                 assert word not in value, f"{field} stores {word!r} in the clear"
             open_payload(value, field)  # every value is sealed for its own field
+    async with app.state.ctx.sessionmaker() as session:  # the events' plain data column
+        plain = (await session.execute(text(
+            "SELECT CAST(data AS TEXT) FROM outbox_events WHERE tenant_id = :t"),
+            {"t": tenant.tenant_id})).scalars().all()
+    assert plain and not [p for p in plain if "Rosa" in p or "987654321" in p]
 
     # The API shows what it showed before.
     row = (await tenant.api.get(f"/v1/interactions/{message}")).json()
@@ -210,15 +216,15 @@ _BODY = b"From=%2B51987654321&Body=Pagare+el+viernes"
 _SEALED = {"webhook_deliveries": ("url", "headers", "body"), "webhook_events": ("payload",),
            "interactions": ("variables", "content", "failure_reason"),
            "interaction_events": ("detail",),
-           "outbox_events": ("data",), "audit_log": ("changes",),
+           "outbox_events": ("data_sealed",), "audit_log": ("changes",),
            "import_row_errors": ("reason",)}
 
 
-def _scan(conn: Any) -> dict[str, list[Any]]:
+def _scan(conn: Any, tables: dict[str, tuple[str, ...]] = _SEALED) -> dict[str, list[Any]]:
     """Each column's stored values, in primary-key order."""
     return {f"{name}.{c}": [row[0] for row in conn.execute(text(
         f'SELECT "{c}" FROM {name} ORDER BY {"seq" if name == "outbox_events" else "id"}'))]
-        for name, columns in _SEALED.items() for c in columns}
+        for name, columns in tables.items() for c in columns}
 
 
 def _migration_urls(database_url: str) -> tuple[str, str | None]:
@@ -233,7 +239,7 @@ def _migration_urls(database_url: str) -> tuple[str, str | None]:
 def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
         tmp_path: Any, database_url: str) -> None:
     from alembic import command
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, inspect
 
     from cartera.db import migrate
 
@@ -275,9 +281,14 @@ def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
                 sealed["audit_log.changes"]] == [{"name": "Rosa Quispe"}]
         assert open_json(sealed["interactions.content"][0],
                          "interactions.content") == {"text": "Hola Rosa"}
+        with engine.connect() as conn:
+            assert [json.loads(r[0]) for r in conn.execute(text(
+                "SELECT CAST(data AS TEXT) FROM outbox_events"))] == [{}]
+        assert [open_json(v, "outbox_events.data_sealed") for v in
+                sealed["outbox_events.data_sealed"]] == [{"name": "Rosa Quispe"}]
         command.downgrade(migrate.alembic_config(url), "0042")
         with engine.connect() as conn:
-            plain = _scan(conn)
+            plain = _scan(conn, {k: v for k, v in _SEALED.items() if k != "outbox_events"})
             assert [bytes(v) for v in plain["webhook_deliveries.body"]] == [_BODY]
             assert plain["webhook_deliveries.url"] == ["https://x/hook?From=987654321"]
             assert plain["import_row_errors.reason"] == ["98765 is not a phone number"]
@@ -285,13 +296,16 @@ def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
                 "To 987654321 is not reachable", None, None]
 
             def as_json(v: Any) -> Any:
-                import json
                 return v if isinstance(v, dict | list) or v is None else json.loads(v)
 
             assert [as_json(v) for v in plain["audit_log.changes"]] == [
                 {"name": "Rosa Quispe"}]
             assert [as_json(v) for v in plain["interactions.content"]] == [
                 {"text": "Hola Rosa"}, None, None]
+            assert [as_json(r[0]) for r in conn.execute(text(
+                "SELECT data FROM outbox_events"))] == [{"name": "Rosa Quispe"}]
+            assert "data_sealed" not in {c["name"] for c in inspect(conn).get_columns(
+                "outbox_events")}
             assert [as_json(v) for v in plain["webhook_events.payload"]] == [
                 {"from_address": "+51987654321", "text": "Pagare el viernes"}]
         engine.dispose()

@@ -4,8 +4,12 @@ Every audited write passes through :func:`cartera.audit.service.record`, which c
 :func:`from_audit`: the audit action names the event (:data:`AUDIT_EVENTS`), so one table
 here decides which changes ISVs see, without touching each domain. Changes that are not
 audited one by one (set-based segment and stage moves, settled promises) write their
-events with :func:`insert_selected` or one multi-row INSERT (the events' ``data`` is sealed
-at rest, so it is sealed in Python, never built in SQL).
+events with :func:`insert_from_select`, one ``INSERT ... SELECT`` per statement.
+
+Personal data: :func:`emit` (so every audited change's event) keeps the data sealed at rest
+(``outbox_events.data_sealed``); the set-based writers here put data that carries none
+(statuses, stage codes, segment ids) in the plain ``data`` column, which SQL may build.
+A writer whose data can carry personal data goes through :func:`emit`.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Executable, insert
+from sqlalchemy import Select, String, cast, func, insert, literal
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from cartera import clock
-from cartera.db.base import table_of
+from cartera.db.base import UtcDateTime, table_of
 from cartera.events.models import OutboxEvent
 
 AUDIT_EVENTS: dict[str, str] = {
@@ -164,21 +168,22 @@ async def emit_settled(session: AsyncSession, kind: str,
         "dispatched": False} for r in rows])
 
 
-async def insert_selected(session: AsyncSession, rows: Executable,
-                          data_fields: Sequence[str]) -> int:
-    """Write one event per row of ``rows``, set-based: one SELECT, then one multi-row
-    INSERT for all of them. ``rows`` selects, in this order: tenant_id, type,
-    resource_type, resource_id, debtor_id, then one column per name of ``data_fields``,
-    which make the event's ``data``. ``data`` is a sealed payload, so it is built and sealed
-    here, in Python, not in SQL (callers bound ``rows`` to a batch: see
-    :func:`cartera.events.moves.record_moves`). Returns how many events were written."""
-    found = (await session.execute(rows)).all()
-    if not found:
-        return 0
-    now = clock.now()
-    await session.execute(insert(table_of(OutboxEvent)), [{
-        "id": new_event_id(), "tenant_id": int(r[0]), "type": str(r[1]), "created_at": now,
-        "resource_type": str(r[2]), "resource_id": str(r[3]), "debtor_id": r[4],
-        "data": dict(zip(data_fields, r[5:], strict=True)), "dispatched": False}
-        for r in found])
-    return len(found)
+def random_id_sql(session: AsyncSession) -> Any:
+    """A SQL expression giving each inserted row its own ``evt_...`` id."""
+    if session.get_bind().dialect.name == "postgresql":
+        return literal("evt_") + func.substr(
+            func.replace(func.gen_random_uuid().cast(String), "-", ""), 1, 30)
+    return literal("evt_") + func.lower(func.hex(func.randomblob(15)))
+
+
+async def insert_from_select(session: AsyncSession, rows: Select[Any]) -> None:
+    """Write one event per row of ``rows``, set-based. ``rows`` selects, in this order:
+    tenant_id, type, resource_type, resource_id, debtor_id, data (JSON)."""
+    t = table_of(OutboxEvent)
+    sub = rows.subquery()
+    c = list(sub.c)
+    await session.execute(insert(t).from_select(
+        ["id", "tenant_id", "type", "created_at", "resource_type", "resource_id",
+         "debtor_id", "data", "dispatched"],
+        Select(random_id_sql(session), c[0], c[1], literal(clock.now(), UtcDateTime()), c[2],
+               cast(c[3], String), c[4], c[5], literal(False))))

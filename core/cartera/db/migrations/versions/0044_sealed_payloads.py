@@ -8,10 +8,14 @@ under the master key, bound to its field (``table.column``; see
 
 * ``webhook_deliveries.url``, ``.headers``, ``.body`` (the raw inbound request);
 * ``webhook_events.payload``; ``interactions.variables``, ``.content``,
-  ``.failure_reason``; ``interaction_events.detail``; ``outbox_events.data``;
-  ``audit_log.changes``; ``reconciliation_exceptions.provider_view``;
+  ``.failure_reason``; ``interaction_events.detail``; ``audit_log.changes``; ``reconciliation_exceptions.provider_view``;
   ``import_row_errors.reason`` and ``erp_sync_row_errors.reason`` (they quote rejected
   values: phones, e-mails).
+
+``outbox_events.data_sealed`` (new): the data of events that may carry personal data (every
+audited change's event); ``outbox_events.data`` keeps the data set-based writers build in
+SQL, which carries none (statuses, stage codes, segment ids). Existing events' data is all
+moved into ``data_sealed`` (``data`` becomes ``{}``); the downgrade moves it back.
 
 Each column is replaced by a sealed one: a new column is added, the existing rows are sealed
 into it a batch of rows at a time (one SELECT and one executemany UPDATE per batch, in
@@ -51,7 +55,6 @@ COLUMNS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("interactions", "id", "content", "json", True),
     ("interactions", "id", "failure_reason", "text", True),
     ("interaction_events", "id", "detail", "json", False),
-    ("outbox_events", "seq", "data", "json", False),
     ("audit_log", "id", "changes", "json", False),
     ("reconciliation_exceptions", "id", "provider_view", "json", False),
     ("import_row_errors", "id", "reason", "text1000", False),
@@ -108,12 +111,62 @@ def _rewrite(name: str, pk: str, source: Any, target: str, target_value: Any,
             return
 
 
+_OUTBOX_FIELD = "outbox_events.data_sealed"
+
+
+def _outbox_up(ring: Any, postgres: bool) -> None:
+    from cartera.db.base import payload_context
+
+    op.add_column("outbox_events", sa.Column("data_sealed", sa.LargeBinary(), nullable=True))
+    context = payload_context(_OUTBOX_FIELD)
+    bind = op.get_bind()
+    t = sa.table("outbox_events", sa.column("seq"), sa.column("data_sealed"),
+                 sa.column("data"))
+    write = sa.update(t).where(t.c.seq == sa.bindparam("b_pk")).values(
+        data_sealed=sa.bindparam("b_v", type_=sa.LargeBinary), data=sa.text("'{}'"))
+    data = sa.cast(t.c.data, sa.Text) if postgres else t.c.data
+    after = 0
+    while True:  # events whose data is not ``{}``, a batch at a time
+        rows = bind.execute(sa.select(t.c.seq, data).where(
+            t.c.seq > after, data != "{}").order_by(t.c.seq).limit(BATCH)).all()
+        if not rows:
+            return
+        after = rows[-1][0]
+        bind.execute(write, [{"b_pk": seq, "b_v": ring.seal(
+            value.encode() if isinstance(value, str) else bytes(value), context=context)}
+            for seq, value in rows])
+
+
+def _outbox_down(ring: Any, postgres: bool) -> None:
+    from cartera.db.base import payload_context
+
+    context = payload_context(_OUTBOX_FIELD)
+    bind = op.get_bind()
+    t = sa.table("outbox_events", sa.column("seq"),
+                 sa.column("data_sealed", sa.LargeBinary), sa.column("data"))
+    value: Any = sa.bindparam("b_v", type_=sa.Text)
+    write = sa.update(t).where(t.c.seq == sa.bindparam("b_pk")).values(
+        data=sa.cast(value, postgresql.JSONB) if postgres else value)
+    after = 0
+    while True:
+        rows = bind.execute(sa.select(t.c.seq, t.c.data_sealed).where(
+            t.c.seq > after, t.c.data_sealed.is_not(None)).order_by(t.c.seq)
+            .limit(BATCH)).all()
+        if not rows:
+            break
+        after = rows[-1][0]
+        bind.execute(write, [{"b_pk": seq, "b_v": ring.open(bytes(sealed), context=context)
+                              .decode()} for seq, sealed in rows])
+    op.execute("ALTER TABLE outbox_events DROP COLUMN data_sealed")
+
+
 def upgrade() -> None:
     from cartera.crypto import keyring
     from cartera.db.base import payload_context
 
     ring = keyring()
     postgres = op.get_bind().dialect.name == "postgresql"
+    _outbox_up(ring, postgres)
     for name, pk, column, kind, nullable in COLUMNS:
         new = f"{column}__sealed"
         _add(name, new, sa.LargeBinary(), nullable, "X''")
@@ -167,3 +220,4 @@ def downgrade() -> None:
             value = sa.bindparam("b_v", type_=sa.LargeBinary if kind == "bytes" else sa.Text)
         _rewrite(name, pk, sa.column(column, sa.LargeBinary).label("v"), new, value, unseal)
         _swap(name, column, new, nullable)
+    _outbox_down(ring, postgres)
