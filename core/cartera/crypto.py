@@ -34,6 +34,8 @@ class Keyring:
         self._primary = primary
         self._old = list(old or [])
         self._keys = {_fingerprint(k): k for k in [primary, *self._old]}
+        self._primary_id = _fingerprint(primary)
+        self._ciphers = {key_id: AESGCM(k) for key_id, k in self._keys.items()}
 
     @property
     def primary_key(self) -> bytes:
@@ -45,17 +47,21 @@ class Keyring:
 
     def seal(self, plaintext: bytes, *, context: bytes = b"") -> bytes:
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self._primary).encrypt(nonce, plaintext, context)
-        return _fingerprint(self._primary) + nonce + sealed
+        sealed = self._ciphers[self._primary_id].encrypt(nonce, plaintext, context)
+        return self._primary_id + nonce + sealed
 
     def open(self, token: bytes, *, context: bytes = b"") -> bytes:
-        key = self._keys.get(token[:8])
-        if key is None:
+        cipher = self._ciphers.get(token[:8])
+        if cipher is None:
             raise ValueError("sealed with a key this keyring does not hold")
-        return AESGCM(key).decrypt(token[8:20], token[20:], context)
+        return cipher.decrypt(token[8:20], token[20:], context)
 
     def reseal(self, token: bytes, *, context: bytes = b"") -> bytes:
         return self.seal(self.open(token, context=context), context=context)
+
+    def sealed_by_primary(self, token: bytes) -> bool:
+        """Whether ``token`` was sealed under the primary key (a rotation can skip it)."""
+        return token[:8] == self._primary_id
 
 
 def keyring() -> Keyring:
@@ -66,6 +72,28 @@ def keyring() -> Keyring:
         if item.strip()
     ]
     return Keyring(get_settings().master_key(), old)
+
+
+_keyrings: dict[tuple[str | None, ...], Keyring] = {}
+
+
+def _key_config() -> tuple[str | None, ...]:
+    env = os.environ
+    return (env.get("CARTERA_MASTER_KEY"), env.get("CARTERA_OLD_MASTER_KEYS"),
+            env.get("CARTERA_HOME"))
+
+
+def payload_keyring() -> Keyring:
+    """:func:`keyring`, cached per key configuration (the master key, the old keys and the
+    embedded home they may come from): what the sealed payload column types use for every
+    value they bind or read."""
+    config = _key_config()
+    ring = _keyrings.get(config)
+    if ring is None:
+        ring = keyring()
+        _keyrings.clear()
+        _keyrings[config] = ring
+    return ring
 
 
 # --- personal data -----------------------------------------------------------------------

@@ -3,8 +3,9 @@
 Rotation: set the new key as ``CARTERA_MASTER_KEY`` and the old one in
 ``CARTERA_OLD_MASTER_KEYS``, run this command, then drop the old key. Every sealed value
 (token-signing keys, integration secrets, webhook path tokens, webhook endpoints' signing
-secrets and stored idempotent responses) is opened with whichever
-key sealed it and sealed again with the new one, in one transaction.
+secrets, stored idempotent responses and the sealed payload columns of
+:data:`SEALED_PAYLOADS`) is opened with whichever key sealed it and sealed again with the
+new one, in one transaction.
 
 Personal data (every :class:`~cartera.db.base.SealedText` column) is resealed in the same
 transaction, in batches of rows by id: each batch is read as stored, the values not yet
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, bindparam, column, select, table, text, update
+from sqlalchemy import BigInteger, LargeBinary, bindparam, column, select, table, text, update
 from sqlalchemy import Text as SqlText
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,11 +29,69 @@ from cartera.api.models import IdempotencyRecord
 from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
 from cartera.crypto import Keyring, PiiCipher
-from cartera.db.base import Base, SealedText
+from cartera.db.base import Base, SealedText, payload_context
 from cartera.events.endpoints import secret_context
 from cartera.events.models import WebhookEndpoint
 from cartera.integrations.models import Integration
 from cartera.integrations.service import reseal_webhook_token, secrets_context
+
+SEALED_PAYLOADS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("webhook_deliveries", "id", ("url", "headers", "body")),
+    ("webhook_events", "id", ("payload",)),
+    ("interactions", "id", ("variables", "content", "failure_reason")),
+    ("interaction_events", "id", ("detail",)),
+    ("outbox_events", "seq", ("data_sealed",)),
+    ("audit_log", "id", ("changes",)),
+    ("reconciliation_exceptions", "id", ("provider_view",)),
+    ("import_row_errors", "id", ("reason",)),
+    ("erp_sync_row_errors", "id", ("reason",)),
+)
+"""Every sealed payload column (:class:`~cartera.db.base.SealedJson`, ``SealedBytes``,
+``SealedString``) as
+(table, primary key, columns); a column's field is ``table.column``."""
+
+RESEAL_BATCH = 2000
+"""Rows of one table read (one SELECT) and rewritten (one executemany UPDATE) at a time."""
+
+
+async def reseal_payloads(session: AsyncSession, keyring: Keyring,
+                          batch: int = RESEAL_BATCH) -> dict[str, int]:
+    """Re-seal every sealed payload of :data:`SEALED_PAYLOADS` not sealed under
+    ``keyring``'s primary key, a batch of rows at a time in primary-key order: one SELECT
+    of the raw sealed bytes and one executemany UPDATE of the rows that had a value sealed
+    under an old key (rows already under the primary key are not rewritten, so a second
+    run rewrites nothing). Returns how many rows of each table were rewritten."""
+    counts: dict[str, int] = {}
+    for name, pk, columns in SEALED_PAYLOADS:
+        t = table(name, column(pk), *(column(c, LargeBinary) for c in columns))
+        contexts = {c: payload_context(f"{name}.{c}") for c in columns}
+        rewrite = (update(t).where(t.c[pk] == bindparam("b_pk"))
+                   .values({c: bindparam(f"b_{c}", type_=LargeBinary) for c in columns}))
+        after: Any = None
+        counts[name] = 0
+        while True:
+            stmt = select(t.c[pk], *(t.c[c] for c in columns)).order_by(t.c[pk]).limit(batch)
+            if after is not None:
+                stmt = stmt.where(t.c[pk] > after)
+            rows = (await session.execute(stmt)).all()
+            if not rows:
+                break
+            after = rows[-1][0]
+            changed = []
+            for row in rows:
+                values = dict(zip(columns, row[1:], strict=True))
+                stale = [c for c, v in values.items()
+                         if v is not None and not keyring.sealed_by_primary(bytes(v))]
+                if stale:
+                    changed.append({"b_pk": row[0], **{f"b_{c}": (
+                        keyring.reseal(bytes(v), context=contexts[c]) if c in stale else v)
+                        for c, v in values.items()}})
+            if changed:
+                await session.execute(rewrite, changed)
+                counts[name] += len(changed)
+            if len(rows) < batch:
+                break
+    return counts
 
 
 async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
@@ -64,9 +123,10 @@ async def reseal_all(session: AsyncSession, keyring: Keyring) -> dict[str, int]:
     await session.flush()
     personal = await reseal_personal_data(session, PiiCipher(keyring.primary_key,
                                                              keyring.old_keys))
+    payloads = await reseal_payloads(session, keyring)
     return {"signing_keys": len(keys), "integrations": len(integrations),
             "webhook_endpoints": len(endpoints), "idempotent_responses": len(responses),
-            "personal_data_rows": personal}
+            "personal_data_rows": personal, "sealed_payload_rows": sum(payloads.values())}
 
 
 def sealed_columns() -> dict[str, list[str]]:

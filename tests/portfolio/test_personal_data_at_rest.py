@@ -13,10 +13,10 @@ import pytest
 from litestar import Litestar
 
 from cartera.clock import today_in
-from cartera.crypto import PiiCipher, pii_cipher
+from cartera.crypto import Keyring, PiiCipher, pii_cipher
 from cartera.demo.generator import load_demo_portfolio
 from cartera.portfolio import reads
-from cartera.secrets_rotation import reseal_personal_data, sealed_columns
+from cartera.secrets_rotation import reseal_payloads, reseal_personal_data, sealed_columns
 from tests.conftest import TenantClient
 from tests.imports.test_imports import ndjson, run_import
 from tests.messaging.test_sending import provider as provider
@@ -206,9 +206,11 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
         assert [c["value"] for c in again["contact_points"]] == [
             *(c["value"] for c in one["contact_points"]), "ana2@example.pe"]
     finally:
-        # Back under the session's key, for the other tests sharing the database.
+        # Back under the session's key, for the other tests sharing the database (the
+        # writes above also sealed payloads, e.g. their audit changes, under the new key).
         async with app.state.ctx.sessionmaker() as session:
             await reseal_personal_data(session, PiiCipher(old, [new]))
+            await reseal_payloads(session, Keyring(old, [new]))
             await session.commit()
 
 

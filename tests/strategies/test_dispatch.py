@@ -12,6 +12,7 @@ from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
 from sqlalchemy import event, text
 
+from cartera.db.base import open_json
 from cartera.db.engine import tenant_session
 from cartera.plugins.registry import current_host
 from cartera.portfolio.models import ContactPoint, Debtor
@@ -207,8 +208,9 @@ async def test_a_run_judges_each_gate_key_once_across_its_batches(
     assert len(rows) == 5
     ids = {got[d]["id"]: d for d in same}
     for action_id, trigger, detail, verdict in rows:
-        trigger, detail, verdict = (x if isinstance(x, dict) else msgspec.json.decode(x)
-                                    for x in (trigger, detail, verdict))
+        trigger, verdict = (x if isinstance(x, dict) else msgspec.json.decode(x)
+                            for x in (trigger, verdict))
+        detail = open_json(bytes(detail), "interaction_events.detail")  # sealed at rest
         assert trigger == {"source": "strategy", "action_id": action_id,
                            "strategy_id": got[ids[action_id]]["strategy_id"]}
         assert detail == {"action_id": action_id,

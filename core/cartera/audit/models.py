@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, SealedJson, TenantScoped, UtcDateTime, utcnow
 
 
 class AuditEntry(TenantScoped, Base):
@@ -25,4 +25,6 @@ class AuditEntry(TenantScoped, Base):
     action: Mapped[str] = mapped_column(String(64))
     resource_type: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str] = mapped_column(String(64))
-    changes: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    changes: Mapped[dict[str, Any]] = mapped_column(SealedJson("audit_log.changes"),
+                                                    default=dict)
+    """What changed (names, national ids, contact values...): sealed, never queried in SQL."""

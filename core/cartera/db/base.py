@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     ForeignKeyConstraint,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
@@ -22,7 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from cartera.crypto import pii_cipher
+from cartera.crypto import payload_keyring, pii_cipher
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -76,6 +78,98 @@ class SealedText(TypeDecorator[str]):
 
     def process_result_value(self, value: str | None, dialect: Any) -> str | None:
         return None if value is None else pii_cipher().open(value, self.field)
+
+
+def payload_context(field: str) -> bytes:
+    """The associated data a sealed payload of ``field`` (``"table.column"``) is sealed
+    with: a value moved into another column does not open."""
+    return b"cartera-payload:" + field.encode()
+
+
+def seal_payload(data: bytes, field: str) -> bytes:
+    """``data`` sealed (randomized AES-256-GCM under the primary master key) for ``field``:
+    what :class:`SealedBytes` and :class:`SealedJson` store; for raw SQL that bypasses them."""
+    return payload_keyring().seal(data, context=payload_context(field))
+
+
+def open_payload(token: bytes, field: str) -> bytes:
+    """The plaintext of :func:`seal_payload`, opened with whichever live key sealed it;
+    ``ValueError`` or ``cryptography.exceptions.InvalidTag`` for anything else."""
+    return payload_keyring().open(bytes(token), context=payload_context(field))
+
+
+def seal_json(value: Any, field: str) -> bytes:
+    """A JSON value sealed as :class:`SealedJson` stores it."""
+    return seal_payload(msgspec.json.encode(value), field)
+
+
+def open_json(token: bytes, field: str) -> Any:
+    """The JSON value of :func:`seal_json`'s output."""
+    return msgspec.json.decode(open_payload(token, field))
+
+
+class SealedBytes(TypeDecorator[bytes]):
+    """Bytes carrying personal data that are never looked up by value (raw provider
+    bodies), sealed at rest with randomized AES-256-GCM (:func:`seal_payload`): sealed when
+    bound, opened when read, so ORM and Core statements see the plaintext. Nothing about the
+    value can be queried in SQL (not even equality: each seal differs). Raw SQL that
+    bypasses the type seals and opens with :func:`seal_payload` / :func:`open_payload` and
+    the same ``field``; ``cartera secrets rotate`` reseals the column
+    (:data:`cartera.secrets_rotation.SEALED_PAYLOADS`)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def process_bind_param(self, value: bytes | None, dialect: Any) -> bytes | None:
+        return None if value is None else seal_payload(bytes(value), self.field)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> bytes | None:
+        return None if value is None else open_payload(value, self.field)
+
+
+class SealedString(TypeDecorator[str]):
+    """Text carrying personal data that is never looked up or matched in SQL (a provider's
+    error text echoing an address, an import's row error quoting the rejected value, a
+    webhook request's URL), sealed like :class:`SealedBytes` as its UTF-8 bytes."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def process_bind_param(self, value: str | None, dialect: Any) -> bytes | None:
+        return None if value is None else seal_payload(value.encode(), self.field)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> str | None:
+        return None if value is None else open_payload(value, self.field).decode()
+
+
+class SealedJson(TypeDecorator[Any]):
+    """A JSON value carrying personal data that is never queried inside SQL (rendered
+    messages, their variables, provider payloads, audited changes), sealed at rest like
+    :class:`SealedBytes`: the value is JSON-encoded (msgspec) and sealed when bound, opened
+    and decoded when read. Python ``None`` is SQL ``NULL``. JSON operators, paths and
+    comparisons do not apply to these columns: a part SQL must see lives in its own column.
+    Raw SQL uses :func:`seal_json` / :func:`open_json` with the same ``field``."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.field = field
+
+    def process_bind_param(self, value: Any, dialect: Any) -> bytes | None:
+        return None if value is None else seal_json(value, self.field)
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> Any:
+        return None if value is None else open_json(value, self.field)
 
 
 def sealed_in(column: Any, values: list[str]) -> ColumnElement[bool]:

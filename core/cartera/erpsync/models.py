@@ -23,7 +23,15 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 RUN_STATUSES = ("queued", "running", "retrying", "succeeded", "failed")
 POSTING_STATUSES = ("pending", "posted", "rejected")
@@ -98,7 +106,8 @@ class ErpSyncRowError(TenantScoped, Base):
     row_key: Mapped[str | None] = mapped_column(String(200))
     field: Mapped[str | None] = mapped_column(String(128))
     code: Mapped[str] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(1000))
+    reason: Mapped[str] = mapped_column(SealedString("erp_sync_row_errors.reason"))
+    """Why (it may quote the rejected value): sealed, never queried in SQL."""
     severity: Mapped[str] = mapped_column(String(16), default="error")
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import Base, BigId, JsonType, SealedJson, TenantScoped, UtcDateTime, utcnow
 
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
 DELIVERY_STATUSES = get_args(DeliveryStatus)
@@ -44,7 +44,25 @@ class OutboxEvent(TenantScoped, Base):
     resource_id: Mapped[str] = mapped_column(String(64))
     debtor_id: Mapped[int | None] = mapped_column(BigInteger)
     """No foreign key: an event outlives the debtor it is about (``debtor.deleted``)."""
-    data: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    public_data: Mapped[dict[str, Any]] = mapped_column("data", JsonType, default=dict)
+    """Column ``data``: the data of events that carry no personal data, written set-based
+    in SQL (statuses, stage codes and segment ids of moves: ``insert_from_select``,
+    ``emit_interactions``, ``emit_settled``). ``{}`` when :attr:`sealed_data` holds it."""
+    sealed_data: Mapped[dict[str, Any] | None] = mapped_column(
+        "data_sealed", SealedJson("outbox_events.data_sealed"))
+    """The data of events that may carry personal data (an audited change's fields: names,
+    contact values), sealed at rest: every event made through :func:`emit` (and so every
+    audited change's). Never queried in SQL."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The event's data, from whichever column holds it."""
+        return self.sealed_data if self.sealed_data is not None else (self.public_data or {})
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        self.sealed_data, self.public_data = dict(value), {}
+
     dispatched: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """Fanned out to the matching endpoints' deliveries."""
 

@@ -5,6 +5,11 @@ Every audited write passes through :func:`cartera.audit.service.record`, which c
 here decides which changes ISVs see, without touching each domain. Changes that are not
 audited one by one (set-based segment and stage moves, settled promises) write their
 events with :func:`insert_from_select`, one ``INSERT ... SELECT`` per statement.
+
+Personal data: :func:`emit` (so every audited change's event) keeps the data sealed at rest
+(``outbox_events.data_sealed``); the set-based writers here put data that carries none
+(statuses, stage codes, segment ids) in the plain ``data`` column, which SQL may build.
+A writer whose data can carry personal data goes through :func:`emit`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 ImportStatus = Literal["queued", "running", "succeeded", "failed"]
 IMPORT_STATUSES = get_args(ImportStatus)
@@ -71,7 +79,8 @@ class ImportRowError(TenantScoped, Base):
     line: Mapped[int] = mapped_column(Integer)
     field: Mapped[str | None] = mapped_column(String(128))
     code: Mapped[str | None] = mapped_column(String(64))
-    reason: Mapped[str] = mapped_column(String(1000))
+    reason: Mapped[str] = mapped_column(SealedString("import_row_errors.reason"))
+    """Why (it may quote the rejected value: a phone, an e-mail): sealed, never in SQL."""
     severity: Mapped[str] = mapped_column(String(16), default="error", server_default="error")
     """``error``: the row was rejected; ``warning``: one optional field was, the row kept."""
 

@@ -18,7 +18,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedBytes,
+    SealedJson,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 
 class Integration(TenantScoped, Base):
@@ -45,7 +55,9 @@ class Integration(TenantScoped, Base):
 
 class WebhookDelivery(TenantScoped, Base):
     """An accepted inbound webhook request: raw body kept for processing and replay,
-    credentials (``Authorization``, signatures, token parameters) redacted."""
+    credentials (``Authorization``, signatures, token parameters) redacted. The request
+    (URL, headers, body) carries personal data (senders' numbers, message text, addresses)
+    and is sealed at rest (:class:`~cartera.db.base.SealedJson`, ``SealedBytes``)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (Index("ix_webhook_deliveries_integration", "integration_id", "id"),)
@@ -55,9 +67,10 @@ class WebhookDelivery(TenantScoped, Base):
         BigId, ForeignKey("integrations.id", ondelete="CASCADE"))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     method: Mapped[str] = mapped_column(String(8))
-    url: Mapped[str] = mapped_column(Text)
-    headers: Mapped[dict[str, str]] = mapped_column(JsonType, default=dict)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
+    url: Mapped[str] = mapped_column(SealedString("webhook_deliveries.url"))
+    headers: Mapped[dict[str, str]] = mapped_column(SealedJson("webhook_deliveries.headers"),
+                                                    default=dict)
+    body: Mapped[bytes] = mapped_column(SealedBytes("webhook_deliveries.body"))
     signature_valid: Mapped[bool] = mapped_column(Boolean)
     rejection: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
@@ -84,7 +97,8 @@ class WebhookEvent(TenantScoped, Base):
         BigId, ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    payload: Mapped[dict[str, Any]] = mapped_column(SealedJson("webhook_events.payload"))
+    """The parsed event (a sender's number, a reply's text): sealed, never queried in SQL."""
     status: Mapped[str] = mapped_column(String(16), default="received")
     """received, then processed (a domain handler took it) or ignored (see ``reason``)."""
     reason: Mapped[str | None] = mapped_column(String(200))

@@ -215,13 +215,19 @@ incomplete after :data:`FRAGMENT_WINDOW`): such a part never joins a later messa
 GAP = "[...]"
 
 
-def _fragment_rows(integration_id: int, reference: str) -> Any:
-    return select(WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.payload).where(
+async def _fragment_rows(session: AsyncSession, integration_id: int,
+                         reference: str) -> list[Any]:
+    """The integration's waiting fragments of concatenation ``reference``, in id order. The
+    payload is sealed at rest, so the reference is matched here, over the integration's
+    waiting fragments (parts of messages less than :data:`FRAGMENT_WINDOW` old: few)."""
+    rows = (await session.execute(select(
+        WebhookEvent.id, WebhookEvent.event_id, WebhookEvent.payload).where(
         WebhookEvent.integration_id == integration_id,
         WebhookEvent.event_type == "InboundMessage",
         WebhookEvent.reason == FRAGMENT_WAITING,
-        WebhookEvent.payload[("fragment", "reference")].as_string() == reference,
-    ).order_by(WebhookEvent.id)
+    ).order_by(WebhookEvent.id))).all()
+    return [row for row in rows
+            if str((row.payload.get("fragment") or {}).get("reference")) == reference]
 
 
 def _joined_text(parts: dict[int, str], count: int) -> str:
@@ -249,8 +255,7 @@ async def _joined_fragments(session: AsyncSession, integration: Integration,
         WebhookEvent.integration_id == integration.id,
         WebhookEvent.event_id == payload["event_id"], WebhookEvent.reason.is_(None))
         .values(reason=FRAGMENT_WAITING))
-    rows = (await session.execute(_fragment_rows(integration.id,
-                                                 str(fragment["reference"])))).all()
+    rows = await _fragment_rows(session, integration.id, str(fragment["reference"]))
     mine = [row for row in rows if row.payload.get("from_address") == payload["from_address"]]
     parts = {int(row.payload["fragment"]["index"]): row.payload.get("text") or ""
              for row in mine}
@@ -291,9 +296,8 @@ async def expire_fragments(session: AsyncSession, now: datetime,
         integration = await session.get(Integration, integration_id)
         if integration is None:
             continue
-        rows = [row for row in (await session.execute(
-            _fragment_rows(integration_id, reference))).all()
-            if str(row.payload.get("from_address")) == sender]
+        rows = [row for row in await _fragment_rows(session, integration_id, reference)
+                if str(row.payload.get("from_address")) == sender]
         if not rows:
             continue
         count = max(int(row.payload["fragment"]["count"]) for row in rows)

@@ -22,6 +22,8 @@ from cartera.db.base import (
     Base,
     BigId,
     JsonType,
+    SealedJson,
+    SealedString,
     SealedText,
     TenantScoped,
     UtcDateTime,
@@ -77,8 +79,11 @@ class Interaction(TenantScoped, Base):
     address: Mapped[str | None] = mapped_column(SealedText("interactions.address"))
     provider_message_id: Mapped[str | None] = mapped_column(String(255))
     obligation_ids: Mapped[list[int]] = mapped_column(JsonType, default=list)
-    variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    content: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    variables: Mapped[dict[str, Any]] = mapped_column(SealedJson("interactions.variables"),
+                                                      default=dict)
+    """Extra template variables (a payment link's URL, a self-service link): sealed."""
+    content: Mapped[dict[str, Any] | None] = mapped_column(SealedJson("interactions.content"))
+    """The rendered message (text, subject, HTML, a reply's text): sealed, never in SQL."""
     verdict: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     """The contact gate's decision and its reason codes."""
     trigger: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -93,7 +98,9 @@ class Interaction(TenantScoped, Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     """While ``sending``: the claim's lease; an expired one is taken again (a crash)."""
     failure_code: Mapped[str | None] = mapped_column(String(100))
-    failure_reason: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(
+        SealedString("interactions.failure_reason"))
+    """The provider's or the job's words (they may quote the address): sealed."""
     cost_minor: Mapped[int | None] = mapped_column(BigInteger)
     cost_currency: Mapped[str | None] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
@@ -116,7 +123,10 @@ class InteractionEvent(TenantScoped, Base):
     """When the provider says it happened (provider events only); the timeline is ordered
     by it, falling back to ``at``."""
     source: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    detail: Mapped[dict[str, Any]] = mapped_column(SealedJson("interaction_events.detail"),
+                                                   default=dict)
+    """What the provider or the job said (error texts echoing an address, prices, parts):
+    sealed, never queried in SQL."""
 
 
 class OptOutKeyword(TenantScoped, Base):

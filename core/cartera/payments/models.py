@@ -22,6 +22,7 @@ from cartera.db.base import (
     BigId,
     DebtorOwned,
     JsonType,
+    SealedJson,
     TenantScoped,
     UtcDateTime,
     debtor_fk,
@@ -168,8 +169,10 @@ class ReconciliationException(TenantScoped, Base):
         BigId, ForeignKey("payment_links.id", ondelete="SET NULL"))
     payment_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("payments.id", ondelete="SET NULL"))
-    provider_view: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    """What the provider's API said about the payment when the exception was raised."""
+    provider_view: Mapped[dict[str, Any]] = mapped_column(
+        SealedJson("reconciliation_exceptions.provider_view"), default=dict)
+    """What the provider's API said about the payment when the exception was raised (the
+    payer's name, e-mail, document): sealed, never queried in SQL."""
     status: Mapped[str] = mapped_column(String(16), default="open")
     resolution: Mapped[str | None] = mapped_column(String(16))
     note: Mapped[str | None] = mapped_column(String(500))

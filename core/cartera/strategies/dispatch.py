@@ -29,6 +29,7 @@ webhook steps (:mod:`.execute`), also claimed at most once per action.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections import defaultdict
 from collections.abc import Iterable
@@ -63,7 +64,7 @@ from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy
 from cartera.compliance.service import load_policy as load_gate_policy
 from cartera.crypto import pii_cipher
-from cartera.db.base import UtcDateTime, table_of
+from cartera.db.base import UtcDateTime, seal_json, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
@@ -323,7 +324,7 @@ class _Judged:
             self.encoded = msgspec.Raw(msgspec.json.encode({
                 "k": self.n, "channel": x["channel"], "integration_id": x["integration_id"],
                 "template_id": x["template_id"], "verdict": x["verdict"],
-                "reasons": _reasons(x), "skipped": _skipped(x)}))
+                "skipped": _skipped(x)}))
         return self.encoded
 
 
@@ -509,14 +510,15 @@ _ENQUEUE = text("""
     WITH k AS (
         SELECT * FROM jsonb_to_recordset(CAST(:keys AS jsonb)) AS k(
             k integer, channel text, integration_id bigint, template_id bigint,
-            verdict jsonb, reasons jsonb, skipped jsonb)
+            verdict jsonb, skipped jsonb)
     ), v AS MATERIALIZED (
         SELECT v.action_id, v.debtor_id, v.strategy_id, v.contact_point_id, v.address,
-            coalesce(v.variables, '{}'::jsonb) AS variables, v.not_before, k.channel,
-            k.integration_id, k.template_id, k.verdict, k.reasons, k.skipped
+            decode(v.variables, 'base64') AS variables, decode(v.detail, 'base64') AS detail,
+            v.not_before, k.channel, k.integration_id, k.template_id, k.verdict, k.skipped
         FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS v(
             action_id bigint, debtor_id bigint, strategy_id bigint, k integer,
-            contact_point_id bigint, address text, variables jsonb, not_before timestamptz)
+            contact_point_id bigint, address text, variables text, detail text,
+            not_before timestamptz)
         JOIN k ON k.k = v.k
     ), made AS (
         INSERT INTO interactions (tenant_id, debtor_id, direction, channel, status,
@@ -534,8 +536,7 @@ _ENQUEUE = text("""
     ), events AS (
         INSERT INTO interaction_events (tenant_id, interaction_id, status, at, occurred_at,
                                         source, detail)
-        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy',
-            jsonb_build_object('action_id', v.action_id, 'reasons', v.reasons)
+        SELECT :tenant, made.id, 'queued', :now, NULL, 'strategy', v.detail
         FROM made JOIN v ON v.action_id = made.action_id
     )
     UPDATE actions AS a SET status = 'dispatched', channel = v.channel, verdict = v.verdict,
@@ -550,7 +551,15 @@ _ENQUEUE = text("""
 has one: the unique ``action_id``), their first timeline events, and the actions marked
 dispatched with their outcome. The batch travels as two JSON documents: each gate key's
 route and verdict once (``keys``), and per action only its own values (``rows``); the
-trigger, the event's detail and the outcome are built from them in SQL."""
+trigger and the outcome are built from them in SQL. The interaction's ``variables`` and the
+event's ``detail`` are sealed payloads (:func:`~cartera.db.base.seal_json`), sealed in
+Python per action and carried as base64 text."""
+
+
+def _sealed(value: Any, field: str) -> str:
+    """``value`` sealed for the sealed payload column ``field``, as base64 text (for a
+    raw statement that decodes it into the column's bytes)."""
+    return base64.b64encode(seal_json(value, field)).decode()
 
 
 def _address(cp: Any) -> str:
@@ -578,7 +587,10 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
             "rows": msgspec.json.encode([{
                 "action_id": x.row.id, "debtor_id": x.row.debtor_id,
                 "strategy_id": x.row.strategy_id, "k": x.key.n, "contact_point_id": x.cp.id,
-                "address": _address(x.cp), **e}
+                "address": _address(x.cp), "not_before": e.get("not_before"),
+                "variables": _sealed(e.get("variables") or {}, "interactions.variables"),
+                "detail": _sealed({"action_id": x.row.id, "reasons": _reasons(x.routed)},
+                                  "interaction_events.detail")}
                 for x, e in zip(sends, extra, strict=True)]).decode()})
     else:
         await _enqueue_each(session, tenant_id, sends, extra, now)

@@ -16,7 +16,7 @@ are rebuilt in batch mode with the same references marked deferrable (SQLite has
 ``SET CONSTRAINTS``; this keeps its schema equal to the models).
 
 Revision ID: 0046
-Revises: 0043
+Revises: 0044
 Create Date: 2026-12-02
 """
 
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0046"
-down_revision: str | None = "0043"
+down_revision: str | None = "0044"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
