@@ -669,11 +669,7 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
                  outcomes: list[tuple[Claimed, Outcome]]) -> dict[str, int]:
     """Record provider outcomes in one short transaction, each only if its claim is still
     that attempt's (``stale`` when it had been lost). Returns how many ended in each
-    status.
-
-    PostgreSQL writes the whole group with one statement (:func:`_write_outcomes`), then
-    its events, outbox rows and part ids with one INSERT each; SQLite takes its write lock
-    first, then checks and updates by primary key."""
+    status."""
     counts: dict[str, int] = defaultdict(int)
     now = clock.now()
     async with sessionmaker() as session:
@@ -683,32 +679,28 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
             # of a second of outcomes (those messages are then sent again, at least once);
             # a worker crash loses none.
             await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-            decided = [(c, o, outcome_values(o, c.attempt)) for c, o in outcomes]
-            held = await _write_outcomes(session, decided, now)
-            judged: list[tuple[Claimed, Outcome, tuple[dict[str, Any], dict[str, Any]] | None]]
-            judged = list(decided)
-            written = True
         else:
-            judged = [(c, o, None) for c, o in outcomes]
             # SQLite has no row locks: a write first takes the database's write lock, so
             # a concurrent recorder of the same claims reads them only after this commits.
             await session.execute(update(Interaction).where(
                 Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
                 Interaction.status == "sending").values(updated_at=now))
-            held = {r.id: r for r in (await session.execute(select(
-                Interaction.id, Interaction.tenant_id, Interaction.attempts,
-                Interaction.channel, Interaction.debtor_id, Interaction.integration_id).where(
-                Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
-                Interaction.status == "sending").with_for_update())).all()}
-            written = False
+        # Locked in id order: two recorders of overlapping groups wait for each other
+        # instead of deadlocking.
+        held = {r.id: r for r in (await session.execute(select(
+            Interaction.id, Interaction.tenant_id, Interaction.attempts, Interaction.channel,
+            Interaction.debtor_id, Interaction.integration_id).where(
+            Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
+            Interaction.status == "sending").order_by(Interaction.id)
+            .with_for_update())).all()}
         rows, events, moved, part_ids = [], [], [], []
-        for claimed, outcome, known in judged:
+        for claimed, outcome in outcomes:
             current = held.get(claimed.interaction_id)
             if current is None or current.attempts != claimed.attempt:
                 counts["stale"] += 1
                 continue
             await _suppress_if_told(session, claimed, current.channel, outcome, now)
-            values, event = known or outcome_values(outcome, claimed.attempt)
+            values, event = outcome_values(outcome, claimed.attempt)
             rows.append({**_OUTCOME_COLUMNS, **values, "id": claimed.interaction_id,
                          "updated_at": now})
             events.append({"tenant_id": claimed.tenant_id,
@@ -722,64 +714,13 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
             if values["status"] != "queued":
                 moved.append((current, current.debtor_id, values["status"]))
         if rows:
-            if not written:
-                await session.execute(update(Interaction), rows)
+            await session.execute(update(Interaction), rows)
             await session.execute(insert(InteractionEvent), events)
             await outbox.emit_interactions(session, moved)
         if part_ids:
             await session.execute(insert(MessagePartId), part_ids)
         await session.commit()
     return dict(counts)
-
-
-_WRITE_OUTCOMES = text("""
-    WITH locked AS (
-        SELECT id FROM interactions
-        WHERE id = ANY(CAST(:ids AS bigint[])) AND tenant_id = :tenant_id
-          AND status = 'sending'
-        ORDER BY id FOR UPDATE)
-    UPDATE interactions AS i
-    SET status = o.status, provider_message_id = o.provider_message_id,
-        failure_code = o.failure_code, failure_reason = o.failure_reason,
-        not_before = o.not_before, cost_minor = o.cost_minor, cost_currency = o.cost_currency,
-        claimed_until = NULL, updated_at = :now
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]),
-                CAST(:statuses AS varchar[]), CAST(:provider_ids AS varchar[]),
-                CAST(:codes AS varchar[]), CAST(:reasons AS text[]),
-                CAST(:not_before AS timestamptz[]), CAST(:cost_minor AS bigint[]),
-                CAST(:cost_currency AS varchar[]))
-         AS o(id, attempt, status, provider_message_id, failure_code, failure_reason,
-              not_before, cost_minor, cost_currency)
-    WHERE i.id = o.id AND i.id IN (SELECT id FROM locked) AND i.tenant_id = :tenant_id
-      AND i.status = 'sending' AND i.attempts = o.attempt
-    RETURNING i.id, i.tenant_id, i.attempts, i.channel, i.debtor_id, i.integration_id
-""")
-
-
-async def _write_outcomes(session: AsyncSession,
-                          judged: list[tuple[Claimed, Outcome, tuple[dict[str, Any],
-                                                                    dict[str, Any]]]],
-                          now: datetime) -> dict[int, Any]:
-    """PostgreSQL: every outcome of a group in one ``UPDATE ... FROM unnest(...)``, each
-    row only while its claim is still that attempt's (``status = 'sending'`` and the same
-    ``attempts``: a concurrent re-claim makes the row fail the re-check and it is left
-    alone). The rows are locked first in id order, so two recorders of overlapping groups
-    wait for each other instead of deadlocking. Returns the rows written by id (those
-    missing are stale). Touches no sealed column (address, variables, content)."""
-    full = [{**_OUTCOME_COLUMNS, **values} for _, _, (values, _) in judged]
-
-    def column(name: str) -> list[Any]:
-        return [row[name] for row in full]
-
-    written = await session.execute(_WRITE_OUTCOMES, {
-        "now": now, "tenant_id": judged[0][0].tenant_id,
-        "ids": [c.interaction_id for c, _, _ in judged],
-        "attempts": [c.attempt for c, _, _ in judged],
-        "statuses": column("status"),
-        "provider_ids": column("provider_message_id"), "codes": column("failure_code"),
-        "reasons": column("failure_reason"), "not_before": column("not_before"),
-        "cost_minor": column("cost_minor"), "cost_currency": column("cost_currency")})
-    return {r.id: r for r in written.all()}
 
 
 def part_id_rows(claimed: Claimed, integration_id: int | None,
