@@ -679,11 +679,20 @@ async def record(sessionmaker: async_sessionmaker[AsyncSession],
             # of a second of outcomes (those messages are then sent again, at least once);
             # a worker crash loses none.
             await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        else:
+            # SQLite has no row locks: a write first takes the database's write lock, so
+            # a concurrent recorder of the same claims reads them only after this commits.
+            await session.execute(update(Interaction).where(
+                Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
+                Interaction.status == "sending").values(updated_at=now))
+        # Locked in id order: two recorders of overlapping groups wait for each other
+        # instead of deadlocking.
         held = {r.id: r for r in (await session.execute(select(
             Interaction.id, Interaction.tenant_id, Interaction.attempts, Interaction.channel,
             Interaction.debtor_id, Interaction.integration_id).where(
             Interaction.id.in_([c.interaction_id for c, _ in outcomes]),
-            Interaction.status == "sending").with_for_update())).all()}
+            Interaction.status == "sending").order_by(Interaction.id)
+            .with_for_update())).all()}
         rows, events, moved, part_ids = [], [], [], []
         for claimed, outcome in outcomes:
             current = held.get(claimed.interaction_id)
