@@ -196,12 +196,10 @@ _pii_ciphers: dict[tuple[str | None, ...], PiiCipher] = {}
 def pii_cipher() -> PiiCipher:
     """The process's :class:`PiiCipher` for the configured master keys (cached per key
     configuration: the master key, the old keys and the embedded home they may come from)."""
-    env = os.environ
-    config = (env.get("CARTERA_MASTER_KEY"), env.get("CARTERA_OLD_MASTER_KEYS"),
-              env.get("CARTERA_HOME"))
+    config = _key_config()
     cipher = _pii_ciphers.get(config)
     if cipher is None:
-        ring = keyring()
+        ring = payload_keyring()
         cipher = PiiCipher(ring.primary_key, ring.old_keys)
         _pii_ciphers.clear()
         _pii_ciphers[config] = cipher
