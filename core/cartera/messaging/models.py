@@ -59,8 +59,9 @@ class Interaction(DebtorOwned, Base):
 
     Its tenant is checked through its debtor (``(tenant_id, debtor_id)`` references
     ``debtors (tenant_id, id)``, migration 0048): no reference to ``tenants`` of its own, one
-    check less per enqueued message. A reply from an unknown sender has no debtor; its
-    tenant is the integration's that received it."""
+    check less per enqueued message. A reply from an unknown sender has no debtor: its
+    ``tenant_id``, the receiving integration's, is then checked by no reference (nothing
+    deletes a tenant)."""
 
     __tablename__ = "interactions"
     __table_args__ = (

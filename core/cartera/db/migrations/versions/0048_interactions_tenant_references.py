@@ -9,8 +9,9 @@ interaction). The two tenant references now come from the parents:
   ``debtors (tenant_id, id)`` ``ON DELETE CASCADE`` (as every debtor-owned table): it
   replaces ``fk_interactions_debtor_id_debtors`` (``debtor_id`` → ``debtors (id)``, which let
   an interaction name another tenant's debtor) and ``fk_interactions_tenant_id_tenants``;
-  an interaction without a debtor (a reply from an unknown sender) has its tenant from the
-  integration that received it;
+  an interaction without a debtor (a reply from an unknown sender) has its ``tenant_id``
+  from the integration that received it, checked by no reference (nothing deletes a
+  tenant);
 * ``uq_interactions_id_tenant_id``: ``interactions (id, tenant_id)`` unique (``id`` alone
   is), what the events' reference needs;
 * ``fk_interaction_events_interaction_id_interactions``: now ``interaction_events
