@@ -220,3 +220,55 @@ async def test_a_run_judges_each_gate_key_once_across_its_batches(
             "sms", integration, [])
         assert got[ids[action_id]]["verdict"] == verdict
     assert sorted(subject for subject, n in decided if n == 1) == sorted(ids)
+
+
+async def test_only_the_contact_point_a_message_goes_to_is_opened(
+        tenant: TenantClient, app: Litestar, provider: FakeHTTPServer, run_jobs: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate never reads a contact point's value: the batch reads the values sealed as
+    stored and opens only the one each message is sent to (once, to seal it again for
+    ``interactions.address``), with the ciphers looked up once a batch, not per value."""
+    from cartera import crypto
+    from cartera.strategies import dispatch
+
+    seg = await segments(tenant)
+    await sms_integration(tenant, provider)
+    sms = await template(tenant)
+    ids = [await debtor(tenant, f"THREE{i}", ("PEN", "50.00", 9), contact_points=[
+        {"kind": "phone", "value": f"+5199912{i}000", "consent": "granted"},
+        {"kind": "phone", "value": f"+5199913{i}000", "consent": "revoked"},
+        {"kind": "email", "value": f"d{i}@example.com", "consent": "granted"}])
+        for i in range(4)]
+    await strategy(tenant, "s", [seg["late"]], [{
+        "key": "one", "kind": "message", "anchor": "previous_step", "window": ALWAYS,
+        "channels": [{"channel": "sms", "template_id": sms}]}])
+    await plan(tenant, run_jobs)
+    opened: list[str] = []
+    looked_up: list[str] = []
+    real_open = crypto.PiiCipher.open
+
+    def counted_open(self: crypto.PiiCipher, sealed: str, field: str) -> str:
+        if field == "contact_points.value":
+            opened.append(sealed)
+        return real_open(self, sealed, field)
+
+    for name in ("pii_cipher", "payload_keyring"):
+        if hasattr(dispatch, name):
+            real = getattr(dispatch, name)
+            monkeypatch.setattr(dispatch, name, lambda _r=real, _n=name: (
+                looked_up.append(_n), _r())[1])
+    monkeypatch.setattr(crypto.PiiCipher, "open", counted_open)
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        done = await dispatch_due(session, current_host(), app.state.ctx.jobs,
+                                  tenant.tenant_id)
+    monkeypatch.undo()
+    assert done == {"dispatched": 4, "deferred": 0, "denied": 0}
+    assert len(opened) == 4  # one per message, not the batch's twelve contact points
+    # One cipher of each kind for the whole batch (PostgreSQL's raw statement; SQLite's
+    # Core insert seals through the column types).
+    assert len(looked_up) <= 2
+    got = {a["debtor_id"]: a for a in await actions(tenant)}
+    for i, d in enumerate(ids):
+        interaction = (await tenant.api.get(
+            f"/v1/interactions/{got[d]['outcome']['interaction_id']}")).json()
+        assert interaction["address"] == f"+5199912{i}000"

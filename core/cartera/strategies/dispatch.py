@@ -43,6 +43,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     String,
+    Text,
     and_,
     any_,
     bindparam,
@@ -55,6 +56,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,8 +65,8 @@ from cartera import clock
 from cartera.compliance import decisions
 from cartera.compliance.service import GatePolicy
 from cartera.compliance.service import load_policy as load_gate_policy
-from cartera.crypto import pii_cipher
-from cartera.db.base import UtcDateTime, seal_json, table_of
+from cartera.crypto import payload_keyring, pii_cipher
+from cartera.db.base import UtcDateTime, payload_context, table_of
 from cartera.db.engine import tenant_session
 from cartera.integrations.models import Integration
 from cartera.jobs.registry import JobContext, current_runner, every_minute, job
@@ -190,7 +192,9 @@ class _Point:
 
     id: int
     kind: str
-    value: str
+    sealed: str
+    """The value as stored (sealed for ``contact_points.value``): the gate never reads it,
+    so only the contact point an action is sent to is opened (:class:`_Sealer`)."""
     consent: str
     opted_out_channels: list[str]
     suppressions: dict[str, Any]
@@ -276,7 +280,7 @@ async def load_batch(session: AsyncSession, tenant_id: int, debtor_ids: list[int
     points: dict[int, list[_Point]] = defaultdict(list)
     seen: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
     for row in (await session.execute(select(
-            cp.c.debtor_id, cp.c.id, cp.c.kind, cp.c.value, cp.c.consent,
+            cp.c.debtor_id, cp.c.id, cp.c.kind, type_coerce(cp.c.value, Text), cp.c.consent,
             cast(cp.c.opted_out_channels, String), cast(cp.c.suppressions, String),
             cp.c.origin, cp.c.label).where(_among(cp.c.debtor_id, ids, dialect))
             .order_by(cp.c.debtor_id, cp.c.preferred.desc(), cp.c.id))).all():
@@ -316,6 +320,15 @@ class _Judged:
     routed: dict[str, Any]
     judged: list[dict[str, Any]]
     encoded: msgspec.Raw | None = None
+    reasons: bytes | None = None
+
+    def detail(self, action_id: int) -> bytes:
+        """The JSON of an action's first timeline event detail, ``{"action_id",
+        "reasons"}`` (the key's reason codes, encoded once a run), as
+        ``msgspec.json.encode`` writes it."""
+        if self.reasons is None:
+            self.reasons = msgspec.json.encode(_reasons(self.routed))
+        return b'{"action_id":%d,"reasons":%b}' % (action_id, self.reasons)
 
     def as_key(self) -> msgspec.Raw:
         """The key's row of :data:`_ENQUEUE`'s ``keys``, encoded once a run."""
@@ -556,18 +569,31 @@ event's ``detail`` are sealed payloads (:func:`~cartera.db.base.seal_json`), sea
 Python per action and carried as base64 text."""
 
 
-def _sealed(value: Any, field: str) -> str:
-    """``value`` sealed for the sealed payload column ``field``, as base64 text (for a
-    raw statement that decodes it into the column's bytes)."""
-    return base64.b64encode(seal_json(value, field)).decode()
+class _Sealer:
+    """The sealing of one batch's enqueue, for the raw statement :data:`_ENQUEUE` (which
+    bypasses the column types): the ciphers are looked up once a batch, not per value."""
+
+    def __init__(self) -> None:
+        self.pii = pii_cipher()
+        self.ring = payload_keyring()
+        self.variables = payload_context("interactions.variables")
+        self.detail = payload_context("interaction_events.detail")
+
+    def address(self, cp: _Point) -> str:
+        """The address a queued interaction is sent to: its contact point's value, opened
+        and sealed for ``interactions.address`` as the column holds it (the one place a raw
+        SQL write of ``interactions.address`` takes its value from)."""
+        return self.pii.seal(self.pii.open(cp.sealed, "contact_points.value"),
+                             "interactions.address")
+
+    def payload(self, data: bytes, context: bytes) -> str:
+        """``data`` (JSON) sealed as a sealed payload column holds it
+        (:func:`~cartera.db.base.seal_payload`), as base64 text for the statement to
+        decode into the column's bytes."""
+        return base64.b64encode(self.ring.seal(data, context=context)).decode()
 
 
-def _address(cp: Any) -> str:
-    """The address a queued interaction is sent to: its contact point's value, as the raw
-    statement :data:`_ENQUEUE` writes it (the one place a raw SQL write of
-    ``interactions.address`` takes its value from; the SQLite path's Core insert goes
-    through the column's type instead), sealed as the column holds it."""
-    return pii_cipher().seal(str(cp.value), "interactions.address")
+_NO_VARIABLES = msgspec.json.encode({})
 
 
 async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
@@ -581,16 +607,17 @@ async def _enqueue(session: AsyncSession, runner: Any, tenant_id: int,
     paylinks.hold(extra, options, now)  # a step's payment link is made before it is sent
     if session.get_bind().dialect.name == "postgresql":
         keys = {x.key.n: x.key for x in sends}
+        sealer = _Sealer()
         await session.execute(_ENQUEUE, {
             "tenant": tenant_id, "now": now,
             "keys": msgspec.json.encode([k.as_key() for k in keys.values()]).decode(),
             "rows": msgspec.json.encode([{
                 "action_id": x.row.id, "debtor_id": x.row.debtor_id,
                 "strategy_id": x.row.strategy_id, "k": x.key.n, "contact_point_id": x.cp.id,
-                "address": _address(x.cp), "not_before": e.get("not_before"),
-                "variables": _sealed(e.get("variables") or {}, "interactions.variables"),
-                "detail": _sealed({"action_id": x.row.id, "reasons": _reasons(x.routed)},
-                                  "interaction_events.detail")}
+                "address": sealer.address(x.cp), "not_before": e.get("not_before"),
+                "variables": sealer.payload(msgspec.json.encode(e["variables"]) if e.get(
+                    "variables") else _NO_VARIABLES, sealer.variables),
+                "detail": sealer.payload(x.key.detail(x.row.id), sealer.detail)}
                 for x, e in zip(sends, extra, strict=True)]).decode()})
     else:
         await _enqueue_each(session, tenant_id, sends, extra, now)
@@ -637,6 +664,7 @@ async def _enqueue_each(session: AsyncSession, tenant_id: int, sends: list[_Send
     """SQLite (one writer at a time, so a look first is enough): a multi-row INSERT each
     for the actions without an interaction yet, then the actions."""
     it = table_of(Interaction)
+    cipher = pii_cipher()
     ids: dict[int, int] = {int(a): int(i) for a, i in (await session.execute(select(
         it.c.action_id, it.c.id).where(it.c.action_id.in_([x.row.id for x in sends])))).all()}
     new = [(x, e) for x, e in zip(sends, extra, strict=True) if x.row.id not in ids]
@@ -647,7 +675,8 @@ async def _enqueue_each(session: AsyncSession, tenant_id: int, sends: list[_Send
                 "channel": x.routed["channel"], "status": "queued",
                 "integration_id": x.routed["integration_id"],
                 "template_id": x.routed["template_id"], "contact_point_id": x.cp.id,
-                "address": x.cp.value, "obligation_ids": [], "content": None,
+                "address": cipher.open(x.cp.sealed, "contact_points.value"),
+                "obligation_ids": [], "content": None,
                 "verdict": x.routed["verdict"], "created_at": now, "updated_at": now,
                 "trigger": _trigger(x.row), "action_id": x.row.id, "variables": {},
                 "not_before": None, **e}
