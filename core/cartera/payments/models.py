@@ -23,6 +23,7 @@ from cartera.db.base import (
     DebtorOwned,
     JsonType,
     SealedJson,
+    SealedString,
     TenantScoped,
     UtcDateTime,
     debtor_fk,
@@ -132,7 +133,8 @@ class PaymentLink(DebtorOwned, Base):
     """While a request is calling the provider for this reserved link: the others wait for
     its URL instead of calling too (a second call with the same key would carry another
     body); after this instant the call counts as abandoned and the next request makes it."""
-    status_reason: Mapped[str | None] = mapped_column(String(200))
+    status_reason: Mapped[str | None] = mapped_column(
+        SealedString("payment_links.status_reason"))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
