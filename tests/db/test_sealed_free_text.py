@@ -1,8 +1,9 @@
 """Free text that can hold personal data is sealed at rest (randomized AES-256-GCM bound to
-its field, migration 0049): promises' and arrangements' notes and cancel reasons, tasks'
-notes, payment links' status reasons, ERP postings' messages and webhook receivers'
-response excerpts. Raw rows hold no plaintext, the API returns it as before, ``secrets
-rotate`` reseals it, and 0049 seals the rows stored before it (its downgrade opens them)."""
+its field, migration 0049): promises' and arrangements' notes and cancel reasons, tasks',
+offers' and reconciliation resolutions' notes, payment links' status reasons, payments'
+reversal reasons, ERP postings' messages and webhook receivers' response excerpts. Raw rows
+hold no plaintext, the API returns it as before, ``secrets rotate`` reseals it, and 0049
+seals the rows stored before it (its downgrade opens them)."""
 
 from __future__ import annotations
 
@@ -159,6 +160,47 @@ async def test_a_receivers_response_excerpt_is_stored_sealed(
     await assert_sealed(app, "event_delivery_attempts", "response_excerpt", attempt["id"], body)
 
 
+async def test_a_payment_reversal_reason_is_stored_sealed(
+        tenant: TenantClient, app: Litestar) -> None:
+    from tests.negotiation.test_promises import pay
+
+    payment_id = await pay(tenant, await debtor(tenant), "20.00")
+    r = await tenant.api.post(f"/v1/payments/{payment_id}/reverse", json={"reason": REASON})
+    assert r.status_code == 201, r.text
+    await assert_sealed(app, "payments", "reversal_reason", payment_id, REASON)
+    shown = (await tenant.api.get(f"/v1/payments/{payment_id}")).json()
+    assert (shown["status"], shown["reversal_reason"]) == ("reversed", REASON)
+
+
+async def test_an_offer_note_is_stored_sealed(tenant: TenantClient, app: Litestar) -> None:
+    from tests.offers.helpers import debt, offer
+
+    debtor_id, _ = await debt(tenant.api, "O-1", "60.00")
+    o = await offer(tenant.api, debtor_id=debtor_id, discount_percent="5", note=NOTE)
+    assert o["note"] == NOTE
+    await assert_sealed(app, "offers", "note", o["id"], NOTE)
+    assert (await tenant.api.get(f"/v1/offers/{o['id']}")).json()["note"] == NOTE
+
+
+async def test_a_reconciliation_resolution_note_is_stored_sealed(
+        tenant: TenantClient, http: Any, app: Litestar, run_jobs: RunJobs,
+        mercadopago: Any) -> None:
+    from tests.payments.mp import notify
+    from tests.payments.test_reconciliation import exceptions, setup
+
+    integ, _, _, made = await setup(tenant, mercadopago, "100.00")
+    mercadopago.add_payment("9400", "70.00", external_reference=f"plink_{made['id']}")
+    await notify(http, integ, "9400", notification_id=40)
+    await run_jobs()
+    [exc] = await exceptions(tenant, status="open")
+    r = await tenant.api.post(f"/v1/reconciliation/exceptions/{exc['id']}/resolve",
+                              json={"resolution": "apply", "note": NOTE})
+    assert (r.status_code, r.json()["note"]) == (200, NOTE), r.text
+    await assert_sealed(app, "reconciliation_exceptions", "note", exc["id"], NOTE)
+    [shown] = await exceptions(tenant, status="resolved")
+    assert shown["note"] == NOTE
+
+
 async def test_rotation_reseals_the_sealed_free_text(
         tenant: TenantClient, app: Litestar) -> None:
     from cartera import crypto
@@ -222,7 +264,17 @@ _BEFORE = [
     f"(1, 1, 10, 5, 'mercadopago', 'balance', 'balance', 'PEN', 100, '[]', 'd', 'cancelled', "
     f"{_T0}, 'k1', 'ana', {_T0}, {_T0}, :reason)",
     "INSERT INTO payments (id, tenant_id, debtor_id, currency, amount_minor, unapplied_minor, "
-    f"paid_on, status, created_at) VALUES (30, 1, 10, 'PEN', 100, 0, {_T0}, 'applied', {_T0})",
+    f"paid_on, status, created_at, reversal_reason) VALUES (30, 1, 10, 'PEN', 100, 0, {_T0}, "
+    f"'reversed', {_T0}, :reason)",
+    "INSERT INTO offers (id, tenant_id, debtor_id, kind, currency, obligation_ids, "
+    "covered_minor, lawful_minor, discount_minor, discount_bps, amount_minor, installments, "
+    "days_past_due, status, expires_at, requested_by, requester_limit_bps, "
+    "approval_limit_bps, paid_minor, created_on, created_at, updated_at, note) VALUES (1, 1, "
+    f"10, 'discount', 'PEN', '[]', 100, 100, 5, 500, 95, '[]', 30, 'expired', {_T0}, 'ana', "
+    f"1000, 2000, 0, {_T0}, {_T0}, {_T0}, :note)",
+    "INSERT INTO reconciliation_exceptions (id, tenant_id, provider, provider_payment_id, "
+    "kind, detail, status, created_at, provider_view, note) VALUES (1, 1, 'mercadopago', "
+    f"'9400', 'amount_mismatch', 'd', 'resolved', {_T0}, :blob, :note)",
     "INSERT INTO erp_postings (id, tenant_id, integration_id, payment_id, status, attempts, "
     f"next_attempt_at, created_at, message) VALUES (1, 1, 5, 30, 'rejected', 1, {_T0}, {_T0}, "
     ":reason)",
@@ -240,12 +292,16 @@ _BEFORE = [
 ]
 _COLUMNS = {"promises": ("note", "cancel_reason"), "arrangements": ("note", "cancel_reason"),
             "tasks": ("note",), "payment_links": ("status_reason",),
-            "erp_postings": ("message",), "event_delivery_attempts": ("response_excerpt",)}
+            "erp_postings": ("message",), "event_delivery_attempts": ("response_excerpt",),
+            "payments": ("reversal_reason",), "offers": ("note",),
+            "reconciliation_exceptions": ("note",)}
 _PLAIN = {"promises.note": [NOTE, None], "promises.cancel_reason": [REASON, None],
           "arrangements.note": [NOTE], "arrangements.cancel_reason": [REASON],
           "tasks.note": [NOTE], "payment_links.status_reason": [REASON],
           "erp_postings.message": [REASON],
-          "event_delivery_attempts.response_excerpt": [REASON, None]}
+          "event_delivery_attempts.response_excerpt": [REASON, None],
+          "payments.reversal_reason": [REASON], "offers.note": [NOTE],
+          "reconciliation_exceptions.note": [NOTE]}
 
 
 def _scan(conn: Any) -> dict[str, list[Any]]:

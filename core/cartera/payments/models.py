@@ -64,7 +64,8 @@ class Payment(DebtorOwned, Base):
     reference: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="applied")
     reversed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    reversal_reason: Mapped[str | None] = mapped_column(String(500))
+    reversal_reason: Mapped[str | None] = mapped_column(
+        SealedString("payments.reversal_reason"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Refunded so far (a partial refund): what is applied is ``amount - refunded``; a full
@@ -177,7 +178,7 @@ class ReconciliationException(TenantScoped, Base):
     payer's name, e-mail, document): sealed, never queried in SQL."""
     status: Mapped[str] = mapped_column(String(16), default="open")
     resolution: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("reconciliation_exceptions.note"))
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

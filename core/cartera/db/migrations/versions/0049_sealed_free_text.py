@@ -1,11 +1,12 @@
-"""sealed free text: notes, cancel reasons, ERP messages and receivers' responses at rest
+"""sealed free text: notes, cancel and reversal reasons, ERP messages, receivers' responses
 
 The free text below can hold personal data (a collector's note naming the debtor's relative
-or phone, why a promise or a payment link was cancelled, an ERP's rejection quoting the
-payer, the body a webhook receiver answered with) and is never filtered, sorted or matched
-in SQL. Each column becomes ``LargeBinary`` holding its UTF-8 text sealed with randomized
-AES-256-GCM under the master key, bound to its field ``table.column``
-(:class:`cartera.db.base.SealedString`, as 0044 sealed the row-error reasons):
+or phone, why a promise, a payment link or a payment was cancelled or reversed, an ERP's
+rejection quoting the payer, the body a webhook receiver answered with) and is never
+filtered, sorted or matched in SQL. Each column becomes ``LargeBinary`` holding its UTF-8
+text sealed with randomized AES-256-GCM under the master key, bound to its field
+``table.column`` (:class:`cartera.db.base.SealedString`, as 0044 sealed the row-error
+reasons):
 
 * ``promises.note``, ``promises.cancel_reason``;
 * ``arrangements.note``, ``arrangements.cancel_reason``;
@@ -13,7 +14,9 @@ AES-256-GCM under the master key, bound to its field ``table.column``
 * ``payment_links.status_reason`` (the reason given when cancelling a link, or why it
   ended);
 * ``erp_postings.message`` (the ERP's rejection, or why the last attempt failed);
-* ``event_delivery_attempts.response_excerpt`` (the start of a receiver's response body).
+* ``event_delivery_attempts.response_excerpt`` (the start of a receiver's response body);
+* ``payments.reversal_reason``, ``offers.note``, ``reconciliation_exceptions.note`` (the
+  resolution's note).
 
 Every column is nullable. Each is replaced as 0044 did: a new nullable column is added, the
 rows holding a value are sealed into it a batch of rows at a time (one SELECT and one
@@ -47,6 +50,9 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("payment_links", "status_reason", 200),
     ("erp_postings", "message", 1000),
     ("event_delivery_attempts", "response_excerpt", 200),
+    ("payments", "reversal_reason", 500),
+    ("offers", "note", 500),
+    ("reconciliation_exceptions", "note", 500),
 )
 """(table, column, the former ``VARCHAR`` length); every table's primary key is ``id``."""
 
