@@ -109,11 +109,11 @@ async def reseal_payloads(session: AsyncSession, keyring: Keyring,
                           batch: int = RESEAL_BATCH,
                           metadata: MetaData | None = None) -> dict[str, int]:
     """Re-seal every sealed payload of :func:`sealed_payloads` (of ``metadata``, default
-    every mapped table) not sealed under
-    ``keyring``'s primary key, a batch of rows at a time in primary-key order: one SELECT
-    of the raw sealed bytes and one executemany UPDATE of the rows that had a value sealed
-    under an old key (rows already under the primary key are not rewritten, so a second
-    run rewrites nothing). Returns how many rows of each table were rewritten."""
+    every mapped table) not sealed under ``keyring``'s primary key, a batch of rows at a
+    time in primary-key order: one SELECT of the raw sealed bytes and one executemany
+    UPDATE of the rows that had a value sealed under an old key (rows already under the
+    primary key are not rewritten, so a second run rewrites nothing). Returns how many rows
+    of each table were rewritten."""
     counts: dict[str, int] = {}
     for sealed in sealed_payloads(metadata):
         name, pk, columns = sealed.name, sealed.key, sealed.columns
