@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_events.py [--events 5000] [--workers 2] [--concurrency 32]
         [--debtors 500] [--receiver-workers 1] [--worker-args "--pipelines 2"]
+        [--response-bytes 0]
         [--database-url postgresql://postgres@127.0.0.1/cartera_bench_events]
 
 Recreates the database, migrates it, makes a tenant with one webhook endpoint pointing at
@@ -48,6 +49,11 @@ from cartera.settings import Settings, install_settings
 from cartera.tenants.service import create_tenant
 
 RECEIVER = '''
+import os
+
+BODY = b"x" * int(os.environ.get("BENCH_RESPONSE_BYTES", "0"))
+
+
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
@@ -55,8 +61,9 @@ async def app(scope, receive, send):
     while more:
         message = await receive()
         more = message.get("more_body", False)
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+    await send({"type": "http.response.start", "status": 200 if BODY else 204,
+                "headers": []})
+    await send({"type": "http.response.body", "body": BODY})
 '''
 EGRESS = "127.0.0.1"
 
@@ -161,6 +168,9 @@ def main() -> None:
                         help="uvicorn processes serving the receiver")
     parser.add_argument("--worker-args", default="",
                         help="more arguments for each `cartera events deliver`")
+    parser.add_argument("--response-bytes", type=int, default=0,
+                        help="the receiver answers 200 with this many bytes (0: 204, no "
+                             "body): each attempt then logs a response excerpt")
     args = parser.parse_args()
     url = recreate_postgres(args.database_url)
     migrate.upgrade(url)
@@ -169,7 +179,8 @@ def main() -> None:
         receiver = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "receiver:app", "--host", "127.0.0.1",
              "--port", str(args.port), "--log-level", "warning", "--no-access-log",
-             "--backlog", "1024", "--workers", str(args.receiver_workers)], cwd=tmp)
+             "--backlog", "1024", "--workers", str(args.receiver_workers)], cwd=tmp,
+            env={**os.environ, "BENCH_RESPONSE_BYTES": str(args.response_bytes)})
         workers: list[subprocess.Popen[bytes]] = []
         try:
             time.sleep(1.5)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import secrets
 
+import pytest
 from cartera_sdk.testkit import FakeHTTPServer
 from litestar import Litestar
-from sqlalchemy import select, text
+from sqlalchemy import BigInteger, Column, Integer, MetaData, Table, insert, select, text
 
 from cartera.api.idempotency import body_context
 from cartera.api.models import IdempotencyRecord
 from cartera.auth.keys import SIGNING_KEY_CONTEXT
 from cartera.auth.models import SigningKey
 from cartera.crypto import Keyring, PiiCipher
+from cartera.db.base import Base, SealedJson, SealedString, SealedText, payload_context
 from cartera.events.endpoints import secret_context
 from cartera.events.models import WebhookEndpoint
 from cartera.integrations.models import Integration
 from cartera.integrations.service import secrets_context
-from cartera.secrets_rotation import reseal_all
+from cartera.secrets_rotation import (
+    reseal_all,
+    reseal_payloads,
+    reseal_personal_data,
+    sealed_payloads,
+    sealed_tables,
+)
 from tests.conftest import TenantClient
 from tests.integrations.test_integrations import create
 
@@ -79,3 +87,79 @@ async def test_reseal_all_moves_every_secret_to_the_new_key(tenant: TenantClient
         # Put things back for the rest of the session's tests.
         await reseal_all(session, Keyring(current._primary, [new_key]))
         await session.commit()
+
+
+def test_rotation_covers_every_sealed_column_of_every_model() -> None:
+    """Every column of every mapped table whose type seals (any ``Sealed*`` type of
+    :mod:`cartera.db.base`, a new one included) is one a rotation reseals, once, under the
+    field its type seals with, by its table's primary key."""
+    import cartera.db.base as base
+    import cartera.db.models  # noqa: F401  (every domain's tables registered)
+
+    sealing = tuple(v for k, v in vars(base).items()
+                    if k.startswith("Sealed") and isinstance(v, type))
+    assert len(sealing) >= 4
+    every = {(name, c.name): c for name, tbl in Base.metadata.tables.items()
+             for c in tbl.columns if isinstance(c.type, sealing)}
+    assert ("promises", "note") in every and ("outbox_events", "data_sealed") in every
+    planned = [(t, column, field) for t in sealed_payloads() + sealed_tables((SealedText,))
+               for column, field in zip(t.columns, t.fields, strict=True)]
+    assert sorted((t.name, column) for t, column, _ in planned) == sorted(every)
+    for t, column, field in planned:
+        assert field == f"{t.name}.{column}" == every[(t.name, column)].type.field
+        [key] = Base.metadata.tables[t.name].primary_key.columns
+        assert t.key == key.name
+    assert {t.name: t.key for t in sealed_payloads()}["outbox_events"] == "seq"
+
+
+def test_a_sealed_column_in_a_table_without_a_single_key_is_refused() -> None:
+    metadata = MetaData()
+    Table("pairs", metadata, Column("a", Integer, primary_key=True),
+          Column("b", Integer, primary_key=True), Column("v", SealedString("pairs.v")))
+    with pytest.raises(RuntimeError, match="pairs"):
+        sealed_payloads(metadata)
+
+
+async def test_rotation_reseals_a_table_keyed_by_another_column(app: Litestar) -> None:
+    """Found from the column types of any table, keyed by whatever its primary key is
+    (here ``seq``, as ``outbox_events``): payloads and personal data, a batch at a time."""
+    from cartera import crypto
+
+    metadata = MetaData()
+    probe = Table("rotation_probe", metadata,
+                  Column("seq", BigInteger().with_variant(Integer(), "sqlite"),
+                         primary_key=True, autoincrement=False),
+                  Column("blob", SealedJson("rotation_probe.blob")),
+                  Column("name", SealedText("rotation_probe.name")))
+    current = crypto.keyring()
+    new_key = secrets.token_bytes(32)
+    rotated = Keyring(new_key, [current.primary_key])
+    engine = app.state.ctx.engine
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(insert(probe), [
+                {"seq": i, "blob": {"n": i}, "name": f"Ana {i}" if i % 2 else None}
+                for i in range(1, 8)])
+        async with app.state.ctx.sessionmaker() as session:
+            counts = await reseal_payloads(session, rotated, batch=3, metadata=metadata)
+            people = await reseal_personal_data(session, PiiCipher(new_key,
+                                                                   [current.primary_key]),
+                                                batch=3, metadata=metadata)
+            await session.commit()
+        assert (counts, people) == ({"rotation_probe": 7}, 4)
+        async with engine.connect() as conn:
+            rows = (await conn.exec_driver_sql(
+                "SELECT seq, blob, name FROM rotation_probe ORDER BY seq")).all()
+        only_new, only_new_pii = Keyring(new_key), PiiCipher(new_key)
+        assert [(seq, only_new.open(bytes(blob), context=payload_context(
+            "rotation_probe.blob")), None if name is None else only_new_pii.open(
+            name, "rotation_probe.name")) for seq, blob, name in rows] == [
+            (i, b'{"n":%d}' % i, f"Ana {i}" if i % 2 else None) for i in range(1, 8)]
+        async with app.state.ctx.sessionmaker() as session:  # a second run rewrites nothing
+            again = await reseal_payloads(session, rotated, batch=3, metadata=metadata)
+        assert again == {"rotation_probe": 0}
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all)

@@ -23,7 +23,7 @@ from cartera.db.base import (
     payload_context,
     seal_json,
 )
-from cartera.secrets_rotation import SEALED_PAYLOADS, reseal_payloads
+from cartera.secrets_rotation import reseal_payloads, sealed_payloads
 from tests.conftest import TenantClient
 from tests.messaging.test_templates import SMS, debtor_with_debt
 from tests.messaging.test_twilio_end_to_end import ACCOUNT, TOKEN, callback, twilio
@@ -57,12 +57,12 @@ async def _raw(app: Litestar, tenant_id: int) -> dict[str, list[bytes]]:
     """Every sealed payload column's stored bytes for ``tenant_id``, read with plain SQL."""
     found: dict[str, list[bytes]] = {}
     async with app.state.ctx.sessionmaker() as session:
-        for name, _, columns in SEALED_PAYLOADS:
-            for column in columns:
+        for sealed in sealed_payloads():
+            for column in sealed.columns:
                 rows = (await session.execute(text(
-                    f'SELECT "{column}" FROM {name} WHERE tenant_id = :t'),
+                    f'SELECT "{column}" FROM {sealed.name} WHERE tenant_id = :t'),
                     {"t": tenant_id})).scalars().all()
-                found[f"{name}.{column}"] = [bytes(v) for v in rows if v is not None]
+                found[f"{sealed.name}.{column}"] = [bytes(v) for v in rows if v is not None]
     return found
 
 

@@ -115,7 +115,7 @@ class SealedBytes(TypeDecorator[bytes]):
     value can be queried in SQL (not even equality: each seal differs). Raw SQL that
     bypasses the type seals and opens with :func:`seal_payload` / :func:`open_payload` and
     the same ``field``; ``cartera secrets rotate`` reseals the column
-    (:data:`cartera.secrets_rotation.SEALED_PAYLOADS`)."""
+    (every column of this type: :func:`cartera.secrets_rotation.sealed_payloads`)."""
 
     impl = LargeBinary
     cache_ok = True

@@ -133,7 +133,7 @@ class ErpPosting(TenantScoped, Base):
     payment_id: Mapped[int] = mapped_column(BigId, ForeignKey("payments.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     erp_document_id: Mapped[str | None] = mapped_column(String(200))
-    message: Mapped[str | None] = mapped_column(String(1000))
+    message: Mapped[str | None] = mapped_column(SealedString("erp_postings.message"))
     """``rejected``: the ERP's message. ``pending``: why the last attempt failed."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

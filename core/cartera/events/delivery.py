@@ -54,7 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from cartera import clock
-from cartera.db.base import table_of
+from cartera.db.base import seal_payload, table_of
 from cartera.events import endpoints as endpoint_service
 from cartera.events import signing
 from cartera.events.models import DeliveryAttempt, EventDelivery, OutboxEvent, WebhookEndpoint
@@ -295,6 +295,8 @@ def _attempt_row(o: Outcome) -> dict[str, Any]:
             "latency_ms": o.latency_ms, "error": o.error, "response_excerpt": o.excerpt}
 
 
+_EXCERPT = "event_delivery_attempts.response_excerpt"
+
 _PG_LOG_ATTEMPTS = text("""
 INSERT INTO event_delivery_attempts (tenant_id, delivery_id, endpoint_id, event_id,
     event_type, attempt, at, succeeded, status_code, latency_ms, error, response_excerpt)
@@ -305,7 +307,7 @@ FROM unnest(CAST(:tenant_id AS bigint[]), CAST(:delivery_id AS bigint[]),
             CAST(:event_type AS varchar[]), CAST(:attempt AS integer[]),
             CAST(:at AS timestamptz[]), CAST(:succeeded AS boolean[]),
             CAST(:status_code AS integer[]), CAST(:latency_ms AS integer[]),
-            CAST(:error AS varchar[]), CAST(:response_excerpt AS varchar[]))
+            CAST(:error AS varchar[]), CAST(:response_excerpt AS bytea[]))
      WITH ORDINALITY AS a(tenant_id, delivery_id, endpoint_id, event_id, event_type,
                           attempt, at, succeeded, status_code, latency_ms, error,
                           response_excerpt, n)
@@ -314,7 +316,8 @@ ORDER BY a.n
 FOR KEY SHARE OF d
 """)
 """``FOR KEY SHARE``: a delivery being deleted (its endpoint or event) is waited for and
-then skipped, so the log never names a delivery that is gone."""
+then skipped, so the log never names a delivery that is gone. ``response_excerpt`` comes
+sealed (:func:`~cartera.db.base.seal_payload`): the statement bypasses the column type."""
 
 _PG_MOVE_ON = text("""
 UPDATE event_deliveries AS d
@@ -331,7 +334,10 @@ WHERE d.id = m.id AND d.attempts = m.attempt AND d.status = 'delivering'
 async def _record_pg(session: AsyncSession, outcomes: Sequence[Outcome],
                      moves: Sequence[dict[str, Any]]) -> None:
     rows = [_attempt_row(o) for o in outcomes]
-    await session.execute(_PG_LOG_ATTEMPTS, {k: [r[k] for r in rows] for k in rows[0]})
+    params = {k: [r[k] for r in rows] for k in rows[0]}
+    params["response_excerpt"] = [None if x is None else seal_payload(x.encode(), _EXCERPT)
+                                  for x in params["response_excerpt"]]
+    await session.execute(_PG_LOG_ATTEMPTS, params)
     await session.execute(_PG_MOVE_ON, {
         "id": [m["b_id"] for m in moves], "attempt": [m["b_attempt"] for m in moves],
         "status": [m["b_status"] for m in moves], "next_at": [m["b_next"] for m in moves],

@@ -18,7 +18,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, JsonType, SealedJson, TenantScoped, UtcDateTime, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    JsonType,
+    SealedJson,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    utcnow,
+)
 
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "failed"]
 DELIVERY_STATUSES = get_args(DeliveryStatus)
@@ -139,4 +148,5 @@ class DeliveryAttempt(TenantScoped, Base):
     status_code: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
-    response_excerpt: Mapped[str | None] = mapped_column(String(200))
+    response_excerpt: Mapped[str | None] = mapped_column(
+        SealedString("event_delivery_attempts.response_excerpt"))

@@ -22,7 +22,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, DebtorOwned, TenantScoped, UtcDateTime, debtor_fk, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    DebtorOwned,
+    SealedString,
+    TenantScoped,
+    UtcDateTime,
+    debtor_fk,
+    utcnow,
+)
 
 PROMISE_STATUSES = ("pending", "kept", "partly_kept", "broken", "cancelled")
 ARRANGEMENT_STATUSES = ("active", "completed", "broken", "cancelled")
@@ -58,13 +67,13 @@ class Promise(DebtorOwned, Base):
     created_on: Mapped[date] = mapped_column(Date)
     """The tenant's business day when the promise was made: payments count from it."""
     channel: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("promises.note"))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     created_by: Mapped[str] = mapped_column(String(200))
     kept_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     broken_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancel_reason: Mapped[str | None] = mapped_column(SealedString("promises.cancel_reason"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
@@ -103,13 +112,13 @@ class Arrangement(DebtorOwned, Base):
     next_deadline: Mapped[date | None] = mapped_column(Date)
     """The earliest grace deadline not yet passed when the plan was last settled (NULL when
     the plan is no longer active): the periodic job looks again once it has passed."""
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("arrangements.note"))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_by: Mapped[str] = mapped_column(String(200))
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     broken_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    cancel_reason: Mapped[str | None] = mapped_column(String(500))
+    cancel_reason: Mapped[str | None] = mapped_column(SealedString("arrangements.cancel_reason"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 

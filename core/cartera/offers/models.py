@@ -20,7 +20,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from cartera.db.base import Base, BigId, DebtorOwned, JsonType, UtcDateTime, debtor_fk, utcnow
+from cartera.db.base import (
+    Base,
+    BigId,
+    DebtorOwned,
+    JsonType,
+    SealedString,
+    UtcDateTime,
+    debtor_fk,
+    utcnow,
+)
 
 OFFER_KINDS = ("discount", "settlement", "installments")
 LIVE = "status IN ('pending_approval', 'open', 'accepted')"
@@ -100,7 +109,7 @@ class Offer(DebtorOwned, Base):
     credit_note_id: Mapped[int | None] = mapped_column(
         BigId, ForeignKey("obligations.id", ondelete="SET NULL"))
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("offers.note"))
     created_on: Mapped[date] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)

@@ -23,6 +23,7 @@ from cartera.db.base import (
     DebtorOwned,
     JsonType,
     SealedJson,
+    SealedString,
     TenantScoped,
     UtcDateTime,
     debtor_fk,
@@ -63,7 +64,8 @@ class Payment(DebtorOwned, Base):
     reference: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="applied")
     reversed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    reversal_reason: Mapped[str | None] = mapped_column(String(500))
+    reversal_reason: Mapped[str | None] = mapped_column(
+        SealedString("payments.reversal_reason"))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     """Refunded so far (a partial refund): what is applied is ``amount - refunded``; a full
@@ -132,7 +134,8 @@ class PaymentLink(DebtorOwned, Base):
     """While a request is calling the provider for this reserved link: the others wait for
     its URL instead of calling too (a second call with the same key would carry another
     body); after this instant the call counts as abandoned and the next request makes it."""
-    status_reason: Mapped[str | None] = mapped_column(String(200))
+    status_reason: Mapped[str | None] = mapped_column(
+        SealedString("payment_links.status_reason"))
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
@@ -175,7 +178,7 @@ class ReconciliationException(TenantScoped, Base):
     payer's name, e-mail, document): sealed, never queried in SQL."""
     status: Mapped[str] = mapped_column(String(16), default="open")
     resolution: Mapped[str | None] = mapped_column(String(16))
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("reconciliation_exceptions.note"))
     resolved_by: Mapped[str | None] = mapped_column(String(200))
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

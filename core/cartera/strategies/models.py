@@ -29,6 +29,7 @@ from cartera.db.base import (
     BigId,
     DebtorOwned,
     JsonType,
+    SealedString,
     TenantScoped,
     UtcDateTime,
     debtor_fk,
@@ -238,7 +239,7 @@ class Task(DebtorOwned, Base):
     priority: Mapped[int] = mapped_column(Integer)
     due_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(16), default="open")
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(SealedString("tasks.note"))
     """Why the task ends (given on complete or cancel)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
