@@ -26,7 +26,9 @@ depends on the tenant's strategy versions, never on its debtors:
    ``superseded`` with the winner's id.
    On PostgreSQL the gate (6.) is judged before this insert for the contacts no other
    contact competes with that day, and their verdicts and decision rows are written by
-   the insert itself (:func:`pre_gate`); the contested ones are gated after 4.
+   the insert itself (:func:`pre_gate`); the contested ones are gated after 4. A
+   tenant's pass there (:func:`plan_staged`) looks at the days of the contested contacts'
+   debtors only, and runs no UPDATE when it planned none (:attr:`PlanResult.rivals`).
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
    next step (``last_step_on`` = its day); past the last step they are ``completed`` (one
    write per enrollment whose step moves; only the actions due from the tenant's day
