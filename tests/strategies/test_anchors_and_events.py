@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from litestar import Litestar
+from sqlalchemy import select
+
+from cartera import clock
+from cartera.db.engine import tenant_session
+from cartera.plugins.registry import current_host
+from cartera.portfolio.models import Debtor
+from cartera.segmentation.models import Placement
+from cartera.strategies.planner import plan_tenant
 from tests.conftest import TenantClient
 from tests.segmentation.test_segments import today
 from tests.strategies.helpers import (
@@ -140,3 +150,27 @@ async def test_segment_moves_between_bound_strategies_never_overlap(
     assert (await tenant.api.post("/v1/obligations", json=older)).status_code == 201
     got = sorted((e["strategy_id"], e["status"]) for e in await enrollments(tenant))
     assert got == sorted([(late["id"], "exited"), (very["id"], "active")])
+
+
+async def test_the_stage_entry_anchors_a_step(tenant: TenantClient, app: Litestar) -> None:
+    seg = await segments(tenant)
+    sms = await template(tenant)
+    await strategy(tenant, "stages", [seg["late"]], [
+        message_step("entered", sms, anchor="stage_entry", offset=2)])
+    d = await late_debtor(tenant, "G")
+    # Enrolled at once, not due before two days after the stage was entered.
+    assert {e["debtor_id"] for e in await enrollments(tenant)} == {d}
+    assert await actions(tenant) == []
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        entered, zone = (await session.execute(select(
+            Placement.stage_set_at, Debtor.timezone).join(Debtor, Debtor.id == Placement.debtor_id)
+            .where(Placement.debtor_id == d))).one()
+        if session.get_bind().dialect.name != "postgresql":
+            zone = "UTC"
+        result = await plan_tenant(session, current_host(), tenant.tenant_id,
+                                   clock.now() + timedelta(days=2))
+    assert result.planned == 1
+    got = await actions(tenant, debtor_id=d)
+    assert len(got) == 1 and got[0]["step_key"] == "entered"
+    # The stage's day (in the debtor's zone on PostgreSQL, UTC on SQLite), two days before.
+    assert got[0]["anchor_on"] == entered.astimezone(ZoneInfo(zone)).date().isoformat()

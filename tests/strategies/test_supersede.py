@@ -89,6 +89,17 @@ async def test_supersede_names_the_rules_winner_over_many_rivals(
                 a.c.superseded_by).where(a.c.tenant_id == t.tenant_id))).all()]
 
     before = await state()
+    # The debtors a select names (a staged pass's ``rivals``): their days only.
+    named = [enrolled[1], enrolled[5]]
+    want = expected(before, since, {en.debtor_id for en in named})
+    async with tenant_session(sm, t.tenant_id) as session:
+        result = PlanResult()
+        await supersede(session, t.tenant_id, since, now, result, rivals=select(
+            e.c.debtor_id).where(e.c.id.in_([en.id for en in named])))
+    after = await state()
+    assert {r["id"]: (r["status"], r["superseded_by"]) for r in after} == want
+    assert result.superseded == sum(1 for r in before if want[r["id"]][0] != r["status"]) > 0
+    before = after
     one = enrolled[3].debtor_id
     # One debtor's pass (the replanning of an event) touches that debtor's days only.
     want = expected(before, since, {one})

@@ -26,7 +26,9 @@ depends on the tenant's strategy versions, never on its debtors:
    ``superseded`` with the winner's id.
    On PostgreSQL the gate (6.) is judged before this insert for the contacts no other
    contact competes with that day, and their verdicts and decision rows are written by
-   the insert itself (:func:`pre_gate`); the contested ones are gated after 4.
+   the insert itself (:func:`pre_gate`); the contested ones are gated after 4. A
+   tenant's pass there (:func:`plan_staged`) looks at the days of the contested contacts'
+   debtors only, and runs no UPDATE when it planned none (:attr:`PlanResult.rivals`).
 5. **advance**: enrollments whose current step got a (not superseded) action move to the
    next step (``last_step_on`` = its day); past the last step they are ``completed`` (one
    write per enrollment whose step moves; only the actions due from the tenant's day
@@ -132,6 +134,14 @@ class PlanResult:
     advanced: bool = False
     """Set by a pass whose plan statement advanced past every action it had to plan
     (:func:`plan_staged`): :func:`advance` has no action of a current step to look for."""
+    rivals: Any = None
+    """Set by :func:`plan_staged`: a select of the debtor ids whose contacts it planned
+    ungated (each with a rival that day), or False when it planned none. The contact
+    policy (:func:`supersede`) then looks at those debtors only: every other contact the
+    pass planned was alone that day, and the days of the other debtors were settled by
+    the passes that planned their contacts (actions are only inserted by planner passes,
+    each followed by :func:`supersede` over its debtors, and no action becomes a competing
+    contact again once it is not one). None: every debtor of the pass."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"exited": self.exited, "stopped": self.stopped, "enrolled": self.enrolled,
@@ -455,13 +465,14 @@ async def plan_actions(session: AsyncSession, tenant_id: int, cfg: Config, now: 
     used = {s["anchor"] for s in steps}
     whens: list[tuple[Any, Any]] = [
         (w.c.anchor == "oldest_unpaid_due_date", b.c.oldest),
-        (w.c.anchor == "segment_entry", e.c.entered_on),
-        (w.c.anchor == "stage_entry", stage_entered(session, pl, d))]
+        (w.c.anchor == "segment_entry", e.c.entered_on)]
     joined = (e.join(d, d.c.id == e.c.debtor_id)
               .join(w, and_(w.c.version_id == e.c.version_id,
                             w.c.step_index == e.c.step_index, w.c.zone == d.c.timezone))
-              .outerjoin(b, b.c.debtor_id == e.c.debtor_id)
-              .outerjoin(pl, pl.c.debtor_id == e.c.debtor_id))
+              .outerjoin(b, b.c.debtor_id == e.c.debtor_id))
+    if "stage_entry" in used:
+        joined = joined.outerjoin(pl, pl.c.debtor_id == e.c.debtor_id)
+        whens.append((w.c.anchor == "stage_entry", stage_entered(session, pl, d)))
     if "promise_date" in used:
         pr = pending_promise(tenant_id, debtors)
         joined = joined.outerjoin(pr, pr.c.debtor_id == e.c.debtor_id)
@@ -633,9 +644,9 @@ async def pre_gate(session: AsyncSession, host: PluginHost, tenant_id: int, cfg:
 STAGED_COLUMNS = (
     "tenant_id bigint, debtor_id bigint, enrollment_id bigint, strategy_id bigint, "
     "version_id bigint, priority int, step_index int, step_key text, kind text, channel text, "
-    "anchor_on date, due_on date, planned_at timestamptz, status text, country text, "
-    "subdivision text, zone text, debtor_kind text, attributes jsonb, dpd int, gate_key text")
-"""The temporary table of :func:`plan_staged`: the plan's rows, then what the gate reads."""
+    "anchor_on date, due_on date, planned_at timestamptz, status text, gate_key text")
+"""The temporary table of :func:`plan_staged`: the plan's rows and their gate key (what the
+gate reads of them is only hashed into the key, not kept)."""
 
 _ACTION_COLUMNS = ("tenant_id, debtor_id, enrollment_id, strategy_id, version_id, priority, "
                    "step_index, step_key, kind")
@@ -652,11 +663,12 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
     everything the gate reads of it (as :func:`gate_groups` groups: step, instant, day,
     days past due, the debtor's country, subdivision, zone, kind and attributes, their
     contact points in the order they are picked but the values and ids, their contacts
-    since seven days as JSON aggregates per debtor). Python reads one row per distinct key
-    (its first enrollment), judges it (:func:`judge_groups`), and one statement inserts
-    the actions joined to the verdicts by key, and their decision rows (a data-modifying
-    CTE over the inserted rows). The contested contacts (key NULL) are inserted ungated,
-    for :func:`gate_planned` after the contact policy.
+    since seven days, as arrays of records per debtor: the md5 of their text form). Python
+    reads one row per distinct key (its first enrollment), judges it
+    (:func:`judge_groups`), and one statement inserts the actions joined to the verdicts
+    by key, and their decision rows (a data-modifying CTE over the inserted rows). The
+    contested contacts (key NULL) are inserted ungated, for :func:`gate_planned` after the
+    contact policy, which looks at their debtors only (:attr:`PlanResult.rivals`).
 
     The same statement advances (5.) the enrollments of the actions it inserted that no
     contact policy can supersede (the uncontested contacts and every other kind: an
@@ -671,26 +683,29 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
                    table_of(Action).alias("x"))
     enrolled = select(e.c.debtor_id).where(e.c.tenant_id == tenant_id, e.c.status == "active",
                                            *only(e.c.debtor_id, debtors))
-    pts = (select(cp.c.debtor_id, func.json_agg(postgresql.aggregate_order_by(
-        func.json_build_array(cp.c.kind, cp.c.consent, cp.c.opted_out_channels,
-                              cp.c.suppressions, cp.c.origin, cp.c.label),
+    # Records, not JSON: a record's text form is as unambiguous and cheaper to build.
+    pts = (select(cp.c.debtor_id, func.array_agg(postgresql.aggregate_order_by(
+        func.row(cp.c.kind, cp.c.consent, cp.c.opted_out_channels, cp.c.suppressions,
+                 cp.c.origin, cp.c.label),
         cp.c.preferred.desc(), cp.c.id)).label("p"))
         .where(cp.c.tenant_id == tenant_id, cp.c.debtor_id.in_(enrolled))
         .group_by(cp.c.debtor_id).subquery("pts"))
-    rec = (select(i.c.debtor_id, func.json_agg(postgresql.aggregate_order_by(
-        func.json_build_array(i.c.channel, i.c.created_at, i.c.status),
+    rec = (select(i.c.debtor_id, func.array_agg(postgresql.aggregate_order_by(
+        func.row(i.c.channel, i.c.created_at, i.c.status),
         i.c.created_at, i.c.id)).label("r"))
         .where(i.c.tenant_id == tenant_id, i.c.debtor_id.in_(enrolled),
                *gate.counted_contacts(gate_since))
         .group_by(i.c.debtor_id).subquery("rec"))
     c = candidates.subquery("c")
+    # ``x.due_on >= since``: implied for the candidates it matters to (due from ``since``),
+    # and it keeps the actions' history (every earlier day) out of the look-up.
     rival = exists().where(x.c.tenant_id == tenant_id, x.c.debtor_id == c.c.debtor_id,
-                           x.c.due_on == c.c.due_on, x.c.kind.in_(CONTACT_KINDS),
-                           x.c.status.in_(COMPETING))
+                           x.c.due_on == c.c.due_on, x.c.due_on >= since,
+                           x.c.kind.in_(CONTACT_KINDS), x.c.status.in_(COMPETING))
     uncontested = and_(c.c.kind.in_(CONTACT_KINDS), or_(c.c.due_on < since, not_(rival)))
     # The instant and day are left out: the join gives them by (version, step, zone), all
     # three in the key (their text forms were a third of the key's cost).
-    key = func.md5(cast(func.json_build_array(
+    key = func.md5(cast(func.row(
         c.c.version_id, c.c.step_index, c.c.dpd, c.c.country,
         c.c.subdivision, c.c.zone, c.c.debtor_kind, c.c.attributes, pts.c.p, rec.c.r), String))
     names = [n.split()[0] for n in STAGED_COLUMNS.split(", ")]
@@ -757,7 +772,8 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
         {"tenant": tenant_id, "now": now, "keys": [row.gate_key for row in firsts],
          **per_group, **per_reason})).all()
     staged_rows = int(await session.scalar(text("SELECT count(*) FROM plan_candidates")) or 0)
-    await session.execute(text("DROP TABLE plan_candidates"))
+    # The table stays until the transaction ends (or the next pass in it): the contact
+    # policy reads the debtors of its ungated contacts (``result.rivals``).
     inserted = unsettled = 0
     for g, n, left, completed in counted:
         result.planned += int(n)
@@ -769,6 +785,8 @@ async def plan_staged(session: AsyncSession, host: PluginHost, tenant_id: int, c
             result.verdicts[decision] = result.verdicts.get(decision, 0) + int(n)
     # Every candidate inserted and advanced past: :func:`advance` has none to look for.
     result.advanced = inserted == staged_rows and not unsettled
+    result.rivals = select(staged.c.debtor_id).where(
+        staged.c.gate_key.is_(None), staged.c.kind.in_(CONTACT_KINDS)) if unsettled else False
     if judged:
         result.verdicts["gate_calls"] = result.verdicts.get("gate_calls", 0) + len(judged)
 
@@ -779,12 +797,14 @@ COMPETING = ("planned", "deferred", "dispatched")
 
 
 async def supersede(session: AsyncSession, tenant_id: int, since: date, now: datetime,
-                    result: PlanResult, debtors: Debtors = None) -> None:
+                    result: PlanResult, debtors: Debtors = None, rivals: Any = None) -> None:
     """Every planned message of a debtor's local day (from ``since``) that is not that day's
     best competing contact (dispatched first, then the lower strategy
     priority, then the older action) becomes ``superseded`` by the best one. One UPDATE
     joined to a window over the competing contacts (the best one per debtor and day by
-    ``first_value``): each action is compared once, not once per rival."""
+    ``first_value``): each action is compared once, not once per rival. ``rivals``: a
+    select of debtor ids, the only ones whose days are looked at (see
+    :attr:`PlanResult.rivals`)."""
     a = table_of(Action)
     c = a.alias("c")
     ranked = select(c.c.id, c.c.status, func.first_value(c.c.id).over(
@@ -792,7 +812,8 @@ async def supersede(session: AsyncSession, tenant_id: int, since: date, now: dat
         order_by=(case((c.c.status == "dispatched", 0), else_=1), c.c.priority, c.c.id))
         .label("winner")).where(
         c.c.tenant_id == tenant_id, c.c.kind.in_(CONTACT_KINDS), c.c.status.in_(COMPETING),
-        c.c.due_on >= since, *only(c.c.debtor_id, debtors)).subquery("r")
+        c.c.due_on >= since, *only(c.c.debtor_id, debtors),
+        *among(c.c.debtor_id, rivals)).subquery("r")
     done = await session.execute(update(a).where(
         a.c.id == ranked.c.id, ranked.c.status == "planned", ranked.c.winner != ranked.c.id)
         .values(status="superseded", superseded_by=ranked.c.winner, updated_at=now))
@@ -1314,7 +1335,9 @@ async def plan_tenant(session: AsyncSession, host: PluginHost, tenant_id: int,
         # nothing to gate.
         if not isinstance(debtors, int):  # a bulk load's debtors may be many too
             await analyze_if_grown(session, result)
-        await supersede(session, tenant_id, rivals_since, now, result, debtors)
+        if result.rivals is not False:
+            await supersede(session, tenant_id, rivals_since, now, result, debtors,
+                            result.rivals)
         await advance(session, tenant_id, cfg, now, result, debtors,
                       today - timedelta(days=ADVANCE_DAYS))
         await gate_planned(session, host, tenant_id, cfg, now, result, debtors, record)
