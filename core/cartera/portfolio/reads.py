@@ -20,6 +20,7 @@ and the list's decoder open it in Python with the process's cached cipher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -244,7 +245,37 @@ async def tenant_zone_country(session: AsyncSession, tenant_id: int) -> tuple[st
     """The tenant's time zone and country, in one plain statement."""
     conn = await session.connection()
     row = (await conn.execute(_TENANT, {"tenant_id": tenant_id})).first()
+    return _zone_country(row)
+
+
+def _zone_country(row: Any) -> tuple[str, str]:
     return (row[0] or "UTC", row[1]) if row is not None else ("UTC", "PE")
+
+
+_PG_DIALECT: Any = None
+
+
+def _pg_dialect() -> Any:
+    """A PostgreSQL (psycopg) dialect to compile the plain connection's statements with."""
+    global _PG_DIALECT
+    if _PG_DIALECT is None:
+        from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+        _PG_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
+    return _PG_DIALECT
+
+
+_PLAIN_TENANT: str | None = None
+
+
+async def tenant_zone_country_plain(conn: Any, tenant_id: int) -> tuple[str, str]:
+    """:func:`tenant_zone_country` on a plain psycopg connection (a
+    :class:`~cartera.db.engine.ReadPool`'s)."""
+    global _PLAIN_TENANT
+    if _PLAIN_TENANT is None:
+        _PLAIN_TENANT = _TENANT.compile(dialect=_pg_dialect()).string
+    cursor = await conn.execute(_PLAIN_TENANT, {"tenant_id": tenant_id})
+    return _zone_country(await cursor.fetchone())
 
 
 
@@ -367,23 +398,46 @@ async def list_debtors(session: AsyncSession, tenant_id: int, filters: dict[str,
     :func:`service.placement_values`) and ``search`` (:func:`service.search_values`): on
     PostgreSQL :class:`DebtorOut` Structs, elsewhere rows for :func:`debtor_out`."""
     conn = await session.connection()
-    page, page_params = listing.page_values(limit, starting_after)
-    compiled = _list_statement(conn.dialect, tuple(filters), tuple(search), page)
-    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id}
-    params.pop("balance", None)
+    compiled, params = _list_call(conn.dialect, tenant_id, filters, search, limit,
+                                  starting_after)
     if compiled.sql is None:
         return list((await conn.execute(compiled.stmt, params)).all())
     rows: list[Any] = list((await conn.exec_driver_sql(compiled.sql, params)).all())
-    return [_doc(row[1]) for row in rows]
+    opened = pii_cipher().open
+    return [_doc(row[1], opened) for row in rows]
+
+
+async def list_debtors_plain(conn: Any, tenant_id: int, filters: dict[str, Any],
+                             search: dict[str, Any], limit: int,
+                             starting_after: int | None) -> list[schemas.DebtorOut]:
+    """:func:`list_debtors` on PostgreSQL on a plain psycopg connection (a
+    :class:`~cartera.db.engine.ReadPool`'s): the same statement, without SQLAlchemy."""
+    compiled, params = _list_call(_pg_dialect(), tenant_id, filters, search, limit,
+                                  starting_after)
+    assert compiled.sql is not None
+    cursor = await conn.execute(compiled.sql, params)
+    rows = await cursor.fetchall()
+    opened = pii_cipher().open
+    return [_doc(row[1], opened) for row in rows]
+
+
+def _list_call(dialect: Any, tenant_id: int, filters: dict[str, Any], search: dict[str, Any],
+               limit: int, starting_after: int | None) -> tuple[_Compiled, dict[str, Any]]:
+    page, page_params = listing.page_values(limit, starting_after)
+    compiled = _list_statement(dialect, tuple(filters), tuple(search), page)
+    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id}
+    params.pop("balance", None)
+    return compiled, params
 
 
 _sup_decoder = msgspec.json.Decoder(dict[str, schemas.Suppression])
 
 
-def _doc(doc: str) -> schemas.DebtorOut:
-    """The JSON text of :func:`_json_rows` (personal data sealed) as the API's debtor."""
+def _doc(doc: str, opened: Callable[[str, str], str]) -> schemas.DebtorOut:
+    """The JSON text of :func:`_json_rows` (personal data sealed) as the API's debtor,
+    ``opened`` opening its sealed values (:meth:`~cartera.crypto.PiiCipher.open`)."""
     try:
-        return _opened(_doc_decoder.decode(doc))
+        return _opened(_doc_decoder.decode(doc), opened)
     except msgspec.ValidationError:
         pass
     # Stored values the API's types would refuse (attributes written outside the API, a
@@ -395,12 +449,11 @@ def _doc(doc: str) -> schemas.DebtorOut:
     raw["related_parties"] = [schemas.RelatedPartyOut(**rp) for rp in raw["related_parties"]]
     for name in ("created_at", "updated_at"):
         raw[name] = msgspec.convert(raw[name], datetime)
-    return _opened(schemas.DebtorOut(**raw))
+    return _opened(schemas.DebtorOut(**raw), opened)
 
 
-def _opened(out: schemas.DebtorOut) -> schemas.DebtorOut:
+def _opened(out: schemas.DebtorOut, opened: Callable[[str, str], str]) -> schemas.DebtorOut:
     """``out`` with its sealed personal data opened in place."""
-    opened = pii_cipher().open
     out.name = opened(out.name, _NAME)
     if out.national_id is not None:
         out.national_id = opened(out.national_id, _NATIONAL_ID)
