@@ -332,3 +332,27 @@ async def test_the_common_list_runs_on_the_plain_read_pool_on_postgresql(
     monkeypatch.setattr(reads, "pii_cipher", counted)
     r = await tenant.api.get("/v1/debtors", params={"zone": "Lima", "limit": 50})
     assert len(r.json()["data"]) == 3 and len(looked_up) == 1, looked_up
+
+
+async def test_a_page_keeps_the_lists_order_with_a_debtor_the_api_would_refuse(
+        app: Litestar, tenant: TenantClient) -> None:
+    """The page comes back in the list's order (``sort``, backwards with ``ending_before``)
+    also when one debtor's stored attributes (a float) are answered as they are."""
+    ids = [(await tenant.api.post("/v1/debtors", json={
+        **FULL, "external_ref": f"ORD-{i}"})).json()["id"] for i in range(5)]
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        await session.execute(update(Debtor).where(Debtor.id == ids[2])
+                              .values(attributes={"ratio": 1.5}))
+        await session.commit()
+
+    async def listed(**params: Any) -> list[int]:
+        r = await tenant.api.get("/v1/debtors", params=params)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()["data"]]
+
+    assert await listed() == ids
+    assert await listed(sort="-id") == ids[::-1]
+    assert await listed(sort="-created", limit=3) == ids[::-1][:3]
+    assert await listed(limit=2, ending_before=ids[4]) == ids[2:4]
+    assert await listed(sort="-id", limit=2, ending_before=ids[1]) == ids[3:1:-1]
+    assert await listed(limit=2, starting_after=ids[1]) == ids[2:4]
