@@ -286,8 +286,10 @@ async def tenant_zone_country_plain(conn: Any, tenant_id: int) -> tuple[str, str
 # statement is built once per shape with named bind parameters, and on PostgreSQL compiled
 # once too: each request runs the SQL text with its values (no statement built, no cache key
 # computed), and psycopg prepares it on a connection after a few runs (no planning). On
-# PostgreSQL each row is the debtor as a JSON object of :class:`DebtorOut`'s fields, decoded
-# by msgspec straight into the Structs (no Python loop over the children).
+# PostgreSQL each debtor is a JSON object of :class:`DebtorOut`'s fields and the page comes
+# back as one text of them, decoded by msgspec straight into the Structs in one call (no
+# Python loop over rows or children). The common list (no expand, segment or stage) runs on
+# a plain connection of the read pool, as the one-debtor read does.
 
 
 def _key(name: str) -> Any:
