@@ -58,6 +58,25 @@ async def test_a_statement_held_past_the_timeout_is_503(
     assert (await tenant.api.get("/v1/debtors")).status_code == 200  # the pool is healthy
 
 
+async def test_a_plain_read_held_past_the_timeout_is_503(
+    impatient: tuple[Litestar, AsyncTestClient[Litestar]],
+) -> None:
+    """The reads on the plain read pool (a debtor, the common list) answer a statement
+    timeout as every other read does: 503, not 500."""
+    app, client = impatient
+    tenant: TenantClient = await _make_tenant(app, client)
+    made = await tenant.api.post("/v1/debtors", json=DEBTOR)
+    assert made.status_code == 201
+    for path in (f"/v1/debtors/{made.json()['id']}", "/v1/debtors?zone=Lima&dpd_min=30"):
+        async with app.state.ctx.engine.connect() as blocker:
+            await blocker.execute(text("LOCK TABLE debtors IN ACCESS EXCLUSIVE MODE"))
+            r = await asyncio.wait_for(tenant.api.get(path), timeout=10)
+            await blocker.rollback()
+        assert_problem(r, 503, "statement_timeout")
+        assert r.headers["retry-after"]
+        assert (await tenant.api.get(path)).status_code == 200
+
+
 async def test_a_slow_query_is_cancelled(
     impatient: tuple[Litestar, AsyncTestClient[Litestar]],
 ) -> None:

@@ -283,3 +283,76 @@ async def test_the_plain_read_pool_cannot_write_and_drops_broken_connections(
     statuses = [(await tenant.api.get(f"/v1/debtors/{created['id']}")).status_code
                 for _ in range(10)]
     assert statuses[-5:] == [200] * 5 and statuses.count(500) <= 1, statuses
+
+
+async def test_the_common_list_runs_on_the_plain_read_pool_on_postgresql(
+        app: Litestar, tenant: TenantClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: ``GET /v1/debtors`` without ``expand``, ``segment`` or ``stage`` runs its
+    two statements on a plain connection of ``ctx.read_pool`` (no SQLAlchemy session: none
+    of them goes through an engine) and answers what the session's path answers (with
+    ``expand``); the process's cipher is looked up once for the page, not once a debtor."""
+    if app.state.ctx.read_pool is None:
+        pytest.skip("PostgreSQL's plain read pool")
+    for i in range(3):
+        await tenant.api.post("/v1/debtors", json={**FULL, "external_ref": f"PL-{i}"})
+    ctx = app.state.ctx
+    through_engines: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "oauth_clients" not in statement:
+            through_engines.append(statement)
+
+    engines = [ctx.engine.sync_engine, ctx.read_sessionmaker.kw["bind"].sync_engine]
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", count)
+    try:
+        with statements(app) as seen:
+            r = await tenant.api.get("/v1/debtors", params={"zone": "Lima", "limit": 50})
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", count)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 3
+    assert len(seen) == 2 and through_engines == [], (seen, through_engines)
+
+    expanded = (await tenant.api.get("/v1/debtors", params={
+        "zone": "Lima", "limit": 50, "expand": "balance"})).json()
+    assert r.json() == {**expanded, "data": [{k: v for k, v in d.items() if k != "balance"}
+                                             for d in expanded["data"]]}
+
+    from cartera.portfolio import reads
+
+    looked_up = []
+    real = reads.pii_cipher
+
+    def counted() -> Any:
+        looked_up.append(1)
+        return real()
+
+    monkeypatch.setattr(reads, "pii_cipher", counted)
+    r = await tenant.api.get("/v1/debtors", params={"zone": "Lima", "limit": 50})
+    assert len(r.json()["data"]) == 3 and len(looked_up) == 1, looked_up
+
+
+async def test_a_page_keeps_the_lists_order_with_a_debtor_the_api_would_refuse(
+        app: Litestar, tenant: TenantClient) -> None:
+    """The page comes back in the list's order (``sort``, backwards with ``ending_before``)
+    also when one debtor's stored attributes (a float) are answered as they are."""
+    ids = [(await tenant.api.post("/v1/debtors", json={
+        **FULL, "external_ref": f"ORD-{i}"})).json()["id"] for i in range(5)]
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        await session.execute(update(Debtor).where(Debtor.id == ids[2])
+                              .values(attributes={"ratio": 1.5}))
+        await session.commit()
+
+    async def listed(**params: Any) -> list[int]:
+        r = await tenant.api.get("/v1/debtors", params=params)
+        assert r.status_code == 200, r.text
+        return [d["id"] for d in r.json()["data"]]
+
+    assert await listed() == ids
+    assert await listed(sort="-id") == ids[::-1]
+    assert await listed(sort="-created", limit=3) == ids[::-1][:3]
+    assert await listed(limit=2, ending_before=ids[4]) == ids[2:4]
+    assert await listed(sort="-id", limit=2, ending_before=ids[1]) == ids[3:1:-1]
+    assert await listed(limit=2, starting_after=ids[1]) == ids[2:4]

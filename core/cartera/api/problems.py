@@ -174,7 +174,9 @@ QUERY_CANCELED = "57014"
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == QUERY_CANCELED:
+    # Through SQLAlchemy (DBAPIError) or straight from psycopg (the plain read pool's reads).
+    if getattr(exc.orig if isinstance(exc, DBAPIError) else exc, "sqlstate",
+               None) == QUERY_CANCELED:
         log.warning("statement timeout", extra={"request_id": _request_id(request)})
         return problem(503, "statement_timeout", "Service unavailable",
                        "the request needed the database for longer than allowed; narrow it "

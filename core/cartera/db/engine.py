@@ -91,7 +91,8 @@ def read_options(statement_timeout_ms: int) -> str:
 
 
 class ReadPool:
-    """Plain psycopg connections for the hottest reads (``GET /v1/debtors/{id}``), with
+    """Plain psycopg connections for the hottest reads (``GET /v1/debtors/{id}``, the
+    common ``GET /v1/debtors``), with
     what :func:`make_read_engine`'s have (autocommit, read-only, the statement timeout),
     without SQLAlchemy in between: a checkout is a queue get, a statement is psycopg's own
     execute (prepared server-side after a few uses).

@@ -20,6 +20,7 @@ and the list's decoder open it in Python with the process's cached cipher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -244,7 +245,37 @@ async def tenant_zone_country(session: AsyncSession, tenant_id: int) -> tuple[st
     """The tenant's time zone and country, in one plain statement."""
     conn = await session.connection()
     row = (await conn.execute(_TENANT, {"tenant_id": tenant_id})).first()
+    return _zone_country(row)
+
+
+def _zone_country(row: Any) -> tuple[str, str]:
     return (row[0] or "UTC", row[1]) if row is not None else ("UTC", "PE")
+
+
+_PG_DIALECT: Any = None
+
+
+def _pg_dialect() -> Any:
+    """A PostgreSQL (psycopg) dialect to compile the plain connection's statements with."""
+    global _PG_DIALECT
+    if _PG_DIALECT is None:
+        from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+        _PG_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
+    return _PG_DIALECT
+
+
+_PLAIN_TENANT: str | None = None
+
+
+async def tenant_zone_country_plain(conn: Any, tenant_id: int) -> tuple[str, str]:
+    """:func:`tenant_zone_country` on a plain psycopg connection (a
+    :class:`~cartera.db.engine.ReadPool`'s)."""
+    global _PLAIN_TENANT
+    if _PLAIN_TENANT is None:
+        _PLAIN_TENANT = _TENANT.compile(dialect=_pg_dialect()).string
+    cursor = await conn.execute(_PLAIN_TENANT, {"tenant_id": tenant_id})
+    return _zone_country(await cursor.fetchone())
 
 
 
@@ -255,8 +286,10 @@ async def tenant_zone_country(session: AsyncSession, tenant_id: int) -> tuple[st
 # statement is built once per shape with named bind parameters, and on PostgreSQL compiled
 # once too: each request runs the SQL text with its values (no statement built, no cache key
 # computed), and psycopg prepares it on a connection after a few runs (no planning). On
-# PostgreSQL each row is the debtor as a JSON object of :class:`DebtorOut`'s fields, decoded
-# by msgspec straight into the Structs (no Python loop over the children).
+# PostgreSQL each debtor is a JSON object of :class:`DebtorOut`'s fields and the page comes
+# back as one text of them, decoded by msgspec straight into the Structs in one call (no
+# Python loop over rows or children). The common list (no expand, segment or stage) runs on
+# a plain connection of the read pool, as the one-debtor read does.
 
 
 def _key(name: str) -> Any:
@@ -350,6 +383,15 @@ def _list_statement(dialect: Any, names: tuple[str, ...], search: tuple[str, ...
     stmt = listing.paginate_bound(stmt, DEBTOR_ID, page)
     sql, defaults = None, {}
     if postgres:
+        # The page as one text (its debtors' JSON, comma-separated, in the page's order):
+        # one value to receive and decode instead of a row a debtor.
+        keys = _page_keys(page)
+        inner = stmt.add_columns(*(column.label(f"page_key_{i}")
+                                   for i, (column, _) in enumerate(keys))).subquery("page")
+        order = [inner.c[f"page_key_{i}"].desc() if descending
+                 else inner.c[f"page_key_{i}"].asc() for i, (_, descending) in enumerate(keys)]
+        stmt = select(func.string_agg(inner.c.doc,
+                                      aggregate_order_by(literal_column("','"), *order)))
         compiled = stmt.compile(dialect=dialect)
         sql = compiled.string
         defaults = {k: v for k, v in compiled.params.items() if v is not None}
@@ -357,6 +399,18 @@ def _list_statement(dialect: Any, names: tuple[str, ...], search: tuple[str, ...
         _LISTS.clear()
     found = _LISTS[key] = _Compiled(stmt, sql, defaults)
     return found
+
+
+def _page_keys(page: tuple[Any, ...]) -> list[tuple[Any, bool]]:
+    """The columns and directions a :func:`listing.page_values` shape orders the page by
+    (as :func:`listing.paginate_bound` does): the ``sort`` keys, then the id, all reversed
+    when read backwards."""
+    _, sort, _, backwards = page
+    keys = [(DEBTOR_ID if key == "id" else _d[name], descending)
+            for key, name, descending in sort]
+    if not any(column is DEBTOR_ID for column, _ in keys):
+        keys.append((DEBTOR_ID, False))
+    return [(column, not descending) for column, descending in keys] if backwards else keys
 
 
 async def list_debtors(session: AsyncSession, tenant_id: int, filters: dict[str, Any],
@@ -367,23 +421,60 @@ async def list_debtors(session: AsyncSession, tenant_id: int, filters: dict[str,
     :func:`service.placement_values`) and ``search`` (:func:`service.search_values`): on
     PostgreSQL :class:`DebtorOut` Structs, elsewhere rows for :func:`debtor_out`."""
     conn = await session.connection()
-    page, page_params = listing.page_values(limit, starting_after)
-    compiled = _list_statement(conn.dialect, tuple(filters), tuple(search), page)
-    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id}
-    params.pop("balance", None)
+    compiled, params = _list_call(conn.dialect, tenant_id, filters, search, limit,
+                                  starting_after)
     if compiled.sql is None:
         return list((await conn.execute(compiled.stmt, params)).all())
-    rows: list[Any] = list((await conn.exec_driver_sql(compiled.sql, params)).all())
-    return [_doc(row[1]) for row in rows]
+    return _page_docs((await conn.exec_driver_sql(compiled.sql, params)).scalar())
+
+
+async def list_debtors_plain(conn: Any, tenant_id: int, filters: dict[str, Any],
+                             search: dict[str, Any], limit: int,
+                             starting_after: int | None) -> list[schemas.DebtorOut]:
+    """:func:`list_debtors` on PostgreSQL on a plain psycopg connection (a
+    :class:`~cartera.db.engine.ReadPool`'s): the same statement, without SQLAlchemy."""
+    compiled, params = _list_call(_pg_dialect(), tenant_id, filters, search, limit,
+                                  starting_after)
+    assert compiled.sql is not None
+    cursor = await conn.execute(compiled.sql, params)
+    row = await cursor.fetchone()
+    return _page_docs(None if row is None else row[0])
+
+
+def _list_call(dialect: Any, tenant_id: int, filters: dict[str, Any], search: dict[str, Any],
+               limit: int, starting_after: int | None) -> tuple[_Compiled, dict[str, Any]]:
+    page, page_params = listing.page_values(limit, starting_after)
+    compiled = _list_statement(dialect, tuple(filters), tuple(search), page)
+    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id}
+    params.pop("balance", None)
+    return compiled, params
 
 
 _sup_decoder = msgspec.json.Decoder(dict[str, schemas.Suppression])
+_page_decoder = msgspec.json.Decoder(list[schemas.DebtorOut])
+_raw_page_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
 
-def _doc(doc: str) -> schemas.DebtorOut:
-    """The JSON text of :func:`_json_rows` (personal data sealed) as the API's debtor."""
+def _page_docs(docs: str | None) -> list[schemas.DebtorOut]:
+    """The page's text of the PostgreSQL list statement (the debtors' JSON of
+    :func:`_json_rows`, comma-separated; None for no debtor) as the API's debtors."""
+    if docs is None:
+        return []
+    opened = pii_cipher().open
+    text = f"[{docs}]"
     try:
-        return _opened(_doc_decoder.decode(doc))
+        return [_opened(out, opened) for out in _page_decoder.decode(text)]
+    except msgspec.ValidationError:
+        pass
+    # A debtor the API's types would refuse: each debtor on its own (see _doc).
+    return [_doc(bytes(raw).decode(), opened) for raw in _raw_page_decoder.decode(text)]
+
+
+def _doc(doc: str, opened: Callable[[str, str], str]) -> schemas.DebtorOut:
+    """The JSON text of :func:`_json_rows` (personal data sealed) as the API's debtor,
+    ``opened`` opening its sealed values (:meth:`~cartera.crypto.PiiCipher.open`)."""
+    try:
+        return _opened(_doc_decoder.decode(doc), opened)
     except msgspec.ValidationError:
         pass
     # Stored values the API's types would refuse (attributes written outside the API, a
@@ -395,12 +486,11 @@ def _doc(doc: str) -> schemas.DebtorOut:
     raw["related_parties"] = [schemas.RelatedPartyOut(**rp) for rp in raw["related_parties"]]
     for name in ("created_at", "updated_at"):
         raw[name] = msgspec.convert(raw[name], datetime)
-    return _opened(schemas.DebtorOut(**raw))
+    return _opened(schemas.DebtorOut(**raw), opened)
 
 
-def _opened(out: schemas.DebtorOut) -> schemas.DebtorOut:
+def _opened(out: schemas.DebtorOut, opened: Callable[[str, str], str]) -> schemas.DebtorOut:
     """``out`` with its sealed personal data opened in place."""
-    opened = pii_cipher().open
     out.name = opened(out.name, _NAME)
     if out.national_id is not None:
         out.national_id = opened(out.national_id, _NATIONAL_ID)

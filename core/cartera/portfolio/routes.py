@@ -41,10 +41,13 @@ AsOf = Annotated[date | None, Parameter(description="Business date to compute da
                                                     "at; default: today in the tenant's zone.")]
 
 
-async def _expand(session: AsyncSession, actor: Actor, debtors: list[schemas.DebtorOut],
+def _same(out: Any) -> Any:
+    return out
+
+
+async def _expand(session: AsyncSession, tenant_id: int, debtors: list[schemas.DebtorOut],
                   day: date) -> None:
-    balances = await service.debtor_balances(session, actor.tenant_id,
-                                             [d.id for d in debtors], day)
+    balances = await service.debtor_balances(session, tenant_id, [d.id for d in debtors], day)
     for d in debtors:
         d.balance = balances[d.id]
 
@@ -103,7 +106,7 @@ class DebtorController(Controller):
 
     @get("/", summary="List debtors", operation_id="ListDebtors", **READ)
     async def index(
-        self, session: AsyncSession, actor: Actor, limit: Limit = 20,
+        self, request: Request[Any, Any, Any], limit: Limit = 20,
         starting_after: StartingAfter = None,
         zone: str | None = None, country: str | None = None,
         tag: Annotated[list[str] | None, Parameter(description="Repeat to require all tags.")]
@@ -129,21 +132,39 @@ class DebtorController(Controller):
     ) -> Page[schemas.DebtorOut]:
         """Debtors in id order, filtered by zone, country, tags, portfolio, currency, days
         past due (from the oldest unpaid due date), segment and stage, or found by `q`."""
-        zone_name, tenant_country = await reads.tenant_zone_country(session, actor.tenant_id)
-        day = as_of or clock.today_in(zone_name)
-        filters = service.filter_values(
-            as_of=day, zone=zone, country=country, tag=tag, portfolio_id=portfolio_id,
-            external_ref=external_ref, dpd_min=dpd_min, dpd_max=dpd_max, currency=currency)
-        filters.update(await service.placement_values(session, actor.tenant_id, segment,
-                                                      stage))
-        search = service.search_values(q, tenant_country) if q is not None else {}
-        rows = await reads.list_debtors(session, actor.tenant_id, filters, search, limit,
-                                        starting_after)
-        dialect = (await session.connection()).dialect.name
-        page = page_of(rows, limit, (lambda out: out) if dialect == "postgresql"
-                       else lambda row: reads.debtor_out(row, dialect))
-        if expand:
-            await _expand(session, actor, page.data, day)
+        def values(zone_name: str, tenant_country: str) -> tuple[date, dict[str, Any],
+                                                                dict[str, Any]]:
+            day = as_of or clock.today_in(zone_name)
+            filters = service.filter_values(
+                as_of=day, zone=zone, country=country, tag=tag, portfolio_id=portfolio_id,
+                external_ref=external_ref, dpd_min=dpd_min, dpd_max=dpd_max,
+                currency=currency)
+            search = service.search_values(q, tenant_country) if q is not None else {}
+            return day, filters, search
+
+        tenant_id = principal_of(request).tenant_id
+        pool = app_context(request).read_pool
+        if pool is not None and not expand and segment is None and stage is None:
+            # The common list on PostgreSQL: two statements on a plain connection (no
+            # session), as the one-debtor read.
+            async with pool.connection() as conn:
+                _, filters, search = values(
+                    *await reads.tenant_zone_country_plain(conn, tenant_id))
+                rows = await reads.list_debtors_plain(conn, tenant_id, filters, search,
+                                                      limit, starting_after)
+            return page_of(rows, limit, _same)
+        async with request_session(request) as session:
+            day, filters, search = values(
+                *await reads.tenant_zone_country(session, tenant_id))
+            filters.update(await service.placement_values(session, tenant_id, segment,
+                                                          stage))
+            listed = await reads.list_debtors(session, tenant_id, filters, search, limit,
+                                              starting_after)
+            dialect = (await session.connection()).dialect.name
+            page = page_of(listed, limit, _same if dialect == "postgresql"
+                           else lambda row: reads.debtor_out(row, dialect))
+            if expand:
+                await _expand(session, tenant_id, page.data, day)
         return page
 
     @get("/{debtor_id:int}", summary="Get a debtor", operation_id="GetDebtor", **READ)
