@@ -16,7 +16,7 @@ from cartera.clock import today_in
 from cartera.crypto import Keyring, PiiCipher, pii_cipher
 from cartera.demo.generator import load_demo_portfolio
 from cartera.portfolio import reads
-from cartera.secrets_rotation import reseal_payloads, reseal_personal_data, sealed_columns
+from cartera.secrets_rotation import reseal_all, reseal_personal_data, sealed_columns
 from tests.conftest import TenantClient
 from tests.imports.test_imports import ndjson, run_import
 from tests.messaging.test_sending import provider as provider
@@ -189,6 +189,9 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
                               json={"kind": "email", "value": "ana2@example.pe"})
         async with app.state.ctx.sessionmaker() as session:
             moved = await reseal_personal_data(session, rotating, batch=7)
+            # The rest of `secrets rotate` too: the token signing keys are re-read from the
+            # database every minute, and must open once the old key is gone.
+            await reseal_all(session, Keyring(new, [old]))
             await session.commit()
         assert moved >= 4  # the debtor, its related party, two contact points at least
         stored = await _stored(app, [tenant.tenant_id])
@@ -198,8 +201,10 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
                              "debtors.national_id") == "45678912"
         monkeypatch.delenv("CARTERA_OLD_MASTER_KEYS")  # the old key can go now
         assert pii_cipher().single_key
-        found = (await tenant.api.get("/v1/debtors", params={"q": "45678912"})).json()["data"]
-        assert [d["id"] for d in found] == [created["id"]]
+        await app.state.ctx.tokens.refresh()  # as it does every minute: the keys open
+        listed = await tenant.api.get("/v1/debtors", params={"q": "45678912"})
+        assert listed.status_code == 200, listed.text
+        assert [d["id"] for d in listed.json()["data"]] == [created["id"]]
         again = (await tenant.api.get(f"/v1/debtors/{created['id']}")).json()
         personal = ("name", "national_id", "related_parties")
         assert {k: again[k] for k in personal} == {k: one[k] for k in personal}
@@ -209,8 +214,7 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
         # Back under the session's key, for the other tests sharing the database (the
         # writes above also sealed payloads, e.g. their audit changes, under the new key).
         async with app.state.ctx.sessionmaker() as session:
-            await reseal_personal_data(session, PiiCipher(old, [new]))
-            await reseal_payloads(session, Keyring(old, [new]))
+            await reseal_all(session, Keyring(old, [new]))
             await session.commit()
 
 

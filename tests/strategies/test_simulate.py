@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from cartera import clock
 from cartera.compliance.models import ComplianceDecision
 from cartera.db.engine import tenant_session
+from cartera.jobs.runner import execute
 from cartera.messaging.models import Interaction
 from cartera.plugins.registry import current_host
 from cartera.strategies import simulate as simulate_module
@@ -84,7 +85,9 @@ async def test_the_whole_configuration_simulates_as_a_job_with_costs(
     job_id = r.json()["id"]
     early = await tenant.api.get(f"/v1/strategies/simulations/{job_id}")
     assert (early.status_code, early.json()["code"]) == (409, "simulation_not_ready")
-    await run_jobs()
+    # Only the simulation runs: the database is shared by the session on PostgreSQL, and
+    # another test's job (a held send waking up) may come due meanwhile.
+    await execute(app.state.ctx.sessionmaker, job_id, claim=True)
     job = (await tenant.api.get(f"/v1/jobs/{job_id}")).json()
     assert job["status"] == "succeeded", job
     assert (job["progress_done"], job["progress_total"]) == (3, 3), job
