@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 from litestar import Litestar
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from cartera.auth.keys import SIGNING_KEY_CONTEXT
+from cartera.auth.models import SigningKey
 from cartera.clock import today_in
 from cartera.crypto import Keyring, PiiCipher, pii_cipher
 from cartera.demo.generator import load_demo_portfolio
 from cartera.portfolio import reads
-from cartera.secrets_rotation import reseal_all, reseal_personal_data, sealed_columns
+from cartera.secrets_rotation import reseal_payloads, reseal_personal_data, sealed_columns
 from tests.conftest import TenantClient
 from tests.imports.test_imports import ndjson, run_import
 from tests.messaging.test_sending import provider as provider
@@ -167,6 +171,13 @@ async def test_an_import_upserts_by_sealed_values_as_before(
     assert _ids(await tenant.api.get("/v1/debtors", params={"q": "Luis Soto Ramírez"})) == []
 
 
+async def _reseal_signing_keys(session: AsyncSession, keyring: Keyring) -> None:
+    for key in (await session.scalars(select(SigningKey))).all():
+        key.private_key_encrypted = keyring.reseal(key.private_key_encrypted,
+                                                   context=SIGNING_KEY_CONTEXT)
+    await session.flush()
+
+
 async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
         app: Litestar, tenant: TenantClient, run_jobs: RunJobs,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -189,9 +200,9 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
                               json={"kind": "email", "value": "ana2@example.pe"})
         async with app.state.ctx.sessionmaker() as session:
             moved = await reseal_personal_data(session, rotating, batch=7)
-            # The rest of `secrets rotate` too: the token signing keys are re-read from the
-            # database every minute, and must open once the old key is gone.
-            await reseal_all(session, Keyring(new, [old]))
+            # The token signing keys too (as `secrets rotate` does): they are re-read from
+            # the database every minute, and must open once the old key is gone.
+            await _reseal_signing_keys(session, Keyring(new, [old]))
             await session.commit()
         assert moved >= 4  # the debtor, its related party, two contact points at least
         stored = await _stored(app, [tenant.tenant_id])
@@ -214,7 +225,9 @@ async def test_rotation_reads_and_finds_old_rows_then_reseals_them(
         # Back under the session's key, for the other tests sharing the database (the
         # writes above also sealed payloads, e.g. their audit changes, under the new key).
         async with app.state.ctx.sessionmaker() as session:
-            await reseal_all(session, Keyring(old, [new]))
+            await reseal_personal_data(session, PiiCipher(old, [new]))
+            await reseal_payloads(session, Keyring(old, [new]))
+            await _reseal_signing_keys(session, Keyring(old, [new]))
             await session.commit()
 
 
