@@ -19,6 +19,7 @@ from cartera.crypto import Keyring
 from cartera.db.base import open_payload, payload_context
 from cartera.secrets_rotation import reseal_payloads
 from tests.conftest import TenantClient
+from tests.db.scratch import scratch_database
 from tests.erpsync.conftest import fake
 from tests.erpsync.fake_erp import FakeErpConnector
 from tests.negotiation.test_arrangements import plan
@@ -318,19 +319,7 @@ def test_0049_seals_existing_rows_and_the_downgrade_opens_them(
 
     from cartera.db import migrate
 
-    if database_url.startswith("sqlite"):
-        url, pg_name = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", None
-        sync_url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:
-        base, _, name = database_url.rpartition("/")
-        url, pg_name = f"{base}/{name}_m49", f"{name}_m49"
-        sync_url = url.replace("+asyncpg", "+psycopg")
-        admin = create_engine(sync_url.rsplit("/", 1)[0] + "/postgres",
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-    try:
+    with scratch_database(database_url, tmp_path, "_m49") as (url, sync_url):
         migrate.upgrade(url, "0048")
         engine = create_engine(sync_url)
         with engine.begin() as conn:
@@ -349,8 +338,3 @@ def test_0049_seals_existing_rows_and_the_downgrade_opens_them(
         with engine.connect() as conn:
             assert _scan(conn) == _PLAIN
         engine.dispose()
-    finally:
-        if pg_name is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            admin.dispose()

@@ -25,6 +25,7 @@ from cartera.db.base import (
 )
 from cartera.secrets_rotation import reseal_payloads, sealed_payloads
 from tests.conftest import TenantClient
+from tests.db.scratch import scratch_database
 from tests.messaging.test_templates import SMS, debtor_with_debt
 from tests.messaging.test_twilio_end_to_end import ACCOUNT, TOKEN, callback, twilio
 
@@ -227,15 +228,6 @@ def _scan(conn: Any, tables: dict[str, tuple[str, ...]] = _SEALED) -> dict[str, 
         for name, columns in tables.items() for c in columns}
 
 
-def _migration_urls(database_url: str) -> tuple[str, str | None]:
-    """A fresh database for the migration test: a file on SQLite, else a new PostgreSQL
-    database next to the test one (``None``: SQLite)."""
-    if database_url.startswith("sqlite"):
-        return "", None
-    base, _, name = database_url.rpartition("/")
-    return f"{base}/{name}_m44", f"{name}_m44"
-
-
 def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
         tmp_path: Any, database_url: str) -> None:
     from alembic import command
@@ -243,18 +235,7 @@ def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
 
     from cartera.db import migrate
 
-    url, pg_name = _migration_urls(database_url)
-    if pg_name is None:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-        sync_url = f"sqlite:///{tmp_path / 'm.db'}"
-    else:
-        sync_url = url.replace("+asyncpg", "+psycopg")
-        admin = create_engine(sync_url.rsplit("/", 1)[0] + "/postgres",
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{pg_name}"'))
-    try:
+    with scratch_database(database_url, tmp_path, "_m44") as (url, sync_url):
         migrate.upgrade(url, "0042")
         engine = create_engine(sync_url)
         with engine.begin() as conn:
@@ -309,8 +290,3 @@ def test_0044_seals_existing_rows_and_the_downgrade_opens_them(
             assert [as_json(v) for v in plain["webhook_events.payload"]] == [
                 {"from_address": "+51987654321", "text": "Pagare el viernes"}]
         engine.dispose()
-    finally:
-        if pg_name is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            admin.dispose()
