@@ -38,7 +38,10 @@ DEBTOR_INDEX = "ix_actions_tenant_debtor"
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.create_unique_constraint(NEW, "actions", ["debtor_id", *OLD_COLUMNS])
+        # The index built first (reads go on meanwhile), then made the constraint (a brief
+        # exclusive lock instead of one for the whole build).
+        op.create_index(NEW, "actions", ["debtor_id", *OLD_COLUMNS], unique=True)
+        op.execute(f"ALTER TABLE actions ADD CONSTRAINT {NEW} UNIQUE USING INDEX {NEW}")
         op.drop_constraint(OLD, "actions", type_="unique")
     else:
         with op.batch_alter_table("actions") as batch:
