@@ -114,7 +114,8 @@ async def next_actions(session: AsyncSession, host: PluginHost, debtor_id: int,
         existing = None
         if due_on is not None:
             existing = await session.scalar(select(Action.id).where(
-                Action.enrollment_id == e.id, Action.step_index == e.step_index,
+                Action.debtor_id == e.debtor_id, Action.enrollment_id == e.id,
+                Action.step_index == e.step_index,
                 Action.due_on == due_on))
         channels = step.get("channels") or []
         verdict, channel = None, channels[0]["channel"] if channels else None

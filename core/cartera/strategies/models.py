@@ -147,9 +147,10 @@ class Action(DebtorOwned, Base):
 
     __tablename__ = "actions"
     __table_args__ = (
-        UniqueConstraint("enrollment_id", "step_index", "due_on", "attempt"),
+        # Unique as (enrollment, step, day, attempt) is (an enrollment fixes its debtor), and
+        # the debtor's actions found by it: one index fewer per inserted action (0050).
+        UniqueConstraint("debtor_id", "enrollment_id", "step_index", "due_on", "attempt"),
         Index("ix_actions_tenant_due", "tenant_id", "due_on", "status"),
-        Index("ix_actions_tenant_debtor", "tenant_id", "debtor_id", "due_on"),
         # The planner's gate: the contacts a pass planned, not the history (migration 0034).
         Index("ix_actions_ungated", "tenant_id", "debtor_id",
               postgresql_where=text(UNGATED), sqlite_where=text(UNGATED)),

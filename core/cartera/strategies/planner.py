@@ -93,6 +93,7 @@ from sqlalchemy import (
     select,
     table,
     text,
+    tuple_,
     union_all,
     update,
 )
@@ -239,13 +240,15 @@ async def stop_matched(session: AsyncSession, tenant_id: int, cfg: Config, today
         result.stopped += int(stopped.rowcount or 0)  # type: ignore[attr-defined]
     if result.exited or result.stopped:
         a = table_of(Action)
-        ended = select(e.c.id).where(e.c.tenant_id == tenant_id,
-                                     e.c.status.in_(("exited", "stopped")),
-                                     *only(e.c.debtor_id, debtors))
+        ended = select(e.c.debtor_id, e.c.id).where(e.c.tenant_id == tenant_id,
+                                                    e.c.status.in_(("exited", "stopped")),
+                                                    *only(e.c.debtor_id, debtors))
+        # By (debtor, enrollment): the actions' unique index leads with the debtor (0050).
         await session.execute(update(a).where(
             a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
             *only(a.c.debtor_id, debtors),
-            a.c.enrollment_id.in_(ended)).values(status="cancelled", updated_at=now))
+            tuple_(a.c.debtor_id, a.c.enrollment_id).in_(ended))
+            .values(status="cancelled", updated_at=now))
 
 
 async def stop_debtor(session: AsyncSession, tenant_id: int, debtor_id: int, today: date,
@@ -283,7 +286,8 @@ async def stop_debtor(session: AsyncSession, tenant_id: int, debtor_id: int, tod
         a = table_of(Action)
         await session.execute(update(a).where(
             a.c.tenant_id == tenant_id, a.c.status.in_(("planned", "deferred")),
-            a.c.enrollment_id.in_(stopped)).values(status="cancelled", updated_at=now))
+            a.c.debtor_id == debtor_id, a.c.enrollment_id.in_(stopped))
+            .values(status="cancelled", updated_at=now))
     return len(stopped)
 
 
@@ -844,6 +848,7 @@ async def advance(session: AsyncSession, tenant_id: int, cfg: Config, now: datet
     recent = [a.c.tenant_id == tenant_id] + ([] if since is None else [a.c.due_on >= since])
     taken = (select(a.c.enrollment_id, func.max(a.c.due_on).label("last"))
              .select_from(a.join(cur, and_(cur.c.id == a.c.enrollment_id,
+                                           cur.c.debtor_id == a.c.debtor_id,
                                            cur.c.step_index == a.c.step_index,
                                            cur.c.version_id == a.c.version_id)))
              .where(cur.c.tenant_id == tenant_id, cur.c.status == "active", *recent,

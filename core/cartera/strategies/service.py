@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from cartera_sdk.money import Price
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import case, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera import clock
@@ -319,8 +319,11 @@ async def _move_in_flight(session: AsyncSession, tenant_id: int, old: StrategyVe
     ids = select(e.c.id).where(e.c.tenant_id == tenant_id, e.c.version_id == old.id,
                                e.c.status.in_(LIVE))
     a = table_of(Action)
+    # By (debtor, enrollment): the actions' unique index leads with the debtor (0050).
     await session.execute(update(a).where(
-        a.c.tenant_id == tenant_id, a.c.enrollment_id.in_(ids),
+        a.c.tenant_id == tenant_id,
+        tuple_(a.c.debtor_id, a.c.enrollment_id).in_(ids.with_only_columns(
+            e.c.debtor_id, e.c.id)),
         a.c.status.in_(("planned", "deferred"))).values(status="cancelled",
                                                           updated_at=clock.now()))
     result = await session.execute(update(e).where(e.c.id.in_(ids.scalar_subquery()))
@@ -396,7 +399,8 @@ async def change_enrollment(session: AsyncSession, actor: Actor, enrollment_id: 
         row.ended_at = clock.now()
         a = table_of(Action)
         await session.execute(update(a).where(
-            a.c.enrollment_id == row.id, a.c.status.in_(("planned", "deferred")))
+            a.c.debtor_id == row.debtor_id, a.c.enrollment_id == row.id,
+            a.c.status.in_(("planned", "deferred")))
             .values(status="cancelled", updated_at=clock.now()))
     await session.flush()
     verb = {"paused": "paused", "active": "resumed", "stopped": "stopped"}[to]
