@@ -20,6 +20,7 @@ from cartera.db.base import open_payload, payload_context
 from cartera.secrets_rotation import reseal_payloads
 from tests.conftest import TenantClient
 from tests.db.scratch import scratch_database
+from tests.db.test_sealed_payloads import _scan
 from tests.erpsync.conftest import fake
 from tests.erpsync.fake_erp import FakeErpConnector
 from tests.negotiation.test_arrangements import plan
@@ -305,13 +306,6 @@ _PLAIN = {"promises.note": [NOTE, None], "promises.cancel_reason": [REASON, None
           "reconciliation_exceptions.note": [NOTE]}
 
 
-def _scan(conn: Any) -> dict[str, list[Any]]:
-    """Each column's stored values, in id order."""
-    return {f"{name}.{c}": [row[0] for row in conn.execute(text(
-        f'SELECT "{c}" FROM {name} ORDER BY id'))]
-        for name, columns in _COLUMNS.items() for c in columns}
-
-
 def test_0049_seals_existing_rows_and_the_downgrade_opens_them(
         tmp_path: Any, database_url: str) -> None:
     from alembic import command
@@ -327,7 +321,7 @@ def test_0049_seals_existing_rows_and_the_downgrade_opens_them(
                 conn.execute(text(sql), {"note": NOTE, "reason": REASON, "blob": b"x"})
         migrate.upgrade(url, "0049")
         with engine.connect() as conn:
-            sealed = _scan(conn)
+            sealed = _scan(conn, _COLUMNS)
         for field, values in sealed.items():
             for value in values:
                 if value is not None:
@@ -336,5 +330,5 @@ def test_0049_seals_existing_rows_and_the_downgrade_opens_them(
                 for f, vs in sealed.items()} == _PLAIN
         command.downgrade(migrate.alembic_config(url), "0048")
         with engine.connect() as conn:
-            assert _scan(conn) == _PLAIN
+            assert _scan(conn, _COLUMNS) == _PLAIN
         engine.dispose()
