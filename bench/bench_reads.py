@@ -13,7 +13,9 @@ so the ratios compare figures taken under the same machine load; then each case 
 at one connection for its p50. ``uptime`` is printed before and after. Each server's CPU
 seconds (all its processes, from ``/proc``) per request are printed too, with the ratio
 they give: on a shared machine throughput follows the CPU share a server happens to get,
-while CPU a request is what the code costs.
+while CPU a request is what the code costs. So is the database's: the CPU of the
+PostgreSQL backends connected to the bench database (the servers' pools) a request, and the
+ratio of server + database CPU a request (a list's JSON is built by the database).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -214,8 +217,22 @@ def _tree(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a server (all its processes) so far; Linux only."""
+    return _cpu_of(_tree(pid))
+
+
+def database_cpu_seconds(url: str) -> float:
+    """User + system CPU seconds so far of the PostgreSQL backends connected to ``url``'s
+    database (the servers' pooled connections; the server must run on this machine)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    return _cpu_of(pids)
+
+
+def _cpu_of(pids: list[int]) -> float:
     total = 0
-    for p in _tree(pid):
+    for p in pids:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -290,20 +307,26 @@ def main() -> int:
         for round_no in range(1, args.rounds + 1):
             print(f"-- round {round_no} at {args.connections} connections; {uptime()}",
                   flush=True)
-            figures, cpu = [], []
+            figures, cpu, total = [], [], []
             for name, base, paths, tok, pid in cases:
-                before = cpu_seconds(pid)
+                before, db_before = cpu_seconds(pid), database_cpu_seconds(plain)
                 f = load(base, paths, tok, args.connections, args.seconds, use_wrk)
                 used = cpu_seconds(pid) - before
+                db_used = database_cpu_seconds(plain) - db_before
                 figures.append(f)
                 cpu.append(used / max(f.requests, 1))
+                total.append((used + db_used) / max(f.requests, 1))
                 print(f"{name}: {f.rps:.0f} req/s, p50 {f.p50_ms:.1f} ms, "
                       f"p99 {f.p99_ms:.1f} ms ({f.requests} requests, {f.errors} non-200); "
-                      f"server CPU {used:.1f} s, {cpu[-1] * 1000:.2f} ms a request", flush=True)
+                      f"server CPU {used:.1f} s, {cpu[-1] * 1000:.2f} ms a request; "
+                      f"database CPU {db_used / max(f.requests, 1) * 1000:.2f} ms a request",
+                      flush=True)
             print(f"ratio cartera/bare: single GET {figures[1].rps / figures[0].rps:.0%}, "
                   f"list of 50 {figures[2].rps / figures[0].rps:.0%}; by server CPU a request "
                   f"(what a machine to itself would serve): single GET {cpu[0] / cpu[1]:.0%}, "
-                  f"list of 50 {cpu[0] / cpu[2]:.0%}", flush=True)
+                  f"list of 50 {cpu[0] / cpu[2]:.0%}; by server + database CPU a request: "
+                  f"single GET {total[0] / total[1]:.0%}, list of 50 {total[0] / total[2]:.0%}",
+                  flush=True)
         print(f"-- 1 connection; {uptime()}", flush=True)
         for name, base, paths, tok, _pid in cases:
             f = load(base, paths, tok, 1, args.seconds, use_wrk)
