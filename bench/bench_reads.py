@@ -8,8 +8,10 @@ Cartera/bare printed.
         [--debtors 5000] [--connections 32] [--seconds 10] [--rounds 2] [--workers 1]
         [--no-wrk]
 
-Each round measures every case one after the other (bare, Cartera single, Cartera list),
-so the ratios compare figures taken under the same machine load; then each case once more
+Each round measures every case one after the other (bare, Cartera single, Cartera list with
+the debtors' bodies kept, as a database in service has them, and the same list with them
+computed, as right after an import: :mod:`cartera.portfolio.documents`), so the ratios
+compare figures taken under the same machine load; then each case once more
 at one connection for its p50. ``uptime`` is printed before and after. Each server's CPU
 seconds (all its processes, from ``/proc``) per request are printed too, with the ratio
 they give: on a shared machine throughput follows the CPU share a server happens to get,
@@ -85,7 +87,38 @@ async def prepare(url: str, debtors: int) -> tuple[str, str, list[int]]:
                 select(Debtor.id).where(Debtor.tenant_id == tenant.id))).all())
     finally:
         await engine.dispose()
+    await build_bodies(url)
     return client.client_id, secret, ids
+
+
+async def build_bodies(url: str) -> int:
+    """Build every missing debtor body (what ``cartera worker``'s housekeeping does)."""
+    from cartera.portfolio.documents import build_debtor_docs
+
+    engine, total, started = make_engine(url), 0, time.monotonic()
+    try:
+        while True:
+            async with make_sessionmaker(engine)() as session:
+                written, done = await build_debtor_docs(session)
+                await session.commit()
+            total += written
+            if done:
+                break
+    finally:
+        await engine.dispose()
+    if total:
+        print(f"debtor documents: {total} built in {time.monotonic() - started:.2f} s",
+              flush=True)
+    return total
+
+
+def set_bodies(url: str, plain: str, kept: bool | None) -> None:
+    """Before a case: the debtors' bodies built (``kept``), cleared, or as they are."""
+    if kept:
+        asyncio.run(build_bodies(url))
+    elif kept is not None:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute("UPDATE debtor_docs SET body = NULL WHERE body IS NOT NULL")
 
 
 # --- load generators --------------------------------------------------------------------
@@ -293,42 +326,50 @@ def main() -> int:
         token = httpx.post(f"{cartera_base}/oauth/token",
                            data={"grant_type": "client_credentials"},
                            auth=(client_id, secret)).json()["access_token"]
+        lists = [f"/v1/debtors?zone={quote(z)}&dpd_min=30&limit=50" for z in ZONES]
         cases = [
             ("bare GET /debtors/{id}", bare_base, [f"/debtors/{i}" for i in sample], None,
-             bare.pid),
+             bare.pid, None),
             ("cartera GET /v1/debtors/{id}", cartera_base,
-             [f"/v1/debtors/{i}" for i in sample], token, cartera.pid),
-            ("cartera GET /v1/debtors?zone=..&dpd_min=30&limit=50", cartera_base,
-             [f"/v1/debtors?zone={quote(z)}&dpd_min=30&limit=50" for z in ZONES], token,
-             cartera.pid),
+             [f"/v1/debtors/{i}" for i in sample], token, cartera.pid, None),
+            ("cartera GET /v1/debtors?zone=..&dpd_min=30&limit=50", cartera_base, lists,
+             token, cartera.pid, True),
+            ("cartera same list, bodies computed", cartera_base, lists, token, cartera.pid,
+             False),
         ]
-        for _name, base, paths, tok, _pid in cases:  # warm-up
+        for _name, base, paths, tok, _pid, kept in cases:  # warm-up
+            set_bodies(url, plain, kept)
             load(base, paths, tok, 4, 2, use_wrk)
         for round_no in range(1, args.rounds + 1):
             print(f"-- round {round_no} at {args.connections} connections; {uptime()}",
                   flush=True)
             figures, cpu, total = [], [], []
-            for name, base, paths, tok, pid in cases:
+            for name, base, paths, tok, pid, kept in cases:
+                set_bodies(url, plain, kept)
                 before, db_before = cpu_seconds(pid), database_cpu_seconds(plain)
                 f = load(base, paths, tok, args.connections, args.seconds, use_wrk)
                 used = cpu_seconds(pid) - before
                 db_used = database_cpu_seconds(plain) - db_before
                 figures.append(f)
-                cpu.append(used / max(f.requests, 1))
-                total.append((used + db_used) / max(f.requests, 1))
+                done = max(f.requests, 1)
+                cpu.append(used / done)
+                total.append((used + db_used) / done)
                 print(f"{name}: {f.rps:.0f} req/s, p50 {f.p50_ms:.1f} ms, "
                       f"p99 {f.p99_ms:.1f} ms ({f.requests} requests, {f.errors} non-200); "
                       f"server CPU {used:.1f} s, {cpu[-1] * 1000:.2f} ms a request; "
-                      f"database CPU {db_used / max(f.requests, 1) * 1000:.2f} ms a request",
+                      f"database CPU {db_used / done * 1000:.2f} ms a request",
                       flush=True)
             print(f"ratio cartera/bare: single GET {figures[1].rps / figures[0].rps:.0%}, "
                   f"list of 50 {figures[2].rps / figures[0].rps:.0%}; by server CPU a request "
                   f"(what a machine to itself would serve): single GET {cpu[0] / cpu[1]:.0%}, "
                   f"list of 50 {cpu[0] / cpu[2]:.0%}; by server + database CPU a request: "
-                  f"single GET {total[0] / total[1]:.0%}, list of 50 {total[0] / total[2]:.0%}",
+                  f"single GET {total[0] / total[1]:.0%}, list of 50 {total[0] / total[2]:.0%}; "
+                  f"list of 50 with bodies computed: {figures[3].rps / figures[0].rps:.0%} "
+                  f"by req/s, {total[0] / total[3]:.0%} by server + database CPU",
                   flush=True)
         print(f"-- 1 connection; {uptime()}", flush=True)
-        for name, base, paths, tok, _pid in cases:
+        for name, base, paths, tok, _pid, kept in cases:
+            set_bodies(url, plain, kept)
             f = load(base, paths, tok, 1, args.seconds, use_wrk)
             print(f"{name} at concurrency 1: p50 {f.p50_ms:.2f} ms, p99 {f.p99_ms:.2f} ms, "
                   f"{f.rps:.0f} req/s", flush=True)

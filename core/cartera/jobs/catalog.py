@@ -20,6 +20,7 @@ HANDLER_MODULES = (
     "cartera.offers.jobs",
     "cartera.payments.jobs",
     "cartera.plugins.events",
+    "cartera.portfolio.documents",
     "cartera.segmentation.events",
     "cartera.segmentation.jobs",
     "cartera.segmentation.schedule",

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -100,6 +101,28 @@ class DebtorTag(DebtorOwned, Base):
 
     debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     tag: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class DebtorDoc(DebtorOwned, Base):
+    """A debtor's JSON as the debtor list answers it (personal data sealed, as stored),
+    kept by PostgreSQL so that a page of the list is read, not built
+    (:mod:`cartera.portfolio.documents`).
+
+    Triggers of migration 0051 give every debtor a row when it is inserted and, in the same
+    statement as any change to the debtor, its contact points, related parties or tags, bump
+    ``stamp`` and clear ``body``; the builder writes a body only for the stamp it read. A row
+    whose body is NULL is answered from the tables. SQLite keeps no rows (no triggers)."""
+
+    __tablename__ = "debtor_docs"
+    __table_args__ = (
+        Index("ix_debtor_docs_unbuilt", "debtor_id", postgresql_where=text("body IS NULL"),
+              sqlite_where=text("body IS NULL")),
+        debtor_fk(),
+    )
+
+    debtor_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    stamp: Mapped[int] = mapped_column(BigInteger, default=1, server_default=text("1"))
+    body: Mapped[str | None] = mapped_column(Text)
 
 
 class ContactPoint(TenantScoped, Base):

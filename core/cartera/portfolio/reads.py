@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cartera.api import listing
 from cartera.crypto import pii_cipher
-from cartera.portfolio import schemas, service
+from cartera.portfolio import documents, schemas, service
 from cartera.portfolio.models import ContactPoint, Debtor, DebtorTag, RelatedParty
 from cartera.segmentation.models import Placement, Segment, Stage
 from cartera.tenants.models import Tenant
@@ -292,60 +292,27 @@ async def tenant_zone_country_plain(conn: Any, tenant_id: int) -> tuple[str, str
 # a plain connection of the read pool, as the one-debtor read does.
 
 
-def _key(name: str) -> Any:
-    return literal_column(f"'{name}'")
-
-
-def _utc(column: Any) -> Any:
-    """An instant as the JSON text msgspec reads back to the same UTC datetime."""
-    return func.to_char(func.timezone(literal_column("'UTC'"), column),
-                        literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"))
-
-
-def _json_children(table: Any, fields: list[tuple[str, Any]], order: Any) -> Any:
-    obj = func.json_build_object(*(x for name, col in fields for x in (_key(name), col)))
-    return func.coalesce(
-        select(func.json_agg(aggregate_order_by(obj, order)))
-        .where(table.c.debtor_id == _d.id).correlate(Debtor.__table__).scalar_subquery(),
-        literal_column("'[]'::json"))
-
-
 def _json_rows() -> Select[Any]:
-    """PostgreSQL: ``id`` and ``doc``, the debtor as the JSON text of a DebtorOut."""
+    """PostgreSQL: ``id`` and ``doc``, the debtor as the JSON text of a DebtorOut: its kept
+    body (:mod:`cartera.portfolio.documents`) when it has one, else computed, with its
+    segment and stage."""
     placement = Placement.__table__.alias("placed")
     segment = Segment.__table__.alias("placed_segment")
     stage = Stage.__table__.alias("placed_stage")
-    tag = DebtorTag.__table__
-    cps = _json_children(ContactPoint.__table__, [
-        ("id", _cp.id), ("kind", _cp.kind), ("value", _cp.value), ("label", _cp.label),
-        ("consent", _cp.consent),
-        ("opted_out_channels", func.coalesce(_cp.opted_out_channels,
-                                             literal_column("'[]'::jsonb"))),
-        ("origin", _cp.origin),
-        ("preferred", func.coalesce(_cp.preferred, literal_column("false"))),
-        ("suppressions", func.coalesce(_cp.suppressions, literal_column("'{}'::jsonb")))],
-        _cp.id)
-    rps = _json_children(RelatedParty.__table__, [
-        ("id", _rp.id), ("role", _rp.role), ("name", _rp.name),
-        ("national_id", _rp.national_id), ("phone", _rp.phone), ("email", _rp.email),
-        ("related_debtor_id", _rp.related_debtor_id)], _rp.id)
-    tags = func.coalesce(
-        select(func.json_agg(aggregate_order_by(tag.c.tag, tag.c.tag)))
-        .where(tag.c.debtor_id == _d.id).correlate(Debtor.__table__).scalar_subquery(),
-        literal_column("'[]'::json"))
-    fields = [
-        ("id", _d.id), ("external_ref", _d.external_ref), ("kind", _d.kind),
-        ("name", _d.name), ("national_id", _d.national_id), ("country", _d.country),
-        ("subdivision", _d.subdivision), ("timezone", _d.timezone), ("zone", _d.zone),
-        ("risk_score", _d.risk_score), ("tags", tags),
-        ("attributes", func.coalesce(_d.attributes, literal_column("'{}'::jsonb"))),
-        ("contact_points", cps), ("related_parties", rps),
-        ("segment", segment.c.code), ("stage", stage.c.code),
-        ("created_at", _utc(_d.created_at)), ("updated_at", _utc(_d.updated_at))]
-    doc = func.json_build_object(*(x for name, col in fields for x in (_key(name), col)))
+    docs = documents.DOCS
+
+    def code(column: Any) -> Any:
+        return func.coalesce(sql_cast(func.to_json(column), Text), literal_column("'null'"))
+
+    # COALESCE computes the body only for a debtor whose kept one is missing.
+    body = func.coalesce(docs.c.body, documents.debtor_body())
+    doc = (func.left(body, literal_column("-1")).concat(literal_column("',\"segment\":'"))
+           .concat(code(segment.c.code)).concat(literal_column("',\"stage\":'"))
+           .concat(code(stage.c.code)).concat(literal_column("'}'")))
     return (
-        select(_d.id, sql_cast(doc, Text).label("doc"))
+        select(_d.id, doc.label("doc"))
         .select_from(Debtor.__table__)
+        .outerjoin(docs, docs.c.debtor_id == _d.id)
         .outerjoin(placement, (placement.c.debtor_id == _d.id)
                    & (placement.c.tenant_id == _d.tenant_id))
         .outerjoin(segment, segment.c.id == placement.c.segment_id)
