@@ -73,7 +73,7 @@ class Debtor(TenantScoped, Base):
     __table_args__ = (
         UniqueConstraint("tenant_id", "external_ref"),
         UniqueConstraint("tenant_id", "id"),  # target of the (tenant_id, debtor_id) references
-        Index("ix_debtors_tenant_zone", "tenant_id", "zone"),
+        Index("ix_debtors_tenant_zone_id", "tenant_id", "zone", "id"),
         Index("ix_debtors_tenant_national_id", "tenant_id", "national_id"),
         Index("ix_debtors_tenant_name", "tenant_id", "name"),  # q= by the whole name (0043)
     )
