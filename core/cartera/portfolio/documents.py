@@ -4,8 +4,9 @@ of it changes.
 
 The contract, kept by the triggers of migration 0051 and by :func:`build_debtor_docs`:
 
-* a debtor's ``body`` is NULL, or it is exactly what :func:`debtor_body` computes from the
-  committed tables now (personal data sealed, as stored);
+* a debtor's ``body`` is NULL, or it is exactly what :func:`debtor_body` (the database
+  function ``debtor_doc_body``) computes from the committed tables now (personal data
+  sealed, as stored); a migration that changes the function's shape clears every body;
 * any statement that changes one of those rows clears the body and bumps the stamp of the
   debtor, in the same transaction; a builder writes a body only for the stamp it read, so
   a change committed after the builder's snapshot is never overwritten by a stale body;
@@ -24,16 +25,12 @@ import time
 from typing import Any
 
 from sqlalchemy import Text, func, literal_column, select, update
-from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera.db.base import table_of
 from cartera.jobs.registry import every_minute
-from cartera.portfolio.models import ContactPoint, Debtor, DebtorDoc, DebtorTag, RelatedParty
+from cartera.portfolio.models import Debtor, DebtorDoc
 
-_cp = ContactPoint.__table__.c
-_rp = RelatedParty.__table__.c
 _d = Debtor.__table__.c
 DOCS = table_of(DebtorDoc)
 BATCH = 2_000
@@ -45,57 +42,11 @@ BUDGET_SECONDS = 10.0
 log = logging.getLogger("cartera.portfolio.documents")
 
 
-def _key(name: str) -> Any:
-    return literal_column(f"'{name}'")
-
-
-def _utc(column: Any) -> Any:
-    """An instant as the JSON text msgspec reads back to the same UTC datetime."""
-    return func.to_char(func.timezone(literal_column("'UTC'"), column),
-                        literal_column("'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"))
-
-
-def _object(fields: list[tuple[str, Any]]) -> Any:
-    return func.json_build_object(*(x for name, col in fields for x in (_key(name), col)))
-
-
-def _json_children(table: Any, fields: list[tuple[str, Any]], order: Any) -> Any:
-    return func.coalesce(
-        select(func.json_agg(aggregate_order_by(_object(fields), order)))
-        .where(table.c.debtor_id == _d.id).correlate(Debtor.__table__).scalar_subquery(),
-        literal_column("'[]'::json"))
-
-
 def debtor_body() -> Any:
     """The JSON text of the outer ``debtors`` row as a
-    :class:`~cartera.portfolio.schemas.DebtorOut` without ``segment`` and ``stage``
-    (correlated to ``debtors``: select it from a statement over that table)."""
-    tag = DebtorTag.__table__
-    cps = _json_children(ContactPoint.__table__, [
-        ("id", _cp.id), ("kind", _cp.kind), ("value", _cp.value), ("label", _cp.label),
-        ("consent", _cp.consent),
-        ("opted_out_channels", func.coalesce(_cp.opted_out_channels,
-                                             literal_column("'[]'::jsonb"))),
-        ("origin", _cp.origin),
-        ("preferred", func.coalesce(_cp.preferred, literal_column("false"))),
-        ("suppressions", func.coalesce(_cp.suppressions, literal_column("'{}'::jsonb")))],
-        _cp.id)
-    rps = _json_children(RelatedParty.__table__, [
-        ("id", _rp.id), ("role", _rp.role), ("name", _rp.name),
-        ("national_id", _rp.national_id), ("phone", _rp.phone), ("email", _rp.email),
-        ("related_debtor_id", _rp.related_debtor_id)], _rp.id)
-    tags = func.coalesce(
-        select(func.json_agg(aggregate_order_by(tag.c.tag, tag.c.tag)))
-        .where(tag.c.debtor_id == _d.id).correlate(Debtor.__table__).scalar_subquery(),
-        literal_column("'[]'::json"))
-    return sql_cast(_object([
-        ("id", _d.id), ("external_ref", _d.external_ref), ("kind", _d.kind),
-        ("name", _d.name), ("national_id", _d.national_id), ("country", _d.country),
-        ("subdivision", _d.subdivision), ("timezone", _d.timezone), ("zone", _d.zone),
-        ("risk_score", _d.risk_score), ("tags", tags),
-        ("attributes", func.coalesce(_d.attributes, literal_column("'{}'::jsonb"))),
-        ("contact_points", cps), ("related_parties", rps),
-        ("created_at", _utc(_d.created_at)), ("updated_at", _utc(_d.updated_at))]), Text)
+    :class:`~cartera.portfolio.schemas.DebtorOut` without ``segment`` and ``stage``: the
+    database's ``debtor_doc_body`` (select it from a statement over ``debtors``)."""
+    return func.debtor_doc_body(literal_column("debtors"), type_=Text)
 
 
 def _build_statement(batch: int) -> Any:

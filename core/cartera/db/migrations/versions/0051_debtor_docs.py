@@ -11,16 +11,17 @@ JSON until one of those rows changes. ``debtor_docs`` keeps it (``body``), with 
   (statement triggers with transition tables: one UPDATE a statement, set-based for bulk
   imports);
 * the builder (:func:`cartera.portfolio.documents.build_debtor_docs`) reads a batch of
-  NULL bodies with their stamps, builds them from the tables and writes each one only if
-  its stamp is still the one it read. A change committed after the builder's snapshot has
+  NULL bodies with their stamps, builds them from the tables (``debtor_doc_body``, the one
+  definition of a body, which the list also calls for a debtor without one) and writes
+  each one only if its stamp is still the one it read. A change committed after the builder's snapshot has
   bumped it, so a stale body is never written.
 
 The list answers a NULL body from the tables, so it is right whether or not the builder has
 run. Placements (segment and stage) are not in the body: they change for the whole
 portfolio when segmentation runs, and are joined at read time.
 
-SQLite gets the table (the models are one schema) but no triggers and no rows: the list
-builds every page there.
+SQLite gets the table (the models are one schema) but no function, triggers or rows: the
+list builds every page there.
 
 Revision ID: 0051
 Revises: 0050
@@ -44,6 +45,33 @@ CHILDREN = ("contact_points", "related_parties", "debtor_tags")
 # cached from a one-row change would seq-scan nothing, but one cached from a bulk import
 # would hash-join every later one-row change against the whole table.
 FUNCTIONS = """
+-- The body: a DebtorOut's JSON without segment and stage, personal data as stored (sealed).
+-- A change to its shape is a migration that replaces this function and clears every body.
+CREATE FUNCTION debtor_doc_body(d debtors) RETURNS text LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  RETURN json_build_object(
+    'id', d.id, 'external_ref', d.external_ref, 'kind', d.kind, 'name', d.name,
+    'national_id', d.national_id, 'country', d.country, 'subdivision', d.subdivision,
+    'timezone', d.timezone, 'zone', d.zone, 'risk_score', d.risk_score,
+    'tags', coalesce((SELECT json_agg(t.tag ORDER BY t.tag) FROM debtor_tags t
+                      WHERE t.debtor_id = d.id), '[]'::json),
+    'attributes', coalesce(d.attributes, '{}'::jsonb),
+    'contact_points', coalesce((SELECT json_agg(json_build_object(
+        'id', c.id, 'kind', c.kind, 'value', c.value, 'label', c.label,
+        'consent', c.consent, 'opted_out_channels', coalesce(c.opted_out_channels, '[]'::jsonb),
+        'origin', c.origin, 'preferred', coalesce(c.preferred, false),
+        'suppressions', coalesce(c.suppressions, '{}'::jsonb)) ORDER BY c.id)
+      FROM contact_points c WHERE c.debtor_id = d.id), '[]'::json),
+    'related_parties', coalesce((SELECT json_agg(json_build_object(
+        'id', r.id, 'role', r.role, 'name', r.name, 'national_id', r.national_id,
+        'phone', r.phone, 'email', r.email, 'related_debtor_id', r.related_debtor_id)
+        ORDER BY r.id)
+      FROM related_parties r WHERE r.debtor_id = d.id), '[]'::json),
+    'created_at', to_char(d.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'updated_at', to_char(d.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+  )::text;
+END $$;
+
 CREATE FUNCTION debtor_docs_insert_debtors() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE 'INSERT INTO debtor_docs (tenant_id, debtor_id) SELECT tenant_id, id FROM new_rows';
@@ -120,5 +148,6 @@ def downgrade() -> None:
                 op.execute(f"DROP TRIGGER IF EXISTS debtor_docs_{event} ON {table}")
         op.execute("DROP FUNCTION debtor_docs_stale()")
         op.execute("DROP FUNCTION debtor_docs_insert_debtors()")
+        op.execute("DROP FUNCTION debtor_doc_body(debtors)")
     op.drop_index("ix_debtor_docs_unbuilt", table_name="debtor_docs")
     op.drop_table("debtor_docs")
