@@ -311,18 +311,19 @@ def _json_rows() -> Select[Any]:
         return stmt.correlate(Debtor.__table__).scalar_subquery()
 
     kept = of_debtor(select(docs.c.body).where(docs.c.debtor_id == _d.id))
+    # The object opens with segment and stage, then the body without its "{": one copy.
     placed = of_debtor(
-        select(literal_column("',\"segment\":'").concat(code(segment.c.code))
-               .concat(literal_column("',\"stage\":'")).concat(code(stage.c.code)))
+        select(literal_column("'{\"segment\":'").concat(code(segment.c.code))
+               .concat(literal_column("',\"stage\":'")).concat(code(stage.c.code))
+               .concat(literal_column("','")))
         .select_from(placement)
         .outerjoin(segment, segment.c.id == placement.c.segment_id)
         .outerjoin(stage, stage.c.id == placement.c.stage_id)
         .where(placement.c.debtor_id == _d.id, placement.c.tenant_id == _d.tenant_id))
     # COALESCE computes the body only for a debtor whose kept one is missing.
     body = func.coalesce(kept, documents.debtor_body())
-    doc = (func.left(body, literal_column("-1"))
-           .concat(func.coalesce(placed, literal_column("',\"segment\":null,\"stage\":null'")))
-           .concat(literal_column("'}'")))
+    doc = (func.coalesce(placed, literal_column("'{\"segment\":null,\"stage\":null,'"))
+           .concat(func.substr(body, literal_column("2"))))
     return select(_d.id, doc.label("doc")).select_from(Debtor.__table__)
 
 
