@@ -15,7 +15,7 @@ The contract, kept by the triggers of migration 0051 and by :func:`build_debtor_
   cost differs.
 
 Segment and stage are not in the body (segmentation moves the whole portfolio at once):
-the list joins them. SQLite has no triggers and no rows: its list computes every page.
+the list reads them with the page. SQLite has no triggers and no rows: its list computes every page.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ JSON until one of those rows changes. ``debtor_docs`` keeps it (``body``), with 
 
 The list answers a NULL body from the tables, so it is right whether or not the builder has
 run. Placements (segment and stage) are not in the body: they change for the whole
-portfolio when segmentation runs, and are joined at read time.
+portfolio when segmentation runs, and are read with the page.
 
 SQLite gets the table (the models are one schema) but no function, triggers or rows: the
 list builds every page there.
