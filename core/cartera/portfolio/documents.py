@@ -7,9 +7,10 @@ The contract, kept by the triggers of migration 0051 and by :func:`build_debtor_
 * a debtor's ``body`` is NULL, or it is exactly what :func:`debtor_body` (the database
   function ``debtor_doc_body``) computes from the committed tables now (personal data
   sealed, as stored); a migration that changes the function's shape clears every body;
-* any statement that changes one of those rows clears the body and bumps the stamp of the
-  debtor, in the same transaction; a builder writes a body only for the stamp it read, so
-  a change committed after the builder's snapshot is never overwritten by a stale body;
+* any statement that changes one of those rows clears the body and bumps the stamp (a
+  count of changes) of the debtor, in the same transaction; the builder locks the rows it
+  builds and reads the tables once it holds them, so a change that commits later clears
+  the body again: no body is ever older than the tables;
 * the list (:func:`cartera.portfolio.reads._json_rows`) takes the body when there is one
   and computes :func:`debtor_body` when not: the answer is the same either way, only its
   cost differs.
@@ -24,7 +25,8 @@ import logging
 import time
 from typing import Any
 
-from sqlalchemy import Text, func, literal_column, select, update
+from sqlalchemy import BigInteger, Text, any_, bindparam, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cartera.db.base import table_of
@@ -49,30 +51,38 @@ def debtor_body() -> Any:
     return func.debtor_doc_body(literal_column("debtors"), type_=Text)
 
 
-def _build_statement(batch: int) -> Any:
-    todo = (select(DOCS.c.debtor_id, DOCS.c.stamp).where(DOCS.c.body.is_(None))
-            .order_by(DOCS.c.debtor_id).limit(batch).cte("todo"))
-    built = (select(todo.c.debtor_id, todo.c.stamp, debtor_body().label("body"))
-             .select_from(Debtor.__table__.join(todo, todo.c.debtor_id == _d.id))
-             .cte("built"))
-    # A row changed since this statement's snapshot has a new stamp: PostgreSQL re-checks
-    # the condition on the row's latest version (waiting for an open change to commit).
-    return (update(DOCS).where(DOCS.c.debtor_id == built.c.debtor_id,
-                               DOCS.c.stamp == built.c.stamp)
-            .values(body=built.c.body))
-
-
 async def build_debtor_docs(session: AsyncSession, batch: int = BATCH) -> tuple[int, bool]:
-    """Build up to ``batch`` missing bodies (lowest debtor ids first) in one statement of
-    the caller's transaction: how many were written, and whether that took every one that
-    was missing at the statement's start (``False``: call again). Nothing on SQLite."""
+    """Build up to ``batch`` missing bodies (lowest debtor ids first) in the caller's
+    transaction, which must commit it: how many were written, and whether none was left
+    (``False``: call again). Nothing on SQLite.
+
+    Two statements. The first locks the rows of missing bodies, skipping those a change
+    holds (that change clears its body when it commits: no waiting behind a long import).
+    The second builds them from a snapshot taken after the locks: it sees every change
+    committed before, and a change not yet committed waits for the lock in its trigger,
+    then clears the body again."""
     if (await session.connection()).dialect.name != "postgresql":
         return 0, True
-    result: Any = await session.execute(_build_statement(batch))
-    written = int(result.rowcount)
-    # Fewer than a batch written: fewer were missing, or a change won the race for some
-    # (those are missing again; the next pass takes them).
-    return written, written < batch
+    ids = await lock_missing(session, batch)
+    if ids:
+        await build_locked(session, ids)
+    return len(ids), len(ids) < batch
+
+
+async def lock_missing(session: AsyncSession, batch: int) -> list[int]:
+    """Lock up to ``batch`` rows of missing bodies that no one else holds; their ids."""
+    return list((await session.scalars(
+        select(DOCS.c.debtor_id).where(DOCS.c.body.is_(None)).order_by(DOCS.c.debtor_id)
+        .limit(batch).with_for_update(skip_locked=True))).all())
+
+
+async def build_locked(session: AsyncSession, ids: list[int]) -> None:
+    """Build the bodies of ``ids``, whose rows the caller's transaction has locked."""
+    await session.execute(
+        update(DOCS).where(DOCS.c.debtor_id == _d.id,
+                           DOCS.c.debtor_id == any_(bindparam("ids", ids,
+                                                              type_=ARRAY(BigInteger))))
+        .values(body=debtor_body()))
 
 
 @every_minute

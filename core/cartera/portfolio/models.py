@@ -110,8 +110,8 @@ class DebtorDoc(DebtorOwned, Base):
 
     Triggers of migration 0051 give every debtor a row when it is inserted and, in the same
     statement as any change to the debtor, its contact points, related parties or tags, bump
-    ``stamp`` and clear ``body``; the builder writes a body only for the stamp it read. A row
-    whose body is NULL is answered from the tables. SQLite keeps no rows (no triggers)."""
+    ``stamp`` (a count of changes) and clear ``body``. A row whose body is NULL is answered
+    from the tables. SQLite keeps no rows (no triggers)."""
 
     __tablename__ = "debtor_docs"
     __table_args__ = (

@@ -2,7 +2,8 @@
 
 A page of ``GET /v1/debtors`` is 50 debtors with their contact points, related parties and
 tags. Building that JSON is most of the database's work for the request, and it is the same
-JSON until one of those rows changes. ``debtor_docs`` keeps it (``body``), with a ``stamp``:
+JSON until one of those rows changes. ``debtor_docs`` keeps it (``body``), and counts the
+changes (``stamp``):
 
 * every debtor gets a row, with a NULL body, in the statement that inserts it (and here,
   for the debtors there are);
@@ -10,11 +11,12 @@ JSON until one of those rows changes. ``debtor_docs`` keeps it (``body``), with 
   tag bumps the stamp of each debtor it touched and clears its body, in the same statement
   (statement triggers with transition tables: one UPDATE a statement, set-based for bulk
   imports);
-* the builder (:func:`cartera.portfolio.documents.build_debtor_docs`) reads a batch of
-  NULL bodies with their stamps, builds them from the tables (``debtor_doc_body``, the one
-  definition of a body, which the list also calls for a debtor without one) and writes
-  each one only if its stamp is still the one it read. A change committed after the builder's snapshot has
-  bumped it, so a stale body is never written.
+* the builder (:func:`cartera.portfolio.documents.build_debtor_docs`) locks a batch of
+  rows with NULL bodies (skipping rows a change holds), then builds them from the tables
+  (``debtor_doc_body``, the one definition of a body, which the list also calls for a
+  debtor without one) in a statement whose snapshot follows the locks. A change that
+  commits later waits for the lock in its trigger and clears the body again, so a stale
+  body is never left.
 
 The list answers a NULL body from the tables, so it is right whether or not the builder has
 run. Placements (segment and stage) are not in the body: they change for the whole
