@@ -43,9 +43,9 @@ depends_on: str | Sequence[str] | None = None
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 CHILDREN = ("contact_points", "related_parties", "debtor_tags")
 
-# Dynamic SQL (EXECUTE) so each statement is planned for its own transition table: a plan
-# cached from a one-row change would seq-scan nothing, but one cached from a bulk import
-# would hash-join every later one-row change against the whole table.
+# Dynamic SQL (EXECUTE) plans each call for its own transition table. A cached plan would
+# keep the first call's row count: one cached from a bulk import would hash-join every
+# later one-row change against the whole table.
 FUNCTIONS = """
 -- The body: a DebtorOut's JSON without segment and stage, personal data as stored (sealed).
 -- A change to its shape is a migration that replaces this function and clears every body.
