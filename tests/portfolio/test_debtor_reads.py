@@ -49,8 +49,9 @@ FULL: dict[str, Any] = {
 @contextmanager
 def statements(app: Litestar) -> Iterator[list[str]]:
     """The SQL statements the app runs meanwhile, bar transaction control, the statement
-    timeout and the bearer token's state (looked up again when its answer is a second old:
-    on a loaded machine, now and then inside the window)."""
+    timeout, the bearer token's state (looked up again when its answer is a second old:
+    on a loaded machine, now and then inside the window) and the signing keys (re-read
+    every minute, so now and then inside it too)."""
     seen: list[str] = []
     ctx = app.state.ctx
     engines = [ctx.engine.sync_engine]
@@ -60,7 +61,8 @@ def statements(app: Litestar) -> Iterator[list[str]]:
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         if not statement.lstrip().upper().startswith(("SET LOCAL", "BEGIN", "COMMIT",
                                                        "ROLLBACK")) \
-                and "oauth_clients" not in statement:  # the token's state, once a second
+                and "oauth_clients" not in statement \
+                and "FROM signing_keys" not in statement:  # token state and keys, timed
             seen.append(statement)
 
     # PostgreSQL: the single-debtor GET runs on the plain connections of ctx.read_pool.
