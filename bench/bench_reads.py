@@ -93,17 +93,11 @@ async def prepare(url: str, debtors: int) -> tuple[str, str, list[int]]:
 
 async def build_bodies(url: str) -> int:
     """Build every missing debtor body (what ``cartera worker``'s housekeeping does)."""
-    from cartera.portfolio.documents import build_debtor_docs
+    from cartera.portfolio.documents import build_missing
 
-    engine, total, started = make_engine(url), 0, time.monotonic()
+    engine, started = make_engine(url), time.monotonic()
     try:
-        while True:
-            async with make_sessionmaker(engine)() as session:
-                written, done = await build_debtor_docs(session)
-                await session.commit()
-            total += written
-            if done:
-                break
+        total = await build_missing(make_sessionmaker(engine))
     finally:
         await engine.dispose()
     if total:

@@ -20,14 +20,7 @@ from tests.portfolio.test_debtor_reads import RunJobs, full_tenant, old_path
 
 async def build_all(app: Litestar) -> int:
     """Build every missing body of the test database; how many were written."""
-    total = 0
-    while True:
-        async with app.state.ctx.sessionmaker() as session:
-            written, done = await documents.build_debtor_docs(session)
-            await session.commit()
-        total += written
-        if done:
-            return total
+    return await documents.build_missing(app.state.ctx.sessionmaker)
 
 
 async def docs(app: Litestar, ids: list[int]) -> dict[int, tuple[int, str | None]]:

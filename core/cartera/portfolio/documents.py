@@ -85,18 +85,26 @@ async def build_locked(session: AsyncSession, ids: list[int]) -> None:
         .values(body=debtor_body()))
 
 
-@every_minute
-async def debtor_doc_housekeeping(sessionmaker: async_sessionmaker[AsyncSession],
-                                  runner: Any) -> None:
-    """Build missing debtor documents, one committed batch at a time, for up to
-    :data:`BUDGET_SECONDS`; idempotent."""
+async def build_missing(sessionmaker: async_sessionmaker[AsyncSession],
+                        budget_seconds: float | None = None) -> int:
+    """Build missing bodies one committed batch at a time, until none is left or
+    ``budget_seconds`` have passed (None: no limit); how many were written."""
     started, total = time.monotonic(), 0
-    while time.monotonic() - started < BUDGET_SECONDS:
+    while budget_seconds is None or time.monotonic() - started < budget_seconds:
         async with sessionmaker() as session:
             written, done = await build_debtor_docs(session)
             await session.commit()
         total += written
         if done:
             break
+    return total
+
+
+@every_minute
+async def debtor_doc_housekeeping(sessionmaker: async_sessionmaker[AsyncSession],
+                                  runner: Any) -> None:
+    """Build missing debtor documents for up to :data:`BUDGET_SECONDS`; idempotent."""
+    started = time.monotonic()
+    total = await build_missing(sessionmaker, BUDGET_SECONDS)
     if total:
         log.info("built %d debtor documents in %.1f s", total, time.monotonic() - started)
