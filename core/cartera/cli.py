@@ -28,16 +28,16 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from cartera.api.app import create_app
+    from cartera.api.app import serving_app
 
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
     if args.workers == 1:
-        uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None,
+        uvicorn.run(serving_app(), host=args.host, port=args.port, log_config=None,
                     access_log=False)
         return 0
     # Several processes share the socket; each builds its own app (engine, caches, limits).
-    uvicorn.run("cartera.api.app:create_app", factory=True, host=args.host, port=args.port,
+    uvicorn.run("cartera.api.app:serving_app", factory=True, host=args.host, port=args.port,
                 log_config=None, access_log=False, workers=args.workers)
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -164,8 +165,10 @@ def route_handlers() -> list[Any]:
 
 
 def create_app(settings: Settings | None = None, *, check_migrations: bool = True,
-               runner_factory: Any = None) -> Litestar:
-    """Build the ASGI app. It refuses to start on a database that is not migrated."""
+               runner_factory: Any = None, freeze_heap: bool = False) -> Litestar:
+    """Build the ASGI app. It refuses to start on a database that is not migrated.
+    ``freeze_heap``: :func:`freeze_startup_heap` once started (what a serving process
+    wants; tests build many apps in one process and leave it off)."""
     settings = settings or get_settings()
     install_settings(settings)
 
@@ -205,6 +208,8 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                                    read_pool=read_pool)
         install_runner(runner)
         await runner.start()
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:
@@ -233,6 +238,26 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     complete_openapi(app)
     return app
+
+
+def serving_app(settings: Settings | None = None) -> Litestar:
+    """The app ``cartera serve`` runs, in each of its worker processes: :func:`create_app`
+    with its heap frozen once started."""
+    return create_app(settings, freeze_heap=True)
+
+
+def freeze_startup_heap() -> None:
+    """Put what start-up built (modules, routes, schemas, the plugins, compiled statements)
+    out of the garbage collector's reach (:func:`gc.freeze`), after collecting what it left
+    behind.
+
+    A request allocates hundreds of container objects (a list page's decoded debtors alone
+    are over a thousand), so the collector runs about once a request, and each of its
+    older-generation passes walked every start-up object again: CPU on every request and
+    a pause on some. Those objects live as long as the process, so freezing loses nothing;
+    what requests create is collected as before."""
+    gc.collect()
+    gc.freeze()
 
 
 async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:

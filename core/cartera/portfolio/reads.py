@@ -29,6 +29,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     Text,
+    and_,
     bindparam,
     func,
     literal_column,
@@ -312,6 +313,8 @@ def _json_rows() -> Select[Any]:
 
     kept = of_debtor(select(docs.c.body).where(docs.c.debtor_id == _d.id))
     # The object opens with segment and stage, then the body without its "{": one copy.
+    # right(body, -1), not substr(body, 2): substr counts every character of a UTF-8 text
+    # first, right only the one it skips (a quarter of the statement's time).
     placed = of_debtor(
         select(literal_column("'{\"segment\":'").concat(code(segment.c.code))
                .concat(literal_column("',\"stage\":'")).concat(code(stage.c.code))
@@ -323,7 +326,7 @@ def _json_rows() -> Select[Any]:
     # COALESCE computes the body only for a debtor whose kept one is missing.
     body = func.coalesce(kept, documents.debtor_body())
     doc = (func.coalesce(placed, literal_column("'{\"segment\":null,\"stage\":null,'"))
-           .concat(func.substr(body, literal_column("2"))))
+           .concat(func.right(body, literal_column("-1"))))
     return select(_d.id, doc.label("doc")).select_from(Debtor.__table__)
 
 
@@ -365,7 +368,8 @@ def _list_statement(dialect: Any, names: tuple[str, ...], search: tuple[str, ...
         order = [inner.c[f"page_key_{i}"].desc() if descending
                  else inner.c[f"page_key_{i}"].asc() for i, (_, descending) in enumerate(keys)]
         stmt = select(func.string_agg(inner.c.doc,
-                                      aggregate_order_by(literal_column("','"), *order)))
+                                      aggregate_order_by(literal_column("','"), *order)),
+                      _zone_country_hold(tenant))
         compiled = stmt.compile(dialect=dialect)
         sql = compiled.string
         defaults = {k: v for k, v in compiled.params.items() if v is not None}
@@ -373,6 +377,16 @@ def _list_statement(dialect: Any, names: tuple[str, ...], search: tuple[str, ...
         _LISTS.clear()
     found = _LISTS[key] = _Compiled(stmt, sql, defaults)
     return found
+
+
+def _zone_country_hold(tenant: Any) -> Any:
+    """Whether the tenant's time zone and country are still the bound ``tenant_zone`` and
+    ``tenant_country`` (those the list's values were computed from); NULL without the
+    tenant."""
+    t = Tenant.__table__
+    return (select(and_(func.coalesce(t.c.timezone, "UTC") == bindparam("tenant_zone"),
+                        t.c.country == bindparam("tenant_country")))
+            .where(t.c.id == tenant).scalar_subquery())
 
 
 def _page_keys(page: tuple[Any, ...]) -> list[tuple[Any, bool]]:
@@ -388,38 +402,76 @@ def _page_keys(page: tuple[Any, ...]) -> list[tuple[Any, bool]]:
 
 
 async def list_debtors(session: AsyncSession, tenant_id: int, filters: dict[str, Any],
-                       search: dict[str, Any], limit: int,
-                       starting_after: int | None) -> list[Any]:
+                       search: dict[str, Any], limit: int, starting_after: int | None,
+                       zone_country: tuple[str, str]) -> list[Any]:
     """The page's rows (``limit + 1`` at most, in the list's order) of the tenant's debtors
     that pass ``filters`` (:func:`service.filter_values` and
-    :func:`service.placement_values`) and ``search`` (:func:`service.search_values`): on
+    :func:`service.placement_values`) and ``search`` (:func:`service.search_values`),
+    computed from the tenant's ``zone_country`` (:func:`tenant_zone_country`): on
     PostgreSQL :class:`DebtorOut` Structs, elsewhere rows for :func:`debtor_out`."""
     conn = await session.connection()
     compiled, params = _list_call(conn.dialect, tenant_id, filters, search, limit,
-                                  starting_after)
+                                  starting_after, zone_country)
     if compiled.sql is None:
         return list((await conn.execute(compiled.stmt, params)).all())
     return _page_docs((await conn.exec_driver_sql(compiled.sql, params)).scalar())
 
 
-async def list_debtors_plain(conn: Any, tenant_id: int, filters: dict[str, Any],
-                             search: dict[str, Any], limit: int,
+ListValues = Callable[[str, str], tuple[dict[str, Any], dict[str, Any]]]
+"""The filters and search of a list (as :func:`list_debtors` takes them) from the tenant's
+time zone and country."""
+
+_ZONE_COUNTRY: dict[int, tuple[str, str]] = {}
+"""Each tenant's time zone and country as this process last read them (a hint that
+:func:`list_debtors_plain` checks)."""
+
+
+async def list_debtors_plain(conn: Any, tenant_id: int, values: ListValues, limit: int,
                              starting_after: int | None) -> list[schemas.DebtorOut]:
     """:func:`list_debtors` on PostgreSQL on a plain psycopg connection (a
-    :class:`~cartera.db.engine.ReadPool`'s): the same statement, without SQLAlchemy."""
+    :class:`~cartera.db.engine.ReadPool`'s): the same statement, without SQLAlchemy, its
+    filters and search from ``values``.
+
+    One round trip, not two: the values come from the tenant's time zone and country as
+    this process last read them, and the list's statement also says whether those still
+    hold. When they do not (the tenant changed them, or this process has not read them),
+    the tenant is read and the list run again."""
+    hint = _ZONE_COUNTRY.get(tenant_id)
+    if hint is not None:
+        docs, held = await _plain_page(conn, tenant_id, values, limit, starting_after, hint)
+        if held:
+            return _page_docs(docs)
+    hint = await tenant_zone_country_plain(conn, tenant_id)
+    if len(_ZONE_COUNTRY) >= _MAX_TENANTS:
+        _ZONE_COUNTRY.clear()
+    _ZONE_COUNTRY[tenant_id] = hint
+    docs, _ = await _plain_page(conn, tenant_id, values, limit, starting_after, hint)
+    return _page_docs(docs)
+
+
+_MAX_TENANTS = 4096
+
+
+async def _plain_page(conn: Any, tenant_id: int, values: ListValues, limit: int,
+                      starting_after: int | None,
+                      zone_country: tuple[str, str]) -> tuple[str | None, bool]:
+    """The page's text and whether ``zone_country`` held when it was read."""
+    filters, search = values(*zone_country)
     compiled, params = _list_call(_pg_dialect(), tenant_id, filters, search, limit,
-                                  starting_after)
+                                  starting_after, zone_country)
     assert compiled.sql is not None
     cursor = await conn.execute(compiled.sql, params)
     row = await cursor.fetchone()
-    return _page_docs(None if row is None else row[0])
+    return (None, False) if row is None else (row[0], bool(row[1]))
 
 
 def _list_call(dialect: Any, tenant_id: int, filters: dict[str, Any], search: dict[str, Any],
-               limit: int, starting_after: int | None) -> tuple[_Compiled, dict[str, Any]]:
+               limit: int, starting_after: int | None,
+               zone_country: tuple[str, str]) -> tuple[_Compiled, dict[str, Any]]:
     page, page_params = listing.page_values(limit, starting_after)
     compiled = _list_statement(dialect, tuple(filters), tuple(search), page)
-    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id}
+    params = {**compiled.defaults, **filters, **search, **page_params, "tenant_id": tenant_id,
+              "tenant_zone": zone_country[0], "tenant_country": zone_country[1]}
     params.pop("balance", None)
     return compiled, params
 

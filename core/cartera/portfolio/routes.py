@@ -145,21 +145,20 @@ class DebtorController(Controller):
         tenant_id = principal_of(request).tenant_id
         pool = app_context(request).read_pool
         if pool is not None and not expand and segment is None and stage is None:
-            # The common list on PostgreSQL: two statements on a plain connection (no
+            # The common list on PostgreSQL: one statement on a plain connection (no
             # session), as the one-debtor read.
             async with pool.connection() as conn:
-                _, filters, search = values(
-                    *await reads.tenant_zone_country_plain(conn, tenant_id))
-                rows = await reads.list_debtors_plain(conn, tenant_id, filters, search,
-                                                      limit, starting_after)
+                rows = await reads.list_debtors_plain(
+                    conn, tenant_id, lambda *zone_country: values(*zone_country)[1:], limit,
+                    starting_after)
             return page_of(rows, limit, _same)
         async with request_session(request) as session:
-            day, filters, search = values(
-                *await reads.tenant_zone_country(session, tenant_id))
+            zone_country = await reads.tenant_zone_country(session, tenant_id)
+            day, filters, search = values(*zone_country)
             filters.update(await service.placement_values(session, tenant_id, segment,
                                                           stage))
             listed = await reads.list_debtors(session, tenant_id, filters, search, limit,
-                                              starting_after)
+                                              starting_after, zone_country)
             dialect = (await session.connection()).dialect.name
             page = page_of(listed, limit, _same if dialect == "postgresql"
                            else lambda row: reads.debtor_out(row, dialect))
