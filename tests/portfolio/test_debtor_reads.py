@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -227,6 +228,33 @@ async def test_name_search_uses_the_name_index(app: Litestar, tenant: TenantClie
     found = await tenant.api.get("/v1/debtors", params={"q": " Deudor   00042 "})
     assert [d["external_ref"] for d in found.json()["data"]] == ["N-42"]
     assert (await tenant.api.get("/v1/debtors", params={"q": "Deudor"})).json()["data"] == []
+
+
+async def test_the_days_past_due_filter_probes_the_page_s_debtors(
+        app: Litestar, tenant: TenantClient) -> None:
+    """PostgreSQL: under the generic plan a prepared list runs, ``dpd_min`` is a subplan
+    per debtor the page reaches (a probe of the summary's key), not a join that reads the
+    tenant's summaries from its first debtor on."""
+    if app.state.ctx.read_pool is None:
+        pytest.skip("a plan of PostgreSQL's")
+    filters = service.filter_values(as_of=date(2026, 12, 4), zone="Lima", dpd_min=30)
+    compiled, params = reads._list_call(reads._pg_dialect(), tenant.tenant_id, filters, {},
+                                        50, None, ("America/Lima", "PE"))
+    names = list(params)
+    sql = compiled.sql
+    assert sql is not None
+    for i, name in enumerate(names, 1):
+        sql = sql.replace(f"%({name})s", f"${i}")
+    async with tenant_session(app.state.ctx.sessionmaker, tenant.tenant_id) as session:
+        conn = await session.connection()
+        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.exec_driver_sql(f"PREPARE dpd_list AS {sql}")
+        values = ", ".join(f"'{params[name]}'" for name in names)
+        plan = "\n".join(r[0] for r in await conn.exec_driver_sql(
+            f"EXPLAIN EXECUTE dpd_list({values})"))
+        await conn.exec_driver_sql("DEALLOCATE dpd_list")
+    balances = [line for line in plan.splitlines() if "debtor_balances" in line]
+    assert balances and "Join" not in plan.split("SubPlan")[0], plan
 
 
 async def test_a_get_cannot_write_on_postgresql(app: Litestar) -> None:
