@@ -384,7 +384,8 @@ def _zone_country_hold(tenant: Any) -> Any:
     ``tenant_country`` (those the list's values were computed from); NULL without the
     tenant."""
     t = Tenant.__table__
-    return (select(and_(func.coalesce(t.c.timezone, literal_column("'UTC'")) == bindparam("tenant_zone"),
+    zone = func.coalesce(t.c.timezone, literal_column("'UTC'"))
+    return (select(and_(zone == bindparam("tenant_zone"),
                         t.c.country == bindparam("tenant_country")))
             .where(t.c.id == tenant).scalar_subquery())
 
