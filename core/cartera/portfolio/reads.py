@@ -314,7 +314,7 @@ def _json_rows() -> Select[Any]:
     kept = of_debtor(select(docs.c.body).where(docs.c.debtor_id == _d.id))
     # The object opens with segment and stage, then the body without its "{": one copy.
     # right(body, -1), not substr(body, 2): substr counts every character of a UTF-8 text
-    # first, right only the one it skips (a quarter of the statement's time).
+    # first, right only the one it skips.
     placed = of_debtor(
         select(literal_column("'{\"segment\":'").concat(code(segment.c.code))
                .concat(literal_column("',\"stage\":'")).concat(code(stage.c.code))
@@ -424,7 +424,8 @@ time zone and country."""
 
 _ZONE_COUNTRY: dict[int, tuple[str, str]] = {}
 """Each tenant's time zone and country as this process last read them (a hint that
-:func:`list_debtors_plain` checks)."""
+:func:`list_debtors_plain` checks); emptied whole at :data:`_MAX_TENANTS`."""
+_MAX_TENANTS = 4096
 
 
 async def list_debtors_plain(conn: Any, tenant_id: int, values: ListValues, limit: int,
@@ -448,9 +449,6 @@ async def list_debtors_plain(conn: Any, tenant_id: int, values: ListValues, limi
     _ZONE_COUNTRY[tenant_id] = hint
     docs, _ = await _plain_page(conn, tenant_id, values, limit, starting_after, hint)
     return _page_docs(docs)
-
-
-_MAX_TENANTS = 4096
 
 
 async def _plain_page(conn: Any, tenant_id: int, values: ListValues, limit: int,
