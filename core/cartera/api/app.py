@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -37,6 +36,7 @@ from cartera.jobs.registry import install_runner
 from cartera.jobs.routes import JobController
 from cartera.jobs.runner import InProcessRunner, JobRunner
 from cartera.ops import logging as ops_logging
+from cartera.ops.heap import freeze_startup_heap
 from cartera.ops.middleware import request_context_middleware
 from cartera.ops.routes import ROUTES as OPS_ROUTES
 from cartera.payments.routes import PaymentController
@@ -244,20 +244,6 @@ def serving_app(settings: Settings | None = None) -> Litestar:
     """The app ``cartera serve`` runs, in each of its worker processes: :func:`create_app`
     with its heap frozen once started."""
     return create_app(settings, freeze_heap=True)
-
-
-def freeze_startup_heap() -> None:
-    """Put what start-up built (modules, routes, schemas, the plugins, compiled statements)
-    out of the garbage collector's reach (:func:`gc.freeze`), after collecting what it left
-    behind.
-
-    A request allocates hundreds of container objects (a list page's decoded debtors alone
-    are over a thousand), so the collector runs about once a request, and each of its
-    older-generation passes walked every start-up object again: CPU on every request and
-    a pause on some. Those objects live as long as the process, so freezing loses nothing;
-    what requests create is collected as before."""
-    gc.collect()
-    gc.freeze()
 
 
 async def before_request(request: Request[Any, Any, Any]) -> Response[None] | None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from cartera.ops.heap import freeze_startup_heap
 from cartera.settings import get_settings
 
 
@@ -17,6 +18,7 @@ async def _deliver(concurrency: int, poll_seconds: float, batch: int, pipelines:
     try:
         async with DeliveryWorker(make_sessionmaker(engine), concurrency=concurrency,
                                   batch=batch, pipelines=pipelines) as worker:
+            freeze_startup_heap()
             await worker.run_forever(poll_seconds)
     finally:
         await engine.dispose()

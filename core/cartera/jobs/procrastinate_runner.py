@@ -51,6 +51,7 @@ from cartera import clock
 from cartera.jobs.models import Job
 from cartera.jobs.registry import install_runner, run_periodic
 from cartera.jobs.runner import MAX_ATTEMPTS, InProcessRunner, PermanentError, execute, insert_job
+from cartera.ops.heap import freeze_startup_heap
 from cartera.settings import Settings
 
 log = logging.getLogger("cartera.jobs")
@@ -242,11 +243,13 @@ async def run_worker(settings: Settings, concurrency: int = 1) -> None:
         if settings.is_sqlite:
             in_process = InProcessRunner(sessionmaker)
             install_runner(in_process)
+            freeze_startup_heap()
             await _run_in_process(in_process)
             return
         runner = ProcrastinateRunner(settings, sessionmaker, pool_max_size=concurrency + 2)
         install_runner(runner)
         async with runner.app.open_async():
+            freeze_startup_heap()
             await runner.run_worker(concurrency=concurrency)
     finally:
         await engine.dispose()

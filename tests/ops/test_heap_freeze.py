@@ -1,9 +1,11 @@
-"""A serving process freezes its start-up heap (``gc.freeze``); apps built for tests do not."""
+"""Long-running processes (``cartera serve``, ``cartera worker``, ``cartera events deliver``)
+freeze their start-up heap (``gc.freeze``) once ready; apps built for tests do not."""
 
 from __future__ import annotations
 
 import argparse
 import gc
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,3 +56,42 @@ def test_cartera_serve_runs_the_serving_app(monkeypatch: pytest.MonkeyPatch,
         assert options["workers"] == 2
         assert app_module.serving_app() == "the app"
         assert built == [{"freeze_heap": True}]
+
+
+async def test_cartera_worker_freezes_before_it_works(monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from cartera.jobs import procrastinate_runner
+
+    frozen: list[bool] = []
+
+    async def loop(runner: Any, poll_seconds: float = 0.5) -> None:
+        frozen.append(gc.get_freeze_count() > 0)
+
+    monkeypatch.setattr(procrastinate_runner, "_run_in_process", loop)
+    gc.unfreeze()
+    try:
+        await procrastinate_runner.run_worker(
+            Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"))
+    finally:
+        gc.unfreeze()
+    assert frozen == [True]
+
+
+async def test_cartera_events_deliver_freezes_before_it_works(
+        monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    from cartera.events import cli as events_cli
+    from cartera.events.delivery import DeliveryWorker
+
+    frozen: list[bool] = []
+
+    async def run_forever(self: Any, poll_seconds: float) -> None:
+        frozen.append(gc.get_freeze_count() > 0)
+
+    monkeypatch.setattr(DeliveryWorker, "run_forever", run_forever)
+    monkeypatch.setattr(events_cli, "get_settings", lambda: settings)
+    gc.unfreeze()
+    try:
+        await events_cli._deliver(concurrency=1, poll_seconds=0.1, batch=1, pipelines=1)
+    finally:
+        gc.unfreeze()
+    assert frozen == [True]
