@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cartera_sdk.testkit import FakeHTTPServer, FakeResponse, RecordedRequest
@@ -73,8 +74,10 @@ def server() -> Iterator[FakeHTTPServer]:
 
 
 def _worker() -> subprocess.Popen[bytes]:
+    # The provider calls' timeout at its default (10 s): at 1 s a call on a loaded machine
+    # (CI runs two suites at once) timed out now and then, and its retry waits a minute.
     env = {**os.environ, "CARTERA_DATABASE_URL": get_settings().database_url,
-           "CARTERA_PLUGIN_TIMEOUT": "1", "CARTERA_LOG_LEVEL": "ERROR",
+           "CARTERA_PLUGIN_TIMEOUT": "10", "CARTERA_LOG_LEVEL": "ERROR",
            "CARTERA_EGRESS_ALLOW": TEST_EGRESS_ALLOW}
     return subprocess.Popen(
         [sys.executable, "-m", "tests.messaging.send_worker", "--batch-size", "20",
@@ -99,7 +102,21 @@ async def _wait(ids: list[int], done: bool, limit: float) -> Counter[str]:
         if (statuses["sent"] == len(ids)) == done:
             return statuses
         await asyncio.sleep(0.2)
-    raise AssertionError(f"gave up waiting: {await _statuses(ids)}")
+    raise AssertionError(f"gave up waiting: {await _statuses(ids)}; not sent: "
+                         f"{await _unsent(ids)}")
+
+
+async def _unsent(ids: list[int]) -> list[tuple[Any, ...]]:
+    """Status, attempts, retry time and last error of the messages not sent yet."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return [tuple(row) for row in (await session.execute(select(
+                Interaction.id, Interaction.status, Interaction.attempts,
+                Interaction.not_before, Interaction.failure_code).where(
+                Interaction.id.in_(ids), Interaction.status != "sent"))).all()]
+    finally:
+        await engine.dispose()
 
 
 async def test_killed_worker_loses_and_duplicates_nothing(tenant: TenantClient,
