@@ -84,15 +84,19 @@ def _worker() -> subprocess.Popen[bytes]:
          "--lease-margin", "2"], cwd=ROOT, env=env)
 
 
-async def _statuses(ids: list[int]) -> Counter[str]:
+async def _rows(stmt: Any) -> list[tuple[Any, ...]]:
+    """``stmt``'s rows, read on a connection of its own (the worker holds none of it)."""
     engine = make_engine(get_settings().database_url)
     try:
         async with make_sessionmaker(engine)() as session:
-            rows = (await session.execute(select(Interaction.status, func.count()).where(
-                Interaction.id.in_(ids)).group_by(Interaction.status))).all()
+            return [tuple(row) for row in (await session.execute(stmt)).all()]
     finally:
         await engine.dispose()
-    return Counter({status: n for status, n in rows})
+
+
+async def _statuses(ids: list[int]) -> Counter[str]:
+    return Counter(dict(await _rows(select(Interaction.status, func.count()).where(
+        Interaction.id.in_(ids)).group_by(Interaction.status))))
 
 
 async def _wait(ids: list[int], done: bool, limit: float) -> Counter[str]:
@@ -108,15 +112,9 @@ async def _wait(ids: list[int], done: bool, limit: float) -> Counter[str]:
 
 async def _unsent(ids: list[int]) -> list[tuple[Any, ...]]:
     """Status, attempts, retry time and last error of the messages not sent yet."""
-    engine = make_engine(get_settings().database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return [tuple(row) for row in (await session.execute(select(
-                Interaction.id, Interaction.status, Interaction.attempts,
-                Interaction.not_before, Interaction.failure_code).where(
-                Interaction.id.in_(ids), Interaction.status != "sent"))).all()]
-    finally:
-        await engine.dispose()
+    return await _rows(select(
+        Interaction.id, Interaction.status, Interaction.attempts, Interaction.not_before,
+        Interaction.failure_code).where(Interaction.id.in_(ids), Interaction.status != "sent"))
 
 
 async def test_killed_worker_loses_and_duplicates_nothing(tenant: TenantClient,
