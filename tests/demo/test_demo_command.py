@@ -5,11 +5,15 @@ so only this test sees the demo's strategies judged by the packs at activation).
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 CLI = Path(sys.executable).with_name("cartera")
@@ -42,3 +46,34 @@ def test_the_demo_prepares_with_every_pack_installed(tmp_path: Path) -> None:
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "demo portfolio already loaded (300 debtors)" in again.stdout
+
+
+@pytest.mark.skipif(not CLI.exists(), reason="the cartera console script is not installed")
+def test_the_demo_serves(tmp_path: Path) -> None:
+    """The README's first command goes on to serve the API (it once stopped at the
+    banner: ``cartera serve``'s options were not all the demo's)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CARTERA_") or k == "CARTERA_LOG_LEVEL"}
+    env["CARTERA_HOME"] = str(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(CLI), "demo", "--debtors", "50", "--port", str(port)],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        status = None
+        deadline = time.monotonic() + 240
+        while status != 200 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert status == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -138,4 +138,6 @@ def add_demo_command(sub: Any) -> None:
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--no-serve", action="store_true",
                       help="prepare the demo and print the credentials, do not serve")
-    demo.set_defaults(fn=cmd_demo)
+    # One serving process: the demo runs on the embedded database, where every worker
+    # process would run the in-process jobs too.
+    demo.set_defaults(fn=cmd_demo, workers=1)
